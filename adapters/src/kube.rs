@@ -1,0 +1,1033 @@
+//! [`ClusterApi`] on kube-rs: the Kubernetes API and the OpenShift resources the runbooks touch,
+//! with their real groups and versions, patched exactly as the runbooks patch them.
+//!
+//! | what | resource |
+//! |---|---|
+//! | quorum guard, redeployments, installer progress | `etcds`, `kubeapiservers`, `kubecontrollermanagers`, `kubeschedulers` `.operator.openshift.io/v1`, name `cluster` |
+//! | machines | `machines.machine.openshift.io/v1beta1` in `openshift-machine-api` |
+//! | release, operators | `clusterversions.config.openshift.io/v1` `version`, `clusteroperators.config.openshift.io/v1` |
+//! | OVN references | daemonset `ovnkube-master` in `openshift-ovn-kubernetes` |
+//! | bare metal hosts | `baremetalhosts.metal3.io/v1alpha1` in `openshift-machine-api` |
+//! | hosted clusters | `hostedclusters`, `nodepools` `.hypershift.openshift.io/v1beta1` |
+//!
+//! Every failure goes through [`classify_kube_error`]. Deletes treat 404 as done; a 409 is
+//! re-read and retried once here, then reported as transient. Adapters never wait: the
+//! procedures poll through the engine.
+
+use crate::blocking::Blocking;
+use crate::clock::SystemClock;
+use drctl_runtime::clock::Clock;
+use drctl_workflows::ports::{
+    ClusterApi, ClusterOperatorInfo, CsrInfo, CsrKind, InstallerProgress, MachineInfo, NodeInfo, Operator, PodInfo, PortError, PortResult,
+};
+use k8s_openapi::api::certificates::v1::{CertificateSigningRequest, CertificateSigningRequestCondition};
+use k8s_openapi::api::core::v1::{Node, Pod, Secret};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use serde_json::{json, Value};
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const MACHINE_API_NAMESPACE: &str = "openshift-machine-api";
+pub const OVN_NAMESPACE: &str = "openshift-ovn-kubernetes";
+pub const OVN_MASTER_DAEMONSET: &str = "ovnkube-master";
+/// The override that turns the etcd operator's quorum guard off.
+pub const UNSAFE_NON_HA_ETCD: &str = "useUnsupportedUnsafeNonHANonProductionUnstableEtcd";
+pub const NODE_BOOTSTRAPPER: &str = "system:serviceaccount:openshift-machine-config-operator:node-bootstrapper";
+
+// ---------------------------------------------------------------------------------------------
+// Error classification
+// ---------------------------------------------------------------------------------------------
+
+/// A kube-rs failure reduced to what decides its fate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KubeFailure {
+    /// The API server answered with an error status (`Status` object or a bare body).
+    Status { code: u16, reason: String, message: String },
+    /// No connection: refused, reset, aborted, name not resolved, server went away mid-request.
+    Connection(String),
+    /// No answer in time.
+    Timeout(String),
+    /// An answer we cannot read (not JSON, not the object we asked for).
+    Decode(String),
+    /// Our side: kubeconfig, credentials, TLS setup, request construction.
+    Config(String),
+    /// Anything else from the transport.
+    Transport(String),
+}
+
+/// The one classification of Kubernetes API failures.
+///
+/// 404 is [`PortError::NotFound`] (deletes turn it into success); 408, 429, 5xx and every
+/// connection problem are transient; 409 is transient (the adapter has already re-read and
+/// retried once); 400, 401, 403, 405, 422 and other 4xx are permanent.
+pub fn classify(f: &KubeFailure) -> PortError {
+    match f {
+        KubeFailure::Status { code, reason, message } => {
+            let text = format!("HTTP {code} {reason}: {message}");
+            match *code {
+                404 => PortError::NotFound(text),
+                408 | 429 => PortError::Transient(text),
+                409 => PortError::Transient(format!("{text} (still conflicting after a re-read)")),
+                // 410 Gone: a stale resourceVersion; listing again fixes it.
+                410 => PortError::Transient(text),
+                500..=599 => PortError::Transient(text),
+                400..=499 => PortError::Permanent(text),
+                // A code outside the error ranges in an error: trust nothing, retry.
+                _ => PortError::Transient(text),
+            }
+        }
+        KubeFailure::Connection(m) => PortError::Transient(format!("API server unreachable: {m}")),
+        KubeFailure::Timeout(m) => PortError::Transient(format!("API request timed out: {m}")),
+        KubeFailure::Transport(m) => PortError::Transient(format!("API transport: {m}")),
+        KubeFailure::Decode(m) => PortError::Permanent(format!("unexpected API response: {m}")),
+        KubeFailure::Config(m) => PortError::Permanent(format!("API client configuration: {m}")),
+    }
+}
+
+/// Reduce a transport error by walking its sources: I/O error kinds, hyper's timeout/closed
+/// flags, the pooled client's "could not connect".
+fn transport_failure(e: &(dyn std::error::Error + 'static)) -> KubeFailure {
+    use std::io::ErrorKind as K;
+    let text = error_chain(e);
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    // Bounded by the length of the source chain.
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                K::TimedOut | K::WouldBlock => return KubeFailure::Timeout(text),
+                K::ConnectionRefused
+                | K::ConnectionReset
+                | K::ConnectionAborted
+                | K::NotConnected
+                | K::BrokenPipe
+                | K::UnexpectedEof
+                | K::AddrNotAvailable
+                | K::HostUnreachable
+                | K::NetworkUnreachable => return KubeFailure::Connection(text),
+                _ => {}
+            }
+        }
+        if let Some(h) = err.downcast_ref::<hyper::Error>() {
+            if h.is_timeout() {
+                return KubeFailure::Timeout(text);
+            }
+            if h.is_incomplete_message() || h.is_closed() || h.is_canceled() {
+                return KubeFailure::Connection(text);
+            }
+        }
+        if let Some(c) = err.downcast_ref::<hyper_util::client::legacy::Error>() {
+            if c.is_connect() {
+                return KubeFailure::Connection(text);
+            }
+        }
+        cur = err.source();
+    }
+    let lower = text.to_ascii_lowercase();
+    if lower.contains("timed out") || lower.contains("deadline") {
+        KubeFailure::Timeout(text)
+    } else if lower.contains("dns error") || lower.contains("failed to lookup address") || lower.contains("connection") {
+        KubeFailure::Connection(text)
+    } else {
+        KubeFailure::Transport(text)
+    }
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        let t = inner.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        src = inner.source();
+    }
+    s
+}
+
+/// Reduce a kube-rs error (an exhaustive match: a new variant is a compile error here).
+pub fn kube_failure(e: &kube::Error) -> KubeFailure {
+    use kube::Error as E;
+    match e {
+        E::Api(s) => KubeFailure::Status { code: s.code, reason: s.reason.clone(), message: s.message.clone() },
+        E::HyperError(h) => transport_failure(h),
+        E::Service(b) => transport_failure(b.as_ref()),
+        E::ReadEvents(io) => transport_failure(io),
+        E::UpgradeConnection(u) => transport_failure(u),
+        E::SerdeError(s) => KubeFailure::Decode(s.to_string()),
+        E::FromUtf8(s) => KubeFailure::Decode(s.to_string()),
+        E::LinesCodecMaxLineLengthExceeded => KubeFailure::Decode(e.to_string()),
+        E::ProxyProtocolUnsupported { .. }
+        | E::ProxyProtocolDisabled { .. }
+        | E::HttpError(_)
+        | E::BuildRequest(_)
+        | E::InferConfig(_)
+        | E::InferKubeconfig(_)
+        | E::RustlsTls(_)
+        | E::TlsRequired
+        | E::Auth(_) => KubeFailure::Config(error_chain(e)),
+        E::Discovery(_) => KubeFailure::Decode(error_chain(e)),
+    }
+}
+
+/// [`classify`] ∘ [`kube_failure`].
+pub fn classify_kube_error(e: &kube::Error) -> PortError {
+    classify(&kube_failure(e))
+}
+
+fn status_code(e: &kube::Error) -> Option<u16> {
+    match e {
+        kube::Error::Api(s) => Some(s.code),
+        _ => None,
+    }
+}
+
+fn is_not_found(e: &kube::Error) -> bool {
+    status_code(e) == Some(404)
+}
+
+/// 409 because the object already exists (create), as opposed to a write conflict.
+fn is_already_exists(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 409 && s.reason == "AlreadyExists")
+}
+
+fn is_conflict(e: &kube::Error) -> bool {
+    status_code(e) == Some(409) && !is_already_exists(e)
+}
+
+/// The field manager our writes are recorded under (`oc` uses `kubectl-patch` and friends).
+pub const FIELD_MANAGER: &str = "drctl";
+
+fn patch_params() -> PatchParams {
+    PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..PatchParams::default() }
+}
+
+fn post_params() -> PostParams {
+    PostParams { field_manager: Some(FIELD_MANAGER.into()), ..PostParams::default() }
+}
+
+fn during(what: &str, e: PortError) -> PortError {
+    match e {
+        PortError::Transient(m) => PortError::Transient(format!("{what}: {m}")),
+        PortError::NotFound(m) => PortError::NotFound(format!("{what}: {m}")),
+        PortError::Permanent(m) => PortError::Permanent(format!("{what}: {m}")),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Resources
+// ---------------------------------------------------------------------------------------------
+
+fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
+    let api_version = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
+    ApiResource { group: group.into(), version: version.into(), api_version, kind: kind.into(), plural: plural.into() }
+}
+
+/// `operator.openshift.io/v1` static-pod operator resources, each a singleton named `cluster`.
+pub fn operator_resource(op: Operator) -> ApiResource {
+    let kind = match op {
+        Operator::Etcd => "Etcd",
+        Operator::KubeApiServer => "KubeAPIServer",
+        Operator::KubeControllerManager => "KubeControllerManager",
+        Operator::KubeScheduler => "KubeScheduler",
+    };
+    resource("operator.openshift.io", "v1", kind, op.resource())
+}
+
+pub fn machine_resource() -> ApiResource {
+    resource("machine.openshift.io", "v1beta1", "Machine", "machines")
+}
+pub fn cluster_version_resource() -> ApiResource {
+    resource("config.openshift.io", "v1", "ClusterVersion", "clusterversions")
+}
+pub fn cluster_operator_resource() -> ApiResource {
+    resource("config.openshift.io", "v1", "ClusterOperator", "clusteroperators")
+}
+pub fn baremetal_host_resource() -> ApiResource {
+    resource("metal3.io", "v1alpha1", "BareMetalHost", "baremetalhosts")
+}
+pub fn hosted_cluster_resource() -> ApiResource {
+    resource("hypershift.openshift.io", "v1beta1", "HostedCluster", "hostedclusters")
+}
+pub fn node_pool_resource() -> ApiResource {
+    resource("hypershift.openshift.io", "v1beta1", "NodePool", "nodepools")
+}
+fn daemonset_resource() -> ApiResource {
+    resource("apps", "v1", "DaemonSet", "daemonsets")
+}
+
+/// The merge patch the runbook applies to `etcd/cluster` for the quorum guard.
+pub fn quorum_guard_patch(enabled: bool) -> Value {
+    if enabled {
+        json!({"spec": {"unsupportedConfigOverrides": null}})
+    } else {
+        json!({"spec": {"unsupportedConfigOverrides": {UNSAFE_NON_HA_ETCD: true}}})
+    }
+}
+
+pub fn force_redeployment_patch(reason: &str) -> Value {
+    json!({"spec": {"forceRedeploymentReason": reason}})
+}
+
+/// `spec.pausedUntil` of a HostedCluster or NodePool: `"true"` or an RFC 3339 time pauses,
+/// `None` (null) resumes reconciliation.
+pub fn paused_until_patch(until: Option<&str>) -> Value {
+    json!({"spec": {"pausedUntil": until}})
+}
+
+/// A Machine manifest made fit to create: what the runbook removes by hand from the saved YAML
+/// (the whole `status`, `spec.providerID`, `metadata.annotations`, `metadata.generation`,
+/// `metadata.resourceVersion`, `metadata.uid`) plus what only the server may set
+/// (`creationTimestamp`, `managedFields`, `selfLink`, deletion marks). Labels, spec and
+/// finalizers stay.
+pub fn strip_for_create(old: &Value) -> Value {
+    let mut m = old.clone();
+    if let Some(obj) = m.as_object_mut() {
+        obj.remove("status");
+        obj.entry("apiVersion").or_insert_with(|| json!("machine.openshift.io/v1beta1"));
+        obj.entry("kind").or_insert_with(|| json!("Machine"));
+    }
+    if let Some(spec) = m.get_mut("spec").and_then(Value::as_object_mut) {
+        spec.remove("providerID");
+    }
+    if let Some(meta) = m.get_mut("metadata").and_then(Value::as_object_mut) {
+        for k in [
+            "annotations",
+            "generation",
+            "resourceVersion",
+            "uid",
+            "creationTimestamp",
+            "managedFields",
+            "selfLink",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+        ] {
+            meta.remove(k);
+        }
+    }
+    m
+}
+
+/// The runbook's "save the machine, give it a new name, remove the unnecessary fields".
+pub fn machine_for_recreate(old: &Value, new_name: &str) -> Value {
+    let mut m = strip_for_create(old);
+    if let Some(meta) = m.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.insert("name".into(), json!(new_name));
+    }
+    m
+}
+
+/// Whether `ip` occurs in `text` as a whole address (`10.0.0.1` is not in `10.0.0.10`).
+pub fn mentions_ip(text: &str, ip: &str) -> bool {
+    if ip.is_empty() {
+        return false;
+    }
+    let is_addr_char = |c: char| c.is_ascii_hexdigit() || c == '.' || c == ':';
+    let mut start = 0;
+    // Bounded by the text length: each round moves past one match.
+    while let Some(i) = text[start..].find(ip) {
+        let at = start + i;
+        let before = text[..at].chars().next_back();
+        let after = text[at + ip.len()..].chars().next();
+        if !before.map(is_addr_char).unwrap_or(false) && !after.map(is_addr_char).unwrap_or(false) {
+            return true;
+        }
+        start = at + ip.len().max(1);
+    }
+    false
+}
+
+fn truthy(v: Option<&Value>) -> bool {
+    match v {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => s.eq_ignore_ascii_case("true"),
+        _ => false,
+    }
+}
+
+fn condition<'a>(obj: &'a Value, kind: &str) -> Option<&'a Value> {
+    obj.pointer("/status/conditions")?.as_array()?.iter().find(|c| c.get("type").and_then(Value::as_str) == Some(kind))
+}
+
+fn str_at<'a>(v: &'a Value, ptr: &str) -> &'a str {
+    v.pointer(ptr).and_then(Value::as_str).unwrap_or("")
+}
+
+/// Machine summary from its JSON.
+pub fn machine_info(m: &Value) -> MachineInfo {
+    let role = m.pointer("/metadata/labels/machine.openshift.io~1cluster-api-machine-role").and_then(Value::as_str);
+    let ty = m.pointer("/metadata/labels/machine.openshift.io~1cluster-api-machine-type").and_then(Value::as_str);
+    MachineInfo {
+        name: str_at(m, "/metadata/name").to_string(),
+        phase: str_at(m, "/status/phase").to_string(),
+        node: m.pointer("/status/nodeRef/name").and_then(Value::as_str).map(str::to_string),
+        control_plane: role == Some("master") || ty == Some("master"),
+        manifest: m.clone(),
+    }
+}
+
+/// `NodeInstallerProgressing` and friends from an operator resource's JSON.
+pub fn installer_progress_of(obj: &Value) -> InstallerProgress {
+    let c = condition(obj, "NodeInstallerProgressing");
+    InstallerProgress {
+        reason: c.and_then(|c| c.get("reason")).and_then(Value::as_str).unwrap_or("").to_string(),
+        message: c.and_then(|c| c.get("message")).and_then(Value::as_str).unwrap_or("").to_string(),
+        latest_revision: obj.pointer("/status/latestAvailableRevision").and_then(Value::as_u64).unwrap_or(0),
+        force_redeployment_reason: obj.pointer("/spec/forceRedeploymentReason").and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string),
+    }
+}
+
+pub fn node_info(n: &Node) -> NodeInfo {
+    let labels = n.metadata.labels.as_ref();
+    let has = |k: &str| labels.map(|l| l.contains_key(k)).unwrap_or(false);
+    let status = n.status.as_ref();
+    let ready = status
+        .and_then(|s| s.conditions.as_ref())
+        .map(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        .unwrap_or(false);
+    let internal_ip = status
+        .and_then(|s| s.addresses.as_ref())
+        .and_then(|a| a.iter().find(|a| a.type_ == "InternalIP"))
+        .map(|a| a.address.clone())
+        .unwrap_or_default();
+    let mut taints: Vec<String> = Vec::new();
+    for t in n.spec.as_ref().and_then(|s| s.taints.as_ref()).map(|t| t.as_slice()).unwrap_or(&[]) {
+        if !taints.contains(&t.key) {
+            taints.push(t.key.clone());
+        }
+    }
+    NodeInfo {
+        name: n.metadata.name.clone().unwrap_or_default(),
+        ready,
+        control_plane: has("node-role.kubernetes.io/master") || has("node-role.kubernetes.io/control-plane"),
+        internal_ip,
+        taints,
+    }
+}
+
+/// Pod summary; `phase` reads like the STATUS column of `oc get pods` (`CrashLoopBackOff`,
+/// `Error`, `Terminating`, else the phase).
+pub fn pod_info(p: &Pod) -> PodInfo {
+    let status = p.status.as_ref();
+    let mut phase = status.and_then(|s| s.phase.clone()).unwrap_or_else(|| "Unknown".into());
+    for cs in status.and_then(|s| s.container_statuses.as_ref()).map(|v| v.as_slice()).unwrap_or(&[]) {
+        let st = cs.state.as_ref();
+        let reason = st
+            .and_then(|s| s.waiting.as_ref())
+            .and_then(|w| w.reason.clone())
+            .or_else(|| st.and_then(|s| s.terminated.as_ref()).and_then(|t| t.reason.clone()));
+        if let Some(r) = reason.filter(|r| !r.is_empty()) {
+            phase = r;
+        }
+    }
+    if p.metadata.deletion_timestamp.is_some() {
+        phase = "Terminating".into();
+    }
+    let ready = status
+        .and_then(|s| s.conditions.as_ref())
+        .map(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        .unwrap_or(false);
+    PodInfo {
+        name: p.metadata.name.clone().unwrap_or_default(),
+        node: p.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default(),
+        phase,
+        ready,
+    }
+}
+
+pub fn csr_info(c: &CertificateSigningRequest) -> CsrInfo {
+    let signer = c.spec.signer_name.clone();
+    let requestor = c.spec.username.clone().unwrap_or_default();
+    let conds = c.status.as_ref().and_then(|s| s.conditions.as_ref()).map(|v| v.as_slice()).unwrap_or(&[]);
+    let has = |t: &str| conds.iter().any(|x| x.type_ == t && x.status != "False");
+    let approved = has("Approved");
+    let decided = approved || has("Denied") || has("Failed");
+    let serving_node = requestor.strip_prefix("system:node:").map(str::to_string);
+    let kind = match signer.as_str() {
+        "kubernetes.io/kube-apiserver-client-kubelet" if requestor == NODE_BOOTSTRAPPER => CsrKind::NodeBootstrapper,
+        "kubernetes.io/kubelet-serving" if serving_node.is_some() => CsrKind::KubeletServing,
+        _ => CsrKind::Other,
+    };
+    CsrInfo {
+        name: c.metadata.name.clone().unwrap_or_default(),
+        node: if kind == CsrKind::KubeletServing { serving_node } else { None },
+        signer,
+        requestor,
+        kind,
+        pending: !decided,
+        approved,
+    }
+}
+
+fn cluster_operator_info(o: &Value) -> ClusterOperatorInfo {
+    let is_true = |t: &str| condition(o, t).and_then(|c| c.get("status")).and_then(Value::as_str) == Some("True");
+    ClusterOperatorInfo {
+        name: str_at(o, "/metadata/name").to_string(),
+        available: is_true("Available"),
+        progressing: is_true("Progressing"),
+        degraded: is_true("Degraded"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The adapter
+// ---------------------------------------------------------------------------------------------
+
+/// [`ClusterApi`] through kube-rs. Synchronous: see [`crate::blocking`].
+pub struct KubeApi {
+    client: Client,
+    rt: Blocking,
+    clock: Arc<dyn Clock>,
+}
+
+impl KubeApi {
+    /// Cluster access like `oc`: the kubeconfig at `kubeconfig`, else `$KUBECONFIG`, else
+    /// `~/.kube/config`; its current context or `context`. Only reads files; nothing is sent
+    /// until the first call.
+    pub fn connect(rt: Blocking, kubeconfig: Option<&Path>, context: Option<&str>) -> PortResult<Self> {
+        let opts = KubeConfigOptions { context: context.map(str::to_string), cluster: None, user: None };
+        let config = rt
+            .block_on(async {
+                match kubeconfig {
+                    Some(p) => {
+                        let kc = Kubeconfig::read_from(p)?;
+                        Config::from_custom_kubeconfig(kc, &opts).await
+                    }
+                    None => Config::from_kubeconfig(&opts).await,
+                }
+            })
+            .map_err(|e| PortError::Permanent(format!("kubeconfig: {}", error_chain(&e))))?;
+        Self::from_config(rt, config)
+    }
+
+    /// From a ready [`Config`]; sets bounded timeouts (connect 10 s, read/write 60 s) where the
+    /// config has none.
+    pub fn from_config(rt: Blocking, mut config: Config) -> PortResult<Self> {
+        config.connect_timeout = config.connect_timeout.or(Some(Duration::from_secs(10)));
+        config.read_timeout = Some(config.read_timeout.unwrap_or(Duration::from_secs(60)).min(Duration::from_secs(60)));
+        config.write_timeout = config.write_timeout.or(Some(Duration::from_secs(60)));
+        // The client spawns its connection tasks on the runtime current at creation.
+        let client = rt
+            .block_on(async { Client::try_from(config) })
+            .map_err(|e| PortError::Permanent(format!("API client: {}", error_chain(&e))))?;
+        Ok(KubeApi { client, rt, clock: Arc::new(SystemClock) })
+    }
+
+    /// Use `clock` for [`ClusterApi::cluster_age_secs`] (tests).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn blocking(&self) -> &Blocking {
+        &self.rt
+    }
+
+    fn call<T>(&self, what: &str, fut: impl Future<Output = Result<T, kube::Error>>) -> PortResult<T> {
+        self.rt.block_on(fut).map_err(|e| {
+            let pe = classify_kube_error(&e);
+            tracing::debug!(what, error = %e, classified = ?pe, "API call failed");
+            during(what, pe)
+        })
+    }
+
+    fn dynamic(&self, ar: &ApiResource, namespace: Option<&str>) -> Api<DynamicObject> {
+        match namespace {
+            Some(ns) => Api::namespaced_with(self.client.clone(), ns, ar),
+            None => Api::all_with(self.client.clone(), ar),
+        }
+    }
+
+    fn get_json(&self, what: &str, ar: &ApiResource, namespace: Option<&str>, name: &str) -> PortResult<Option<Value>> {
+        let api = self.dynamic(ar, namespace);
+        let obj = self.call(what, async { api.get_opt(name).await })?;
+        obj.map(|o| with_type(ar, to_json(&o))).transpose()
+    }
+
+    fn list_json(&self, what: &str, ar: &ApiResource, namespace: Option<&str>) -> PortResult<Vec<Value>> {
+        let api = self.dynamic(ar, namespace);
+        let list = self.call(what, async { api.list(&ListParams::default()).await })?;
+        list.items.iter().map(|o| with_type(ar, to_json(o))).collect()
+    }
+
+    /// Merge-patch `name`; a 409 is retried once.
+    fn merge_patch(&self, what: &str, ar: &ApiResource, namespace: Option<&str>, name: &str, patch: &Value) -> PortResult<()> {
+        let api = self.dynamic(ar, namespace);
+        let pp = patch_params();
+        for attempt in 0..2 {
+            match self.rt.block_on(api.patch(name, &pp, &Patch::Merge(patch))) {
+                Ok(_) => return Ok(()),
+                Err(e) if is_conflict(&e) && attempt == 0 => {
+                    tracing::info!(what, "409 on patch; retrying once");
+                    continue;
+                }
+                Err(e) => return Err(during(what, classify_kube_error(&e))),
+            }
+        }
+        unreachable!("the loop returns on its second round")
+    }
+
+    /// Delete; absent is done, a 409 is retried once.
+    fn delete_dynamic(&self, what: &str, ar: &ApiResource, namespace: Option<&str>, name: &str) -> PortResult<()> {
+        let api = self.dynamic(ar, namespace);
+        self.delete_with(what, || api.delete(name, &DeleteParams::default()))
+    }
+
+    fn delete_with<T, F, Fut>(&self, what: &str, call: F) -> PortResult<()>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, kube::Error>>,
+    {
+        for attempt in 0..2 {
+            match self.rt.block_on(call()) {
+                Ok(_) => return Ok(()),
+                Err(e) if is_not_found(&e) => return Ok(()),
+                Err(e) if is_conflict(&e) && attempt == 0 => continue,
+                Err(e) => return Err(during(what, classify_kube_error(&e))),
+            }
+        }
+        unreachable!("the loop returns on its second round")
+    }
+
+    fn operator(&self, op: Operator) -> PortResult<Value> {
+        let what = format!("get {}.operator.openshift.io/cluster", op.resource());
+        self.get_json(&what, &operator_resource(op), None, "cluster")?
+            .ok_or_else(|| PortError::NotFound(format!("{what}: {}.operator.openshift.io/cluster does not exist", op.resource())))
+    }
+
+    /// `status.conditions[type]` of a static-pod operator resource: (status, reason, message),
+    /// e.g. `EtcdMembersAvailable` → `2 of 3 members are available, ip-10-0-131-183.ec2.internal is unhealthy`.
+    pub fn operator_condition(&self, op: Operator, kind: &str) -> PortResult<Option<(String, String, String)>> {
+        let obj = self.operator(op)?;
+        Ok(condition(&obj, kind).map(|c| {
+            let s = |k: &str| c.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+            (s("status"), s("reason"), s("message"))
+        }))
+    }
+
+    /// Secret names in `namespace` (`etcd-peer-<node>`, `etcd-serving-<node>`, ...).
+    pub fn list_secrets(&self, namespace: &str) -> PortResult<Vec<String>> {
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        let list = self.call("list secrets", async { api.list_metadata(&ListParams::default()).await })?;
+        let mut names: Vec<String> = list.items.into_iter().filter_map(|s| s.metadata.name).collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Delete a secret; absent is done.
+    pub fn delete_secret(&self, namespace: &str, name: &str) -> PortResult<()> {
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        self.delete_with(&format!("delete secret {namespace}/{name}"), || api.delete(name, &DeleteParams::default()))
+    }
+
+    pub fn get_baremetal_host(&self, name: &str) -> PortResult<Option<Value>> {
+        self.get_json(&format!("get baremetalhost {name}"), &baremetal_host_resource(), Some(MACHINE_API_NAMESPACE), name)
+    }
+
+    pub fn list_baremetal_hosts(&self) -> PortResult<Vec<Value>> {
+        self.list_json("list baremetalhosts", &baremetal_host_resource(), Some(MACHINE_API_NAMESPACE))
+    }
+
+    /// Merge-patch a BareMetalHost (e.g. `{"spec":{"online":false}}`).
+    pub fn patch_baremetal_host(&self, name: &str, merge_patch: &Value) -> PortResult<()> {
+        self.merge_patch(&format!("patch baremetalhost {name}"), &baremetal_host_resource(), Some(MACHINE_API_NAMESPACE), name, merge_patch)
+    }
+
+    pub fn delete_baremetal_host(&self, name: &str) -> PortResult<()> {
+        self.delete_dynamic(&format!("delete baremetalhost {name}"), &baremetal_host_resource(), Some(MACHINE_API_NAMESPACE), name)
+    }
+
+    pub fn get_hosted_cluster(&self, namespace: &str, name: &str) -> PortResult<Option<Value>> {
+        self.get_json(&format!("get hostedcluster {namespace}/{name}"), &hosted_cluster_resource(), Some(namespace), name)
+    }
+
+    /// Pause (`Some("true")` or an RFC 3339 time) or resume (`None`) a hosted cluster's
+    /// reconciliation: merge patch of `spec.pausedUntil`.
+    pub fn set_hosted_cluster_paused_until(&self, namespace: &str, name: &str, until: Option<&str>) -> PortResult<()> {
+        let what = format!("patch hostedcluster {namespace}/{name} pausedUntil");
+        self.merge_patch(&what, &hosted_cluster_resource(), Some(namespace), name, &paused_until_patch(until))
+    }
+
+    pub fn get_node_pool(&self, namespace: &str, name: &str) -> PortResult<Option<Value>> {
+        self.get_json(&format!("get nodepool {namespace}/{name}"), &node_pool_resource(), Some(namespace), name)
+    }
+
+    pub fn list_node_pools(&self, namespace: &str) -> PortResult<Vec<Value>> {
+        self.list_json(&format!("list nodepools in {namespace}"), &node_pool_resource(), Some(namespace))
+    }
+
+    pub fn set_node_pool_paused_until(&self, namespace: &str, name: &str, until: Option<&str>) -> PortResult<()> {
+        let what = format!("patch nodepool {namespace}/{name} pausedUntil");
+        self.merge_patch(&what, &node_pool_resource(), Some(namespace), name, &paused_until_patch(until))
+    }
+}
+
+fn to_json(o: &DynamicObject) -> PortResult<Value> {
+    serde_json::to_value(o).map_err(|e| PortError::Permanent(format!("encode object: {e}")))
+}
+
+/// List items may come without `apiVersion`/`kind`; fill them in from the resource.
+fn with_type(ar: &ApiResource, v: PortResult<Value>) -> PortResult<Value> {
+    let mut v = v?;
+    if let Some(o) = v.as_object_mut() {
+        o.entry("apiVersion").or_insert_with(|| json!(ar.api_version));
+        o.entry("kind").or_insert_with(|| json!(ar.kind));
+    }
+    Ok(v)
+}
+
+impl ClusterApi for KubeApi {
+    fn cluster_version(&self) -> PortResult<String> {
+        let cv = self
+            .get_json("get clusterversion/version", &cluster_version_resource(), None, "version")?
+            .ok_or_else(|| PortError::NotFound("clusterversion/version does not exist (not an OpenShift cluster?)".into()))?;
+        let desired = str_at(&cv, "/status/desired/version");
+        let latest = cv.pointer("/status/history/0/version").and_then(Value::as_str).unwrap_or("");
+        [desired, latest]
+            .into_iter()
+            .find(|v| !v.is_empty())
+            .map(str::to_string)
+            .ok_or_else(|| PortError::Permanent("clusterversion/version has no status.desired.version".into()))
+    }
+
+    fn cluster_age_secs(&self) -> PortResult<u64> {
+        let api = self.dynamic(&cluster_version_resource(), None);
+        let cv = self
+            .call("get clusterversion/version", async { api.get_opt("version").await })?
+            .ok_or_else(|| PortError::NotFound("clusterversion/version does not exist".into()))?;
+        let created = cv
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .ok_or_else(|| PortError::Permanent("clusterversion/version has no creationTimestamp".into()))?;
+        let created_ms = u64::try_from(created.0.as_millisecond()).unwrap_or(0);
+        Ok(self.clock.now().0.saturating_sub(created_ms) / 1000)
+    }
+
+    fn cluster_operators(&self) -> PortResult<Vec<ClusterOperatorInfo>> {
+        let mut v: Vec<ClusterOperatorInfo> =
+            self.list_json("list clusteroperators", &cluster_operator_resource(), None)?.iter().map(cluster_operator_info).collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(v)
+    }
+
+    fn list_nodes(&self) -> PortResult<Vec<NodeInfo>> {
+        let api: Api<Node> = Api::all(self.client.clone());
+        let list = self.call("list nodes", async { api.list(&ListParams::default()).await })?;
+        Ok(list.items.iter().map(node_info).collect())
+    }
+
+    fn delete_node(&self, name: &str) -> PortResult<()> {
+        let api: Api<Node> = Api::all(self.client.clone());
+        self.delete_with(&format!("delete node {name}"), || api.delete(name, &DeleteParams::default()))
+    }
+
+    fn list_csrs(&self) -> PortResult<Vec<CsrInfo>> {
+        let api: Api<CertificateSigningRequest> = Api::all(self.client.clone());
+        let list = self.call("list csrs", async { api.list(&ListParams::default()).await })?;
+        Ok(list.items.iter().map(csr_info).collect())
+    }
+
+    fn approve_csr(&self, name: &str) -> PortResult<()> {
+        let api: Api<CertificateSigningRequest> = Api::all(self.client.clone());
+        let what = format!("approve csr {name}");
+        // Read, add the condition, write the approval subresource; on a 409 read again once.
+        for attempt in 0..2 {
+            let mut csr = self.call(&what, async { api.get(name).await })?;
+            let info = csr_info(&csr);
+            if info.approved {
+                return Ok(());
+            }
+            if !info.pending {
+                return Err(PortError::Permanent(format!("{what}: the CSR was denied or failed")));
+            }
+            let now = k8s_openapi::jiff::Timestamp::from_millisecond(self.clock.now().0 as i64).ok().map(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time);
+            let status = csr.status.get_or_insert_with(Default::default);
+            status.conditions.get_or_insert_with(Vec::new).push(CertificateSigningRequestCondition {
+                type_: "Approved".into(),
+                status: "True".into(),
+                reason: Some("DrctlApprove".into()),
+                message: Some("This CSR was approved by drctl (runbook step: approve the pending CSRs).".into()),
+                last_update_time: now.clone(),
+                last_transition_time: now,
+            });
+            match self.rt.block_on(api.replace_subresource("approval", name, &post_params(), &csr)) {
+                Ok(_) => return Ok(()),
+                Err(e) if is_conflict(&e) && attempt == 0 => {
+                    tracing::info!(csr = name, "409 on approval; re-reading and retrying once");
+                    continue;
+                }
+                Err(e) => return Err(during(&what, classify_kube_error(&e))),
+            }
+        }
+        unreachable!("the loop returns on its second round")
+    }
+
+    fn list_pods(&self, namespace: &str, selector: &str) -> PortResult<Vec<PodInfo>> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let lp = ListParams::default().labels(selector);
+        let list = self.call(&format!("list pods -l {selector} in {namespace}"), async { api.list(&lp).await })?;
+        Ok(list.items.iter().map(pod_info).collect())
+    }
+
+    fn delete_pod(&self, namespace: &str, name: &str) -> PortResult<()> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        self.delete_with(&format!("delete pod {namespace}/{name}"), || api.delete(name, &DeleteParams::default()))
+    }
+
+    fn ovn_master_references(&self, ips: &[String]) -> PortResult<Vec<String>> {
+        // Absent (OVN-Kubernetes with interconnect has no ovnkube-master): nothing references them.
+        let Some(ds) = self.get_json("get ds/ovnkube-master", &daemonset_resource(), Some(OVN_NAMESPACE), OVN_MASTER_DAEMONSET)? else {
+            return Ok(vec![]);
+        };
+        let text = ds.to_string();
+        Ok(ips.iter().filter(|ip| mentions_ip(&text, ip)).cloned().collect())
+    }
+
+    fn list_machines(&self) -> PortResult<Vec<MachineInfo>> {
+        Ok(self.list_json("list machines", &machine_resource(), Some(MACHINE_API_NAMESPACE))?.iter().map(machine_info).collect())
+    }
+
+    fn get_machine(&self, name: &str) -> PortResult<Option<MachineInfo>> {
+        Ok(self.get_json(&format!("get machine {name}"), &machine_resource(), Some(MACHINE_API_NAMESPACE), name)?.as_ref().map(machine_info))
+    }
+
+    fn delete_machine(&self, name: &str) -> PortResult<()> {
+        self.delete_dynamic(&format!("delete machine {name}"), &machine_resource(), Some(MACHINE_API_NAMESPACE), name)
+    }
+
+    fn create_machine(&self, manifest: &Value) -> PortResult<()> {
+        let body = strip_for_create(manifest);
+        let name = str_at(&body, "/metadata/name").to_string();
+        if name.is_empty() {
+            return Err(PortError::Permanent("create machine: the manifest has no metadata.name".into()));
+        }
+        let what = format!("create machine {name}");
+        let obj: DynamicObject = serde_json::from_value(body).map_err(|e| PortError::Permanent(format!("{what}: invalid manifest: {e}")))?;
+        let api = self.dynamic(&machine_resource(), Some(MACHINE_API_NAMESPACE));
+        for attempt in 0..2 {
+            match self.rt.block_on(api.create(&post_params(), &obj)) {
+                Ok(_) => return Ok(()),
+                Err(e) if is_already_exists(&e) => {
+                    // Created before (a re-run after a crash): done, unless it is on its way out.
+                    return match self.get_json(&what, &machine_resource(), Some(MACHINE_API_NAMESPACE), &name)? {
+                        Some(m) if m.pointer("/metadata/deletionTimestamp").is_some() => {
+                            Err(PortError::Transient(format!("{what}: a machine of that name is still being deleted")))
+                        }
+                        Some(_) => Ok(()),
+                        None => Err(PortError::Transient(format!("{what}: it existed a moment ago and is gone now"))),
+                    };
+                }
+                Err(e) if is_conflict(&e) && attempt == 0 => continue,
+                Err(e) => return Err(during(&what, classify_kube_error(&e))),
+            }
+        }
+        unreachable!("the loop returns on its second round")
+    }
+
+    fn set_quorum_guard(&self, enabled: bool) -> PortResult<()> {
+        let what = if enabled { "turn the etcd quorum guard back on" } else { "turn the etcd quorum guard off" };
+        self.merge_patch(what, &operator_resource(Operator::Etcd), None, "cluster", &quorum_guard_patch(enabled))
+    }
+
+    fn quorum_guard_enabled(&self) -> PortResult<bool> {
+        let etcd = self.operator(Operator::Etcd)?;
+        let off = etcd.pointer("/spec/unsupportedConfigOverrides").and_then(|o| o.get(UNSAFE_NON_HA_ETCD));
+        Ok(!truthy(off))
+    }
+
+    fn force_redeployment(&self, operator: Operator, reason: &str) -> PortResult<()> {
+        let what = format!("force a redeployment of {operator}");
+        self.merge_patch(&what, &operator_resource(operator), None, "cluster", &force_redeployment_patch(reason))
+    }
+
+    fn installer_progress(&self, operator: Operator) -> PortResult<InstallerProgress> {
+        Ok(installer_progress_of(&self.operator(operator)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(code: u16, reason: &str) -> KubeFailure {
+        KubeFailure::Status { code, reason: reason.into(), message: "m".into() }
+    }
+
+    #[test]
+    fn classification_table() {
+        #[derive(Debug, PartialEq)]
+        enum C {
+            T,
+            N,
+            P,
+        }
+        let table = [
+            (KubeFailure::Connection("tcp connect error: Connection refused (os error 111)".into()), C::T),
+            (KubeFailure::Connection("connection reset by peer".into()), C::T),
+            (KubeFailure::Timeout("operation timed out".into()), C::T),
+            (KubeFailure::Transport("something else on the wire".into()), C::T),
+            (status(408, "Timeout"), C::T),
+            (status(429, "TooManyRequests"), C::T),
+            (status(500, "InternalError"), C::T),
+            (status(502, ""), C::T),
+            (status(503, "ServiceUnavailable"), C::T),
+            (status(504, "Timeout"), C::T),
+            (status(409, "Conflict"), C::T),
+            (status(410, "Expired"), C::T),
+            (status(404, "NotFound"), C::N),
+            (status(400, "BadRequest"), C::P),
+            (status(401, "Unauthorized"), C::P),
+            (status(403, "Forbidden"), C::P),
+            (status(405, "MethodNotAllowed"), C::P),
+            (status(415, "UnsupportedMediaType"), C::P),
+            (status(422, "Invalid"), C::P),
+            (KubeFailure::Decode("expected value".into()), C::P),
+            (KubeFailure::Config("no current context".into()), C::P),
+        ];
+        for (f, want) in table {
+            let got = match classify(&f) {
+                PortError::Transient(_) => C::T,
+                PortError::NotFound(_) => C::N,
+                PortError::Permanent(_) => C::P,
+            };
+            assert_eq!(got, want, "{f:?}");
+        }
+    }
+
+    #[test]
+    fn kube_errors_reduce_to_failures() {
+        let api = |code: u16, reason: &str| {
+            kube::Error::Api(Box::new(kube::core::Status::failure("etcdserver: request timed out", reason).with_code(code)))
+        };
+        assert_eq!(kube_failure(&api(503, "ServiceUnavailable")), KubeFailure::Status { code: 503, reason: "ServiceUnavailable".into(), message: "etcdserver: request timed out".into() });
+        assert!(is_already_exists(&api(409, "AlreadyExists")) && !is_conflict(&api(409, "AlreadyExists")));
+        assert!(is_conflict(&api(409, "Conflict")));
+        let io = |k| kube::Error::Service(Box::new(std::io::Error::new(k, "boom")));
+        assert!(matches!(kube_failure(&io(std::io::ErrorKind::ConnectionRefused)), KubeFailure::Connection(_)));
+        assert!(matches!(kube_failure(&io(std::io::ErrorKind::ConnectionReset)), KubeFailure::Connection(_)));
+        assert!(matches!(kube_failure(&io(std::io::ErrorKind::TimedOut)), KubeFailure::Timeout(_)));
+        let serde = serde_json::from_str::<Value>("<html>").unwrap_err();
+        assert!(matches!(kube_failure(&kube::Error::SerdeError(serde)), KubeFailure::Decode(_)));
+        assert!(matches!(kube_failure(&kube::Error::TlsRequired), KubeFailure::Config(_)));
+    }
+
+    /// The Machine of seed 000 §5.2.4.1 (`clustername-8qw5l-master-0`), as `oc get -o json` gives it.
+    fn seed_machine() -> Value {
+        json!({
+            "apiVersion": "machine.openshift.io/v1beta1",
+            "kind": "Machine",
+            "metadata": {
+                "annotations": {"machine.openshift.io/instance-state": "running"},
+                "creationTimestamp": "2020-04-20T16:52:20Z",
+                "finalizers": ["machine.machine.openshift.io"],
+                "generation": 2,
+                "labels": {
+                    "machine.openshift.io/cluster-api-cluster": "clustername-8qw5l",
+                    "machine.openshift.io/cluster-api-machine-role": "master",
+                    "machine.openshift.io/cluster-api-machine-type": "master",
+                    "machine.openshift.io/instance-type": "m4.xlarge",
+                    "machine.openshift.io/region": "us-east-1",
+                    "machine.openshift.io/zone": "us-east-1a"
+                },
+                "name": "clustername-8qw5l-master-0",
+                "namespace": "openshift-machine-api",
+                "resourceVersion": "13291",
+                "uid": "a282eb70-40a2-4e89-8009-d05dd420d31a"
+            },
+            "spec": {
+                "metadata": {},
+                "providerID": "aws:///us-east-1a/i-0fdb85790d76d0c3f",
+                "providerSpec": {"value": {"apiVersion": "awsproviderconfig.openshift.io/v1beta1", "kind": "AWSMachineProviderConfig", "instanceType": "m4.xlarge", "placement": {"availabilityZone": "us-east-1a", "region": "us-east-1"}}}
+            },
+            "status": {
+                "addresses": [
+                    {"address": "10.0.131.183", "type": "InternalIP"},
+                    {"address": "ip-10-0-131-183.ec2.internal", "type": "InternalDNS"},
+                    {"address": "ip-10-0-131-183.ec2.internal", "type": "Hostname"}
+                ],
+                "lastUpdated": "2020-04-20T17:44:29Z",
+                "nodeRef": {"kind": "Node", "name": "ip-10-0-131-183.ec2.internal", "uid": "acca4411-af0d-4387-b73e-52b2484295ad"},
+                "phase": "Running",
+                "providerStatus": {
+                    "apiVersion": "awsproviderconfig.openshift.io/v1beta1",
+                    "conditions": [{"lastProbeTime": "2020-04-20T16:53:50Z", "lastTransitionTime": "2020-04-20T16:53:50Z", "message": "machine successfully created", "reason": "MachineCreationSucceeded", "status": "True", "type": "MachineCreation"}],
+                    "instanceId": "i-0fdb85790d76d0c3f",
+                    "instanceState": "stopped",
+                    "kind": "AWSMachineProviderStatus"
+                }
+            }
+        })
+    }
+
+    #[test]
+    fn machine_for_recreate_does_what_the_runbook_says() {
+        let old = seed_machine();
+        let new = machine_for_recreate(&old, "clustername-8qw5l-master-3");
+        assert_eq!(new["metadata"]["name"], "clustername-8qw5l-master-3");
+        assert!(new.get("status").is_none());
+        assert!(new["spec"].get("providerID").is_none());
+        for gone in ["annotations", "generation", "resourceVersion", "uid", "creationTimestamp"] {
+            assert!(new["metadata"].get(gone).is_none(), "{gone} should be removed");
+        }
+        // Everything else stays.
+        assert_eq!(new["metadata"]["labels"], old["metadata"]["labels"]);
+        assert_eq!(new["metadata"]["namespace"], "openshift-machine-api");
+        assert_eq!(new["spec"]["providerSpec"], old["spec"]["providerSpec"]);
+        assert_eq!(new["metadata"]["finalizers"], old["metadata"]["finalizers"]);
+        assert_eq!(new["apiVersion"], "machine.openshift.io/v1beta1");
+        assert_eq!(new["kind"], "Machine");
+        // The input is untouched, and doing it twice changes nothing more.
+        assert_eq!(old["spec"]["providerID"], "aws:///us-east-1a/i-0fdb85790d76d0c3f");
+        assert_eq!(machine_for_recreate(&new, "clustername-8qw5l-master-3"), new);
+
+        let info = machine_info(&old);
+        assert_eq!(info.phase, "Running");
+        assert_eq!(info.node.as_deref(), Some("ip-10-0-131-183.ec2.internal"));
+        assert!(info.control_plane);
+    }
+
+    #[test]
+    fn the_patches_are_the_runbooks() {
+        assert_eq!(
+            quorum_guard_patch(false).to_string(),
+            r#"{"spec":{"unsupportedConfigOverrides":{"useUnsupportedUnsafeNonHANonProductionUnstableEtcd":true}}}"#
+        );
+        assert_eq!(quorum_guard_patch(true).to_string(), r#"{"spec":{"unsupportedConfigOverrides":null}}"#);
+        assert_eq!(force_redeployment_patch("recovery-x").to_string(), r#"{"spec":{"forceRedeploymentReason":"recovery-x"}}"#);
+        assert_eq!(paused_until_patch(Some("true")).to_string(), r#"{"spec":{"pausedUntil":"true"}}"#);
+        assert_eq!(paused_until_patch(None).to_string(), r#"{"spec":{"pausedUntil":null}}"#);
+    }
+
+    #[test]
+    fn ip_mentions_respect_address_boundaries() {
+        let ds = r#"{"env":[{"name":"OVN_NB","value":"ssl:10.0.0.10:9641,ssl:10.0.0.2:9641"}]}"#;
+        assert!(mentions_ip(ds, "10.0.0.10"));
+        assert!(mentions_ip(ds, "10.0.0.2"));
+        assert!(!mentions_ip(ds, "10.0.0.1"));
+        assert!(!mentions_ip(ds, "0.0.0.1"));
+        assert!(!mentions_ip(ds, ""));
+    }
+
+    #[test]
+    fn installer_progress_reads_the_condition() {
+        let etcd = json!({"spec": {"forceRedeploymentReason": "recovery-2024"},
+            "status": {"latestAvailableRevision": 7, "conditions": [
+                {"type": "EtcdMembersAvailable", "status": "True", "reason": "AsExpected", "message": "3 members are available"},
+                {"type": "NodeInstallerProgressing", "status": "True", "reason": "NodeInstaller", "message": "2 nodes are at revision 6; 1 nodes are at revision 7"}]}});
+        let p = installer_progress_of(&etcd);
+        assert_eq!(p.latest_revision, 7);
+        assert_eq!(p.reason, "NodeInstaller");
+        assert!(!p.all_at_latest());
+        assert_eq!(p.force_redeployment_reason.as_deref(), Some("recovery-2024"));
+    }
+}

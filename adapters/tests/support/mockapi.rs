@@ -1,0 +1,295 @@
+//! A mock Kubernetes API server (hyper, plain HTTP on 127.0.0.1:0) that checks every request
+//! against an ordered list of expectations (method, path, query, content type, bearer token,
+//! JSON body) and answers with the expectation's response.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+pub const TOKEN: &str = "sha256~drctl-test-token";
+
+#[derive(Debug, Clone)]
+pub struct Expect {
+    pub method: &'static str,
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    pub content_type: Option<&'static str>,
+    pub body: Option<Value>,
+    pub status: u16,
+    pub response: String,
+    pub response_type: &'static str,
+    /// Answer only after this long (to provoke client timeouts).
+    pub delay: Option<std::time::Duration>,
+}
+
+impl Expect {
+    fn new(method: &'static str, path: &str) -> Expect {
+        Expect {
+            method,
+            path: path.to_string(),
+            query: vec![],
+            content_type: None,
+            body: None,
+            status: 200,
+            response: "{}".into(),
+            response_type: "application/json",
+            delay: None,
+        }
+    }
+    pub fn get(path: &str) -> Expect {
+        Expect::new("GET", path)
+    }
+    pub fn delete(path: &str) -> Expect {
+        Expect::new("DELETE", path)
+    }
+    /// A merge patch (`application/merge-patch+json`) with exactly this body.
+    pub fn merge_patch(path: &str, body: Value) -> Expect {
+        Expect { content_type: Some("application/merge-patch+json"), body: Some(body), ..Expect::new("PATCH", path) }
+    }
+    pub fn post(path: &str, body: Value) -> Expect {
+        Expect { content_type: Some("application/json"), body: Some(body), ..Expect::new("POST", path) }
+    }
+    pub fn put(path: &str, body: Value) -> Expect {
+        Expect { content_type: Some("application/json"), body: Some(body), ..Expect::new("PUT", path) }
+    }
+    pub fn query(mut self, pairs: &[(&str, &str)]) -> Expect {
+        self.query = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        self
+    }
+    pub fn reply(mut self, status: u16, body: Value) -> Expect {
+        self.status = status;
+        self.response = body.to_string();
+        self
+    }
+    /// A non-JSON answer, as a proxy or load balancer in front of the API gives.
+    pub fn reply_text(mut self, status: u16, text: &str) -> Expect {
+        self.status = status;
+        self.response = text.to_string();
+        self.response_type = "text/html";
+        self
+    }
+    pub fn after(mut self, d: std::time::Duration) -> Expect {
+        self.delay = Some(d);
+        self
+    }
+    /// A Kubernetes `Status` failure.
+    pub fn fail(self, code: u16, reason: &str, message: &str) -> Expect {
+        self.reply(code, status_failure(code, reason, message))
+    }
+}
+
+pub fn status_failure(code: u16, reason: &str, message: &str) -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message, "reason": reason, "code": code})
+}
+
+#[derive(Default)]
+struct State {
+    expected: VecDeque<Expect>,
+    failures: Vec<String>,
+    seen: Vec<String>,
+}
+
+pub struct MockApi {
+    pub port: u16,
+    state: Arc<Mutex<State>>,
+    rt: Option<tokio::runtime::Runtime>,
+    pub dir: tempfile::TempDir,
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                let h = std::str::from_utf8(&b[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                match h {
+                    Some(v) => {
+                        out.push(v);
+                        i += 3;
+                    }
+                    None => {
+                        out.push(b'%');
+                        i += 1;
+                    }
+                }
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn query_pairs(q: Option<&str>) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = q
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+    let method = req.method().to_string();
+    let path = req.uri().path().to_string();
+    let query = query_pairs(req.uri().query());
+    let ctype = req.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let auth = req.headers().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let line = format!("{method} {path} {query:?}");
+    let (resp, delay) = check(&state, line, method, path, query, ctype, auth, body);
+    if let Some(d) = delay {
+        tokio::time::sleep(d).await;
+    }
+    Ok(resp)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check(
+    state: &Mutex<State>,
+    line: String,
+    method: String,
+    path: String,
+    query: Vec<(String, String)>,
+    ctype: Option<String>,
+    auth: Option<String>,
+    body: Bytes,
+) -> (Response<Full<Bytes>>, Option<std::time::Duration>) {
+    let mut st = state.lock().unwrap();
+    st.seen.push(line.clone());
+    let Some(exp) = st.expected.pop_front() else {
+        st.failures.push(format!("unexpected request (none expected): {line}"));
+        return (json_response(500, &status_failure(500, "InternalError", "mock: unexpected request").to_string(), "application/json"), None);
+    };
+    let mut problems = Vec::new();
+    if exp.method != method || exp.path != path {
+        problems.push(format!("expected {} {}", exp.method, exp.path));
+    }
+    let mut want_q = exp.query.clone();
+    want_q.sort();
+    if want_q != query {
+        problems.push(format!("query {query:?} != expected {want_q:?}"));
+    }
+    if auth.as_deref() != Some(&format!("Bearer {TOKEN}")) {
+        problems.push(format!("authorization header {auth:?}"));
+    }
+    if let Some(ct) = exp.content_type {
+        if ctype.as_deref() != Some(ct) {
+            problems.push(format!("content-type {ctype:?} != {ct}"));
+        }
+    }
+    match (&exp.body, body.is_empty()) {
+        (Some(want), _) => match serde_json::from_slice::<Value>(&body) {
+            Ok(got) if &got == want => {}
+            Ok(got) => problems.push(format!("body\n  got:      {got}\n  expected: {want}")),
+            Err(e) => problems.push(format!("body is not JSON ({e}): {}", String::from_utf8_lossy(&body))),
+        },
+        (None, false) if method == "GET" => problems.push(format!("unexpected body on GET: {}", String::from_utf8_lossy(&body))),
+        _ => {}
+    }
+    if !problems.is_empty() {
+        st.failures.push(format!("{line}: {}", problems.join("; ")));
+        return (json_response(400, &status_failure(400, "BadRequest", "mock: request does not match").to_string(), "application/json"), None);
+    }
+    (json_response(exp.status, &exp.response, exp.response_type), exp.delay)
+}
+
+fn json_response(status: u16, body: &str, ctype: &str) -> Response<Full<Bytes>> {
+    Response::builder().status(status).header("content-type", ctype).body(Full::new(Bytes::from(body.to_string()))).unwrap()
+}
+
+impl MockApi {
+    pub fn start() -> MockApi {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = Arc::new(Mutex::new(State::default()));
+        let st = state.clone();
+        rt.spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let st = st.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| handle(st.clone(), req));
+                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                });
+            }
+        });
+        let dir = tempfile::Builder::new().prefix("drctl-mockapi").tempdir().unwrap();
+        MockApi { port, state, rt: Some(rt), dir }
+    }
+
+    pub fn expect(&self, e: Expect) {
+        self.state.lock().unwrap().expected.push_back(e);
+    }
+
+    pub fn expect_all(&self, es: impl IntoIterator<Item = Expect>) {
+        for e in es {
+            self.expect(e);
+        }
+    }
+
+    /// Every expectation met, nothing unexpected.
+    pub fn verify(&self) {
+        let st = self.state.lock().unwrap();
+        assert!(st.failures.is_empty(), "mock API saw bad requests:\n{}\nall requests:\n{}", st.failures.join("\n"), st.seen.join("\n"));
+        let left: Vec<String> = st.expected.iter().map(|e| format!("{} {}", e.method, e.path)).collect();
+        assert!(left.is_empty(), "expected requests never came: {left:?}\nall requests:\n{}", st.seen.join("\n"));
+    }
+
+    /// Stop serving: the listener and every connection close; new connections are refused.
+    pub fn stop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// A kubeconfig with two contexts: `admin` on this server (not current) and `stale`,
+    /// current, on a port nothing listens on.
+    pub fn kubeconfig(&self) -> PathBuf {
+        let dead = super::free_port();
+        let p = self.dir.path().join("kubeconfig");
+        std::fs::write(
+            &p,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: mock\n  cluster:\n    server: {url}\n- name: gone\n  cluster:\n    server: http://127.0.0.1:{dead}\n\
+                 contexts:\n- name: admin\n  context:\n    cluster: mock\n    user: admin\n- name: stale\n  context:\n    cluster: gone\n    user: admin\n\
+                 current-context: stale\nusers:\n- name: admin\n  user:\n    token: {TOKEN}\n",
+                url = self.url()
+            ),
+        )
+        .unwrap();
+        p
+    }
+}
+
+impl Drop for MockApi {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

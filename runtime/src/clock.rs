@@ -1,0 +1,133 @@
+//! Time as the engine sees it: an injected [`Clock`], never the wall clock directly.
+//!
+//! The real clock lives outside the runtime (in the adapters); the simulator supplies a virtual
+//! one. Everything the engine persists carries [`Timestamp`]s from the injected clock, which is
+//! what makes a simulated run byte-for-byte reproducible.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Milliseconds since the Unix epoch, on whatever clock was injected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+pub struct Timestamp(pub u64);
+
+impl Timestamp {
+    pub fn millis(self) -> u64 {
+        self.0
+    }
+    pub fn plus(self, d: Duration) -> Timestamp {
+        Timestamp(self.0.saturating_add(d.as_millis() as u64))
+    }
+    /// Time from `earlier` to `self`, zero if `earlier` is later.
+    pub fn since(self, earlier: Timestamp) -> Duration {
+        Duration::from_millis(self.0.saturating_sub(earlier.0))
+    }
+}
+
+impl fmt::Display for Timestamp {
+    /// RFC 3339 in UTC with millisecond precision, computed without a date library.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0 % 1000;
+        let secs = self.0 / 1000;
+        let (days, rem) = (secs / 86_400, secs % 86_400);
+        let (h, m, s) = (rem / 3600, (rem % 3600) / 60, rem % 60);
+        let (y, mo, d) = civil_from_days(days as i64);
+        write!(f, "{y:04}-{mo:02}-{d:02}T{h:02}:{m:02}:{s:02}.{ms:03}Z")
+    }
+}
+
+/// Howard Hinnant's days-from-civil inverse: proleptic Gregorian date of a day count.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// Human-friendly duration: `2h03m`, `4m10s`, `850ms`.
+pub fn fmt_duration(d: Duration) -> String {
+    let ms = d.as_millis() as u64;
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let s = ms / 1000;
+    match s {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m{:02}s", s / 60, s % 60),
+        s => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The only source of time for the engine and the procedures.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> Timestamp;
+    /// Resolve once `now() >= t`. A real clock sleeps; a virtual clock advances its world.
+    fn sleep_until(&self, t: Timestamp) -> BoxFuture<'_, ()>;
+}
+
+/// A virtual clock that jumps straight to whatever time it is asked to wait for.
+/// Used by runtime tests; the simulator has its own clock tied to its world.
+#[derive(Debug, Default)]
+pub struct ManualClock {
+    now: AtomicU64,
+}
+
+impl ManualClock {
+    pub fn new(start: Timestamp) -> Self {
+        ManualClock { now: AtomicU64::new(start.0) }
+    }
+    pub fn advance(&self, d: Duration) {
+        self.now.fetch_add(d.as_millis() as u64, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Timestamp {
+        Timestamp(self.now.load(Ordering::SeqCst))
+    }
+    fn sleep_until(&self, t: Timestamp) -> BoxFuture<'_, ()> {
+        self.now.fetch_max(t.0, Ordering::SeqCst);
+        Box::pin(async {})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_rfc3339() {
+        assert_eq!(Timestamp(0).to_string(), "1970-01-01T00:00:00.000Z");
+        // 2026-11-21T18:11:41.250Z
+        assert_eq!(Timestamp(1_795_284_701_250).to_string(), "2026-11-21T18:11:41.250Z");
+        assert_eq!(Timestamp(951_782_400_000).to_string(), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(fmt_duration(Duration::from_millis(850)), "850ms");
+        assert_eq!(fmt_duration(Duration::from_secs(250)), "4m10s");
+        assert_eq!(fmt_duration(Duration::from_secs(7380)), "2h03m");
+    }
+
+    #[test]
+    fn manual_clock_only_moves_forward() {
+        let c = ManualClock::new(Timestamp(1000));
+        let _ = c.sleep_until(Timestamp(500));
+        assert_eq!(c.now(), Timestamp(1000));
+        let _ = c.sleep_until(Timestamp(5000));
+        assert_eq!(c.now(), Timestamp(5000));
+    }
+}

@@ -1,0 +1,948 @@
+//! The engine: drives runs step by step, committing every decision durably before the next.
+//!
+//! Decide, then act. The pure functions [`apply`], [`apply_abort`], [`apply_resume`] and
+//! [`apply_gate_decision`] turn a record plus what happened into the next record, the history
+//! events to append and the [`NextAction`]; they do no I/O and are unit-tested directly. The async
+//! loop in [`Engine::drive`] / [`Engine::step_once`] performs the I/O: it runs the step on a
+//! blocking thread, commits the decision through the store (group commit, `fdatasync`), and then
+//! sleeps on the injected clock or waits for a person, as the decision says.
+//!
+//! Concurrency: one driver per run (checked), any number of runs at once. Control operations
+//! (approve, reject, abort) and the driver's commits are serialised per run by a lock held only
+//! around read-decide-commit, never across a step, so a person is never blocked by a slow step.
+//! The driver re-reads the record under that lock before applying a step's outcome, so a decision
+//! or abort recorded while the step ran is kept.
+
+use crate::backoff::RetryPolicy;
+use crate::clock::{fmt_duration, Clock, Timestamp};
+use crate::procedure::{ErasedProcedure, Registry, Step, StepContext, StepError};
+use crate::record::{
+    AbortRequest, Decision, GateDecision, HistoryEvent, Outcome, PendingGate, RetryInfo, RunRecord, RunStatus, WaitInfo,
+};
+use crate::store::{Store, StoreError};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::Notify;
+use tracing::Instrument;
+
+/// A condition re-checked more often than this would spin (a virtual clock does not move by
+/// itself); shorter rechecks and retry delays are raised to it.
+pub const MIN_RECHECK: Duration = Duration::from_millis(10);
+/// While stopped at a gate the driver re-reads the record at least this often (real time), so a
+/// decision recorded by another process on the same store is still noticed.
+const GATE_RECHECK: Duration = Duration::from_secs(5);
+
+/// A request to start a run.
+#[derive(Clone, Debug)]
+pub struct NewRun {
+    pub procedure: String,
+    pub params: serde_json::Value,
+    pub seed: u64,
+    /// How long the run may keep retrying transient failures, from its creation.
+    pub deadline: Duration,
+    /// Gates approved up front (by `approver`).
+    pub pre_approve: Vec<String>,
+    pub approver: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("unknown procedure {name:?}; this binary knows: {}", known.join(", "))]
+    UnknownProcedure { name: String, known: Vec<String> },
+    #[error("cannot start {procedure}: {error}")]
+    InvalidParams { procedure: String, error: String },
+    #[error("run {run} is {procedure} version {version}, but this binary {supported}; finish it with the drctl version that started it")]
+    UnknownVersion { run: String, procedure: String, version: u32, supported: String },
+    #[error("no run {0}")]
+    NoSuchRun(String),
+    #[error("run {run}: its stored state is invalid: {error} (a bug; the run was not stepped)")]
+    InvalidStoredState { run: String, error: String },
+    #[error("run {run}: {reason}")]
+    Refused { run: String, reason: String },
+    #[error("run {0} is already being driven by this process")]
+    AlreadyDriving(String),
+    #[error("run {run}: {detail} (is another drctl driving it?)")]
+    Conflict { run: String, detail: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// A state as the engine carries it: encoded, with its display name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NamedState {
+    pub bytes: Vec<u8>,
+    pub name: String,
+}
+
+/// What the driver does after committing a decision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NextAction {
+    /// Step again right away.
+    Continue,
+    /// Sleep on the clock until then (a wait re-check or a retry), or until woken by an abort.
+    SleepUntil(Timestamp),
+    /// Stopped at a gate: wait for approve/reject/abort.
+    AwaitDecision,
+    /// The run is terminal.
+    Stop,
+}
+
+/// How the driver acts on an abort request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AbortPlan {
+    /// The run is in an undo state: keep running it, never abort out of it.
+    KeepUndoing,
+    /// Continue from this undo state.
+    Undo(NamedState),
+    /// Nothing to undo: stop now.
+    Stop,
+}
+
+/// Appends events to a record under construction, allocating seqs.
+struct Draft {
+    rec: RunRecord,
+    events: Vec<HistoryEvent>,
+    now: Timestamp,
+}
+
+impl Draft {
+    fn new(rec: &RunRecord, now: Timestamp) -> Draft {
+        let mut rec = rec.clone();
+        rec.updated_at = now;
+        Draft { rec, events: Vec::new(), now }
+    }
+    fn event(&mut self, outcome: Outcome, from: &str, to: &str, attempt: u32, detail: Option<String>) {
+        self.events.push(HistoryEvent {
+            seq: self.rec.next_seq,
+            at: self.now,
+            from: from.to_string(),
+            to: to.to_string(),
+            attempt,
+            outcome,
+            detail,
+        });
+        self.rec.next_seq += 1;
+    }
+    /// Stop the run: no timers or gates survive into a terminal record.
+    fn finish(&mut self, status: RunStatus, outcome: Outcome, text: String) {
+        let name = self.rec.state_name.clone();
+        let attempt = self.rec.attempt;
+        self.rec.status = status;
+        self.rec.outcome = Some(text.clone());
+        self.rec.wait = None;
+        self.rec.retry = None;
+        self.rec.pending_gate = None;
+        self.event(outcome, &name, &name, attempt, Some(text));
+    }
+    fn halt(&mut self, reason: String, evidence: &[String]) {
+        let mut text = reason;
+        if !evidence.is_empty() {
+            text.push_str("\nevidence:");
+            for e in evidence {
+                text.push_str("\n- ");
+                text.push_str(e);
+            }
+        }
+        self.finish(RunStatus::Halted, Outcome::Halted, text);
+    }
+    fn done(self, action: NextAction) -> (RunRecord, Vec<HistoryEvent>, NextAction) {
+        (self.rec, self.events, action)
+    }
+}
+
+fn abort_handled(rec: &RunRecord) -> bool {
+    rec.abort.as_ref().is_some_and(|a| a.handled)
+}
+
+/// The status of a run that is stepping: on its undo path once an abort was acted on.
+fn stepping_status(rec: &RunRecord) -> RunStatus {
+    if abort_handled(rec) {
+        RunStatus::Aborting
+    } else {
+        RunStatus::Running
+    }
+}
+
+/// When a durable timer of the run is due, if it has one.
+pub fn due_at(rec: &RunRecord) -> Option<Timestamp> {
+    rec.retry.as_ref().map(|r| r.next_try_at).or_else(|| rec.wait.as_ref().map(|w| w.next_check_at))
+}
+
+/// Decide: the record, events and next action that follow from one step's result.
+pub fn apply(
+    rec: &RunRecord,
+    result: Result<Step<NamedState>, StepError>,
+    now: Timestamp,
+    policy: &RetryPolicy,
+) -> (RunRecord, Vec<HistoryEvent>, NextAction) {
+    let mut d = Draft::new(rec, now);
+    let from = rec.state_name.as_str();
+    match result {
+        Ok(Step::Next(next)) => {
+            d.rec.state = next.bytes;
+            d.rec.state_name = next.name.clone();
+            d.rec.attempt = 0;
+            d.rec.wait = None;
+            d.rec.retry = None;
+            d.rec.pending_gate = None;
+            d.rec.status = stepping_status(rec);
+            d.event(Outcome::Transition, from, &next.name, rec.attempt, None);
+            d.done(NextAction::Continue)
+        }
+        Ok(Step::Wait { waiting_for, recheck_after, bound }) => {
+            d.rec.attempt = 0;
+            d.rec.retry = None;
+            d.rec.pending_gate = None;
+            let same = rec.wait.as_ref().filter(|w| w.waiting_for == waiting_for);
+            let (since, deadline) = match same {
+                Some(w) => (w.since, w.deadline),
+                None => {
+                    // Only the start of a wait is history; re-checks just move next_check_at.
+                    d.event(Outcome::Waiting, from, from, 0, Some(waiting_for.clone()));
+                    (now, now.plus(bound))
+                }
+            };
+            if now >= deadline {
+                d.halt(format!("timed out after {} waiting for {waiting_for}", fmt_duration(bound)), &[]);
+                return d.done(NextAction::Stop);
+            }
+            let next = now.plus(recheck_after.max(MIN_RECHECK)).min(deadline);
+            d.rec.wait = Some(WaitInfo { waiting_for, since, next_check_at: next, deadline });
+            d.rec.status = RunStatus::Waiting;
+            d.done(NextAction::SleepUntil(next))
+        }
+        Ok(Step::Gate { gate, prompt, evidence }) => {
+            d.rec.attempt = 0;
+            d.rec.retry = None;
+            d.rec.wait = None;
+            d.rec.status = RunStatus::AwaitingApproval;
+            if rec.pending_gate.as_ref().is_none_or(|p| p.gate != gate) {
+                d.event(Outcome::Gate, from, from, 0, Some(format!("{gate}: {prompt}")));
+                d.rec.pending_gate = Some(PendingGate { gate, prompt, evidence, since: now });
+            }
+            d.done(NextAction::AwaitDecision)
+        }
+        Ok(Step::Done { summary }) => {
+            if abort_handled(rec) {
+                d.finish(RunStatus::Aborted, Outcome::Aborted, summary);
+            } else {
+                d.finish(RunStatus::Succeeded, Outcome::Succeeded, summary);
+            }
+            d.done(NextAction::Stop)
+        }
+        Ok(Step::Halt { reason, evidence }) => {
+            d.halt(reason, &evidence);
+            d.done(NextAction::Stop)
+        }
+        Err(StepError::Transient { what, error }) => {
+            let msg = format!("{what}: {error}");
+            let attempt = rec.attempt.saturating_add(1);
+            let since = rec.retry.as_ref().map_or(now, |r| r.since);
+            let key = format!("{}/{}", rec.id, rec.state_name);
+            let next = now.plus(policy.delay(attempt, rec.seed, key.as_bytes()).max(MIN_RECHECK));
+            // Every failed attempt is history: an outage must be visible afterwards.
+            d.event(Outcome::Retry, from, from, attempt, Some(msg.clone()));
+            d.rec.attempt = attempt;
+            d.rec.pending_gate = None;
+            if next > rec.deadline {
+                d.halt(format!("gave up after {attempt} attempts since {since}: {msg}"), &[]);
+                return d.done(NextAction::Stop);
+            }
+            d.rec.retry = Some(RetryInfo { since, next_try_at: next, last_error: msg });
+            d.rec.status = RunStatus::Retrying;
+            d.done(NextAction::SleepUntil(next))
+        }
+        Err(StepError::Permanent { reason, evidence }) => {
+            d.halt(reason, &evidence);
+            d.done(NextAction::Stop)
+        }
+        Err(StepError::Bug(msg)) => {
+            d.finish(RunStatus::Failed, Outcome::Failed, format!("bug: {msg}"));
+            d.done(NextAction::Stop)
+        }
+    }
+}
+
+/// Decide how an abort request changes the run.
+pub fn apply_abort(rec: &RunRecord, plan: AbortPlan, now: Timestamp) -> (RunRecord, Vec<HistoryEvent>, NextAction) {
+    let mut d = Draft::new(rec, now);
+    let by = rec.abort.as_ref().map_or("?", |a| a.by.as_str()).to_string();
+    if let Some(a) = d.rec.abort.as_mut() {
+        a.handled = true;
+    }
+    match plan {
+        AbortPlan::KeepUndoing => {
+            // Timers and gates of the undo step stay as they are.
+            if d.rec.status == RunStatus::Running {
+                d.rec.status = RunStatus::Aborting;
+            }
+            d.done(NextAction::Continue)
+        }
+        AbortPlan::Undo(undo) => {
+            d.rec.state = undo.bytes;
+            d.rec.state_name = undo.name.clone();
+            d.rec.attempt = 0;
+            d.rec.wait = None;
+            d.rec.retry = None;
+            d.rec.pending_gate = None;
+            d.rec.status = RunStatus::Aborting;
+            d.event(Outcome::Transition, &rec.state_name, &undo.name, 0, Some(format!("abort requested by {by}: undoing")));
+            d.done(NextAction::Continue)
+        }
+        AbortPlan::Stop => {
+            d.finish(RunStatus::Aborted, Outcome::Aborted, format!("aborted by {by} at {}; nothing needed undoing", rec.state_name));
+            d.done(NextAction::Stop)
+        }
+    }
+}
+
+/// Decide what resuming a run in a new process (or a halted run, explicitly) records.
+pub fn apply_resume(rec: &RunRecord, now: Timestamp) -> (RunRecord, Vec<HistoryEvent>) {
+    let mut d = Draft::new(rec, now);
+    let name = rec.state_name.clone();
+    let mut detail = format!("resumed at {name}");
+    if rec.status == RunStatus::Halted {
+        if let Some(o) = &rec.outcome {
+            detail.push_str(&format!(" after halt: {}", o.lines().next().unwrap_or_default()));
+        }
+        // A person fixed what halted the run: step the same state again, with fresh bounds.
+        d.rec.status = stepping_status(rec);
+        d.rec.outcome = None;
+        d.rec.attempt = 0;
+        d.rec.wait = None;
+        d.rec.retry = None;
+        d.rec.pending_gate = None;
+        if rec.deadline <= now {
+            // Otherwise the first transient error would give up at once; grant the run its
+            // original allowance again from now.
+            d.rec.deadline = now.plus(rec.deadline.since(rec.created_at));
+        }
+    }
+    d.event(Outcome::Resumed, &name, &name, rec.attempt, Some(detail));
+    (d.rec, d.events)
+}
+
+/// Decide how a person's gate decision changes the run.
+pub fn apply_gate_decision(rec: &RunRecord, gate: &str, decision: GateDecision, now: Timestamp) -> (RunRecord, Vec<HistoryEvent>) {
+    let mut d = Draft::new(rec, now);
+    let name = rec.state_name.clone();
+    let (outcome, verb) = match decision.decision {
+        Decision::Approved => (Outcome::Approved, "approved"),
+        Decision::Rejected => (Outcome::Rejected, "rejected"),
+    };
+    let mut detail = format!("{gate} {verb} by {}", decision.by);
+    if let Some(c) = &decision.comment {
+        detail.push_str(&format!(": {c}"));
+    }
+    if rec.pending_gate.as_ref().is_some_and(|p| p.gate == gate) {
+        d.rec.pending_gate = None;
+        if rec.status == RunStatus::AwaitingApproval {
+            d.rec.status = stepping_status(rec);
+        }
+    }
+    d.rec.gates.insert(gate.to_string(), decision);
+    d.event(outcome, &name, &name, rec.attempt, Some(detail));
+    (d.rec, d.events)
+}
+
+/// Per-run coordination inside one process.
+#[derive(Default)]
+struct RunSlot {
+    /// Serialises read-decide-commit of this run (driver commits and control operations).
+    lock: Mutex<()>,
+    /// Wakes the driver from a timer or gate wait (approve, reject, abort).
+    wake: Notify,
+    /// This process created or already resumed the run (so no `Resumed` event is due).
+    attached: AtomicBool,
+    driving: AtomicBool,
+}
+
+impl RunSlot {
+    fn lock(&self) -> MutexGuard<'_, ()> {
+        // The guarded data is the store itself; a panic while holding the lock leaves nothing
+        // half-written in memory.
+        self.lock.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Clears `driving` when a driver stops, however it stops (including cancellation).
+struct DrivingGuard(Arc<RunSlot>);
+
+impl DrivingGuard {
+    fn take(slot: &Arc<RunSlot>, id: &str) -> Result<DrivingGuard, EngineError> {
+        if slot.driving.swap(true, Ordering::SeqCst) {
+            return Err(EngineError::AlreadyDriving(id.to_string()));
+        }
+        Ok(DrivingGuard(slot.clone()))
+    }
+}
+
+impl Drop for DrivingGuard {
+    fn drop(&mut self) {
+        self.0.driving.store(false, Ordering::SeqCst);
+    }
+}
+
+type Proc<E> = Arc<dyn ErasedProcedure<E>>;
+pub type Progress = Arc<dyn Fn(&RunRecord) + Send + Sync>;
+
+pub struct Engine<E: ?Sized> {
+    store: Arc<Store>,
+    registry: Arc<Registry<E>>,
+    policy: RetryPolicy,
+    /// One slot per run touched by this process; bounded by the number of runs in the store.
+    slots: Mutex<HashMap<String, Arc<RunSlot>>>,
+}
+
+fn join_err(e: tokio::task::JoinError) -> EngineError {
+    EngineError::Internal(format!("blocking task failed: {e}"))
+}
+
+impl<E: ?Sized + Send + Sync + 'static> Engine<E> {
+    pub fn new(store: Arc<Store>, registry: Arc<Registry<E>>, policy: RetryPolicy) -> Self {
+        Engine { store, registry, policy, slots: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    pub fn registry(&self) -> &Arc<Registry<E>> {
+        &self.registry
+    }
+
+    pub fn policy(&self) -> &RetryPolicy {
+        &self.policy
+    }
+
+    fn slot(&self, id: &str) -> Arc<RunSlot> {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots.entry(id.to_string()).or_default().clone()
+    }
+
+    fn load(&self, id: &str) -> Result<RunRecord, EngineError> {
+        self.store.get_run(id)?.ok_or_else(|| EngineError::NoSuchRun(id.to_string()))
+    }
+
+    /// The registered procedure of a run, refusing versions this binary does not know, and
+    /// asserting after loading that the stored state satisfies the procedure's invariants.
+    fn procedure_for(&self, rec: &RunRecord) -> Result<Proc<E>, EngineError> {
+        let unknown = |supported: String| EngineError::UnknownVersion {
+            run: rec.id.clone(),
+            procedure: rec.procedure.clone(),
+            version: rec.procedure_version,
+            supported,
+        };
+        let p = self.registry.get(&rec.procedure).ok_or_else(|| unknown(format!("does not know procedure {}", rec.procedure)))?;
+        if p.version() != rec.procedure_version {
+            return Err(unknown(format!("supports {} version {}", p.name(), p.version())));
+        }
+        p.check(&rec.params, &rec.state).map_err(|error| EngineError::InvalidStoredState { run: rec.id.clone(), error })?;
+        Ok(p.clone())
+    }
+
+    /// Validate, build and durably store a new run.
+    pub fn create_run(&self, req: NewRun, clock: &dyn Clock) -> Result<RunRecord, EngineError> {
+        let p = self.registry.get(&req.procedure).ok_or_else(|| EngineError::UnknownProcedure {
+            name: req.procedure.clone(),
+            known: self.registry.iter().map(|p| p.name().to_string()).collect(),
+        })?;
+        let invalid = |error: String| EngineError::InvalidParams { procedure: req.procedure.clone(), error };
+        let params = p.encode_params(req.params.clone()).map_err(invalid)?;
+        let state = p.initial_state(&params).map_err(invalid)?;
+        let state_name = p.state_name(&state).map_err(invalid)?;
+        let now = clock.now();
+        let id = self.store.next_run_id()?;
+        let rec = RunRecord {
+            id: id.clone(),
+            procedure: p.name().to_string(),
+            procedure_version: p.version(),
+            params,
+            state,
+            state_name: state_name.clone(),
+            status: RunStatus::Running,
+            seed: req.seed,
+            created_at: now,
+            updated_at: now,
+            deadline: now.plus(req.deadline),
+            attempt: 0,
+            wait: None,
+            retry: None,
+            pending_gate: None,
+            gates: BTreeMap::new(),
+            abort: None,
+            outcome: None,
+            next_seq: 0,
+            labels: req.labels,
+        };
+        let mut d = Draft::new(&rec, now);
+        d.event(Outcome::Created, "", &state_name, 0, Some(format!("{} v{} (seed {})", rec.procedure, rec.procedure_version, rec.seed)));
+        for gate in &req.pre_approve {
+            let decision =
+                GateDecision { decision: Decision::Approved, by: req.approver.clone(), at: now, comment: Some("pre-approved".into()) };
+            d.rec.gates.insert(gate.clone(), decision);
+            d.event(Outcome::Approved, &state_name, &state_name, 0, Some(format!("{gate} pre-approved by {}", req.approver)));
+        }
+        let slot = self.slot(&id);
+        let _g = slot.lock();
+        self.store.create_run(&d.rec, &d.events)?;
+        slot.attached.store(true, Ordering::SeqCst);
+        tracing::info!(run_id = %id, procedure = %d.rec.procedure, "run created");
+        Ok(d.rec)
+    }
+
+    /// Drive run `id` until it is terminal. `progress` is called after every commit.
+    pub async fn drive(
+        &self,
+        id: &str,
+        env: Arc<E>,
+        clock: Arc<dyn Clock>,
+        progress: Arc<dyn Fn(&RunRecord) + Send + Sync>,
+    ) -> Result<RunRecord, EngineError> {
+        let span = tracing::info_span!("run", run_id = %id, procedure = tracing::field::Empty);
+        async {
+            let slot = self.slot(id);
+            let _driving = DrivingGuard::take(&slot, id)?;
+            let rec = self.load(id)?;
+            tracing::Span::current().record("procedure", rec.procedure.as_str());
+            if rec.status.is_terminal() && rec.status != RunStatus::Halted {
+                return Ok(rec);
+            }
+            // Refuse before writing anything to a run this binary cannot read.
+            self.procedure_for(&rec)?;
+            if !slot.attached.swap(true, Ordering::SeqCst) || rec.status == RunStatus::Halted {
+                let now = clock.now();
+                let rec = self.commit_decision(id, &slot, &rec, move |fresh| {
+                    let (r, e) = apply_resume(fresh, now);
+                    (r, e, NextAction::Continue)
+                })
+                .await?
+                .0;
+                tracing::info!(state = %rec.state_name, "resumed");
+                progress(&rec);
+            }
+            // Bounded by the procedure: every outcome either moves to another state, ends the
+            // run, or is a wait/retry that halts at its bound or the run's deadline; gates wait
+            // for a person by design.
+            loop {
+                let (rec, action) = self.step_inner(id, &env, &clock, &slot).await?;
+                progress(&rec);
+                match action {
+                    NextAction::Stop => return Ok(rec),
+                    NextAction::Continue => {}
+                    NextAction::SleepUntil(t) => sleep_or_wake(&*clock, t, &slot).await,
+                    NextAction::AwaitDecision => wait_for_decision(&slot).await,
+                }
+                if rec.status.is_terminal() {
+                    return Ok(rec);
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Perform exactly one step (or abort handling) and its commit, first sleeping through a
+    /// pending timer and waiting at an undecided gate. Returns the committed record; a terminal
+    /// run is returned unchanged. Used by [`Engine::drive`], and by tests and chaos harnesses to
+    /// stop ("crash") at any transition. Does not append `Resumed`; `drive` does.
+    pub async fn step_once(&self, id: &str, env: Arc<E>, clock: Arc<dyn Clock>) -> Result<RunRecord, EngineError> {
+        let slot = self.slot(id);
+        let _driving = DrivingGuard::take(&slot, id)?;
+        Ok(self.step_inner(id, &env, &clock, &slot).await?.0)
+    }
+
+    async fn step_inner(
+        &self,
+        id: &str,
+        env: &Arc<E>,
+        clock: &Arc<dyn Clock>,
+        slot: &Arc<RunSlot>,
+    ) -> Result<(RunRecord, NextAction), EngineError> {
+        // Each iteration either commits and returns, or waits for a timer or a notification and
+        // re-reads the record (which another party may have changed meanwhile).
+        let (rec, p) = loop {
+            let rec = self.load(id)?;
+            if rec.status.is_terminal() {
+                return Ok((rec, NextAction::Stop));
+            }
+            let p = self.procedure_for(&rec)?;
+            if rec.abort.as_ref().is_some_and(|a| !a.handled) {
+                let plan = abort_plan(&*p, &rec)?;
+                let now = clock.now();
+                tracing::info!(run_id = %id, state = %rec.state_name, ?plan, "acting on abort request");
+                return self.commit_decision(id, slot, &rec, move |fresh| apply_abort(fresh, plan, now)).await;
+            }
+            // Durable timers: a restarted process does not check early.
+            if let Some(t) = due_at(&rec) {
+                if t > clock.now() {
+                    sleep_or_wake(&**clock, t, slot).await;
+                    continue;
+                }
+            }
+            if let Some(g) = &rec.pending_gate {
+                if !rec.gates.contains_key(&g.gate) {
+                    wait_for_decision(slot).await;
+                    continue;
+                }
+            }
+            break (rec, p);
+        };
+
+        let cx = StepContext {
+            run_id: rec.id.clone(),
+            now: clock.now(),
+            attempt: rec.attempt,
+            seed: rec.seed,
+            aborting: rec.abort.is_some(),
+            waiting_since: rec.wait.as_ref().map(|w| w.since),
+            gates: rec.gates.clone(),
+        };
+        let span = tracing::info_span!(
+            "step",
+            run_id = %rec.id,
+            procedure = %rec.procedure,
+            from = %rec.state_name,
+            to = tracing::field::Empty,
+            attempt = rec.attempt,
+            outcome = tracing::field::Empty,
+        );
+        async {
+            let decided_gates = cx.gates.clone();
+            let (env, p2, params, state) = (env.clone(), p.clone(), rec.params.clone(), rec.state.clone());
+            // Steps are synchronous and may block on I/O: keep them off the async workers.
+            let joined = tokio::task::spawn_blocking(move || {
+                let out = p2.step(&*env, &cx, &params, &state)?;
+                Ok(match out {
+                    Step::Next(bytes) => {
+                        let name = p2.state_name(&bytes).map_err(StepError::Bug)?;
+                        Step::Next(NamedState { bytes, name })
+                    }
+                    Step::Wait { waiting_for, recheck_after, bound } => Step::Wait { waiting_for, recheck_after, bound },
+                    Step::Gate { gate, prompt, evidence } => Step::Gate { gate, prompt, evidence },
+                    Step::Done { summary } => Step::Done { summary },
+                    Step::Halt { reason, evidence } => Step::Halt { reason, evidence },
+                })
+            })
+            .await;
+            let result = match joined {
+                Ok(Ok(Step::Gate { gate, .. })) if decided_gates.contains_key(&gate) => {
+                    Err(StepError::Bug(format!("{} asked again for gate {gate}, which was already decided", rec.procedure)))
+                }
+                Ok(r) => r,
+                Err(e) => Err(StepError::Bug(format!("step panicked or was cancelled: {e}"))),
+            };
+            let now = clock.now();
+            let policy = self.policy.clone();
+            let (new, action) = self.commit_decision(id, slot, &rec, move |fresh| apply(fresh, result, now, &policy)).await?;
+            let span = tracing::Span::current();
+            span.record("to", new.state_name.as_str());
+            span.record("outcome", new.status.as_str());
+            tracing::info!(status = new.status.as_str(), ?action, "committed");
+            Ok((new, action))
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Under the run's lock, on a blocking thread: re-read the record, check nobody else moved
+    /// its state since `seen`, decide, assert the result, and commit durably.
+    async fn commit_decision<F>(
+        &self,
+        id: &str,
+        slot: &Arc<RunSlot>,
+        seen: &RunRecord,
+        decide: F,
+    ) -> Result<(RunRecord, NextAction), EngineError>
+    where
+        F: FnOnce(&RunRecord) -> (RunRecord, Vec<HistoryEvent>, NextAction) + Send + 'static,
+    {
+        let store = self.store.clone();
+        let slot = slot.clone();
+        let id = id.to_string();
+        let (seen_state, seen_name, seen_status) = (seen.state.clone(), seen.state_name.clone(), seen.status);
+        let p = self.procedure_for(seen)?;
+        let policy = self.policy.clone();
+        tokio::task::spawn_blocking(move || {
+            let _g = slot.lock();
+            let fresh = store.get_run(&id)?.ok_or_else(|| EngineError::NoSuchRun(id.clone()))?;
+            // Only the driver changes state or ends a run; control operations change neither.
+            let ended = fresh.status.is_terminal() && fresh.status != seen_status;
+            if fresh.state != seen_state || fresh.state_name != seen_name || ended {
+                return Err(EngineError::Conflict {
+                    run: id,
+                    detail: format!("the run moved to {} ({}) while a step ran from {seen_name}", fresh.state_name, fresh.status.as_str()),
+                });
+            }
+            let (mut new, mut events, mut action) = decide(&fresh);
+            // Assert before persisting: never store a state we could not resume from.
+            if let Err(e) = p.check(&new.params, &new.state) {
+                let bug = StepError::Bug(format!("{} would move to an invalid state {}: {e}", new.procedure, new.state_name));
+                (new, events, action) = apply(&fresh, Err(bug), new.updated_at, &policy);
+            }
+            store.commit(&new, &events)?;
+            Ok((new, action))
+        })
+        .await
+        .map_err(join_err)?
+    }
+
+    /// Record a decision for the pending gate (or, by name, any gate ahead: a pre-approval).
+    fn decide_gate(
+        &self,
+        id: &str,
+        gate: Option<&str>,
+        decision: Decision,
+        by: &str,
+        comment: Option<String>,
+        clock: &dyn Clock,
+    ) -> Result<RunRecord, EngineError> {
+        let refuse = |reason: String| EngineError::Refused { run: id.to_string(), reason };
+        let verb = match decision {
+            Decision::Approved => "approve",
+            Decision::Rejected => "reject",
+        };
+        let slot = self.slot(id);
+        let new = {
+            let _g = slot.lock();
+            let rec = self.load(id)?;
+            if rec.status.is_terminal() {
+                return Err(refuse(format!("it is {}; there is no gate left to {verb}", rec.status.as_str())));
+            }
+            let target = match (gate, &rec.pending_gate) {
+                (Some(g), _) => g.to_string(),
+                (None, Some(p)) => p.gate.clone(),
+                (None, None) => {
+                    return Err(refuse(format!("it is not waiting at a gate (status {}); name the gate to {verb} it in advance", rec.status.as_str())))
+                }
+            };
+            if let Some(d) = rec.gates.get(&target) {
+                let done = match d.decision {
+                    Decision::Approved => "approved",
+                    Decision::Rejected => "rejected",
+                };
+                return Err(refuse(format!("gate {target} was already {done} by {} at {}", d.by, d.at)));
+            }
+            let now = clock.now();
+            let (new, events) =
+                apply_gate_decision(&rec, &target, GateDecision { decision, by: by.to_string(), at: now, comment }, now);
+            self.store.commit(&new, &events)?;
+            tracing::info!(run_id = %id, gate = %target, by, "gate {verb}d");
+            new
+        };
+        slot.wake.notify_one();
+        Ok(new)
+    }
+
+    pub fn approve(&self, id: &str, gate: Option<&str>, by: &str, comment: Option<String>, clock: &dyn Clock) -> Result<RunRecord, EngineError> {
+        self.decide_gate(id, gate, Decision::Approved, by, comment, clock)
+    }
+
+    pub fn reject(&self, id: &str, gate: Option<&str>, by: &str, comment: Option<String>, clock: &dyn Clock) -> Result<RunRecord, EngineError> {
+        self.decide_gate(id, gate, Decision::Rejected, by, comment, clock)
+    }
+
+    /// Request an abort. The driver acts on it at its next step (or right away if it is
+    /// sleeping or at a gate). Requesting again is a no-op.
+    pub fn abort(&self, id: &str, by: &str, clock: &dyn Clock) -> Result<RunRecord, EngineError> {
+        let slot = self.slot(id);
+        let new = {
+            let _g = slot.lock();
+            let rec = self.load(id)?;
+            if rec.status == RunStatus::Halted {
+                return Err(EngineError::Refused {
+                    run: id.to_string(),
+                    reason: "it is halted, so nothing is running to abort; to roll it back, resume it and abort while it runs".into(),
+                });
+            }
+            if rec.status.is_terminal() {
+                return Err(EngineError::Refused { run: id.to_string(), reason: format!("it is already {}; there is nothing to abort", rec.status.as_str()) });
+            }
+            if rec.abort.is_some() {
+                return Ok(rec);
+            }
+            let now = clock.now();
+            let mut d = Draft::new(&rec, now);
+            d.rec.abort = Some(AbortRequest { by: by.to_string(), at: now, handled: false });
+            d.event(Outcome::AbortRequested, &rec.state_name, &rec.state_name, rec.attempt, Some(format!("by {by}")));
+            self.store.commit(&d.rec, &d.events)?;
+            tracing::info!(run_id = %id, by, "abort requested");
+            d.rec
+        };
+        slot.wake.notify_one();
+        Ok(new)
+    }
+
+    /// Runs that `drctl resume` continues: those not terminal.
+    pub fn resumable(&self) -> Result<Vec<RunRecord>, EngineError> {
+        Ok(self.store.list_runs()?.into_iter().filter(|r| !r.status.is_terminal()).collect())
+    }
+}
+
+fn abort_plan<E: ?Sized>(p: &dyn ErasedProcedure<E>, rec: &RunRecord) -> Result<AbortPlan, EngineError> {
+    let bug = |error: String| EngineError::InvalidStoredState { run: rec.id.clone(), error };
+    if p.is_undo_state(&rec.state).map_err(bug)? {
+        return Ok(AbortPlan::KeepUndoing);
+    }
+    Ok(match p.on_abort(&rec.params, &rec.state).map_err(bug)? {
+        Some(bytes) => AbortPlan::Undo(NamedState { name: p.state_name(&bytes).map_err(bug)?, bytes }),
+        None => AbortPlan::Stop,
+    })
+}
+
+/// Sleep on the injected clock until `t`, or until an approve/reject/abort wakes the run.
+async fn sleep_or_wake(clock: &dyn Clock, t: Timestamp, slot: &RunSlot) {
+    tokio::select! {
+        _ = clock.sleep_until(t) => {}
+        _ = slot.wake.notified() => {}
+    }
+}
+
+/// Wait for a notification, re-checking the store now and then in case the decision came from
+/// another process (the CLI deciding on the store directly).
+async fn wait_for_decision(slot: &RunSlot) {
+    let _ = tokio::time::timeout(GATE_RECHECK, slot.wake.notified()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::RunStatus::*;
+
+    fn rec() -> RunRecord {
+        RunRecord {
+            id: "1".into(),
+            procedure: "toy".into(),
+            procedure_version: 1,
+            params: vec![],
+            state: vec![1],
+            state_name: "A".into(),
+            status: Running,
+            seed: 3,
+            created_at: Timestamp(0),
+            updated_at: Timestamp(0),
+            deadline: Timestamp(60_000),
+            attempt: 0,
+            wait: None,
+            retry: None,
+            pending_gate: None,
+            gates: BTreeMap::new(),
+            abort: None,
+            outcome: None,
+            next_seq: 1,
+            labels: BTreeMap::new(),
+        }
+    }
+
+    fn wait(bound_s: u64) -> Result<Step<NamedState>, StepError> {
+        Ok(Step::Wait { waiting_for: "quorum".into(), recheck_after: Duration::from_secs(10), bound: Duration::from_secs(bound_s) })
+    }
+
+    fn transient() -> Result<Step<NamedState>, StepError> {
+        Err(StepError::Transient { what: "list members".into(), error: "connection refused".into() })
+    }
+
+    #[test]
+    fn next_moves_state_and_records_one_transition() {
+        let mut r = rec();
+        r.attempt = 2;
+        r.retry = Some(RetryInfo { since: Timestamp(1), next_try_at: Timestamp(2), last_error: "x".into() });
+        let (n, ev, a) = apply(&r, Ok(Step::Next(NamedState { bytes: vec![2], name: "B".into() })), Timestamp(5), &RetryPolicy::default());
+        assert_eq!((n.state.clone(), n.state_name.as_str(), n.attempt, n.retry.clone(), n.status), (vec![2], "B", 0, None, Running));
+        assert_eq!(a, NextAction::Continue);
+        assert_eq!(ev.len(), 1);
+        assert_eq!((ev[0].seq, ev[0].from.as_str(), ev[0].to.as_str(), ev[0].attempt), (1, "A", "B", 2));
+        assert_eq!(n.next_seq, 2);
+    }
+
+    #[test]
+    fn a_wait_is_history_once_and_rechecks_only_move_the_timer() {
+        let p = RetryPolicy::default();
+        let (r1, ev1, a1) = apply(&rec(), wait(60), Timestamp(1000), &p);
+        assert_eq!(ev1.len(), 1);
+        assert_eq!(ev1[0].outcome, Outcome::Waiting);
+        assert_eq!(a1, NextAction::SleepUntil(Timestamp(11_000)));
+        assert_eq!(r1.status, Waiting);
+        let (r2, ev2, a2) = apply(&r1, wait(60), Timestamp(11_000), &p);
+        assert!(ev2.is_empty(), "a re-check must not add history");
+        assert_eq!(r2.wait.as_ref().unwrap().since, Timestamp(1000));
+        assert_eq!(a2, NextAction::SleepUntil(Timestamp(21_000)));
+        // The last check lands exactly on the bound, then the run halts.
+        let (r3, _, a3) = apply(&r2, wait(60), Timestamp(55_000), &p);
+        assert_eq!(a3, NextAction::SleepUntil(Timestamp(61_000)));
+        let (r4, ev4, a4) = apply(&r3, wait(60), Timestamp(61_000), &p);
+        assert_eq!((r4.status, a4), (Halted, NextAction::Stop));
+        assert_eq!(r4.outcome.as_deref(), Some("timed out after 1m00s waiting for quorum"));
+        assert_eq!(ev4.last().unwrap().outcome, Outcome::Halted);
+        assert!(r4.wait.is_none());
+    }
+
+    #[test]
+    fn transient_failures_retry_with_history_then_give_up_at_the_deadline() {
+        let p = RetryPolicy { jitter_percent: 0, ..RetryPolicy::default() };
+        let (r1, ev1, a1) = apply(&rec(), transient(), Timestamp(1000), &p);
+        assert_eq!((r1.status, r1.attempt), (Retrying, 1));
+        assert_eq!(a1, NextAction::SleepUntil(Timestamp(1800)));
+        assert_eq!(ev1[0].outcome, Outcome::Retry);
+        assert_eq!(ev1[0].detail.as_deref(), Some("list members: connection refused"));
+        let (r2, ev2, _) = apply(&r1, transient(), Timestamp(1800), &p);
+        assert_eq!(r2.retry.as_ref().unwrap().since, Timestamp(1000));
+        assert_eq!(r2.retry.as_ref().unwrap().next_try_at, Timestamp(3400));
+        assert_eq!(ev2[0].attempt, 2);
+        let mut late = r2.clone();
+        late.deadline = Timestamp(4000);
+        let (r3, ev3, a3) = apply(&late, transient(), Timestamp(3400), &p);
+        assert_eq!((r3.status, a3), (Halted, NextAction::Stop));
+        assert!(r3.outcome.as_deref().unwrap().starts_with("gave up after 3 attempts since 1970-01-01T00:00:01.000Z: list members"));
+        assert_eq!(ev3.iter().map(|e| e.outcome.clone()).collect::<Vec<_>>(), [Outcome::Retry, Outcome::Halted]);
+    }
+
+    #[test]
+    fn gate_then_decision() {
+        let p = RetryPolicy::default();
+        let gate = Ok(Step::Gate { gate: "remove-member".into(), prompt: "remove m1?".into(), evidence: vec![] });
+        let (r1, ev1, a1) = apply(&rec(), gate.clone(), Timestamp(5), &p);
+        assert_eq!((r1.status, a1, ev1.len()), (AwaitingApproval, NextAction::AwaitDecision, 1));
+        // Asking again for the same pending gate adds nothing.
+        let (_, ev, _) = apply(&r1, gate, Timestamp(6), &p);
+        assert!(ev.is_empty());
+        let d = GateDecision { decision: Decision::Approved, by: "ana".into(), at: Timestamp(7), comment: Some("ok".into()) };
+        let (r2, ev2) = apply_gate_decision(&r1, "remove-member", d, Timestamp(7));
+        assert_eq!((r2.status, r2.pending_gate.is_none()), (Running, true));
+        assert_eq!(ev2[0].detail.as_deref(), Some("remove-member approved by ana: ok"));
+    }
+
+    #[test]
+    fn abort_plans() {
+        let mut r = rec();
+        r.abort = Some(AbortRequest { by: "bo".into(), at: Timestamp(1), handled: false });
+        let (s, ev, a) = apply_abort(&r, AbortPlan::Stop, Timestamp(2));
+        assert_eq!((s.status, a, ev[0].outcome.clone()), (Aborted, NextAction::Stop, Outcome::Aborted));
+        let (u, ev, a) = apply_abort(&r, AbortPlan::Undo(NamedState { bytes: vec![9], name: "UndoA".into() }), Timestamp(2));
+        assert_eq!((u.status, a, u.state_name.as_str()), (Aborting, NextAction::Continue, "UndoA"));
+        assert!(u.abort.as_ref().unwrap().handled);
+        assert_eq!(ev[0].detail.as_deref(), Some("abort requested by bo: undoing"));
+        // The undo path finishing ends the run as Aborted, not Succeeded.
+        let (d, _, _) = apply(&u, Ok(Step::Done { summary: "undone".into() }), Timestamp(3), &RetryPolicy::default());
+        assert_eq!(d.status, Aborted);
+        let (k, ev, _) = apply_abort(&r, AbortPlan::KeepUndoing, Timestamp(2));
+        assert!(ev.is_empty());
+        assert_eq!((k.status, k.state_name.as_str()), (Aborting, "A"));
+    }
+
+    #[test]
+    fn resuming_a_halted_run_clears_the_halt_and_renews_an_expired_deadline() {
+        let mut r = rec();
+        r.status = Halted;
+        r.outcome = Some("guard violated\nevidence:\n- x".into());
+        let (n, ev) = apply_resume(&r, Timestamp(100_000));
+        assert_eq!((n.status, n.outcome.clone()), (Running, None));
+        assert_eq!(n.deadline, Timestamp(160_000));
+        assert_eq!(ev[0].detail.as_deref(), Some("resumed at A after halt: guard violated"));
+    }
+}

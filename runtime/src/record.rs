@@ -1,0 +1,167 @@
+//! What the store holds: runs and their append-only history.
+
+use crate::clock::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Layout version of the records below; a store written by a newer layout is refused.
+pub const STORE_SCHEMA: u32 = 1;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RunStatus {
+    /// Stepping.
+    Running,
+    /// Inside a condition wait (see `RunRecord::wait`).
+    Waiting,
+    /// Backing off after a transient failure (see `RunRecord::retry`).
+    Retrying,
+    /// Stopped at a gate until approve/reject.
+    AwaitingApproval,
+    /// Running the undo path after an abort request.
+    Aborting,
+    Succeeded,
+    /// Stopped for a person to look; resumable with `drctl resume` after a fix.
+    Halted,
+    /// An invariant of ours broke.
+    Failed,
+    Aborted,
+}
+
+impl RunStatus {
+    /// Terminal runs are never resumed automatically. `Halted` is terminal for `resume` of all
+    /// runs but may be resumed explicitly by id.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, RunStatus::Succeeded | RunStatus::Failed | RunStatus::Aborted | RunStatus::Halted)
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Waiting => "waiting",
+            RunStatus::Retrying => "retrying",
+            RunStatus::AwaitingApproval => "awaiting-approval",
+            RunStatus::Aborting => "aborting",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Halted => "halted",
+            RunStatus::Failed => "failed",
+            RunStatus::Aborted => "aborted",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Decision {
+    Approved,
+    Rejected,
+}
+
+/// Who decided a gate, when, and how.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GateDecision {
+    pub decision: Decision,
+    pub by: String,
+    pub at: Timestamp,
+    pub comment: Option<String>,
+}
+
+/// A gate the run is stopped at.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingGate {
+    pub gate: String,
+    pub prompt: String,
+    pub evidence: Vec<String>,
+    pub since: Timestamp,
+}
+
+/// A condition wait in progress. Persisted so a restart neither forgets the bound nor checks
+/// early.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaitInfo {
+    pub waiting_for: String,
+    pub since: Timestamp,
+    pub next_check_at: Timestamp,
+    pub deadline: Timestamp,
+}
+
+/// Backing off after transient failures.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryInfo {
+    pub since: Timestamp,
+    pub next_try_at: Timestamp,
+    pub last_error: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AbortRequest {
+    pub by: String,
+    pub at: Timestamp,
+    /// Set once the engine has acted on the request (moved the run onto its undo path, or found
+    /// it already in an undo state), so `on_abort` is asked exactly once per abort.
+    #[serde(default)]
+    pub handled: bool,
+}
+
+/// One run of one procedure.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub id: String,
+    pub procedure: String,
+    pub procedure_version: u32,
+    /// rmp-serde encoded `Procedure::Params`.
+    pub params: Vec<u8>,
+    /// rmp-serde encoded `Procedure::State`.
+    pub state: Vec<u8>,
+    pub state_name: String,
+    pub status: RunStatus,
+    pub seed: u64,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    /// The run gives up retrying transient failures after this.
+    pub deadline: Timestamp,
+    /// Consecutive transient failures in the current state.
+    pub attempt: u32,
+    pub wait: Option<WaitInfo>,
+    pub retry: Option<RetryInfo>,
+    pub pending_gate: Option<PendingGate>,
+    pub gates: BTreeMap<String, GateDecision>,
+    pub abort: Option<AbortRequest>,
+    /// Why the run stopped, for halted/failed/aborted/succeeded runs.
+    pub outcome: Option<String>,
+    /// Sequence number the next history event gets.
+    pub next_seq: u64,
+    /// Free-form labels owned by the binary (e.g. which simulated world the run acts on).
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// The run was created.
+    Created,
+    /// A step moved the run to a new state.
+    Transition,
+    /// A condition wait began or was re-checked and still does not hold.
+    Waiting,
+    /// A transient failure; the step will be retried.
+    Retry,
+    Gate,
+    Approved,
+    Rejected,
+    AbortRequested,
+    /// The run was resumed by a new process.
+    Resumed,
+    Succeeded,
+    Halted,
+    Failed,
+    Aborted,
+}
+
+/// One entry of a run's append-only history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEvent {
+    pub seq: u64,
+    pub at: Timestamp,
+    pub from: String,
+    pub to: String,
+    pub attempt: u32,
+    pub outcome: Outcome,
+    pub detail: Option<String>,
+}

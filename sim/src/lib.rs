@@ -1,0 +1,282 @@
+//! `drctl-sim`: a deterministic simulator of an OpenShift control plane and its etcd.
+//!
+//! One seed determines everything. The world is plain data ([`world::World`]); [`Sim`] shares
+//! it between the ports the procedures call ([`Sim::ports`]) and the clock the engine waits on
+//! ([`SimClock`]), and, when given a file, persists it after every change so that the world
+//! outlives a killed runner.
+
+pub mod ports;
+pub mod scenario;
+pub mod world;
+
+use drctl_runtime::clock::{BoxFuture, Clock, Timestamp};
+use drctl_workflows::ports::Operator;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use world::World;
+
+/// Format version of a persisted world file.
+const WORLD_FORMAT: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("{0}")]
+    Scenario(String),
+    #[error("simulated world file {path}: {why}")]
+    File { path: PathBuf, why: String },
+}
+
+struct Inner {
+    world: World,
+    file: Option<PathBuf>,
+}
+
+/// A shared handle on one simulated world.
+#[derive(Clone)]
+pub struct Sim {
+    inner: Arc<Mutex<Inner>>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WorldFile {
+    format: u32,
+    world: World,
+}
+
+impl Sim {
+    pub fn new(world: World) -> Sim {
+        Sim { inner: Arc::new(Mutex::new(Inner { world, file: None })) }
+    }
+
+    pub fn scenario(name: &str, seed: u64) -> Result<Sim, SimError> {
+        scenario::build(name, seed).map(Sim::new).map_err(SimError::Scenario)
+    }
+
+    /// Persist the world to `path` now and after every later change.
+    pub fn persist_to(&self, path: &Path) -> Result<(), SimError> {
+        let mut g = self.lock();
+        g.file = Some(path.to_path_buf());
+        save(path, &g.world)
+    }
+
+    /// Load a world persisted by [`Sim::persist_to`]; keeps persisting to the same file.
+    pub fn load(path: &Path) -> Result<Sim, SimError> {
+        let bytes = std::fs::read(path).map_err(|e| SimError::File { path: path.into(), why: e.to_string() })?;
+        let f: WorldFile = rmp_serde::from_slice(&bytes).map_err(|e| SimError::File { path: path.into(), why: format!("corrupt: {e}") })?;
+        if f.format != WORLD_FORMAT {
+            return Err(SimError::File { path: path.into(), why: format!("format {} is not the supported {WORLD_FORMAT}", f.format) });
+        }
+        Ok(Sim { inner: Arc::new(Mutex::new(Inner { world: f.world, file: Some(path.into()) })) })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock is a simulator bug; the world is still data.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Read the world.
+    pub fn read<T>(&self, f: impl FnOnce(&World) -> T) -> T {
+        f(&self.lock().world)
+    }
+
+    /// Change the world and persist the change before returning, so that what a caller was told
+    /// happened has happened, even if the caller dies right after.
+    pub fn write<T>(&self, f: impl FnOnce(&mut World) -> T) -> T {
+        let mut g = self.lock();
+        let out = f(&mut g.world);
+        if let Some(p) = g.file.clone() {
+            if let Err(e) = save(&p, &g.world) {
+                // The simulated world cannot be kept: continuing would make the run lie.
+                panic!("{e}");
+            }
+        }
+        out
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.read(|w| w.now)
+    }
+
+    pub fn advance_to(&self, t: Timestamp) {
+        if t > self.now() {
+            self.write(|w| w.advance_to(t));
+        }
+    }
+
+    pub fn clock(&self) -> SimClock {
+        SimClock { sim: self.clone() }
+    }
+
+    pub fn ports(&self) -> drctl_workflows::ports::Ports {
+        ports::sim_ports(self)
+    }
+
+    /// A digest of the whole world: equal digests mean equal worlds.
+    pub fn digest(&self) -> String {
+        self.read(world_digest)
+    }
+
+    pub fn status(&self) -> SimStatus {
+        self.read(SimStatus::of)
+    }
+}
+
+pub fn world_digest(w: &World) -> String {
+    use sha2::{Digest, Sha256};
+    let bytes = rmp_serde::to_vec(w).expect("world encodes");
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn save(path: &Path, world: &World) -> Result<(), SimError> {
+    let err = |e: std::io::Error| SimError::File { path: path.into(), why: e.to_string() };
+    let bytes = rmp_serde::to_vec_named(&WorldFile { format: WORLD_FORMAT, world: world.clone() }).expect("world encodes");
+    // Write then rename: a killed process leaves either the old world or the new one, whole.
+    // No fsync: this must survive the runner being killed, not the machine losing power.
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)
+}
+
+/// The engine's clock for a simulated run: virtual time, advanced by waiting.
+#[derive(Clone)]
+pub struct SimClock {
+    sim: Sim,
+}
+
+impl Clock for SimClock {
+    fn now(&self) -> Timestamp {
+        self.sim.now()
+    }
+    fn sleep_until(&self, t: Timestamp) -> BoxFuture<'_, ()> {
+        self.sim.advance_to(t);
+        Box::pin(async {})
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemberStatus {
+    pub id: String,
+    pub host: String,
+    pub started: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OperatorStatus {
+    pub operator: String,
+    pub latest_revision: u64,
+    pub reason: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub name: String,
+    pub ready: bool,
+}
+
+/// The simulated cluster's health summary (`drctl sim status`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SimStatus {
+    pub scenario: String,
+    pub seed: u64,
+    pub time: String,
+    pub healthy: bool,
+    pub problems: Vec<String>,
+    pub api_available: bool,
+    pub etcd_cluster_id: String,
+    /// Cluster ids of every etcd that is running on some host.
+    pub running_cluster_ids: Vec<String>,
+    pub etcd_members: Vec<MemberStatus>,
+    pub etcd_quorum: bool,
+    pub nodes: Vec<NodeStatus>,
+    pub operators: Vec<OperatorStatus>,
+    pub quorum_guard: bool,
+    pub ovn_healthy: bool,
+    pub pending_csrs: usize,
+    pub data_revision: u64,
+    pub restored_from_revision: Option<u64>,
+}
+
+impl SimStatus {
+    pub fn of(w: &World) -> SimStatus {
+        use world::Container;
+        let cid = w.current_cluster;
+        let members: Vec<MemberStatus> = w.etcd[&cid]
+            .members
+            .iter()
+            .map(|(id, host)| MemberStatus {
+                id: format!("{id:x}"),
+                host: host.clone(),
+                started: w.hosts.get(host).is_some_and(|h| w.member_started(h)),
+            })
+            .collect();
+        let running: std::collections::BTreeSet<String> = w
+            .hosts
+            .values()
+            .filter(|h| h.powered && h.containers.get(&drctl_workflows::ports::StaticPod::Etcd) == Some(&Container::Running))
+            .filter_map(|h| h.etcd_data.map(|d| format!("{:x}", d.cluster_id)))
+            .collect();
+        let nodes: Vec<NodeStatus> = w.api().nodes.keys().map(|n| NodeStatus { name: n.clone(), ready: w.node_ready(n) }).collect();
+        let operators: Vec<OperatorStatus> = Operator::ALL
+            .iter()
+            .map(|op| {
+                let (reason, message) = w.installer_progress(*op);
+                OperatorStatus { operator: op.to_string(), latest_revision: w.api().operators[op].latest_revision, reason, message }
+            })
+            .collect();
+        let pending_csrs = w.api().csrs.values().filter(|c| !c.approved).count();
+        let mut problems = vec![];
+        let api_available = w.api_available();
+        if !api_available {
+            problems.push("API unavailable".to_string());
+        }
+        if members.len() != 3 || members.iter().any(|m| !m.started) {
+            let started = members.iter().filter(|m| m.started).count();
+            problems.push(format!("etcd has {} members, {started} started (want 3 of 3)", members.len()));
+        }
+        if running.len() > 1 {
+            problems.push(format!("etcd running with {} different cluster ids", running.len()));
+        }
+        if nodes.len() < 3 || nodes.iter().any(|n| !n.ready) {
+            problems.push(format!(
+                "nodes not ready: {}",
+                nodes.iter().filter(|n| !n.ready).map(|n| n.name.as_str()).collect::<Vec<_>>().join(", ")
+            ));
+        }
+        for o in &operators {
+            if o.reason != "AllNodesAtLatestRevision" {
+                problems.push(format!("{} not at latest revision: {}", o.operator, o.message));
+            }
+        }
+        if !w.api().quorum_guard {
+            problems.push("etcd quorum guard is off".into());
+        }
+        let ovn_healthy = w.ovn_healthy();
+        if !ovn_healthy {
+            problems.push("OVN-Kubernetes control plane not healthy".into());
+        }
+        if pending_csrs > 0 {
+            problems.push(format!("{pending_csrs} pending CSRs"));
+        }
+        SimStatus {
+            scenario: w.scenario.clone(),
+            seed: w.seed,
+            time: w.now.to_string(),
+            healthy: problems.is_empty(),
+            problems,
+            api_available,
+            etcd_cluster_id: format!("{cid:x}"),
+            running_cluster_ids: running.into_iter().collect(),
+            etcd_members: members,
+            etcd_quorum: w.has_quorum(),
+            nodes,
+            operators,
+            quorum_guard: w.api().quorum_guard,
+            ovn_healthy,
+            pending_csrs,
+            data_revision: w.api().revision,
+            restored_from_revision: w.restored_from_revision,
+        }
+    }
+}

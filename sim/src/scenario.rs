@@ -1,0 +1,223 @@
+//! Named starting worlds. Each is built from the seed alone.
+
+use crate::world::*;
+use drctl_runtime::clock::Timestamp;
+use drctl_runtime::rng::DetRng;
+use drctl_workflows::ports::{BackupInfo, Operator, StaticPod};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// 2026-01-05T09:00:00Z: virtual time starts here for every scenario.
+pub const EPOCH: Timestamp = Timestamp(1_767_603_600_000);
+pub const CLUSTER_VERSION: &str = "4.15.3";
+pub const MACHINE_PREFIX: &str = "ocp-7x2lq-master";
+
+pub struct ScenarioInfo {
+    pub name: &'static str,
+    pub summary: &'static str,
+}
+
+pub const SCENARIOS: &[ScenarioInfo] = &[
+    ScenarioInfo { name: "healthy", summary: "3 control-plane hosts, 3 etcd members, API available, all operators at their latest revision" },
+    ScenarioInfo {
+        name: "quorum-loss",
+        summary: "2 of 3 control-plane machines stopped: etcd has lost quorum, the API is down; a same-z-stream backup exists",
+    },
+    ScenarioInfo {
+        name: "quorum-loss-reachable",
+        summary: "one control-plane machine stopped and another host's etcd data lost (host still reachable, with keepalived VIPs); a backup exists",
+    },
+];
+
+pub fn build(name: &str, seed: u64) -> Result<World, String> {
+    match name {
+        "healthy" => Ok(healthy(seed)),
+        "quorum-loss" => Ok(quorum_loss(seed)),
+        "quorum-loss-reachable" => Ok(quorum_loss_reachable(seed)),
+        other => Err(format!(
+            "unknown scenario '{other}'; known scenarios: {}",
+            SCENARIOS.iter().map(|s| s.name).collect::<Vec<_>>().join(", ")
+        )),
+    }
+}
+
+pub fn healthy(seed: u64) -> World {
+    let mut rng = DetRng::derive(seed, b"world");
+    let cluster_id = rng.next_u64() | 1;
+    let mut members = BTreeMap::new();
+    let mut hosts = BTreeMap::new();
+    let mut nodes = BTreeMap::new();
+    let mut machines = BTreeMap::new();
+    let mut ovn_pods = BTreeMap::new();
+    let mut ips = BTreeSet::new();
+    let revisions: [(Operator, u64); 4] =
+        [(Operator::Etcd, 7), (Operator::KubeApiServer, 9), (Operator::KubeControllerManager, 7), (Operator::KubeScheduler, 6)];
+    for i in 0..3u32 {
+        let name = format!("master-{i}");
+        let ip = format!("10.0.0.{}", 10 + i);
+        let member_id = rng.next_u64() | 1;
+        members.insert(member_id, name.clone());
+        let machine = format!("{MACHINE_PREFIX}-{i}");
+        hosts.insert(
+            name.clone(),
+            Host {
+                name: name.clone(),
+                ip: ip.clone(),
+                machine: machine.clone(),
+                powered: true,
+                kubelet_running: true,
+                kubelet_cert_gen: Some(1),
+                kubelet_serving: true,
+                needs_register: false,
+                release_version: CLUSTER_VERSION.into(),
+                manifests: [StaticPod::Etcd, StaticPod::KubeApiServer, StaticPod::KubeControllerManager, StaticPod::KubeScheduler].into(),
+                moved_manifests: BTreeSet::new(),
+                containers: [
+                    (StaticPod::Etcd, Container::Running),
+                    (StaticPod::KubeApiServer, Container::Running),
+                    (StaticPod::KubeControllerManager, Container::Running),
+                    (StaticPod::KubeScheduler, Container::Running),
+                ]
+                .into(),
+                etcd_data: Some(DataDir { cluster_id, member_id }),
+                etcd_data_aside: vec![],
+                files: BTreeMap::new(),
+                dirs: BTreeSet::new(),
+                addresses: vec![(ip.clone(), "br-ex".into())],
+                ovn_db: Some(cluster_id),
+                markers: BTreeSet::new(),
+                shutdown_at: None,
+            },
+        );
+        nodes.insert(name.clone(), NodeObj { name: name.clone(), internal_ip: ip.clone(), control_plane: true });
+        machines.insert(
+            machine.clone(),
+            MachineObj {
+                name: machine.clone(),
+                phase: "Running".into(),
+                node: Some(name.clone()),
+                control_plane: true,
+                provider_id: Some(format!("sim:///us-east-1{}/i-0{:015x}", ['a', 'b', 'c'][i as usize], rng.next_u64() >> 4)),
+                instance_type: "m6i.xlarge".into(),
+                zone: format!("us-east-1{}", ['a', 'b', 'c'][i as usize]),
+                uid: format!("{:032x}", (rng.next_u64() as u128) << 64 | rng.next_u64() as u128),
+                generation: 2,
+                resource_version: 13_000 + i as u64,
+                annotations: [("machine.openshift.io/instance-state".to_string(), "running".to_string())].into(),
+                phase_until: None,
+            },
+        );
+        for role in [OvnRole::Master, OvnRole::Node] {
+            ovn_pods.insert(ovn_pod_name(role, &name), OvnPod { node: name.clone(), role, phase: "Running".into(), started_at: EPOCH, start_at: None });
+        }
+        ips.insert(ip);
+    }
+    let operators = revisions
+        .iter()
+        .map(|(op, rev)| {
+            let node_revisions = nodes.keys().map(|n| (n.clone(), *rev)).collect();
+            (
+                *op,
+                OperatorObj {
+                    force_reason: None,
+                    observed_reason: None,
+                    latest_revision: *rev,
+                    revision_allows_non_ha: false,
+                    node_revisions,
+                    next_install_at: None,
+                },
+            )
+        })
+        .collect();
+    let data = ApiData {
+        revision: 31_407,
+        cluster_version: CLUSTER_VERSION.into(),
+        signer_generation: 1,
+        nodes,
+        machines,
+        csrs: BTreeMap::new(),
+        operators,
+        quorum_guard: true,
+        next_csr: 0,
+    };
+    World {
+        scenario: "healthy".into(),
+        seed,
+        now: EPOCH,
+        rng,
+        installed_at: Timestamp(EPOCH.0 - 40 * 24 * HOUR),
+        hosts,
+        etcd: [(cluster_id, EtcdCluster { members, data })].into(),
+        current_cluster: cluster_id,
+        ovn_pods,
+        ovn_master_ips: ips,
+        cno_sync_at: None,
+        ovn_reset_at: EPOCH,
+        backups: BTreeMap::new(),
+        faults: Faults::default(),
+        restored_from_revision: None,
+        next_ip: 20,
+        log: vec![],
+    }
+}
+
+/// Take a backup on master-0 and keep it in the backup location as `name`.
+fn keep_backup(w: &mut World, name: &str) {
+    let dir = "/home/core/assets/backup";
+    let (snap, res) = w.backup("master-0", dir).expect("healthy world can back up");
+    let h = &w.hosts["master-0"];
+    let snap_file = h.files[&format!("{dir}/{snap}")].clone();
+    let res_file = h.files[&format!("{dir}/{res}")].clone();
+    let SimFile::Snapshot { status, .. } = &snap_file else { unreachable!("backup writes a snapshot") };
+    let info = BackupInfo { cluster_version: CLUSTER_VERSION.into(), snapshot: status.clone(), taken_on: "master-0".into(), possibly_dirty: false };
+    w.backups.insert(name.to_string(), BackupSet { files: [(snap, snap_file), (res, res_file)].into(), info: Some(info) });
+    w.hosts.get_mut("master-0").expect("host").files.clear();
+}
+
+/// Healthy, then a backup, then life goes on (writes, a signer rotation that re-issues every
+/// kubelet certificate), then the damage.
+fn degraded_base(seed: u64, scenario: &str) -> World {
+    let mut w = healthy(seed);
+    w.scenario = scenario.into();
+    keep_backup(&mut w, "nightly");
+    w.advance(6 * HOUR);
+    let api = w.api_mut();
+    api.revision += 5_000;
+    api.signer_generation = 2;
+    for h in w.hosts.values_mut() {
+        h.kubelet_cert_gen = Some(2);
+    }
+    w.note("signer rotated; kubelet certificates re-issued");
+    w
+}
+
+pub fn quorum_loss(seed: u64) -> World {
+    let mut w = degraded_base(seed, "quorum-loss");
+    for h in ["master-1", "master-2"] {
+        w.hosts.get_mut(h).expect("host").powered = false;
+        let m = w.hosts[h].machine.clone();
+        w.api_mut().machines.get_mut(&m).expect("machine").annotations.insert("machine.openshift.io/instance-state".into(), "stopped".into());
+        w.note(format!("machine of {h} stopped"));
+    }
+    w.advance(5 * MINUTE);
+    assert!(!w.api_available(), "quorum-loss scenario must start with the API down");
+    w
+}
+
+pub fn quorum_loss_reachable(seed: u64) -> World {
+    let mut w = degraded_base(seed, "quorum-loss-reachable");
+    for h in w.hosts.values_mut() {
+        h.manifests.insert(StaticPod::Keepalived);
+        h.containers.insert(StaticPod::Keepalived, Container::Running);
+    }
+    w.hosts.get_mut("master-0").expect("host").addresses.push(("10.0.0.5".into(), "br-ex".into()));
+    w.hosts.get_mut("master-1").expect("host").addresses.push(("10.0.0.7".into(), "br-ex".into()));
+    w.hosts.get_mut("master-2").expect("host").powered = false;
+    let m = w.hosts["master-2"].machine.clone();
+    w.api_mut().machines.get_mut(&m).expect("machine").annotations.insert("machine.openshift.io/instance-state".into(), "stopped".into());
+    // master-1's disk lost its etcd data: the member cannot start.
+    w.hosts.get_mut("master-1").expect("host").etcd_data = None;
+    w.note("machine of master-2 stopped; etcd data of master-1 lost");
+    w.advance(5 * MINUTE);
+    assert!(!w.api_available(), "quorum-loss-reachable scenario must start with the API down");
+    w
+}

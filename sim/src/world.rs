@@ -1,0 +1,862 @@
+//! The simulated cluster: hosts with kubelets and static pods, etcd clusters with quorum, the
+//! API server and the data it serves, machines, CSRs, the static-pod operators and OVN.
+//!
+//! Everything is plain data (serialisable, so the world outlives the runner) and every change
+//! happens either through an operation (a port call) or through [`World::advance_to`], which
+//! runs the cluster's own controllers deterministically from the world's seeded RNG.
+
+use drctl_runtime::clock::Timestamp;
+use drctl_runtime::rng::{mix, DetRng};
+use drctl_workflows::ports::{CsrKind, Operator, SnapshotStatus, StaticPod};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+pub const SECOND: u64 = 1_000;
+pub const MINUTE: u64 = 60 * SECOND;
+pub const HOUR: u64 = 60 * MINUTE;
+
+/// What lives in etcd and is served by the API. A restore replaces all of it with the
+/// snapshot's copy: that is what "going back in time" means for the cluster.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ApiData {
+    pub revision: u64,
+    pub cluster_version: String,
+    /// Bumped by each signer rotation; kubelet certificates from a later generation are not
+    /// trusted by a cluster restored to an earlier one.
+    pub signer_generation: u64,
+    pub nodes: BTreeMap<String, NodeObj>,
+    pub machines: BTreeMap<String, MachineObj>,
+    pub csrs: BTreeMap<String, CsrObj>,
+    pub operators: BTreeMap<Operator, OperatorObj>,
+    /// False while `useUnsupportedUnsafeNonHANonProductionUnstableEtcd` is set.
+    pub quorum_guard: bool,
+    pub next_csr: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeObj {
+    pub name: String,
+    pub internal_ip: String,
+    pub control_plane: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MachineObj {
+    pub name: String,
+    pub phase: String,
+    pub node: Option<String>,
+    pub control_plane: bool,
+    pub provider_id: Option<String>,
+    pub instance_type: String,
+    pub zone: String,
+    pub uid: String,
+    pub generation: u64,
+    pub resource_version: u64,
+    pub annotations: BTreeMap<String, String>,
+    /// When the current phase ends (provisioning, deletion).
+    pub phase_until: Option<Timestamp>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CsrObj {
+    pub name: String,
+    pub kind: CsrKind,
+    pub signer: String,
+    pub requestor: String,
+    /// The node the certificate is for (the CSR subject).
+    pub node: String,
+    pub approved: bool,
+    pub created_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OperatorObj {
+    pub force_reason: Option<String>,
+    /// The reason the operator last acted on; a different spec value makes a new revision.
+    pub observed_reason: Option<String>,
+    pub latest_revision: u64,
+    /// For etcd: the latest revision was created while the quorum guard was off, so it may be
+    /// rolled out to a cluster of fewer than three members.
+    pub revision_allows_non_ha: bool,
+    pub node_revisions: BTreeMap<String, u64>,
+    pub next_install_at: Option<Timestamp>,
+}
+
+/// A file on a host or in the backup location.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum SimFile {
+    Snapshot { status: SnapshotStatus, data: Box<ApiData> },
+    StaticResources { cluster_version: String },
+    Info(String),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Container {
+    Starting { at: Timestamp },
+    Running,
+    /// etcd refusing to start (cluster-id mismatch, missing membership).
+    CrashLoop,
+    Stopping { at: Timestamp },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct DataDir {
+    pub cluster_id: u64,
+    pub member_id: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Host {
+    pub name: String,
+    pub ip: String,
+    pub machine: String,
+    pub powered: bool,
+    pub kubelet_running: bool,
+    /// Signer generation of the kubelet client certificate; `None` once the PKI was removed.
+    pub kubelet_cert_gen: Option<u64>,
+    pub kubelet_serving: bool,
+    /// The kubelet (re)registers its node object when it can.
+    pub needs_register: bool,
+    pub release_version: String,
+    pub manifests: BTreeSet<StaticPod>,
+    /// Manifests moved out to /tmp.
+    pub moved_manifests: BTreeSet<StaticPod>,
+    pub containers: BTreeMap<StaticPod, Container>,
+    pub etcd_data: Option<DataDir>,
+    pub etcd_data_aside: Vec<DataDir>,
+    pub files: BTreeMap<String, SimFile>,
+    pub dirs: BTreeSet<String>,
+    pub addresses: Vec<(String, String)>,
+    /// Cluster id the OVN north/southbound databases belong to; `None` once removed.
+    pub ovn_db: Option<u64>,
+    pub markers: BTreeSet<String>,
+    pub shutdown_at: Option<Timestamp>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EtcdCluster {
+    /// member id -> host name.
+    pub members: BTreeMap<u64, String>,
+    pub data: ApiData,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OvnRole {
+    Master,
+    Node,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OvnPod {
+    pub node: String,
+    pub role: OvnRole,
+    /// `Running`, `Pending`, `CrashLoopBackOff`.
+    pub phase: String,
+    pub started_at: Timestamp,
+    pub start_at: Option<Timestamp>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Window {
+    pub from: Timestamp,
+    pub until: Timestamp,
+}
+
+impl Window {
+    pub fn covers(&self, t: Timestamp) -> bool {
+        self.from <= t && t < self.until
+    }
+}
+
+/// Faults injected into the world, all from the seed or from explicit options.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Faults {
+    pub api_outages: Vec<Window>,
+    /// host -> windows in which SSH to it fails.
+    pub ssh_outages: BTreeMap<String, Vec<Window>>,
+    pub disk_full: BTreeSet<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BackupSet {
+    pub files: BTreeMap<String, SimFile>,
+    pub info: Option<drctl_workflows::ports::BackupInfo>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct World {
+    pub scenario: String,
+    pub seed: u64,
+    pub now: Timestamp,
+    pub rng: DetRng,
+    pub installed_at: Timestamp,
+    pub hosts: BTreeMap<String, Host>,
+    pub etcd: BTreeMap<u64, EtcdCluster>,
+    pub current_cluster: u64,
+    pub ovn_pods: BTreeMap<String, OvnPod>,
+    pub ovn_master_ips: BTreeSet<String>,
+    pub cno_sync_at: Option<Timestamp>,
+    /// When an ovnkube-master last started on freshly removed databases; every ovnkube-node
+    /// must have restarted after that to use the new OVN control plane.
+    pub ovn_reset_at: Timestamp,
+    pub backups: BTreeMap<String, BackupSet>,
+    pub faults: Faults,
+    /// Revision of the snapshot the current cluster was restored from, if any.
+    pub restored_from_revision: Option<u64>,
+    pub next_ip: u32,
+    /// Notable changes, in order: the world's own event log.
+    pub log: Vec<String>,
+}
+
+/// How many world changes `advance_to` may process in one call before it is a bug.
+const MAX_TICKS_PER_ADVANCE: usize = 1_000_000;
+
+impl World {
+    // -----------------------------------------------------------------------------------------
+    // Small helpers
+    // -----------------------------------------------------------------------------------------
+
+    pub fn note(&mut self, what: impl AsRef<str>) {
+        let line = format!("{} {}", self.now, what.as_ref());
+        self.log.push(line);
+    }
+
+    pub fn delay(&mut self, lo_ms: u64, hi_ms: u64) -> Timestamp {
+        let d = self.rng.range(lo_ms, hi_ms);
+        self.now.plus(std::time::Duration::from_millis(d))
+    }
+
+    pub fn api(&self) -> &ApiData {
+        &self.etcd[&self.current_cluster].data
+    }
+
+    pub fn api_mut(&mut self) -> &mut ApiData {
+        let c = self.current_cluster;
+        let d = &mut self.etcd.get_mut(&c).expect("current cluster exists").data;
+        d.revision += 1;
+        d
+    }
+
+    pub fn new_id(&mut self) -> u64 {
+        // Non-zero, as etcd ids are.
+        self.rng.next_u64() | 1
+    }
+
+    pub fn alloc_ip(&mut self) -> String {
+        self.next_ip += 1;
+        format!("10.0.0.{}", self.next_ip)
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Derived state: what the cluster looks like right now
+    // -----------------------------------------------------------------------------------------
+
+    pub fn member_started(&self, host: &Host) -> bool {
+        let Some(d) = host.etcd_data else { return false };
+        host.powered
+            && host.kubelet_running
+            && host.containers.get(&StaticPod::Etcd) == Some(&Container::Running)
+            && d.cluster_id == self.current_cluster
+            && self.etcd[&self.current_cluster].members.get(&d.member_id) == Some(&host.name)
+    }
+
+    pub fn started_members(&self) -> usize {
+        self.hosts.values().filter(|h| self.member_started(h)).count()
+    }
+
+    pub fn has_quorum(&self) -> bool {
+        let n = self.etcd[&self.current_cluster].members.len();
+        n > 0 && self.started_members() > n / 2
+    }
+
+    pub fn kas_running(&self) -> bool {
+        self.hosts.values().any(|h| h.powered && h.containers.get(&StaticPod::KubeApiServer) == Some(&Container::Running))
+    }
+
+    pub fn in_api_outage(&self) -> bool {
+        self.faults.api_outages.iter().any(|w| w.covers(self.now))
+    }
+
+    pub fn api_available(&self) -> bool {
+        !self.in_api_outage() && self.kas_running() && self.has_quorum()
+    }
+
+    pub fn cert_valid(&self, h: &Host) -> bool {
+        matches!(h.kubelet_cert_gen, Some(g) if g <= self.api().signer_generation)
+    }
+
+    pub fn node_ready(&self, node: &str) -> bool {
+        match self.hosts.get(node) {
+            Some(h) => h.powered && h.kubelet_running && self.cert_valid(h) && self.api_available(),
+            None => false,
+        }
+    }
+
+    pub fn ssh_reachable(&self, host: &str) -> bool {
+        match self.hosts.get(host) {
+            Some(h) => {
+                h.powered
+                    && !self.faults.ssh_outages.get(host).is_some_and(|ws| ws.iter().any(|w| w.covers(self.now)))
+            }
+            None => false,
+        }
+    }
+
+    pub fn control_plane_nodes(&self) -> Vec<String> {
+        self.api().nodes.values().filter(|n| n.control_plane).map(|n| n.name.clone()).collect()
+    }
+
+    /// `NodeInstallerProgressing` as (reason, message).
+    pub fn installer_progress(&self, op: Operator) -> (String, String) {
+        let o = &self.api().operators[&op];
+        let mut by_rev: BTreeMap<u64, usize> = BTreeMap::new();
+        for n in self.control_plane_nodes() {
+            *by_rev.entry(o.node_revisions.get(&n).copied().unwrap_or(0)).or_default() += 1;
+        }
+        let parts: Vec<String> = by_rev.iter().map(|(r, c)| format!("{c} nodes are at revision {r}")).collect();
+        let all = by_rev.len() == 1 && by_rev.contains_key(&o.latest_revision);
+        let reason = if all { "AllNodesAtLatestRevision" } else { "NodeInstaller" };
+        (reason.to_string(), parts.join("; "))
+    }
+
+    pub fn ovn_healthy(&self) -> bool {
+        let cp: BTreeSet<String> = self
+            .control_plane_nodes()
+            .into_iter()
+            .filter_map(|n| self.api().nodes.get(&n).map(|o| o.internal_ip.clone()))
+            .collect();
+        if self.ovn_master_ips != cp {
+            return false;
+        }
+        let reset = self.ovn_reset_at;
+        self.ovn_pods.values().all(|p| {
+            p.phase == "Running"
+                && match p.role {
+                    OvnRole::Master => self.hosts.get(&p.node).is_some_and(|h| h.ovn_db == Some(self.current_cluster)),
+                    OvnRole::Node => p.started_at >= reset,
+                }
+        })
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Time: the cluster's own controllers
+    // -----------------------------------------------------------------------------------------
+
+    /// Advance virtual time to `t`, running every controller at each moment something is due.
+    pub fn advance_to(&mut self, t: Timestamp) {
+        self.reconcile();
+        for _ in 0..MAX_TICKS_PER_ADVANCE {
+            match self.next_due().filter(|d| *d <= t) {
+                Some(d) => {
+                    self.now = self.now.max(d);
+                    self.reconcile();
+                }
+                None => {
+                    self.now = self.now.max(t);
+                    self.reconcile();
+                    return;
+                }
+            }
+        }
+        panic!("world did not settle while advancing to {t}: a controller keeps rescheduling itself");
+    }
+
+    pub fn advance(&mut self, ms: u64) {
+        let t = self.now.plus(std::time::Duration::from_millis(ms));
+        self.advance_to(t);
+    }
+
+    /// The earliest future moment at which some controller has work.
+    fn next_due(&self) -> Option<Timestamp> {
+        let mut due: Vec<Timestamp> = Vec::new();
+        for h in self.hosts.values() {
+            for c in h.containers.values() {
+                if let Container::Starting { at } | Container::Stopping { at } = c {
+                    due.push(*at);
+                }
+            }
+            due.extend(h.shutdown_at);
+        }
+        let api = self.api();
+        for m in api.machines.values() {
+            due.extend(m.phase_until);
+        }
+        for o in api.operators.values() {
+            due.extend(o.next_install_at);
+        }
+        for p in self.ovn_pods.values() {
+            due.extend(p.start_at);
+        }
+        due.extend(self.cno_sync_at);
+        for w in &self.faults.api_outages {
+            due.push(w.from);
+            due.push(w.until);
+        }
+        due.into_iter().filter(|d| *d > self.now).min()
+    }
+
+    /// Run every controller once at the current time until nothing changes.
+    fn reconcile(&mut self) {
+        for _ in 0..64 {
+            let before = self.fingerprint();
+            self.reconcile_hosts();
+            self.reconcile_kubelets();
+            if self.api_available() {
+                self.reconcile_machines();
+                self.reconcile_operators();
+                self.reconcile_ovn();
+            }
+            if self.fingerprint() == before {
+                return;
+            }
+        }
+        panic!("world reconcile did not converge at {}", self.now);
+    }
+
+    fn fingerprint(&self) -> u64 {
+        mix(0, &rmp_serde::to_vec(self).expect("world encodes"))
+    }
+
+    fn reconcile_hosts(&mut self) {
+        let now = self.now;
+        let names: Vec<String> = self.hosts.keys().cloned().collect();
+        for name in names {
+            let h = self.hosts[&name].clone();
+            if let Some(at) = h.shutdown_at {
+                if at <= now {
+                    let h = self.hosts.get_mut(&name).expect("host");
+                    h.powered = false;
+                    h.shutdown_at = None;
+                    self.note(format!("host {name} powered off"));
+                }
+            }
+            let h = self.hosts[&name].clone();
+            if !h.powered {
+                if !h.containers.is_empty() {
+                    self.hosts.get_mut(&name).expect("host").containers.clear();
+                }
+                continue;
+            }
+            for pod in [StaticPod::Etcd, StaticPod::KubeApiServer, StaticPod::KubeControllerManager, StaticPod::KubeScheduler, StaticPod::Keepalived] {
+                let desired = h.kubelet_running && h.manifests.contains(&pod);
+                let cur = h.containers.get(&pod).copied();
+                let next = match (desired, cur) {
+                    (true, None) => {
+                        let (lo, hi) = if pod == StaticPod::KubeApiServer { (30 * SECOND, 90 * SECOND) } else { (5 * SECOND, 20 * SECOND) };
+                        Some(Container::Starting { at: self.delay(lo, hi) })
+                    }
+                    (true, Some(Container::Stopping { .. })) => Some(Container::Starting { at: self.delay(5 * SECOND, 20 * SECOND) }),
+                    (true, Some(Container::Starting { at })) if at <= now => {
+                        if pod == StaticPod::Etcd && !self.etcd_can_start(&h) {
+                            Some(Container::CrashLoop)
+                        } else {
+                            Some(Container::Running)
+                        }
+                    }
+                    (true, Some(Container::CrashLoop)) if pod == StaticPod::Etcd && self.etcd_can_start(&h) => Some(Container::Running),
+                    (true, Some(Container::Running)) if pod == StaticPod::Etcd && !self.etcd_can_start(&h) => Some(Container::CrashLoop),
+                    (false, Some(Container::Running | Container::Starting { .. })) => Some(Container::Stopping { at: self.delay(5 * SECOND, 40 * SECOND) }),
+                    (false, Some(Container::CrashLoop)) => None,
+                    (false, Some(Container::Stopping { at })) if at <= now => None,
+                    (_, c) => c,
+                };
+                if next != cur {
+                    if next == Some(Container::CrashLoop) {
+                        let why = self.etcd_refusal(&h);
+                        self.note(format!("etcd on {name} crashlooping: {why}"));
+                    }
+                    let hm = self.hosts.get_mut(&name).expect("host");
+                    match next {
+                        Some(c) => hm.containers.insert(pod, c),
+                        None => hm.containers.remove(&pod),
+                    };
+                }
+            }
+        }
+    }
+
+    fn etcd_can_start(&self, h: &Host) -> bool {
+        self.etcd_refusal(h).is_empty()
+    }
+
+    /// Why etcd on `h` would refuse to run, empty when it can.
+    fn etcd_refusal(&self, h: &Host) -> String {
+        match h.etcd_data {
+            None => "no data directory and no membership".into(),
+            Some(d) if d.cluster_id != self.current_cluster => format!(
+                "request cluster ID mismatch (local {:x}, cluster {:x}): member was part of a cluster that no longer exists",
+                d.cluster_id, self.current_cluster
+            ),
+            Some(d) if self.etcd[&self.current_cluster].members.get(&d.member_id) != Some(&h.name) => {
+                format!("member {:x} has been removed from the cluster", d.member_id)
+            }
+            Some(_) => String::new(),
+        }
+    }
+
+    fn reconcile_kubelets(&mut self) {
+        if !self.api_available() {
+            return;
+        }
+        let names: Vec<String> = self.hosts.keys().cloned().collect();
+        for name in names {
+            let h = self.hosts[&name].clone();
+            if !h.powered || !h.kubelet_running {
+                continue;
+            }
+            if h.kubelet_cert_gen.is_none() {
+                // Bootstrap: ask for a client certificate, use it once approved.
+                let csr = self.api().csrs.values().find(|c| c.kind == CsrKind::NodeBootstrapper && c.node == name).cloned();
+                match csr {
+                    Some(c) if c.approved => {
+                        let gen = self.api().signer_generation;
+                        let hm = self.hosts.get_mut(&name).expect("host");
+                        hm.kubelet_cert_gen = Some(gen);
+                        hm.kubelet_serving = false;
+                        hm.needs_register = true;
+                        self.note(format!("kubelet on {name} got a client certificate"));
+                    }
+                    Some(_) => {}
+                    None => self.new_csr(CsrKind::NodeBootstrapper, &name),
+                }
+                continue;
+            }
+            if !self.cert_valid(&h) {
+                continue; // rejected by the API: the node stays NotReady until its PKI is redone
+            }
+            if h.needs_register && !self.api().nodes.contains_key(&name) {
+                let ip = h.ip.clone();
+                self.api_mut().nodes.insert(name.clone(), NodeObj { name: name.clone(), internal_ip: ip, control_plane: true });
+                self.note(format!("node {name} registered"));
+            }
+            if h.needs_register {
+                self.hosts.get_mut(&name).expect("host").needs_register = false;
+            }
+            if !h.kubelet_serving {
+                let csr = self.api().csrs.values().find(|c| c.kind == CsrKind::KubeletServing && c.node == name).cloned();
+                match csr {
+                    Some(c) if c.approved => {
+                        self.hosts.get_mut(&name).expect("host").kubelet_serving = true;
+                    }
+                    Some(_) => {}
+                    None => self.new_csr(CsrKind::KubeletServing, &name),
+                }
+            }
+        }
+    }
+
+    fn new_csr(&mut self, kind: CsrKind, node: &str) {
+        let n = self.api().next_csr;
+        let suffix = format!("{:05x}", mix(self.seed, format!("csr{n}").as_bytes()) & 0xfffff);
+        let name = format!("csr-{suffix}");
+        let (signer, requestor) = match kind {
+            CsrKind::NodeBootstrapper => (
+                "kubernetes.io/kube-apiserver-client-kubelet",
+                "system:serviceaccount:openshift-machine-config-operator:node-bootstrapper".to_string(),
+            ),
+            _ => ("kubernetes.io/kubelet-serving", format!("system:node:{node}")),
+        };
+        let now = self.now;
+        let api = self.api_mut();
+        api.next_csr += 1;
+        api.csrs.insert(
+            name.clone(),
+            CsrObj { name: name.clone(), kind, signer: signer.into(), requestor, node: node.into(), approved: false, created_at: now },
+        );
+        self.note(format!("csr {name} ({kind:?}) pending for {node}"));
+    }
+
+    fn reconcile_machines(&mut self) {
+        let now = self.now;
+        let names: Vec<String> = self.api().machines.keys().cloned().collect();
+        for name in names {
+            let m = self.api().machines[&name].clone();
+            let Some(until) = m.phase_until else { continue };
+            if until > now {
+                continue;
+            }
+            match m.phase.as_str() {
+                "Provisioning" => {
+                    let next = self.delay(2 * MINUTE, 4 * MINUTE);
+                    let mm = self.api_mut().machines.get_mut(&name).expect("machine");
+                    mm.phase = "Provisioned".into();
+                    mm.phase_until = Some(next);
+                    mm.provider_id = Some(format!("sim:///{}", name));
+                    self.note(format!("machine {name} provisioned"));
+                }
+                "Provisioned" => self.machine_joins(&name),
+                "Deleting" => {
+                    let host = m.node.clone().or_else(|| self.hosts.values().find(|h| h.machine == name).map(|h| h.name.clone()));
+                    // The etcd machine-deletion hook: a machine whose host runs a member of the
+                    // current cluster is not removed until that member is gone.
+                    if let Some(h) = host.as_ref().and_then(|h| self.hosts.get(h)) {
+                        if self.member_started(h) {
+                            continue;
+                        }
+                    }
+                    self.api_mut().machines.remove(&name);
+                    if let Some(h) = host {
+                        self.hosts.remove(&h);
+                        self.api_mut().nodes.remove(&h);
+                        self.ovn_pods.retain(|_, p| p.node != h);
+                        self.note(format!("machine {name} deleted; host {h} terminated"));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// A provisioned machine boots, its kubelet joins (the machine approver signs its CSRs) and
+    /// the installers lay down the control-plane static pods, except etcd which needs membership.
+    fn machine_joins(&mut self, machine: &str) {
+        let host_name = machine.rsplit('-').take(2).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("-");
+        let ip = self.alloc_ip();
+        let gen = self.api().signer_generation;
+        let version = self.api().cluster_version.clone();
+        let host = Host {
+            name: host_name.clone(),
+            ip: ip.clone(),
+            machine: machine.to_string(),
+            powered: true,
+            kubelet_running: true,
+            kubelet_cert_gen: Some(gen),
+            kubelet_serving: true,
+            needs_register: false,
+            release_version: version,
+            manifests: [StaticPod::KubeApiServer, StaticPod::KubeControllerManager, StaticPod::KubeScheduler].into(),
+            moved_manifests: BTreeSet::new(),
+            containers: BTreeMap::new(),
+            etcd_data: None,
+            etcd_data_aside: vec![],
+            files: BTreeMap::new(),
+            dirs: BTreeSet::new(),
+            addresses: vec![(ip.clone(), "br-ex".into())],
+            ovn_db: Some(self.current_cluster),
+            markers: BTreeSet::new(),
+            shutdown_at: None,
+        };
+        self.hosts.insert(host_name.clone(), host);
+        let now = self.now;
+        let api = self.api_mut();
+        api.nodes.insert(host_name.clone(), NodeObj { name: host_name.clone(), internal_ip: ip, control_plane: true });
+        let m = api.machines.get_mut(machine).expect("machine");
+        m.phase = "Running".into();
+        m.phase_until = None;
+        m.node = Some(host_name.clone());
+        for role in [OvnRole::Master, OvnRole::Node] {
+            let pod = ovn_pod_name(role, &host_name);
+            self.ovn_pods.insert(pod, OvnPod { node: host_name.clone(), role, phase: "Running".into(), started_at: now, start_at: None });
+        }
+        self.note(format!("machine {machine} running; node {host_name} joined"));
+    }
+
+    fn reconcile_operators(&mut self) {
+        let now = self.now;
+        for op in Operator::ALL {
+            let o = self.api().operators[&op].clone();
+            if o.force_reason != o.observed_reason {
+                let allows_non_ha = !self.api().quorum_guard;
+                let next = self.delay(20 * SECOND, 60 * SECOND);
+                let oo = self.api_mut().operators.get_mut(&op).expect("operator");
+                oo.observed_reason = o.force_reason.clone();
+                oo.latest_revision += 1;
+                oo.revision_allows_non_ha = allows_non_ha;
+                oo.next_install_at = Some(next);
+                let rev = oo.latest_revision;
+                self.note(format!("{op}: revision {rev} created (non-HA allowed: {allows_non_ha})"));
+                continue;
+            }
+            let behind: Vec<String> = self
+                .control_plane_nodes()
+                .into_iter()
+                .filter(|n| o.node_revisions.get(n).copied().unwrap_or(0) < o.latest_revision && self.node_ready(n))
+                .collect();
+            match (behind.first(), o.next_install_at) {
+                (None, Some(_)) => {
+                    self.api_mut().operators.get_mut(&op).expect("operator").next_install_at = None;
+                }
+                (Some(_), None) => {
+                    let next = self.delay(30 * SECOND, 90 * SECOND);
+                    self.api_mut().operators.get_mut(&op).expect("operator").next_install_at = Some(next);
+                }
+                (Some(node), Some(at)) if at <= now => {
+                    let node = node.clone();
+                    if op == Operator::Etcd && !self.install_etcd_on(&node, o.revision_allows_non_ha) {
+                        // Blocked by the quorum guard: check again later.
+                        let next = self.delay(60 * SECOND, 120 * SECOND);
+                        self.api_mut().operators.get_mut(&op).expect("operator").next_install_at = Some(next);
+                        continue;
+                    }
+                    let next = self.delay(60 * SECOND, 150 * SECOND);
+                    let oo = self.api_mut().operators.get_mut(&op).expect("operator");
+                    oo.node_revisions.insert(node.clone(), o.latest_revision);
+                    oo.next_install_at = Some(next);
+                    self.note(format!("{op}: node {node} at revision {}", o.latest_revision));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The etcd installer on `node`: scale etcd up to it when it has no member. Returns false
+    /// when the quorum guard forbids it.
+    fn install_etcd_on(&mut self, node: &str, allows_non_ha: bool) -> bool {
+        let Some(h) = self.hosts.get(node).cloned() else { return false };
+        let cid = self.current_cluster;
+        let is_member = matches!(h.etcd_data, Some(d) if d.cluster_id == cid && self.etcd[&cid].members.contains_key(&d.member_id));
+        if !is_member && h.etcd_data.is_none() {
+            let members = self.etcd[&cid].members.len();
+            if members < 3 && !allows_non_ha {
+                self.note(format!("etcd: not scaling to {node}: quorum guard requires 3 members, have {members}"));
+                return false;
+            }
+            let id = self.new_id();
+            self.etcd.get_mut(&cid).expect("cluster").members.insert(id, node.to_string());
+            let hm = self.hosts.get_mut(node).expect("host");
+            hm.etcd_data = Some(DataDir { cluster_id: cid, member_id: id });
+            self.note(format!("etcd: member {id:x} added for {node}"));
+        }
+        self.hosts.get_mut(node).expect("host").manifests.insert(StaticPod::Etcd);
+        true
+    }
+
+    fn reconcile_ovn(&mut self) {
+        let now = self.now;
+        // The cluster network operator re-renders the ovnkube-master daemonset some minutes
+        // after the set of control-plane nodes changes.
+        let cp: BTreeSet<String> = self
+            .control_plane_nodes()
+            .into_iter()
+            .filter_map(|n| self.api().nodes.get(&n).map(|o| o.internal_ip.clone()))
+            .collect();
+        match self.cno_sync_at {
+            Some(at) if at <= now => {
+                self.ovn_master_ips = cp;
+                self.cno_sync_at = None;
+                self.note("cno: ovnkube-master daemonset re-rendered");
+            }
+            None if self.ovn_master_ips != cp => {
+                self.cno_sync_at = Some(self.delay(5 * MINUTE, 10 * MINUTE));
+            }
+            _ => {}
+        }
+        let names: Vec<String> = self.ovn_pods.keys().cloned().collect();
+        let current = self.current_cluster;
+        for name in names {
+            let p = self.ovn_pods[&name].clone();
+            if !self.api().nodes.contains_key(&p.node) {
+                self.ovn_pods.remove(&name);
+                continue;
+            }
+            if let Some(at) = p.start_at {
+                if at <= now {
+                    let stale = p.role == OvnRole::Master && self.hosts.get(&p.node).is_some_and(|h| h.ovn_db.is_some_and(|c| c != current));
+                    let pm = self.ovn_pods.get_mut(&name).expect("pod");
+                    pm.start_at = None;
+                    pm.started_at = now;
+                    pm.phase = if stale { "CrashLoopBackOff".into() } else { "Running".into() };
+                    if p.role == OvnRole::Master && !stale {
+                        let fresh = self.hosts.get(&p.node).is_some_and(|h| h.ovn_db.is_none());
+                        if let Some(h) = self.hosts.get_mut(&p.node) {
+                            h.ovn_db = Some(current);
+                        }
+                        if fresh {
+                            self.ovn_reset_at = now;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Operations the ports perform
+    // -----------------------------------------------------------------------------------------
+
+    /// `cluster-restore.sh` on `host`: a new single-member cluster from the snapshot in `dir`.
+    pub fn restore(&mut self, host: &str, dir: &str, fence: &str) -> Result<bool, String> {
+        let h = self.hosts.get(host).ok_or_else(|| format!("no host {host}"))?.clone();
+        if h.markers.contains(fence) {
+            return Ok(false);
+        }
+        let prefix = format!("{}/", dir.trim_end_matches('/'));
+        let in_dir: Vec<(&String, &SimFile)> = h.files.iter().filter(|(p, _)| p.starts_with(&prefix)).collect();
+        let snap = in_dir.iter().find(|(p, _)| is_snapshot_name(&p[prefix.len()..]));
+        let res = in_dir.iter().find(|(p, _)| is_resources_name(&p[prefix.len()..]));
+        let (Some((_, SimFile::Snapshot { status, data })), Some(_)) = (snap, res) else {
+            return Err(format!(
+                "{dir} must contain snapshot_<datetimestamp>.db and static_kuberesources_<datetimestamp>.tar.gz"
+            ));
+        };
+        let (status, data) = (status.clone(), data.clone());
+        let cid = self.new_id();
+        let mid = self.new_id();
+        let hm = self.hosts.get_mut(host).expect("host");
+        for p in [StaticPod::Etcd, StaticPod::KubeApiServer, StaticPod::KubeControllerManager, StaticPod::KubeScheduler] {
+            hm.manifests.remove(&p);
+            hm.containers.remove(&p);
+        }
+        if let Some(d) = hm.etcd_data.take() {
+            hm.etcd_data_aside.push(d);
+        }
+        hm.etcd_data = Some(DataDir { cluster_id: cid, member_id: mid });
+        hm.manifests.extend([StaticPod::Etcd, StaticPod::KubeApiServer, StaticPod::KubeControllerManager, StaticPod::KubeScheduler]);
+        hm.markers.insert(fence.to_string());
+        let mut data = *data;
+        data.revision = status.revision;
+        self.etcd.insert(cid, EtcdCluster { members: [(mid, host.to_string())].into(), data });
+        self.current_cluster = cid;
+        self.restored_from_revision = Some(status.revision);
+        self.note(format!("restore on {host}: new etcd cluster {cid:x} from snapshot at revision {}", status.revision));
+        Ok(true)
+    }
+
+    /// `cluster-backup.sh` on `host` into `dir`: returns the two file names.
+    pub fn backup(&mut self, host: &str, dir: &str) -> Result<(String, String), String> {
+        let h = self.hosts.get(host).ok_or_else(|| format!("no host {host}"))?.clone();
+        if !self.member_started(&h) || !self.has_quorum() {
+            return Err("etcdserver: request timed out".into());
+        }
+        let ts = self.now.to_string();
+        // 2026-01-02T03:04:05.000Z -> 2026-01-02_030405
+        let stamp = format!("{}_{}", &ts[..10], ts[11..19].replace(':', ""));
+        let snap = format!("snapshot_{stamp}.db");
+        let res = format!("static_kuberesources_{stamp}.tar.gz");
+        if self.faults.disk_full.contains(host) {
+            return Err(format!("write {dir}/{snap}.part: no space left on device"));
+        }
+        let data = self.api().clone();
+        let bytes = rmp_serde::to_vec(&data).expect("encodes");
+        let status = SnapshotStatus {
+            hash: mix(self.seed, &bytes) & 0xffff_ffff,
+            revision: data.revision,
+            total_key: (data.nodes.len() + data.machines.len() + data.csrs.len() + data.operators.len()) as u64 * 97 + 11_000,
+            total_size: bytes.len() as u64 * 4096,
+        };
+        let version = data.cluster_version.clone();
+        let hm = self.hosts.get_mut(host).expect("host");
+        hm.dirs.insert(dir.to_string());
+        hm.files.insert(format!("{dir}/{snap}"), SimFile::Snapshot { status, data: Box::new(data) });
+        hm.files.insert(format!("{dir}/{res}"), SimFile::StaticResources { cluster_version: version });
+        self.note(format!("backup on {host}: {dir}/{snap}"));
+        Ok((snap, res))
+    }
+}
+
+pub fn ovn_pod_name(role: OvnRole, node: &str) -> String {
+    match role {
+        OvnRole::Master => format!("ovnkube-master-{node}"),
+        OvnRole::Node => format!("ovnkube-node-{node}"),
+    }
+}
+
+/// `snapshot_<datetimestamp>.db`
+pub fn is_snapshot_name(f: &str) -> bool {
+    f.starts_with("snapshot_") && f.ends_with(".db") && f.len() > "snapshot_.db".len()
+}
+
+/// `static_kuberesources_<datetimestamp>.tar.gz`
+pub fn is_resources_name(f: &str) -> bool {
+    f.starts_with("static_kuberesources_") && f.ends_with(".tar.gz") && f.len() > "static_kuberesources_.tar.gz".len()
+}

@@ -1,0 +1,20 @@
+//! `drctl-workflows`: the disaster-recovery procedures and the ports they act through.
+//!
+//! Each procedure is one module whose state enum reads like its runbook. Procedures see the
+//! cluster only through [`ports`]; they never import an adapter or the simulator.
+
+pub mod etcd_backup;
+pub mod machines;
+pub mod ports;
+pub mod restore_cluster_state;
+
+pub use etcd_backup::EtcdBackup;
+pub use restore_cluster_state::RestoreClusterState;
+
+/// Every procedure this build knows, for the engine's registry.
+pub fn registry() -> drctl_runtime::Registry<ports::Ports> {
+    let mut r = drctl_runtime::Registry::default();
+    r.register(EtcdBackup);
+    r.register(RestoreClusterState);
+    r
+}

@@ -1,0 +1,72 @@
+//! Machine manifests as the runbook edits them (seed 000 §5.2.4.1, §5.4.2.2 step 16).
+
+use serde_json::Value;
+
+/// The saved manifest of a lost control-plane machine turned into one that can be created:
+/// status, `spec.providerID`, `metadata.annotations`, `generation`, `resourceVersion`, `uid`
+/// (and other server-set metadata) removed, and the new name set.
+pub fn machine_for_recreate(old: &Value, new_name: &str) -> Value {
+    let mut m = old.clone();
+    if let Some(obj) = m.as_object_mut() {
+        obj.remove("status");
+    }
+    if let Some(spec) = m.get_mut("spec").and_then(Value::as_object_mut) {
+        spec.remove("providerID");
+    }
+    if let Some(meta) = m.get_mut("metadata").and_then(Value::as_object_mut) {
+        for k in ["annotations", "generation", "resourceVersion", "uid", "creationTimestamp", "managedFields", "selfLink", "finalizers", "deletionTimestamp"] {
+            meta.remove(k);
+        }
+        meta.insert("name".into(), Value::String(new_name.to_string()));
+    }
+    m
+}
+
+/// `ocp-7x2lq-master-0` -> (`ocp-7x2lq-master`, 0).
+pub fn split_index(name: &str) -> Option<(&str, u32)> {
+    let (base, idx) = name.rsplit_once('-')?;
+    Some((base, idx.parse().ok()?))
+}
+
+/// The next free name with the same base: one past the highest index in use among `taken`.
+pub fn next_machine_name<'a>(old: &str, taken: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    let (base, _) = split_index(old)?;
+    let max = taken.into_iter().filter_map(split_index).filter(|(b, _)| *b == base).map(|(_, i)| i).max()?;
+    Some(format!("{base}-{}", max + 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn strips_what_the_runbook_says_and_renames() {
+        let old = json!({
+            "apiVersion": "machine.openshift.io/v1beta1", "kind": "Machine",
+            "metadata": {"name": "clustername-8qw5l-master-0", "namespace": "openshift-machine-api",
+                "annotations": {"machine.openshift.io/instance-state": "running"}, "generation": 2,
+                "resourceVersion": "13291", "uid": "a282eb70-40a2-4e89-8009-d05dd420d31a",
+                "labels": {"machine.openshift.io/cluster-api-machine-role": "master"}},
+            "spec": {"providerID": "aws:///us-east-1a/i-0fdb85790d76d0c3f", "providerSpec": {"value": {"instanceType": "m4.xlarge"}}},
+            "status": {"phase": "Running", "nodeRef": {"kind": "Node", "name": "ip-10-0-131-183.ec2.internal"}}
+        });
+        let new = machine_for_recreate(&old, "clustername-8qw5l-master-3");
+        assert_eq!(new["metadata"]["name"], "clustername-8qw5l-master-3");
+        for gone in ["annotations", "generation", "resourceVersion", "uid"] {
+            assert!(new["metadata"].get(gone).is_none(), "{gone} kept");
+        }
+        assert!(new.get("status").is_none());
+        assert!(new["spec"].get("providerID").is_none());
+        assert_eq!(new["spec"]["providerSpec"]["value"]["instanceType"], "m4.xlarge");
+        assert_eq!(new["metadata"]["labels"]["machine.openshift.io/cluster-api-machine-role"], "master");
+    }
+
+    #[test]
+    fn next_name_is_one_past_the_highest_index() {
+        let taken = ["c-master-0", "c-master-1", "c-master-2", "c-worker-7"];
+        assert_eq!(next_machine_name("c-master-1", taken).as_deref(), Some("c-master-3"));
+        assert_eq!(next_machine_name("c-master-1", ["c-master-1", "c-master-4"]).as_deref(), Some("c-master-5"));
+        assert_eq!(next_machine_name("nodash", ["nodash"]), None);
+    }
+}

@@ -1,0 +1,380 @@
+//! The ports: domain-level operations the procedures act through. The simulator and the real
+//! adapters (kube-rs, openssh, etcdctl) implement them; procedures never see either.
+//!
+//! Every failure is classified where it enters, into [`PortError`], with the real error text
+//! preserved so an operator recognises it.
+
+use drctl_runtime::StepError;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A failure at a port, classified by the adapter that met it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum PortError {
+    /// Passing trouble: connection refused/reset, timeout, 429/5xx, etcd "no leader" or
+    /// "request timed out", SSH connection lost. Retried with backoff.
+    #[error("{0}")]
+    Transient(String),
+    /// The thing asked for does not exist (404, no such file).
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The world refused: forbidden, invalid, conflict that re-reading will not fix, a command
+    /// that ran and failed. Halts the run with this as evidence.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl PortError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, PortError::Transient(_))
+    }
+    /// Into the engine's classification, naming what was being done.
+    pub fn during(self, what: impl Into<String>) -> StepError {
+        let what = what.into();
+        match self {
+            PortError::Transient(e) => StepError::Transient { what, error: e },
+            PortError::NotFound(e) => StepError::Permanent { reason: format!("{what}: not found: {e}"), evidence: vec![] },
+            PortError::Permanent(e) => StepError::Permanent { reason: format!("{what}: {e}"), evidence: vec![] },
+        }
+    }
+}
+
+pub type PortResult<T> = Result<T, PortError>;
+
+// ---------------------------------------------------------------------------------------------
+// Cluster API (kube-apiserver)
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub name: String,
+    pub ready: bool,
+    pub control_plane: bool,
+    pub internal_ip: String,
+    /// `node.kubernetes.io/unreachable` and friends.
+    pub taints: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodInfo {
+    pub name: String,
+    pub node: String,
+    /// `Running`, `Pending`, `CrashLoopBackOff`, ...
+    pub phase: String,
+    pub ready: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum CsrKind {
+    /// `kubernetes.io/kube-apiserver-client-kubelet` requested by the node-bootstrapper.
+    NodeBootstrapper,
+    /// `kubernetes.io/kubelet-serving` requested by `system:node:<name>`.
+    KubeletServing,
+    Other,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CsrInfo {
+    pub name: String,
+    pub signer: String,
+    pub requestor: String,
+    pub kind: CsrKind,
+    /// For kubelet-serving CSRs, the node named by the requestor.
+    pub node: Option<String>,
+    pub pending: bool,
+    pub approved: bool,
+}
+
+/// The `machine.openshift.io/v1beta1` Machine, as much as the procedures need.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MachineInfo {
+    pub name: String,
+    /// `Provisioning`, `Provisioned`, `Running`, `Deleting`, `Failed`, or empty.
+    pub phase: String,
+    pub node: Option<String>,
+    pub control_plane: bool,
+    /// The whole object as JSON (spec, metadata, status), for saving and re-creating.
+    pub manifest: serde_json::Value,
+}
+
+/// The static-pod operators whose revisions the procedures roll.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Operator {
+    Etcd,
+    KubeApiServer,
+    KubeControllerManager,
+    KubeScheduler,
+}
+
+impl Operator {
+    pub const ALL: [Operator; 4] = [Operator::Etcd, Operator::KubeApiServer, Operator::KubeControllerManager, Operator::KubeScheduler];
+    /// The `operator.openshift.io/v1` resource (cluster-scoped, named `cluster`).
+    pub fn resource(self) -> &'static str {
+        match self {
+            Operator::Etcd => "etcds",
+            Operator::KubeApiServer => "kubeapiservers",
+            Operator::KubeControllerManager => "kubecontrollermanagers",
+            Operator::KubeScheduler => "kubeschedulers",
+        }
+    }
+}
+
+impl fmt::Display for Operator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Operator::Etcd => "etcd",
+            Operator::KubeApiServer => "kube-apiserver",
+            Operator::KubeControllerManager => "kube-controller-manager",
+            Operator::KubeScheduler => "kube-scheduler",
+        })
+    }
+}
+
+/// The `NodeInstallerProgressing` condition of a static-pod operator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstallerProgress {
+    /// `AllNodesAtLatestRevision` when done.
+    pub reason: String,
+    /// e.g. `3 nodes are at revision 7` or `2 nodes are at revision 6; 1 nodes are at revision 7`.
+    pub message: String,
+    pub latest_revision: u64,
+    /// The `forceRedeploymentReason` currently in the spec.
+    pub force_redeployment_reason: Option<String>,
+}
+
+impl InstallerProgress {
+    pub fn all_at_latest(&self) -> bool {
+        self.reason == "AllNodesAtLatestRevision"
+    }
+}
+
+/// A `clusteroperators.config.openshift.io` summary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterOperatorInfo {
+    pub name: String,
+    pub available: bool,
+    pub progressing: bool,
+    pub degraded: bool,
+}
+
+/// Operations on the cluster through its API server. Reads require the API to answer;
+/// during quorum loss every call fails transiently.
+pub trait ClusterApi: Send + Sync {
+    /// `clusterversion/version` desired version, e.g. `4.15.3`.
+    fn cluster_version(&self) -> PortResult<String>;
+    /// Cluster age since installation, in seconds (first certificate rotation at 24 h).
+    fn cluster_age_secs(&self) -> PortResult<u64>;
+    fn cluster_operators(&self) -> PortResult<Vec<ClusterOperatorInfo>>;
+    fn list_nodes(&self) -> PortResult<Vec<NodeInfo>>;
+    /// Delete a node object; an absent node is success.
+    fn delete_node(&self, name: &str) -> PortResult<()>;
+    fn list_csrs(&self) -> PortResult<Vec<CsrInfo>>;
+    /// Approve a CSR (adds the `Approved` condition); approving an approved CSR is success.
+    fn approve_csr(&self, name: &str) -> PortResult<()>;
+    /// Pods in `namespace` matching the label selector `selector` (`k8s-app=etcd`).
+    fn list_pods(&self, namespace: &str, selector: &str) -> PortResult<Vec<PodInfo>>;
+    /// Delete one pod; an absent pod is success.
+    fn delete_pod(&self, namespace: &str, name: &str) -> PortResult<()>;
+    /// Internal IPs that the `ovnkube-master` daemonset still references, among `ips`.
+    fn ovn_master_references(&self, ips: &[String]) -> PortResult<Vec<String>>;
+    fn list_machines(&self) -> PortResult<Vec<MachineInfo>>;
+    fn get_machine(&self, name: &str) -> PortResult<Option<MachineInfo>>;
+    /// Delete a machine; an absent machine is success.
+    fn delete_machine(&self, name: &str) -> PortResult<()>;
+    /// Create a machine from a manifest; creating one that exists with the same name is success.
+    fn create_machine(&self, manifest: &serde_json::Value) -> PortResult<()>;
+    /// `spec.unsupportedConfigOverrides.useUnsupportedUnsafeNonHANonProductionUnstableEtcd`:
+    /// `enabled = false` turns the quorum guard off (merge patch), `true` sets the overrides to
+    /// null again.
+    fn set_quorum_guard(&self, enabled: bool) -> PortResult<()>;
+    fn quorum_guard_enabled(&self) -> PortResult<bool>;
+    /// Merge-patch `spec.forceRedeploymentReason`. Setting the value already there is a no-op.
+    fn force_redeployment(&self, operator: Operator, reason: &str) -> PortResult<()>;
+    fn installer_progress(&self, operator: Operator) -> PortResult<InstallerProgress>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Control-plane hosts over SSH
+// ---------------------------------------------------------------------------------------------
+
+/// Static pod manifests in `/etc/kubernetes/manifests`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum StaticPod {
+    Etcd,
+    KubeApiServer,
+    KubeControllerManager,
+    KubeScheduler,
+    Keepalived,
+}
+
+impl StaticPod {
+    pub fn manifest_file(self) -> &'static str {
+        match self {
+            StaticPod::Etcd => "etcd-pod.yaml",
+            StaticPod::KubeApiServer => "kube-apiserver-pod.yaml",
+            StaticPod::KubeControllerManager => "kube-controller-manager-pod.yaml",
+            StaticPod::KubeScheduler => "kube-scheduler-pod.yaml",
+            StaticPod::Keepalived => "keepalived.yaml",
+        }
+    }
+    /// The container name `crictl ps` shows for it.
+    pub fn container(self) -> &'static str {
+        match self {
+            StaticPod::Etcd => "etcd",
+            StaticPod::KubeApiServer => "kube-apiserver",
+            StaticPod::KubeControllerManager => "kube-controller-manager",
+            StaticPod::KubeScheduler => "kube-scheduler",
+            StaticPod::Keepalived => "keepalived",
+        }
+    }
+}
+
+/// A typed host operation. Adapters render each to a properly quoted command; nothing from user
+/// input reaches a shell unquoted. Every operation is idempotent as the procedures use it
+/// (moving a file that is already moved reports `moved: false`, not an error).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HostOp {
+    /// `mv /etc/kubernetes/manifests/<pod> /tmp` (or back in).
+    MoveManifestOut(StaticPod),
+    MoveManifestIn(StaticPod),
+    /// Whether `/etc/kubernetes/manifests/<pod>` exists.
+    ManifestPresent(StaticPod),
+    /// `crictl ps --name <name>` minus operator/guard containers: names of running containers.
+    RunningContainers { name: String },
+    /// `mv /var/lib/etcd/ /tmp`.
+    MoveEtcdDataDirAside,
+    /// `ip -o address`: (address, device) pairs.
+    ListAddresses,
+    /// `ip address del <addr> dev <dev>`.
+    RemoveAddress { address: String, device: String },
+    /// `rm -f /var/lib/kubelet/pki/*.pem`.
+    RemoveKubeletPki,
+    /// `systemctl restart kubelet.service`.
+    RestartKubelet,
+    /// `rm -f /var/lib/ovn/etc/*.db`.
+    RemoveOvnDatabases,
+    /// `cluster-backup.sh <dir>`: snapshot + static pod resources into `dir`.
+    RunBackup { dir: String },
+    /// `etcdctl snapshot status <path> -w json`.
+    SnapshotStatus { path: String },
+    /// `cluster-restore.sh <dir>` on the recovery host, fenced: a marker named after `fence` is
+    /// written with the restore, and a host that has the marker reports `Done` without
+    /// restoring again (a re-run after a crash must not make yet another cluster id).
+    RunRestore { dir: String, fence: String },
+    /// Files (names only) in a directory; empty if it does not exist.
+    ListDir { dir: String },
+    /// `install -d -m 0700 <dir>`.
+    MakePrivateDir { dir: String },
+    /// Release version the host's control plane runs (from its static pod resources).
+    ReleaseVersion,
+    /// `shutdown -h 1`.
+    Shutdown { minutes: u32 },
+}
+
+/// What a host operation returned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HostOutput {
+    Done,
+    /// For moves: false when the source was already gone (a re-run after a crash).
+    Moved { moved: bool },
+    Present(bool),
+    Names(Vec<String>),
+    Addresses(Vec<(String, String)>),
+    Backup { snapshot: String, resources: String },
+    Snapshot(SnapshotStatus),
+    Version(String),
+}
+
+/// `etcdctl snapshot status -w json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotStatus {
+    pub hash: u64,
+    pub revision: u64,
+    pub total_key: u64,
+    pub total_size: u64,
+}
+
+/// A control-plane host as the operator names it (ssh target) and its node name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct HostRef {
+    pub name: String,
+    pub node: String,
+    pub address: String,
+}
+
+pub trait Hosts: Send + Sync {
+    /// The control-plane hosts of the inventory (`--hosts`, or the simulator's world).
+    fn control_plane_hosts(&self) -> PortResult<Vec<HostRef>>;
+    /// Open (or check) the SSH session to `host`. Transient when it cannot be reached now.
+    fn connect(&self, host: &str) -> PortResult<()>;
+    fn run(&self, host: &str, op: &HostOp) -> PortResult<HostOutput>;
+    /// Copy a backup set from the backup location onto `host` into `dest_dir` (idempotent).
+    fn copy_backup_to_host(&self, backup: &str, host: &str, dest_dir: &str) -> PortResult<()>;
+    /// Copy files from `host` into the backup location as backup set `backup` (idempotent).
+    fn copy_backup_from_host(&self, host: &str, files: &[String], backup: &str, info: &BackupInfo) -> PortResult<()>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// etcd (through etcdctl: locally, over SSH on a control-plane host, or in an etcd pod)
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EtcdMember {
+    /// Member id; etcdctl prints it in hex in tables, as a number in JSON.
+    pub id: u64,
+    pub name: String,
+    pub peer_urls: Vec<String>,
+    pub client_urls: Vec<String>,
+    pub is_learner: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EtcdMemberList {
+    pub cluster_id: u64,
+    pub members: Vec<EtcdMember>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointHealth {
+    pub endpoint: String,
+    pub healthy: bool,
+    pub error: Option<String>,
+}
+
+pub trait Etcd: Send + Sync {
+    /// Linearizable member list; fails transiently without quorum.
+    fn member_list(&self) -> PortResult<EtcdMemberList>;
+    /// Remove a member by id; an id that is no longer a member is success.
+    fn member_remove(&self, id: u64) -> PortResult<()>;
+    fn member_add(&self, name: &str, peer_url: &str) -> PortResult<EtcdMemberList>;
+    fn endpoint_health(&self) -> PortResult<Vec<EndpointHealth>>;
+    fn snapshot_save(&self, path: &str) -> PortResult<SnapshotStatus>;
+    fn snapshot_status(&self, path: &str) -> PortResult<SnapshotStatus>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backup location (outside the cluster)
+// ---------------------------------------------------------------------------------------------
+
+/// What `etcd-backup` records beside the files so a restore can check it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupInfo {
+    pub cluster_version: String,
+    pub snapshot: SnapshotStatus,
+    pub taken_on: String,
+    /// `__POSSIBLY_DIRTY__` when taken while operators were progressing (with --force).
+    pub possibly_dirty: bool,
+}
+
+pub trait BackupStore: Send + Sync {
+    /// File names in backup set `backup`; `NotFound` if the set does not exist.
+    fn list(&self, backup: &str) -> PortResult<Vec<String>>;
+    fn info(&self, backup: &str) -> PortResult<Option<BackupInfo>>;
+}
+
+/// Everything a procedure acts through.
+pub struct Ports {
+    pub api: Box<dyn ClusterApi>,
+    pub hosts: Box<dyn Hosts>,
+    pub backups: Box<dyn BackupStore>,
+}

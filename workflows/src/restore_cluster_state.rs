@@ -1,0 +1,804 @@
+//! `restore-cluster-state`: restore a cluster that lost etcd quorum from an etcd backup
+//! (seed 000 §5.4.2.2, seed 004 §5.3).
+//!
+//! The run crosses its own API outage: from stopping the static pods until the restored
+//! single-member etcd serves again, the API is down by design and only SSH works. The state
+//! enum below lists the runbook's steps in order; data lives only in the states where it is
+//! known (the recovery host is chosen before the gate, which hosts answer SSH is known only after
+//! step 2, and so on).
+
+use crate::machines::{machine_for_recreate, next_machine_name};
+use crate::ports::*;
+use drctl_runtime::{Decision, Procedure, Step, StepContext, StepError};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// Where the runbook expects the backup on the recovery host.
+pub const DEFAULT_BACKUP_DIR: &str = "/home/core/assets/backup";
+/// Gate asked before anything destructive happens.
+pub const START_GATE: &str = "start";
+/// SSH attempts before a host is recorded as gone and skipped (the seed allows skipping it).
+const SSH_ATTEMPTS_BEFORE_SKIP: u32 = 3;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreParams {
+    /// Backup set in the backup location (as written by `etcd-backup`).
+    pub backup: String,
+    /// Control-plane host to restore on; default: the first one that answers SSH.
+    #[serde(default)]
+    pub recovery_host: Option<String>,
+    /// Directory the backup is copied to on the recovery host.
+    #[serde(default = "default_backup_dir")]
+    pub backup_dir: String,
+    /// Restore even though the API answers reads (etcd looks available).
+    #[serde(default)]
+    pub force: bool,
+    /// The cluster uses OVN-Kubernetes (runbook steps 13-15).
+    #[serde(default = "yes")]
+    pub ovn_kubernetes: bool,
+    /// Approve kubelet-serving CSRs too (user-provisioned installations).
+    #[serde(default = "yes")]
+    pub approve_serving_csrs: bool,
+    /// keepalived VIPs, needed when keepalived runs on the control plane.
+    #[serde(default)]
+    pub api_vip: Option<String>,
+    #[serde(default)]
+    pub ingress_vip: Option<String>,
+}
+
+fn default_backup_dir() -> String {
+    DEFAULT_BACKUP_DIR.to_string()
+}
+fn yes() -> bool {
+    true
+}
+
+impl RestoreParams {
+    pub fn new(backup: impl Into<String>) -> Self {
+        RestoreParams {
+            backup: backup.into(),
+            recovery_host: None,
+            backup_dir: default_backup_dir(),
+            force: false,
+            ovn_kubernetes: true,
+            approve_serving_csrs: true,
+            api_vip: None,
+            ingress_vip: None,
+        }
+    }
+    fn vips(&self) -> Vec<&str> {
+        self.api_vip.iter().chain(self.ingress_vip.iter()).map(String::as_str).collect()
+    }
+}
+
+/// What is fixed once SSH reachability is known.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub recovery: HostRef,
+    /// Every other control-plane host of the inventory.
+    pub others: Vec<HostRef>,
+    /// Those of `others` that answered SSH, by name.
+    pub reachable: Vec<String>,
+    /// Those that did not: recorded and skipped, their machines are re-created later.
+    pub unreachable: Vec<String>,
+}
+
+impl Plan {
+    /// Hosts the SSH steps act on: the recovery host first, then the reachable others.
+    fn ssh_hosts(&self) -> Vec<&str> {
+        std::iter::once(self.recovery.name.as_str()).chain(self.reachable.iter().map(String::as_str)).collect()
+    }
+    fn node_of(&self, host: &str) -> Option<&str> {
+        std::iter::once(&self.recovery).chain(self.others.iter()).find(|h| h.name == host).map(|h| h.node.as_str())
+    }
+}
+
+/// Runbook step 4 on one non-recovery host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StopPods {
+    MoveEtcdManifest,
+    WaitEtcdStopped,
+    MoveApiServerManifest,
+    WaitApiServerStopped,
+    MoveEtcdDataDir,
+    MoveKeepalivedManifest,
+    WaitKeepalivedStopped,
+    RemoveVips,
+}
+
+/// Runbook step 16 for one lost control-plane machine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ReplaceMachine {
+    /// Save the old machine's manifest, edited for re-creation under the next free name.
+    SaveSpec { old: String },
+    DeleteOld { old: String, new_name: String, manifest: serde_json::Value },
+    WaitDeleted { old: String, new_name: String, manifest: serde_json::Value },
+    Create { new_name: String, manifest: serde_json::Value },
+    WaitRunning { new_name: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum RestoreStep {
+    /// 3. Copy the backup directory to the recovery host.
+    CopyBackup,
+    /// 4. Stop the static pods on each other reachable host (index into `plan.reachable`).
+    StopStaticPods { host: usize, action: StopPods },
+    /// 6. With keepalived, the recovery host must own the API VIP.
+    CheckRecoveryVip,
+    /// 8. Run the restore on the recovery host, fenced by a token recorded here first.
+    RunRestore { fence: String },
+    /// 9. Wait for the API to answer and the nodes to report.
+    WaitNodes,
+    /// 9.2. Remove kubelet PKI on the NotReady nodes we can reach.
+    RemoveKubeletPki { hosts: Vec<String>, idx: usize },
+    /// 10. Restart kubelet on every reachable control-plane host, recovery host first.
+    RestartKubelet { idx: usize },
+    /// 11. Approve pending CSRs by policy until the reachable control-plane nodes are Ready.
+    ApproveCsrs,
+    /// 12. Wait for the single-member etcd on the recovery host.
+    WaitSingleMemberEtcd,
+    /// 13. OVN-Kubernetes: delete the node objects of the other control-plane hosts.
+    DeleteOtherNodes,
+    /// 14. Wait until ovnkube-master no longer references their IPs.
+    WaitOvnForgetsIps,
+    /// 15.1. Remove the OVN north/southbound databases on each reachable host.
+    RemoveOvnDatabases { idx: usize },
+    /// 15.2-15.3.
+    RestartOvnMasters,
+    WaitOvnMasters,
+    /// 15.4-15.5.
+    RestartOvnNodes,
+    WaitOvnNodes,
+    /// 16. Delete and re-create the lost control-plane machines, one at a time.
+    PlanMachineReplacement,
+    ReplaceMachines { todo: Vec<String>, created: Vec<String>, current: ReplaceMachine },
+    /// 17. Quorum guard off.
+    QuorumGuardOff,
+    /// 18-19. Force etcd redeployment with a unique reason (recorded here before the patch).
+    ForceEtcdRedeployment { reason: String, before_revision: u64 },
+    /// The operator created the forced revision (it captured the guard being off).
+    WaitEtcdRevisionCreated { before_revision: u64 },
+    /// 20. Quorum guard back on.
+    QuorumGuardOn { before_revision: u64 },
+    /// 22. Wait `AllNodesAtLatestRevision` for etcd.
+    WaitEtcdRollout { before_revision: u64 },
+    /// 23. Force and wait the kube-apiserver, kube-controller-manager, kube-scheduler rollouts.
+    ForceRollout { operator: Operator, reason: String, before_revision: u64 },
+    WaitRollout { operator: Operator, before_revision: u64 },
+    /// 24. Verify three etcd members and pods.
+    VerifyEtcd,
+    /// Undo path after an abort: turn the quorum guard back on.
+    UndoQuorumGuard,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum RestoreState {
+    /// Guard: the API must not answer reads normally (unless --force).
+    CheckApiDown,
+    /// Guard: both backup files, named as the runbook requires, from the same backup.
+    CheckBackup,
+    /// 1. Select the recovery host.
+    SelectRecoveryHost,
+    /// Guard: the backup is from the cluster's z-stream; keepalived needs the VIPs.
+    CheckZStream { recovery: HostRef, others: Vec<HostRef> },
+    /// The run is destructive: a person approves it (or `--yes` did).
+    AwaitApproval { recovery: HostRef, others: Vec<HostRef> },
+    /// 2. Establish SSH to every control-plane host.
+    EstablishSsh { recovery: HostRef, others: Vec<HostRef>, idx: usize, reachable: Vec<String>, unreachable: Vec<String> },
+    Restoring { plan: Plan, step: RestoreStep },
+}
+
+pub struct RestoreClusterState;
+
+fn next(plan: &Plan, step: RestoreStep) -> Result<Step<RestoreState>, StepError> {
+    Ok(Step::Next(RestoreState::Restoring { plan: plan.clone(), step }))
+}
+
+fn wait(what: impl Into<String>, recheck_secs: u64, bound_mins: u64) -> Result<Step<RestoreState>, StepError> {
+    Ok(Step::Wait { waiting_for: what.into(), recheck_after: Duration::from_secs(recheck_secs), bound: Duration::from_secs(bound_mins * 60) })
+}
+
+fn halt(reason: impl Into<String>, evidence: Vec<String>) -> Result<Step<RestoreState>, StepError> {
+    Ok(Step::Halt { reason: reason.into(), evidence })
+}
+
+/// A unique `forceRedeploymentReason`, stable for this run and state so a re-run after a crash
+/// patches the same value (a no-op) instead of forcing yet another revision.
+fn redeploy_reason(cx: &StepContext, what: &str) -> String {
+    format!("recovery-{}-{what}-{}", cx.run_id, cx.now)
+}
+
+impl RestoreClusterState {
+    fn step_restoring(&self, ports: &Ports, cx: &StepContext, p: &RestoreParams, plan: &Plan, step: &RestoreStep) -> Result<Step<RestoreState>, StepError> {
+        let api = &ports.api;
+        let hosts = &ports.hosts;
+        let rec = plan.recovery.name.as_str();
+        match step {
+            RestoreStep::CopyBackup => {
+                hosts.copy_backup_to_host(&p.backup, rec, &p.backup_dir).map_err(|e| e.during(format!("copy backup {} to {rec}", p.backup)))?;
+                match plan.reachable.is_empty() {
+                    true => next(plan, RestoreStep::CheckRecoveryVip),
+                    false => next(plan, RestoreStep::StopStaticPods { host: 0, action: StopPods::MoveEtcdManifest }),
+                }
+            }
+            RestoreStep::StopStaticPods { host, action } => {
+                let h = plan.reachable[*host].as_str();
+                let run = |op: HostOp| hosts.run(h, &op).map_err(|e| e.during(format!("{op:?} on {h}")));
+                let then = |action| next(plan, RestoreStep::StopStaticPods { host: *host, action });
+                let next_host = || match *host + 1 < plan.reachable.len() {
+                    true => next(plan, RestoreStep::StopStaticPods { host: *host + 1, action: StopPods::MoveEtcdManifest }),
+                    false => next(plan, RestoreStep::CheckRecoveryVip),
+                };
+                let running = |name: &str| match run(HostOp::RunningContainers { name: name.into() })? {
+                    HostOutput::Names(n) => Ok(n),
+                    other => Err(StepError::Bug(format!("RunningContainers answered {other:?}"))),
+                };
+                match action {
+                    StopPods::MoveEtcdManifest => {
+                        run(HostOp::MoveManifestOut(StaticPod::Etcd))?;
+                        then(StopPods::WaitEtcdStopped)
+                    }
+                    StopPods::WaitEtcdStopped => match running("etcd")?.is_empty() {
+                        true => then(StopPods::MoveApiServerManifest),
+                        false => wait(format!("etcd containers on {h} to stop"), 10, 10),
+                    },
+                    StopPods::MoveApiServerManifest => {
+                        run(HostOp::MoveManifestOut(StaticPod::KubeApiServer))?;
+                        then(StopPods::WaitApiServerStopped)
+                    }
+                    StopPods::WaitApiServerStopped => match running("kube-apiserver")?.is_empty() {
+                        true => then(StopPods::MoveEtcdDataDir),
+                        false => wait(format!("kube-apiserver containers on {h} to stop"), 10, 10),
+                    },
+                    StopPods::MoveEtcdDataDir => {
+                        run(HostOp::MoveEtcdDataDirAside)?;
+                        match run(HostOp::ManifestPresent(StaticPod::Keepalived))? {
+                            HostOutput::Present(true) => then(StopPods::MoveKeepalivedManifest),
+                            _ => next_host(),
+                        }
+                    }
+                    StopPods::MoveKeepalivedManifest => {
+                        run(HostOp::MoveManifestOut(StaticPod::Keepalived))?;
+                        then(StopPods::WaitKeepalivedStopped)
+                    }
+                    StopPods::WaitKeepalivedStopped => match running("keepalived")?.is_empty() {
+                        true => then(StopPods::RemoveVips),
+                        false => wait(format!("keepalived containers on {h} to stop"), 10, 10),
+                    },
+                    StopPods::RemoveVips => {
+                        let HostOutput::Addresses(addrs) = run(HostOp::ListAddresses)? else {
+                            return Err(StepError::Bug("ListAddresses answered something else".into()));
+                        };
+                        let vips = p.vips();
+                        for (address, device) in addrs.into_iter().filter(|(a, _)| vips.contains(&a.as_str())) {
+                            run(HostOp::RemoveAddress { address, device })?;
+                        }
+                        next_host()
+                    }
+                }
+            }
+            RestoreStep::CheckRecoveryVip => {
+                let keepalived = hosts.run(rec, &HostOp::ManifestPresent(StaticPod::Keepalived)).map_err(|e| e.during("check keepalived"))?;
+                if keepalived == HostOutput::Present(true) {
+                    let vip = p.api_vip.as_deref().unwrap_or_default();
+                    let HostOutput::Addresses(addrs) = hosts.run(rec, &HostOp::ListAddresses).map_err(|e| e.during("list addresses"))? else {
+                        return Err(StepError::Bug("ListAddresses answered something else".into()));
+                    };
+                    if !addrs.iter().any(|(a, _)| a == vip) {
+                        return halt(
+                            format!("recovery host {rec} does not own the API VIP {vip}; keepalived must move it there before the restore"),
+                            addrs.iter().map(|(a, d)| format!("{a} dev {d}")).collect(),
+                        );
+                    }
+                }
+                next(plan, RestoreStep::RunRestore { fence: format!("drctl-{}-restore", cx.run_id) })
+            }
+            RestoreStep::RunRestore { fence } => {
+                hosts
+                    .run(rec, &HostOp::RunRestore { dir: p.backup_dir.clone(), fence: fence.clone() })
+                    .map_err(|e| e.during(format!("cluster-restore.sh on {rec}")))?;
+                next(plan, RestoreStep::WaitNodes)
+            }
+            RestoreStep::WaitNodes => {
+                // Transient failures here are the API coming back: retried with backoff.
+                let nodes = api.list_nodes().map_err(|e| e.during("list nodes (API coming back after the restore)"))?;
+                if !nodes.iter().any(|n| n.name == plan.recovery.node) {
+                    return wait(format!("node {} to report", plan.recovery.node), 15, 20);
+                }
+                let not_ready: Vec<String> = plan
+                    .ssh_hosts()
+                    .into_iter()
+                    .filter(|h| plan.node_of(h).is_some_and(|node| nodes.iter().any(|n| n.name == node && !n.ready)))
+                    .map(str::to_string)
+                    .collect();
+                match not_ready.is_empty() {
+                    true => next(plan, RestoreStep::RestartKubelet { idx: 0 }),
+                    false => next(plan, RestoreStep::RemoveKubeletPki { hosts: not_ready, idx: 0 }),
+                }
+            }
+            RestoreStep::RemoveKubeletPki { hosts: pki_hosts, idx } => {
+                let h = &pki_hosts[*idx];
+                hosts.run(h, &HostOp::RemoveKubeletPki).map_err(|e| e.during(format!("remove kubelet PKI on {h}")))?;
+                match idx + 1 < pki_hosts.len() {
+                    true => next(plan, RestoreStep::RemoveKubeletPki { hosts: pki_hosts.clone(), idx: idx + 1 }),
+                    false => next(plan, RestoreStep::RestartKubelet { idx: 0 }),
+                }
+            }
+            RestoreStep::RestartKubelet { idx } => {
+                let all = plan.ssh_hosts();
+                let h = all[*idx];
+                hosts.run(h, &HostOp::RestartKubelet).map_err(|e| e.during(format!("restart kubelet on {h}")))?;
+                match idx + 1 < all.len() {
+                    true => next(plan, RestoreStep::RestartKubelet { idx: idx + 1 }),
+                    false => next(plan, RestoreStep::ApproveCsrs),
+                }
+            }
+            RestoreStep::ApproveCsrs => {
+                let expected: Vec<&str> = plan.ssh_hosts().into_iter().filter_map(|h| plan.node_of(h)).collect();
+                let csrs = api.list_csrs().map_err(|e| e.during("list CSRs"))?;
+                // Policy: only CSRs for the nodes we restarted; node-bootstrapper first, then
+                // kubelet-serving. Anything else is left for a person.
+                for kind in [CsrKind::NodeBootstrapper, CsrKind::KubeletServing] {
+                    if kind == CsrKind::KubeletServing && !p.approve_serving_csrs {
+                        continue;
+                    }
+                    for c in csrs.iter().filter(|c| c.pending && c.kind == kind) {
+                        let for_us = c.node.as_deref().is_some_and(|n| expected.contains(&n));
+                        let requestor_ok = match kind {
+                            CsrKind::NodeBootstrapper => c.requestor == "system:serviceaccount:openshift-machine-config-operator:node-bootstrapper",
+                            _ => c.node.as_deref().is_some_and(|n| c.requestor == format!("system:node:{n}")),
+                        };
+                        if for_us && requestor_ok {
+                            api.approve_csr(&c.name).map_err(|e| e.during(format!("approve CSR {}", c.name)))?;
+                        }
+                    }
+                }
+                let nodes = api.list_nodes().map_err(|e| e.during("list nodes"))?;
+                let waiting: Vec<&str> = expected.iter().copied().filter(|n| !nodes.iter().any(|x| x.name == *n && x.ready)).collect();
+                let pending_ours = api
+                    .list_csrs()
+                    .map_err(|e| e.during("list CSRs"))?
+                    .into_iter()
+                    .any(|c| c.pending && c.node.as_deref().is_some_and(|n| expected.contains(&n)) && (c.kind == CsrKind::NodeBootstrapper || p.approve_serving_csrs));
+                if waiting.is_empty() && !pending_ours {
+                    next(plan, RestoreStep::WaitSingleMemberEtcd)
+                } else {
+                    wait(format!("nodes {} Ready and their CSRs approved", waiting.join(", ")), 20, 30)
+                }
+            }
+            RestoreStep::WaitSingleMemberEtcd => {
+                let HostOutput::Names(running) =
+                    hosts.run(rec, &HostOp::RunningContainers { name: "etcd".into() }).map_err(|e| e.during("crictl ps on the recovery host"))?
+                else {
+                    return Err(StepError::Bug("RunningContainers answered something else".into()));
+                };
+                let pods = api.list_pods("openshift-etcd", "k8s-app=etcd").map_err(|e| e.during("list etcd pods"))?;
+                let running_pods: Vec<&PodInfo> = pods.iter().filter(|p| p.phase == "Running").collect();
+                match (running.is_empty(), running_pods.as_slice()) {
+                    (false, [one]) if one.node == plan.recovery.node => {
+                        next(plan, if p.ovn_kubernetes { RestoreStep::DeleteOtherNodes } else { RestoreStep::PlanMachineReplacement })
+                    }
+                    _ => wait(format!("a single running etcd member on {rec}"), 15, 15),
+                }
+            }
+            RestoreStep::DeleteOtherNodes => {
+                for h in &plan.others {
+                    api.delete_node(&h.node).map_err(|e| e.during(format!("delete node {}", h.node)))?;
+                }
+                next(plan, RestoreStep::WaitOvnForgetsIps)
+            }
+            RestoreStep::WaitOvnForgetsIps => {
+                let ips: Vec<String> = plan.others.iter().map(|h| h.address.clone()).collect();
+                let still = api.ovn_master_references(&ips).map_err(|e| e.during("read ds/ovnkube-master"))?;
+                match still.is_empty() {
+                    true => next(plan, RestoreStep::RemoveOvnDatabases { idx: 0 }),
+                    false => wait(format!("ovnkube-master to stop referencing {}", still.join(", ")), 30, 30),
+                }
+            }
+            RestoreStep::RemoveOvnDatabases { idx } => {
+                let all = plan.ssh_hosts();
+                let h = all[*idx];
+                hosts.run(h, &HostOp::RemoveOvnDatabases).map_err(|e| e.during(format!("remove OVN databases on {h}")))?;
+                match idx + 1 < all.len() {
+                    true => next(plan, RestoreStep::RemoveOvnDatabases { idx: idx + 1 }),
+                    false => next(plan, RestoreStep::RestartOvnMasters),
+                }
+            }
+            RestoreStep::RestartOvnMasters | RestoreStep::RestartOvnNodes => {
+                let (sel, then) = match step {
+                    RestoreStep::RestartOvnMasters => ("app=ovnkube-master", RestoreStep::WaitOvnMasters),
+                    _ => ("app=ovnkube-node", RestoreStep::WaitOvnNodes),
+                };
+                // Deleting twice after a crash only restarts the pods again: idempotent enough.
+                for pod in api.list_pods("openshift-ovn-kubernetes", sel).map_err(|e| e.during("list OVN pods"))? {
+                    api.delete_pod("openshift-ovn-kubernetes", &pod.name).map_err(|e| e.during(format!("delete pod {}", pod.name)))?;
+                }
+                next(plan, then)
+            }
+            RestoreStep::WaitOvnMasters | RestoreStep::WaitOvnNodes => {
+                let (sel, then) = match step {
+                    RestoreStep::WaitOvnMasters => ("app=ovnkube-master", RestoreStep::RestartOvnNodes),
+                    _ => ("app=ovnkube-node", RestoreStep::PlanMachineReplacement),
+                };
+                let pods = api.list_pods("openshift-ovn-kubernetes", sel).map_err(|e| e.during("list OVN pods"))?;
+                let not_running: Vec<String> = pods.iter().filter(|p| p.phase != "Running").map(|p| format!("{} {}", p.name, p.phase)).collect();
+                if let Some(crash) = pods.iter().find(|p| p.phase == "CrashLoopBackOff") {
+                    return halt(format!("{} is crashlooping: stale OVN databases?", crash.name), not_running);
+                }
+                match !pods.is_empty() && not_running.is_empty() {
+                    true => next(plan, then),
+                    false => wait(format!("{sel} pods Running ({})", not_running.join(", ")), 15, 15),
+                }
+            }
+            RestoreStep::PlanMachineReplacement => {
+                let machines = api.list_machines().map_err(|e| e.during("list machines"))?;
+                let other_nodes: Vec<&str> = plan.others.iter().map(|h| h.node.as_str()).collect();
+                let todo: Vec<String> = machines
+                    .iter()
+                    .filter(|m| m.control_plane && m.node.as_deref().is_some_and(|n| other_nodes.contains(&n)))
+                    .map(|m| m.name.clone())
+                    .collect();
+                match todo.first() {
+                    None => next(plan, RestoreStep::QuorumGuardOff),
+                    Some(first) => next(plan, RestoreStep::ReplaceMachines { current: ReplaceMachine::SaveSpec { old: first.clone() }, todo, created: vec![] }),
+                }
+            }
+            RestoreStep::ReplaceMachines { todo, created, current } => self.step_replace_machine(ports, plan, todo, created, current),
+            RestoreStep::QuorumGuardOff => {
+                api.set_quorum_guard(false).map_err(|e| e.during("turn the etcd quorum guard off"))?;
+                let before = api.installer_progress(Operator::Etcd).map_err(|e| e.during("read etcd revision"))?.latest_revision;
+                next(plan, RestoreStep::ForceEtcdRedeployment { reason: redeploy_reason(cx, "etcd"), before_revision: before })
+            }
+            RestoreStep::ForceEtcdRedeployment { reason, before_revision } => {
+                api.force_redeployment(Operator::Etcd, reason).map_err(|e| e.during("force etcd redeployment"))?;
+                next(plan, RestoreStep::WaitEtcdRevisionCreated { before_revision: *before_revision })
+            }
+            RestoreStep::WaitEtcdRevisionCreated { before_revision } => {
+                let prog = api.installer_progress(Operator::Etcd).map_err(|e| e.during("read etcd revision"))?;
+                match prog.latest_revision > *before_revision {
+                    true => next(plan, RestoreStep::QuorumGuardOn { before_revision: *before_revision }),
+                    false => wait("the etcd operator to create the forced revision", 10, 15),
+                }
+            }
+            RestoreStep::QuorumGuardOn { before_revision } => {
+                api.set_quorum_guard(true).map_err(|e| e.during("turn the etcd quorum guard back on"))?;
+                next(plan, RestoreStep::WaitEtcdRollout { before_revision: *before_revision })
+            }
+            RestoreStep::WaitEtcdRollout { before_revision } => {
+                let prog = api.installer_progress(Operator::Etcd).map_err(|e| e.during("read etcd NodeInstallerProgressing"))?;
+                match prog.latest_revision > *before_revision && prog.all_at_latest() {
+                    true => self.force_next_rollout(api.as_ref(), cx, plan, Operator::KubeApiServer),
+                    false => wait(format!("etcd AllNodesAtLatestRevision ({})", prog.message), 30, 60),
+                }
+            }
+            RestoreStep::ForceRollout { operator, reason, before_revision } => {
+                api.force_redeployment(*operator, reason).map_err(|e| e.during(format!("force {operator} rollout")))?;
+                next(plan, RestoreStep::WaitRollout { operator: *operator, before_revision: *before_revision })
+            }
+            RestoreStep::WaitRollout { operator, before_revision } => {
+                let prog = api.installer_progress(*operator).map_err(|e| e.during(format!("read {operator} NodeInstallerProgressing")))?;
+                if !(prog.latest_revision > *before_revision && prog.all_at_latest()) {
+                    return wait(format!("{operator} AllNodesAtLatestRevision ({})", prog.message), 30, 60);
+                }
+                match operator {
+                    Operator::KubeApiServer => self.force_next_rollout(api.as_ref(), cx, plan, Operator::KubeControllerManager),
+                    Operator::KubeControllerManager => self.force_next_rollout(api.as_ref(), cx, plan, Operator::KubeScheduler),
+                    _ => next(plan, RestoreStep::VerifyEtcd),
+                }
+            }
+            RestoreStep::VerifyEtcd => {
+                let pods = api.list_pods("openshift-etcd", "k8s-app=etcd").map_err(|e| e.during("list etcd pods"))?;
+                let running = pods.iter().filter(|p| p.phase == "Running" && p.ready).count();
+                match running {
+                    3 => Ok(Step::Done {
+                        summary: format!(
+                            "cluster restored from backup {} on {}; 3 etcd members running; skipped unreachable hosts: {}",
+                            p.backup,
+                            rec,
+                            if plan.unreachable.is_empty() { "none".to_string() } else { plan.unreachable.join(", ") }
+                        ),
+                    }),
+                    n => wait(format!("3 running etcd pods (have {n})"), 30, 30),
+                }
+            }
+            RestoreStep::UndoQuorumGuard => {
+                api.set_quorum_guard(true).map_err(|e| e.during("turn the etcd quorum guard back on"))?;
+                Ok(Step::Done { summary: "aborted; the etcd quorum guard is back on".into() })
+            }
+        }
+    }
+
+    fn force_next_rollout(&self, api: &dyn ClusterApi, cx: &StepContext, plan: &Plan, operator: Operator) -> Result<Step<RestoreState>, StepError> {
+        let before = api.installer_progress(operator).map_err(|e| e.during(format!("read {operator} revision")))?.latest_revision;
+        next(plan, RestoreStep::ForceRollout { operator, reason: redeploy_reason(cx, &operator.to_string()), before_revision: before })
+    }
+
+    fn step_replace_machine(&self, ports: &Ports, plan: &Plan, todo: &[String], created: &[String], current: &ReplaceMachine) -> Result<Step<RestoreState>, StepError> {
+        let api = &ports.api;
+        let go = |current: ReplaceMachine, created: Vec<String>| {
+            next(plan, RestoreStep::ReplaceMachines { todo: todo.to_vec(), created, current })
+        };
+        match current {
+            ReplaceMachine::SaveSpec { old } => {
+                let Some(m) = api.get_machine(old).map_err(|e| e.during(format!("get machine {old}")))? else {
+                    return halt(format!("machine {old} disappeared before it was saved; re-create it by hand and resume"), vec![]);
+                };
+                // Never the recovery host's machine: checked against the live object.
+                if m.node.as_deref() == Some(plan.recovery.node.as_str()) {
+                    return Err(StepError::Bug(format!("machine {old} belongs to the recovery host {}", plan.recovery.name)));
+                }
+                let names = api.list_machines().map_err(|e| e.during("list machines"))?;
+                let taken = names.iter().map(|m| m.name.as_str()).chain(created.iter().map(String::as_str));
+                let Some(new_name) = next_machine_name(old, taken) else {
+                    return halt(format!("cannot derive a new name from machine {old} (expected <base>-<index>)"), vec![]);
+                };
+                let manifest = machine_for_recreate(&m.manifest, &new_name);
+                go(ReplaceMachine::DeleteOld { old: old.clone(), new_name, manifest }, created.to_vec())
+            }
+            ReplaceMachine::DeleteOld { old, new_name, manifest } => {
+                api.delete_machine(old).map_err(|e| e.during(format!("delete machine {old}")))?;
+                go(ReplaceMachine::WaitDeleted { old: old.clone(), new_name: new_name.clone(), manifest: manifest.clone() }, created.to_vec())
+            }
+            ReplaceMachine::WaitDeleted { old, new_name, manifest } => match api.get_machine(old).map_err(|e| e.during(format!("get machine {old}")))? {
+                Some(m) => wait(format!("machine {old} to be deleted (phase {})", m.phase), 20, 30),
+                None => go(ReplaceMachine::Create { new_name: new_name.clone(), manifest: manifest.clone() }, created.to_vec()),
+            },
+            ReplaceMachine::Create { new_name, manifest } => {
+                api.create_machine(manifest).map_err(|e| e.during(format!("create machine {new_name}")))?;
+                let mut created = created.to_vec();
+                created.push(new_name.clone());
+                go(ReplaceMachine::WaitRunning { new_name: new_name.clone() }, created)
+            }
+            ReplaceMachine::WaitRunning { new_name } => {
+                let m = api.get_machine(new_name).map_err(|e| e.during(format!("get machine {new_name}")))?;
+                match m {
+                    Some(m) if m.phase == "Running" => {
+                        // `created` grows by one per machine, in `todo` order.
+                        match todo.get(created.len()) {
+                            Some(old) => go(ReplaceMachine::SaveSpec { old: old.clone() }, created.to_vec()),
+                            None => next(plan, RestoreStep::QuorumGuardOff),
+                        }
+                    }
+                    Some(m) if m.phase == "Failed" => halt(format!("machine {new_name} failed to provision"), vec![m.manifest.to_string()]),
+                    Some(m) => wait(format!("machine {new_name} Running (phase {})", m.phase), 30, 45),
+                    None => halt(format!("machine {new_name} vanished after it was created"), vec![]),
+                }
+            }
+        }
+    }
+}
+
+impl Procedure for RestoreClusterState {
+    type Env = Ports;
+    type Params = RestoreParams;
+    type State = RestoreState;
+    const NAME: &'static str = "restore-cluster-state";
+    const VERSION: u32 = 1;
+
+    fn summary(&self) -> &'static str {
+        "Restore a cluster that lost etcd quorum from an etcd backup (crosses its own API outage)"
+    }
+    fn source(&self) -> &'static str {
+        "seed 000 §5.4.2.2; seed 004 §5.3"
+    }
+
+    fn validate(&self, p: &RestoreParams) -> Result<(), String> {
+        if p.backup.trim().is_empty() {
+            return Err("--backup must name a backup set in the backup location".into());
+        }
+        if !p.backup_dir.starts_with('/') {
+            return Err(format!("--backup-dir must be an absolute path on the recovery host, got '{}'", p.backup_dir));
+        }
+        if let Some(h) = &p.recovery_host {
+            if h.trim().is_empty() {
+                return Err("--recovery-host must not be empty".into());
+            }
+        }
+        Ok(())
+    }
+
+    fn initial_state(&self, _p: &RestoreParams) -> RestoreState {
+        RestoreState::CheckApiDown
+    }
+
+    fn state_name(&self, s: &RestoreState) -> String {
+        match s {
+            RestoreState::CheckApiDown => "CheckApiDown".into(),
+            RestoreState::CheckBackup => "CheckBackup".into(),
+            RestoreState::SelectRecoveryHost => "SelectRecoveryHost".into(),
+            RestoreState::CheckZStream { recovery, .. } => format!("CheckZStream({})", recovery.name),
+            RestoreState::AwaitApproval { .. } => "AwaitApproval".into(),
+            RestoreState::EstablishSsh { others, idx, .. } => format!("EstablishSsh({})", others.get(*idx).map(|h| h.name.as_str()).unwrap_or("-")),
+            RestoreState::Restoring { plan, step } => match step {
+                RestoreStep::StopStaticPods { host, action } => format!("StopStaticPods({}:{action:?})", plan.reachable[*host]),
+                RestoreStep::RemoveKubeletPki { hosts, idx } => format!("RemoveKubeletPki({})", hosts[*idx]),
+                RestoreStep::RestartKubelet { idx } => format!("RestartKubelet({})", plan.ssh_hosts()[*idx]),
+                RestoreStep::RemoveOvnDatabases { idx } => format!("RemoveOvnDatabases({})", plan.ssh_hosts()[*idx]),
+                RestoreStep::RunRestore { .. } => "RunRestore".into(),
+                RestoreStep::ReplaceMachines { current, .. } => match current {
+                    ReplaceMachine::SaveSpec { old } => format!("ReplaceMachine.SaveSpec({old})"),
+                    ReplaceMachine::DeleteOld { old, .. } => format!("ReplaceMachine.DeleteOld({old})"),
+                    ReplaceMachine::WaitDeleted { old, .. } => format!("ReplaceMachine.WaitDeleted({old})"),
+                    ReplaceMachine::Create { new_name, .. } => format!("ReplaceMachine.Create({new_name})"),
+                    ReplaceMachine::WaitRunning { new_name } => format!("ReplaceMachine.WaitRunning({new_name})"),
+                },
+                RestoreStep::ForceEtcdRedeployment { .. } => "ForceEtcdRedeployment".into(),
+                RestoreStep::WaitEtcdRevisionCreated { .. } => "WaitEtcdRevisionCreated".into(),
+                RestoreStep::QuorumGuardOn { .. } => "QuorumGuardOn".into(),
+                RestoreStep::WaitEtcdRollout { .. } => "WaitEtcdRollout".into(),
+                RestoreStep::ForceRollout { operator, .. } => format!("ForceRollout({operator})"),
+                RestoreStep::WaitRollout { operator, .. } => format!("WaitRollout({operator})"),
+                other => format!("{other:?}"),
+            },
+        }
+    }
+
+    fn check_state(&self, _p: &RestoreParams, s: &RestoreState) -> Result<(), String> {
+        let RestoreState::Restoring { plan, step } = s else { return Ok(()) };
+        if plan.others.iter().any(|h| h.name == plan.recovery.name) {
+            return Err(format!("recovery host {} is also listed among the other hosts", plan.recovery.name));
+        }
+        for h in plan.reachable.iter().chain(&plan.unreachable) {
+            if !plan.others.iter().any(|o| &o.name == h) {
+                return Err(format!("host {h} is not one of the other control-plane hosts"));
+            }
+        }
+        let n_ssh = plan.reachable.len() + 1;
+        let ok = match step {
+            RestoreStep::StopStaticPods { host, .. } => *host < plan.reachable.len(),
+            RestoreStep::RemoveKubeletPki { hosts, idx } => *idx < hosts.len(),
+            RestoreStep::RestartKubelet { idx } | RestoreStep::RemoveOvnDatabases { idx } => *idx < n_ssh,
+            RestoreStep::ReplaceMachines { todo, created, .. } => created.len() <= todo.len(),
+            _ => true,
+        };
+        match ok {
+            true => Ok(()),
+            false => Err(format!("index out of range in {step:?}")),
+        }
+    }
+
+    fn step(&self, ports: &Ports, cx: &StepContext, p: &RestoreParams, s: &RestoreState) -> Result<Step<RestoreState>, StepError> {
+        match s {
+            RestoreState::CheckApiDown => match ports.api.list_nodes() {
+                Err(PortError::Transient(e)) => {
+                    tracing::info!(error = %e, "API does not answer: consistent with quorum loss");
+                    Ok(Step::Next(RestoreState::CheckBackup))
+                }
+                Ok(_) | Err(_) if p.force => Ok(Step::Next(RestoreState::CheckBackup)),
+                Ok(nodes) => halt(
+                    "the API answers reads normally, so etcd is available: restoring from a backup would be wrong (pass --force only if you must go back in time)",
+                    vec![format!("GET /api/v1/nodes returned {} nodes", nodes.len())],
+                ),
+                Err(e) => halt(format!("the API answered ({e}), so etcd is available: restoring would be wrong (pass --force to override)"), vec![]),
+            },
+            RestoreState::CheckBackup => {
+                let files = match ports.backups.list(&p.backup) {
+                    Ok(f) => f,
+                    Err(PortError::NotFound(e)) => return halt(format!("backup not found: {e}"), vec![]),
+                    Err(e) => return Err(e.during(format!("list backup {}", p.backup))),
+                };
+                let snaps: Vec<&String> = files.iter().filter(|f| f.starts_with("snapshot_") && f.ends_with(".db")).collect();
+                let res: Vec<&String> = files.iter().filter(|f| f.starts_with("static_kuberesources_") && f.ends_with(".tar.gz")).collect();
+                let stamp = |f: &str, pre: &str, suf: &str| f[pre.len()..f.len() - suf.len()].to_string();
+                match (snaps.as_slice(), res.as_slice()) {
+                    ([s], [r]) if stamp(s, "snapshot_", ".db") == stamp(r, "static_kuberesources_", ".tar.gz") => {
+                        Ok(Step::Next(RestoreState::SelectRecoveryHost))
+                    }
+                    _ => halt(
+                        format!(
+                            "backup {} must hold exactly one snapshot_<datetimestamp>.db and one static_kuberesources_<datetimestamp>.tar.gz from the same backup",
+                            p.backup
+                        ),
+                        vec![format!("files: {}", files.join(", "))],
+                    ),
+                }
+            }
+            RestoreState::SelectRecoveryHost => {
+                let inventory = ports.hosts.control_plane_hosts().map_err(|e| e.during("read the control-plane inventory"))?;
+                let chosen = match &p.recovery_host {
+                    Some(name) => match inventory.iter().find(|h| &h.name == name) {
+                        Some(h) => {
+                            ports.hosts.connect(&h.name).map_err(|e| e.during(format!("ssh to recovery host {name}")))?;
+                            h.clone()
+                        }
+                        None => {
+                            return halt(
+                                format!("recovery host {name} is not a control-plane host"),
+                                vec![format!("control-plane hosts: {}", inventory.iter().map(|h| h.name.as_str()).collect::<Vec<_>>().join(", "))],
+                            )
+                        }
+                    },
+                    None => match inventory.iter().find(|h| ports.hosts.connect(&h.name).is_ok()) {
+                        Some(h) => h.clone(),
+                        None => return Err(StepError::Transient { what: "select recovery host".into(), error: "no control-plane host answers SSH".into() }),
+                    },
+                };
+                let others = inventory.into_iter().filter(|h| h.name != chosen.name).collect();
+                Ok(Step::Next(RestoreState::CheckZStream { recovery: chosen, others }))
+            }
+            RestoreState::CheckZStream { recovery, others } => {
+                let info = ports.backups.info(&p.backup).map_err(|e| e.during("read backup info"))?;
+                let Some(info) = info else {
+                    return halt(format!("backup {} records no cluster version; cannot prove it is from this z-stream", p.backup), vec![]);
+                };
+                let HostOutput::Version(running) = ports.hosts.run(&recovery.name, &HostOp::ReleaseVersion).map_err(|e| e.during("read release version"))? else {
+                    return Err(StepError::Bug("ReleaseVersion answered something else".into()));
+                };
+                if running != info.cluster_version {
+                    return halt(
+                        format!(
+                            "backup {} was taken from {} but the cluster runs {running}: a restore must use a backup of the same z-stream",
+                            p.backup, info.cluster_version
+                        ),
+                        vec![],
+                    );
+                }
+                let keepalived = ports.hosts.run(&recovery.name, &HostOp::ManifestPresent(StaticPod::Keepalived)).map_err(|e| e.during("check keepalived"))?;
+                if keepalived == HostOutput::Present(true) && p.api_vip.is_none() {
+                    return halt("keepalived runs on the control plane: pass --api-vip (and --ingress-vip) so the VIPs can be handled", vec![]);
+                }
+                Ok(Step::Next(RestoreState::AwaitApproval { recovery: recovery.clone(), others: others.clone() }))
+            }
+            RestoreState::AwaitApproval { recovery, others } => match cx.gate(START_GATE).map(|d| &d.decision) {
+                Some(Decision::Approved) => Ok(Step::Next(RestoreState::EstablishSsh {
+                    recovery: recovery.clone(),
+                    others: others.clone(),
+                    idx: 0,
+                    reachable: vec![],
+                    unreachable: vec![],
+                })),
+                Some(Decision::Rejected) => halt("the restore was rejected at its start gate; nothing was changed", vec![]),
+                None => Ok(Step::Gate {
+                    gate: START_GATE.into(),
+                    prompt: format!(
+                        "Restore etcd from backup {} on recovery host {}? This stops etcd and the API server on every other control-plane host and takes the cluster back in time.",
+                        p.backup, recovery.name
+                    ),
+                    evidence: vec![
+                        format!("recovery host: {} ({})", recovery.name, recovery.address),
+                        format!("other hosts: {}", others.iter().map(|h| h.name.as_str()).collect::<Vec<_>>().join(", ")),
+                    ],
+                }),
+            },
+            RestoreState::EstablishSsh { recovery, others, idx, reachable, unreachable } => {
+                if *idx == 0 {
+                    ports.hosts.connect(&recovery.name).map_err(|e| e.during(format!("ssh to recovery host {}", recovery.name)))?;
+                }
+                let (mut reachable, mut unreachable) = (reachable.clone(), unreachable.clone());
+                if let Some(h) = others.get(*idx) {
+                    match ports.hosts.connect(&h.name) {
+                        Ok(()) => reachable.push(h.name.clone()),
+                        Err(e) if e.is_transient() && cx.attempt + 1 < SSH_ATTEMPTS_BEFORE_SKIP => return Err(e.during(format!("ssh to {}", h.name))),
+                        Err(e) => {
+                            tracing::warn!(host = %h.name, error = %e, "control-plane host unreachable: skipped, its machine is re-created later");
+                            unreachable.push(h.name.clone());
+                        }
+                    }
+                }
+                if idx + 1 < others.len() {
+                    return Ok(Step::Next(RestoreState::EstablishSsh { recovery: recovery.clone(), others: others.clone(), idx: idx + 1, reachable, unreachable }));
+                }
+                let plan = Plan { recovery: recovery.clone(), others: others.clone(), reachable, unreachable };
+                next(&plan, RestoreStep::CopyBackup)
+            }
+            RestoreState::Restoring { plan, step } => self.step_restoring(ports, cx, p, plan, step),
+        }
+    }
+
+    fn on_abort(&self, _p: &RestoreParams, s: &RestoreState) -> Option<RestoreState> {
+        let RestoreState::Restoring { plan, step } = s else { return None };
+        match step {
+            // Between turning the guard off and turning it back on: turn it back on.
+            RestoreStep::QuorumGuardOff
+            | RestoreStep::ForceEtcdRedeployment { .. }
+            | RestoreStep::WaitEtcdRevisionCreated { .. }
+            | RestoreStep::QuorumGuardOn { .. } => Some(RestoreState::Restoring { plan: plan.clone(), step: RestoreStep::UndoQuorumGuard }),
+            _ => None,
+        }
+    }
+
+    fn is_undo_state(&self, s: &RestoreState) -> bool {
+        matches!(s, RestoreState::Restoring { step: RestoreStep::UndoQuorumGuard, .. })
+    }
+}
