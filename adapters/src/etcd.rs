@@ -159,15 +159,17 @@ pub fn pod_exec_argv(argv: &[String], env: &[(String, String)]) -> Vec<String> {
 
 /// The exit code from the exec API's final `Status` (`Success`, or `NonZeroExitCode` with an
 /// `ExitCode` cause).
-pub fn exit_code_of_status(s: Option<&kube::core::Status>) -> i32 {
+pub fn exit_code_of_status(s: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Status>) -> i32 {
     let Some(s) = s else { return -1 };
-    if s.is_success() {
+    if s.status.as_deref() == Some("Success") {
         return 0;
     }
     s.details
         .as_ref()
-        .and_then(|d| d.causes.iter().find(|c| c.reason == "ExitCode"))
-        .and_then(|c| c.message.trim().parse().ok())
+        .and_then(|d| d.causes.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.reason.as_deref() == Some("ExitCode")))
+        .and_then(|c| c.message.as_deref())
+        .and_then(|m| m.trim().parse().ok())
         .unwrap_or(1)
 }
 
@@ -317,10 +319,7 @@ pub fn parse_endpoint_health(stdout: &str) -> PortResult<Vec<EndpointHealth>> {
     }
     let raw: Vec<Raw> = serde_json::from_str(json_part(stdout))
         .map_err(|e| PortError::Permanent(format!("etcdctl endpoint health: {e}: {}", stdout.trim())))?;
-    let mut v: Vec<EndpointHealth> =
-        raw.into_iter().map(|r| EndpointHealth { endpoint: r.endpoint, healthy: r.health, error: r.error.filter(|e| !e.is_empty()) }).collect();
-    v.sort_by(|a, b| a.endpoint.cmp(&b.endpoint));
-    Ok(v)
+    Ok(raw.into_iter().map(|r| EndpointHealth { endpoint: r.endpoint, healthy: r.health, error: r.error.filter(|e| !e.is_empty()) }).collect())
 }
 
 /// `etcdctl snapshot status -w json`.
@@ -528,6 +527,16 @@ impl Etcd for EtcdCtl {
     }
 
     fn member_add(&self, name: &str, peer_url: &str) -> PortResult<EtcdMemberList> {
+        // Observe first: added before (a re-run) is done. Asking again would not say so: with
+        // the new member not started yet, etcd 3.4 refuses any add as "unhealthy cluster".
+        let list = self.member_list()?;
+        if let Some(m) = list.members.iter().find(|m| m.peer_urls.iter().any(|u| u == peer_url)) {
+            return if m.name.is_empty() || m.name == name {
+                Ok(list)
+            } else {
+                Err(PortError::Permanent(format!("etcd: peer URL {peer_url} already belongs to member {} ({:x})", m.name, m.id)))
+            };
+        }
         let peer = format!("--peer-urls={peer_url}");
         let out = self.raw(&self.endpoints, &["member", "add", name, &peer, "-w", "json"])?;
         if out.code == 0 {
@@ -676,9 +685,9 @@ mod tests {
             "sudo env ETCDCTL_API=3 /usr/local/bin/etcdctl member list -w json"
         );
         assert_eq!(pod_exec_argv(&["etcdctl".into(), "member".into(), "list".into()], &env), ["env", "ETCDCTL_API=3", "etcdctl", "member", "list"]);
-        let ok = kube::core::Status::success();
+        let ok: k8s_openapi::apimachinery::pkg::apis::meta::v1::Status = serde_json::from_str(r#"{"status":"Success","metadata":{}}"#).unwrap();
         assert_eq!(exit_code_of_status(Some(&ok)), 0);
-        let bad: kube::core::Status = serde_json::from_str(
+        let bad: k8s_openapi::apimachinery::pkg::apis::meta::v1::Status = serde_json::from_str(
             r#"{"status":"Failure","message":"command terminated with non-zero exit code: error executing command [etcdctl member list], exit code 2","reason":"NonZeroExitCode","details":{"causes":[{"reason":"ExitCode","message":"2"}]}}"#,
         )
         .unwrap();

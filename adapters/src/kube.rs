@@ -327,7 +327,9 @@ pub fn mentions_ip(text: &str, ip: &str) -> bool {
     if ip.is_empty() {
         return false;
     }
-    let is_addr_char = |c: char| c.is_ascii_hexdigit() || c == '.' || c == ':';
+    // An IPv4 address continues with digits or dots; an IPv6 one with hex digits and colons.
+    let v6 = ip.contains(':');
+    let is_addr_char = |c: char| if v6 { c.is_ascii_hexdigit() || c == ':' || c == '.' } else { c.is_ascii_digit() || c == '.' };
     let mut start = 0;
     // Bounded by the text length: each round moves past one match.
     while let Some(i) = text[start..].find(ip) {
@@ -505,9 +507,11 @@ impl KubeApi {
         Self::from_config(rt, config)
     }
 
-    /// From a ready [`Config`]; sets bounded timeouts (connect 10 s, read/write 60 s) where the
-    /// config has none.
+    /// From a ready [`Config`]; sets bounded timeouts (connect 10 s, read/write at most 60 s)
+    /// and turns kube-rs's own retry of 429/503/504 off: retrying is the engine's job (durable,
+    /// visible in the run's status, bounded by the run's deadline), not a hidden loop here.
     pub fn from_config(rt: Blocking, mut config: Config) -> PortResult<Self> {
+        config.default_retry = false;
         config.connect_timeout = config.connect_timeout.or(Some(Duration::from_secs(10)));
         config.read_timeout = Some(config.read_timeout.unwrap_or(Duration::from_secs(60)).min(Duration::from_secs(60)));
         config.write_timeout = config.write_timeout.or(Some(Duration::from_secs(60)));
@@ -579,7 +583,8 @@ impl KubeApi {
     /// Delete; absent is done, a 409 is retried once.
     fn delete_dynamic(&self, what: &str, ar: &ApiResource, namespace: Option<&str>, name: &str) -> PortResult<()> {
         let api = self.dynamic(ar, namespace);
-        self.delete_with(what, || api.delete(name, &DeleteParams::default()))
+        let dp = DeleteParams::default();
+        self.delete_with(what, || api.delete(name, &dp))
     }
 
     fn delete_with<T, F, Fut>(&self, what: &str, call: F) -> PortResult<()>
@@ -626,7 +631,8 @@ impl KubeApi {
     /// Delete a secret; absent is done.
     pub fn delete_secret(&self, namespace: &str, name: &str) -> PortResult<()> {
         let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
-        self.delete_with(&format!("delete secret {namespace}/{name}"), || api.delete(name, &DeleteParams::default()))
+        let dp = DeleteParams::default();
+        self.delete_with(&format!("delete secret {namespace}/{name}"), || api.delete(name, &dp))
     }
 
     pub fn get_baremetal_host(&self, name: &str) -> PortResult<Option<Value>> {
@@ -692,11 +698,8 @@ impl ClusterApi for KubeApi {
             .ok_or_else(|| PortError::NotFound("clusterversion/version does not exist (not an OpenShift cluster?)".into()))?;
         let desired = str_at(&cv, "/status/desired/version");
         let latest = cv.pointer("/status/history/0/version").and_then(Value::as_str).unwrap_or("");
-        [desired, latest]
-            .into_iter()
-            .find(|v| !v.is_empty())
-            .map(str::to_string)
-            .ok_or_else(|| PortError::Permanent("clusterversion/version has no status.desired.version".into()))
+        let version = [desired, latest].into_iter().find(|v| !v.is_empty()).map(str::to_string);
+        version.ok_or_else(|| PortError::Permanent("clusterversion/version has no status.desired.version".into()))
     }
 
     fn cluster_age_secs(&self) -> PortResult<u64> {
@@ -728,7 +731,8 @@ impl ClusterApi for KubeApi {
 
     fn delete_node(&self, name: &str) -> PortResult<()> {
         let api: Api<Node> = Api::all(self.client.clone());
-        self.delete_with(&format!("delete node {name}"), || api.delete(name, &DeleteParams::default()))
+        let dp = DeleteParams::default();
+        self.delete_with(&format!("delete node {name}"), || api.delete(name, &dp))
     }
 
     fn list_csrs(&self) -> PortResult<Vec<CsrInfo>> {
@@ -781,7 +785,8 @@ impl ClusterApi for KubeApi {
 
     fn delete_pod(&self, namespace: &str, name: &str) -> PortResult<()> {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
-        self.delete_with(&format!("delete pod {namespace}/{name}"), || api.delete(name, &DeleteParams::default()))
+        let dp = DeleteParams::default();
+        self.delete_with(&format!("delete pod {namespace}/{name}"), || api.delete(name, &dp))
     }
 
     fn ovn_master_references(&self, ips: &[String]) -> PortResult<Vec<String>> {

@@ -137,6 +137,18 @@ const OVN_DB_DIR: &str = "/var/lib/ovn/etc";
 const MCD_CURRENT_CONFIG: &str = "/etc/machine-config-daemon/currentconfig";
 const RELEASE_ANNOTATION: &str = "machineconfiguration.openshift.io/release-image-version";
 
+/// Where a fenced restore leaves its marker on the host.
+pub const FENCE_DIR: &str = "/var/lib/drctl/fences";
+
+/// The marker file of fence token `fence`; the token must be a plain file name.
+pub fn fence_marker(fence: &str) -> PortResult<String> {
+    let ok = !fence.is_empty() && fence != "." && fence != ".." && !fence.contains('/') && !fence.contains('\0');
+    if !ok {
+        return Err(PortError::Permanent(format!("invalid fence token {fence:?}")));
+    }
+    Ok(format!("{FENCE_DIR}/{fence}"))
+}
+
 /// Markers our scripts print so the output is parsed, not guessed.
 const MOVED_YES: &str = "DRCTL_MOVED=yes";
 const MOVED_NO: &str = "DRCTL_MOVED=no";
@@ -244,13 +256,17 @@ pub fn render(op: &HostOp, l: &HostLayout) -> PortResult<String> {
         }
         HostOp::ListAddresses => join([l.tool("ip").as_str(), "-o", "address"]),
         HostOp::RemoveAddress { address, device } => {
+            // `ip -o address` lists addresses bare here; `ip address del` wants the prefix length,
+            // so take it from the host's own listing. Nothing listed: already removed.
             let bare = address.split('/').next().unwrap_or(address);
             format!(
-                "{pre}if {show} 2>/dev/null | grep -qF -- {needle}; then {del}; fi",
+                "{pre}cidr=$({show} 2>/dev/null | awk {awk_var} {awk_prog}); if [ -n \"$cidr\" ]; then {del} \"$cidr\" dev {dev}; fi",
                 pre = l.preamble(),
                 show = join([l.tool("ip").as_str(), "-o", "address", "show", "dev", device]),
-                needle = quote(&format!(" {bare}/")),
-                del = l.priv_cmd(&[&l.tool("ip"), "address", "del", address, "dev", device]),
+                awk_var = join(["-v", &format!("a={bare}")]),
+                awk_prog = quote("{ split($4, p, \"/\"); if (p[1] == a) { print $4; exit } }"),
+                del = l.priv_cmd(&[&l.tool("ip"), "address", "del"]),
+                dev = quote(device),
             )
         }
         HostOp::RemoveKubeletPki => remove_matching_script(l, &l.fixed(KUBELET_PKI), "*.pem"),
@@ -270,12 +286,21 @@ pub fn render(op: &HostOp, l: &HostLayout) -> PortResult<String> {
             let cmd = l.priv_cmd(&["env", "ETCDCTL_API=3", &l.tool("etcdctl"), "snapshot", "status", &p, "-w", "json"]);
             require_then(l, &p, &cmd)
         }
-        HostOp::RunRestore { dir } => {
+        HostOp::RunRestore { dir, fence } => {
             let d = l.path(dir)?;
+            let mark = l.path(&fence_marker(fence)?)?;
             let restore = l.tool("cluster-restore.sh");
             // `sudo -E`: the restore script needs the proxy environment, as the runbook says.
             let cmd = if l.sudo { join(["sudo", "-E", restore.as_str(), d.as_str()]) } else { join([restore.as_str(), d.as_str()]) };
-            format!("{}{}", l.preamble(), cmd)
+            // Fenced: the marker is written right after the script succeeds, in the same shell on
+            // the host; a host that has it answers without restoring again.
+            format!(
+                "{pre}if {test}; then echo {msg}; else {cmd} && {mark_it}; fi",
+                pre = l.preamble(),
+                test = l.priv_cmd(&["test", "-e", &mark]),
+                msg = quote(&format!("drctl: restore {fence} already ran on this host")),
+                mark_it = l.priv_cmd(&["install", "-D", "-m", "0600", "/dev/null", &mark]),
+            )
         }
         HostOp::ListDir { dir } => {
             let d = l.path(dir)?;
@@ -360,8 +385,8 @@ pub fn parse_crictl_ps(stdout: &str) -> PortResult<Vec<String>> {
     Ok(names)
 }
 
-/// `(address, device)` pairs from `ip -o address`; the address keeps its prefix length
-/// (`192.168.111.5/32`) since `ip address del` wants it.
+/// `(address, device)` pairs from `ip -o address`, the address without its prefix length
+/// (`192.168.111.5`), as the runbook compares it with the VIPs.
 pub fn parse_ip_addresses(stdout: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for line in stdout.lines() {
@@ -370,7 +395,8 @@ pub fn parse_ip_addresses(stdout: &str) -> Vec<(String, String)> {
         if family == "inet" || family == "inet6" {
             // `eth0@if12` for veth pairs: the device is before the `@`.
             let dev = dev.split('@').next().unwrap_or(dev);
-            out.push((addr.to_string(), dev.to_string()));
+            let bare = addr.split('/').next().unwrap_or(addr);
+            out.push((bare.to_string(), dev.to_string()));
         }
     }
     out
@@ -466,7 +492,7 @@ fn op_name(op: &HostOp) -> String {
         HostOp::RemoveOvnDatabases => "remove the OVN databases".into(),
         HostOp::RunBackup { dir } => format!("cluster-backup.sh {dir}"),
         HostOp::SnapshotStatus { path } => format!("etcdctl snapshot status {path}"),
-        HostOp::RunRestore { dir } => format!("cluster-restore.sh {dir}"),
+        HostOp::RunRestore { dir, fence } => format!("cluster-restore.sh {dir} (fence {fence})"),
         HostOp::ListDir { dir } => format!("list {dir}"),
         HostOp::MakePrivateDir { dir } => format!("install -d -m 0700 {dir}"),
         HostOp::ReleaseVersion => "read the release version".into(),
@@ -1057,12 +1083,15 @@ mod tests {
         let aside = render(&HostOp::MoveEtcdDataDirAside, &real()).unwrap();
         assert!(aside.contains("sudo mv -v /var/lib/etcd/ /tmp &&"), "{aside}");
         assert!(render(&HostOp::RestartKubelet, &real()).unwrap().ends_with("sudo systemctl restart kubelet.service"));
-        let restore = render(&HostOp::RunRestore { dir: "/home/core/assets/backup".into() }, &real()).unwrap();
-        assert!(restore.ends_with("sudo -E /usr/local/bin/cluster-restore.sh /home/core/assets/backup"), "{restore}");
+        let restore = render(&HostOp::RunRestore { dir: "/home/core/assets/backup".into(), fence: "drctl-r1-restore".into() }, &real()).unwrap();
+        assert!(restore.contains("sudo -E /usr/local/bin/cluster-restore.sh /home/core/assets/backup && sudo install -D -m 0600 /dev/null /var/lib/drctl/fences/drctl-r1-restore"), "{restore}");
+        assert!(restore.contains("if sudo test -e /var/lib/drctl/fences/drctl-r1-restore; then"), "{restore}");
+        assert!(render(&HostOp::RunRestore { dir: "/d".into(), fence: "../x".into() }, &real()).is_err());
         let backup = render(&HostOp::RunBackup { dir: "/home/core/assets/backup".into() }, &real()).unwrap();
         assert!(backup.contains("sudo /usr/local/bin/cluster-backup.sh /home/core/assets/backup &&"), "{backup}");
-        let del = render(&HostOp::RemoveAddress { address: "192.168.111.5/32".into(), device: "br-ex".into() }, &real()).unwrap();
-        assert!(del.contains("sudo ip address del 192.168.111.5/32 dev br-ex"), "{del}");
+        let del = render(&HostOp::RemoveAddress { address: "192.168.111.5".into(), device: "br-ex".into() }, &real()).unwrap();
+        assert!(del.contains("ip -o address show dev br-ex"), "{del}");
+        assert!(del.contains("sudo ip address del \"$cidr\" dev br-ex"), "{del}");
         let pki = render(&HostOp::RemoveKubeletPki, &real()).unwrap();
         assert!(pki.contains("sudo find /var/lib/kubelet/pki -maxdepth 1 -name '*.pem'"), "{pki}");
         assert!(render(&HostOp::Shutdown { minutes: 1 }, &real()).unwrap().ends_with("sudo shutdown -h 1"));
@@ -1100,20 +1129,20 @@ mod tests {
             HostOp::RunningContainers { name: "etcd".into() },
             HostOp::MoveEtcdDataDirAside,
             HostOp::ListAddresses,
-            HostOp::RemoveAddress { address: "10.0.0.9/32".into(), device: "eth0".into() },
+            HostOp::RemoveAddress { address: "10.0.0.9".into(), device: "eth0".into() },
             HostOp::RemoveKubeletPki,
             HostOp::RestartKubelet,
             HostOp::RemoveOvnDatabases,
             HostOp::RunBackup { dir: "/home/core/assets/backup".into() },
             HostOp::SnapshotStatus { path: "/x".into() },
-            HostOp::RunRestore { dir: "/home/core/assets/backup".into() },
+            HostOp::RunRestore { dir: "/home/core/assets/backup".into(), fence: "f".into() },
             HostOp::ListDir { dir: "/x".into() },
             HostOp::MakePrivateDir { dir: "/x".into() },
             HostOp::ReleaseVersion,
             HostOp::Shutdown { minutes: 1 },
         ];
         let not: Vec<&HostOp> = all.iter().filter(|op| !is_idempotent(op)).collect();
-        assert_eq!(not, vec![&HostOp::RunRestore { dir: "/home/core/assets/backup".into() }, &HostOp::Shutdown { minutes: 1 }]);
+        assert_eq!(not, vec![&HostOp::RunRestore { dir: "/home/core/assets/backup".into(), fence: "f".into() }, &HostOp::Shutdown { minutes: 1 }]);
     }
 
     #[test]
@@ -1138,10 +1167,10 @@ mod tests {
         assert_eq!(
             parse_ip_addresses(out),
             vec![
-                ("127.0.0.1/8".to_string(), "lo".to_string()),
-                ("192.168.111.20/24".to_string(), "br-ex".to_string()),
-                ("192.168.111.5/32".to_string(), "br-ex".to_string()),
-                ("fe80::1/64".to_string(), "veth1".to_string()),
+                ("127.0.0.1".to_string(), "lo".to_string()),
+                ("192.168.111.20".to_string(), "br-ex".to_string()),
+                ("192.168.111.5".to_string(), "br-ex".to_string()),
+                ("fe80::1".to_string(), "veth1".to_string()),
             ]
         );
     }

@@ -98,12 +98,12 @@ fn host_operations_run_the_tools_and_parse_their_output() {
     let addrs = h.run("master-0", &HostOp::ListAddresses).unwrap();
     assert_eq!(
         addrs,
-        HostOutput::Addresses(vec![("192.168.111.20/24".into(), "br-ex".into()), ("192.168.111.5/32".into(), "br-ex".into())])
+        HostOutput::Addresses(vec![("192.168.111.20".into(), "br-ex".into()), ("192.168.111.5".into(), "br-ex".into())])
     );
-    let del = HostOp::RemoveAddress { address: "192.168.111.5/32".into(), device: "br-ex".into() };
+    let del = HostOp::RemoveAddress { address: "192.168.111.5".into(), device: "br-ex".into() };
     assert_eq!(h.run("master-0", &del).unwrap(), HostOutput::Done);
     assert_eq!(h.run("master-0", &del).unwrap(), HostOutput::Done, "removing a removed VIP is done");
-    assert_eq!(h.run("master-0", &HostOp::ListAddresses).unwrap(), HostOutput::Addresses(vec![("192.168.111.20/24".into(), "br-ex".into())]));
+    assert_eq!(h.run("master-0", &HostOp::ListAddresses).unwrap(), HostOutput::Addresses(vec![("192.168.111.20".into(), "br-ex".into())]));
     assert_eq!(sb.calls("ip").iter().filter(|c| c.starts_with("address del")).count(), 1);
 
     assert_eq!(h.run("master-0", &HostOp::RemoveKubeletPki).unwrap(), HostOutput::Done);
@@ -140,8 +140,15 @@ fn host_operations_run_the_tools_and_parse_their_output() {
     let e = h.run("master-0", &HostOp::SnapshotStatus { path: "/home/core/assets/backup/nope.db".into() }).unwrap_err();
     assert!(matches!(e, PortError::NotFound(_)), "{e:?}");
 
-    assert_eq!(h.run("master-0", &HostOp::RunRestore { dir: dir.into() }).unwrap(), HostOutput::Done);
+    let restore = HostOp::RunRestore { dir: dir.into(), fence: "drctl-run1-restore".into() };
+    assert_eq!(h.run("master-0", &restore).unwrap(), HostOutput::Done);
     assert_eq!(sb.calls("restore"), vec![sb.path(dir).display().to_string()]);
+    assert!(sb.path("/var/lib/drctl/fences/drctl-run1-restore").exists());
+    // Fenced: the same token again (a re-run after a crash) does not restore a second time.
+    assert_eq!(h.run("master-0", &restore).unwrap(), HostOutput::Done);
+    assert_eq!(sb.calls("restore").len(), 1);
+    assert_eq!(h.run("master-0", &HostOp::RunRestore { dir: dir.into(), fence: "drctl-run2-restore".into() }).unwrap(), HostOutput::Done);
+    assert_eq!(sb.calls("restore").len(), 2);
     assert_eq!(h.run("master-0", &HostOp::Shutdown { minutes: 1 }).unwrap(), HostOutput::Done);
     assert_eq!(sb.calls("shutdown"), vec!["-h 1"]);
 
@@ -236,35 +243,52 @@ fn sshd_killed_between_operations_reconnects_and_retries() {
 }
 
 #[test]
-fn sshd_killed_during_a_slow_idempotent_operation_is_retried() {
+fn a_connection_dropped_during_a_slow_idempotent_operation_is_retried_on_a_new_one() {
     let mut w = world();
     let h = w.hosts.clone();
     let sb = &w.boxes[0];
     h.connect("master-0").unwrap();
-    sb.set_slow(Some(2.0));
+    sb.set_slow(Some(1.5));
     let sshd = &mut w.sshd;
-    let started = Instant::now();
     let result = std::thread::scope(|s| {
         let op = s.spawn(|| h.run("master-0", &HostOp::RunningContainers { name: "etcd".into() }));
-        std::thread::sleep(Duration::from_millis(700));
-        sshd.kill();
-        std::thread::sleep(Duration::from_millis(200));
-        sshd.restart();
+        // Wait (bounded) until crictl is running on the host, then cut the connection under it.
+        support::eventually(100, Duration::from_millis(20), || (!sb.calls("crictl").is_empty()).then_some(())).unwrap();
+        sshd.drop_connections();
         op.join().unwrap()
     });
     sb.set_slow(None);
-    // The adapter reconnected and ran it again; had sshd not been back yet, the call is
-    // transient and the engine's retry (here: the loop) finishes it.
-    let result = match result {
-        Ok(out) => out,
-        Err(e) => {
-            assert!(e.is_transient(), "{e:?}");
-            support::eventually(20, Duration::from_millis(250), || h.run("master-0", &HostOp::RunningContainers { name: "etcd".into() }).ok())
-                .expect("the operation completes once sshd is back")
-        }
-    };
-    assert_eq!(result, HostOutput::Names(vec!["etcd".into()]));
-    assert!(sb.calls("crictl").len() >= 2, "the interrupted crictl ran again: {:?}", sb.calls("crictl"));
+    // One call: the adapter noticed the lost connection, reconnected and ran crictl again.
+    assert_eq!(result.unwrap(), HostOutput::Names(vec!["etcd".into()]));
+    assert_eq!(sb.calls("crictl").len(), 2, "the interrupted crictl ran again: {:?}", sb.calls("crictl"));
+}
+
+#[test]
+fn sshd_down_during_a_slow_operation_is_transient_until_it_is_back() {
+    let mut w = world();
+    let h = w.hosts.clone();
+    let sb = &w.boxes[0];
+    h.connect("master-0").unwrap();
+    sb.set_slow(Some(1.5));
+    let sshd = &mut w.sshd;
+    let started = Instant::now();
+    let first = std::thread::scope(|s| {
+        let op = s.spawn(|| h.run("master-0", &HostOp::RunningContainers { name: "etcd".into() }));
+        support::eventually(100, Duration::from_millis(20), || (!sb.calls("crictl").is_empty()).then_some(())).unwrap();
+        sshd.kill();
+        let r = op.join().unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        sshd.restart();
+        r
+    });
+    sb.set_slow(None);
+    // The host was down when the adapter tried again: transient, for the engine to retry.
+    let e = first.unwrap_err();
+    assert!(e.is_transient(), "{e:?}");
+    // The engine's retry (here: a bounded loop) completes it once sshd is back.
+    let out = support::eventually(20, Duration::from_millis(250), || h.run("master-0", &HostOp::RunningContainers { name: "etcd".into() }).ok())
+        .expect("the operation completes once sshd is back");
+    assert_eq!(out, HostOutput::Names(vec!["etcd".into()]));
     assert!(started.elapsed() < Duration::from_secs(30));
 }
 
@@ -274,18 +298,20 @@ fn a_non_idempotent_operation_is_not_retried_after_the_connection_drops() {
     let h = w.hosts.clone();
     let sb = &w.boxes[0];
     h.connect("master-0").unwrap();
-    sb.set_slow(Some(2.0));
+    sb.set_slow(Some(1.5));
     let sshd = &mut w.sshd;
     let result = std::thread::scope(|s| {
-        let op = s.spawn(|| h.run("master-0", &HostOp::RunRestore { dir: "/home/core/assets/backup".into() }));
-        std::thread::sleep(Duration::from_millis(700));
-        sshd.restart();
+        let op = s.spawn(|| h.run("master-0", &HostOp::RunRestore { dir: "/home/core/assets/backup".into(), fence: "drctl-slow-restore".into() }));
+        support::eventually(100, Duration::from_millis(20), || (!sb.calls("restore").is_empty()).then_some(())).unwrap();
+        // The listener stays up, so a retry would work: the adapter must still not retry.
+        sshd.drop_connections();
         op.join().unwrap()
     });
     sb.set_slow(None);
     let e = result.unwrap_err();
     assert!(e.is_transient(), "{e:?}");
     assert_eq!(sb.calls("restore").len(), 1, "cluster-restore.sh must not be started a second time by the adapter");
+    assert!(!sb.path("/var/lib/drctl/fences/drctl-slow-restore").exists(), "interrupted: no fence marker");
     // The host is fine again for everything else.
     assert_eq!(h.run("master-0", &HostOp::ManifestPresent(StaticPod::Etcd)).unwrap(), HostOutput::Present(true));
 }

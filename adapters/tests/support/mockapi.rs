@@ -261,7 +261,8 @@ impl MockApi {
     /// Stop serving: the listener and every connection close; new connections are refused.
     pub fn stop(&mut self) {
         if let Some(rt) = self.rt.take() {
-            rt.shutdown_background();
+            // Waits until the accept loop and every connection task are gone (sockets closed).
+            rt.shutdown_timeout(std::time::Duration::from_secs(5));
         }
     }
 

@@ -92,6 +92,7 @@ if [ -e "$ROOT/state/kubelet-broken" ]; then echo "Failed to restart kubelet.ser
             &format!(
                 r#"#!/bin/sh
 ROOT='{root}'
+echo "$*" >> "$ROOT/state/ip.calls"
 A="$ROOT/state/addresses"
 case "$*" in
   "-o address") cat "$A";;

@@ -111,6 +111,18 @@ impl Sshd {
         }
     }
 
+    /// Cut every established connection (kill the per-connection sshd processes and what they
+    /// run) while the listener stays up: a network blip, or sshd restarted under our feet.
+    pub fn drop_connections(&mut self) {
+        if let Some(c) = &self.child {
+            for pid in super::descendants(c.id()) {
+                unsafe {
+                    libc::kill(pid as i32, libc::SIGKILL);
+                }
+            }
+        }
+    }
+
     /// Start again on the same port with the same keys.
     pub fn restart(&mut self) {
         self.kill();

@@ -1,0 +1,480 @@
+//! `drctl`: run OpenShift/Kubernetes control-plane disaster-recovery runbooks as durable,
+//! crash-safe workflows. This file is CLI wiring only; the engine is in `drctl-runtime`, the
+//! procedures in `drctl-workflows`, the simulator in `drctl-sim`.
+
+mod output;
+mod target;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use drctl_runtime::control::{self, ControlRequest, ControlResponse, LockError, ProcessLock, RunView};
+use drctl_runtime::executor::{Engine, NewRun};
+use drctl_runtime::store::Store;
+use drctl_runtime::{Clock, RetryPolicy, RunRecord, RunStatus};
+use drctl_workflows::ports::Ports;
+use output::Output;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use target::Target;
+
+/// Durable, crash-safe control-plane disaster recovery for OpenShift/Kubernetes.
+///
+/// Every run is persisted after each step; kill drctl at any moment and `drctl resume`
+/// continues exactly where it was. Exit codes: 0 success, 1 error, 2 usage, 3 run halted
+/// (needs a person), 4 run failed (a bug), 5 run aborted.
+#[derive(Parser, Debug)]
+#[command(name = "drctl", version, about, long_about)]
+struct Cli {
+    /// Store directory (runs, history, simulated worlds).
+    #[arg(long, global = true, env = "DRCTL_STORE", default_value_os_t = default_store())]
+    store: PathBuf,
+    /// Output format for data on stdout.
+    #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = Output::Table)]
+    output: Output,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// List the procedures this build can run.
+    Procedures,
+    /// Start a procedure and drive it to the end.
+    #[command(subcommand)]
+    Run(RunCommand),
+    /// Show all runs, or one run in detail.
+    Status { run: Option<String> },
+    /// Show a run's append-only history.
+    History { run: String },
+    /// Continue every unfinished run (or a halted one, by id) from its last committed state.
+    Resume {
+        run: Option<String>,
+        /// Override the pace of simulated time for simulated runs.
+        #[arg(long)]
+        sim_speed: Option<f64>,
+    },
+    /// Approve the gate a run waits at.
+    Approve(DecideArgs),
+    /// Reject the gate a run waits at.
+    Reject(DecideArgs),
+    /// Abort a run; required undo steps (e.g. quorum guard back on) still run.
+    Abort { run: String },
+    /// The built-in simulator.
+    #[command(subcommand)]
+    Sim(SimCommand),
+}
+
+#[derive(Args, Debug)]
+struct DecideArgs {
+    run: String,
+    /// Gate name (default: the one the run waits at).
+    #[arg(long)]
+    gate: Option<String>,
+    #[arg(long)]
+    comment: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum SimCommand {
+    /// List the simulator's scenarios.
+    Scenarios,
+    /// Health summary of a simulated cluster (default: the newest simulated run's world).
+    /// Exits 1 when the cluster is not healthy.
+    Status {
+        /// Run whose world to show.
+        #[arg(long)]
+        run: Option<String>,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+struct Common {
+    /// Run against the built-in simulator, starting from this scenario (see `drctl sim scenarios`).
+    #[arg(long)]
+    sim: Option<String>,
+    /// Seed of the simulation: the same seed gives the same run.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Pace simulated time at N× real time (default: as fast as possible).
+    #[arg(long)]
+    sim_speed: Option<f64>,
+    /// Inject an API outage into the simulation: START+DURATION from the run's start, e.g. 40m+2h.
+    #[arg(long = "sim-api-outage", value_name = "START+DURATION")]
+    sim_api_outage: Vec<String>,
+    /// Approve the run's start gate up front (the procedure is destructive).
+    #[arg(long)]
+    yes: bool,
+    /// Give up on transient failures after this long (e.g. 24h, 90m).
+    #[arg(long, default_value = "24h")]
+    deadline: String,
+}
+
+#[derive(Subcommand, Debug)]
+enum RunCommand {
+    /// Restore a cluster that lost etcd quorum from an etcd backup (seed 000 §5.4.2.2).
+    RestoreClusterState(RestoreArgs),
+    /// Take, verify and copy out an etcd backup from one healthy host (seed 000 §5.1.1).
+    EtcdBackup(BackupArgs),
+}
+
+#[derive(Args, Debug)]
+struct RestoreArgs {
+    /// Backup set in the backup location (with --sim: default the newest one in the world).
+    #[arg(long)]
+    backup: Option<String>,
+    /// Control-plane host to restore on (default: the first that answers SSH).
+    #[arg(long)]
+    recovery_host: Option<String>,
+    /// Where the backup is copied on the recovery host.
+    #[arg(long, default_value = drctl_workflows::restore_cluster_state::DEFAULT_BACKUP_DIR)]
+    backup_dir: String,
+    /// Restore even though the API answers (etcd looks available).
+    #[arg(long)]
+    force: bool,
+    /// The cluster does not use OVN-Kubernetes (skip runbook steps 13-15).
+    #[arg(long)]
+    no_ovn: bool,
+    /// Do not approve kubelet-serving CSRs (installer-provisioned clusters approve them).
+    #[arg(long)]
+    no_serving_csrs: bool,
+    /// keepalived API VIP (required when keepalived runs on the control plane).
+    #[arg(long)]
+    api_vip: Option<String>,
+    /// keepalived ingress VIP.
+    #[arg(long)]
+    ingress_vip: Option<String>,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Args, Debug)]
+struct BackupArgs {
+    /// Name of the backup set in the backup location (default backup-<run id>).
+    #[arg(long)]
+    name: Option<String>,
+    /// Control-plane host to take it on (default: the first with a healthy etcd member).
+    #[arg(long)]
+    host: Option<String>,
+    /// Parent directory on the host.
+    #[arg(long, default_value = drctl_workflows::etcd_backup::DEFAULT_HOST_DIR)]
+    host_dir: String,
+    /// Back up even when operators are progressing (marked __POSSIBLY_DIRTY__) or the cluster is
+    /// younger than 24h.
+    #[arg(long)]
+    force: bool,
+    #[command(flatten)]
+    common: Common,
+}
+
+fn default_store() -> PathBuf {
+    match std::env::var_os("HOME") {
+        Some(h) => Path::new(&h).join(".local/state/drctl"),
+        None => PathBuf::from(".drctl"),
+    }
+}
+
+/// Exit codes (also in the `--help` text).
+const EXIT_ERROR: u8 = 1;
+const EXIT_HALTED: u8 = 3;
+const EXIT_FAILED: u8 = 4;
+const EXIT_ABORTED: u8 = 5;
+
+fn exit_for(status: RunStatus) -> u8 {
+    match status {
+        RunStatus::Succeeded => 0,
+        RunStatus::Halted => EXIT_HALTED,
+        RunStatus::Failed => EXIT_FAILED,
+        RunStatus::Aborted => EXIT_ABORTED,
+        _ => EXIT_ERROR,
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("DRCTL_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    match real_main(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("drctl: error: {e:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+fn real_main(cli: Cli) -> Result<u8> {
+    let out = cli.output;
+    match cli.command {
+        Command::Procedures => {
+            let reg = drctl_workflows::registry();
+            output::procedures(out, &reg);
+            Ok(0)
+        }
+        Command::Run(cmd) => cmd_run(&cli.store, out, cmd),
+        Command::Resume { run, sim_speed } => cmd_resume(&cli.store, out, run, sim_speed),
+        Command::Status { run } => {
+            match request(&cli.store, ControlRequest::Status { run })? {
+                ControlResponse::Runs(runs) => output::runs(out, &runs),
+                ControlResponse::Run(run) => output::run_detail(out, &run),
+                other => bail!("unexpected answer: {other:?}"),
+            }
+            Ok(0)
+        }
+        Command::History { run } => {
+            match request(&cli.store, ControlRequest::History { run })? {
+                ControlResponse::History(h) => output::history(out, &h),
+                other => bail!("unexpected answer: {other:?}"),
+            }
+            Ok(0)
+        }
+        Command::Approve(a) => decide(&cli.store, out, ControlRequest::Approve { run: a.run, gate: a.gate, by: whoami(), comment: a.comment }),
+        Command::Reject(a) => decide(&cli.store, out, ControlRequest::Reject { run: a.run, gate: a.gate, by: whoami(), comment: a.comment }),
+        Command::Abort { run } => decide(&cli.store, out, ControlRequest::Abort { run, by: whoami() }),
+        Command::Sim(SimCommand::Scenarios) => {
+            output::scenarios(out);
+            Ok(0)
+        }
+        Command::Sim(SimCommand::Status { run }) => cmd_sim_status(&cli.store, out, run),
+    }
+}
+
+/// Who is deciding, for the gate record.
+fn whoami() -> String {
+    std::env::var("SUDO_USER").or_else(|_| std::env::var("USER")).unwrap_or_else(|_| format!("uid:{}", unsafe { libc::getuid() }))
+}
+
+fn engine(store: &Path) -> Result<Arc<Engine<Ports>>> {
+    let store = Store::open(store).with_context(|| format!("open store {}", store.display()))?;
+    Ok(Arc::new(Engine::new(Arc::new(store), Arc::new(drctl_workflows::registry()), RetryPolicy::default())))
+}
+
+/// Take the store for this process, or explain who has it.
+fn lock(store: &Path) -> Result<ProcessLock> {
+    ProcessLock::acquire(store).map_err(|e| match e {
+        LockError::Held { pid, .. } => anyhow!(
+            "store {} is in use by drctl process {pid}: it is driving runs there; use `drctl status`, `approve`, `reject` or `abort` from here, or wait for it to finish",
+            store.display()
+        ),
+        other => anyhow!(other),
+    })
+}
+
+/// Answer a status/history/decision request: through the running drctl if one holds the store,
+/// else directly on the store.
+fn request(store: &Path, req: ControlRequest) -> Result<ControlResponse> {
+    if !store.exists() {
+        bail!("no drctl store at {} (start a run first, or pass --store)", store.display());
+    }
+    let resp = match ProcessLock::acquire(store) {
+        Ok(_lock) => {
+            let eng = engine(store)?;
+            let clock = clock_for_request(store, &eng, &req)?;
+            control::handle_request(&eng, &*clock, req)
+        }
+        Err(LockError::Held { .. }) => control::control_request(store, &req, Duration::from_secs(30))?,
+        Err(e) => return Err(e.into()),
+    };
+    match resp {
+        ControlResponse::Error(e) => bail!("{e}"),
+        ok => Ok(ok),
+    }
+}
+
+/// Decisions are stamped with the run's own clock: its simulated world's, or the wall clock.
+fn clock_for_request(store: &Path, eng: &Engine<Ports>, req: &ControlRequest) -> Result<Arc<dyn Clock>> {
+    let run = match req {
+        ControlRequest::Approve { run, .. } | ControlRequest::Reject { run, .. } | ControlRequest::Abort { run, .. } => run,
+        _ => return Ok(Arc::new(drctl_adapters::clock::SystemClock::new())),
+    };
+    match eng.store().get_run(run)? {
+        Some(rec) if rec.labels.get(target::LABEL_TARGET).map(String::as_str) == Some("sim") => Ok(target::load_sim(store, &rec, None)?.clock),
+        _ => Ok(Arc::new(drctl_adapters::clock::SystemClock::new())),
+    }
+}
+
+fn decide(store: &Path, out: Output, req: ControlRequest) -> Result<u8> {
+    match request(store, req)? {
+        ControlResponse::Run(run) => output::run_detail(out, &run),
+        other => bail!("unexpected answer: {other:?}"),
+    }
+    Ok(0)
+}
+
+fn parse_duration(s: &str) -> Result<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(|| anyhow!("duration '{s}' needs a unit (s, m, h, d)"))?;
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().map_err(|_| anyhow!("duration '{s}' must start with a whole number"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => bail!("duration '{s}': unit must be s, m, h or d"),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+fn cmd_run(store: &Path, out: Output, cmd: RunCommand) -> Result<u8> {
+    let (procedure, mut params, common) = match cmd {
+        RunCommand::RestoreClusterState(a) => (
+            "restore-cluster-state",
+            serde_json::json!({
+                "backup": a.backup, "recovery_host": a.recovery_host, "backup_dir": a.backup_dir, "force": a.force,
+                "ovn_kubernetes": !a.no_ovn, "approve_serving_csrs": !a.no_serving_csrs, "api_vip": a.api_vip, "ingress_vip": a.ingress_vip,
+            }),
+            a.common,
+        ),
+        RunCommand::EtcdBackup(a) => (
+            "etcd-backup",
+            serde_json::json!({ "name": a.name, "host": a.host, "host_dir": a.host_dir, "force": a.force }),
+            a.common,
+        ),
+    };
+    let deadline = parse_duration(&common.deadline)?;
+    if let Some(s) = common.sim_speed {
+        if !(s.is_finite() && s > 0.0) {
+            bail!("--sim-speed must be a positive number, got {s}");
+        }
+    }
+    let Some(scenario) = common.sim.clone() else {
+        bail!(
+            "no target: pass --sim <scenario> to run against the built-in simulator (see `drctl sim scenarios`); real clusters need the kube and SSH adapters (--kubeconfig, --ssh-user)"
+        );
+    };
+    if !common.sim_api_outage.is_empty() && common.sim.is_none() {
+        bail!("--sim-api-outage needs --sim");
+    }
+    // Check everything we can before touching the store or creating a world.
+    let outages = common.sim_api_outage.iter().map(|o| parse_outage(o)).collect::<Result<Vec<_>>>()?;
+    drctl_sim::scenario::build(&scenario, common.seed).map_err(|e| anyhow!(e))?;
+
+    std::fs::create_dir_all(store).with_context(|| format!("create store directory {}", store.display()))?;
+    let _lock = lock(store)?;
+    let eng = engine(store)?;
+    let (target, world) = target::new_sim(store, &scenario, common.seed, common.sim_speed)?;
+    let sim = target.sim.clone().expect("simulated target");
+    if procedure == "restore-cluster-state" && params["backup"].is_null() {
+        let newest = sim.read(|w| w.backups.keys().last().cloned());
+        match newest {
+            Some(b) => params["backup"] = b.into(),
+            None => bail!("scenario {scenario} has no backup: pass --backup"),
+        }
+    }
+    let start = sim.now();
+    sim.write(|w| {
+        for (at, dur) in &outages {
+            let from = start.plus(*at);
+            w.faults.api_outages.push(drctl_sim::world::Window { from, until: from.plus(*dur) });
+        }
+    });
+    let mut labels = BTreeMap::new();
+    labels.insert(target::LABEL_TARGET.to_string(), "sim".to_string());
+    labels.insert(target::LABEL_SCENARIO.to_string(), scenario.clone());
+    labels.insert(target::LABEL_WORLD.to_string(), world);
+    if let Some(s) = common.sim_speed {
+        labels.insert(target::LABEL_SPEED.to_string(), s.to_string());
+    }
+    let rec = eng.create_run(
+        NewRun {
+            procedure: procedure.into(),
+            params,
+            seed: common.seed,
+            deadline,
+            pre_approve: if common.yes { vec![drctl_workflows::restore_cluster_state::START_GATE.into()] } else { vec![] },
+            approver: whoami(),
+            labels,
+        },
+        &*target.clock,
+    )?;
+    eprintln!("drctl: run {} started: {procedure} against simulated scenario {scenario} (seed {})", rec.id, common.seed);
+    let finals = drive_all(store, &eng, vec![(rec.id.clone(), target)])?;
+    report(store, out, &eng, &finals)
+}
+
+/// `40m+2h` -> (40 minutes, 2 hours).
+fn parse_outage(s: &str) -> Result<(Duration, Duration)> {
+    let (at, dur) = s.split_once('+').ok_or_else(|| anyhow!("--sim-api-outage '{s}' must be START+DURATION, e.g. 40m+2h"))?;
+    Ok((parse_duration(at)?, parse_duration(dur)?))
+}
+
+fn cmd_resume(store: &Path, out: Output, run: Option<String>, sim_speed: Option<f64>) -> Result<u8> {
+    if !store.exists() {
+        bail!("no drctl store at {} (nothing to resume)", store.display());
+    }
+    let _lock = lock(store)?;
+    let eng = engine(store)?;
+    let recs: Vec<RunRecord> = match run {
+        Some(id) => vec![eng.store().get_run(&id)?.ok_or_else(|| anyhow!("no run {id} in {}", store.display()))?],
+        None => eng.resumable()?,
+    };
+    if recs.is_empty() {
+        eprintln!("drctl: nothing to resume");
+        return Ok(0);
+    }
+    let mut runs = vec![];
+    for rec in recs {
+        match rec.labels.get(target::LABEL_TARGET).map(String::as_str) {
+            Some("sim") => runs.push((rec.id.clone(), target::load_sim(store, &rec, sim_speed)?)),
+            _ => bail!("run {} targets a real cluster; this build resumes simulated runs only", rec.id),
+        }
+    }
+    let finals = drive_all(store, &eng, runs)?;
+    report(store, out, &eng, &finals)
+}
+
+/// Drive runs concurrently on one engine, serving the control socket meanwhile.
+fn drive_all(store: &Path, eng: &Arc<Engine<Ports>>, runs: Vec<(String, Target)>) -> Result<Vec<RunRecord>> {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    rt.block_on(async {
+        let control_clock = runs[0].1.clock.clone();
+        let _server = control::serve_control(store, eng.clone(), control_clock).await?;
+        let mut tasks = vec![];
+        for (id, t) in runs {
+            let eng = eng.clone();
+            let progress = output::progress_printer(id.clone());
+            tasks.push(tokio::spawn(async move { eng.drive(&id, t.ports, t.clock, progress).await }));
+        }
+        let mut finals = vec![];
+        for t in tasks {
+            finals.push(t.await.map_err(|e| anyhow!("run task: {e}"))??);
+        }
+        Ok(finals)
+    })
+}
+
+fn report(store: &Path, out: Output, eng: &Engine<Ports>, finals: &[RunRecord]) -> Result<u8> {
+    let views: Vec<RunView> = finals.iter().map(|r| eng.view(r)).collect();
+    let sims: Vec<Option<drctl_sim::SimStatus>> = finals
+        .iter()
+        .map(|r| target::load_sim(store, r, None).ok().and_then(|t| t.sim).map(|s| s.status()))
+        .collect();
+    output::results(out, &views, &sims);
+    Ok(finals.iter().map(|r| exit_for(r.status)).max().unwrap_or(0))
+}
+
+fn cmd_sim_status(store: &Path, out: Output, run: Option<String>) -> Result<u8> {
+    let views = match request(store, ControlRequest::Status { run: None })? {
+        ControlResponse::Runs(r) => r,
+        other => bail!("unexpected answer: {other:?}"),
+    };
+    let sim_runs: Vec<&RunView> = views.iter().filter(|v| v.labels.get(target::LABEL_TARGET).map(String::as_str) == Some("sim")).collect();
+    let view = match &run {
+        Some(id) => sim_runs.iter().find(|v| &v.id == id).ok_or_else(|| anyhow!("run {id} is not a simulated run"))?,
+        None => sim_runs
+            .iter()
+            .max_by_key(|v| v.id.parse::<u64>().unwrap_or(0))
+            .ok_or_else(|| anyhow!("no simulated runs in {}", store.display()))?,
+    };
+    let name = view.labels.get(target::LABEL_WORLD).ok_or_else(|| anyhow!("run {} has no simulated world", view.id))?;
+    // Read-only: the world file is replaced whole on every change, so a read sees a whole world.
+    let sim = drctl_sim::Sim::load(&target::sim_dir(store).join(name))?;
+    let st = sim.status();
+    output::sim_status(out, &view.id, &st);
+    Ok(if st.healthy { 0 } else { EXIT_ERROR })
+}

@@ -1,0 +1,213 @@
+//! What drctl prints: data to stdout (tables or JSON), progress and diagnostics to stderr.
+
+use clap::ValueEnum;
+use drctl_runtime::clock::fmt_duration;
+use drctl_runtime::control::RunView;
+use drctl_runtime::{HistoryEvent, Registry, RunRecord, RunStatus};
+use drctl_sim::SimStatus;
+use drctl_workflows::ports::Ports;
+use std::sync::{Arc, Mutex};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+fn json<T: serde::Serialize>(v: &T) {
+    println!("{}", serde_json::to_string_pretty(v).expect("serialisable"));
+}
+
+pub fn procedures(out: Output, reg: &Registry<Ports>) {
+    let rows: Vec<serde_json::Value> = reg
+        .iter()
+        .map(|p| serde_json::json!({"name": p.name(), "version": p.version(), "source": p.source(), "summary": p.summary()}))
+        .collect();
+    match out {
+        Output::Json => json(&rows),
+        Output::Table => {
+            println!("{:<24} {:>3}  {:<32} SUMMARY", "PROCEDURE", "VER", "SOURCE");
+            for p in reg.iter() {
+                println!("{:<24} {:>3}  {:<32} {}", p.name(), p.version(), p.source(), p.summary());
+            }
+        }
+    }
+}
+
+pub fn scenarios(out: Output) {
+    let s = drctl_sim::scenario::SCENARIOS;
+    match out {
+        Output::Json => json(&s.iter().map(|s| serde_json::json!({"name": s.name, "summary": s.summary})).collect::<Vec<_>>()),
+        Output::Table => {
+            for s in s {
+                println!("{:<24} {}", s.name, s.summary);
+            }
+        }
+    }
+}
+
+/// What a run is doing, in one line.
+fn doing(v: &RunView) -> String {
+    match v.status {
+        RunStatus::Waiting => match &v.wait {
+            Some(w) => format!("waiting for {} since {} (next check {})", w.waiting_for, w.since, w.next_check_at),
+            None => "waiting".into(),
+        },
+        RunStatus::Retrying => match &v.retry {
+            Some(r) => format!("retrying since {} (next try {}): {}", r.since, r.next_try_at, r.last_error),
+            None => "retrying".into(),
+        },
+        RunStatus::AwaitingApproval => match &v.pending_gate {
+            Some(g) => format!("awaiting approval of gate '{}' since {}: {} (drctl approve {})", g.gate, g.since, g.prompt, v.id),
+            None => "awaiting approval".into(),
+        },
+        _ => v.outcome.clone().unwrap_or_default(),
+    }
+}
+
+pub fn runs(out: Output, runs: &[RunView]) {
+    match out {
+        Output::Json => json(&runs),
+        Output::Table => {
+            println!("{:<5} {:<22} {:<18} {:<36} DETAIL", "RUN", "PROCEDURE", "STATUS", "STATE");
+            for v in runs {
+                println!("{:<5} {:<22} {:<18} {:<36} {}", v.id, v.procedure, v.status.as_str(), v.state_name, doing(v));
+            }
+        }
+    }
+}
+
+pub fn run_detail(out: Output, v: &RunView) {
+    match out {
+        Output::Json => json(v),
+        Output::Table => {
+            println!("run:        {}", v.id);
+            println!("procedure:  {} v{}", v.procedure, v.version);
+            println!("status:     {}", v.status.as_str());
+            println!("state:      {}", v.state_name);
+            println!("started:    {}", v.created_at);
+            println!("updated:    {}", v.updated_at);
+            let d = doing(v);
+            if !d.is_empty() {
+                println!("detail:     {d}");
+            }
+            for (gate, g) in &v.gates {
+                println!("gate:       {gate}: {:?} by {} at {}", g.decision, g.by, g.at);
+            }
+            if let Some(a) = &v.abort {
+                println!("abort:      requested by {} at {}", a.by, a.at);
+            }
+            if let Some(n) = &v.note {
+                println!("note:       {n}");
+            }
+            for (k, val) in &v.labels {
+                println!("label:      {k}={val}");
+            }
+        }
+    }
+}
+
+pub fn history(out: Output, h: &[HistoryEvent]) {
+    match out {
+        Output::Json => json(&h),
+        Output::Table => {
+            println!("{:>4} {:<24} {:<15} {:>3}  TRANSITION / DETAIL", "SEQ", "AT", "OUTCOME", "TRY");
+            for e in h {
+                let transition = if e.from == e.to || e.from.is_empty() { e.to.clone() } else { format!("{} -> {}", e.from, e.to) };
+                let detail = e.detail.as_deref().map(|d| format!("  [{d}]")).unwrap_or_default();
+                println!("{:>4} {:<24} {:<15} {:>3}  {transition}{detail}", e.seq, e.at.to_string(), format!("{:?}", e.outcome), e.attempt);
+            }
+        }
+    }
+}
+
+pub fn sim_status(out: Output, run: &str, st: &SimStatus) {
+    match out {
+        Output::Json => json(st),
+        Output::Table => {
+            println!("simulated cluster of run {run} ({} seed {}) at {}", st.scenario, st.seed, st.time);
+            println!("healthy:        {}", st.healthy);
+            for p in &st.problems {
+                println!("  problem:      {p}");
+            }
+            println!("api available:  {}", st.api_available);
+            println!("etcd cluster:   {} (quorum: {}; running cluster ids: {})", st.etcd_cluster_id, st.etcd_quorum, st.running_cluster_ids.join(", "));
+            for m in &st.etcd_members {
+                println!("  member:       {} on {} ({})", m.id, m.host, if m.started { "started" } else { "not started" });
+            }
+            for n in &st.nodes {
+                println!("  node:         {} {}", n.name, if n.ready { "Ready" } else { "NotReady" });
+            }
+            for o in &st.operators {
+                println!("  operator:     {:<24} revision {:<3} {} ({})", o.operator, o.latest_revision, o.reason, o.message);
+            }
+            println!("quorum guard:   {}", if st.quorum_guard { "on" } else { "off" });
+            println!("ovn healthy:    {}", st.ovn_healthy);
+            println!("pending CSRs:   {}", st.pending_csrs);
+            match st.restored_from_revision {
+                Some(r) => println!("data:           revision {} (restored from a snapshot at revision {r})", st.data_revision),
+                None => println!("data:           revision {}", st.data_revision),
+            }
+        }
+    }
+}
+
+pub fn results(out: Output, views: &[RunView], sims: &[Option<SimStatus>]) {
+    match out {
+        Output::Json => {
+            let rows: Vec<serde_json::Value> = views.iter().zip(sims).map(|(v, s)| serde_json::json!({"run": v, "sim": s})).collect();
+            json(&rows);
+        }
+        Output::Table => {
+            for (v, s) in views.iter().zip(sims) {
+                println!("run {} ({}): {} at {}", v.id, v.procedure, v.status.as_str(), v.state_name);
+                if let Some(o) = &v.outcome {
+                    println!("  {o}");
+                }
+                if let Some(s) = s {
+                    println!(
+                        "  simulated cluster: {} (api {}, etcd {} members {} started, cluster id {})",
+                        if s.healthy { "healthy" } else { "NOT healthy" },
+                        if s.api_available { "available" } else { "down" },
+                        s.etcd_members.len(),
+                        s.etcd_members.iter().filter(|m| m.started).count(),
+                        s.etcd_cluster_id
+                    );
+                    for p in &s.problems {
+                        println!("  problem: {p}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A progress callback: one stderr line per transition, and one when a wait or retry begins
+/// or changes what it says, with since/next. Repeated re-checks of the same wait stay quiet.
+pub fn progress_printer(run: String) -> Arc<dyn Fn(&RunRecord) + Send + Sync> {
+    let last = Mutex::new(String::new());
+    Arc::new(move |r: &RunRecord| {
+        let line = match r.status {
+            RunStatus::Waiting => match &r.wait {
+                Some(w) => format!("waiting for {} since {} (bound {})", w.waiting_for, w.since, fmt_duration(w.deadline.since(w.since))),
+                None => "waiting".into(),
+            },
+            RunStatus::Retrying => match &r.retry {
+                Some(x) => format!("{} unavailable since {}, next try at {}: {}", r.state_name, x.since, x.next_try_at, x.last_error),
+                None => "retrying".into(),
+            },
+            RunStatus::AwaitingApproval => format!(
+                "awaiting approval at {}: run `drctl approve {}` (or `drctl reject {}`)",
+                r.state_name, r.id, r.id
+            ),
+            s => format!("{} ({})", r.state_name, s.as_str()),
+        };
+        let mut l = last.lock().unwrap_or_else(|p| p.into_inner());
+        // Retry lines change every attempt; show the first of a streak and every tenth.
+        let key = if r.status == RunStatus::Retrying { format!("retry {} {}", r.state_name, r.attempt / 10) } else { line.clone() };
+        if *l != key {
+            eprintln!("drctl: run {run} [{}] {line}", r.updated_at);
+            *l = key;
+        }
+    })
+}
