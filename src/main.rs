@@ -104,6 +104,10 @@ struct Common {
     /// Inject an API outage into the simulation: START+DURATION from the run's start, e.g. 40m+2h.
     #[arg(long = "sim-api-outage", value_name = "START+DURATION")]
     sim_api_outage: Vec<String>,
+    /// Damage the scenario's backups to rehearse the guards: drop-snapshot, drop-resources,
+    /// rename-snapshot, other-z-stream.
+    #[arg(long = "sim-backup-defect", value_name = "DEFECT")]
+    sim_backup_defect: Option<String>,
     /// Approve the run's start gate up front (the procedure is destructive).
     #[arg(long)]
     yes: bool,
@@ -197,6 +201,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("DRCTL_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match real_main(cli) {
         Ok(code) => ExitCode::from(code),
@@ -253,15 +258,28 @@ fn engine(store: &Path) -> Result<Arc<Engine<Ports>>> {
     Ok(Arc::new(Engine::new(Arc::new(store), Arc::new(drctl_workflows::registry()), RetryPolicy::default())))
 }
 
-/// Take the store for this process, or explain who has it.
+/// How long to wait for a short-lived reader (another `drctl status`) to let go of the store.
+const READER_GRACE: Duration = Duration::from_secs(5);
+const LOCK_POLL: Duration = Duration::from_millis(25);
+
+/// Take the store for this process, or explain who has it. A process that drives runs serves
+/// the control socket and is refused at once; a reader holds the store for milliseconds and is
+/// waited for (bounded).
 fn lock(store: &Path) -> Result<ProcessLock> {
-    ProcessLock::acquire(store).map_err(|e| match e {
-        LockError::Held { pid, .. } => anyhow!(
-            "store {} is in use by drctl process {pid}: it is driving runs there; use `drctl status`, `approve`, `reject` or `abort` from here, or wait for it to finish",
-            store.display()
-        ),
-        other => anyhow!(other),
-    })
+    let start = std::time::Instant::now();
+    loop {
+        match ProcessLock::acquire(store) {
+            Ok(l) => return Ok(l),
+            Err(LockError::Held { pid, .. }) if control::socket_path(store).exists() || start.elapsed() > READER_GRACE => {
+                bail!(
+                    "store {} is in use by drctl process {pid}: it is driving runs there; use `drctl status`, `approve`, `reject` or `abort` from here, or wait for it to finish",
+                    store.display()
+                )
+            }
+            Err(LockError::Held { .. }) => std::thread::sleep(LOCK_POLL),
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// Answer a status/history/decision request: through the running drctl if one holds the store,
@@ -270,14 +288,23 @@ fn request(store: &Path, req: ControlRequest) -> Result<ControlResponse> {
     if !store.exists() {
         bail!("no drctl store at {} (start a run first, or pass --store)", store.display());
     }
-    let resp = match ProcessLock::acquire(store) {
-        Ok(_lock) => {
-            let eng = engine(store)?;
-            let clock = clock_for_request(store, &eng, &req)?;
-            control::handle_request(&eng, &*clock, req)
+    let start = std::time::Instant::now();
+    let resp = loop {
+        match ProcessLock::acquire(store) {
+            Ok(_lock) => {
+                let eng = engine(store)?;
+                let clock = clock_for_request(store, &eng, &req)?;
+                break control::handle_request(&eng, &*clock, req);
+            }
+            // A driver answers on its socket; a reader (or a driver just starting or exiting)
+            // is waited out, within bounds.
+            Err(LockError::Held { pid, .. }) => match control::control_request(store, &req, Duration::from_secs(30)) {
+                Ok(resp) => break resp,
+                Err(e) if start.elapsed() > READER_GRACE => bail!("store {} is held by drctl process {pid}, which does not answer: {e}", store.display()),
+                Err(_) => std::thread::sleep(LOCK_POLL),
+            },
+            Err(e) => return Err(e.into()),
         }
-        Err(LockError::Held { .. }) => control::control_request(store, &req, Duration::from_secs(30))?,
-        Err(e) => return Err(e.into()),
     };
     match resp {
         ControlResponse::Error(e) => bail!("{e}"),
@@ -352,7 +379,10 @@ fn cmd_run(store: &Path, out: Output, cmd: RunCommand) -> Result<u8> {
     }
     // Check everything we can before touching the store or creating a world.
     let outages = common.sim_api_outage.iter().map(|o| parse_outage(o)).collect::<Result<Vec<_>>>()?;
-    drctl_sim::scenario::build(&scenario, common.seed).map_err(|e| anyhow!(e))?;
+    let mut probe = drctl_sim::scenario::build(&scenario, common.seed).map_err(|e| anyhow!(e))?;
+    if let Some(d) = &common.sim_backup_defect {
+        drctl_sim::scenario::apply_backup_defect(&mut probe, d).map_err(|e| anyhow!(e))?;
+    }
 
     std::fs::create_dir_all(store).with_context(|| format!("create store directory {}", store.display()))?;
     let _lock = lock(store)?;
@@ -368,6 +398,9 @@ fn cmd_run(store: &Path, out: Output, cmd: RunCommand) -> Result<u8> {
     }
     let start = sim.now();
     sim.write(|w| {
+        if let Some(d) = &common.sim_backup_defect {
+            drctl_sim::scenario::apply_backup_defect(w, d).expect("checked above");
+        }
         for (at, dur) in &outages {
             let from = start.plus(*at);
             w.faults.api_outages.push(drctl_sim::world::Window { from, until: from.plus(*dur) });

@@ -2,9 +2,13 @@
 //!
 //! Ports are synchronous: the engine runs each step inside `tokio::task::spawn_blocking`. An
 //! adapter keeps a [`Blocking`] (a tokio runtime handle, captured or owned) and blocks on it with
-//! [`Handle::block_on`]. That is legal from a `spawn_blocking` thread or any plain thread, and
-//! **panics when called from inside an async task** ("Cannot start a runtime from within a
-//! runtime"): never call a port from async code directly, wrap it in `spawn_blocking`.
+//! [`Handle::block_on`], wrapped in [`tokio::task::block_in_place`]:
+//! - from a `spawn_blocking` thread or any plain thread: `block_in_place` just runs the closure,
+//!   and `Handle::block_on` is legal there;
+//! - from an async task on a **multi-thread** runtime (e.g. constructing adapters in
+//!   `#[tokio::main]`): `block_in_place` hands the worker's other tasks to another thread first;
+//! - from an async task on a **current-thread** runtime it **panics** (tokio cannot block such a
+//!   runtime's only thread): call ports from `spawn_blocking` there, as the engine does.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -62,9 +66,9 @@ impl Blocking {
     /// Run `fut` to completion on this runtime, blocking the calling thread.
     ///
     /// # Panics
-    /// When called from inside an async task (see the module documentation).
+    /// When called from an async task of a current-thread runtime (see the module documentation).
     pub fn block_on<F: Future>(&self, fut: F) -> F::Output {
-        self.handle.block_on(fut)
+        tokio::task::block_in_place(|| self.handle.block_on(fut))
     }
 }
 
@@ -94,6 +98,15 @@ mod tests {
         .await
         .unwrap();
         assert!(v > 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn works_from_an_async_task_of_a_multi_thread_runtime() {
+        let own = Blocking::current().unwrap();
+        assert_eq!(own.block_on(async { tokio::task::yield_now().await; 1 }), 1);
+        let other = tokio::task::spawn_blocking(|| Blocking::dedicated("drctl-other").unwrap()).await.unwrap();
+        assert_eq!(other.block_on(async { 2 }), 2);
+        tokio::task::spawn_blocking(move || drop(other)).await.unwrap();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,7 +14,6 @@ use drctl_workflows::ports::{EndpointHealth, Etcd, EtcdMember, EtcdMemberList, P
 use serde::Deserialize;
 use std::io::Read;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 // ---------------------------------------------------------------------------------------------
@@ -92,12 +91,12 @@ impl ExecChannel for LocalExec {
 /// `etcdctl` on a control-plane host, over its SSH session (with `sudo` when the host's layout
 /// says so: the etcd client certificates are root's).
 pub struct SshExec {
-    hosts: Arc<SshHosts>,
+    hosts: SshHosts,
     host: String,
 }
 
 impl SshExec {
-    pub fn new(hosts: Arc<SshHosts>, host: impl Into<String>) -> Self {
+    pub fn new(hosts: SshHosts, host: impl Into<String>) -> Self {
         SshExec { hosts, host: host.into() }
     }
 }
@@ -141,7 +140,13 @@ pub struct PodExec {
 }
 
 impl PodExec {
-    pub fn new(client: kube::Client, rt: Blocking, namespace: impl Into<String>, pod: impl Into<String>, container: impl Into<String>) -> Self {
+    pub fn new(
+        client: kube::Client,
+        rt: Blocking,
+        namespace: impl Into<String>,
+        pod: impl Into<String>,
+        container: impl Into<String>,
+    ) -> Self {
         PodExec { client, rt, namespace: namespace.into(), pod: pod.into(), container: container.into() }
     }
 }
@@ -319,7 +324,10 @@ pub fn parse_endpoint_health(stdout: &str) -> PortResult<Vec<EndpointHealth>> {
     }
     let raw: Vec<Raw> = serde_json::from_str(json_part(stdout))
         .map_err(|e| PortError::Permanent(format!("etcdctl endpoint health: {e}: {}", stdout.trim())))?;
-    Ok(raw.into_iter().map(|r| EndpointHealth { endpoint: r.endpoint, healthy: r.health, error: r.error.filter(|e| !e.is_empty()) }).collect())
+    Ok(raw
+        .into_iter()
+        .map(|r| EndpointHealth { endpoint: r.endpoint, healthy: r.health, error: r.error.filter(|e| !e.is_empty()) })
+        .collect())
 }
 
 /// `etcdctl snapshot status -w json`.
@@ -400,13 +408,13 @@ impl EtcdCtl {
 
     /// `etcdctl` on `host` (its layout's tool directory, `/usr/local/bin` on RHCOS) against
     /// `endpoints`.
-    pub fn over_ssh(hosts: Arc<SshHosts>, host: &str, endpoints: Vec<String>) -> PortResult<Self> {
+    pub fn over_ssh(hosts: &SshHosts, host: &str, endpoints: Vec<String>) -> PortResult<Self> {
         let l = &hosts.host(host)?.layout;
         let etcdctl = match &l.bin_dir {
             Some(d) => format!("{}/etcdctl", d.trim_end_matches('/')),
             None => "/usr/local/bin/etcdctl".to_string(),
         };
-        Ok(EtcdCtl::new(Box::new(SshExec::new(hosts, host)), etcdctl, endpoints))
+        Ok(EtcdCtl::new(Box::new(SshExec::new(hosts.clone(), host)), etcdctl, endpoints))
     }
 
     /// `etcdctl` in container `etcdctl` of etcd pod `pod` in `openshift-etcd`, endpoints and
@@ -632,7 +640,10 @@ mod tests {
             assert_eq!(got, want, "{stderr}");
         }
         // The message is etcdctl's own last line, not its log noise.
-        assert_eq!(classify_etcdctl(&format!("{warn}\nError: context deadline exceeded")), PortError::Transient("etcd: Error: context deadline exceeded".into()));
+        assert_eq!(
+            classify_etcdctl(&format!("{warn}\nError: context deadline exceeded")),
+            PortError::Transient("etcd: Error: context deadline exceeded".into())
+        );
         assert!(is_member_not_found("Error: etcdserver: member not found"));
     }
 
@@ -651,7 +662,8 @@ mod tests {
         assert_eq!(l.members.len(), 3);
         assert!(l.members[2].is_learner);
         // An added, not yet started member has no name and no client URLs.
-        let unstarted = r#"{"header":{"cluster_id":1,"member_id":2,"raft_term":3},"members":[{"ID":5,"peerURLs":["http://127.0.0.1:2380"]}]}"#;
+        let unstarted =
+            r#"{"header":{"cluster_id":1,"member_id":2,"raft_term":3},"members":[{"ID":5,"peerURLs":["http://127.0.0.1:2380"]}]}"#;
         let l = parse_member_list(unstarted).unwrap();
         assert_eq!(l.members[0].name, "");
         assert!(l.members[0].client_urls.is_empty());
@@ -684,8 +696,12 @@ mod tests {
             remote_command_line(&["/usr/local/bin/etcdctl".into(), "member".into(), "list".into(), "-w".into(), "json".into()], &env, true),
             "sudo env ETCDCTL_API=3 /usr/local/bin/etcdctl member list -w json"
         );
-        assert_eq!(pod_exec_argv(&["etcdctl".into(), "member".into(), "list".into()], &env), ["env", "ETCDCTL_API=3", "etcdctl", "member", "list"]);
-        let ok: k8s_openapi::apimachinery::pkg::apis::meta::v1::Status = serde_json::from_str(r#"{"status":"Success","metadata":{}}"#).unwrap();
+        assert_eq!(
+            pod_exec_argv(&["etcdctl".into(), "member".into(), "list".into()], &env),
+            ["env", "ETCDCTL_API=3", "etcdctl", "member", "list"]
+        );
+        let ok: k8s_openapi::apimachinery::pkg::apis::meta::v1::Status =
+            serde_json::from_str(r#"{"status":"Success","metadata":{}}"#).unwrap();
         assert_eq!(exit_code_of_status(Some(&ok)), 0);
         let bad: k8s_openapi::apimachinery::pkg::apis::meta::v1::Status = serde_json::from_str(
             r#"{"status":"Failure","message":"command terminated with non-zero exit code: error executing command [etcdctl member list], exit code 2","reason":"NonZeroExitCode","details":{"causes":[{"reason":"ExitCode","message":"2"}]}}"#,

@@ -380,7 +380,11 @@ pub fn installer_progress_of(obj: &Value) -> InstallerProgress {
         reason: c.and_then(|c| c.get("reason")).and_then(Value::as_str).unwrap_or("").to_string(),
         message: c.and_then(|c| c.get("message")).and_then(Value::as_str).unwrap_or("").to_string(),
         latest_revision: obj.pointer("/status/latestAvailableRevision").and_then(Value::as_u64).unwrap_or(0),
-        force_redeployment_reason: obj.pointer("/spec/forceRedeploymentReason").and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string),
+        force_redeployment_reason: obj
+            .pointer("/spec/forceRedeploymentReason")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string),
     }
 }
 
@@ -388,10 +392,8 @@ pub fn node_info(n: &Node) -> NodeInfo {
     let labels = n.metadata.labels.as_ref();
     let has = |k: &str| labels.map(|l| l.contains_key(k)).unwrap_or(false);
     let status = n.status.as_ref();
-    let ready = status
-        .and_then(|s| s.conditions.as_ref())
-        .map(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-        .unwrap_or(false);
+    let ready =
+        status.and_then(|s| s.conditions.as_ref()).map(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True")).unwrap_or(false);
     let internal_ip = status
         .and_then(|s| s.addresses.as_ref())
         .and_then(|a| a.iter().find(|a| a.type_ == "InternalIP"))
@@ -430,10 +432,8 @@ pub fn pod_info(p: &Pod) -> PodInfo {
     if p.metadata.deletion_timestamp.is_some() {
         phase = "Terminating".into();
     }
-    let ready = status
-        .and_then(|s| s.conditions.as_ref())
-        .map(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-        .unwrap_or(false);
+    let ready =
+        status.and_then(|s| s.conditions.as_ref()).map(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True")).unwrap_or(false);
     PodInfo {
         name: p.metadata.name.clone().unwrap_or_default(),
         node: p.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default(),
@@ -754,7 +754,9 @@ impl ClusterApi for KubeApi {
             if !info.pending {
                 return Err(PortError::Permanent(format!("{what}: the CSR was denied or failed")));
             }
-            let now = k8s_openapi::jiff::Timestamp::from_millisecond(self.clock.now().0 as i64).ok().map(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time);
+            let now = k8s_openapi::jiff::Timestamp::from_millisecond(self.clock.now().0 as i64)
+                .ok()
+                .map(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time);
             let status = csr.status.get_or_insert_with(Default::default);
             status.conditions.get_or_insert_with(Vec::new).push(CertificateSigningRequestCondition {
                 type_: "Approved".into(),
@@ -803,7 +805,10 @@ impl ClusterApi for KubeApi {
     }
 
     fn get_machine(&self, name: &str) -> PortResult<Option<MachineInfo>> {
-        Ok(self.get_json(&format!("get machine {name}"), &machine_resource(), Some(MACHINE_API_NAMESPACE), name)?.as_ref().map(machine_info))
+        Ok(self
+            .get_json(&format!("get machine {name}"), &machine_resource(), Some(MACHINE_API_NAMESPACE), name)?
+            .as_ref()
+            .map(machine_info))
     }
 
     fn delete_machine(&self, name: &str) -> PortResult<()> {
@@ -817,7 +822,8 @@ impl ClusterApi for KubeApi {
             return Err(PortError::Permanent("create machine: the manifest has no metadata.name".into()));
         }
         let what = format!("create machine {name}");
-        let obj: DynamicObject = serde_json::from_value(body).map_err(|e| PortError::Permanent(format!("{what}: invalid manifest: {e}")))?;
+        let obj: DynamicObject =
+            serde_json::from_value(body).map_err(|e| PortError::Permanent(format!("{what}: invalid manifest: {e}")))?;
         let api = self.dynamic(&machine_resource(), Some(MACHINE_API_NAMESPACE));
         for attempt in 0..2 {
             match self.rt.block_on(api.create(&post_params(), &obj)) {
@@ -914,7 +920,10 @@ mod tests {
         let api = |code: u16, reason: &str| {
             kube::Error::Api(Box::new(kube::core::Status::failure("etcdserver: request timed out", reason).with_code(code)))
         };
-        assert_eq!(kube_failure(&api(503, "ServiceUnavailable")), KubeFailure::Status { code: 503, reason: "ServiceUnavailable".into(), message: "etcdserver: request timed out".into() });
+        assert_eq!(
+            kube_failure(&api(503, "ServiceUnavailable")),
+            KubeFailure::Status { code: 503, reason: "ServiceUnavailable".into(), message: "etcdserver: request timed out".into() }
+        );
         assert!(is_already_exists(&api(409, "AlreadyExists")) && !is_conflict(&api(409, "AlreadyExists")));
         assert!(is_conflict(&api(409, "Conflict")));
         let io = |k| kube::Error::Service(Box::new(std::io::Error::new(k, "boom")));

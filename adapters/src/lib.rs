@@ -17,14 +17,19 @@
 //! Building the ports for a real cluster:
 //! ```no_run
 //! # use drctl_adapters::{blocking::Blocking, kube::KubeApi, ssh::*, etcd::EtcdCtl, backup::DirBackupStore};
-//! # use std::sync::Arc;
 //! let rt = Blocking::dedicated("drctl-io").unwrap();
 //! let api = KubeApi::connect(rt.clone(), None, Some("admin")).unwrap();
 //! let hosts = vec![SshHost::new("master-0", "ip-10-0-131-183.ec2.internal", "10.0.131.183", "core@10.0.131.183")];
 //! let opts = SshOptions { user: Some("core".into()), ..SshOptions::default() };
-//! let ssh = Arc::new(SshHosts::new(rt.clone(), opts, hosts, "/srv/etcd-backups").unwrap());
+//! let ssh = SshHosts::new(rt.clone(), opts, hosts, "/srv/etcd-backups").unwrap();
+//! // etcdctl directly (`--etcd-endpoints`), or on a host over the same SSH sessions:
 //! let etcd = EtcdCtl::local(vec!["https://10.0.131.183:2379".into()]);
-//! let backups = DirBackupStore::new("/srv/etcd-backups");
+//! let etcd_on_host = EtcdCtl::over_ssh(&ssh, "master-0", vec![]).unwrap();
+//! let ports = drctl_workflows::ports::Ports {
+//!     api: Box::new(api),
+//!     hosts: Box::new(ssh),
+//!     backups: Box::new(DirBackupStore::new("/srv/etcd-backups")),
+//! };
 //! ```
 //!
 //! # Tests

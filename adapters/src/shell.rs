@@ -7,7 +7,9 @@ use std::borrow::Cow;
 /// back as exactly `word`: no expansion, globbing or splitting.
 pub fn quote(word: &str) -> Cow<'_, str> {
     let safe = !word.is_empty()
-        && word.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'/' | b':' | b'=' | b',' | b'+' | b'@' | b'%'));
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'/' | b':' | b'=' | b',' | b'+' | b'@' | b'%'));
     if safe {
         Cow::Borrowed(word)
     } else {
@@ -49,7 +51,10 @@ mod tests {
     #[test]
     fn leaves_plain_words_alone() {
         assert_eq!(quote("/etc/kubernetes/manifests/etcd-pod.yaml"), "/etc/kubernetes/manifests/etcd-pod.yaml");
-        assert_eq!(join(["sudo", "mv", "-v", "/etc/kubernetes/manifests/etcd-pod.yaml", "/tmp"]), "sudo mv -v /etc/kubernetes/manifests/etcd-pod.yaml /tmp");
+        assert_eq!(
+            join(["sudo", "mv", "-v", "/etc/kubernetes/manifests/etcd-pod.yaml", "/tmp"]),
+            "sudo mv -v /etc/kubernetes/manifests/etcd-pod.yaml /tmp"
+        );
         assert_eq!(quote(""), "''");
         assert_eq!(quote("a b"), "'a b'");
         assert_eq!(quote("it's"), "'it'\\''s'");

@@ -421,8 +421,8 @@ fn parse_snapshot_status(stdout: &str) -> PortResult<SnapshotStatus> {
 }
 
 fn parse_release_version(stdout: &str) -> PortResult<String> {
-    let v: serde_json::Value = serde_json::from_str(stdout)
-        .map_err(|e| PortError::Permanent(format!("{MCD_CURRENT_CONFIG} is not a MachineConfig JSON: {e}")))?;
+    let v: serde_json::Value =
+        serde_json::from_str(stdout).map_err(|e| PortError::Permanent(format!("{MCD_CURRENT_CONFIG} is not a MachineConfig JSON: {e}")))?;
     v.pointer("/metadata/annotations")
         .and_then(|a| a.get(RELEASE_ANNOTATION))
         .and_then(|s| s.as_str())
@@ -438,7 +438,9 @@ pub fn pick_backup_files(dir: &str, names: &[&str]) -> PortResult<(String, Strin
     };
     match (newest("snapshot_", ".db"), newest("static_kuberesources_", ".tar.gz")) {
         (Some(s), Some(r)) => Ok((s, r)),
-        _ => Err(PortError::Permanent(format!("cluster-backup.sh left no snapshot_*.db and static_kuberesources_*.tar.gz in {dir}: {names:?}"))),
+        _ => Err(PortError::Permanent(format!(
+            "cluster-backup.sh left no snapshot_*.db and static_kuberesources_*.tar.gz in {dir}: {names:?}"
+        ))),
     }
 }
 
@@ -610,7 +612,13 @@ pub struct SshHost {
 impl SshHost {
     /// A real host reached as `destination`.
     pub fn new(name: impl Into<String>, node: impl Into<String>, address: impl Into<String>, destination: impl Into<String>) -> Self {
-        SshHost { name: name.into(), node: node.into(), address: address.into(), destination: destination.into(), layout: HostLayout::real() }
+        SshHost {
+            name: name.into(),
+            node: node.into(),
+            address: address.into(),
+            destination: destination.into(),
+            layout: HostLayout::real(),
+        }
     }
     pub fn with_layout(mut self, layout: HostLayout) -> Self {
         self.layout = layout;
@@ -653,15 +661,21 @@ impl Default for SshOptions {
     }
 }
 
-/// [`Hosts`] over SSH. Sessions are made on first use and re-made when found dead.
+/// [`Hosts`] over SSH. Sessions are made on first use and re-made when found dead. Cloning
+/// is cheap and shares the sessions (the etcd adapter's SSH channel uses a clone).
+#[derive(Clone)]
 pub struct SshHosts {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     rt: Blocking,
     opts: SshOptions,
     hosts: Vec<SshHost>,
     backup_root: PathBuf,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     /// Keeps the default control directory alive as long as we are.
-    _control_dir: Option<tempfile_dir::TempDir>,
+    control_dir: Option<tempfile_dir::TempDir>,
 }
 
 /// A tiny private temporary directory (the `tempfile` crate is only a dev-dependency).
@@ -713,35 +727,38 @@ impl SshHosts {
         }
         let control_dir = match opts.control_dir {
             Some(_) => None,
-            None => Some(
-                tempfile_dir::TempDir::new("drctl-ssh").map_err(|e| PortError::Permanent(format!("ssh control directory: {e}")))?,
-            ),
+            None => Some(tempfile_dir::TempDir::new("drctl-ssh").map_err(|e| PortError::Permanent(format!("ssh control directory: {e}")))?),
         };
-        Ok(SshHosts { rt, opts, hosts, backup_root: backup_root.into(), sessions: Mutex::new(HashMap::new()), _control_dir: control_dir })
+        let inner = Inner { rt, opts, hosts, backup_root: backup_root.into(), sessions: Mutex::new(HashMap::new()), control_dir };
+        Ok(SshHosts { inner: Arc::new(inner) })
     }
 
     pub fn host(&self, name: &str) -> PortResult<&SshHost> {
-        self.hosts.iter().find(|h| h.name == name).ok_or_else(|| PortError::Permanent(format!("host {name:?} is not in the inventory")))
+        self.inner
+            .hosts
+            .iter()
+            .find(|h| h.name == name)
+            .ok_or_else(|| PortError::Permanent(format!("host {name:?} is not in the inventory")))
     }
 
     fn builder(&self) -> SessionBuilder {
         let mut b = SessionBuilder::default();
-        b.known_hosts_check(self.opts.known_hosts.clone());
-        b.connect_timeout(self.opts.connect_timeout);
-        b.server_alive_interval(self.opts.server_alive_interval);
-        if let Some(u) = &self.opts.user {
+        b.known_hosts_check(self.inner.opts.known_hosts.clone());
+        b.connect_timeout(self.inner.opts.connect_timeout);
+        b.server_alive_interval(self.inner.opts.server_alive_interval);
+        if let Some(u) = &self.inner.opts.user {
             b.user(u.clone());
         }
-        if let Some(f) = &self.opts.config_file {
+        if let Some(f) = &self.inner.opts.config_file {
             b.config_file(f);
         }
-        if let Some(k) = &self.opts.identity {
+        if let Some(k) = &self.inner.opts.identity {
             b.keyfile(k);
         }
-        if let Some(k) = &self.opts.known_hosts_file {
+        if let Some(k) = &self.inner.opts.known_hosts_file {
             b.user_known_hosts_file(k);
         }
-        let dir = self.opts.control_dir.as_deref().or(self._control_dir.as_ref().map(|d| d.path()));
+        let dir = self.inner.opts.control_dir.as_deref().or(self.inner.control_dir.as_ref().map(|d| d.path()));
         if let Some(d) = dir {
             b.control_directory(d);
         }
@@ -750,9 +767,9 @@ impl SshHosts {
 
     /// A live session to `host`: the cached one if its master still answers, else a new one.
     fn session(&self, host: &SshHost) -> Result<Arc<Session>, SshFailure> {
-        let cached = self.sessions.lock().unwrap_or_else(|p| p.into_inner()).get(&host.name).cloned();
+        let cached = self.inner.sessions.lock().unwrap_or_else(|p| p.into_inner()).get(&host.name).cloned();
         if let Some(s) = cached {
-            let alive = self.rt.block_on(async { tokio::time::timeout(Duration::from_secs(5), s.check()).await });
+            let alive = self.inner.rt.block_on(async { tokio::time::timeout(Duration::from_secs(5), s.check()).await });
             if matches!(alive, Ok(Ok(()))) {
                 return Ok(s);
             }
@@ -761,22 +778,23 @@ impl SshHosts {
         }
         let builder = self.builder();
         let dest = host.destination.clone();
-        let bound = self.opts.connect_timeout + Duration::from_secs(5);
+        let bound = self.inner.opts.connect_timeout + Duration::from_secs(5);
         let s = self
+            .inner
             .rt
             .block_on(async move { tokio::time::timeout(bound, builder.connect_mux(dest)).await })
             .map_err(|_| SshFailure::Unreachable(format!("connecting to {} took longer than {bound:?}", host.destination)))?
             .map_err(|e| ssh_failure(&e))?;
         let s = Arc::new(s);
         tracing::debug!(host = %host.name, "ssh session established");
-        self.sessions.lock().unwrap_or_else(|p| p.into_inner()).insert(host.name.clone(), s.clone());
+        self.inner.sessions.lock().unwrap_or_else(|p| p.into_inner()).insert(host.name.clone(), s.clone());
         Ok(s)
     }
 
     /// Drop a session found dead (only if it is still the cached one). Dropping it asks its
     /// master to exit, if it is still there.
     fn forget(&self, host: &str, s: &Arc<Session>) {
-        let mut map = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.inner.sessions.lock().unwrap_or_else(|p| p.into_inner());
         if map.get(host).map(|c| Arc::ptr_eq(c, s)).unwrap_or(false) {
             map.remove(host);
         }
@@ -792,14 +810,17 @@ impl SshHosts {
             if let Some(path) = stdin {
                 let mut w = child.stdin().take().ok_or_else(|| SshFailure::Local("no stdin pipe".into()))?;
                 let mut f = tokio::fs::File::open(path).await.map_err(|e| SshFailure::Local(format!("{}: {e}", path.display())))?;
-                tokio::io::copy(&mut f, &mut w).await.map_err(|e| SshFailure::ConnectionLost(format!("sending {}: {e}", path.display())))?;
+                tokio::io::copy(&mut f, &mut w)
+                    .await
+                    .map_err(|e| SshFailure::ConnectionLost(format!("sending {}: {e}", path.display())))?;
                 w.shutdown().await.map_err(|e| SshFailure::ConnectionLost(format!("closing stdin: {e}")))?;
                 drop(w);
             }
             let out = child.wait_with_output().await.map_err(|e| ssh_failure(&e))?;
             Ok(ExecOutput { code: exit_code(&out.status), stdout: out.stdout, stderr: out.stderr })
         };
-        self.rt
+        self.inner
+            .rt
             .block_on(async { tokio::time::timeout(timeout, fut).await })
             .map_err(|_| SshFailure::TimedOut(format!("no answer within {timeout:?}")))?
     }
@@ -888,6 +909,7 @@ impl SshHosts {
                 Ok::<_, SshFailure>((sum, ExecOutput { code: exit_code(&status), stdout: vec![], stderr }))
             };
             let r = self
+                .inner
                 .rt
                 .block_on(async { tokio::time::timeout(timeout, fut).await })
                 .map_err(|_| SshFailure::TimedOut(format!("copying {remote} took longer than {timeout:?}")))
@@ -910,19 +932,14 @@ impl SshHosts {
     /// sha256 of a remote file, `None` if it does not exist.
     fn remote_sha256(&self, host: &SshHost, path: &str) -> PortResult<Option<String>> {
         let l = &host.layout;
-        let cmd = format!(
-            "{}if {}; then {}; fi",
-            l.preamble(),
-            l.priv_cmd(&["test", "-f", path]),
-            l.priv_cmd(&["sha256sum", "--", path])
-        );
+        let cmd = format!("{}if {}; then {}; fi", l.preamble(), l.priv_cmd(&["test", "-f", path]), l.priv_cmd(&["sha256sum", "--", path]));
         let out = self.exec(&host.name, &cmd, true, Duration::from_secs(10 * 60))?;
         classify_exit(&format!("sha256sum {path}"), &out)?;
         Ok(out.stdout_str().split_whitespace().next().map(str::to_string))
     }
 
     fn backup_dir(&self, backup: &str) -> PortResult<PathBuf> {
-        backup_set_dir(&self.backup_root, backup)
+        backup_set_dir(&self.inner.backup_root, backup)
     }
 }
 
@@ -971,7 +988,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 impl Hosts for SshHosts {
     fn control_plane_hosts(&self) -> PortResult<Vec<HostRef>> {
-        Ok(self.hosts.iter().map(|h| HostRef { name: h.name.clone(), node: h.node.clone(), address: h.address.clone() }).collect())
+        Ok(self.inner.hosts.iter().map(|h| HostRef { name: h.name.clone(), node: h.node.clone(), address: h.address.clone() }).collect())
     }
 
     fn connect(&self, host: &str) -> PortResult<()> {
@@ -1010,7 +1027,10 @@ impl Hosts for SshHosts {
         let mk = format!("{}{}", l.preamble(), l.priv_cmd(&["install", "-d", "-m", "0700", &dest]));
         classify_exit(&format!("create {dest_dir}"), &self.exec(host, &mk, true, Duration::from_secs(60))?)?;
         for f in files {
-            let name = f.file_name().and_then(|n| n.to_str()).ok_or_else(|| PortError::Permanent(format!("non-UTF-8 file name {}", f.display())))?;
+            let name = f
+                .file_name()
+                .and_then(|n| n.to_str())
+                .ok_or_else(|| PortError::Permanent(format!("non-UTF-8 file name {}", f.display())))?;
             let local_sum = file_sha256(&f).map_err(|e| local_err("read", &f, e))?;
             let remote = format!("{dest}/{name}");
             if self.remote_sha256(h, &remote)?.as_deref() == Some(local_sum.as_str()) {
@@ -1054,7 +1074,9 @@ impl Hosts for SshHosts {
             let got = self.fetch_to(h, &remote, &part, Duration::from_secs(30 * 60))?;
             if got != remote_sum {
                 let _ = std::fs::remove_file(&part);
-                return Err(PortError::Transient(format!("copy of {host}:{remote_logical} is corrupt (sha256 {got}, expected {remote_sum})")));
+                return Err(PortError::Transient(format!(
+                    "copy of {host}:{remote_logical} is corrupt (sha256 {got}, expected {remote_sum})"
+                )));
             }
             std::fs::rename(&part, &target).map_err(|e| local_err("rename", &target, e))?;
         }
@@ -1083,7 +1105,8 @@ mod tests {
         let aside = render(&HostOp::MoveEtcdDataDirAside, &real()).unwrap();
         assert!(aside.contains("sudo mv -v /var/lib/etcd/ /tmp &&"), "{aside}");
         assert!(render(&HostOp::RestartKubelet, &real()).unwrap().ends_with("sudo systemctl restart kubelet.service"));
-        let restore = render(&HostOp::RunRestore { dir: "/home/core/assets/backup".into(), fence: "drctl-r1-restore".into() }, &real()).unwrap();
+        let restore =
+            render(&HostOp::RunRestore { dir: "/home/core/assets/backup".into(), fence: "drctl-r1-restore".into() }, &real()).unwrap();
         assert!(restore.contains("sudo -E /usr/local/bin/cluster-restore.sh /home/core/assets/backup && sudo install -D -m 0600 /dev/null /var/lib/drctl/fences/drctl-r1-restore"), "{restore}");
         assert!(restore.contains("if sudo test -e /var/lib/drctl/fences/drctl-r1-restore; then"), "{restore}");
         assert!(render(&HostOp::RunRestore { dir: "/d".into(), fence: "../x".into() }, &real()).is_err());
@@ -1102,7 +1125,10 @@ mod tests {
     fn sandbox_layout_prefixes_every_path_and_drops_sudo() {
         let l = HostLayout::sandbox("/tmp/sandbox-master-0");
         let mv = render(&HostOp::MoveManifestOut(StaticPod::KubeApiServer), &l).unwrap();
-        assert!(mv.contains("mv -v /tmp/sandbox-master-0/etc/kubernetes/manifests/kube-apiserver-pod.yaml /tmp/sandbox-master-0/tmp &&"), "{mv}");
+        assert!(
+            mv.contains("mv -v /tmp/sandbox-master-0/etc/kubernetes/manifests/kube-apiserver-pod.yaml /tmp/sandbox-master-0/tmp &&"),
+            "{mv}"
+        );
         assert!(!mv.contains("sudo"), "{mv}");
         let ps = render(&HostOp::RunningContainers { name: "etcd".into() }, &l).unwrap();
         assert_eq!(ps, "/tmp/sandbox-master-0/usr/local/bin/crictl ps --name etcd -o json");
@@ -1142,7 +1168,10 @@ mod tests {
             HostOp::Shutdown { minutes: 1 },
         ];
         let not: Vec<&HostOp> = all.iter().filter(|op| !is_idempotent(op)).collect();
-        assert_eq!(not, vec![&HostOp::RunRestore { dir: "/home/core/assets/backup".into(), fence: "f".into() }, &HostOp::Shutdown { minutes: 1 }]);
+        assert_eq!(
+            not,
+            vec![&HostOp::RunRestore { dir: "/home/core/assets/backup".into(), fence: "f".into() }, &HostOp::Shutdown { minutes: 1 }]
+        );
     }
 
     #[test]
@@ -1213,14 +1242,17 @@ mod tests {
     fn exit_statuses_are_classified() {
         let out = |code: i32, err: &str| ExecOutput { code, stdout: vec![], stderr: err.as_bytes().to_vec() };
         assert_eq!(classify_exit("x", &out(0, "")), Ok(()));
-        assert!(matches!(classify_exit("x", &out(EXIT_NOT_FOUND, "drctl: no such file")), Err(PortError::NotFound(m)) if m.contains("no such file")));
+        assert!(
+            matches!(classify_exit("x", &out(EXIT_NOT_FOUND, "drctl: no such file")), Err(PortError::NotFound(m)) if m.contains("no such file"))
+        );
         assert!(matches!(classify_exit("x", &out(1, "mv: cannot move")), Err(PortError::Permanent(m)) if m.contains("cannot move")));
         assert!(matches!(classify_exit("x", &out(EXIT_NO_SUDO, "drctl: passwordless sudo is required")), Err(PortError::Permanent(_))));
     }
 
     #[test]
     fn ssh_failures_are_classified() {
-        let table: Vec<(SshFailure, fn(&PortError) -> bool)> = vec![
+        type Check = fn(&PortError) -> bool;
+        let table: Vec<(SshFailure, Check)> = vec![
             (connect_failure("ssh: connect to host 10.0.0.5 port 22: Connection refused"), PortError::is_transient),
             (connect_failure("ssh: connect to host 10.0.0.5 port 22: Connection timed out"), PortError::is_transient),
             (connect_failure("ssh: connect to host 10.0.0.5 port 22: No route to host"), PortError::is_transient),

@@ -162,12 +162,15 @@ fn etcd_operator(overrides: Value, reason: &str, installer: (&str, &str), revisi
 fn nodes_pods_and_csrs_read_like_the_runbook_output() {
     let mock = MockApi::start();
     let api = api(&mock);
-    mock.expect(Expect::get("/api/v1/nodes").reply(200, json!({"kind": "NodeList", "apiVersion": "v1", "metadata": {}, "items": [
-        node("ip-10-0-131-183.ec2.internal", "10.0.131.183", "master", "Unknown", true),
-        node("ip-10-0-164-97.ec2.internal", "10.0.164.97", "master", "True", false),
-        node("ip-10-0-154-204.ec2.internal", "10.0.154.204", "control-plane", "True", false),
-        node("ip-10-0-129-226.ec2.internal", "10.0.129.226", "worker", "True", false)
-    ]})));
+    mock.expect(Expect::get("/api/v1/nodes").reply(
+        200,
+        json!({"kind": "NodeList", "apiVersion": "v1", "metadata": {}, "items": [
+            node("ip-10-0-131-183.ec2.internal", "10.0.131.183", "master", "Unknown", true),
+            node("ip-10-0-164-97.ec2.internal", "10.0.164.97", "master", "True", false),
+            node("ip-10-0-154-204.ec2.internal", "10.0.154.204", "control-plane", "True", false),
+            node("ip-10-0-129-226.ec2.internal", "10.0.129.226", "worker", "True", false)
+        ]}),
+    ));
     let nodes = api.list_nodes().unwrap();
     assert_eq!(nodes.len(), 4);
     assert!(!nodes[0].ready && nodes[0].control_plane);
@@ -188,11 +191,22 @@ fn nodes_pods_and_csrs_read_like_the_runbook_output() {
     assert_eq!(pods[1].node, "ip-10-0-164-97.ec2.internal");
     assert!(pods[1].ready && !pods[0].ready);
 
-    mock.expect(Expect::delete("/api/v1/namespaces/openshift-ovn-kubernetes/pods/ovnkube-master-nb24h").reply(200, json!({"kind": "Pod", "apiVersion": "v1", "metadata": {"name": "ovnkube-master-nb24h"}})));
-    mock.expect(Expect::delete("/api/v1/namespaces/openshift-ovn-kubernetes/pods/ovnkube-master-nb24h").fail(404, "NotFound", "pods \"ovnkube-master-nb24h\" not found"));
+    mock.expect(
+        Expect::delete("/api/v1/namespaces/openshift-ovn-kubernetes/pods/ovnkube-master-nb24h")
+            .reply(200, json!({"kind": "Pod", "apiVersion": "v1", "metadata": {"name": "ovnkube-master-nb24h"}})),
+    );
+    mock.expect(Expect::delete("/api/v1/namespaces/openshift-ovn-kubernetes/pods/ovnkube-master-nb24h").fail(
+        404,
+        "NotFound",
+        "pods \"ovnkube-master-nb24h\" not found",
+    ));
     api.delete_pod("openshift-ovn-kubernetes", "ovnkube-master-nb24h").unwrap();
     api.delete_pod("openshift-ovn-kubernetes", "ovnkube-master-nb24h").unwrap();
-    mock.expect(Expect::delete("/api/v1/nodes/ip-10-0-131-183.ec2.internal").fail(404, "NotFound", "nodes \"ip-10-0-131-183.ec2.internal\" not found"));
+    mock.expect(Expect::delete("/api/v1/nodes/ip-10-0-131-183.ec2.internal").fail(
+        404,
+        "NotFound",
+        "nodes \"ip-10-0-131-183.ec2.internal\" not found",
+    ));
     api.delete_node("ip-10-0-131-183.ec2.internal").unwrap();
 
     mock.expect(Expect::get("/apis/certificates.k8s.io/v1/certificatesigningrequests").reply(200, csr_list()));
@@ -227,7 +241,10 @@ fn machines_are_deleted_and_recreated_as_the_runbook_does() {
     let mut list_items = vec![m0.clone(), m1.clone()];
     // Lists carry apiVersion/kind per item for custom resources, but not always: drop them on one.
     list_items[1].as_object_mut().unwrap().remove("kind");
-    mock.expect(Expect::get(MACHINES).reply(200, json!({"apiVersion": "machine.openshift.io/v1beta1", "kind": "MachineList", "metadata": {}, "items": list_items})));
+    mock.expect(
+        Expect::get(MACHINES)
+            .reply(200, json!({"apiVersion": "machine.openshift.io/v1beta1", "kind": "MachineList", "metadata": {}, "items": list_items})),
+    );
     let ms = api.list_machines().unwrap();
     assert_eq!(ms.len(), 2);
     assert_eq!(ms[0].node.as_deref(), Some("ip-10-0-131-183.ec2.internal"));
@@ -238,7 +255,11 @@ fn machines_are_deleted_and_recreated_as_the_runbook_does() {
     mock.expect(Expect::get(&one).reply(200, m0.clone()));
     let saved = api.get_machine("clustername-8qw5l-master-0").unwrap().unwrap();
     assert_eq!(saved.manifest, m0);
-    mock.expect(Expect::get(&format!("{MACHINES}/clustername-8qw5l-master-9")).fail(404, "NotFound", "machines.machine.openshift.io \"clustername-8qw5l-master-9\" not found"));
+    mock.expect(Expect::get(&format!("{MACHINES}/clustername-8qw5l-master-9")).fail(
+        404,
+        "NotFound",
+        "machines.machine.openshift.io \"clustername-8qw5l-master-9\" not found",
+    ));
     assert_eq!(api.get_machine("clustername-8qw5l-master-9").unwrap(), None);
 
     let mut deleting = m0.clone();
@@ -255,13 +276,21 @@ fn machines_are_deleted_and_recreated_as_the_runbook_does() {
     mock.expect(Expect::post(MACHINES, new.clone()).query(&[FM]).reply(201, created.clone()));
     api.create_machine(&new).unwrap();
     // Created already (a re-run): the 409 AlreadyExists is read back and is success.
-    mock.expect(Expect::post(MACHINES, new.clone()).query(&[FM]).fail(409, "AlreadyExists", "machines.machine.openshift.io \"clustername-8qw5l-master-3\" already exists"));
+    mock.expect(Expect::post(MACHINES, new.clone()).query(&[FM]).fail(
+        409,
+        "AlreadyExists",
+        "machines.machine.openshift.io \"clustername-8qw5l-master-3\" already exists",
+    ));
     mock.expect(Expect::get(&format!("{MACHINES}/clustername-8qw5l-master-3")).reply(200, created));
     api.create_machine(&new).unwrap();
     // Handing create the saved manifest with the new name strips the same fields.
     let mut renamed = saved.manifest.clone();
     renamed["metadata"]["name"] = json!("clustername-8qw5l-master-3");
-    mock.expect(Expect::post(MACHINES, new.clone()).query(&[FM]).fail(422, "Invalid", "Machine.machine.openshift.io \"clustername-8qw5l-master-3\" is invalid: spec.providerSpec: Required value"));
+    mock.expect(Expect::post(MACHINES, new.clone()).query(&[FM]).fail(
+        422,
+        "Invalid",
+        "Machine.machine.openshift.io \"clustername-8qw5l-master-3\" is invalid: spec.providerSpec: Required value",
+    ));
     let e = api.create_machine(&renamed).unwrap_err();
     assert!(matches!(&e, PortError::Permanent(m) if m.contains("422") && m.contains("Required value")), "{e:?}");
     mock.verify();
@@ -273,7 +302,12 @@ fn etcd_operator_patches_are_exactly_the_runbooks() {
     let api = api(&mock);
     let off = json!({"spec": {"unsupportedConfigOverrides": {"useUnsupportedUnsafeNonHANonProductionUnstableEtcd": true}}});
     let on = json!({"spec": {"unsupportedConfigOverrides": null}});
-    let guard_off = etcd_operator(json!({"useUnsupportedUnsafeNonHANonProductionUnstableEtcd": true}), "", ("AllNodesAtLatestRevision", "3 nodes are at revision 7"), 7);
+    let guard_off = etcd_operator(
+        json!({"useUnsupportedUnsafeNonHANonProductionUnstableEtcd": true}),
+        "",
+        ("AllNodesAtLatestRevision", "3 nodes are at revision 7"),
+        7,
+    );
     let guard_on = etcd_operator(Value::Null, "", ("AllNodesAtLatestRevision", "3 nodes are at revision 7"), 7);
     mock.expect(Expect::merge_patch(ETCD, off).query(&[FM]).reply(200, guard_off.clone()));
     api.set_quorum_guard(false).unwrap();
@@ -292,7 +326,11 @@ fn etcd_operator_patches_are_exactly_the_runbooks() {
         (Operator::KubeScheduler, "kubeschedulers"),
     ] {
         let path = format!("/apis/operator.openshift.io/v1/{plural}/cluster");
-        mock.expect(Expect::merge_patch(&path, json!({"spec": {"forceRedeploymentReason": reason}})).query(&[FM]).reply(200, json!({"metadata": {"name": "cluster"}})));
+        mock.expect(
+            Expect::merge_patch(&path, json!({"spec": {"forceRedeploymentReason": reason}}))
+                .query(&[FM])
+                .reply(200, json!({"metadata": {"name": "cluster"}})),
+        );
         api.force_redeployment(op, reason).unwrap();
     }
 
@@ -334,8 +372,11 @@ fn cluster_version_age_operators_and_ovn_references() {
         json!({"apiVersion": "config.openshift.io/v1", "kind": "ClusterOperator", "metadata": {"name": name}, "status": {"conditions": [
             {"type": "Available", "status": a}, {"type": "Progressing", "status": p}, {"type": "Degraded", "status": d}]}})
     };
-    mock.expect(Expect::get("/apis/config.openshift.io/v1/clusteroperators").reply(200, json!({"apiVersion": "config.openshift.io/v1", "kind": "ClusterOperatorList", "metadata": {}, "items": [
-        co("kube-apiserver", "True", "True", "False"), co("etcd", "True", "False", "True")]})));
+    mock.expect(Expect::get("/apis/config.openshift.io/v1/clusteroperators").reply(
+        200,
+        json!({"apiVersion": "config.openshift.io/v1", "kind": "ClusterOperatorList", "metadata": {}, "items": [
+        co("kube-apiserver", "True", "True", "False"), co("etcd", "True", "False", "True")]}),
+    ));
     let ops = api.cluster_operators().unwrap();
     assert_eq!(ops[0].name, "etcd");
     assert!(ops[0].available && !ops[0].progressing && ops[0].degraded);
@@ -356,26 +397,45 @@ fn hosted_clusters_baremetal_hosts_and_secrets() {
     let mock = MockApi::start();
     let api = api(&mock);
     let hc = "/apis/hypershift.openshift.io/v1beta1/namespaces/clusters/hostedclusters/hc1";
-    mock.expect(Expect::merge_patch(hc, json!({"spec": {"pausedUntil": "true"}})).query(&[FM]).reply(200, json!({"metadata": {"name": "hc1"}})));
+    mock.expect(
+        Expect::merge_patch(hc, json!({"spec": {"pausedUntil": "true"}})).query(&[FM]).reply(200, json!({"metadata": {"name": "hc1"}})),
+    );
     api.set_hosted_cluster_paused_until("clusters", "hc1", Some("true")).unwrap();
-    mock.expect(Expect::merge_patch(hc, json!({"spec": {"pausedUntil": null}})).query(&[FM]).reply(200, json!({"metadata": {"name": "hc1"}})));
+    mock.expect(
+        Expect::merge_patch(hc, json!({"spec": {"pausedUntil": null}})).query(&[FM]).reply(200, json!({"metadata": {"name": "hc1"}})),
+    );
     api.set_hosted_cluster_paused_until("clusters", "hc1", None).unwrap();
     mock.expect(Expect::get(hc).reply(200, json!({"apiVersion": "hypershift.openshift.io/v1beta1", "kind": "HostedCluster", "metadata": {"name": "hc1", "namespace": "clusters"}, "spec": {"pausedUntil": "true"}})));
     assert_eq!(api.get_hosted_cluster("clusters", "hc1").unwrap().unwrap()["spec"]["pausedUntil"], "true");
     let np = "/apis/hypershift.openshift.io/v1beta1/namespaces/clusters/nodepools/hc1-us-east-1a";
-    mock.expect(Expect::merge_patch(np, json!({"spec": {"pausedUntil": "2026-11-22T00:00:00Z"}})).query(&[FM]).reply(200, json!({"metadata": {"name": "hc1-us-east-1a"}})));
+    mock.expect(
+        Expect::merge_patch(np, json!({"spec": {"pausedUntil": "2026-11-22T00:00:00Z"}}))
+            .query(&[FM])
+            .reply(200, json!({"metadata": {"name": "hc1-us-east-1a"}})),
+    );
     api.set_node_pool_paused_until("clusters", "hc1-us-east-1a", Some("2026-11-22T00:00:00Z")).unwrap();
 
     let bmh = "/apis/metal3.io/v1alpha1/namespaces/openshift-machine-api/baremetalhosts/openshift-control-plane-2";
     mock.expect(Expect::get(bmh).reply(200, json!({"apiVersion": "metal3.io/v1alpha1", "kind": "BareMetalHost", "metadata": {"name": "openshift-control-plane-2"}, "spec": {"online": true}, "status": {"provisioning": {"state": "externally provisioned"}}})));
     let h = api.get_baremetal_host("openshift-control-plane-2").unwrap().unwrap();
     assert_eq!(h["status"]["provisioning"]["state"], "externally provisioned");
-    mock.expect(Expect::merge_patch(bmh, json!({"spec": {"online": false}})).query(&[FM]).reply(200, json!({"metadata": {"name": "openshift-control-plane-2"}})));
+    mock.expect(
+        Expect::merge_patch(bmh, json!({"spec": {"online": false}}))
+            .query(&[FM])
+            .reply(200, json!({"metadata": {"name": "openshift-control-plane-2"}})),
+    );
     api.patch_baremetal_host("openshift-control-plane-2", &json!({"spec": {"online": false}})).unwrap();
 
-    mock.expect(Expect::delete("/api/v1/namespaces/openshift-etcd/secrets/etcd-peer-ip-10-0-131-183.ec2.internal").reply(200, json!({"kind": "Status", "apiVersion": "v1", "status": "Success"})));
+    mock.expect(
+        Expect::delete("/api/v1/namespaces/openshift-etcd/secrets/etcd-peer-ip-10-0-131-183.ec2.internal")
+            .reply(200, json!({"kind": "Status", "apiVersion": "v1", "status": "Success"})),
+    );
     api.delete_secret("openshift-etcd", "etcd-peer-ip-10-0-131-183.ec2.internal").unwrap();
-    mock.expect(Expect::delete("/api/v1/namespaces/openshift-etcd/secrets/etcd-serving-ip-10-0-131-183.ec2.internal").fail(404, "NotFound", "secrets \"etcd-serving-ip-10-0-131-183.ec2.internal\" not found"));
+    mock.expect(Expect::delete("/api/v1/namespaces/openshift-etcd/secrets/etcd-serving-ip-10-0-131-183.ec2.internal").fail(
+        404,
+        "NotFound",
+        "secrets \"etcd-serving-ip-10-0-131-183.ec2.internal\" not found",
+    ));
     api.delete_secret("openshift-etcd", "etcd-serving-ip-10-0-131-183.ec2.internal").unwrap();
     mock.verify();
 }
@@ -391,7 +451,11 @@ fn failures_are_classified_end_to_end() {
     mock.expect(Expect::get("/api/v1/nodes").fail(503, "ServiceUnavailable", "etcdserver: request timed out"));
     let e = list().unwrap_err();
     assert!(matches!(&e, PortError::Transient(m) if m.contains("503") && m.contains("request timed out")), "{e:?}");
-    mock.expect(Expect::get("/api/v1/nodes").fail(429, "TooManyRequests", "the server has received too many requests and has asked us to try again later"));
+    mock.expect(Expect::get("/api/v1/nodes").fail(
+        429,
+        "TooManyRequests",
+        "the server has received too many requests and has asked us to try again later",
+    ));
     assert!(transient(list()));
     mock.expect(Expect::get("/api/v1/nodes").fail(500, "InternalError", "Internal error occurred: etcdserver: leader changed"));
     assert!(transient(list()));
@@ -399,7 +463,11 @@ fn failures_are_classified_end_to_end() {
     assert!(transient(list()));
     mock.expect(Expect::get("/api/v1/nodes").reply_text(502, "<html><body><h1>502 Bad Gateway</h1></body></html>"));
     assert!(transient(list()));
-    mock.expect(Expect::get("/api/v1/nodes").fail(403, "Forbidden", "nodes is forbidden: User \"system:anonymous\" cannot list resource \"nodes\""));
+    mock.expect(Expect::get("/api/v1/nodes").fail(
+        403,
+        "Forbidden",
+        "nodes is forbidden: User \"system:anonymous\" cannot list resource \"nodes\"",
+    ));
     assert!(matches!(list(), Err(PortError::Permanent(m)) if m.contains("403")));
     mock.expect(Expect::get("/api/v1/nodes").fail(400, "BadRequest", "bad request"));
     assert!(matches!(list(), Err(PortError::Permanent(_))));
@@ -439,7 +507,10 @@ fn failures_are_classified_end_to_end() {
     mock.stop();
     let e = list().unwrap_err();
     assert!(e.is_transient(), "{e:?}");
-    assert!(api.delete_machine("clustername-8qw5l-master-0").unwrap_err().is_transient(), "a delete that cannot reach the server is not done");
+    assert!(
+        api.delete_machine("clustername-8qw5l-master-0").unwrap_err().is_transient(),
+        "a delete that cannot reach the server is not done"
+    );
 }
 
 #[test]
@@ -454,7 +525,11 @@ fn a_slow_api_server_is_a_transient_timeout() {
         .unwrap();
     config.read_timeout = Some(Duration::from_millis(300));
     let api = KubeApi::from_config(rt, config).unwrap();
-    mock.expect(Expect::get("/api/v1/nodes").reply(200, json!({"kind": "NodeList", "apiVersion": "v1", "metadata": {}, "items": []})).after(Duration::from_secs(2)));
+    mock.expect(
+        Expect::get("/api/v1/nodes")
+            .reply(200, json!({"kind": "NodeList", "apiVersion": "v1", "metadata": {}, "items": []}))
+            .after(Duration::from_secs(2)),
+    );
     let e = api.list_nodes().unwrap_err();
     assert!(matches!(&e, PortError::Transient(m) if m.contains("timed out")), "{e:?}");
 }
@@ -501,4 +576,28 @@ fn unexpected_requests_are_caught_by_the_mock() {
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| mock.verify()));
     assert!(r.is_err());
     let _ = status_failure(500, "x", "y");
+}
+
+#[test]
+fn https_clusters_go_through_rustls_and_an_absent_server_is_transient() {
+    let dir = tempfile::tempdir().unwrap();
+    let kc = dir.path().join("kubeconfig");
+    let port = support::free_port();
+    std::fs::write(
+        &kc,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://api.cluster.example:{port}\n    insecure-skip-tls-verify: true\n\
+             contexts:\n- name: admin\n  context:\n    cluster: c\n    user: u\ncurrent-context: admin\nusers:\n- name: u\n  user:\n    token: t\n"
+        ),
+    )
+    .unwrap();
+    let api = KubeApi::connect(Blocking::dedicated("kube-tls").unwrap(), Some(&kc), None).unwrap();
+    // api.cluster.example does not resolve: no answer is a passing outage, not a crash.
+    let e = api.list_nodes().unwrap_err();
+    assert!(e.is_transient(), "{e:?}");
+    let kc2 = dir.path().join("kubeconfig-local");
+    std::fs::write(&kc2, std::fs::read_to_string(&kc).unwrap().replace("api.cluster.example", "127.0.0.1")).unwrap();
+    let api = KubeApi::connect(Blocking::dedicated("kube-tls2").unwrap(), Some(&kc2), None).unwrap();
+    let e = api.list_nodes().unwrap_err();
+    assert!(matches!(&e, PortError::Transient(m) if m.contains("unreachable")), "{e:?}");
 }

@@ -32,7 +32,8 @@ fn world() -> World {
     for (i, n) in NAMES.iter().enumerate() {
         let sb = Sandbox::create(&roots.path().join(format!("sandbox-{n}")), &format!("ip-10-0-0-{i}"));
         hosts.push(
-            SshHost::new(*n, format!("ip-10-0-0-{i}"), format!("10.0.0.{i}"), *n).with_layout(HostLayout::sandbox(sb.root.display().to_string())),
+            SshHost::new(*n, format!("ip-10-0-0-{i}"), format!("10.0.0.{i}"), *n)
+                .with_layout(HostLayout::sandbox(sb.root.display().to_string())),
         );
         boxes.push(sb);
     }
@@ -96,10 +97,7 @@ fn host_operations_run_the_tools_and_parse_their_output() {
     let h = &*w.hosts;
     let sb = &w.boxes[0];
     let addrs = h.run("master-0", &HostOp::ListAddresses).unwrap();
-    assert_eq!(
-        addrs,
-        HostOutput::Addresses(vec![("192.168.111.20".into(), "br-ex".into()), ("192.168.111.5".into(), "br-ex".into())])
-    );
+    assert_eq!(addrs, HostOutput::Addresses(vec![("192.168.111.20".into(), "br-ex".into()), ("192.168.111.5".into(), "br-ex".into())]));
     let del = HostOp::RemoveAddress { address: "192.168.111.5".into(), device: "br-ex".into() };
     assert_eq!(h.run("master-0", &del).unwrap(), HostOutput::Done);
     assert_eq!(h.run("master-0", &del).unwrap(), HostOutput::Done, "removing a removed VIP is done");
@@ -286,8 +284,9 @@ fn sshd_down_during_a_slow_operation_is_transient_until_it_is_back() {
     let e = first.unwrap_err();
     assert!(e.is_transient(), "{e:?}");
     // The engine's retry (here: a bounded loop) completes it once sshd is back.
-    let out = support::eventually(20, Duration::from_millis(250), || h.run("master-0", &HostOp::RunningContainers { name: "etcd".into() }).ok())
-        .expect("the operation completes once sshd is back");
+    let out =
+        support::eventually(20, Duration::from_millis(250), || h.run("master-0", &HostOp::RunningContainers { name: "etcd".into() }).ok())
+            .expect("the operation completes once sshd is back");
     assert_eq!(out, HostOutput::Names(vec!["etcd".into()]));
     assert!(started.elapsed() < Duration::from_secs(30));
 }
@@ -301,7 +300,9 @@ fn a_non_idempotent_operation_is_not_retried_after_the_connection_drops() {
     sb.set_slow(Some(1.5));
     let sshd = &mut w.sshd;
     let result = std::thread::scope(|s| {
-        let op = s.spawn(|| h.run("master-0", &HostOp::RunRestore { dir: "/home/core/assets/backup".into(), fence: "drctl-slow-restore".into() }));
+        let op = s.spawn(|| {
+            h.run("master-0", &HostOp::RunRestore { dir: "/home/core/assets/backup".into(), fence: "drctl-slow-restore".into() })
+        });
         support::eventually(100, Duration::from_millis(20), || (!sb.calls("restore").is_empty()).then_some(())).unwrap();
         // The listener stays up, so a retry would work: the adapter must still not retry.
         sshd.drop_connections();
@@ -321,7 +322,8 @@ fn an_unknown_host_key_is_refused_permanently() {
     let w = world();
     std::fs::write(&w.sshd.known_hosts, "").unwrap();
     let opts = SshOptions { config_file: Some(w.sshd.client_config.clone()), ..SshOptions::default() };
-    let hosts = vec![SshHost::new("master-0", "n", "a", "master-0").with_layout(HostLayout::sandbox(w.boxes[0].root.display().to_string()))];
+    let hosts =
+        vec![SshHost::new("master-0", "n", "a", "master-0").with_layout(HostLayout::sandbox(w.boxes[0].root.display().to_string()))];
     let h = SshHosts::new(Blocking::dedicated("ssh-hk").unwrap(), opts, hosts, w.backups.path()).unwrap();
     let e = h.connect("master-0").unwrap_err();
     assert!(matches!(&e, PortError::Permanent(m) if m.contains("Host key verification failed")), "{e:?}");
@@ -338,7 +340,8 @@ async fn works_from_a_spawn_blocking_thread_on_the_callers_runtime() {
     .unwrap();
     let sb = Sandbox::create(&roots.path().join("m0"), "n0");
     let opts = SshOptions { config_file: Some(sshd.client_config.clone()), ..SshOptions::default() };
-    let hosts = vec![SshHost::new("master-0", "n0", "10.0.0.1", "master-0").with_layout(HostLayout::sandbox(sb.root.display().to_string()))];
+    let hosts =
+        vec![SshHost::new("master-0", "n0", "10.0.0.1", "master-0").with_layout(HostLayout::sandbox(sb.root.display().to_string()))];
     let h = SshHosts::new(Blocking::current().unwrap(), opts, hosts, roots.path()).unwrap();
     let out = tokio::task::spawn_blocking(move || h.run("master-0", &HostOp::ManifestPresent(StaticPod::KubeScheduler))).await.unwrap();
     assert_eq!(out.unwrap(), HostOutput::Present(true));

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 pub const STORE_SCHEMA: u32 = 1;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum RunStatus {
     /// Stepping.
     Running,

@@ -210,6 +210,29 @@ fn put_events(history: &TransactionalTree, id: &str, encoded: &[(u64, Vec<u8>)])
     Ok(())
 }
 
+/// Attempts to open a store whose sled file lock is still held, `LOCK_RETRY` apart.
+const LOCK_ATTEMPTS: u32 = 100;
+const LOCK_RETRY: Duration = Duration::from_millis(20);
+
+/// Open sled, waiting briefly for a lock held by a store of this same process that was just
+/// dropped: sled's background threads finish in-flight writes and only then close the file
+/// (and release its lock), so "drop, then reopen" (a simulated crash) can race with them. The
+/// old handle is fully gone once the lock is free, so waiting is safe. Another process holding
+/// the store is refused by `ProcessLock` before we get here, and by this bound otherwise.
+fn open_sled(db_dir: &Path) -> Result<sled::Db, sled::Error> {
+    let mut attempt = 0;
+    loop {
+        // Records are small and few; sled's default 1 GiB cache is sized for a database server.
+        match sled::Config::new().path(db_dir).cache_capacity(64 * 1024 * 1024).open() {
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") && attempt + 1 < LOCK_ATTEMPTS => {
+                attempt += 1;
+                std::thread::sleep(LOCK_RETRY);
+            }
+            other => return other,
+        }
+    }
+}
+
 impl Store {
     /// Open (or create) the store in `dir/db/`.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
@@ -221,12 +244,7 @@ impl Store {
         let sled_err = |source| StoreError::Sled { path: dir.to_path_buf(), source };
         std::fs::create_dir_all(dir).map_err(io("create store directory"))?;
         let db_dir = dir.join("db");
-        let db = sled::Config::new()
-            .path(&db_dir)
-            // Records are small and few; sled's default 1 GiB cache is sized for a database server.
-            .cache_capacity(64 * 1024 * 1024)
-            .open()
-            .map_err(sled_err)?;
+        let db = open_sled(&db_dir).map_err(sled_err)?;
         let runs = db.open_tree("runs").map_err(sled_err)?;
         let history = db.open_tree("history").map_err(sled_err)?;
         let meta = db.open_tree("meta").map_err(sled_err)?;

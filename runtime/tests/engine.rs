@@ -528,7 +528,6 @@ async fn abort_at_a_gate_runs_the_undo_path() {
     until(&mut rx, RunStatus::AwaitingApproval).await;
     let r = e.abort(&rec.id, "bo", &*c).unwrap();
     assert!(r.abort.is_some());
-    assert_eq!(e.abort(&rec.id, "bo", &*c).unwrap().next_seq, r.next_seq, "a second abort request is a no-op");
     let done = h.await.unwrap().unwrap();
     assert_eq!((done.status, done.outcome.as_deref()), (RunStatus::Aborted, Some("undone")));
     assert_eq!(*env.effects.lock().unwrap(), ["do 0", "do 1", "do 2", "undo 2", "undo 1", "undo 0"]);
@@ -536,6 +535,7 @@ async fn abort_at_a_gate_runs_the_undo_path() {
     let abort_tr = h.iter().find(|e| e.detail.as_deref() == Some("abort requested by bo: undoing")).unwrap();
     assert_eq!((abort_tr.from.as_str(), abort_tr.to.as_str()), ("Hold", "Undo(2)"));
     assert_eq!(outcomes(&h).last(), Some(&Outcome::Aborted));
+    assert_eq!(h.iter().filter(|e| e.outcome == Outcome::AbortRequested).count(), 1);
     assert!(e.abort(&rec.id, "bo", &*c).unwrap_err().to_string().contains("already aborted"));
 }
 
@@ -564,7 +564,9 @@ async fn an_abort_inside_an_undo_state_keeps_undoing() {
     for _ in 0..2 {
         e.step_once(&rec.id, env.clone(), c.clone()).await.unwrap();
     }
-    e.abort(&rec.id, "bo", &*c).unwrap();
+    let first = e.abort(&rec.id, "bo", &*c).unwrap();
+    let again = e.abort(&rec.id, "carl", &*c).unwrap();
+    assert_eq!((again.abort, again.next_seq), (first.abort, first.next_seq), "a second abort request is a no-op");
     let r = e.step_once(&rec.id, env.clone(), c.clone()).await.unwrap();
     assert_eq!((r.state_name.as_str(), r.status), ("Undo(1)", RunStatus::Aborting));
     let done = e.drive(&rec.id, env.clone(), c, no_progress()).await.unwrap();

@@ -122,6 +122,16 @@ impl Sim {
     }
 }
 
+/// A digest of what the world IS, leaving out when it is (`now`), the controllers' RNG and the
+/// log: two worlds with equal state digests differ only in time having passed.
+pub fn state_digest(w: &World) -> String {
+    let mut w = w.clone();
+    w.now = Default::default();
+    w.rng = drctl_runtime::rng::DetRng::new(0);
+    w.log.clear();
+    world_digest(&w)
+}
+
 pub fn world_digest(w: &World) -> String {
     use sha2::{Digest, Sha256};
     let bytes = rmp_serde::to_vec(w).expect("world encodes");
@@ -196,6 +206,8 @@ pub struct SimStatus {
     pub pending_csrs: usize,
     pub data_revision: u64,
     pub restored_from_revision: Option<u64>,
+    /// See [`state_digest`].
+    pub state_digest: String,
 }
 
 impl SimStatus {
@@ -277,6 +289,7 @@ impl SimStatus {
             pending_csrs,
             data_revision: w.api().revision,
             restored_from_revision: w.restored_from_revision,
+            state_digest: state_digest(w),
         }
     }
 }

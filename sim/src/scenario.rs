@@ -221,3 +221,40 @@ pub fn quorum_loss_reachable(seed: u64) -> World {
     assert!(!w.api_available(), "quorum-loss-reachable scenario must start with the API down");
     w
 }
+
+/// Damage to the scenario's backups, to rehearse the restore guards.
+pub const BACKUP_DEFECTS: &[&str] = &["drop-snapshot", "drop-resources", "rename-snapshot", "other-z-stream"];
+
+pub fn apply_backup_defect(w: &mut World, defect: &str) -> Result<(), String> {
+    if !BACKUP_DEFECTS.contains(&defect) {
+        return Err(format!("unknown backup defect '{defect}'; known: {}", BACKUP_DEFECTS.join(", ")));
+    }
+    if w.backups.is_empty() {
+        return Err(format!("scenario {} has no backup to damage", w.scenario));
+    }
+    for set in w.backups.values_mut() {
+        let snap = set.files.keys().find(|f| is_snapshot_name(f)).cloned();
+        let res = set.files.keys().find(|f| is_resources_name(f)).cloned();
+        match defect {
+            "drop-snapshot" => {
+                snap.map(|f| set.files.remove(&f));
+            }
+            "drop-resources" => {
+                res.map(|f| set.files.remove(&f));
+            }
+            "rename-snapshot" => {
+                if let Some(f) = snap {
+                    let file = set.files.remove(&f).expect("listed");
+                    set.files.insert(f.replace("snapshot_", "etcd-snapshot-"), file);
+                }
+            }
+            _ => {
+                if let Some(i) = set.info.as_mut() {
+                    i.cluster_version = "4.15.2".into();
+                }
+            }
+        }
+    }
+    w.note(format!("backup damaged: {defect}"));
+    Ok(())
+}

@@ -361,10 +361,10 @@ impl RestoreClusterState {
                     .map_err(|e| e.during("list CSRs"))?
                     .into_iter()
                     .any(|c| c.pending && c.node.as_deref().is_some_and(|n| expected.contains(&n)) && (c.kind == CsrKind::NodeBootstrapper || p.approve_serving_csrs));
-                if waiting.is_empty() && !pending_ours {
-                    next(plan, RestoreStep::WaitSingleMemberEtcd)
-                } else {
-                    wait(format!("nodes {} Ready and their CSRs approved", waiting.join(", ")), 20, 30)
+                match (waiting.is_empty(), pending_ours) {
+                    (true, false) => next(plan, RestoreStep::WaitSingleMemberEtcd),
+                    (true, true) => wait("the CSRs of the restarted nodes to be issued", 20, 30),
+                    (false, _) => wait(format!("nodes {} Ready", waiting.join(", ")), 20, 30),
                 }
             }
             RestoreStep::WaitSingleMemberEtcd => {

@@ -135,7 +135,12 @@ impl Cluster {
                 return;
             }
             if Instant::now() >= deadline {
-                panic!("etcd member {} not healthy after {timeout:?}: {}\nlog:\n{}", m.name, String::from_utf8_lossy(&out.stderr), m.log_text());
+                panic!(
+                    "etcd member {} not healthy after {timeout:?}: {}\nlog:\n{}",
+                    m.name,
+                    String::from_utf8_lossy(&out.stderr),
+                    m.log_text()
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }

@@ -180,7 +180,10 @@ fn check(
     st.seen.push(line.clone());
     let Some(exp) = st.expected.pop_front() else {
         st.failures.push(format!("unexpected request (none expected): {line}"));
-        return (json_response(500, &status_failure(500, "InternalError", "mock: unexpected request").to_string(), "application/json"), None);
+        return (
+            json_response(500, &status_failure(500, "InternalError", "mock: unexpected request").to_string(), "application/json"),
+            None,
+        );
     };
     let mut problems = Vec::new();
     if exp.method != method || exp.path != path {
@@ -210,7 +213,10 @@ fn check(
     }
     if !problems.is_empty() {
         st.failures.push(format!("{line}: {}", problems.join("; ")));
-        return (json_response(400, &status_failure(400, "BadRequest", "mock: request does not match").to_string(), "application/json"), None);
+        return (
+            json_response(400, &status_failure(400, "BadRequest", "mock: request does not match").to_string(), "application/json"),
+            None,
+        );
     }
     (json_response(exp.status, &exp.response, exp.response_type), exp.delay)
 }

@@ -34,14 +34,16 @@ impl Sandbox {
             std::fs::create_dir_all(r.join(d)).unwrap();
         }
         for m in ["etcd-pod.yaml", "kube-apiserver-pod.yaml", "kube-controller-manager-pod.yaml", "kube-scheduler-pod.yaml"] {
-            std::fs::write(r.join("etc/kubernetes/manifests").join(m), format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {m}\n")).unwrap();
+            std::fs::write(r.join("etc/kubernetes/manifests").join(m), format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {m}\n"))
+                .unwrap();
         }
         std::fs::write(r.join("var/lib/etcd/member/snap/db"), b"etcd bolt db of ").unwrap();
         std::fs::write(r.join("var/lib/etcd/member/wal/0000000000000000-0000000000000000.wal"), b"wal").unwrap();
         for f in ["kubelet-client-2022-04-28-11-24-09.pem", "kubelet-server-2022-04-28-11-24-15.pem"] {
             std::fs::write(r.join("var/lib/kubelet/pki").join(f), b"-----BEGIN CERTIFICATE-----\n").unwrap();
         }
-        std::os::unix::fs::symlink("kubelet-client-2022-04-28-11-24-09.pem", r.join("var/lib/kubelet/pki/kubelet-client-current.pem")).unwrap();
+        std::os::unix::fs::symlink("kubelet-client-2022-04-28-11-24-09.pem", r.join("var/lib/kubelet/pki/kubelet-client-current.pem"))
+            .unwrap();
         std::fs::write(r.join("var/lib/kubelet/pki/README"), b"not a pem").unwrap();
         std::fs::write(r.join("var/lib/ovn/etc/ovnnb_db.db"), b"nb").unwrap();
         std::fs::write(r.join("var/lib/ovn/etc/ovnsb_db.db"), b"sb").unwrap();
@@ -50,7 +52,7 @@ impl Sandbox {
             r#"{"apiVersion":"machineconfiguration.openshift.io/v1","kind":"MachineConfig","metadata":{"name":"rendered-master-27d33a83f8697c946eb6c876091a1af1","annotations":{"machineconfiguration.openshift.io/generated-by-controller-version":"9f2820819fcf1bf5a4b9162adb6fd685779f7cf4","machineconfiguration.openshift.io/release-image-version":"4.15.3"}}}"#,
         )
         .unwrap();
-        std::fs::write(r.join("state/addresses"), format!("2: br-ex    inet 192.168.111.20/24 brd 192.168.111.255 scope global br-ex\\       valid_lft forever preferred_lft forever\n2: br-ex    inet 192.168.111.5/32 scope global br-ex\\       valid_lft forever preferred_lft forever\n")).unwrap();
+        std::fs::write(r.join("state/addresses"), "2: br-ex    inet 192.168.111.20/24 brd 192.168.111.255 scope global br-ex\\       valid_lft forever preferred_lft forever\n2: br-ex    inet 192.168.111.5/32 scope global br-ex\\       valid_lft forever preferred_lft forever\n").unwrap();
         std::fs::write(r.join("state/node"), node).unwrap();
         let bin = r.join("usr/local/bin");
         let root = r.display().to_string();

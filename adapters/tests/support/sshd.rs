@@ -20,7 +20,11 @@ pub struct Sshd {
 }
 
 fn keygen(path: &Path) {
-    let st = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", "drctl-test", "-f"]).arg(path).status().expect("ssh-keygen (openssh-client) must be installed");
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "drctl-test", "-f"])
+        .arg(path)
+        .status()
+        .expect("ssh-keygen (openssh-client) must be installed");
     assert!(st.success(), "ssh-keygen failed");
 }
 
@@ -99,7 +103,11 @@ impl Sshd {
         self.child = Some(child);
         if !wait_for_port(self.port, Duration::from_secs(10)) {
             let status = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
-            panic!("sshd did not listen on {} (exit {status:?}); log:\n{}", self.port, std::fs::read_to_string(&self.log).unwrap_or_default());
+            panic!(
+                "sshd did not listen on {} (exit {status:?}); log:\n{}",
+                self.port,
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
         }
     }
 

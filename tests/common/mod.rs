@@ -1,0 +1,46 @@
+//! Helpers for driving the real `drctl` binary in tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_drctl"))
+}
+
+pub fn drctl(store: &Path, args: &[&str]) -> Output {
+    Command::new(bin())
+        .arg("--store")
+        .arg(store)
+        .args(args)
+        .env_remove("DRCTL_STORE")
+        .stdin(Stdio::null())
+        .output()
+        .expect("drctl runs")
+}
+
+pub fn text(o: &Output) -> String {
+    format!("exit {:?}\n--- stdout\n{}\n--- stderr\n{}", o.status.code(), String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+pub fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", text(o)))
+}
+
+pub fn history(store: &Path, run: &str) -> Vec<serde_json::Value> {
+    let o = drctl(store, &["history", run, "-o", "json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    json(&o).as_array().expect("history is a list").clone()
+}
+
+pub fn sim_status(store: &Path) -> serde_json::Value {
+    let o = drctl(store, &["sim", "status", "-o", "json"]);
+    json(&o)
+}
+
+/// The one simulated world file of a store.
+pub fn world_file(store: &Path) -> PathBuf {
+    let mut worlds: Vec<PathBuf> = std::fs::read_dir(store.join("sim")).expect("sim dir").map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "world")).collect();
+    assert_eq!(worlds.len(), 1, "expected one world in {}", store.display());
+    worlds.pop().unwrap()
+}

@@ -1,0 +1,147 @@
+//! drctl as a real process: killed with SIGKILL mid-run and resumed; driven from a second
+//! terminal through the control socket while it runs.
+
+mod common;
+use common::*;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn spawn(store: &Path, args: &[&str]) -> Child {
+    Command::new(bin())
+        .arg("--store")
+        .arg(store)
+        .args(args)
+        .env_remove("DRCTL_STORE")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("drctl starts")
+}
+
+/// Poll `f` every 20 ms for at most `bound`.
+fn eventually<T>(bound: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < bound, "timed out after {bound:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Start a run and SIGKILL it once it has reported `lines` progress lines (plus a few
+/// milliseconds more), so the kills spread over the whole procedure, not only its long waits.
+fn run_and_kill_after(store: &Path, lines: usize, extra_ms: u64) {
+    use std::io::BufRead;
+    let mut child = Command::new(bin())
+        .arg("--store")
+        .arg(store)
+        .args(["run", "restore-cluster-state", "--sim", "quorum-loss", "--yes", "--sim-speed", "20000"])
+        .env_remove("DRCTL_STORE")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("drctl starts");
+    let stderr = child.stderr.take().unwrap();
+    let mut seen = 0;
+    for line in std::io::BufReader::new(stderr).lines() {
+        if line.is_err() {
+            break;
+        }
+        seen += 1;
+        if seen >= lines {
+            std::thread::sleep(Duration::from_millis(extra_ms));
+            break;
+        }
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().unwrap();
+}
+
+#[test]
+fn sigkill_at_twenty_moments_then_resume_always_ends_healthy_and_loses_nothing() {
+    let mut killed_at = std::collections::BTreeSet::new();
+    let mut results = vec![];
+    for i in 0..28usize {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path();
+        run_and_kill_after(store, 1 + i * 3, (i as u64 * 7) % 5);
+
+        let st = drctl(store, &["status", "1", "-o", "json"]);
+        assert!(st.status.success(), "kill #{i}: the run was reported started, so it is stored\n{}", text(&st));
+        let before = history(store, "1");
+        let last = before.last().unwrap().clone();
+        let finished = json(&st)["status"] == "succeeded";
+
+        let o = drctl(store, &["resume", "--sim-speed", "1000000"]);
+        assert_eq!(o.status.code(), Some(0), "kill #{i}: resume failed\n{}", text(&o));
+        let after = history(store, "1");
+        // Nothing committed is ever lost: the history before the kill is a prefix of the end.
+        assert!(after.len() >= before.len(), "kill #{i}: history shrank");
+        assert_eq!(&after[..before.len()], &before[..], "kill #{i}: committed history changed");
+        let status = sim_status(store);
+        assert_eq!(status["healthy"], true, "kill #{i} at {last}: {status:#}");
+        assert_eq!(json(&drctl(store, &["status", "1", "-o", "json"]))["status"], "succeeded");
+        if !finished {
+            killed_at.insert(last["seq"].as_u64().unwrap());
+            results.push(format!("#{i}: killed after seq {} ({})", last["seq"], last["to"]));
+        }
+    }
+    assert!(killed_at.len() >= 20, "only {} distinct kill points: {results:#?}", killed_at.len());
+}
+
+#[test]
+fn a_second_terminal_sees_status_and_approves_through_the_running_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path();
+    let mut child = spawn(store, &["run", "restore-cluster-state", "--sim", "quorum-loss", "--sim-speed", "2000"]);
+    let pid = child.id();
+
+    // The run stops at its start gate; a second process asks the running one.
+    eventually(Duration::from_secs(20), "the start gate", || {
+        let o = drctl(store, &["status", "1", "-o", "json"]);
+        (o.status.success() && json(&o)["status"] == "awaiting-approval").then_some(())
+    });
+    let o = drctl(store, &["status"]);
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("awaiting-approval"), "{}", text(&o));
+
+    // Nobody else may drive this store meanwhile, and the refusal names the holder.
+    for args in [vec!["resume"], vec!["run", "etcd-backup", "--sim", "healthy"]] {
+        let o = drctl(store, &args);
+        assert_ne!(o.status.code(), Some(0), "{}", text(&o));
+        assert!(String::from_utf8_lossy(&o.stderr).contains(&format!("drctl process {pid}")), "{}", text(&o));
+    }
+
+    let o = drctl(store, &["approve", "1", "--comment", "ticket OPS-1"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let view = drctl(store, &["status", "1", "-o", "json"]);
+    let gate = &json(&view)["gates"]["start"];
+    assert_eq!(gate["decision"], "Approved", "{gate}");
+    assert_eq!(gate["comment"], "ticket OPS-1");
+
+    let status = eventually(Duration::from_secs(60), "the run to finish", || child.try_wait().unwrap());
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(sim_status(store)["healthy"], true);
+    assert!(!store.join("control.sock").exists(), "control socket left behind");
+}
+
+#[test]
+fn abort_at_the_gate_from_a_second_terminal_stops_the_run_without_touching_the_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path();
+    let mut child = spawn(store, &["run", "restore-cluster-state", "--sim", "quorum-loss", "--sim-speed", "2000"]);
+    eventually(Duration::from_secs(20), "the start gate", || {
+        let o = drctl(store, &["status", "1", "-o", "json"]);
+        (o.status.success() && json(&o)["status"] == "awaiting-approval").then_some(())
+    });
+    let o = drctl(store, &["abort", "1"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let status = eventually(Duration::from_secs(30), "the run to stop", || child.try_wait().unwrap());
+    assert_eq!(status.code(), Some(5), "aborted runs exit 5");
+    let fresh = drctl_sim::scenario::build("quorum-loss", 1).unwrap();
+    assert_eq!(sim_status(store)["state_digest"], drctl_sim::state_digest(&fresh));
+}

@@ -1,0 +1,181 @@
+//! restore-cluster-state and etcd-backup through the real `drctl` binary against the simulator.
+
+mod common;
+use common::*;
+use drctl_sim::world::SimFile;
+use sha2::{Digest, Sha256};
+
+fn expected_backup_revision() -> u64 {
+    let sim = drctl_sim::Sim::scenario("quorum-loss", 1).unwrap();
+    sim.read(|w| w.backups["nightly"].info.as_ref().unwrap().snapshot.revision)
+}
+
+fn assert_restored_healthy(st: &serde_json::Value) {
+    assert_eq!(st["healthy"], true, "{st:#}");
+    assert_eq!(st["api_available"], true);
+    let members = st["etcd_members"].as_array().unwrap();
+    assert_eq!(members.len(), 3);
+    assert!(members.iter().all(|m| m["started"] == true), "{st:#}");
+    assert_eq!(st["running_cluster_ids"].as_array().unwrap().len(), 1, "one cluster id: {st:#}");
+    assert!(st["nodes"].as_array().unwrap().iter().all(|n| n["ready"] == true));
+    for op in st["operators"].as_array().unwrap() {
+        assert_eq!(op["reason"], "AllNodesAtLatestRevision", "{op}");
+    }
+    assert_eq!(op_names(st), ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"]);
+    assert_eq!(st["quorum_guard"], true);
+    assert_eq!(st["restored_from_revision"], expected_backup_revision());
+}
+
+fn op_names(st: &serde_json::Value) -> Vec<String> {
+    st["operators"].as_array().unwrap().iter().map(|o| o["operator"].as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn restore_after_quorum_loss_ends_healthy_and_shows_the_outage_it_crossed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path();
+    let o = drctl(store, &["run", "restore-cluster-state", "--sim", "quorum-loss", "--yes"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("succeeded"), "{}", text(&o));
+    assert_restored_healthy(&sim_status(store));
+
+    let h = history(store, "1");
+    let idx = |to: &str| h.iter().position(|e| e["outcome"] == "Transition" && e["to"].as_str().unwrap().starts_with(to)).unwrap_or_else(|| panic!("no transition to {to}"));
+    // The SSH-only phase: copy the backup, run the restore, in order, before the API is back.
+    let (copy, restore, wait_nodes, csrs) = (idx("CopyBackup"), idx("RunRestore"), idx("WaitNodes"), idx("ApproveCsrs"));
+    assert!(copy < restore && restore < wait_nodes && wait_nodes < csrs);
+    // The API outage it crossed: retries of the first API step after the restore, with the
+    // real error text, then progress.
+    let outage: Vec<&serde_json::Value> = h[wait_nodes..csrs]
+        .iter()
+        .filter(|e| e["outcome"] == "Retry" && e["detail"].as_str().unwrap_or("").contains("connection refused"))
+        .collect();
+    assert!(!outage.is_empty(), "no API outage recorded after the restore: {h:#?}");
+    // And the outage before it: the guard saw the API down.
+    assert!(h.iter().any(|e| e["to"] == "CheckBackup"), "guard passed");
+}
+
+#[test]
+fn a_two_hour_api_outage_mid_restore_is_waited_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path();
+    // 40 minutes in, the run is replacing machines; the API then goes away for 2 hours.
+    let o = drctl(store, &["run", "restore-cluster-state", "--sim", "quorum-loss", "--yes", "--sim-api-outage", "40m+2h"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("unavailable since") && err.contains("next try at"), "progress did not report the wait:\n{err}");
+    assert_restored_healthy(&sim_status(store));
+    let h = history(store, "1");
+    let retry_times: Vec<u64> = h
+        .iter()
+        .filter(|e| e["outcome"] == "Retry" && e["detail"].as_str().unwrap_or("").contains("connection refused"))
+        .map(|e| e["at"].as_u64().unwrap())
+        .collect();
+    let span = retry_times.iter().max().unwrap() - retry_times.iter().min().unwrap();
+    assert!(span >= 110 * 60 * 1000, "retries span only {} minutes", span / 60_000);
+}
+
+fn refused(args: &[&str], want: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path();
+    let mut all = vec!["run", "restore-cluster-state", "--yes"];
+    all.extend_from_slice(args);
+    let o = drctl(store, &all);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains(want), "message should say '{want}':\n{}", text(&o));
+    // No effect on the world: the same state as the scenario it started from, time aside.
+    let world = drctl_sim::Sim::load(&world_file(store)).unwrap();
+    let scenario = args[args.iter().position(|a| *a == "--sim").unwrap() + 1];
+    let mut fresh = drctl_sim::scenario::build(scenario, 1).unwrap();
+    if let Some(p) = args.iter().position(|a| *a == "--sim-backup-defect") {
+        drctl_sim::scenario::apply_backup_defect(&mut fresh, args[p + 1]).unwrap();
+    }
+    let before = drctl_sim::state_digest(&fresh);
+    assert_eq!(world.status().state_digest, before, "the refused run changed the world");
+}
+
+#[test]
+fn refused_when_the_api_answers_normally() {
+    let dir = tempfile::tempdir().unwrap();
+    // The healthy scenario has no backup of its own; any name will do, the API guard comes first.
+    let _ = dir;
+    refused(&["--sim", "healthy", "--backup", "nightly"], "the API answers reads normally");
+}
+
+#[test]
+fn refused_when_a_backup_file_is_missing() {
+    refused(&["--sim", "quorum-loss", "--sim-backup-defect", "drop-snapshot"], "must hold exactly one snapshot_<datetimestamp>.db");
+    refused(&["--sim", "quorum-loss", "--sim-backup-defect", "drop-resources"], "static_kuberesources_<datetimestamp>.tar.gz");
+}
+
+#[test]
+fn refused_when_a_backup_file_is_misnamed() {
+    refused(&["--sim", "quorum-loss", "--sim-backup-defect", "rename-snapshot"], "must hold exactly one snapshot_<datetimestamp>.db");
+}
+
+#[test]
+fn refused_when_the_backup_is_from_another_z_stream() {
+    refused(&["--sim", "quorum-loss", "--sim-backup-defect", "other-z-stream"], "same z-stream");
+}
+
+#[test]
+fn refused_when_the_backup_does_not_exist() {
+    refused(&["--sim", "quorum-loss", "--backup", "last-tuesday"], "backup not found");
+}
+
+#[test]
+fn invalid_input_is_refused_before_anything_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("s");
+    for (args, want) in [
+        (vec!["run", "restore-cluster-state", "--sim", "no-such-scenario", "--yes"], "unknown scenario"),
+        (vec!["run", "restore-cluster-state", "--sim", "quorum-loss", "--backup-dir", "relative/dir"], "absolute path"),
+        (vec!["run", "restore-cluster-state", "--sim", "quorum-loss", "--deadline", "soon"], "duration"),
+        (vec!["run", "restore-cluster-state", "--yes"], "--sim"),
+    ] {
+        let o = drctl(&store, &args);
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+        assert!(String::from_utf8_lossy(&o.stderr).contains(want), "{}", text(&o));
+    }
+    let o = drctl(&store, &["status"]);
+    let listed = String::from_utf8_lossy(&o.stdout);
+    assert!(!o.status.success() || listed.lines().count() <= 1, "a refused run was stored:\n{}", text(&o));
+}
+
+#[test]
+fn the_same_seed_gives_byte_identical_histories() {
+    let digest = |seed: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let o = drctl(dir.path(), &["run", "restore-cluster-state", "--sim", "quorum-loss", "--yes", "--seed", seed]);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        let h = drctl(dir.path(), &["history", "1", "-o", "json"]);
+        hex::encode(Sha256::digest(&h.stdout))
+    };
+    assert_eq!(digest("11"), digest("11"));
+    assert_ne!(digest("11"), digest("12"), "different seeds should give different runs");
+}
+
+#[test]
+fn etcd_backup_writes_both_files_verified_on_exactly_one_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path();
+    let o = drctl(store, &["run", "etcd-backup", "--sim", "healthy", "--name", "before-upgrade"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let world = drctl_sim::Sim::load(&world_file(store)).unwrap();
+    world.read(|w| {
+        let set = &w.backups["before-upgrade"];
+        let info = set.info.as_ref().expect("backup info recorded");
+        assert_eq!(info.cluster_version, drctl_sim::scenario::CLUSTER_VERSION);
+        let snap = set.files.iter().find(|(n, _)| n.starts_with("snapshot_") && n.ends_with(".db")).expect("snapshot copied out");
+        assert!(set.files.keys().any(|n| n.starts_with("static_kuberesources_") && n.ends_with(".tar.gz")), "resources copied out");
+        match snap.1 {
+            SimFile::Snapshot { status, .. } => assert_eq!(status, &info.snapshot, "verified status recorded"),
+            other => panic!("{other:?}"),
+        }
+        let hosts_with_backup: Vec<&String> =
+            w.hosts.iter().filter(|(_, h)| h.files.keys().any(|f| f.contains("/snapshot_"))).map(|(n, _)| n).collect();
+        assert_eq!(hosts_with_backup.len(), 1, "backup taken on exactly one host: {hosts_with_backup:?}");
+        assert!(w.hosts[hosts_with_backup[0]].dirs.iter().any(|d| d.contains("drctl-1")), "private backup dir made");
+    });
+}
