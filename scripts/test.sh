@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: installs what the tests need (real etcd, sshd, strace
+# from Debian packages, idempotently), builds, and runs every test of the workspace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-test-deps.sh
+
+# Two cores: keep the test binaries from starving each other's real-time waits.
+export RUST_TEST_THREADS="${RUST_TEST_THREADS:-2}"
+cargo build --workspace --all-targets --locked
+cargo test --workspace --locked --no-fail-fast
