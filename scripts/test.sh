@@ -8,5 +8,5 @@ scripts/install-test-deps.sh
 
 # Two cores: keep the test binaries from starving each other's real-time waits.
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-2}"
-cargo build --workspace --all-targets --locked
-cargo test --workspace --locked --no-fail-fast
+cargo build --workspace --all-targets
+cargo test --workspace --no-fail-fast

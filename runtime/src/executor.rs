@@ -198,9 +198,15 @@ pub fn apply(
             d.rec.attempt = 0;
             d.rec.retry = None;
             d.rec.pending_gate = None;
-            let same = rec.wait.as_ref().filter(|w| w.waiting_for == waiting_for);
-            let (since, deadline) = match same {
-                Some(w) => (w.since, w.deadline),
+            // A wait belongs to its state (a transition clears it): its text may change from one
+            // check to the next ("1 of 3 nodes at revision 8") without restarting its bound.
+            // Time spent retrying an unreachable API inside the wait does not count against the
+            // bound: the condition could not be observed then.
+            let (since, deadline) = match rec.wait.as_ref() {
+                Some(w) => {
+                    let outage = rec.retry.as_ref().map_or(Duration::ZERO, |r| now.since(r.since));
+                    (w.since, w.deadline.plus(outage))
+                }
                 None => {
                     // Only the start of a wait is history; re-checks just move next_check_at.
                     d.event(Outcome::Waiting, from, from, 0, Some(waiting_for.clone()));
@@ -446,7 +452,9 @@ impl<E: ?Sized + Send + Sync + 'static> Engine<E> {
         Ok(p.clone())
     }
 
-    /// Validate, build and durably store a new run.
+    /// Validate, build and durably store a new run. Nothing is stored if the procedure is
+    /// unknown or the params are invalid. Blocking (durable commit): async callers use
+    /// `spawn_blocking`.
     pub fn create_run(&self, req: NewRun, clock: &dyn Clock) -> Result<RunRecord, EngineError> {
         let p = self.registry.get(&req.procedure).ok_or_else(|| EngineError::UnknownProcedure {
             name: req.procedure.clone(),
@@ -497,6 +505,8 @@ impl<E: ?Sized + Send + Sync + 'static> Engine<E> {
     }
 
     /// Drive run `id` until it is terminal. `progress` is called after every commit.
+    /// A halted run driven explicitly is resumed from the state it halted in. Needs a tokio
+    /// runtime with time enabled (gate waits re-check the store periodically).
     pub async fn drive(
         &self,
         id: &str,
@@ -739,16 +749,20 @@ impl<E: ?Sized + Send + Sync + 'static> Engine<E> {
         Ok(new)
     }
 
+    /// Approve the pending gate, or the named gate (ahead of time if it is not pending yet).
+    /// Blocking (durable commit).
     pub fn approve(&self, id: &str, gate: Option<&str>, by: &str, comment: Option<String>, clock: &dyn Clock) -> Result<RunRecord, EngineError> {
         self.decide_gate(id, gate, Decision::Approved, by, comment, clock)
     }
 
+    /// Reject the pending or named gate; the procedure decides what a rejection means.
+    /// Blocking (durable commit).
     pub fn reject(&self, id: &str, gate: Option<&str>, by: &str, comment: Option<String>, clock: &dyn Clock) -> Result<RunRecord, EngineError> {
         self.decide_gate(id, gate, Decision::Rejected, by, comment, clock)
     }
 
     /// Request an abort. The driver acts on it at its next step (or right away if it is
-    /// sleeping or at a gate). Requesting again is a no-op.
+    /// sleeping or at a gate). Requesting again is a no-op. Blocking (durable commit).
     pub fn abort(&self, id: &str, by: &str, clock: &dyn Clock) -> Result<RunRecord, EngineError> {
         let slot = self.slot(id);
         let new = {

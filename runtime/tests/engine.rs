@@ -718,3 +718,71 @@ async fn fifty_concurrent_runs_share_device_flushes() {
         assert_eq!(e.store().history(id).unwrap().len(), 7);
     }
 }
+
+mod wait_bounds {
+    //! A wait's bound is about the condition, not about the world being reachable.
+    use drctl_runtime::executor::{apply, NamedState};
+    use drctl_runtime::record::{RunRecord, RunStatus};
+    use drctl_runtime::{RetryPolicy, Step, StepError, Timestamp};
+    use std::time::Duration;
+
+    fn rec() -> RunRecord {
+        RunRecord {
+            id: "1".into(),
+            procedure: "p".into(),
+            procedure_version: 1,
+            params: vec![],
+            state: vec![],
+            state_name: "S".into(),
+            status: RunStatus::Running,
+            seed: 0,
+            created_at: Timestamp(0),
+            updated_at: Timestamp(0),
+            deadline: Timestamp(48 * 3_600_000),
+            attempt: 0,
+            wait: None,
+            retry: None,
+            pending_gate: None,
+            gates: Default::default(),
+            abort: None,
+            outcome: None,
+            next_seq: 0,
+            labels: Default::default(),
+        }
+    }
+
+    fn wait(text: &str) -> Result<Step<NamedState>, StepError> {
+        Ok(Step::Wait { waiting_for: text.into(), recheck_after: Duration::from_secs(30), bound: Duration::from_secs(3600) })
+    }
+
+    #[test]
+    fn changing_wait_text_keeps_the_bound() {
+        let p = RetryPolicy::default();
+        let (r, ev, _) = apply(&rec(), wait("1 of 3 at revision 8"), Timestamp(0), &p);
+        assert_eq!(ev.len(), 1);
+        let (r, ev, _) = apply(&r, wait("2 of 3 at revision 8"), Timestamp(1_800_000), &p);
+        assert!(ev.is_empty(), "a re-check is not history");
+        let w = r.wait.clone().unwrap();
+        assert_eq!((w.since, w.deadline), (Timestamp(0), Timestamp(3_600_000)));
+        assert_eq!(w.waiting_for, "2 of 3 at revision 8");
+        let (r, _, _) = apply(&r, wait("2 of 3 at revision 8"), Timestamp(3_600_000), &p);
+        assert_eq!(r.status, RunStatus::Halted, "the bound still holds");
+    }
+
+    #[test]
+    fn an_outage_inside_a_wait_extends_its_bound_by_the_outage() {
+        let p = RetryPolicy::default();
+        let (r, _, _) = apply(&rec(), wait("rollout"), Timestamp(0), &p);
+        // Ten minutes in, the API goes away for two hours.
+        let down = || Err(StepError::Transient { what: "read".into(), error: "connection refused".into() });
+        let (mut r, _, _) = apply(&r, down(), Timestamp(600_000), &p);
+        let mut t = 600_000;
+        while t < 600_000 + 7_200_000 {
+            t += 30_000;
+            r = apply(&r, down(), Timestamp(t), &p).0;
+        }
+        let (r, _, _) = apply(&r, wait("rollout"), Timestamp(t + 1000), &p);
+        assert_eq!(r.status, RunStatus::Waiting, "an outage longer than the bound must not halt the wait: {:?}", r.outcome);
+        assert!(r.wait.as_ref().unwrap().deadline >= Timestamp(3_600_000 + 7_200_000));
+    }
+}
