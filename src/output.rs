@@ -189,7 +189,14 @@ pub fn progress_printer(run: String) -> Arc<dyn Fn(&RunRecord) + Send + Sync> {
     Arc::new(move |r: &RunRecord| {
         let line = match r.status {
             RunStatus::Waiting => match &r.wait {
-                Some(w) => format!("waiting for {} since {} (bound {})", w.waiting_for, w.since, fmt_duration(w.deadline.since(w.since))),
+                Some(w) => format!(
+                    "waiting for {} since {}, next check at {} (gives up at {}, after {})",
+                    w.waiting_for,
+                    w.since,
+                    w.next_check_at,
+                    w.deadline,
+                    fmt_duration(w.deadline.since(w.since))
+                ),
                 None => "waiting".into(),
             },
             RunStatus::Retrying => match &r.retry {
@@ -204,7 +211,11 @@ pub fn progress_printer(run: String) -> Arc<dyn Fn(&RunRecord) + Send + Sync> {
         };
         let mut l = last.lock().unwrap_or_else(|p| p.into_inner());
         // Retry lines change every attempt; show the first of a streak and every tenth.
-        let key = if r.status == RunStatus::Retrying { format!("retry {} {}", r.state_name, r.attempt / 10) } else { line.clone() };
+        let key = match (&r.status, &r.wait) {
+            (RunStatus::Retrying, _) => format!("retry {} {}", r.state_name, r.attempt / 10),
+            (RunStatus::Waiting, Some(w)) => format!("wait {} {}", r.state_name, w.waiting_for),
+            _ => line.clone(),
+        };
         if *l != key {
             eprintln!("drctl: run {run} [{}] {line}", r.updated_at);
             *l = key;

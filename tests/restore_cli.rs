@@ -179,3 +179,40 @@ fn etcd_backup_writes_both_files_verified_on_exactly_one_host() {
         assert!(w.hosts[hosts_with_backup[0]].dirs.iter().any(|d| d.contains("drctl-1")), "private backup dir made");
     });
 }
+
+#[test]
+fn restore_with_a_reachable_other_host_stops_its_static_pods_and_moves_the_vips() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path();
+    let o = drctl(store, &["run", "restore-cluster-state", "--sim", "quorum-loss-reachable", "--yes"]);
+    assert_eq!(o.status.code(), Some(3), "keepalived without VIPs must halt\n{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("--api-vip"), "{}", text(&o));
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path();
+    let o = drctl(
+        store,
+        &["run", "restore-cluster-state", "--sim", "quorum-loss-reachable", "--yes", "--api-vip", "10.0.0.5", "--ingress-vip", "10.0.0.7"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(sim_status(store)["healthy"], true);
+    let h = history(store, "1");
+    let steps: Vec<&str> = h.iter().filter(|e| e["outcome"] == "Transition").map(|e| e["to"].as_str().unwrap()).collect();
+    let pos = |s: &str| steps.iter().position(|x| *x == s).unwrap_or_else(|| panic!("never reached {s}: {steps:#?}"));
+    // Runbook step 4 on master-1, in order, all before the restore.
+    let order = [
+        "StopStaticPods(master-1:MoveEtcdManifest)",
+        "StopStaticPods(master-1:WaitEtcdStopped)",
+        "StopStaticPods(master-1:MoveApiServerManifest)",
+        "StopStaticPods(master-1:WaitApiServerStopped)",
+        "StopStaticPods(master-1:MoveEtcdDataDir)",
+        "StopStaticPods(master-1:MoveKeepalivedManifest)",
+        "StopStaticPods(master-1:WaitKeepalivedStopped)",
+        "StopStaticPods(master-1:RemoveVips)",
+        "CheckRecoveryVip",
+        "RunRestore",
+    ];
+    for w in order.windows(2) {
+        assert!(pos(w[0]) < pos(w[1]), "{} must come before {}", w[0], w[1]);
+    }
+}
