@@ -52,8 +52,9 @@ else
         $SUDO chmod 0755 "$policy"
         own_policy=yes
     fi
-    cleanup() { if [ "$own_policy" = yes ]; then $SUDO rm -f "$policy"; fi; }
-    trap cleanup EXIT INT TERM
+    cleanup() { if [ "$own_policy" = yes ]; then $SUDO rm -f "$policy"; own_policy=no; fi; }
+    trap cleanup EXIT
+    trap 'cleanup; exit 130' INT TERM
 
     export DEBIAN_FRONTEND=noninteractive
     $SUDO apt-get update -q || die "apt-get update failed"

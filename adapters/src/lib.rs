@@ -9,9 +9,10 @@
 //! | `Clock` (runtime) | [`clock::SystemClock`] | the wall clock: the only place drctl reads it |
 //!
 //! Ports are synchronous and the engine calls them from `spawn_blocking` threads; adapters on
-//! async clients block on a tokio runtime through [`blocking::Blocking`] (never call them from
-//! inside an async task). Each adapter classifies every failure where it enters, in one
-//! exhaustive function with a table test: [`kube::classify_kube_error`], [`ssh::classify_ssh`] /
+//! async clients block on a tokio runtime through [`blocking::Blocking`] (fine from blocking
+//! threads and from multi-thread-runtime tasks; a panic on a current-thread runtime's task).
+//! Each adapter classifies every failure where it enters, in one exhaustive function with a
+//! table test: [`kube::classify_kube_error`], [`ssh::classify_ssh`] /
 //! [`ssh::classify_exit`], [`etcd::classify_etcdctl`].
 //!
 //! Building the ports for a real cluster:

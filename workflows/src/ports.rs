@@ -265,7 +265,9 @@ pub enum HostOp {
     ListDir { dir: String },
     /// `install -d -m 0700 <dir>`.
     MakePrivateDir { dir: String },
-    /// Release version the host's control plane runs (from its static pod resources).
+    /// Release version the host runs: the `machineconfiguration.openshift.io/release-image-version`
+    /// annotation of `/etc/machine-config-daemon/currentconfig` (static pod resources carry only
+    /// operator build versions).
     ReleaseVersion,
     /// `shutdown -h 1`.
     Shutdown { minutes: u32 },
@@ -279,6 +281,7 @@ pub enum HostOutput {
     Moved { moved: bool },
     Present(bool),
     Names(Vec<String>),
+    /// (address, device), the address bare, without its prefix length.
     Addresses(Vec<(String, String)>),
     Backup { snapshot: String, resources: String },
     Snapshot(SnapshotStatus),
