@@ -203,6 +203,21 @@ fn halt(reason: impl Into<String>, evidence: Vec<String>) -> Result<Step<Restore
     Ok(Step::Halt { reason: reason.into(), evidence })
 }
 
+/// The CSRs the restore approves on its own: a node-bootstrapper client CSR or a node's own
+/// kubelet-serving CSR, each with the signer that kind must use. Anything else waits for a person.
+pub fn csr_matches_policy(c: &CsrInfo) -> bool {
+    match c.kind {
+        CsrKind::NodeBootstrapper => {
+            c.signer == "kubernetes.io/kube-apiserver-client-kubelet"
+                && c.requestor == "system:serviceaccount:openshift-machine-config-operator:node-bootstrapper"
+        }
+        CsrKind::KubeletServing => {
+            c.signer == "kubernetes.io/kubelet-serving" && c.node.as_deref().is_some_and(|n| c.requestor == format!("system:node:{n}"))
+        }
+        CsrKind::Other => false,
+    }
+}
+
 /// A unique `forceRedeploymentReason`, stable for this run and state so a re-run after a crash
 /// patches the same value (a no-op) instead of forcing yet another revision.
 fn redeploy_reason(cx: &StepContext, what: &str) -> String {
@@ -345,11 +360,7 @@ impl RestoreClusterState {
                     }
                     for c in csrs.iter().filter(|c| c.pending && c.kind == kind) {
                         let for_us = c.node.as_deref().is_some_and(|n| expected.contains(&n));
-                        let requestor_ok = match kind {
-                            CsrKind::NodeBootstrapper => c.requestor == "system:serviceaccount:openshift-machine-config-operator:node-bootstrapper",
-                            _ => c.node.as_deref().is_some_and(|n| c.requestor == format!("system:node:{n}")),
-                        };
-                        if for_us && requestor_ok {
+                        if for_us && csr_matches_policy(c) {
                             api.approve_csr(&c.name).map_err(|e| e.during(format!("approve CSR {}", c.name)))?;
                         }
                     }
@@ -800,5 +811,56 @@ impl Procedure for RestoreClusterState {
 
     fn is_undo_state(&self, s: &RestoreState) -> bool {
         matches!(s, RestoreState::Restoring { step: RestoreStep::UndoQuorumGuard, .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn csr(kind: CsrKind, signer: &str, requestor: &str, node: &str) -> CsrInfo {
+        CsrInfo { name: "csr-x".into(), signer: signer.into(), requestor: requestor.into(), kind, node: Some(node.into()), pending: true, approved: false }
+    }
+
+    #[test]
+    fn csr_policy_table() {
+        let boot = "system:serviceaccount:openshift-machine-config-operator:node-bootstrapper";
+        let client = "kubernetes.io/kube-apiserver-client-kubelet";
+        let serving = "kubernetes.io/kubelet-serving";
+        let cases = [
+            (csr(CsrKind::NodeBootstrapper, client, boot, "master-0"), true),
+            (csr(CsrKind::NodeBootstrapper, serving, boot, "master-0"), false),
+            (csr(CsrKind::NodeBootstrapper, client, "system:anonymous", "master-0"), false),
+            (csr(CsrKind::KubeletServing, serving, "system:node:master-0", "master-0"), true),
+            (csr(CsrKind::KubeletServing, serving, "system:node:master-1", "master-0"), false),
+            (csr(CsrKind::KubeletServing, client, "system:node:master-0", "master-0"), false),
+            (csr(CsrKind::Other, serving, "system:node:master-0", "master-0"), false),
+        ];
+        for (c, want) in cases {
+            assert_eq!(csr_matches_policy(&c), want, "{c:?}");
+        }
+    }
+
+    #[test]
+    fn state_invariants_catch_a_recovery_host_among_the_others() {
+        let h = |n: &str| HostRef { name: n.into(), node: n.into(), address: "10.0.0.1".into() };
+        let plan = Plan { recovery: h("m0"), others: vec![h("m0"), h("m1")], reachable: vec![], unreachable: vec![] };
+        let s = RestoreState::Restoring { plan, step: RestoreStep::CopyBackup };
+        assert!(RestoreClusterState.check_state(&RestoreParams::new("b"), &s).is_err());
+        let plan = Plan { recovery: h("m0"), others: vec![h("m1")], reachable: vec!["m1".into()], unreachable: vec![] };
+        let bad = RestoreState::Restoring { plan: plan.clone(), step: RestoreStep::StopStaticPods { host: 1, action: StopPods::MoveEtcdManifest } };
+        assert!(RestoreClusterState.check_state(&RestoreParams::new("b"), &bad).is_err());
+        let good = RestoreState::Restoring { plan, step: RestoreStep::StopStaticPods { host: 0, action: StopPods::MoveEtcdManifest } };
+        assert!(RestoreClusterState.check_state(&RestoreParams::new("b"), &good).is_ok());
+    }
+
+    #[test]
+    fn params_are_validated() {
+        let p = RestoreClusterState;
+        assert!(p.validate(&RestoreParams::new("")).is_err());
+        let mut r = RestoreParams::new("nightly");
+        r.backup_dir = "relative".into();
+        assert!(p.validate(&r).is_err());
+        assert!(p.validate(&RestoreParams::new("nightly")).is_ok());
     }
 }
