@@ -485,6 +485,40 @@ pub struct KubeApi {
     client: Client,
     rt: Blocking,
     clock: Arc<dyn Clock>,
+    /// The API server URL from the kubeconfig (for messages and records; not a secret).
+    server: String,
+}
+
+/// Which context of a kubeconfig a client uses, and the server it names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KubeconfigTarget {
+    /// The context: the one asked for, else the file's `current-context`.
+    pub context: String,
+    /// The cluster's `server` URL.
+    pub server: String,
+}
+
+/// Resolve `context` (or the current context) in the kubeconfig at `path` without connecting:
+/// so a run can record exactly which context it acts on, and a resume uses that one even if the
+/// file's `current-context` changed meanwhile. Reads only names and the server URL.
+pub fn kubeconfig_target(path: &Path, context: Option<&str>) -> PortResult<KubeconfigTarget> {
+    let kc = Kubeconfig::read_from(path).map_err(|e| PortError::Permanent(format!("kubeconfig {}: {}", path.display(), error_chain(&e))))?;
+    let name = match context.map(str::to_string).or_else(|| kc.current_context.clone()).filter(|c| !c.is_empty()) {
+        Some(c) => c,
+        None => return Err(PortError::Permanent(format!("kubeconfig {} has no current-context; pass --context", path.display()))),
+    };
+    let ctx = kc.contexts.iter().find(|c| c.name == name).and_then(|c| c.context.as_ref()).ok_or_else(|| {
+        let known: Vec<&str> = kc.contexts.iter().map(|c| c.name.as_str()).collect();
+        PortError::Permanent(format!("kubeconfig {} has no context {name:?} (it has: {})", path.display(), known.join(", ")))
+    })?;
+    let server = kc
+        .clusters
+        .iter()
+        .find(|c| c.name == ctx.cluster)
+        .and_then(|c| c.cluster.as_ref())
+        .and_then(|c| c.server.clone())
+        .ok_or_else(|| PortError::Permanent(format!("kubeconfig {}: context {name:?} names cluster {:?}, which has no server", path.display(), ctx.cluster)))?;
+    Ok(KubeconfigTarget { context: name, server })
 }
 
 impl KubeApi {
@@ -516,10 +550,11 @@ impl KubeApi {
         config.read_timeout = Some(config.read_timeout.unwrap_or(Duration::from_secs(60)).min(Duration::from_secs(60)));
         config.write_timeout = config.write_timeout.or(Some(Duration::from_secs(60)));
         // The client spawns its connection tasks on the runtime current at creation.
+        let server = config.cluster_url.to_string();
         let client = rt
             .block_on(async { Client::try_from(config) })
             .map_err(|e| PortError::Permanent(format!("API client: {}", error_chain(&e))))?;
-        Ok(KubeApi { client, rt, clock: Arc::new(SystemClock) })
+        Ok(KubeApi { client, rt, clock: Arc::new(SystemClock), server })
     }
 
     /// Use `clock` for [`ClusterApi::cluster_age_secs`] (tests).
@@ -534,6 +569,18 @@ impl KubeApi {
 
     pub fn blocking(&self) -> &Blocking {
         &self.rt
+    }
+
+    /// The API server URL this client talks to.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// `GET /version`: whether the API answers at all, and its `gitVersion` (`v1.28.6+f1618d5`).
+    /// Cheap and allowed for every authenticated user: the reachability probe before a run.
+    pub fn server_version(&self) -> PortResult<String> {
+        let info = self.call("GET /version", async { self.client.apiserver_version().await })?;
+        Ok(info.git_version)
     }
 
     fn call<T>(&self, what: &str, fut: impl Future<Output = Result<T, kube::Error>>) -> PortResult<T> {

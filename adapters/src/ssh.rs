@@ -705,6 +705,8 @@ mod tempfile_dir {
         }
     }
 
+    // Only to make a temporary directory name unlikely to collide.
+    #[allow(clippy::disallowed_methods)]
     fn nanos() -> u32 {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0)
     }
