@@ -3,6 +3,7 @@
 //!
 //! `cargo bench -p drctl-runtime --bench commit`. Set `DRCTL_BENCH_DIR` to measure a particular
 //! file system (default: the system temp dir). Wall-clock time is used here only to measure.
+#![allow(clippy::disallowed_methods)] // a bench measures real time
 
 use drctl_runtime::clock::Timestamp;
 use drctl_runtime::record::{HistoryEvent, Outcome, RunRecord, RunStatus};
