@@ -2,7 +2,9 @@
 //! crash-safe workflows. This file is CLI wiring only; the engine is in `drctl-runtime`, the
 //! procedures in `drctl-workflows`, the simulator in `drctl-sim`.
 
+mod inspect;
 mod output;
+mod real;
 mod target;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -65,6 +67,19 @@ enum Command {
     /// The built-in simulator.
     #[command(subcommand)]
     Sim(SimCommand),
+    /// Check access to a real cluster before a run: what the procedures would see through the
+    /// real adapters. Read-only.
+    ///
+    /// Shows whether the API answers and its control-plane nodes (Ready, taints) with
+    /// --kubeconfig/--context (or $KUBECONFIG); which hosts answer SSH with --hosts; and etcd's
+    /// members, their health, the cluster id(s) and quorum (healthy voting members > members/2)
+    /// with --etcd-endpoints, through the local etcdctl. Parts whose options are absent are
+    /// reported as "not checked".
+    ///
+    /// Exit status: 0 when everything checked is fine; 1 when something checked is not: etcd has
+    /// no quorum or its members report different cluster ids, the API or a host does not answer
+    /// (and on errors).
+    Inspect(inspect::InspectArgs),
 }
 
 #[derive(Args, Debug)]
@@ -114,6 +129,12 @@ struct Common {
     /// Give up on transient failures after this long (e.g. 24h, 90m).
     #[arg(long, default_value = "24h")]
     deadline: String,
+    #[command(flatten)]
+    access: real::AccessArgs,
+    /// Where backup sets are kept, outside the cluster: DIR/<backup>/ with snapshot_<ts>.db,
+    /// static_kuberesources_<ts>.tar.gz and backup-info.json.
+    #[arg(long, value_name = "DIR", help_heading = "Real cluster")]
+    backup_root: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -245,6 +266,14 @@ fn real_main(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Sim(SimCommand::Status { run }) => cmd_sim_status(&cli.store, out, run),
+        Command::Inspect(a) => {
+            if !a.access.any() && a.etcd_endpoints.is_empty() && std::env::var_os("KUBECONFIG").is_none_or(|v| v.is_empty()) {
+                bail!("nothing to inspect: pass --kubeconfig/--context (the API), --hosts with --ssh-user (SSH) and/or --etcd-endpoints (etcd)");
+            }
+            let report = inspect::inspect(&a)?;
+            output::inspect(out, &report);
+            Ok(if report.ok { 0 } else { EXIT_ERROR })
+        }
     }
 }
 
@@ -265,6 +294,7 @@ const LOCK_POLL: Duration = Duration::from_millis(25);
 /// Take the store for this process, or explain who has it. A process that drives runs serves
 /// the control socket and is refused at once; a reader holds the store for milliseconds and is
 /// waited for (bounded).
+#[allow(clippy::disallowed_methods)] // a real-time grace period for another process
 fn lock(store: &Path) -> Result<ProcessLock> {
     let start = std::time::Instant::now();
     loop {
@@ -284,6 +314,7 @@ fn lock(store: &Path) -> Result<ProcessLock> {
 
 /// Answer a status/history/decision request: through the running drctl if one holds the store,
 /// else directly on the store.
+#[allow(clippy::disallowed_methods)] // a real-time grace period for another process
 fn request(store: &Path, req: ControlRequest) -> Result<ControlResponse> {
     if !store.exists() {
         bail!("no drctl store at {} (start a run first, or pass --store)", store.display());
@@ -369,11 +400,13 @@ fn cmd_run(store: &Path, out: Output, cmd: RunCommand) -> Result<u8> {
             bail!("--sim-speed must be a positive number, got {s}");
         }
     }
+    let pre_approve = if common.yes { vec![drctl_workflows::restore_cluster_state::START_GATE.into()] } else { vec![] };
     let Some(scenario) = common.sim.clone() else {
-        bail!(
-            "no target: pass --sim <scenario> to run against the built-in simulator (see `drctl sim scenarios`); real clusters need the kube and SSH adapters (--kubeconfig, --ssh-user)"
-        );
+        return run_real(store, out, procedure, params, &common, deadline, pre_approve);
     };
+    if common.access.any() || common.backup_root.is_some() {
+        bail!("--sim runs against the simulator: drop --kubeconfig, --context, --hosts, --ssh-* and --backup-root, or drop --sim to act on that cluster");
+    }
     if !common.sim_api_outage.is_empty() && common.sim.is_none() {
         bail!("--sim-api-outage needs --sim");
     }
@@ -419,13 +452,55 @@ fn cmd_run(store: &Path, out: Output, cmd: RunCommand) -> Result<u8> {
             params,
             seed: common.seed,
             deadline,
-            pre_approve: if common.yes { vec![drctl_workflows::restore_cluster_state::START_GATE.into()] } else { vec![] },
+            pre_approve,
             approver: whoami(),
             labels,
         },
         &*target.clock,
     )?;
     eprintln!("drctl: run {} started: {procedure} against simulated scenario {scenario} (seed {})", rec.id, common.seed);
+    let finals = drive_all(store, &eng, vec![(rec.id.clone(), target)])?;
+    report(store, out, &eng, &finals)
+}
+
+/// `drctl run` against a real cluster: everything is checked and the cluster probed before the
+/// run is stored.
+fn run_real(
+    store: &Path,
+    out: Output,
+    procedure: &str,
+    params: serde_json::Value,
+    common: &Common,
+    deadline: Duration,
+    pre_approve: Vec<String>,
+) -> Result<u8> {
+    for (set, flag) in [
+        (!common.sim_api_outage.is_empty(), "--sim-api-outage"),
+        (common.sim_backup_defect.is_some(), "--sim-backup-defect"),
+        (common.sim_speed.is_some(), "--sim-speed"),
+    ] {
+        if set {
+            bail!("{flag} needs --sim");
+        }
+    }
+    let spec = real::RealSpec::from_args(&common.access, common.backup_root.as_deref())?;
+    if procedure == "restore-cluster-state" && params["backup"].is_null() {
+        bail!("--backup is required against a real cluster: the name of a backup set under --backup-root {}", spec.backup_root.display());
+    }
+    // Parameters first (cheap, and no reason to contact the cluster for a typo).
+    let reg = drctl_workflows::registry();
+    let p = reg.get(procedure).ok_or_else(|| anyhow!("unknown procedure {procedure}"))?;
+    p.encode_params(params.clone()).map_err(|e| anyhow!("cannot start {procedure}: {e}"))?;
+    let target = real::new_target(&spec)?;
+
+    std::fs::create_dir_all(store).with_context(|| format!("create store directory {}", store.display()))?;
+    let _lock = lock(store)?;
+    let eng = engine(store)?;
+    let rec = eng.create_run(
+        NewRun { procedure: procedure.into(), params, seed: common.seed, deadline, pre_approve, approver: whoami(), labels: spec.labels() },
+        &*target.clock,
+    )?;
+    eprintln!("drctl: run {} started: {procedure} against {}", rec.id, spec.describe());
     let finals = drive_all(store, &eng, vec![(rec.id.clone(), target)])?;
     report(store, out, &eng, &finals)
 }
@@ -442,6 +517,7 @@ fn cmd_resume(store: &Path, out: Output, run: Option<String>, sim_speed: Option<
     }
     let _lock = lock(store)?;
     let eng = engine(store)?;
+    let explicit = run.is_some();
     let recs: Vec<RunRecord> = match run {
         Some(id) => vec![eng.store().get_run(&id)?.ok_or_else(|| anyhow!("no run {id} in {}", store.display()))?],
         None => eng.resumable()?,
@@ -451,14 +527,33 @@ fn cmd_resume(store: &Path, out: Output, run: Option<String>, sim_speed: Option<
         return Ok(0);
     }
     let mut runs = vec![];
+    let mut unresumable = 0u8;
     for rec in recs {
-        match rec.labels.get(target::LABEL_TARGET).map(String::as_str) {
-            Some("sim") => runs.push((rec.id.clone(), target::load_sim(store, &rec, sim_speed)?)),
-            _ => bail!("run {} targets a real cluster; this build resumes simulated runs only", rec.id),
+        let target = match rec.labels.get(target::LABEL_TARGET).map(String::as_str) {
+            Some("sim") => target::load_sim(store, &rec, sim_speed),
+            Some(real::TARGET_REAL) => real::RealSpec::from_labels(&rec).and_then(|spec| {
+                let t = real::load_target(&spec)?;
+                eprintln!("drctl: resuming run {} ({}) against {}", rec.id, rec.procedure, spec.describe());
+                Ok(t)
+            }),
+            other => Err(anyhow!("unknown target {other:?}; this build resumes simulated and real runs")),
+        };
+        match target {
+            Ok(t) => runs.push((rec.id.clone(), t)),
+            // One run whose target cannot be rebuilt (a kubeconfig gone) must not keep the others
+            // from being resumed.
+            Err(e) if !explicit => {
+                eprintln!("drctl: error: cannot resume run {}: {e:#}", rec.id);
+                unresumable = EXIT_ERROR;
+            }
+            Err(e) => return Err(e.context(format!("cannot resume run {}", rec.id))),
         }
     }
+    if runs.is_empty() {
+        bail!("no run could be resumed");
+    }
     let finals = drive_all(store, &eng, runs)?;
-    report(store, out, &eng, &finals)
+    Ok(report(store, out, &eng, &finals)?.max(unresumable))
 }
 
 /// Drive runs concurrently on one engine, serving the control socket meanwhile.

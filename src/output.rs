@@ -222,3 +222,90 @@ pub fn progress_printer(run: String) -> Arc<dyn Fn(&RunRecord) + Send + Sync> {
         }
     })
 }
+
+/// `drctl inspect`: one section per part, each saying "not checked" when its options were absent.
+pub fn inspect(out: Output, r: &crate::inspect::Report) {
+    if out == Output::Json {
+        json(r);
+        return;
+    }
+    let a = &r.api;
+    if !a.checked {
+        println!("API:   not checked (pass --kubeconfig or --context, or set KUBECONFIG)");
+    } else {
+        let server = a.server.as_deref().unwrap_or("?");
+        let context = a.context.as_deref().map(|c| format!(" (context {c})")).unwrap_or_default();
+        match a.reachable {
+            Some(true) => println!("API:   {server}{context}: answers, {}", a.version.as_deref().unwrap_or("?")),
+            _ => println!("API:   {server}{context}: DOES NOT ANSWER: {}", a.error.as_deref().unwrap_or("?")),
+        }
+        if a.reachable == Some(true) {
+            if let Some(e) = &a.error {
+                println!("       nodes: {e}");
+            }
+            println!("       control-plane nodes: {}", a.control_plane_nodes.len());
+            if !a.control_plane_nodes.is_empty() {
+                println!("       {:<40} {:<9} {:<16} TAINTS", "NAME", "READY", "INTERNAL-IP");
+                for n in &a.control_plane_nodes {
+                    let taints = if n.taints.is_empty() { "-".to_string() } else { n.taints.join(",") };
+                    println!("       {:<40} {:<9} {:<16} {taints}", n.name, if n.ready { "Ready" } else { "NotReady" }, n.internal_ip);
+                }
+            }
+        }
+    }
+    if !r.ssh.checked {
+        println!("SSH:   not checked (pass --hosts)");
+    } else {
+        println!("SSH:   {} of {} hosts answer", r.ssh.hosts.iter().filter(|h| h.reachable).count(), r.ssh.hosts.len());
+        for h in &r.ssh.hosts {
+            let st = if h.reachable { "answers".to_string() } else { format!("DOES NOT ANSWER: {}", h.error.as_deref().unwrap_or("?")) };
+            println!("       {:<16} {:<24} node {:<32} {st}", h.name, h.address, h.node);
+        }
+    }
+    let e = &r.etcd;
+    if !e.checked {
+        println!("ETCD:  not checked (pass --etcd-endpoints)");
+    } else {
+        println!("ETCD:  endpoints {}", e.endpoints.join(","));
+        if let Some(err) = &e.error {
+            println!("       member list: {err}");
+        }
+        let ids = match e.cluster_ids.len() {
+            0 => "unknown (no member answers)".to_string(),
+            1 => e.cluster_ids[0].clone(),
+            n => format!("{} DIFFERENT: {}", n, e.cluster_ids.join(", ")),
+        };
+        println!("       cluster id: {ids}");
+        if !e.members.is_empty() {
+            println!("       {:<17} {:<20} {:<8} {:<7} {:<28} {:<28} HEALTH", "ID", "NAME", "ROLE", "LEADER", "PEER URLS", "CLIENT URLS");
+            for m in &e.members {
+                let health = match (m.healthy, m.answers) {
+                    (true, _) => "healthy".to_string(),
+                    (false, true) => format!("UNHEALTHY (running, but: {})", m.error.as_deref().unwrap_or("?")),
+                    (false, false) => format!("UNHEALTHY: {}", m.error.as_deref().unwrap_or("?")),
+                };
+                println!(
+                    "       {:<17} {:<20} {:<8} {:<7} {:<28} {:<28} {health}",
+                    m.id,
+                    if m.name.is_empty() { "(not started)" } else { m.name.as_str() },
+                    if m.is_learner { "learner" } else { "voter" },
+                    if m.leader { "yes" } else { "-" },
+                    m.peer_urls.join(","),
+                    m.client_urls.join(","),
+                );
+            }
+        }
+        let need = e.voting_members / 2 + 1;
+        match e.quorum {
+            Some(true) => println!("       quorum: yes ({} of {} voting members healthy, {need} needed)", e.healthy_voting_members, e.voting_members),
+            _ => println!("       quorum: LOST ({} of {} voting members healthy, {need} needed)", e.healthy_voting_members, e.voting_members),
+        }
+    }
+    for w in &r.warnings {
+        println!("warning: {w}");
+    }
+    for p in &r.problems {
+        println!("PROBLEM: {p}");
+    }
+    println!("{}", if r.ok { "OK: everything checked is fine" } else { "NOT OK" });
+}

@@ -347,6 +347,102 @@ pub fn parse_snapshot_status(stdout: &str) -> PortResult<SnapshotStatus> {
     Ok(SnapshotStatus { hash: r.hash, revision: r.revision, total_key: r.total_key, total_size: r.total_size })
 }
 
+/// One endpoint's `etcdctl endpoint status`: answered by that member alone, so it works
+/// without quorum and tells which cluster (id) and leader each member believes in.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct EndpointStatus {
+    pub endpoint: String,
+    pub cluster_id: Option<u64>,
+    pub member_id: Option<u64>,
+    /// The leader this member follows; `None` (or 0 in etcd's JSON) while it knows none.
+    pub leader: Option<u64>,
+    pub raft_term: Option<u64>,
+    pub version: Option<String>,
+    pub db_size: Option<u64>,
+    pub is_learner: bool,
+    /// Why it did not answer.
+    pub error: Option<String>,
+}
+
+/// `etcdctl endpoint status -w json` for `endpoints`: the JSON lists the endpoints that answered;
+/// each one that did not is reported on stderr as `Failed to get the status of endpoint <url>
+/// (<error>)`. Every endpoint asked for is in the result, in the order asked.
+pub fn parse_endpoint_status(endpoints: &[String], stdout: &str, stderr: &str) -> PortResult<Vec<EndpointStatus>> {
+    #[derive(Deserialize)]
+    struct RawHeader {
+        #[serde(default)]
+        cluster_id: u64,
+        #[serde(default)]
+        member_id: u64,
+        #[serde(default)]
+        raft_term: u64,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct RawStatus {
+        header: RawHeader,
+        #[serde(default)]
+        version: String,
+        #[serde(default)]
+        db_size: u64,
+        #[serde(default)]
+        leader: u64,
+        #[serde(default)]
+        is_learner: bool,
+    }
+    #[derive(Deserialize)]
+    struct Raw {
+        #[serde(rename = "Endpoint")]
+        endpoint: String,
+        #[serde(rename = "Status")]
+        status: RawStatus,
+    }
+    let body = json_part(stdout);
+    let raw: Vec<Raw> = if body.is_empty() {
+        vec![]
+    } else {
+        serde_json::from_str(body).map_err(|e| PortError::Permanent(format!("etcdctl endpoint status: {e}: {}", stdout.trim())))?
+    };
+    let failed = |ep: &str| -> Option<String> {
+        let prefix = format!("Failed to get the status of endpoint {ep} (");
+        stderr.lines().find_map(|l| l.trim().strip_prefix(prefix.as_str()).map(|r| r.trim_end_matches(')').to_string()))
+    };
+    let nz = |v: u64| if v == 0 { None } else { Some(v) };
+    let answered = |r: &Raw| EndpointStatus {
+        endpoint: r.endpoint.clone(),
+        cluster_id: nz(r.status.header.cluster_id),
+        member_id: nz(r.status.header.member_id),
+        leader: nz(r.status.leader),
+        raft_term: nz(r.status.header.raft_term),
+        version: Some(r.status.version.clone()).filter(|v| !v.is_empty()),
+        db_size: Some(r.status.db_size),
+        is_learner: r.status.is_learner,
+        error: None,
+    };
+    let mut out: Vec<EndpointStatus> = Vec::new();
+    for ep in endpoints {
+        match raw.iter().find(|r| &r.endpoint == ep) {
+            Some(r) => out.push(answered(r)),
+            None => out.push(EndpointStatus {
+                endpoint: ep.clone(),
+                cluster_id: None,
+                member_id: None,
+                leader: None,
+                raft_term: None,
+                version: None,
+                db_size: None,
+                is_learner: false,
+                error: Some(failed(ep).unwrap_or_else(|| "no answer".into())),
+            }),
+        }
+    }
+    // Endpoints from the environment (no list given): whatever answered.
+    for r in raw.iter().filter(|r| !endpoints.contains(&r.endpoint)) {
+        out.push(answered(r));
+    }
+    Ok(out)
+}
+
 /// The JSON document in etcdctl's stdout: from the first `{` or `[` that starts a line.
 fn json_part(stdout: &str) -> &str {
     let mut offset = 0;
@@ -483,6 +579,26 @@ impl EtcdCtl {
             Ok(out.stdout_str())
         } else {
             Err(classify_etcdctl(&out.stderr_str()))
+        }
+    }
+
+    /// `member list` as the member etcdctl reaches answers it, WITHOUT the linearizable read
+    /// [`Etcd::member_list`] makes first: etcd 3.4 serves it from that member's own view, so it
+    /// answers without quorum (and may be stale). For showing a broken cluster, not for acting.
+    pub fn member_list_local(&self) -> PortResult<EtcdMemberList> {
+        parse_member_list(&self.run(&["member", "list", "-w", "json"])?)
+    }
+
+    /// `endpoint status` of every endpoint (see [`parse_endpoint_status`]); an endpoint that does
+    /// not answer is in the result with its error. Fails only when etcdctl itself cannot run.
+    pub fn endpoint_status(&self) -> PortResult<Vec<EndpointStatus>> {
+        let out = self.raw(&self.endpoints, &["endpoint", "status", "-w", "json"])?;
+        let stderr = out.stderr_str();
+        let parsed = parse_endpoint_status(&self.endpoints, &out.stdout_str(), &stderr);
+        match parsed {
+            Ok(v) if !v.is_empty() => Ok(v),
+            _ if out.code != 0 => Err(classify_etcdctl(&stderr)),
+            other => other,
         }
     }
 
@@ -679,6 +795,26 @@ mod tests {
         assert!(!v[1].healthy && v[1].error.as_deref() == Some("context deadline exceeded"));
         let s = parse_snapshot_status(r#"{"hash":3866667823,"revision":31407,"totalKey":12828,"totalSize":114446336}"#).unwrap();
         assert_eq!(s, SnapshotStatus { hash: 3866667823, revision: 31407, total_key: 12828, total_size: 114446336 });
+    }
+
+    #[test]
+    fn parses_endpoint_status_json_and_the_endpoints_that_did_not_answer() {
+        // etcd 3.4.23, one member up, one down.
+        let stdout = r#"[{"Endpoint":"http://127.0.0.1:23790","Status":{"header":{"cluster_id":324952591200643719,"member_id":3319814642761637952,"revision":1,"raft_term":2},"version":"3.4.23","dbSize":20480,"leader":3319814642761637952,"raftIndex":4,"raftTerm":2,"raftAppliedIndex":4,"dbSizeInUse":16384}}]"#;
+        let stderr = "{\"level\":\"warn\",\"msg\":\"retrying of unary invoker failed\"}\nFailed to get the status of endpoint http://127.0.0.1:23791 (context deadline exceeded)\n";
+        let eps = vec!["http://127.0.0.1:23790".to_string(), "http://127.0.0.1:23791".to_string()];
+        let v = parse_endpoint_status(&eps, stdout, stderr).unwrap();
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[0].cluster_id, Some(324952591200643719));
+        assert_eq!(v[0].member_id, v[0].leader);
+        assert_eq!(v[0].version.as_deref(), Some("3.4.23"));
+        assert!(v[0].error.is_none());
+        assert_eq!(v[1].endpoint, "http://127.0.0.1:23791");
+        assert_eq!(v[1].error.as_deref(), Some("context deadline exceeded"));
+        assert_eq!(v[1].cluster_id, None);
+        // Nothing answered: every endpoint with its error.
+        let v = parse_endpoint_status(&eps[1..], "", stderr).unwrap();
+        assert_eq!(v[0].error.as_deref(), Some("context deadline exceeded"));
     }
 
     #[test]

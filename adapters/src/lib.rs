@@ -46,6 +46,14 @@
 //!   killed between and during operations to prove reconnect-and-retry;
 //! - `etcd_real.rs`: a real 3-member etcd 3.4 cluster; members removed, added back, killed,
 //!   restarted; snapshot save/status/restore and the old member's cluster-id mismatch.
+//!
+//! The harness (`tests/support/`) is shared with the workspace's root tests, which include it
+//! with `#[path = "../adapters/tests/support/mod.rs"] mod support;`: `tests/real_etcd_backup.rs`
+//! (`drctl run etcd-backup` end to end on these adapters), `tests/real_inspect.rs` (`drctl
+//! inspect`) and `tests/etcd_differential.rs` (the simulator's etcd model against real etcd).
+//! The `drctl` binary builds real ports in `src/real.rs` (run, resume) and reads etcd with
+//! [`etcd::EtcdCtl::member_list_local`] and [`etcd::EtcdCtl::endpoint_status`] in
+//! `src/inspect.rs`.
 
 pub mod backup;
 pub mod blocking;

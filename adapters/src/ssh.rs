@@ -431,10 +431,11 @@ fn parse_release_version(stdout: &str) -> PortResult<String> {
 }
 
 /// Pick the newest `snapshot_*.db` and `static_kuberesources_*.tar.gz` among the names
-/// `cluster-backup.sh` left in `dir` (their timestamps sort as text).
+/// `cluster-backup.sh` left in `dir` (their timestamps sort as text). Returns the file NAMES, as
+/// [`HostOutput::Backup`] carries them (the procedure joins them to its directory).
 pub fn pick_backup_files(dir: &str, names: &[&str]) -> PortResult<(String, String)> {
     let newest = |prefix: &str, suffix: &str| {
-        names.iter().filter(|n| n.starts_with(prefix) && n.ends_with(suffix)).max().map(|n| format!("{}/{}", dir.trim_end_matches('/'), n))
+        names.iter().filter(|n| n.starts_with(prefix) && n.ends_with(suffix) && !n.contains('/')).max().map(|n| n.to_string())
     };
     match (newest("snapshot_", ".db"), newest("static_kuberesources_", ".tar.gz")) {
         (Some(s), Some(r)) => Ok((s, r)),
@@ -1225,10 +1226,7 @@ mod tests {
         ];
         assert_eq!(
             pick_backup_files("/home/core/assets/backup/", &names).unwrap(),
-            (
-                "/home/core/assets/backup/snapshot_2021-06-26_080000.db".to_string(),
-                "/home/core/assets/backup/static_kuberesources_2021-06-26_080000.tar.gz".to_string()
-            )
+            ("snapshot_2021-06-26_080000.db".to_string(), "static_kuberesources_2021-06-26_080000.tar.gz".to_string())
         );
         assert!(pick_backup_files("/d", &["snapshot_x.db"]).is_err());
     }

@@ -1,5 +1,7 @@
 //! The etcd adapter against a real 3-member etcd 3.4 on 127.0.0.1 (Debian etcd-server and
 //! etcd-client), started by the test harness.
+// Real software in real time: these tests wait on the wall clock.
+#![allow(clippy::disallowed_methods)]
 
 mod support;
 
@@ -251,6 +253,7 @@ fn etcdctl_over_ssh_on_a_control_plane_host() {
     else {
         panic!()
     };
+    let snapshot = format!("/home/core/assets/backup/{snapshot}");
     let HostOutput::Snapshot(st) = hosts.run("master-0", &HostOp::SnapshotStatus { path: snapshot.clone() }).unwrap() else { panic!() };
     assert_eq!(local.snapshot_status(&sb.path(&snapshot).display().to_string()).unwrap(), st);
     assert!(st.total_key > 0);

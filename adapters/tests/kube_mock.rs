@@ -2,6 +2,8 @@
 //! built from the runbooks' example objects (seed 000: the Machine of §5.2.4.1, the etcd
 //! operator patches, the `oc get csr` list of §5.4.2.2) and answers like an API server would,
 //! failures included.
+// Real software in real time: these tests wait on the wall clock.
+#![allow(clippy::disallowed_methods)]
 
 mod support;
 

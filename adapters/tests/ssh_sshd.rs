@@ -1,5 +1,7 @@
 //! The SSH adapter against a real sshd on 127.0.0.1. Each simulated host is a sandbox
 //! directory reached through its own `Host` alias: manifests and data dirs really move on disk.
+// Real software in real time: these tests wait on the wall clock.
+#![allow(clippy::disallowed_methods)]
 
 mod support;
 
@@ -125,9 +127,11 @@ fn host_operations_run_the_tools_and_parse_their_output() {
     assert_eq!(h.run("master-0", &HostOp::MakePrivateDir { dir: dir.into() }).unwrap(), HostOutput::Done);
     let mode = std::fs::metadata(sb.path(dir)).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o700);
+    // File names in `dir`, as the procedure (and the simulator) use them.
     let HostOutput::Backup { snapshot, resources } = h.run("master-0", &HostOp::RunBackup { dir: dir.into() }).unwrap() else { panic!() };
-    assert!(snapshot.starts_with("/home/core/assets/backup/snapshot_") && snapshot.ends_with(".db"), "{snapshot}");
-    assert!(resources.starts_with("/home/core/assets/backup/static_kuberesources_") && resources.ends_with(".tar.gz"), "{resources}");
+    assert!(snapshot.starts_with("snapshot_") && snapshot.ends_with(".db"), "{snapshot}");
+    assert!(resources.starts_with("static_kuberesources_") && resources.ends_with(".tar.gz"), "{resources}");
+    let (snapshot, resources) = (format!("{dir}/{snapshot}"), format!("{dir}/{resources}"));
     assert!(sb.path(&snapshot).exists() && sb.path(&resources).exists());
     let HostOutput::Names(names) = h.run("master-0", &HostOp::ListDir { dir: dir.into() }).unwrap() else { panic!() };
     assert_eq!(names.len(), 2);
@@ -179,6 +183,7 @@ fn backups_copy_to_and_from_hosts_idempotently() {
     let sb = &w.boxes[0];
     let dir = "/home/core/assets/backup";
     let HostOutput::Backup { snapshot, resources } = h.run("master-0", &HostOp::RunBackup { dir: dir.into() }).unwrap() else { panic!() };
+    let (snapshot, resources) = (format!("{dir}/{snapshot}"), format!("{dir}/{resources}"));
     let info = BackupInfo {
         cluster_version: "4.15.3".into(),
         snapshot: SnapshotStatus { hash: 3866667823, revision: 31407, total_key: 12828, total_size: 4096 },

@@ -283,6 +283,7 @@ pub enum HostOutput {
     Names(Vec<String>),
     /// (address, device), the address bare, without its prefix length.
     Addresses(Vec<(String, String)>),
+    /// File names (not paths) of the two backup files, in the directory the backup ran into.
     Backup { snapshot: String, resources: String },
     Snapshot(SnapshotStatus),
     Version(String),

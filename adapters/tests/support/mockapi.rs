@@ -28,6 +28,11 @@ pub struct Expect {
     pub response_type: &'static str,
     /// Answer only after this long (to provoke client timeouts).
     pub delay: Option<std::time::Duration>,
+    /// Matches one or more consecutive requests (a step the engine retries), see
+    /// [`Expect::repeated`].
+    pub repeat: bool,
+    /// Requests this expectation answered.
+    pub hits: u32,
 }
 
 impl Expect {
@@ -42,6 +47,8 @@ impl Expect {
             response: "{}".into(),
             response_type: "application/json",
             delay: None,
+            repeat: false,
+            hits: 0,
         }
     }
     pub fn get(path: &str) -> Expect {
@@ -74,6 +81,12 @@ impl Expect {
         self.status = status;
         self.response = text.to_string();
         self.response_type = "text/html";
+        self
+    }
+    /// Answer every matching request in a row, at least one: for a read the engine repeats while
+    /// it retries a step. The first request that does not match moves on to the next expectation.
+    pub fn repeated(mut self) -> Expect {
+        self.repeat = true;
         self
     }
     pub fn after(mut self, d: std::time::Duration) -> Expect {
@@ -178,47 +191,77 @@ fn check(
 ) -> (Response<Full<Bytes>>, Option<std::time::Duration>) {
     let mut st = state.lock().unwrap();
     st.seen.push(line.clone());
-    let Some(exp) = st.expected.pop_front() else {
-        st.failures.push(format!("unexpected request (none expected): {line}"));
-        return (
-            json_response(500, &status_failure(500, "InternalError", "mock: unexpected request").to_string(), "application/json"),
-            None,
-        );
-    };
+    let req = Seen { method: &method, path: &path, query: &query, ctype: ctype.as_deref(), auth: auth.as_deref(), body: &body };
+    // Bounded: each round either answers or drops one expectation.
+    loop {
+        let Some(exp) = st.expected.front().cloned() else {
+            st.failures.push(format!("unexpected request (none expected): {line}"));
+            return (
+                json_response(500, &status_failure(500, "InternalError", "mock: unexpected request").to_string(), "application/json"),
+                None,
+            );
+        };
+        let problems = problems(&exp, &req);
+        if exp.repeat {
+            if problems.is_empty() {
+                st.expected.front_mut().expect("front").hits += 1;
+                return (json_response(exp.status, &exp.response, exp.response_type), exp.delay);
+            }
+            if exp.hits > 0 {
+                st.expected.pop_front();
+                continue;
+            }
+        }
+        st.expected.pop_front();
+        if !problems.is_empty() {
+            st.failures.push(format!("{line}: {}", problems.join("; ")));
+            return (
+                json_response(400, &status_failure(400, "BadRequest", "mock: request does not match").to_string(), "application/json"),
+                None,
+            );
+        }
+        return (json_response(exp.status, &exp.response, exp.response_type), exp.delay);
+    }
+}
+
+struct Seen<'a> {
+    method: &'a str,
+    path: &'a str,
+    query: &'a [(String, String)],
+    ctype: Option<&'a str>,
+    auth: Option<&'a str>,
+    body: &'a Bytes,
+}
+
+/// How a request differs from an expectation (empty: it matches).
+fn problems(exp: &Expect, r: &Seen) -> Vec<String> {
     let mut problems = Vec::new();
-    if exp.method != method || exp.path != path {
+    if exp.method != r.method || exp.path != r.path {
         problems.push(format!("expected {} {}", exp.method, exp.path));
     }
     let mut want_q = exp.query.clone();
     want_q.sort();
-    if want_q != query {
-        problems.push(format!("query {query:?} != expected {want_q:?}"));
+    if want_q != r.query {
+        problems.push(format!("query {:?} != expected {want_q:?}", r.query));
     }
-    if auth.as_deref() != Some(&format!("Bearer {TOKEN}")) {
-        problems.push(format!("authorization header {auth:?}"));
+    if r.auth != Some(format!("Bearer {TOKEN}").as_str()) {
+        problems.push(format!("authorization header {:?}", r.auth));
     }
     if let Some(ct) = exp.content_type {
-        if ctype.as_deref() != Some(ct) {
-            problems.push(format!("content-type {ctype:?} != {ct}"));
+        if r.ctype != Some(ct) {
+            problems.push(format!("content-type {:?} != {ct}", r.ctype));
         }
     }
-    match (&exp.body, body.is_empty()) {
-        (Some(want), _) => match serde_json::from_slice::<Value>(&body) {
+    match (&exp.body, r.body.is_empty()) {
+        (Some(want), _) => match serde_json::from_slice::<Value>(r.body) {
             Ok(got) if &got == want => {}
             Ok(got) => problems.push(format!("body\n  got:      {got}\n  expected: {want}")),
-            Err(e) => problems.push(format!("body is not JSON ({e}): {}", String::from_utf8_lossy(&body))),
+            Err(e) => problems.push(format!("body is not JSON ({e}): {}", String::from_utf8_lossy(r.body))),
         },
-        (None, false) if method == "GET" => problems.push(format!("unexpected body on GET: {}", String::from_utf8_lossy(&body))),
+        (None, false) if r.method == "GET" => problems.push(format!("unexpected body on GET: {}", String::from_utf8_lossy(r.body))),
         _ => {}
     }
-    if !problems.is_empty() {
-        st.failures.push(format!("{line}: {}", problems.join("; ")));
-        return (
-            json_response(400, &status_failure(400, "BadRequest", "mock: request does not match").to_string(), "application/json"),
-            None,
-        );
-    }
-    (json_response(exp.status, &exp.response, exp.response_type), exp.delay)
+    problems
 }
 
 fn json_response(status: u16, body: &str, ctype: &str) -> Response<Full<Bytes>> {
@@ -260,7 +303,7 @@ impl MockApi {
     pub fn verify(&self) {
         let st = self.state.lock().unwrap();
         assert!(st.failures.is_empty(), "mock API saw bad requests:\n{}\nall requests:\n{}", st.failures.join("\n"), st.seen.join("\n"));
-        let left: Vec<String> = st.expected.iter().map(|e| format!("{} {}", e.method, e.path)).collect();
+        let left: Vec<String> = st.expected.iter().filter(|e| !(e.repeat && e.hits > 0)).map(|e| format!("{} {}", e.method, e.path)).collect();
         assert!(left.is_empty(), "expected requests never came: {left:?}\nall requests:\n{}", st.seen.join("\n"));
     }
 

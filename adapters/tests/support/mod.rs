@@ -1,6 +1,8 @@
 //! Test harnesses: real sshd, real etcd, a mock Kubernetes API server, all on 127.0.0.1.
 //! A missing binary panics with the command that installs it: these tests never skip.
 #![allow(dead_code)]
+// Real processes in real time: the harness waits on the wall clock.
+#![allow(clippy::disallowed_methods)]
 
 pub mod etcd;
 pub mod mockapi;

@@ -28,7 +28,7 @@ fn keygen(path: &Path) {
     assert!(st.success(), "ssh-keygen failed");
 }
 
-fn user_name() -> String {
+pub fn user_name() -> String {
     let uid = unsafe { libc::getuid() };
     if uid == 0 {
         return "root".into();

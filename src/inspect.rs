@@ -1,0 +1,311 @@
+//! `drctl inspect`: what the procedures would see of a real cluster through the real adapters:
+//! whether the API answers, the control-plane nodes, which hosts answer SSH, and etcd's members,
+//! health, cluster id(s) and quorum. Read-only: nothing is changed and nothing is stored.
+
+use crate::real::{kubeconfig_path, AccessArgs, KubeSpec, SshSpec};
+use anyhow::Result;
+use clap::Args;
+use drctl_adapters::etcd::{EndpointStatus, EtcdCtl, EtcdTls};
+use drctl_adapters::Blocking;
+use drctl_workflows::ports::{ClusterApi, EndpointHealth, Etcd, EtcdMemberList, NodeInfo};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    #[command(flatten)]
+    pub access: AccessArgs,
+    /// etcd client URLs reachable from here, checked with the local etcdctl (etcd-client); every
+    /// member's own client URLs are checked as well, like `etcdctl endpoint health --cluster`.
+    #[arg(long, value_delimiter = ',', value_name = "URL,...", help_heading = "etcd")]
+    pub etcd_endpoints: Vec<String>,
+    /// CA bundle for https etcd endpoints (`etcdctl --cacert`).
+    #[arg(long, value_name = "PATH", requires_all = ["etcd_cert", "etcd_key"], help_heading = "etcd")]
+    pub etcd_cacert: Option<PathBuf>,
+    /// Client certificate for https etcd endpoints (`etcdctl --cert`).
+    #[arg(long, value_name = "PATH", requires_all = ["etcd_cacert", "etcd_key"], help_heading = "etcd")]
+    pub etcd_cert: Option<PathBuf>,
+    /// Client key for https etcd endpoints (`etcdctl --key`).
+    #[arg(long, value_name = "PATH", requires_all = ["etcd_cacert", "etcd_cert"], help_heading = "etcd")]
+    pub etcd_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Everything checked is fine (the exit status is 0 exactly then).
+    pub ok: bool,
+    /// What makes `ok` false.
+    pub problems: Vec<String>,
+    /// Worth knowing, not failing: an unhealthy etcd member while quorum holds, a NotReady node.
+    pub warnings: Vec<String>,
+    pub api: ApiReport,
+    pub ssh: SshReport,
+    pub etcd: EtcdReport,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ApiReport {
+    pub checked: bool,
+    pub kubeconfig: Option<String>,
+    pub context: Option<String>,
+    pub server: Option<String>,
+    pub reachable: Option<bool>,
+    /// The API server's `gitVersion`.
+    pub version: Option<String>,
+    pub error: Option<String>,
+    pub control_plane_nodes: Vec<NodeInfo>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SshReport {
+    pub checked: bool,
+    pub hosts: Vec<HostRow>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HostRow {
+    pub name: String,
+    pub node: String,
+    pub address: String,
+    pub reachable: bool,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct EtcdReport {
+    pub checked: bool,
+    /// The endpoints given, then the members' own client URLs.
+    pub endpoints: Vec<String>,
+    /// Distinct cluster ids (hex) the members report: one in a sound cluster.
+    pub cluster_ids: Vec<String>,
+    pub members: Vec<MemberRow>,
+    pub voting_members: usize,
+    pub healthy_voting_members: usize,
+    /// Healthy voting members > voting members / 2.
+    pub quorum: Option<bool>,
+    /// The member list could not be read at all.
+    pub error: Option<String>,
+    pub endpoint_status: Vec<EndpointStatus>,
+    pub endpoint_health: Vec<EndpointHealth>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MemberRow {
+    /// Hex, as `etcdctl member list` prints it.
+    pub id: String,
+    /// Empty for a member that was added but never started.
+    pub name: String,
+    pub peer_urls: Vec<String>,
+    pub client_urls: Vec<String>,
+    pub is_learner: bool,
+    pub healthy: bool,
+    /// It answers `endpoint status` (its process runs), healthy or not.
+    pub answers: bool,
+    pub error: Option<String>,
+    /// The members that answer follow this one.
+    pub leader: bool,
+    /// The cluster id this member reports (hex), if it answers.
+    pub cluster_id: Option<String>,
+}
+
+pub fn inspect(a: &InspectArgs) -> Result<Report> {
+    // Argument mistakes are errors (exit 1 with a message), before anything is contacted.
+    let ssh_spec = SshSpec::from_args(&a.access)?;
+    let want_api = a.access.kubeconfig.is_some() || a.access.context.is_some() || std::env::var_os("KUBECONFIG").is_some_and(|v| !v.is_empty());
+    let kubeconfig = if want_api { kubeconfig_path(a.access.kubeconfig.as_deref())? } else { None };
+    let tls = match (&a.etcd_cacert, &a.etcd_cert, &a.etcd_key) {
+        (Some(ca), Some(c), Some(k)) => Some(EtcdTls { cacert: ca.display().to_string(), cert: c.display().to_string(), key: k.display().to_string() }),
+        _ => None,
+    };
+    let rt = Blocking::dedicated("drctl-inspect")?;
+
+    // The three parts are independent: check them at once (each is bounded by its own timeouts).
+    let (api, ssh, etcd) = std::thread::scope(|s| {
+        let api = s.spawn(|| api_report(want_api, kubeconfig.clone(), a.access.context.as_deref(), &rt));
+        let ssh = s.spawn(|| ssh_report(ssh_spec.as_ref(), &rt));
+        let etcd = s.spawn(|| etcd_report(&a.etcd_endpoints, tls.as_ref()));
+        (api.join(), ssh.join(), etcd.join())
+    });
+    let api = api.map_err(|_| anyhow::anyhow!("API check panicked"))?;
+    let ssh = ssh.map_err(|_| anyhow::anyhow!("SSH check panicked"))??;
+    let etcd = etcd.map_err(|_| anyhow::anyhow!("etcd check panicked"))?;
+
+    let mut problems = vec![];
+    let mut warnings = vec![];
+    if api.checked && api.reachable != Some(true) {
+        problems.push(format!("API {} does not answer: {}", api.server.as_deref().unwrap_or("?"), api.error.as_deref().unwrap_or("?")));
+    }
+    for n in api.control_plane_nodes.iter().filter(|n| !n.ready) {
+        warnings.push(format!("control-plane node {} is NotReady (taints: {})", n.name, n.taints.join(", ")));
+    }
+    for h in ssh.hosts.iter().filter(|h| !h.reachable) {
+        problems.push(format!("SSH to {} ({}) fails: {}", h.name, h.address, h.error.as_deref().unwrap_or("?")));
+    }
+    if etcd.checked {
+        if let Some(e) = &etcd.error {
+            problems.push(format!("etcd: no member list from {}: {e}", etcd.endpoints.join(",")));
+        }
+        if etcd.quorum == Some(false) {
+            problems.push(format!(
+                "etcd has lost quorum: {} of {} voting members healthy, {} needed",
+                etcd.healthy_voting_members,
+                etcd.voting_members,
+                etcd.voting_members / 2 + 1
+            ));
+        }
+        if etcd.cluster_ids.len() > 1 {
+            problems.push(format!("etcd members report {} different cluster ids: {}", etcd.cluster_ids.len(), etcd.cluster_ids.join(", ")));
+        }
+        if etcd.quorum == Some(true) {
+            for m in etcd.members.iter().filter(|m| !m.healthy) {
+                let name = if m.name.is_empty() { "(not started)" } else { m.name.as_str() };
+                warnings.push(format!("etcd member {} {name} is unhealthy: {}", m.id, m.error.as_deref().unwrap_or("?")));
+            }
+        }
+    }
+    Ok(Report { ok: problems.is_empty(), problems, warnings, api, ssh, etcd })
+}
+
+fn api_report(want: bool, kubeconfig: Option<PathBuf>, context: Option<&str>, rt: &Blocking) -> ApiReport {
+    let mut r = ApiReport { checked: want, ..ApiReport::default() };
+    if !want {
+        return r;
+    }
+    let Some(path) = kubeconfig else {
+        r.reachable = Some(false);
+        r.error = Some("no kubeconfig (--kubeconfig, $KUBECONFIG, ~/.kube/config)".into());
+        return r;
+    };
+    r.kubeconfig = Some(path.display().to_string());
+    let spec = match KubeSpec::resolve(path, context) {
+        Ok(s) => s,
+        Err(e) => {
+            r.reachable = Some(false);
+            r.error = Some(format!("{e:#}"));
+            return r;
+        }
+    };
+    r.context = Some(spec.context.clone());
+    r.server = Some(spec.server.clone());
+    let api = match spec.connect(rt) {
+        Ok(a) => a,
+        Err(e) => {
+            r.reachable = Some(false);
+            r.error = Some(format!("{e:#}"));
+            return r;
+        }
+    };
+    match api.server_version() {
+        Ok(v) => {
+            r.reachable = Some(true);
+            r.version = Some(v);
+        }
+        Err(e) => {
+            r.reachable = Some(false);
+            r.error = Some(e.to_string());
+            return r;
+        }
+    }
+    match api.list_nodes() {
+        Ok(nodes) => r.control_plane_nodes = nodes.into_iter().filter(|n| n.control_plane).collect(),
+        Err(e) => r.error = Some(e.to_string()),
+    }
+    r
+}
+
+fn ssh_report(spec: Option<&SshSpec>, rt: &Blocking) -> Result<SshReport> {
+    let Some(spec) = spec else { return Ok(SshReport::default()) };
+    let ssh = spec.connect(rt, &std::env::temp_dir())?;
+    let results = spec.check_all(&ssh);
+    let hosts = spec
+        .hosts
+        .iter()
+        .zip(results)
+        .map(|(h, (_, r))| HostRow {
+            name: h.name.clone(),
+            node: h.node.clone(),
+            address: h.address.clone(),
+            reachable: r.is_ok(),
+            error: r.err().map(|e| e.to_string()),
+        })
+        .collect();
+    Ok(SshReport { checked: true, hosts })
+}
+
+fn etcdctl(endpoints: Vec<String>, tls: Option<&EtcdTls>) -> EtcdCtl {
+    let c = EtcdCtl::local(endpoints).with_timeouts(Duration::from_secs(2), Duration::from_secs(3));
+    match tls {
+        Some(t) => c.with_tls(t.clone()),
+        None => c,
+    }
+}
+
+fn etcd_report(endpoints: &[String], tls: Option<&EtcdTls>) -> EtcdReport {
+    if endpoints.is_empty() {
+        return EtcdReport::default();
+    }
+    let mut r = EtcdReport { checked: true, ..EtcdReport::default() };
+    // The members as the member we reach sees them: answers without quorum too.
+    let list: Option<EtcdMemberList> = match etcdctl(endpoints.to_vec(), tls).member_list_local() {
+        Ok(l) => Some(l),
+        Err(e) => {
+            r.error = Some(e.to_string());
+            None
+        }
+    };
+    let mut all: Vec<String> = endpoints.to_vec();
+    for u in list.iter().flat_map(|l| l.members.iter()).flat_map(|m| m.client_urls.iter()) {
+        if !all.contains(u) {
+            all.push(u.clone());
+        }
+    }
+    r.endpoints = all.clone();
+    let ctl = etcdctl(all, tls);
+    let (status, health) = std::thread::scope(|s| {
+        let st = s.spawn(|| ctl.endpoint_status());
+        let he = ctl.endpoint_health();
+        (st.join().unwrap_or_else(|_| Ok(vec![])), he)
+    });
+    r.endpoint_status = status.unwrap_or_default();
+    r.endpoint_health = health.unwrap_or_default();
+    let mut ids: Vec<u64> = r.endpoint_status.iter().filter_map(|s| s.cluster_id).collect();
+    ids.extend(list.as_ref().map(|l| l.cluster_id).filter(|c| *c != 0));
+    ids.sort_unstable();
+    ids.dedup();
+    r.cluster_ids = ids.iter().map(|c| format!("{c:x}")).collect();
+    let leaders: Vec<u64> = r.endpoint_status.iter().filter_map(|s| s.leader).collect();
+    if let Some(l) = &list {
+        for m in &l.members {
+            let health: Vec<&EndpointHealth> = r.endpoint_health.iter().filter(|h| m.client_urls.contains(&h.endpoint)).collect();
+            let healthy = health.iter().any(|h| h.healthy);
+            let error = if healthy {
+                None
+            } else if m.client_urls.is_empty() {
+                Some("not started (added, has not joined yet)".to_string())
+            } else {
+                Some(health.iter().filter_map(|h| h.error.clone()).next().unwrap_or_else(|| "no answer".into()))
+            };
+            let own = r.endpoint_status.iter().find(|s| s.member_id == Some(m.id));
+            let cluster_id = own.and_then(|s| s.cluster_id).map(|c| format!("{c:x}"));
+            r.members.push(MemberRow {
+                id: format!("{:x}", m.id),
+                name: m.name.clone(),
+                peer_urls: m.peer_urls.clone(),
+                client_urls: m.client_urls.clone(),
+                is_learner: m.is_learner,
+                healthy,
+                answers: own.is_some(),
+                error,
+                leader: leaders.contains(&m.id),
+                cluster_id,
+            });
+        }
+        r.voting_members = r.members.iter().filter(|m| !m.is_learner).count();
+        r.healthy_voting_members = r.members.iter().filter(|m| !m.is_learner && m.healthy).count();
+        r.quorum = Some(r.voting_members > 0 && r.healthy_voting_members * 2 > r.voting_members);
+    } else {
+        r.quorum = Some(false);
+    }
+    r
+}
