@@ -108,6 +108,12 @@ pub trait Procedure: Send + Sync + 'static {
     fn is_undo_state(&self, _state: &Self::State) -> bool {
         false
     }
+    /// The state machine as data, for coverage reports: every state (named as `state_name`
+    /// names it, without the parenthesised argument) with the states a step or an abort may
+    /// move it to. Empty when the procedure does not declare it.
+    fn state_catalog(&self) -> &'static [(&'static str, &'static [&'static str])] {
+        &[]
+    }
 }
 
 /// A procedure with its types erased to bytes, so runs of any procedure live in one store.
@@ -126,6 +132,8 @@ pub trait ErasedProcedure<E: ?Sized>: Send + Sync {
     fn step(&self, env: &E, cx: &StepContext, params: &[u8], state: &[u8]) -> Result<Step<Vec<u8>>, StepError>;
     fn on_abort(&self, params: &[u8], state: &[u8]) -> Result<Option<Vec<u8>>, String>;
     fn is_undo_state(&self, state: &[u8]) -> Result<bool, String>;
+    /// See [`Procedure::state_catalog`].
+    fn state_catalog(&self) -> &'static [(&'static str, &'static [&'static str])];
 }
 
 fn enc<T: Serialize>(v: &T) -> Result<Vec<u8>, String> {
@@ -200,6 +208,9 @@ where
     }
     fn is_undo_state(&self, state: &[u8]) -> Result<bool, String> {
         Ok(Procedure::is_undo_state(self, &dec::<P::State>("state", state)?))
+    }
+    fn state_catalog(&self) -> &'static [(&'static str, &'static [&'static str])] {
+        Procedure::state_catalog(self)
     }
 }
 

@@ -4,7 +4,6 @@
 use crate::world::*;
 use crate::Sim;
 use drctl_workflows::ports::*;
-use serde_json::json;
 
 /// Virtual time one API request takes when the API answers.
 const API_LATENCY_MS: u64 = 40;
@@ -25,51 +24,98 @@ pub struct SimHosts(pub Sim);
 pub struct SimBackups(pub Sim);
 pub struct SimEtcd(pub Sim);
 
+/// Whether a request changes something: a 504 may still have applied a write.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Verb {
+    Read,
+    Write,
+}
+use Verb::*;
+
+/// The text the kube adapter gives a failed request with this HTTP status (see
+/// `drctl_adapters::kube::classify`: `HTTP {code} {reason}: {message}`).
+pub fn api_status_text(code: u16) -> String {
+    let (reason, message) = match code {
+        429 => ("TooManyRequests", "the server has received too many requests and has asked us to try again later"),
+        500 => ("InternalError", "Internal error occurred: the server could not complete the request"),
+        503 => ("ServiceUnavailable", "the server is currently unable to handle the request"),
+        504 => ("Timeout", "the server was unable to return a response in the time allotted, but may still be processing the request"),
+        _ => ("InternalError", "Internal error occurred"),
+    };
+    format!("HTTP {code} {reason}: {message}")
+}
+
+/// kube-apiserver's own request timeout, spent by a request that ends in 504.
+const API_REQUEST_TIMEOUT_MS: u64 = 60 * SECOND;
+
 impl SimApi {
     /// One API request: time passes, then it is answered or fails as a real one would.
-    fn call<T>(&self, path: &str, f: impl FnOnce(&mut World) -> PortResult<T>) -> PortResult<T> {
-        self.0.write(|w| {
-            w.advance(API_LATENCY_MS);
+    fn call<T>(&self, verb: Verb, path: std::fmt::Arguments<'_>, f: impl FnOnce(&mut World) -> PortResult<T>) -> PortResult<T> {
+        self.0.op(|w| {
+            let latency = w.api_latency(API_LATENCY_MS);
+            w.pass_time(latency);
             if w.in_api_outage() || !w.kas_running() {
                 return Err(PortError::Transient(format!(
                     "Get \"https://api.ocp.example.com:6443{path}\": dial tcp 10.0.0.5:6443: connect: connection refused"
                 )));
             }
             if !w.has_quorum() {
-                w.advance(ETCD_REQUEST_TIMEOUT_MS);
+                w.pass_time(ETCD_REQUEST_TIMEOUT_MS);
                 return Err(PortError::Transient("etcdserver: request timed out".into()));
+            }
+            if let Some(code) = w.api_error_now() {
+                if code == 504 {
+                    // The API server gave up waiting, but the write may still go through.
+                    if verb == Write && w.fault_roll(50) {
+                        let _ = f(w);
+                    }
+                    w.pass_time(API_REQUEST_TIMEOUT_MS);
+                }
+                return Err(PortError::Transient(api_status_text(code)));
+            }
+            if let Some(kind) = w.etcd_error_now() {
+                w.pass_time(ETCD_REQUEST_TIMEOUT_MS);
+                return Err(PortError::Transient(format!("HTTP 500 InternalError: {}", kind.message())));
             }
             f(w)
         })
     }
 }
 
+/// A JSON object from its members (cheaper than `json!`, which serialises every value).
+fn obj<const N: usize>(members: [(&str, serde_json::Value); N]) -> serde_json::Value {
+    serde_json::Value::Object(members.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+}
+
+fn text(s: &str) -> serde_json::Value {
+    serde_json::Value::String(s.to_string())
+}
+
 fn machine_manifest(m: &MachineObj) -> serde_json::Value {
-    let mut meta = json!({
-        "name": m.name,
-        "namespace": "openshift-machine-api",
-        "uid": m.uid,
-        "generation": m.generation,
-        "resourceVersion": m.resource_version.to_string(),
-        "labels": {
-            "machine.openshift.io/cluster-api-machine-role": if m.control_plane { "master" } else { "worker" },
-            "machine.openshift.io/cluster-api-machine-type": if m.control_plane { "master" } else { "worker" },
-        },
-    });
+    let role = if m.control_plane { "master" } else { "worker" };
+    let mut meta = obj([
+        ("name", text(&m.name)),
+        ("namespace", text("openshift-machine-api")),
+        ("uid", text(&m.uid)),
+        ("generation", m.generation.into()),
+        ("resourceVersion", m.resource_version.to_string().into()),
+        ("labels", obj([("machine.openshift.io/cluster-api-machine-role", text(role)), ("machine.openshift.io/cluster-api-machine-type", text(role))])),
+    ]);
     if !m.annotations.is_empty() {
-        meta["annotations"] = json!(m.annotations);
+        meta["annotations"] = serde_json::Value::Object(m.annotations.iter().map(|(k, v)| (k.clone(), text(v))).collect());
     }
-    let mut spec = json!({
-        "providerSpec": { "value": { "instanceType": m.instance_type, "placement": { "availabilityZone": m.zone } } }
-    });
+    let mut spec = obj([(
+        "providerSpec",
+        obj([("value", obj([("instanceType", text(&m.instance_type)), ("placement", obj([("availabilityZone", text(&m.zone))]))]))]),
+    )]);
     if let Some(p) = &m.provider_id {
-        spec["providerID"] = json!(p);
+        spec["providerID"] = text(p);
     }
-    let mut status = json!({ "phase": m.phase });
+    let mut status = obj([("phase", text(&m.phase))]);
     if let Some(n) = &m.node {
-        status["nodeRef"] = json!({ "kind": "Node", "name": n });
+        status["nodeRef"] = obj([("kind", text("Node")), ("name", text(n))]);
     }
-    json!({ "apiVersion": "machine.openshift.io/v1beta1", "kind": "Machine", "metadata": meta, "spec": spec, "status": status })
+    obj([("apiVersion", text("machine.openshift.io/v1beta1")), ("kind", text("Machine")), ("metadata", meta), ("spec", spec), ("status", status)])
 }
 
 fn machine_info(m: &MachineObj) -> MachineInfo {
@@ -78,15 +124,15 @@ fn machine_info(m: &MachineObj) -> MachineInfo {
 
 impl ClusterApi for SimApi {
     fn cluster_version(&self) -> PortResult<String> {
-        self.call("/apis/config.openshift.io/v1/clusterversions/version", |w| Ok(w.api().cluster_version.clone()))
+        self.call(Read, format_args!("/apis/config.openshift.io/v1/clusterversions/version"), |w| Ok(w.api().cluster_version.clone()))
     }
 
     fn cluster_age_secs(&self) -> PortResult<u64> {
-        self.call("/apis/config.openshift.io/v1/clusterversions/version", |w| Ok(w.now.since(w.installed_at).as_secs()))
+        self.call(Read, format_args!("/apis/config.openshift.io/v1/clusterversions/version"), |w| Ok(w.now.since(w.installed_at).as_secs()))
     }
 
     fn cluster_operators(&self) -> PortResult<Vec<ClusterOperatorInfo>> {
-        self.call("/apis/config.openshift.io/v1/clusteroperators", |w| {
+        self.call(Read, format_args!("/apis/config.openshift.io/v1/clusteroperators"), |w| {
             Ok(Operator::ALL
                 .iter()
                 .map(|op| {
@@ -98,7 +144,7 @@ impl ClusterApi for SimApi {
     }
 
     fn list_nodes(&self) -> PortResult<Vec<NodeInfo>> {
-        self.call("/api/v1/nodes", |w| {
+        self.call(Read, format_args!("/api/v1/nodes"), |w| {
             Ok(w.api()
                 .nodes
                 .values()
@@ -117,17 +163,18 @@ impl ClusterApi for SimApi {
     }
 
     fn delete_node(&self, name: &str) -> PortResult<()> {
-        self.call(&format!("/api/v1/nodes/{name}"), |w| {
+        self.call(Write, format_args!("/api/v1/nodes/{name}"), |w| {
             if w.api().nodes.contains_key(name) {
                 w.api_mut().nodes.remove(name);
                 w.note(format!("node {name} deleted"));
+                w.effect(EffectKind::NodeDeleted, name);
             }
             Ok(())
         })
     }
 
     fn list_csrs(&self) -> PortResult<Vec<CsrInfo>> {
-        self.call("/apis/certificates.k8s.io/v1/certificatesigningrequests", |w| {
+        self.call(Read, format_args!("/apis/certificates.k8s.io/v1/certificatesigningrequests"), |w| {
             Ok(w.api()
                 .csrs
                 .values()
@@ -145,13 +192,14 @@ impl ClusterApi for SimApi {
     }
 
     fn approve_csr(&self, name: &str) -> PortResult<()> {
-        self.call(&format!("/apis/certificates.k8s.io/v1/certificatesigningrequests/{name}/approval"), |w| {
+        self.call(Write, format_args!("/apis/certificates.k8s.io/v1/certificatesigningrequests/{name}/approval"), |w| {
             match w.api().csrs.get(name) {
                 None => Err(PortError::NotFound(format!("certificatesigningrequests.certificates.k8s.io \"{name}\" not found"))),
                 Some(c) if c.approved => Ok(()),
                 Some(_) => {
                     w.api_mut().csrs.get_mut(name).expect("csr").approved = true;
                     w.note(format!("csr {name} approved"));
+                    w.effect(EffectKind::CsrApproved, name);
                     Ok(())
                 }
             }
@@ -159,7 +207,7 @@ impl ClusterApi for SimApi {
     }
 
     fn list_pods(&self, namespace: &str, selector: &str) -> PortResult<Vec<PodInfo>> {
-        self.call(&format!("/api/v1/namespaces/{namespace}/pods?labelSelector={selector}"), |w| {
+        self.call(Read, format_args!("/api/v1/namespaces/{namespace}/pods?labelSelector={selector}"), |w| {
             match (namespace, selector) {
                 ("openshift-etcd", "k8s-app=etcd") => Ok(w
                     .hosts
@@ -197,38 +245,39 @@ impl ClusterApi for SimApi {
     }
 
     fn delete_pod(&self, namespace: &str, name: &str) -> PortResult<()> {
-        self.call(&format!("/api/v1/namespaces/{namespace}/pods/{name}"), |w| {
+        self.call(Write, format_args!("/api/v1/namespaces/{namespace}/pods/{name}"), |w| {
             if namespace == "openshift-ovn-kubernetes" && w.ovn_pods.contains_key(name) {
                 let at = w.delay(10 * SECOND, 40 * SECOND);
                 let p = w.ovn_pods.get_mut(name).expect("pod");
                 p.phase = "Pending".into();
                 p.start_at = Some(at);
                 w.note(format!("pod {name} deleted; daemonset re-creates it"));
+                w.effect(EffectKind::PodDeleted, name);
             }
             Ok(())
         })
     }
 
     fn ovn_master_references(&self, ips: &[String]) -> PortResult<Vec<String>> {
-        self.call("/apis/apps/v1/namespaces/openshift-ovn-kubernetes/daemonsets/ovnkube-master", |w| {
+        self.call(Read, format_args!("/apis/apps/v1/namespaces/openshift-ovn-kubernetes/daemonsets/ovnkube-master"), |w| {
             Ok(ips.iter().filter(|ip| w.ovn_master_ips.contains(*ip)).cloned().collect())
         })
     }
 
     fn list_machines(&self) -> PortResult<Vec<MachineInfo>> {
-        self.call("/apis/machine.openshift.io/v1beta1/namespaces/openshift-machine-api/machines", |w| {
+        self.call(Read, format_args!("/apis/machine.openshift.io/v1beta1/namespaces/openshift-machine-api/machines"), |w| {
             Ok(w.api().machines.values().map(machine_info).collect())
         })
     }
 
     fn get_machine(&self, name: &str) -> PortResult<Option<MachineInfo>> {
-        self.call(&format!("/apis/machine.openshift.io/v1beta1/namespaces/openshift-machine-api/machines/{name}"), |w| {
+        self.call(Read, format_args!("/apis/machine.openshift.io/v1beta1/namespaces/openshift-machine-api/machines/{name}"), |w| {
             Ok(w.api().machines.get(name).map(machine_info))
         })
     }
 
     fn delete_machine(&self, name: &str) -> PortResult<()> {
-        self.call(&format!("/apis/machine.openshift.io/v1beta1/namespaces/openshift-machine-api/machines/{name}"), |w| {
+        self.call(Write, format_args!("/apis/machine.openshift.io/v1beta1/namespaces/openshift-machine-api/machines/{name}"), |w| {
             let Some(m) = w.api().machines.get(name).cloned() else { return Ok(()) };
             if m.phase != "Deleting" {
                 let until = w.delay(MINUTE, 3 * MINUTE);
@@ -236,13 +285,14 @@ impl ClusterApi for SimApi {
                 mm.phase = "Deleting".into();
                 mm.phase_until = Some(until);
                 w.note(format!("machine {name} deleting"));
+                w.effect(EffectKind::MachineDeleted { node: m.node.clone() }, name);
             }
             Ok(())
         })
     }
 
     fn create_machine(&self, manifest: &serde_json::Value) -> PortResult<()> {
-        self.call("/apis/machine.openshift.io/v1beta1/namespaces/openshift-machine-api/machines", |w| {
+        self.call(Write, format_args!("/apis/machine.openshift.io/v1beta1/namespaces/openshift-machine-api/machines"), |w| {
             let name = manifest["metadata"]["name"]
                 .as_str()
                 .ok_or_else(|| PortError::Permanent("Machine.machine.openshift.io is invalid: metadata.name: Required value".into()))?
@@ -274,36 +324,39 @@ impl ClusterApi for SimApi {
             };
             w.api_mut().machines.insert(name.clone(), m);
             w.note(format!("machine {name} created"));
+            w.effect(EffectKind::MachineCreated, name);
             Ok(())
         })
     }
 
     fn set_quorum_guard(&self, enabled: bool) -> PortResult<()> {
-        self.call("/apis/operator.openshift.io/v1/etcds/cluster", |w| {
+        self.call(Write, format_args!("/apis/operator.openshift.io/v1/etcds/cluster"), |w| {
             if w.api().quorum_guard != enabled {
                 w.api_mut().quorum_guard = enabled;
                 w.note(format!("etcd quorum guard {}", if enabled { "on" } else { "off" }));
+                w.effect(EffectKind::QuorumGuard { enabled }, "etcds/cluster");
             }
             Ok(())
         })
     }
 
     fn quorum_guard_enabled(&self) -> PortResult<bool> {
-        self.call("/apis/operator.openshift.io/v1/etcds/cluster", |w| Ok(w.api().quorum_guard))
+        self.call(Read, format_args!("/apis/operator.openshift.io/v1/etcds/cluster"), |w| Ok(w.api().quorum_guard))
     }
 
     fn force_redeployment(&self, operator: Operator, reason: &str) -> PortResult<()> {
-        self.call(&format!("/apis/operator.openshift.io/v1/{}/cluster", operator.resource()), |w| {
+        self.call(Write, format_args!("/apis/operator.openshift.io/v1/{}/cluster", operator.resource()), |w| {
             if w.api().operators[&operator].force_reason.as_deref() != Some(reason) {
                 w.api_mut().operators.get_mut(&operator).expect("operator").force_reason = Some(reason.to_string());
                 w.note(format!("{operator}: forceRedeploymentReason={reason}"));
+                w.effect(EffectKind::ForceRedeployment(operator), operator.resource());
             }
             Ok(())
         })
     }
 
     fn installer_progress(&self, operator: Operator) -> PortResult<InstallerProgress> {
-        self.call(&format!("/apis/operator.openshift.io/v1/{}/cluster", operator.resource()), |w| {
+        self.call(Read, format_args!("/apis/operator.openshift.io/v1/{}/cluster", operator.resource()), |w| {
             let (reason, message) = w.installer_progress(operator);
             let o = &w.api().operators[&operator];
             Ok(InstallerProgress { reason, message, latest_revision: o.latest_revision, force_redeployment_reason: o.force_reason.clone() })
@@ -312,20 +365,32 @@ impl ClusterApi for SimApi {
 }
 
 impl SimHosts {
-    fn on_host<T>(&self, host: &str, f: impl FnOnce(&mut World) -> PortResult<T>) -> PortResult<T> {
-        self.0.write(|w| {
-            w.advance(SSH_LATENCY_MS);
+    /// One SSH command on `host`: time passes, then it runs, or the host cannot be reached, or
+    /// the connection drops while the command runs (which may or may not have taken effect).
+    fn on_host<T>(&self, host: &str, op: Option<&HostOp>, f: impl FnOnce(&mut World) -> PortResult<T>) -> PortResult<T> {
+        self.0.op(|w| {
+            w.pass_time(SSH_LATENCY_MS);
+            let addr = w.hosts.get(host).map(|h| h.ip.clone()).unwrap_or_else(|| host.to_string());
             if !w.ssh_reachable(host) {
-                let addr = w.hosts.get(host).map(|h| h.ip.clone()).unwrap_or_else(|| host.to_string());
-                return Err(PortError::Transient(format!("ssh: connect to host {addr} port 22: No route to host")));
+                return Err(PortError::Transient(format!("ssh: host unreachable: ssh: connect to host {addr} port 22: No route to host")));
+            }
+            if w.ssh_drop_now(host) {
+                // Not run, run, or cut short half-way (where that leaves something behind).
+                match (w.fault_pick(3), op) {
+                    (0, _) => {}
+                    (2, Some(HostOp::RunBackup { dir })) => {
+                        w.pass_time(30 * SECOND);
+                        let _ = w.backup_cut_short(host, dir);
+                    }
+                    _ => {
+                        let _ = f(w);
+                    }
+                }
+                return Err(PortError::Transient(format!("ssh: connection lost: Connection to {addr} closed by remote host.")));
             }
             f(w)
         })
     }
-}
-
-fn host_mut<'a>(w: &'a mut World, host: &str) -> &'a mut Host {
-    w.hosts.get_mut(host).expect("reachable host exists")
 }
 
 impl Hosts for SimHosts {
@@ -334,25 +399,27 @@ impl Hosts for SimHosts {
     }
 
     fn connect(&self, host: &str) -> PortResult<()> {
-        self.on_host(host, |_| Ok(()))
+        self.on_host(host, None, |_| Ok(()))
     }
 
     fn run(&self, host: &str, op: &HostOp) -> PortResult<HostOutput> {
-        self.on_host(host, |w| {
+        self.on_host(host, Some(op), |w| {
             let out = match op {
                 HostOp::MoveManifestOut(p) => {
-                    let h = host_mut(w, host);
+                    let h = w.host_mut(host);
                     let moved = h.manifests.remove(p);
                     if moved {
                         h.moved_manifests.insert(*p);
+                        w.effect(EffectKind::ManifestMovedOut(*p), host);
                     }
                     HostOutput::Moved { moved }
                 }
                 HostOp::MoveManifestIn(p) => {
-                    let h = host_mut(w, host);
+                    let h = w.host_mut(host);
                     let moved = h.moved_manifests.remove(p);
                     if moved {
                         h.manifests.insert(*p);
+                        w.effect(EffectKind::ManifestMovedIn(*p), host);
                     }
                     HostOutput::Moved { moved }
                 }
@@ -366,10 +433,11 @@ impl Hosts for SimHosts {
                         .collect(),
                 ),
                 HostOp::MoveEtcdDataDirAside => {
-                    let h = host_mut(w, host);
+                    let h = w.host_mut(host);
                     match h.etcd_data.take() {
                         Some(d) => {
                             h.etcd_data_aside.push(d);
+                            w.effect(EffectKind::EtcdDataMovedAside, host);
                             HostOutput::Moved { moved: true }
                         }
                         None => HostOutput::Moved { moved: false },
@@ -377,30 +445,47 @@ impl Hosts for SimHosts {
                 }
                 HostOp::ListAddresses => HostOutput::Addresses(w.hosts[host].addresses.clone()),
                 HostOp::RemoveAddress { address, device } => {
-                    host_mut(w, host).addresses.retain(|(a, d)| !(a == address && d == device));
+                    let h = w.host_mut(host);
+                    let before = h.addresses.len();
+                    h.addresses.retain(|(a, d)| !(a == address && d == device));
+                    if h.addresses.len() != before {
+                        w.effect(EffectKind::AddressRemoved(address.clone()), host);
+                    }
                     HostOutput::Done
                 }
                 HostOp::RemoveKubeletPki => {
-                    let h = host_mut(w, host);
+                    let h = w.host_mut(host);
+                    let had = h.kubelet_cert_gen.is_some() || h.kubelet_serving;
                     h.kubelet_cert_gen = None;
                     h.kubelet_serving = false;
+                    if had {
+                        w.effect(EffectKind::KubeletPkiRemoved, host);
+                    }
                     HostOutput::Done
                 }
                 HostOp::RestartKubelet => {
-                    let h = host_mut(w, host);
+                    let h = w.host_mut(host);
                     h.kubelet_running = true;
                     h.needs_register = true;
                     w.note(format!("kubelet restarted on {host}"));
+                    w.effect(EffectKind::KubeletRestarted, host);
                     HostOutput::Done
                 }
                 HostOp::RemoveOvnDatabases => {
-                    host_mut(w, host).ovn_db = None;
+                    let h = w.host_mut(host);
+                    if h.ovn_db.take().is_some() {
+                        w.effect(EffectKind::OvnDatabasesRemoved, host);
+                    }
                     HostOutput::Done
                 }
                 HostOp::RunBackup { dir } => {
-                    w.advance(45 * SECOND);
+                    w.pass_time(45 * SECOND);
+                    // cluster-backup.sh takes its snapshot with etcdctl.
+                    if let Some(kind) = w.etcd_error_now() {
+                        return Err(PortError::Transient(kind.message().into()));
+                    }
                     let (snapshot, resources) = w.backup(host, dir).map_err(|e| {
-                        if e.contains("timed out") {
+                        if e.contains("timed out") || e.contains("no leader") {
                             PortError::Transient(e)
                         } else {
                             PortError::Permanent(e)
@@ -414,7 +499,7 @@ impl Hosts for SimHosts {
                     None => return Err(PortError::NotFound(format!("{path}: no such file or directory"))),
                 },
                 HostOp::RunRestore { dir, fence } => {
-                    w.advance(2 * MINUTE);
+                    w.pass_time(2 * MINUTE);
                     w.restore(host, dir, fence).map_err(PortError::Permanent)?;
                     HostOutput::Done
                 }
@@ -431,13 +516,14 @@ impl Hosts for SimHosts {
                     )
                 }
                 HostOp::MakePrivateDir { dir } => {
-                    host_mut(w, host).dirs.insert(dir.clone());
+                    w.host_mut(host).dirs.insert(dir.clone());
                     HostOutput::Done
                 }
                 HostOp::ReleaseVersion => HostOutput::Version(w.hosts[host].release_version.clone()),
                 HostOp::Shutdown { minutes } => {
                     let at = w.now.plus(std::time::Duration::from_secs(60 * *minutes as u64));
-                    host_mut(w, host).shutdown_at = Some(at);
+                    w.host_mut(host).shutdown_at = Some(at);
+                    w.effect(EffectKind::HostShutdown, host);
                     HostOutput::Done
                 }
             };
@@ -446,10 +532,14 @@ impl Hosts for SimHosts {
     }
 
     fn copy_backup_to_host(&self, backup: &str, host: &str, dest_dir: &str) -> PortResult<()> {
-        self.on_host(host, |w| {
+        self.on_host(host, None, |w| {
             let set = w.backups.get(backup).cloned().ok_or_else(|| PortError::NotFound(format!("backup {backup}")))?;
-            w.advance(30 * SECOND);
-            let h = host_mut(w, host);
+            w.pass_time(30 * SECOND);
+            if w.faults.disk_full(host, w.now) {
+                let first = set.files.keys().next().cloned().unwrap_or_default();
+                return Err(PortError::Permanent(format!("copy {first} to {host}:{dest_dir}: exit status 1: cat: write error: No space left on device")));
+            }
+            let h = w.host_mut(host);
             h.dirs.insert(dest_dir.to_string());
             for (name, f) in set.files {
                 h.files.insert(format!("{}/{name}", dest_dir.trim_end_matches('/')), f);
@@ -459,16 +549,17 @@ impl Hosts for SimHosts {
     }
 
     fn copy_backup_from_host(&self, host: &str, files: &[String], backup: &str, info: &BackupInfo) -> PortResult<()> {
-        self.on_host(host, |w| {
+        self.on_host(host, None, |w| {
             let mut set = BackupSet { files: Default::default(), info: Some(info.clone()) };
             for path in files {
                 let f = w.hosts[host].files.get(path).cloned().ok_or_else(|| PortError::NotFound(format!("{host}:{path}")))?;
                 let name = path.rsplit('/').next().unwrap_or(path).to_string();
                 set.files.insert(name, f);
             }
-            w.advance(30 * SECOND);
+            w.pass_time(30 * SECOND);
             w.backups.insert(backup.to_string(), set);
             w.note(format!("backup {backup} stored"));
+            w.effect(EffectKind::BackupStored, backup);
             Ok(())
         })
     }
@@ -492,14 +583,17 @@ impl BackupStore for SimBackups {
 
 impl SimEtcd {
     fn call<T>(&self, linearizable: bool, f: impl FnOnce(&mut World) -> PortResult<T>) -> PortResult<T> {
-        self.0.write(|w| {
-            w.advance(20);
+        self.0.op(|w| {
+            w.pass_time(20);
             if w.started_members() == 0 {
                 return Err(PortError::Transient("context deadline exceeded".into()));
             }
             if linearizable && !w.has_quorum() {
-                w.advance(5 * SECOND);
+                w.pass_time(5 * SECOND);
                 return Err(PortError::Transient("etcdserver: request timed out".into()));
+            }
+            if let Some(kind) = w.etcd_error_now() {
+                return Err(PortError::Transient(kind.message().into()));
             }
             f(w)
         })
@@ -529,30 +623,29 @@ impl Etcd for SimEtcd {
     }
 
     fn member_remove(&self, id: u64) -> PortResult<()> {
-        self.call(true, |w| {
-            let cid = w.current_cluster;
-            if w.etcd.get_mut(&cid).expect("cluster").members.remove(&id).is_some() {
-                w.api_mut(); // membership change is a raft entry: revision moves
-                w.note(format!("etcd member {id:x} removed"));
-            }
-            Ok(())
-        })
+        self.call(true, |w| w.remove_member(id, true).map(|_| ()).map_err(PortError::Transient))
     }
 
     fn member_add(&self, name: &str, _peer_url: &str) -> PortResult<EtcdMemberList> {
         self.call(true, |w| {
+            // etcd's strict reconfiguration check: a voting member is added only while every
+            // voting member is connected.
+            if w.etcd[&w.current_cluster].members.iter().any(|(id, host)| !w.member_running(*id, host)) {
+                return Err(PortError::Transient("etcdserver: unhealthy cluster".into()));
+            }
             let id = w.new_id();
             let cid = w.current_cluster;
             w.etcd.get_mut(&cid).expect("cluster").members.insert(id, name.to_string());
             w.note(format!("etcd member {id:x} added for {name}"));
+            w.effect(EffectKind::MemberAdded, name);
             Ok(())
         })?;
         self.member_list()
     }
 
     fn endpoint_health(&self) -> PortResult<Vec<EndpointHealth>> {
-        self.0.write(|w| {
-            w.advance(20);
+        self.0.op(|w| {
+            w.pass_time(20);
             let quorum = w.has_quorum();
             Ok(w.etcd[&w.current_cluster]
                 .members
@@ -591,5 +684,38 @@ impl Etcd for SimEtcd {
                 })
                 .ok_or_else(|| PortError::NotFound(format!("{path}: no such file or directory")))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn machine_manifest_is_the_object_the_api_serves() {
+        let w = crate::scenario::healthy(1);
+        let m = &w.api().machines["ocp-7x2lq-master-0"];
+        let v = machine_manifest(m);
+        let expected = json!({
+            "apiVersion": "machine.openshift.io/v1beta1", "kind": "Machine",
+            "metadata": {
+                "name": m.name, "namespace": "openshift-machine-api", "uid": m.uid, "generation": m.generation,
+                "resourceVersion": m.resource_version.to_string(),
+                "labels": {"machine.openshift.io/cluster-api-machine-role": "master", "machine.openshift.io/cluster-api-machine-type": "master"},
+                "annotations": m.annotations,
+            },
+            "spec": {"providerSpec": {"value": {"instanceType": m.instance_type, "placement": {"availabilityZone": m.zone}}}, "providerID": m.provider_id},
+            "status": {"phase": "Running", "nodeRef": {"kind": "Node", "name": "master-0"}},
+        });
+        assert_eq!(v, expected);
+    }
+
+    #[test]
+    fn injected_api_errors_read_like_the_kube_adapter() {
+        assert_eq!(api_status_text(503), "HTTP 503 ServiceUnavailable: the server is currently unable to handle the request");
+        assert!(api_status_text(504).starts_with("HTTP 504 Timeout: the server was unable to return a response in the time allotted"));
+        assert!(api_status_text(429).starts_with("HTTP 429 TooManyRequests:"));
+        assert!(api_status_text(500).starts_with("HTTP 500 InternalError: Internal error occurred"));
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::world::*;
 use drctl_runtime::clock::Timestamp;
-use drctl_runtime::rng::DetRng;
+use drctl_runtime::rng::{mix, DetRng};
 use drctl_workflows::ports::{BackupInfo, Operator, StaticPod};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -157,7 +157,19 @@ pub fn healthy(seed: u64) -> World {
         restored_from_revision: None,
         next_ip: 20,
         log: vec![],
+        effects: vec![],
+        vips: vec![],
+        secrets: vec![encryption_key(seed)],
+        fault_rng: None,
+        track: Default::default(),
     }
+}
+
+/// The cluster's etcd encryption key (`aescbc`, 32 bytes), kept in the static pod resources of
+/// every backup: a secret that must never reach a run's record.
+pub fn encryption_key(seed: u64) -> String {
+    let (a, b) = (mix(seed, b"encryption-key-0"), mix(seed, b"encryption-key-1"));
+    format!("aescbc:key1:{a:016x}{b:016x}")
 }
 
 /// Take a backup on master-0 and keep it in the backup location as `name`.
@@ -211,6 +223,7 @@ pub fn quorum_loss_reachable(seed: u64) -> World {
     }
     w.hosts.get_mut("master-0").expect("host").addresses.push(("10.0.0.5".into(), "br-ex".into()));
     w.hosts.get_mut("master-1").expect("host").addresses.push(("10.0.0.7".into(), "br-ex".into()));
+    w.vips = vec!["10.0.0.5".into(), "10.0.0.7".into()];
     w.hosts.get_mut("master-2").expect("host").powered = false;
     let m = w.hosts["master-2"].machine.clone();
     w.api_mut().machines.get_mut(&m).expect("machine").annotations.insert("machine.openshift.io/instance-state".into(), "stopped".into());

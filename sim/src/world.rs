@@ -86,7 +86,12 @@ pub struct OperatorObj {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum SimFile {
     Snapshot { status: SnapshotStatus, data: Box<ApiData> },
-    StaticResources { cluster_version: String },
+    /// The static pod resources, which include the etcd encryption configuration (a secret).
+    StaticResources {
+        cluster_version: String,
+        #[serde(default)]
+        encryption_key: String,
+    },
     Info(String),
 }
 
@@ -168,13 +173,217 @@ impl Window {
     }
 }
 
-/// Faults injected into the world, all from the seed or from explicit options.
+/// A window of virtual time on one host.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostWindow {
+    pub host: String,
+    pub window: Window,
+}
+
+/// API requests in `window` fail with HTTP `code` (429, 500, 503 or 504), `percent` of them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiErrors {
+    pub window: Window,
+    pub code: u16,
+    pub percent: u8,
+}
+
+/// Everything drawn from the delay distributions in `window` takes `factor_percent`% as long.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Slowdown {
+    pub window: Window,
+    pub factor_percent: u32,
+}
+
+/// SSH connections to `host` in `window` are dropped mid-command, `percent` of them; the
+/// command may or may not have taken effect.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SshDrops {
+    pub host: String,
+    pub window: Window,
+    pub percent: u8,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EtcdErrorKind {
+    /// `etcdserver: no leader` (an election in progress).
+    NoLeader,
+    /// `etcdserver: request timed out` (a proposal not committed in time).
+    RequestTimedOut,
+}
+
+impl EtcdErrorKind {
+    pub fn message(self) -> &'static str {
+        match self {
+            EtcdErrorKind::NoLeader => "etcdserver: no leader",
+            EtcdErrorKind::RequestTimedOut => "etcdserver: request timed out",
+        }
+    }
+}
+
+/// Requests that reach etcd in `window` (through the API server, etcdctl, cluster-backup.sh)
+/// fail with `kind`, `percent` of them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EtcdErrors {
+    pub window: Window,
+    pub kind: EtcdErrorKind,
+    pub percent: u8,
+}
+
+/// Faults injected into the world, all from the seed or from explicit options (see
+/// [`crate::faults::FaultSchedule`], which describes them relative to a run's start).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Faults {
     pub api_outages: Vec<Window>,
     /// host -> windows in which SSH to it fails.
     pub ssh_outages: BTreeMap<String, Vec<Window>>,
+    /// Hosts whose disk is full for good.
     pub disk_full: BTreeSet<String>,
+    #[serde(default)]
+    pub api_errors: Vec<ApiErrors>,
+    /// API responses slowed down.
+    #[serde(default)]
+    pub api_slow: Vec<Slowdown>,
+    #[serde(default)]
+    pub ssh_drops: Vec<SshDrops>,
+    /// The etcd member on `host` is down (container crashed) in the window, then restarts.
+    #[serde(default)]
+    pub etcd_down: Vec<HostWindow>,
+    #[serde(default)]
+    pub etcd_errors: Vec<EtcdErrors>,
+    /// Disk full on `host` in the window.
+    #[serde(default)]
+    pub disk_full_windows: Vec<HostWindow>,
+    /// Slow operations: machine provisioning, pod start, revision rollout, ...
+    #[serde(default)]
+    pub slow_ops: Vec<Slowdown>,
+}
+
+impl Faults {
+    /// Every moment at which some fault starts or ends (the controllers react to some).
+    pub fn boundaries(&self) -> impl Iterator<Item = Timestamp> + '_ {
+        let w = self
+            .api_outages
+            .iter()
+            .chain(self.ssh_outages.values().flatten())
+            .chain(self.api_errors.iter().map(|e| &e.window))
+            .chain(self.api_slow.iter().map(|e| &e.window))
+            .chain(self.ssh_drops.iter().map(|e| &e.window))
+            .chain(self.etcd_down.iter().map(|e| &e.window))
+            .chain(self.etcd_errors.iter().map(|e| &e.window))
+            .chain(self.disk_full_windows.iter().map(|e| &e.window))
+            .chain(self.slow_ops.iter().map(|e| &e.window));
+        w.flat_map(|w| [w.from, w.until])
+    }
+
+    /// When the last fault window ends (`None` without windows).
+    pub fn last_end(&self) -> Option<Timestamp> {
+        self.boundaries().max()
+    }
+
+    /// Whether any fault window covers `t`.
+    pub fn active_at(&self, t: Timestamp) -> bool {
+        let covers = |w: &Window| w.covers(t);
+        self.api_outages.iter().any(covers)
+            || self.ssh_outages.values().flatten().any(covers)
+            || self.api_errors.iter().any(|e| covers(&e.window))
+            || self.api_slow.iter().any(|e| covers(&e.window))
+            || self.ssh_drops.iter().any(|e| covers(&e.window))
+            || self.etcd_down.iter().any(|e| covers(&e.window))
+            || self.etcd_errors.iter().any(|e| covers(&e.window))
+            || self.disk_full_windows.iter().any(|e| covers(&e.window))
+            || self.slow_ops.iter().any(|e| covers(&e.window))
+    }
+
+    pub fn etcd_down(&self, host: &str, t: Timestamp) -> bool {
+        self.etcd_down.iter().any(|e| e.host == host && e.window.covers(t))
+    }
+
+    pub fn disk_full(&self, host: &str, t: Timestamp) -> bool {
+        self.disk_full.contains(host) || self.disk_full_windows.iter().any(|e| e.host == host && e.window.covers(t))
+    }
+
+    fn slow_factor(list: &[Slowdown], t: Timestamp) -> u64 {
+        list.iter().filter(|s| s.window.covers(t)).map(|s| s.factor_percent as u64).max().unwrap_or(100)
+    }
+}
+
+/// What an operation did to the cluster, recorded when it actually changed something (a
+/// repeated operation that finds its work done records nothing). The chaos harness checks its
+/// safety invariants against this log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EffectKind {
+    ManifestMovedOut(StaticPod),
+    ManifestMovedIn(StaticPod),
+    EtcdDataMovedAside,
+    AddressRemoved(String),
+    KubeletPkiRemoved,
+    KubeletRestarted,
+    OvnDatabasesRemoved,
+    HostShutdown,
+    /// `cluster-restore.sh`: a new etcd cluster; `machine` is the recovery host's machine.
+    Restore { cluster_id: u64, machine: String },
+    BackupWritten,
+    BackupStored,
+    NodeDeleted,
+    PodDeleted,
+    CsrApproved,
+    /// A machine was asked to go; `node` is the node it ran.
+    MachineDeleted { node: Option<String> },
+    MachineCreated,
+    QuorumGuard { enabled: bool },
+    ForceRedeployment(Operator),
+    /// An etcd member was removed; counts are of the cluster right after.
+    MemberRemoved { members_after: usize, healthy_after: usize },
+    MemberAdded,
+}
+
+impl EffectKind {
+    /// Effects that destroy or take away (what a guard and a gate must come before).
+    pub fn destructive(&self) -> bool {
+        use EffectKind::*;
+        matches!(
+            self,
+            ManifestMovedOut(_)
+                | EtcdDataMovedAside
+                | AddressRemoved(_)
+                | KubeletPkiRemoved
+                | OvnDatabasesRemoved
+                | HostShutdown
+                | Restore { .. }
+                | NodeDeleted
+                | MachineDeleted { .. }
+                | QuorumGuard { .. }
+                | MemberRemoved { .. }
+        )
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Effect {
+    pub at: Timestamp,
+    pub kind: EffectKind,
+    /// The host or object it was done to.
+    pub target: String,
+}
+
+/// Bookkeeping of the controllers' work, not part of the world's data: lets [`World::reconcile`]
+/// see whether a pass changed anything without re-serialising the world, and `advance_to` skip
+/// the controllers when nothing changed and nothing is due.
+#[derive(Clone, Debug, Default)]
+pub struct Tracking {
+    changes: u64,
+    settled_at: Option<u64>,
+    /// The host names, kept between passes to spare an allocation per controller and pass.
+    host_names: Vec<String>,
+    /// `api_available()` as of (changes, now): the controllers ask it many times per pass.
+    api_cache: std::cell::Cell<Option<(u64, Timestamp, bool)>>,
+}
+
+impl PartialEq for Tracking {
+    fn eq(&self, _: &Tracking) -> bool {
+        true
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -206,6 +415,23 @@ pub struct World {
     pub next_ip: u32,
     /// Notable changes, in order: the world's own event log.
     pub log: Vec<String>,
+    /// What operations did, in order (see [`EffectKind`]).
+    #[serde(default)]
+    pub effects: Vec<Effect>,
+    /// Virtual IPs keepalived manages (API, ingress): a host whose keepalived runs takes over
+    /// a VIP no running keepalived holds.
+    #[serde(default)]
+    pub vips: Vec<String>,
+    /// Secret values the world holds (the etcd encryption key in the static-resources backup
+    /// file): none of them may ever appear in a run's record or history.
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    /// Where fault decisions (which request fails) are drawn from, apart from the controllers'
+    /// RNG so that a fault does not change how the cluster itself behaves.
+    #[serde(default)]
+    pub fault_rng: Option<DetRng>,
+    #[serde(skip)]
+    pub track: Tracking,
 }
 
 /// How many world changes `advance_to` may process in one call before it is a bug.
@@ -219,11 +445,87 @@ impl World {
     pub fn note(&mut self, what: impl AsRef<str>) {
         let line = format!("{} {}", self.now, what.as_ref());
         self.log.push(line);
+        self.touch();
     }
 
+    /// Record that the world changed. Every mutation by the controllers and the port
+    /// operations calls this (directly or through [`World::host_mut`], [`World::api_mut`],
+    /// [`World::note`], [`World::delay`]); code that edits fields directly and then calls
+    /// [`World::pass_time`] must call it too. [`World::advance_to`] assumes nothing.
+    pub fn touch(&mut self) {
+        self.track.changes += 1;
+    }
+
+    /// The names of the hosts, to iterate while changing them; give them back with
+    /// [`World::put_host_names`].
+    fn take_host_names(&mut self) -> Vec<String> {
+        let mut names = std::mem::take(&mut self.track.host_names);
+        if !names.iter().eq(self.hosts.keys()) {
+            names = self.hosts.keys().cloned().collect();
+        }
+        names
+    }
+
+    fn put_host_names(&mut self, names: Vec<String>) {
+        self.track.host_names = names;
+    }
+
+    fn settled(&self) -> bool {
+        self.track.settled_at == Some(self.track.changes)
+    }
+
+    /// Record an effect of an operation (see [`EffectKind`]).
+    pub fn effect(&mut self, kind: EffectKind, target: impl Into<String>) {
+        self.effects.push(Effect { at: self.now, kind, target: target.into() });
+    }
+
+    /// A moment `lo..=hi` ms from now (times the slow-operations factor, if one is active).
     pub fn delay(&mut self, lo_ms: u64, hi_ms: u64) -> Timestamp {
         let d = self.rng.range(lo_ms, hi_ms);
-        self.now.plus(std::time::Duration::from_millis(d))
+        let f = Faults::slow_factor(&self.faults.slow_ops, self.now);
+        self.touch();
+        self.now.plus(std::time::Duration::from_millis(d * f / 100))
+    }
+
+    /// How long an API request takes now: `base` times the slow-response factor, if any.
+    pub fn api_latency(&self, base_ms: u64) -> u64 {
+        base_ms * Faults::slow_factor(&self.faults.api_slow, self.now) / 100
+    }
+
+    /// A fault decision: true with probability `percent`%, from the fault RNG.
+    pub fn fault_roll(&mut self, percent: u8) -> bool {
+        let seed = self.seed;
+        let rng = self.fault_rng.get_or_insert_with(|| DetRng::derive(seed, b"faults"));
+        // Not a change the controllers could see: the world stays settled.
+        rng.chance(percent as u64, 100)
+    }
+
+    /// A fault decision among `n` outcomes, from the fault RNG.
+    pub fn fault_pick(&mut self, n: u64) -> u64 {
+        let seed = self.seed;
+        self.fault_rng.get_or_insert_with(|| DetRng::derive(seed, b"faults")).range(0, n.max(1) - 1)
+    }
+
+    /// The HTTP status an API request answered now fails with, if an error window says so.
+    pub fn api_error_now(&mut self) -> Option<u16> {
+        let now = self.now;
+        let active: Vec<(u16, u8)> = self.faults.api_errors.iter().filter(|e| e.window.covers(now)).map(|e| (e.code, e.percent)).collect();
+        active.into_iter().find(|(_, pct)| self.fault_roll(*pct)).map(|(code, _)| code)
+    }
+
+    /// The etcd error a request reaching etcd now fails with, if an error window says so.
+    pub fn etcd_error_now(&mut self) -> Option<EtcdErrorKind> {
+        let now = self.now;
+        let active: Vec<(EtcdErrorKind, u8)> =
+            self.faults.etcd_errors.iter().filter(|e| e.window.covers(now)).map(|e| (e.kind, e.percent)).collect();
+        active.into_iter().find(|(_, pct)| self.fault_roll(*pct)).map(|(k, _)| k)
+    }
+
+    /// Whether an SSH command to `host` now is dropped mid-command.
+    pub fn ssh_drop_now(&mut self, host: &str) -> bool {
+        let now = self.now;
+        let active: Vec<u8> = self.faults.ssh_drops.iter().filter(|e| e.host == host && e.window.covers(now)).map(|e| e.percent).collect();
+        active.into_iter().any(|pct| self.fault_roll(pct))
     }
 
     pub fn api(&self) -> &ApiData {
@@ -231,18 +533,27 @@ impl World {
     }
 
     pub fn api_mut(&mut self) -> &mut ApiData {
+        self.touch();
         let c = self.current_cluster;
         let d = &mut self.etcd.get_mut(&c).expect("current cluster exists").data;
         d.revision += 1;
         d
     }
 
+    /// A host, to change it.
+    pub fn host_mut(&mut self, name: &str) -> &mut Host {
+        self.touch();
+        self.hosts.get_mut(name).unwrap_or_else(|| panic!("host {name} exists"))
+    }
+
     pub fn new_id(&mut self) -> u64 {
+        self.touch();
         // Non-zero, as etcd ids are.
         self.rng.next_u64() | 1
     }
 
     pub fn alloc_ip(&mut self) -> String {
+        self.touch();
         self.next_ip += 1;
         format!("10.0.0.{}", self.next_ip)
     }
@@ -264,6 +575,45 @@ impl World {
         self.hosts.values().filter(|h| self.member_started(h)).count()
     }
 
+    /// Whether member `id` of the current cluster, on `host`, runs and is connected.
+    pub fn member_running(&self, id: u64, host: &str) -> bool {
+        self.hosts.get(host).is_some_and(|h| self.member_started(h) && h.etcd_data.is_some_and(|d| d.member_id == id))
+    }
+
+    /// `etcdctl member remove`: an id that is no longer a member is success (`Ok(false)`).
+    /// With `strict` (etcd's default `--strict-reconfig-check`), refused when the members left
+    /// would not have a quorum of started ones, or when the member is running and removing it
+    /// would leave fewer connected members than a quorum. Without it (a test-only bypass), the
+    /// removal happens whatever it leaves.
+    pub fn remove_member(&mut self, id: u64, strict: bool) -> Result<bool, String> {
+        let cid = self.current_cluster;
+        let members: Vec<(u64, String)> = self.etcd[&cid].members.iter().map(|(m, h)| (*m, h.clone())).collect();
+        let Some((_, host)) = members.iter().find(|(m, _)| *m == id).cloned() else { return Ok(false) };
+        if strict {
+            let left = members.len() - 1;
+            let started_left = members.iter().filter(|(m, h)| *m != id && self.member_running(*m, h)).count();
+            if started_left < left / 2 + 1 {
+                return Err("etcdserver: re-configuration failed due to not enough started members".into());
+            }
+            let active = members.iter().filter(|(m, h)| self.member_running(*m, h)).count();
+            if self.member_running(id, &host) && active - 1 < 1 + (members.len() - 1) / 2 {
+                return Err("etcdserver: unhealthy cluster".into());
+            }
+        }
+        self.etcd.get_mut(&cid).expect("cluster").members.remove(&id);
+        self.api_mut(); // membership change is a raft entry: revision moves
+        self.note(format!("etcd member {id:x} removed"));
+        let members_after = self.etcd[&cid].members.len();
+        let healthy_after = self.healthy_voting_members();
+        self.effect(EffectKind::MemberRemoved { members_after, healthy_after }, format!("{id:x}"));
+        Ok(true)
+    }
+
+    /// Members of the current cluster whose etcd is running (all members vote: no learners).
+    pub fn healthy_voting_members(&self) -> usize {
+        self.started_members()
+    }
+
     pub fn has_quorum(&self) -> bool {
         let n = self.etcd[&self.current_cluster].members.len();
         n > 0 && self.started_members() > n / 2
@@ -279,6 +629,28 @@ impl World {
 
     pub fn api_available(&self) -> bool {
         !self.in_api_outage() && self.kas_running() && self.has_quorum()
+    }
+
+    /// [`World::api_available`] for the controllers, remembered until the world changes (every
+    /// change the controllers and the ports make is tracked, see [`World::touch`]).
+    fn api_available_tracked(&self) -> bool {
+        let key = (self.track.changes, self.now);
+        match self.track.api_cache.get() {
+            Some((c, t, v)) if (c, t) == key => v,
+            _ => {
+                let v = self.api_available();
+                self.track.api_cache.set(Some((key.0, key.1, v)));
+                v
+            }
+        }
+    }
+
+    /// [`World::node_ready`] for the controllers.
+    fn node_ready_tracked(&self, node: &str) -> bool {
+        match self.hosts.get(node) {
+            Some(h) => h.powered && h.kubelet_running && self.cert_valid(h) && self.api_available_tracked(),
+            None => false,
+        }
     }
 
     pub fn cert_valid(&self, h: &Host) -> bool {
@@ -343,8 +715,24 @@ impl World {
     // -----------------------------------------------------------------------------------------
 
     /// Advance virtual time to `t`, running every controller at each moment something is due.
+    /// Assumes the world may have been edited directly since the controllers last ran.
     pub fn advance_to(&mut self, t: Timestamp) {
-        self.reconcile();
+        self.touch();
+        self.pass_time_to(t);
+    }
+
+    pub fn advance(&mut self, ms: u64) {
+        self.touch();
+        self.pass_time(ms);
+    }
+
+    /// [`World::advance_to`] for callers that record every change they make with
+    /// [`World::touch`] (the port operations, the simulator's clock): the controllers run only
+    /// when something changed or is due, which is what makes a simulated run cheap.
+    pub fn pass_time_to(&mut self, t: Timestamp) {
+        if !self.settled() {
+            self.reconcile();
+        }
         for _ in 0..MAX_TICKS_PER_ADVANCE {
             match self.next_due().filter(|d| *d <= t) {
                 Some(d) => {
@@ -353,7 +741,11 @@ impl World {
                 }
                 None => {
                     self.now = self.now.max(t);
-                    self.reconcile();
+                    // Nothing the controllers do depends on time except through `next_due`:
+                    // a settled world stays settled.
+                    if !self.settled() {
+                        self.reconcile();
+                    }
                     return;
                 }
             }
@@ -361,85 +753,127 @@ impl World {
         panic!("world did not settle while advancing to {t}: a controller keeps rescheduling itself");
     }
 
-    pub fn advance(&mut self, ms: u64) {
+    pub fn pass_time(&mut self, ms: u64) {
         let t = self.now.plus(std::time::Duration::from_millis(ms));
-        self.advance_to(t);
+        self.pass_time_to(t);
     }
 
     /// The earliest future moment at which some controller has work.
     fn next_due(&self) -> Option<Timestamp> {
-        let mut due: Vec<Timestamp> = Vec::new();
+        let now = self.now;
+        let mut best: Option<Timestamp> = None;
+        let mut see = |d: Timestamp| {
+            if d > now && best.is_none_or(|b| d < b) {
+                best = Some(d);
+            }
+        };
         for h in self.hosts.values() {
             for c in h.containers.values() {
                 if let Container::Starting { at } | Container::Stopping { at } = c {
-                    due.push(*at);
+                    see(*at);
                 }
             }
-            due.extend(h.shutdown_at);
+            if let Some(at) = h.shutdown_at {
+                see(at);
+            }
         }
         let api = self.api();
         for m in api.machines.values() {
-            due.extend(m.phase_until);
+            if let Some(at) = m.phase_until {
+                see(at);
+            }
         }
         for o in api.operators.values() {
-            due.extend(o.next_install_at);
+            if let Some(at) = o.next_install_at {
+                see(at);
+            }
         }
         for p in self.ovn_pods.values() {
-            due.extend(p.start_at);
+            if let Some(at) = p.start_at {
+                see(at);
+            }
         }
-        due.extend(self.cno_sync_at);
+        if let Some(at) = self.cno_sync_at {
+            see(at);
+        }
+        // The controllers see the API come and go and etcd members crash and restart.
         for w in &self.faults.api_outages {
-            due.push(w.from);
-            due.push(w.until);
+            see(w.from);
+            see(w.until);
         }
-        due.into_iter().filter(|d| *d > self.now).min()
+        for e in &self.faults.etcd_down {
+            see(e.window.from);
+            see(e.window.until);
+        }
+        best
     }
 
     /// Run every controller once at the current time until nothing changes.
     fn reconcile(&mut self) {
         for _ in 0..64 {
-            let before = self.fingerprint();
+            let before = self.track.changes;
             self.reconcile_hosts();
             self.reconcile_kubelets();
-            if self.api_available() {
+            if self.api_available_tracked() {
                 self.reconcile_machines();
                 self.reconcile_operators();
                 self.reconcile_ovn();
             }
-            if self.fingerprint() == before {
+            if self.track.changes == before {
+                self.track.settled_at = Some(self.track.changes);
                 return;
             }
         }
         panic!("world reconcile did not converge at {}", self.now);
     }
 
-    fn fingerprint(&self) -> u64 {
-        mix(0, &rmp_serde::to_vec(self).expect("world encodes"))
+    fn reconcile_hosts(&mut self) {
+        let names = self.take_host_names();
+        self.reconcile_hosts_named(&names);
+        self.put_host_names(names);
+        self.reconcile_keepalived();
     }
 
-    fn reconcile_hosts(&mut self) {
-        let now = self.now;
-        let names: Vec<String> = self.hosts.keys().cloned().collect();
-        for name in names {
-            let h = self.hosts[&name].clone();
-            if let Some(at) = h.shutdown_at {
-                if at <= now {
-                    let h = self.hosts.get_mut(&name).expect("host");
-                    h.powered = false;
-                    h.shutdown_at = None;
-                    self.note(format!("host {name} powered off"));
-                }
+    /// VRRP: a VIP that no running keepalived holds is taken by the first host (by name) whose
+    /// keepalived runs. A host whose keepalived stopped may keep a stale copy until it is removed
+    /// by hand (runbook step 4).
+    fn reconcile_keepalived(&mut self) {
+        for i in 0..self.vips.len() {
+            let runs = |h: &Host| h.powered && h.containers.get(&StaticPod::Keepalived) == Some(&Container::Running);
+            let vip = &self.vips[i];
+            if self.hosts.values().any(|h| runs(h) && h.addresses.iter().any(|(a, _)| a == vip)) {
+                continue;
             }
-            let h = self.hosts[&name].clone();
+            let Some(taker) = self.hosts.values().find(|h| runs(h)).map(|h| h.name.clone()) else { continue };
+            let vip = vip.clone();
+            self.host_mut(&taker).addresses.push((vip.clone(), "br-ex".into()));
+            self.note(format!("keepalived on {taker} took over VIP {vip}"));
+        }
+    }
+
+    fn reconcile_hosts_named(&mut self, names: &[String]) {
+        let now = self.now;
+        for name in names {
+            let name = name.as_str();
+            if self.hosts[name].shutdown_at.is_some_and(|at| at <= now) {
+                let h = self.host_mut(name);
+                h.powered = false;
+                h.shutdown_at = None;
+                self.note(format!("host {name} powered off"));
+            }
+            let h = &self.hosts[name];
             if !h.powered {
                 if !h.containers.is_empty() {
-                    self.hosts.get_mut(&name).expect("host").containers.clear();
+                    self.host_mut(name).containers.clear();
                 }
                 continue;
             }
             for pod in [StaticPod::Etcd, StaticPod::KubeApiServer, StaticPod::KubeControllerManager, StaticPod::KubeScheduler, StaticPod::Keepalived] {
-                let desired = h.kubelet_running && h.manifests.contains(&pod);
+                let h = &self.hosts[name];
+                let crashed = pod == StaticPod::Etcd && self.faults.etcd_down(name, now);
+                let desired = h.kubelet_running && h.manifests.contains(&pod) && !crashed;
                 let cur = h.containers.get(&pod).copied();
+                let can_start = pod != StaticPod::Etcd || self.etcd_can_start(h);
                 let next = match (desired, cur) {
                     (true, None) => {
                         let (lo, hi) = if pod == StaticPod::KubeApiServer { (30 * SECOND, 90 * SECOND) } else { (5 * SECOND, 20 * SECOND) };
@@ -447,14 +881,14 @@ impl World {
                     }
                     (true, Some(Container::Stopping { .. })) => Some(Container::Starting { at: self.delay(5 * SECOND, 20 * SECOND) }),
                     (true, Some(Container::Starting { at })) if at <= now => {
-                        if pod == StaticPod::Etcd && !self.etcd_can_start(&h) {
-                            Some(Container::CrashLoop)
-                        } else {
+                        if can_start {
                             Some(Container::Running)
+                        } else {
+                            Some(Container::CrashLoop)
                         }
                     }
-                    (true, Some(Container::CrashLoop)) if pod == StaticPod::Etcd && self.etcd_can_start(&h) => Some(Container::Running),
-                    (true, Some(Container::Running)) if pod == StaticPod::Etcd && !self.etcd_can_start(&h) => Some(Container::CrashLoop),
+                    (true, Some(Container::CrashLoop)) if can_start => Some(Container::Running),
+                    (true, Some(Container::Running)) if !can_start => Some(Container::CrashLoop),
                     (false, Some(Container::Running | Container::Starting { .. })) => Some(Container::Stopping { at: self.delay(5 * SECOND, 40 * SECOND) }),
                     (false, Some(Container::CrashLoop)) => None,
                     (false, Some(Container::Stopping { at })) if at <= now => None,
@@ -462,10 +896,13 @@ impl World {
                 };
                 if next != cur {
                     if next == Some(Container::CrashLoop) {
-                        let why = self.etcd_refusal(&h);
+                        let why = self.etcd_refusal(&self.hosts[name]);
                         self.note(format!("etcd on {name} crashlooping: {why}"));
                     }
-                    let hm = self.hosts.get_mut(&name).expect("host");
+                    if crashed && cur == Some(Container::Running) {
+                        self.note(format!("etcd on {name} crashed"));
+                    }
+                    let hm = self.host_mut(name);
                     match next {
                         Some(c) => hm.containers.insert(pod, c),
                         None => hm.containers.remove(&pod),
@@ -476,7 +913,10 @@ impl World {
     }
 
     fn etcd_can_start(&self, h: &Host) -> bool {
-        self.etcd_refusal(h).is_empty()
+        match h.etcd_data {
+            Some(d) => d.cluster_id == self.current_cluster && self.etcd[&self.current_cluster].members.get(&d.member_id) == Some(&h.name),
+            None => false,
+        }
     }
 
     /// Why etcd on `h` would refuse to run, empty when it can.
@@ -495,51 +935,56 @@ impl World {
     }
 
     fn reconcile_kubelets(&mut self) {
-        if !self.api_available() {
+        if !self.api_available_tracked() {
             return;
         }
-        let names: Vec<String> = self.hosts.keys().cloned().collect();
+        let names = self.take_host_names();
+        self.reconcile_kubelets_named(&names);
+        self.put_host_names(names);
+    }
+
+    fn reconcile_kubelets_named(&mut self, names: &[String]) {
         for name in names {
-            let h = self.hosts[&name].clone();
+            let name = name.as_str();
+            let h = &self.hosts[name];
             if !h.powered || !h.kubelet_running {
                 continue;
             }
             if h.kubelet_cert_gen.is_none() {
                 // Bootstrap: ask for a client certificate, use it once approved.
-                let csr = self.api().csrs.values().find(|c| c.kind == CsrKind::NodeBootstrapper && c.node == name).cloned();
+                let csr = self.api().csrs.values().find(|c| c.kind == CsrKind::NodeBootstrapper && c.node == name).map(|c| c.approved);
                 match csr {
-                    Some(c) if c.approved => {
+                    Some(true) => {
                         let gen = self.api().signer_generation;
-                        let hm = self.hosts.get_mut(&name).expect("host");
+                        let hm = self.host_mut(name);
                         hm.kubelet_cert_gen = Some(gen);
                         hm.kubelet_serving = false;
                         hm.needs_register = true;
                         self.note(format!("kubelet on {name} got a client certificate"));
                     }
-                    Some(_) => {}
-                    None => self.new_csr(CsrKind::NodeBootstrapper, &name),
+                    Some(false) => {}
+                    None => self.new_csr(CsrKind::NodeBootstrapper, name),
                 }
                 continue;
             }
-            if !self.cert_valid(&h) {
+            if !self.cert_valid(h) {
                 continue; // rejected by the API: the node stays NotReady until its PKI is redone
             }
-            if h.needs_register && !self.api().nodes.contains_key(&name) {
+            let (needs_register, serving) = (h.needs_register, h.kubelet_serving);
+            if needs_register && !self.api().nodes.contains_key(name) {
                 let ip = h.ip.clone();
-                self.api_mut().nodes.insert(name.clone(), NodeObj { name: name.clone(), internal_ip: ip, control_plane: true });
+                self.api_mut().nodes.insert(name.to_string(), NodeObj { name: name.to_string(), internal_ip: ip, control_plane: true });
                 self.note(format!("node {name} registered"));
             }
-            if h.needs_register {
-                self.hosts.get_mut(&name).expect("host").needs_register = false;
+            if needs_register {
+                self.host_mut(name).needs_register = false;
             }
-            if !h.kubelet_serving {
-                let csr = self.api().csrs.values().find(|c| c.kind == CsrKind::KubeletServing && c.node == name).cloned();
+            if !serving {
+                let csr = self.api().csrs.values().find(|c| c.kind == CsrKind::KubeletServing && c.node == name).map(|c| c.approved);
                 match csr {
-                    Some(c) if c.approved => {
-                        self.hosts.get_mut(&name).expect("host").kubelet_serving = true;
-                    }
-                    Some(_) => {}
-                    None => self.new_csr(CsrKind::KubeletServing, &name),
+                    Some(true) => self.host_mut(name).kubelet_serving = true,
+                    Some(false) => {}
+                    None => self.new_csr(CsrKind::KubeletServing, name),
                 }
             }
         }
@@ -568,14 +1013,15 @@ impl World {
 
     fn reconcile_machines(&mut self) {
         let now = self.now;
-        let names: Vec<String> = self.api().machines.keys().cloned().collect();
-        for name in names {
-            let m = self.api().machines[&name].clone();
-            let Some(until) = m.phase_until else { continue };
-            if until > now {
-                continue;
-            }
-            match m.phase.as_str() {
+        let due: Vec<(String, String, Option<String>)> = self
+            .api()
+            .machines
+            .values()
+            .filter(|m| m.phase_until.is_some_and(|u| u <= now))
+            .map(|m| (m.name.clone(), m.phase.clone(), m.node.clone()))
+            .collect();
+        for (name, phase, node) in due {
+            match phase.as_str() {
                 "Provisioning" => {
                     let next = self.delay(2 * MINUTE, 4 * MINUTE);
                     let mm = self.api_mut().machines.get_mut(&name).expect("machine");
@@ -586,7 +1032,7 @@ impl World {
                 }
                 "Provisioned" => self.machine_joins(&name),
                 "Deleting" => {
-                    let host = m.node.clone().or_else(|| self.hosts.values().find(|h| h.machine == name).map(|h| h.name.clone()));
+                    let host = node.or_else(|| self.hosts.values().find(|h| h.machine == name).map(|h| h.name.clone()));
                     // The etcd machine-deletion hook: a machine whose host runs a member of the
                     // current cluster is not removed until that member is gone.
                     if let Some(h) = host.as_ref().and_then(|h| self.hosts.get(h)) {
@@ -654,12 +1100,14 @@ impl World {
     fn reconcile_operators(&mut self) {
         let now = self.now;
         for op in Operator::ALL {
-            let o = self.api().operators[&op].clone();
-            if o.force_reason != o.observed_reason {
+            let o = &self.api().operators[&op];
+            let (reason_changed, latest, next_at, non_ha) =
+                (o.force_reason != o.observed_reason, o.latest_revision, o.next_install_at, o.revision_allows_non_ha);
+            if reason_changed {
                 let allows_non_ha = !self.api().quorum_guard;
                 let next = self.delay(20 * SECOND, 60 * SECOND);
                 let oo = self.api_mut().operators.get_mut(&op).expect("operator");
-                oo.observed_reason = o.force_reason.clone();
+                oo.observed_reason = oo.force_reason.clone();
                 oo.latest_revision += 1;
                 oo.revision_allows_non_ha = allows_non_ha;
                 oo.next_install_at = Some(next);
@@ -667,12 +1115,15 @@ impl World {
                 self.note(format!("{op}: revision {rev} created (non-HA allowed: {allows_non_ha})"));
                 continue;
             }
-            let behind: Vec<String> = self
-                .control_plane_nodes()
-                .into_iter()
-                .filter(|n| o.node_revisions.get(n).copied().unwrap_or(0) < o.latest_revision && self.node_ready(n))
-                .collect();
-            match (behind.first(), o.next_install_at) {
+            // The first control-plane node (by name) behind the latest revision and Ready.
+            let behind: Option<String> = self
+                .api()
+                .nodes
+                .values()
+                .filter(|n| n.control_plane)
+                .find(|n| o.node_revisions.get(&n.name).copied().unwrap_or(0) < latest && self.node_ready_tracked(&n.name))
+                .map(|n| n.name.clone());
+            match (behind, next_at) {
                 (None, Some(_)) => {
                     self.api_mut().operators.get_mut(&op).expect("operator").next_install_at = None;
                 }
@@ -681,8 +1132,7 @@ impl World {
                     self.api_mut().operators.get_mut(&op).expect("operator").next_install_at = Some(next);
                 }
                 (Some(node), Some(at)) if at <= now => {
-                    let node = node.clone();
-                    if op == Operator::Etcd && !self.install_etcd_on(&node, o.revision_allows_non_ha) {
+                    if op == Operator::Etcd && !self.install_etcd_on(&node, non_ha) {
                         // Blocked by the quorum guard: check again later.
                         let next = self.delay(60 * SECOND, 120 * SECOND);
                         self.api_mut().operators.get_mut(&op).expect("operator").next_install_at = Some(next);
@@ -690,9 +1140,9 @@ impl World {
                     }
                     let next = self.delay(60 * SECOND, 150 * SECOND);
                     let oo = self.api_mut().operators.get_mut(&op).expect("operator");
-                    oo.node_revisions.insert(node.clone(), o.latest_revision);
+                    oo.node_revisions.insert(node.clone(), latest);
                     oo.next_install_at = Some(next);
-                    self.note(format!("{op}: node {node} at revision {}", o.latest_revision));
+                    self.note(format!("{op}: node {node} at revision {latest}"));
                 }
                 _ => {}
             }
@@ -713,58 +1163,67 @@ impl World {
             }
             let id = self.new_id();
             self.etcd.get_mut(&cid).expect("cluster").members.insert(id, node.to_string());
-            let hm = self.hosts.get_mut(node).expect("host");
+            let hm = self.host_mut(node);
             hm.etcd_data = Some(DataDir { cluster_id: cid, member_id: id });
             self.note(format!("etcd: member {id:x} added for {node}"));
         }
-        self.hosts.get_mut(node).expect("host").manifests.insert(StaticPod::Etcd);
+        self.host_mut(node).manifests.insert(StaticPod::Etcd);
         true
+    }
+
+    /// Internal IPs of the control-plane nodes, sorted and without repeats.
+    fn control_plane_ips(&self) -> Vec<&str> {
+        let mut ips: Vec<&str> = self.api().nodes.values().filter(|n| n.control_plane).map(|n| n.internal_ip.as_str()).collect();
+        ips.sort_unstable();
+        ips.dedup();
+        ips
     }
 
     fn reconcile_ovn(&mut self) {
         let now = self.now;
         // The cluster network operator re-renders the ovnkube-master daemonset some minutes
         // after the set of control-plane nodes changes.
-        let cp: BTreeSet<String> = self
-            .control_plane_nodes()
-            .into_iter()
-            .filter_map(|n| self.api().nodes.get(&n).map(|o| o.internal_ip.clone()))
-            .collect();
         match self.cno_sync_at {
             Some(at) if at <= now => {
-                self.ovn_master_ips = cp;
+                self.ovn_master_ips = self.control_plane_ips().into_iter().map(str::to_string).collect();
                 self.cno_sync_at = None;
                 self.note("cno: ovnkube-master daemonset re-rendered");
             }
-            None if self.ovn_master_ips != cp => {
+            None if !self.ovn_master_ips.iter().map(String::as_str).eq(self.control_plane_ips()) => {
                 self.cno_sync_at = Some(self.delay(5 * MINUTE, 10 * MINUTE));
             }
             _ => {}
         }
-        let names: Vec<String> = self.ovn_pods.keys().cloned().collect();
+        let api = self.api();
+        let work: Vec<String> = self
+            .ovn_pods
+            .iter()
+            .filter(|(_, p)| !api.nodes.contains_key(&p.node) || p.start_at.is_some_and(|at| at <= now))
+            .map(|(n, _)| n.clone())
+            .collect();
         let current = self.current_cluster;
-        for name in names {
-            let p = self.ovn_pods[&name].clone();
-            if !self.api().nodes.contains_key(&p.node) {
+        for name in work {
+            self.touch();
+            let (node, role) = {
+                let p = &self.ovn_pods[&name];
+                (p.node.clone(), p.role)
+            };
+            if !self.api().nodes.contains_key(&node) {
                 self.ovn_pods.remove(&name);
                 continue;
             }
-            if let Some(at) = p.start_at {
-                if at <= now {
-                    let stale = p.role == OvnRole::Master && self.hosts.get(&p.node).is_some_and(|h| h.ovn_db.is_some_and(|c| c != current));
-                    let pm = self.ovn_pods.get_mut(&name).expect("pod");
-                    pm.start_at = None;
-                    pm.started_at = now;
-                    pm.phase = if stale { "CrashLoopBackOff".into() } else { "Running".into() };
-                    if p.role == OvnRole::Master && !stale {
-                        let fresh = self.hosts.get(&p.node).is_some_and(|h| h.ovn_db.is_none());
-                        if let Some(h) = self.hosts.get_mut(&p.node) {
-                            h.ovn_db = Some(current);
-                        }
-                        if fresh {
-                            self.ovn_reset_at = now;
-                        }
-                    }
+            let stale = role == OvnRole::Master && self.hosts.get(&node).is_some_and(|h| h.ovn_db.is_some_and(|c| c != current));
+            let pm = self.ovn_pods.get_mut(&name).expect("pod");
+            pm.start_at = None;
+            pm.started_at = now;
+            pm.phase = if stale { "CrashLoopBackOff".into() } else { "Running".into() };
+            if role == OvnRole::Master && !stale {
+                let fresh = self.hosts.get(&node).is_some_and(|h| h.ovn_db.is_none());
+                if let Some(h) = self.hosts.get_mut(&node) {
+                    h.ovn_db = Some(current);
+                }
+                if fresh {
+                    self.ovn_reset_at = now;
                 }
             }
         }
@@ -792,7 +1251,7 @@ impl World {
         let (status, data) = (status.clone(), data.clone());
         let cid = self.new_id();
         let mid = self.new_id();
-        let hm = self.hosts.get_mut(host).expect("host");
+        let hm = self.host_mut(host);
         for p in [StaticPod::Etcd, StaticPod::KubeApiServer, StaticPod::KubeControllerManager, StaticPod::KubeScheduler] {
             hm.manifests.remove(&p);
             hm.containers.remove(&p);
@@ -809,11 +1268,22 @@ impl World {
         self.current_cluster = cid;
         self.restored_from_revision = Some(status.revision);
         self.note(format!("restore on {host}: new etcd cluster {cid:x} from snapshot at revision {}", status.revision));
+        self.effect(EffectKind::Restore { cluster_id: cid, machine: h.machine.clone() }, host);
         Ok(true)
     }
 
     /// `cluster-backup.sh` on `host` into `dir`: returns the two file names.
     pub fn backup(&mut self, host: &str, dir: &str) -> Result<(String, String), String> {
+        self.backup_files(host, dir, true)
+    }
+
+    /// `cluster-backup.sh` cut short (its SSH connection died) after `etcdctl snapshot save`
+    /// wrote the snapshot and before the static resources were archived.
+    pub fn backup_cut_short(&mut self, host: &str, dir: &str) -> Result<String, String> {
+        self.backup_files(host, dir, false).map(|(snap, _)| snap)
+    }
+
+    fn backup_files(&mut self, host: &str, dir: &str, with_resources: bool) -> Result<(String, String), String> {
         let h = self.hosts.get(host).ok_or_else(|| format!("no host {host}"))?.clone();
         if !self.member_started(&h) || !self.has_quorum() {
             return Err("etcdserver: request timed out".into());
@@ -823,7 +1293,7 @@ impl World {
         let stamp = format!("{}_{}", &ts[..10], ts[11..19].replace(':', ""));
         let snap = format!("snapshot_{stamp}.db");
         let res = format!("static_kuberesources_{stamp}.tar.gz");
-        if self.faults.disk_full.contains(host) {
+        if self.faults.disk_full(host, self.now) {
             return Err(format!("write {dir}/{snap}.part: no space left on device"));
         }
         let data = self.api().clone();
@@ -835,11 +1305,15 @@ impl World {
             total_size: bytes.len() as u64 * 4096,
         };
         let version = data.cluster_version.clone();
-        let hm = self.hosts.get_mut(host).expect("host");
+        let encryption_key = self.secrets.first().cloned().unwrap_or_default();
+        let hm = self.host_mut(host);
         hm.dirs.insert(dir.to_string());
         hm.files.insert(format!("{dir}/{snap}"), SimFile::Snapshot { status, data: Box::new(data) });
-        hm.files.insert(format!("{dir}/{res}"), SimFile::StaticResources { cluster_version: version });
+        if with_resources {
+            hm.files.insert(format!("{dir}/{res}"), SimFile::StaticResources { cluster_version: version, encryption_key });
+        }
         self.note(format!("backup on {host}: {dir}/{snap}"));
+        self.effect(EffectKind::BackupWritten, host);
         Ok((snap, res))
     }
 }

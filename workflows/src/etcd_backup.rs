@@ -68,6 +68,18 @@ pub enum BackupState {
 
 pub struct EtcdBackup;
 
+/// The newest `snapshot_<ts>.db` that has its `static_kuberesources_<ts>.tar.gz` beside it.
+/// (`cluster-backup.sh` timestamps both files of one backup alike; the stamp sorts by time.)
+pub fn newest_complete_pair(files: &[String]) -> Option<(String, String)> {
+    files
+        .iter()
+        .filter_map(|f| f.strip_prefix("snapshot_")?.strip_suffix(".db"))
+        .filter(|ts| !ts.is_empty())
+        .filter(|ts| files.iter().any(|f| *f == format!("static_kuberesources_{ts}.tar.gz")))
+        .max()
+        .map(|ts| (format!("snapshot_{ts}.db"), format!("static_kuberesources_{ts}.tar.gz")))
+}
+
 fn backup_name(p: &BackupParams, cx: &StepContext, dirty: bool) -> String {
     let base = p.name.clone().unwrap_or_else(|| format!("backup-{}", cx.run_id));
     if dirty {
@@ -103,6 +115,18 @@ impl Procedure for EtcdBackup {
     }
     fn initial_state(&self, _p: &BackupParams) -> BackupState {
         BackupState::CheckClusterAge
+    }
+    fn state_catalog(&self) -> &'static [(&'static str, &'static [&'static str])] {
+        &[
+            ("CheckClusterAge", &["CheckOperators"]),
+            ("CheckOperators", &["SelectHost"]),
+            ("SelectHost", &["RecordVersion"]),
+            ("RecordVersion", &["TakeBackup"]),
+            ("TakeBackup", &["VerifySnapshot"]),
+            ("VerifySnapshot", &["CopyOut"]),
+            ("CopyOut", &["VerifyCopy"]),
+            ("VerifyCopy", &[]),
+        ]
     }
     fn state_name(&self, s: &BackupState) -> String {
         match s {
@@ -170,11 +194,11 @@ impl Procedure for EtcdBackup {
                 let HostOutput::Names(existing) = run(HostOp::ListDir { dir: dir.clone() })? else {
                     return Err(StepError::Bug("ListDir answered something else".into()));
                 };
-                let snap = existing.iter().find(|f| f.starts_with("snapshot_") && f.ends_with(".db"));
-                let res = existing.iter().find(|f| f.starts_with("static_kuberesources_") && f.ends_with(".tar.gz"));
-                let (snapshot, resources) = match (snap, res) {
-                    (Some(s), Some(r)) => (s.clone(), r.clone()),
-                    _ => {
+                // Only a snapshot and a resources file of the SAME backup make a pair: an
+                // attempt cut short by a dropped connection can leave a lone snapshot behind.
+                let (snapshot, resources) = match newest_complete_pair(&existing) {
+                    Some(pair) => pair,
+                    None => {
                         run(HostOp::MakePrivateDir { dir: dir.clone() })?;
                         match run(HostOp::RunBackup { dir: dir.clone() })? {
                             HostOutput::Backup { snapshot, resources } => (snapshot, resources),
@@ -223,5 +247,35 @@ impl Procedure for EtcdBackup {
                 })
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::newest_complete_pair;
+
+    fn v(xs: &[&str]) -> Vec<String> {
+        xs.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn pairs_only_files_of_the_same_backup_and_prefers_the_newest() {
+        assert_eq!(newest_complete_pair(&v(&["snapshot_2026-01-05_150000.db"])), None, "a lone snapshot is no backup");
+        assert_eq!(
+            newest_complete_pair(&v(&["snapshot_2026-01-05_150000.db", "snapshot_2026-01-05_150300.db", "static_kuberesources_2026-01-05_150300.tar.gz"])),
+            Some(("snapshot_2026-01-05_150300.db".into(), "static_kuberesources_2026-01-05_150300.tar.gz".into())),
+            "the cut-short snapshot of 15:00 is not paired with the resources of 15:03"
+        );
+        assert_eq!(
+            newest_complete_pair(&v(&[
+                "snapshot_2026-01-05_150000.db",
+                "static_kuberesources_2026-01-05_150000.tar.gz",
+                "snapshot_2026-01-05_160000.db",
+                "static_kuberesources_2026-01-05_160000.tar.gz",
+                "snapshot_2026-01-05_170000.db",
+            ])),
+            Some(("snapshot_2026-01-05_160000.db".into(), "static_kuberesources_2026-01-05_160000.tar.gz".into()))
+        );
+        assert_eq!(newest_complete_pair(&v(&["snapshot_.db", "static_kuberesources_.tar.gz"])), None);
     }
 }

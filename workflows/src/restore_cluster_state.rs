@@ -18,7 +18,9 @@ pub const DEFAULT_BACKUP_DIR: &str = "/home/core/assets/backup";
 /// Gate asked before anything destructive happens.
 pub const START_GATE: &str = "start";
 /// SSH attempts before a host is recorded as gone and skipped (the seed allows skipping it).
-const SSH_ATTEMPTS_BEFORE_SKIP: u32 = 3;
+/// With the engine's backoff (0.8 s doubling to 30 s) that is about a minute and a half: a live
+/// host's SSH blip is ridden out, a stopped machine is skipped soon enough.
+const SSH_ATTEMPTS_BEFORE_SKIP: u32 = 8;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -404,7 +406,8 @@ impl RestoreClusterState {
                 let still = api.ovn_master_references(&ips).map_err(|e| e.during("read ds/ovnkube-master"))?;
                 match still.is_empty() {
                     true => next(plan, RestoreStep::RemoveOvnDatabases { idx: 0 }),
-                    false => wait(format!("ovnkube-master to stop referencing {}", still.join(", ")), 30, 30),
+                    // The runbook says 5-10 minutes; slow clusters take several times that.
+                    false => wait(format!("ovnkube-master to stop referencing {}", still.join(", ")), 30, 60),
                 }
             }
             RestoreStep::RemoveOvnDatabases { idx } => {
@@ -812,7 +815,53 @@ impl Procedure for RestoreClusterState {
     fn is_undo_state(&self, s: &RestoreState) -> bool {
         matches!(s, RestoreState::Restoring { step: RestoreStep::UndoQuorumGuard, .. })
     }
+
+    fn state_catalog(&self) -> &'static [(&'static str, &'static [&'static str])] {
+        STATE_CATALOG
+    }
 }
+
+/// Every state (as `state_name` names it, argument stripped) and where a step or an abort may
+/// move it; the chaos harness reports which were never reached and fails on any not listed.
+const STATE_CATALOG: &[(&str, &[&str])] = &[
+    ("CheckApiDown", &["CheckBackup"]),
+    ("CheckBackup", &["SelectRecoveryHost"]),
+    ("SelectRecoveryHost", &["CheckZStream"]),
+    ("CheckZStream", &["AwaitApproval"]),
+    ("AwaitApproval", &["EstablishSsh"]),
+    ("EstablishSsh", &["EstablishSsh", "CopyBackup"]),
+    ("CopyBackup", &["StopStaticPods", "CheckRecoveryVip"]),
+    ("StopStaticPods", &["StopStaticPods", "CheckRecoveryVip"]),
+    ("CheckRecoveryVip", &["RunRestore"]),
+    ("RunRestore", &["WaitNodes"]),
+    ("WaitNodes", &["RemoveKubeletPki", "RestartKubelet"]),
+    ("RemoveKubeletPki", &["RemoveKubeletPki", "RestartKubelet"]),
+    ("RestartKubelet", &["RestartKubelet", "ApproveCsrs"]),
+    ("ApproveCsrs", &["WaitSingleMemberEtcd"]),
+    ("WaitSingleMemberEtcd", &["DeleteOtherNodes", "PlanMachineReplacement"]),
+    ("DeleteOtherNodes", &["WaitOvnForgetsIps"]),
+    ("WaitOvnForgetsIps", &["RemoveOvnDatabases"]),
+    ("RemoveOvnDatabases", &["RemoveOvnDatabases", "RestartOvnMasters"]),
+    ("RestartOvnMasters", &["WaitOvnMasters"]),
+    ("WaitOvnMasters", &["RestartOvnNodes"]),
+    ("RestartOvnNodes", &["WaitOvnNodes"]),
+    ("WaitOvnNodes", &["PlanMachineReplacement"]),
+    ("PlanMachineReplacement", &["ReplaceMachine.SaveSpec", "QuorumGuardOff"]),
+    ("ReplaceMachine.SaveSpec", &["ReplaceMachine.DeleteOld"]),
+    ("ReplaceMachine.DeleteOld", &["ReplaceMachine.WaitDeleted"]),
+    ("ReplaceMachine.WaitDeleted", &["ReplaceMachine.Create"]),
+    ("ReplaceMachine.Create", &["ReplaceMachine.WaitRunning"]),
+    ("ReplaceMachine.WaitRunning", &["ReplaceMachine.SaveSpec", "QuorumGuardOff"]),
+    ("QuorumGuardOff", &["ForceEtcdRedeployment", "UndoQuorumGuard"]),
+    ("ForceEtcdRedeployment", &["WaitEtcdRevisionCreated", "UndoQuorumGuard"]),
+    ("WaitEtcdRevisionCreated", &["QuorumGuardOn", "UndoQuorumGuard"]),
+    ("QuorumGuardOn", &["WaitEtcdRollout", "UndoQuorumGuard"]),
+    ("WaitEtcdRollout", &["ForceRollout"]),
+    ("ForceRollout", &["WaitRollout"]),
+    ("WaitRollout", &["ForceRollout", "VerifyEtcd"]),
+    ("VerifyEtcd", &[]),
+    ("UndoQuorumGuard", &[]),
+];
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,1804 @@
+//! The chaos harness: every procedure, many seeds, faults injected while it runs, the runner
+//! crashed at any transition, invariants checked after every transition, failures shrunk to a
+//! minimal fault schedule and reported with the one command that replays them.
+//!
+//! A run is driven in memory ([`run_case`]): the record and its history live in a `Vec`, the
+//! decisions are the engine's own pure functions ([`apply`], [`apply_abort`], [`apply_resume`],
+//! [`apply_gate_decision`], [`due_at`]), virtual time moves with [`Sim::advance_to`]. That keeps
+//! a full restore in the millisecond range, so sweeps of thousands of seeds fit in a test run.
+//!
+//! Which scenario and parameters a procedure runs with, which gates it has and where its guard
+//! ends comes from one table, [`rows`]: a new procedure is picked up by adding a row (a test
+//! checks every procedure of the registry has one).
+//!
+//! The library API for `drctl sim chaos` is [`SweepOptions`] + [`sweep`] → [`SweepReport`]
+//! (`Display` for people, `Serialize` for `-o json`).
+
+use crate::faults::{CrashPoint, Fault, FaultKind, FaultSchedule, ScheduleContext};
+use crate::world::{EffectKind, World, MINUTE};
+use crate::{Sim, SimStatus};
+use drctl_runtime::backoff::RetryPolicy;
+use drctl_runtime::clock::Timestamp;
+use drctl_runtime::executor::{apply, apply_abort, apply_gate_decision, apply_resume, due_at, AbortPlan, NamedState};
+use drctl_runtime::procedure::{ErasedProcedure, Step, StepContext, StepError};
+use drctl_runtime::record::{AbortRequest, Decision, GateDecision, HistoryEvent, Outcome, RunRecord, RunStatus};
+use drctl_runtime::rng::{mix, DetRng};
+use drctl_workflows::ports::Ports;
+use proptest::strategy::{Strategy, ValueTree};
+use proptest::test_runner::{Config, TestCaseError, TestError, TestRng, TestRunner};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Builds the procedure under test for one run; test-only variants may keep the [`Sim`] to
+/// reach around the ports (that is how a deliberately broken procedure removes a member).
+pub type Factory = Arc<dyn Fn(&Sim) -> Arc<dyn ErasedProcedure<Ports>> + Send + Sync>;
+
+/// Gives wall-clock time since some start; injected by the caller (the simulator itself never
+/// reads the wall clock), used only to report simulations per second.
+pub type Stopwatch = Arc<dyn Fn() -> Duration + Send + Sync>;
+
+const RUN_ID: &str = "1";
+const APPROVER: &str = "chaos";
+/// How long a run may keep retrying transient failures (the CLI's default `--deadline`).
+const RUN_DEADLINE: Duration = Duration::from_secs(24 * 3600);
+/// After the run ends and the faults are over, the world is left alone this long before it is
+/// judged (health, settled digest).
+const SETTLE_MS: u64 = 30 * MINUTE;
+/// A success must find the cluster healthy right away when no fault window ended within this
+/// long before it (the aftermath of a fault, a member restarting, may take that long).
+const QUIET_MS: u64 = 10 * MINUTE;
+/// Sometimes-assertions are enforced only by sweeps at least this large.
+pub const MIN_SEEDS_FOR_SOMETIMES: u64 = 500;
+
+// ---------------------------------------------------------------------------------------------
+// The table: procedure -> scenarios, parameters, gates, guard
+// ---------------------------------------------------------------------------------------------
+
+/// A scenario a procedure runs on, picked per seed with this weight.
+#[derive(Clone, Copy)]
+pub struct ScenarioChoice {
+    pub scenario: &'static str,
+    pub weight: u64,
+    pub params: fn() -> serde_json::Value,
+}
+
+/// A rare path a large enough sweep must reach ("sometimes" assertion).
+#[derive(Clone, Copy)]
+pub struct Sometimes {
+    pub name: &'static str,
+    /// Enforced only when the sweep may inject one of these kinds (empty: always).
+    pub needs: &'static [FaultKind],
+    pub holds: fn(&RunObservation) -> bool,
+}
+
+/// What else a success must have produced, judged on the world.
+pub type Postcondition = fn(&World) -> Result<(), String>;
+
+/// How the harness runs one procedure.
+#[derive(Clone)]
+pub struct ProcedureRow {
+    pub procedure: &'static str,
+    pub scenarios: &'static [ScenarioChoice],
+    /// Gates the procedure asks; pre-approved unless the schedule says otherwise.
+    pub gates: &'static [&'static str],
+    /// Destructive effects are allowed only after the run left this state (its guard passed)
+    /// with every gate approved. `None`: the procedure must never do anything destructive.
+    pub guard_state: Option<&'static str>,
+    /// How long a run usually takes: faults are placed within it.
+    pub horizon: Duration,
+    /// When a run does most of its SSH work: SSH faults (and half the API outages) start then.
+    pub ssh_phase: (Duration, Duration),
+    /// Step executions a crash by index may be placed at.
+    pub typical_steps: u32,
+    /// Once the last fault is over (and the last gate decided), the run must end within this.
+    pub liveness_bound: Duration,
+    /// No run may take more step executions than this.
+    pub max_steps: u32,
+    /// The procedure's success means a healthy cluster (a restore), so the cluster must be
+    /// healthy the moment it succeeds (faults long over). Any success must leave the cluster
+    /// healthy once faults are over and it settled.
+    pub healthy_at_success: bool,
+    /// What else a success must have produced, checked on the world when the run succeeds.
+    pub postcondition: Option<Postcondition>,
+    pub sometimes: &'static [Sometimes],
+}
+
+fn restore_params() -> serde_json::Value {
+    serde_json::json!({ "backup": "nightly" })
+}
+
+fn restore_params_keepalived() -> serde_json::Value {
+    serde_json::json!({ "backup": "nightly", "api_vip": "10.0.0.5", "ingress_vip": "10.0.0.7" })
+}
+
+fn backup_params() -> serde_json::Value {
+    serde_json::json!({})
+}
+
+fn retried_with(o: &RunObservation, text: &str) -> bool {
+    o.history.iter().any(|e| e.outcome == Outcome::Retry && e.detail.as_deref().is_some_and(|d| d.contains(text)))
+}
+
+fn succeeded(o: &RunObservation) -> bool {
+    o.status == RunStatus::Succeeded
+}
+
+fn gate_waited(o: &RunObservation) -> bool {
+    let gate = o.history.iter().position(|e| e.outcome == Outcome::Gate);
+    gate.is_some_and(|g| o.history[g..].iter().any(|e| e.outcome == Outcome::Approved))
+}
+
+fn crashed_and_resumed(o: &RunObservation) -> bool {
+    o.history.iter().any(|e| e.outcome == Outcome::Resumed)
+}
+
+/// An API outage overlapped the part of the restore where only SSH works (from copying the
+/// backup until the restored API is waited for).
+fn outage_in_ssh_only_phase(o: &RunObservation) -> bool {
+    let at = |state: &str| o.history.iter().find(|e| e.outcome == Outcome::Transition && base_state(&e.to) == state).map(|e| e.at);
+    let (Some(from), Some(until)) = (at("CopyBackup"), at("WaitNodes")) else { return false };
+    let (from, until) = (from.0.saturating_sub(o.started_at.0), until.0.saturating_sub(o.started_at.0));
+    o.schedule.faults.iter().any(|f| matches!(f, Fault::ApiOutage { at, dur } if *at < until && at + dur > from))
+}
+
+/// Halted on a full disk, and once the disk had room again, resumed to the end.
+fn halted_on_full_disk(o: &RunObservation) -> bool {
+    o.resumed_after.as_deref().is_some_and(|t| t.to_ascii_lowercase().contains("no space left on device"))
+}
+
+const CRASHES: &[FaultKind] = &[FaultKind::CrashBefore, FaultKind::CrashAfter];
+
+/// Every backup set in the backup location is one a restore accepts: exactly one
+/// `snapshot_<ts>.db` and one `static_kuberesources_<ts>.tar.gz` of the same backup, recorded
+/// with the status and version of those very files.
+fn backups_are_restorable(w: &World) -> Result<(), String> {
+    use crate::world::{is_resources_name, is_snapshot_name, SimFile};
+    for (name, set) in &w.backups {
+        let snaps: Vec<&String> = set.files.keys().filter(|f| is_snapshot_name(f)).collect();
+        let res: Vec<&String> = set.files.keys().filter(|f| is_resources_name(f)).collect();
+        let (&[s], &[r]) = (snaps.as_slice(), res.as_slice()) else {
+            return Err(format!("backup {name} holds {} snapshots and {} static resources: {:?}", snaps.len(), res.len(), set.files.keys().collect::<Vec<_>>()));
+        };
+        let stamp = |f: &str, pre: &str, suf: &str| f[pre.len()..f.len() - suf.len()].to_string();
+        if stamp(s, "snapshot_", ".db") != stamp(r, "static_kuberesources_", ".tar.gz") {
+            return Err(format!("backup {name} pairs {s} with {r}: not the same backup, a restore refuses it"));
+        }
+        let (Some(SimFile::Snapshot { status, .. }), Some(SimFile::StaticResources { cluster_version, .. })) = (set.files.get(s), set.files.get(r)) else {
+            return Err(format!("backup {name}: {s} or {r} is not what its name says"));
+        };
+        match &set.info {
+            Some(i) if &i.snapshot == status && &i.cluster_version == cluster_version => {}
+            other => return Err(format!("backup {name} records {other:?}, but its snapshot is {status:?} of {cluster_version}")),
+        }
+    }
+    Ok(())
+}
+
+/// Every procedure the harness knows how to run. Add a row for a new procedure.
+pub fn rows() -> Vec<ProcedureRow> {
+    vec![
+        ProcedureRow {
+            procedure: "restore-cluster-state",
+            scenarios: &[
+                ScenarioChoice { scenario: "quorum-loss", weight: 3, params: restore_params },
+                ScenarioChoice { scenario: "quorum-loss-reachable", weight: 1, params: restore_params_keepalived },
+            ],
+            gates: &["start"],
+            guard_state: Some("AwaitApproval"),
+            horizon: Duration::from_secs(2 * 3600),
+            ssh_phase: (Duration::ZERO, Duration::from_secs(20 * 60)),
+            typical_steps: 250,
+            liveness_bound: Duration::from_secs(12 * 3600),
+            max_steps: 20_000,
+            healthy_at_success: true,
+            postcondition: None,
+            sometimes: &[
+                Sometimes { name: "a run succeeded", needs: &[], holds: succeeded },
+                Sometimes { name: "a gate was waited on, then approved", needs: &[FaultKind::GateWait], holds: gate_waited },
+                Sometimes { name: "an API outage during the SSH-only phase", needs: &[FaultKind::ApiOutage], holds: outage_in_ssh_only_phase },
+                Sometimes { name: "a retry after etcdserver: no leader", needs: &[FaultKind::EtcdError], holds: |o| retried_with(o, "no leader") },
+                Sometimes { name: "a retry after an SSH connection dropped mid-command", needs: &[FaultKind::SshDrop], holds: |o| retried_with(o, "closed by remote host") },
+                Sometimes { name: "a retry after HTTP 504", needs: &[FaultKind::ApiError], holds: |o| retried_with(o, "HTTP 504") },
+                Sometimes { name: "the runner crashed and resumed", needs: CRASHES, holds: crashed_and_resumed },
+                Sometimes {
+                    name: "an abort turned the quorum guard back on (UndoQuorumGuard)",
+                    needs: &[FaultKind::Abort],
+                    holds: |o| o.history.iter().any(|e| e.outcome == Outcome::Transition && e.to == "UndoQuorumGuard"),
+                },
+            ],
+        },
+        ProcedureRow {
+            procedure: "etcd-backup",
+            scenarios: &[ScenarioChoice { scenario: "healthy", weight: 1, params: backup_params }],
+            gates: &[],
+            guard_state: None,
+            horizon: Duration::from_secs(10 * 60),
+            ssh_phase: (Duration::ZERO, Duration::from_secs(5)),
+            typical_steps: 12,
+            liveness_bound: Duration::from_secs(6 * 3600),
+            max_steps: 5_000,
+            healthy_at_success: false,
+            postcondition: Some(backups_are_restorable),
+            sometimes: &[
+                Sometimes { name: "a run succeeded", needs: &[], holds: succeeded },
+                Sometimes { name: "a retry after etcdserver: no leader", needs: &[FaultKind::EtcdError], holds: |o| retried_with(o, "no leader") },
+                Sometimes { name: "halted on a full disk, resumed once it had room", needs: &[FaultKind::DiskFull], holds: halted_on_full_disk },
+                Sometimes { name: "a retry after an SSH connection dropped mid-command", needs: &[FaultKind::SshDrop], holds: |o| retried_with(o, "closed by remote host") },
+                Sometimes { name: "the runner crashed and resumed", needs: CRASHES, holds: crashed_and_resumed },
+            ],
+        },
+    ]
+}
+
+pub fn row(procedure: &str) -> Option<ProcedureRow> {
+    rows().into_iter().find(|r| r.procedure == procedure)
+}
+
+/// The procedures of `drctl_workflows::registry()`, as they are.
+pub fn registry_factory(procedure: &str) -> Option<Factory> {
+    let reg = drctl_workflows::registry();
+    let p = reg.get(procedure)?.clone();
+    Some(Arc::new(move |_| p.clone()))
+}
+
+impl ProcedureRow {
+    /// The scenario (and its parameters) seed `seed` runs on.
+    pub fn scenario_for(&self, seed: u64) -> ScenarioChoice {
+        let total: u64 = self.scenarios.iter().map(|s| s.weight).sum();
+        let mut pick = mix(seed, b"scenario") % total.max(1);
+        for s in self.scenarios {
+            if pick < s.weight {
+                return *s;
+            }
+            pick -= s.weight;
+        }
+        self.scenarios[0]
+    }
+
+    fn context(&self, world: &World, catalog: &[(&'static str, &'static [&'static str])]) -> ScheduleContext {
+        ScheduleContext {
+            hosts: world.hosts.keys().cloned().collect(),
+            gates: self.gates.iter().map(|g| g.to_string()).collect(),
+            states: catalog.iter().map(|(s, _)| s.to_string()).collect(),
+            horizon: self.horizon,
+            ssh_phase: self.ssh_phase,
+            max_step: self.typical_steps,
+        }
+    }
+
+    /// The fault schedule seed `seed` stands for (see [`FaultSchedule::generate`]).
+    pub fn schedule_for(&self, seed: u64, allowed: &[FaultKind]) -> FaultSchedule {
+        let sc = self.scenario_for(seed);
+        let world = crate::scenario::build(sc.scenario, seed).expect("table scenarios exist");
+        let catalog = registry_factory(self.procedure).map(|f| f(&Sim::new(world.clone())).state_catalog()).unwrap_or(&[]);
+        FaultSchedule::generate(&mut DetRng::derive(seed, b"fault-schedule"), allowed, &self.context(&world, catalog))
+    }
+}
+
+/// `StopStaticPods(master-1:MoveEtcdManifest)` -> `StopStaticPods`.
+pub fn base_state(name: &str) -> &str {
+    name.split('(').next().unwrap_or(name)
+}
+
+// ---------------------------------------------------------------------------------------------
+// One run
+// ---------------------------------------------------------------------------------------------
+
+/// A seed and a fault schedule: everything a run depends on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ChaosCase {
+    pub seed: u64,
+    pub schedule: FaultSchedule,
+}
+
+/// The properties the harness checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Invariant {
+    /// Never remove an etcd member when that leaves fewer than a quorum of healthy voting members.
+    QuorumOnMemberRemoval,
+    /// Never delete or re-create the machine of the host the restore ran on.
+    RecoveryMachineKept,
+    /// No destructive effect before the guard passed and the gate was approved.
+    DestructiveAfterGuardAndGate,
+    /// The quorum guard is on at every Succeeded or Aborted end.
+    QuorumGuardOnAtEnd,
+    /// No static pod left moved out on a live host at a Succeeded end.
+    NothingLeftStopped,
+    /// A success produced what the procedure promises (the row's postcondition).
+    Postcondition,
+    /// No secret value in the run's record or history.
+    NoSecretInStore,
+    /// History append-only, seqs contiguous, each transition committed before the next step.
+    HistoryAppendOnly,
+    /// At most one restore (one new cluster id) per run.
+    SingleRestore,
+    /// The run never fails on a bug of ours (a panic, an invalid state).
+    NoBug,
+    /// Once faults are over the run ends within its bound.
+    Terminates,
+    /// A run that succeeded leaves a healthy cluster.
+    HealthyOnSuccess,
+    /// The same seed and schedule give a byte-identical event log.
+    Deterministic,
+    /// A crash at any transition ends the same as no crash.
+    CrashEquivalent,
+}
+
+impl Invariant {
+    pub fn name(self) -> &'static str {
+        match self {
+            Invariant::QuorumOnMemberRemoval => "etcd-quorum-on-member-removal",
+            Invariant::RecoveryMachineKept => "recovery-host-machine-kept",
+            Invariant::DestructiveAfterGuardAndGate => "destructive-only-after-guard-and-gate",
+            Invariant::QuorumGuardOnAtEnd => "quorum-guard-on-at-end",
+            Invariant::NothingLeftStopped => "nothing-left-stopped",
+            Invariant::Postcondition => "success-postcondition",
+            Invariant::NoSecretInStore => "no-secret-in-store",
+            Invariant::HistoryAppendOnly => "history-append-only",
+            Invariant::SingleRestore => "single-restore",
+            Invariant::NoBug => "no-bug",
+            Invariant::Terminates => "liveness-terminates",
+            Invariant::HealthyOnSuccess => "liveness-healthy-on-success",
+            Invariant::Deterministic => "determinism",
+            Invariant::CrashEquivalent => "crash-equivalence",
+        }
+    }
+}
+
+impl fmt::Display for Invariant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Violation {
+    pub invariant: Invariant,
+    /// Step executions before it was seen.
+    pub step: u32,
+    pub at: Timestamp,
+    pub detail: String,
+}
+
+/// What one run did and whether it kept every invariant.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunObservation {
+    pub procedure: String,
+    pub seed: u64,
+    pub scenario: String,
+    pub schedule: FaultSchedule,
+    pub status: RunStatus,
+    pub outcome: Option<String>,
+    pub final_state: String,
+    #[serde(skip)]
+    pub history: Vec<HistoryEvent>,
+    pub started_at: Timestamp,
+    pub ended_at: Timestamp,
+    /// Step executions, including those a crash cut short.
+    pub steps: u32,
+    pub crashes: u32,
+    /// The run halted on passing trouble while faults went on and was resumed once they were
+    /// over: why it had halted.
+    pub resumed_after: Option<String>,
+    pub faults_injected: u32,
+    pub checks: u64,
+    pub violation: Option<Violation>,
+    /// SHA-256 of the history and the world's log and effects: equal for equal runs.
+    pub event_log_hash: String,
+    /// SHA-256 of [`settled_summary`] of the world once the run ended and the world settled
+    /// (empty unless asked for: crash equivalence and replays compute it).
+    pub settled_digest: String,
+    #[serde(skip)]
+    pub settled: serde_json::Value,
+}
+
+/// The world as crash equivalence compares it: what the cluster IS once it settled, without
+/// when things happened, generated ids, revisions or CSR names (which a crash legitimately
+/// shifts), but with everything a repeated effect would change: how many restores ran, how many
+/// etcd clusters exist, which members, hosts, machines, nodes, manifests, data directories,
+/// fences, files and backups there are, and each operator's revision count.
+pub fn settled_summary(w: &World) -> serde_json::Value {
+    use crate::world::Container;
+    let cid = w.current_cluster;
+    let hosts: Vec<serde_json::Value> = w
+        .hosts
+        .values()
+        .map(|h| {
+            serde_json::json!({
+                "name": h.name,
+                "powered": h.powered,
+                "kubelet": h.kubelet_running,
+                "cert": h.kubelet_cert_gen.is_some(),
+                "serving": h.kubelet_serving,
+                "manifests": h.manifests,
+                "moved_out": h.moved_manifests,
+                "running": h.containers.iter().filter(|(_, c)| **c == Container::Running).map(|(p, _)| *p).collect::<Vec<_>>(),
+                "etcd_data": h.etcd_data.map(|d| d.cluster_id == cid && w.etcd[&cid].members.get(&d.member_id) == Some(&h.name)),
+                "etcd_data_aside": h.etcd_data_aside.len(),
+                "ovn_db_current": h.ovn_db.map(|c| c == cid),
+                "markers": h.markers,
+                "addresses": h.addresses,
+                "files": h.files.keys().collect::<Vec<_>>(),
+                "dirs": h.dirs,
+            })
+        })
+        .collect();
+    let api = w.api();
+    let mut csrs: Vec<String> = api.csrs.values().map(|c| format!("{:?} {} {}", c.kind, c.node, if c.approved { "approved" } else { "pending" })).collect();
+    csrs.sort();
+    serde_json::json!({
+        "scenario": w.scenario,
+        "restores": w.effects.iter().filter(|e| matches!(e.kind, EffectKind::Restore { .. })).count(),
+        "etcd_clusters": w.etcd.len(),
+        "restored_from_revision": w.restored_from_revision,
+        "members": w.etcd[&cid].members.values().collect::<BTreeSet<_>>(),
+        "quorum": w.has_quorum(),
+        "api_available": w.api_available(),
+        "quorum_guard": api.quorum_guard,
+        "hosts": hosts,
+        "nodes": api.nodes.keys().collect::<Vec<_>>(),
+        "machines": api.machines.values().map(|m| format!("{} {}", m.name, m.phase)).collect::<Vec<_>>(),
+        "csrs": csrs,
+        "operators": api.operators.iter().map(|(op, o)| format!("{op} revision {} {}", o.latest_revision, w.installer_progress(*op).0)).collect::<Vec<_>>(),
+        "ovn_pods": w.ovn_pods.iter().map(|(n, p)| format!("{n} {}", p.phase)).collect::<Vec<_>>(),
+        "ovn_master_ips": w.ovn_master_ips,
+        "backups": w.backups.iter().map(|(n, b)| serde_json::json!({"name": n, "files": b.files.keys().collect::<Vec<_>>(), "info": b.info})).collect::<Vec<_>>(),
+    })
+}
+
+fn sha(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    let (n, m) = (needle.len(), hay.len());
+    if n < 2 || m < n {
+        return !needle.is_empty() && m >= n && hay.windows(n).any(|w| w == needle);
+    }
+    let (a, b, z) = (needle[0], needle[1], needle[n - 1]);
+    (0..=m - n).any(|i| hay[i] == a && hay[i + 1] == b && hay[i + n - 1] == z && &hay[i..i + n] == needle)
+}
+
+struct CrashPlan {
+    point: CrashPoint,
+    after_effect: bool,
+    restart: u64,
+    fired: bool,
+}
+
+/// Drives one run over a simulated world, in memory, checking invariants as it goes.
+struct Driver<'a> {
+    row: &'a ProcedureRow,
+    p: Arc<dyn ErasedProcedure<Ports>>,
+    sim: Sim,
+    ports: Ports,
+    policy: RetryPolicy,
+    rec: RunRecord,
+    history: Vec<HistoryEvent>,
+    crashes: Vec<CrashPlan>,
+    gate_plan: BTreeMap<String, (u64, bool)>,
+    gates_used: u32,
+    abort_at: Option<Timestamp>,
+    abort_in: Option<String>,
+    abort_fired: bool,
+    step_index: u32,
+    state_counts: HashMap<String, u32>,
+    effects_seen: usize,
+    /// The restore this run made: (host, machine).
+    recovery: Option<(String, String)>,
+    secrets: Vec<Vec<u8>>,
+    checks: u64,
+    crashes_fired: u32,
+    violation: Option<Violation>,
+}
+
+impl<'a> Driver<'a> {
+    fn fail(&mut self, invariant: Invariant, detail: String) {
+        if self.violation.is_none() {
+            let at = self.sim.now();
+            self.violation = Some(Violation { invariant, step: self.step_index, at, detail });
+        }
+    }
+
+    fn check(&mut self, ok: bool, invariant: Invariant, detail: impl FnOnce() -> String) {
+        self.checks += 1;
+        if !ok {
+            let d = detail();
+            self.fail(invariant, d);
+        }
+    }
+
+    /// Commit a decision: append its events, check the history and the record.
+    fn commit(&mut self, new: RunRecord, events: Vec<HistoryEvent>) {
+        let mut expect = self.history.last().map_or(0, |e| e.seq + 1);
+        let mut last_at = self.history.last().map_or(Timestamp(0), |e| e.at);
+        for e in &events {
+            let (seq, at) = (e.seq, e.at);
+            self.check(seq == expect && at >= last_at, Invariant::HistoryAppendOnly, || {
+                format!("event {seq} at {at} appended after event {} at {last_at}", expect.wrapping_sub(1))
+            });
+            expect = seq + 1;
+            last_at = at;
+        }
+        let next_seq = new.next_seq;
+        self.check(next_seq == expect, Invariant::HistoryAppendOnly, || format!("record's next_seq {next_seq} but the history ends at {}", expect.wrapping_sub(1)));
+        if let Some(t) = events.iter().rev().find(|e| e.outcome == Outcome::Transition) {
+            let (to, name) = (t.to.clone(), new.state_name.clone());
+            self.check(to == name, Invariant::HistoryAppendOnly, || format!("the last transition went to {to} but the record is in {name}"));
+        }
+        // No secret in what the store would hold. rmp-serde writes strings and byte strings
+        // as they are, so scanning the record's and the events' fields is scanning the bytes.
+        if !self.secrets.is_empty() {
+            // Params never change and the state only with a transition (or an abort's undo).
+            let mut fields: Vec<&[u8]> = vec![new.state_name.as_bytes()];
+            if self.history.is_empty() {
+                fields.push(&new.params);
+            }
+            if self.history.is_empty() || new.state_name != self.rec.state_name || new.state.len() != self.rec.state.len() || new.state != self.rec.state {
+                fields.push(&new.state);
+            }
+            fields.extend(new.outcome.iter().map(|o| o.as_bytes()));
+            fields.extend(new.wait.iter().map(|w| w.waiting_for.as_bytes()));
+            fields.extend(new.retry.iter().map(|r| r.last_error.as_bytes()));
+            if let Some(g) = &new.pending_gate {
+                fields.push(g.prompt.as_bytes());
+                fields.extend(g.evidence.iter().map(|e| e.as_bytes()));
+            }
+            for (k, d) in &new.gates {
+                fields.extend([k.as_bytes(), d.by.as_bytes()]);
+                fields.extend(d.comment.iter().map(|c| c.as_bytes()));
+            }
+            for (k, v) in &new.labels {
+                fields.extend([k.as_bytes(), v.as_bytes()]);
+            }
+            for e in &events {
+                fields.extend([e.from.as_bytes(), e.to.as_bytes()]);
+                fields.extend(e.detail.iter().map(|d| d.as_bytes()));
+            }
+            let leaked = self.secrets.iter().any(|s| fields.iter().any(|f| contains(f, s)));
+            self.check(!leaked, Invariant::NoSecretInStore, || "a secret value of the cluster (the etcd encryption key) is in the run's record or history".to_string());
+        }
+        self.rec = new;
+        self.history.extend(events);
+    }
+
+    /// Check the effects the world recorded since the last look.
+    fn check_effects(&mut self) {
+        let effects: Vec<_> = self.sim.read(|w| w.effects[self.effects_seen..].to_vec());
+        self.effects_seen += effects.len();
+        for e in effects {
+            if e.kind.destructive() {
+                match self.row.guard_state {
+                    None => self.check(false, Invariant::DestructiveAfterGuardAndGate, || {
+                        format!("{} never destroys anything, but {:?} on {} at {}", self.row.procedure, e.kind, e.target, e.at)
+                    }),
+                    Some(guard) => {
+                        let passed = self.history.iter().find(|h| h.outcome == Outcome::Transition && base_state(&h.from) == guard).map(|h| h.at);
+                        let approved: Vec<Option<Timestamp>> = self
+                            .row
+                            .gates
+                            .iter()
+                            .map(|g| self.rec.gates.get(*g).filter(|d| d.decision == Decision::Approved).map(|d| d.at))
+                            .collect();
+                        let ok = passed.is_some_and(|t| t <= e.at) && approved.iter().all(|a| a.is_some_and(|t| t <= e.at));
+                        self.check(ok, Invariant::DestructiveAfterGuardAndGate, || {
+                            format!(
+                                "{:?} on {} at {} (guard {guard} passed: {}; gates approved: {})",
+                                e.kind,
+                                e.target,
+                                e.at,
+                                passed.map_or("no".into(), |t| t.to_string()),
+                                approved.iter().map(|a| a.map_or("no".into(), |t| t.to_string())).collect::<Vec<_>>().join(", ")
+                            )
+                        });
+                    }
+                }
+            }
+            match &e.kind {
+                EffectKind::MemberRemoved { members_after, healthy_after } => {
+                    let (m, h) = (*members_after, *healthy_after);
+                    self.check(h > m / 2, Invariant::QuorumOnMemberRemoval, || {
+                        format!("etcd member {} removed at {}, leaving {h} healthy of {m} members (a quorum is {})", e.target, e.at, m / 2 + 1)
+                    });
+                }
+                EffectKind::Restore { machine, .. } => {
+                    let first = self.recovery.is_none();
+                    let target = e.target.clone();
+                    self.check(first, Invariant::SingleRestore, || format!("a second restore ran on {target} at {}: a second new cluster id", e.at));
+                    self.recovery.get_or_insert((e.target.clone(), machine.clone()));
+                }
+                EffectKind::MachineDeleted { node } => {
+                    if let Some((host, machine)) = self.recovery.clone() {
+                        let hit = e.target == machine || node.as_deref() == Some(host.as_str());
+                        self.check(!hit, Invariant::RecoveryMachineKept, || format!("machine {} of the recovery host {host} deleted at {}", e.target, e.at));
+                    }
+                }
+                EffectKind::MachineCreated => {
+                    if let Some((host, machine)) = self.recovery.clone() {
+                        self.check(e.target != machine, Invariant::RecoveryMachineKept, || format!("machine {machine} of the recovery host {host} re-created at {}", e.at));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn sleep_until(&mut self, t: Timestamp) {
+        let t = match self.abort_at {
+            Some(a) if !self.abort_fired && a < t => a,
+            _ => t,
+        };
+        self.sim.advance_to(t);
+    }
+
+    fn run_step(&mut self) -> Result<Step<NamedState>, StepError> {
+        let cx = StepContext {
+            run_id: self.rec.id.clone(),
+            now: self.sim.now(),
+            attempt: self.rec.attempt,
+            seed: self.rec.seed,
+            aborting: self.rec.abort.is_some(),
+            waiting_since: self.rec.wait.as_ref().map(|w| w.since),
+            gates: self.rec.gates.clone(),
+        };
+        let (p, ports, rec) = (&self.p, &self.ports, &self.rec);
+        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            p.step(ports, &cx, &rec.params, &rec.state).and_then(|s| {
+                Ok(match s {
+                    Step::Next(bytes) => Step::Next(NamedState { name: p.state_name(&bytes).map_err(StepError::Bug)?, bytes }),
+                    Step::Wait { waiting_for, recheck_after, bound } => Step::Wait { waiting_for, recheck_after, bound },
+                    Step::Gate { gate, prompt, evidence } => Step::Gate { gate, prompt, evidence },
+                    Step::Done { summary } => Step::Done { summary },
+                    Step::Halt { reason, evidence } => Step::Halt { reason, evidence },
+                })
+            })
+        }));
+        match out {
+            Ok(Ok(Step::Gate { gate, .. })) if cx.gates.contains_key(&gate) => {
+                Err(StepError::Bug(format!("{} asked again for gate {gate}, which was already decided", self.rec.procedure)))
+            }
+            Ok(r) => r,
+            Err(e) => {
+                let msg = e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
+                Err(StepError::Bug(format!("step panicked: {msg}")))
+            }
+        }
+    }
+
+    /// The runner process dies and a new one resumes the run from its last commit.
+    fn crash_and_restart(&mut self, restart: u64) {
+        self.crashes_fired += 1;
+        let t = self.sim.now().plus(Duration::from_millis(restart));
+        self.sim.advance_to(t);
+        let (new, events) = apply_resume(&self.rec, self.sim.now());
+        self.commit(new, events);
+    }
+
+    fn abort_plan(&self) -> Result<AbortPlan, String> {
+        if self.p.is_undo_state(&self.rec.state)? {
+            return Ok(AbortPlan::KeepUndoing);
+        }
+        Ok(match self.p.on_abort(&self.rec.params, &self.rec.state)? {
+            Some(bytes) => AbortPlan::Undo(NamedState { name: self.p.state_name(&bytes)?, bytes }),
+            None => AbortPlan::Stop,
+        })
+    }
+
+    fn crash_here(&mut self, idx: u32, state: &str, nth: u32) -> Option<(bool, u64)> {
+        let c = self.crashes.iter_mut().find(|c| {
+            !c.fired
+                && match &c.point {
+                    CrashPoint::Step(n) => *n == idx,
+                    CrashPoint::State { name, nth: k } => name == state && *k == nth,
+                }
+        })?;
+        c.fired = true;
+        Some((c.after_effect, c.restart))
+    }
+
+    /// Until the run is terminal (or an invariant broke, or the step bound is reached).
+    fn drive(&mut self) {
+        loop {
+            if self.violation.is_some() || self.rec.status.is_terminal() {
+                return;
+            }
+            if self.step_index >= self.row.max_steps {
+                let (n, s) = (self.row.max_steps, self.rec.state_name.clone());
+                self.fail(Invariant::Terminates, format!("not terminal after {n} step executions (in {s})"));
+                return;
+            }
+            let now = self.sim.now();
+            let abort_due = self.abort_at.is_some_and(|at| now >= at)
+                || self.abort_in.as_deref().is_some_and(|s| s == base_state(&self.rec.state_name));
+            if abort_due && !self.abort_fired {
+                {
+                    self.abort_fired = true;
+                    if self.rec.abort.is_none() {
+                        let mut new = self.rec.clone();
+                        new.updated_at = now;
+                        new.abort = Some(AbortRequest { by: APPROVER.into(), at: now, handled: false });
+                        let ev = HistoryEvent {
+                            seq: new.next_seq,
+                            at: now,
+                            from: new.state_name.clone(),
+                            to: new.state_name.clone(),
+                            attempt: new.attempt,
+                            outcome: Outcome::AbortRequested,
+                            detail: Some(format!("by {APPROVER}")),
+                        };
+                        new.next_seq += 1;
+                        self.commit(new, vec![ev]);
+                    }
+                    continue;
+                }
+            }
+            if self.rec.abort.as_ref().is_some_and(|a| !a.handled) {
+                match self.abort_plan() {
+                    Ok(plan) => {
+                        let (mut new, mut events, _) = apply_abort(&self.rec, plan, now);
+                        // Assert before persisting, as the engine does.
+                        if let Err(e) = self.p.check(&new.params, &new.state) {
+                            let bug = StepError::Bug(format!("{} would move to an invalid state {}: {e}", new.procedure, new.state_name));
+                            (new, events, _) = apply(&self.rec, Err(bug), now, &self.policy);
+                        }
+                        self.commit(new, events);
+                    }
+                    Err(e) => self.fail(Invariant::NoBug, format!("abort plan: {e}")),
+                }
+                continue;
+            }
+            if let Some(t) = due_at(&self.rec) {
+                if t > now {
+                    self.sleep_until(t);
+                    continue;
+                }
+            }
+            if let Some(g) = self.rec.pending_gate.clone() {
+                if !self.rec.gates.contains_key(&g.gate) {
+                    let (after, reject) = self.gate_plan.get(&g.gate).copied().unwrap_or((0, false));
+                    let t = g.since.plus(Duration::from_millis(after));
+                    if t > now {
+                        self.sleep_until(t);
+                        continue;
+                    }
+                    self.gates_used += 1;
+                    let decision = GateDecision {
+                        decision: if reject { Decision::Rejected } else { Decision::Approved },
+                        by: APPROVER.into(),
+                        at: now,
+                        comment: None,
+                    };
+                    let (new, events) = apply_gate_decision(&self.rec, &g.gate, decision, now);
+                    self.commit(new, events);
+                    continue;
+                }
+            }
+
+            let idx = self.step_index;
+            self.step_index += 1;
+            let state = base_state(&self.rec.state_name).to_string();
+            let nth = {
+                let n = self.state_counts.entry(state.clone()).or_insert(0);
+                *n += 1;
+                *n
+            };
+            if let Some((after_effect, restart)) = self.crash_here(idx, &state, nth) {
+                if after_effect {
+                    let _ = self.run_step();
+                    self.check_effects();
+                }
+                self.crash_and_restart(restart);
+                continue;
+            }
+            // `ErasedProcedure::step` asserts a state it moves to before encoding it, as the
+            // engine asserts every state before persisting it.
+            let result = self.run_step();
+            self.check_effects();
+            let (new, events, _) = apply(&self.rec, result, self.sim.now(), &self.policy);
+            self.commit(new, events);
+        }
+    }
+}
+
+fn new_record(p: &dyn ErasedProcedure<Ports>, params: serde_json::Value, seed: u64, now: Timestamp, pre_approve: &[String]) -> Result<(RunRecord, Vec<HistoryEvent>), String> {
+    let params = p.encode_params(params)?;
+    let state = p.initial_state(&params)?;
+    let state_name = p.state_name(&state)?;
+    let mut rec = RunRecord {
+        id: RUN_ID.into(),
+        procedure: p.name().to_string(),
+        procedure_version: p.version(),
+        params,
+        state,
+        state_name: state_name.clone(),
+        status: RunStatus::Running,
+        seed,
+        created_at: now,
+        updated_at: now,
+        deadline: now.plus(RUN_DEADLINE),
+        attempt: 0,
+        wait: None,
+        retry: None,
+        pending_gate: None,
+        gates: BTreeMap::new(),
+        abort: None,
+        outcome: None,
+        next_seq: 0,
+        labels: BTreeMap::new(),
+    };
+    let mut events = vec![HistoryEvent {
+        seq: 0,
+        at: now,
+        from: String::new(),
+        to: state_name.clone(),
+        attempt: 0,
+        outcome: Outcome::Created,
+        detail: Some(format!("{} v{} (seed {seed})", rec.procedure, rec.procedure_version)),
+    }];
+    for gate in pre_approve {
+        rec.gates.insert(gate.clone(), GateDecision { decision: Decision::Approved, by: APPROVER.into(), at: now, comment: Some("pre-approved".into()) });
+        events.push(HistoryEvent {
+            seq: events.len() as u64,
+            at: now,
+            from: state_name.clone(),
+            to: state_name.clone(),
+            attempt: 0,
+            outcome: Outcome::Approved,
+            detail: Some(format!("{gate} pre-approved by {APPROVER}")),
+        });
+    }
+    rec.next_seq = events.len() as u64;
+    Ok((rec, events))
+}
+
+thread_local! {
+    /// The last scenario world built on this thread: a seed is run again and again (the
+    /// determinism re-run, every crash point, shrinking), and copying a world is cheaper than
+    /// building it.
+    static LAST_WORLD: std::cell::RefCell<Option<(&'static str, u64, World)>> = const { std::cell::RefCell::new(None) };
+}
+
+fn scenario_world(scenario: &'static str, seed: u64) -> World {
+    LAST_WORLD.with(|c| {
+        let mut c = c.borrow_mut();
+        match &*c {
+            Some((s, k, w)) if *s == scenario && *k == seed => w.clone(),
+            _ => {
+                let w = crate::scenario::build(scenario, seed).expect("table scenarios exist");
+                *c = Some((scenario, seed, w.clone()));
+                w
+            }
+        }
+    })
+}
+
+/// Run one case and check every invariant (not determinism: see [`check_case`]). The settled
+/// summary is left out (see [`run_case_in`]).
+pub fn run_case(row: &ProcedureRow, factory: &Factory, case: &ChaosCase) -> RunObservation {
+    run_case_in(row, factory, case, false).0
+}
+
+/// [`run_case`], with the settled summary and digest if `summarize`, also giving the world as
+/// the run left it (settled), to look into.
+pub fn run_case_in(row: &ProcedureRow, factory: &Factory, case: &ChaosCase, summarize: bool) -> (RunObservation, Sim) {
+    let sc = row.scenario_for(case.seed);
+    let mut world = scenario_world(sc.scenario, case.seed);
+    let started_at = world.now;
+    case.schedule.apply_to(&mut world);
+    let secrets: Vec<Vec<u8>> = world.secrets.iter().map(|s| s.as_bytes().to_vec()).collect();
+    let effects_seen = world.effects.len();
+    let sim = Sim::new(world);
+    let p = factory(&sim);
+    let mut crashes = Vec::new();
+    let mut gate_plan = BTreeMap::new();
+    let mut abort_at = None;
+    let mut abort_in = None;
+    for f in &case.schedule.faults {
+        match f {
+            Fault::Crash { point, after_effect, restart } => crashes.push(CrashPlan { point: point.clone(), after_effect: *after_effect, restart: *restart, fired: false }),
+            Fault::Gate { gate, after, reject } => {
+                gate_plan.entry(gate.clone()).or_insert((*after, *reject));
+            }
+            Fault::Abort { at } => {
+                let t = started_at.plus(Duration::from_millis(*at));
+                abort_at = Some(abort_at.map_or(t, |a: Timestamp| a.min(t)));
+            }
+            Fault::AbortIn { state } => {
+                abort_in.get_or_insert_with(|| state.clone());
+            }
+            _ => {}
+        }
+    }
+    let pre: Vec<String> = row.gates.iter().filter(|g| !gate_plan.contains_key(**g)).map(|g| g.to_string()).collect();
+    let (rec, events) = match new_record(&*p, (sc.params)(), case.seed, started_at, &pre) {
+        Ok(r) => r,
+        Err(e) => panic!("the table's parameters for {} are invalid: {e}", row.procedure),
+    };
+    let mut d = Driver {
+        row,
+        ports: sim.ports(),
+        sim: sim.clone(),
+        p,
+        policy: RetryPolicy::default(),
+        rec: rec.clone(),
+        history: vec![],
+        crashes,
+        gate_plan,
+        gates_used: 0,
+        abort_at,
+        abort_in,
+        abort_fired: false,
+        step_index: 0,
+        state_counts: HashMap::new(),
+        effects_seen,
+        recovery: None,
+        secrets,
+        checks: 0,
+        crashes_fired: 0,
+        violation: None,
+    };
+    d.commit(rec, events);
+    d.drive();
+    // Liveness: a run that halted on passing trouble (a wait or the retry deadline ran out
+    // while faults went on) is resumed by a person once the faults are over, as `drctl resume`
+    // would; it must then get to its end.
+    let decided = |h: &[HistoryEvent]| h.iter().filter(|e| matches!(e.outcome, Outcome::Approved | Outcome::Rejected)).map(|e| e.at).max();
+    let faults_over = started_at.plus(Duration::from_millis(case.schedule.windows_end()));
+    let mut resumed_after = None;
+    if d.violation.is_none() && d.rec.status == RunStatus::Halted && halted_on_passing_trouble(d.rec.outcome.as_deref()) {
+        resumed_after = d.rec.outcome.as_deref().and_then(|o| o.lines().next()).map(str::to_string);
+        sim.advance_to(faults_over);
+        let (new, events) = apply_resume(&d.rec, sim.now());
+        d.commit(new, events);
+        d.drive();
+        if d.violation.is_none() && d.rec.status == RunStatus::Halted && halted_on_passing_trouble(d.rec.outcome.as_deref()) {
+            let o = d.rec.outcome.clone().unwrap_or_default();
+            d.fail(Invariant::Terminates, format!("resumed after the faults were over, it halted again: {o}"));
+        }
+    }
+    let ended_at = sim.now();
+
+    // The end: what must hold at a terminal state.
+    if d.violation.is_none() {
+        let status = d.rec.status;
+        match status {
+            RunStatus::Failed => {
+                let o = d.rec.outcome.clone().unwrap_or_default();
+                d.fail(Invariant::NoBug, o);
+            }
+            RunStatus::Succeeded | RunStatus::Aborted => {
+                let guard = sim.read(|w| w.api().quorum_guard);
+                d.check(guard, Invariant::QuorumGuardOnAtEnd, || format!("the run ended {} with the etcd quorum guard off", status.as_str()));
+                if status == RunStatus::Succeeded {
+                    let stopped: Vec<String> = sim.read(|w| {
+                        w.hosts.values().filter(|h| h.powered && !h.moved_manifests.is_empty()).map(|h| format!("{}: {:?}", h.name, h.moved_manifests)).collect()
+                    });
+                    d.check(stopped.is_empty(), Invariant::NothingLeftStopped, || format!("static pods left moved out: {}", stopped.join("; ")));
+                    if let Some(post) = row.postcondition {
+                        let r = sim.read(post);
+                        d.check(r.is_ok(), Invariant::Postcondition, || r.err().unwrap_or_default());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    // Liveness: once the faults are over the run ends within its bound.
+    let quiet_from = faults_over.max(decided(&d.history).unwrap_or(started_at));
+    if d.violation.is_none() {
+        let limit = quiet_from.plus(row.liveness_bound);
+        d.check(ended_at <= limit, Invariant::Terminates, || format!("the run ended at {ended_at}, after its bound {limit}"));
+    }
+    // A success leaves a healthy cluster: right away if no fault is active then, and in any
+    // case once the faults are over and the world settled.
+    let succeeded = d.rec.status == RunStatus::Succeeded;
+    let quiet_since_success = ended_at.since(started_at.plus(Duration::from_millis(case.schedule.windows_end()))) >= Duration::from_millis(QUIET_MS);
+    if d.violation.is_none() && succeeded && row.healthy_at_success && quiet_since_success {
+        let st = sim.read(SimStatus::health);
+        // The network operator re-renders the ovnkube-master daemonset minutes after the
+        // control-plane nodes change, on its own: not something the run waits for.
+        let rerender_due = sim.read(|w| w.cno_sync_at.is_some());
+        let problems: Vec<&String> = st.problems.iter().filter(|p| !(rerender_due && p.starts_with("OVN-Kubernetes"))).collect();
+        d.check(problems.is_empty(), Invariant::HealthyOnSuccess, || {
+            format!("succeeded with the cluster unhealthy: {}", problems.iter().map(|p| p.as_str()).collect::<Vec<_>>().join("; "))
+        });
+    }
+    let settle_to = ended_at.max(quiet_from).plus(Duration::from_millis(SETTLE_MS));
+    sim.advance_to(settle_to);
+    if d.violation.is_none() && succeeded {
+        let st: SimStatus = sim.read(SimStatus::health);
+        d.check(st.healthy, Invariant::HealthyOnSuccess, || {
+            format!("succeeded, but the cluster is unhealthy once the faults are over and it settled: {}", st.problems.join("; "))
+        });
+    }
+    let (event_log_hash, settled) = sim.read(|w| {
+        let mut h = Sha256::new();
+        for e in &d.history {
+            h.update(rmp_serde::to_vec(e).expect("event encodes"));
+        }
+        for l in &w.log {
+            h.update(l.as_bytes());
+            h.update(b"\n");
+        }
+        h.update(rmp_serde::to_vec(&w.effects).expect("effects encode"));
+        (hex::encode(h.finalize()), if summarize { settled_summary(w) } else { serde_json::Value::Null })
+    });
+    let windows_in_run = case
+        .schedule
+        .faults
+        .iter()
+        .filter_map(Fault::window)
+        .filter(|(at, _)| started_at.plus(Duration::from_millis(*at)) <= ended_at)
+        .count() as u32;
+    let obs = RunObservation {
+        procedure: d.rec.procedure.clone(),
+        seed: case.seed,
+        scenario: sc.scenario.to_string(),
+        schedule: case.schedule.clone(),
+        status: d.rec.status,
+        outcome: d.rec.outcome.clone(),
+        final_state: d.rec.state_name.clone(),
+        started_at,
+        ended_at,
+        steps: d.step_index,
+        crashes: d.crashes_fired,
+        resumed_after,
+        faults_injected: windows_in_run + d.crashes_fired + d.gates_used + d.abort_fired as u32,
+        checks: d.checks,
+        violation: d.violation.take(),
+        event_log_hash,
+        settled_digest: if summarize { sha(settled.to_string().as_bytes()) } else { String::new() },
+        settled,
+        history: std::mem::take(&mut d.history),
+    };
+    (obs, sim)
+}
+
+/// [`run_case`], then (with `determinism`) the same case again, in process: the event logs
+/// must be byte-identical.
+pub fn check_case(row: &ProcedureRow, factory: &Factory, case: &ChaosCase, determinism: bool) -> (RunObservation, u32) {
+    let mut obs = run_case(row, factory, case);
+    if !determinism {
+        return (obs, 1);
+    }
+    let again = run_case(row, factory, case);
+    obs.checks += 1;
+    if obs.violation.is_none() && again.event_log_hash != obs.event_log_hash {
+        let first = obs.history.iter().zip(&again.history).position(|(a, b)| a != b);
+        obs.violation = Some(Violation {
+            invariant: Invariant::Deterministic,
+            step: obs.steps,
+            at: obs.ended_at,
+            detail: format!(
+                "same seed and schedule, different event logs: {} vs {} (histories first differ at event {first:?})",
+                obs.event_log_hash, again.event_log_hash
+            ),
+        });
+    }
+    (obs, 2)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shrinking with proptest
+// ---------------------------------------------------------------------------------------------
+
+/// A proptest value tree over fault schedules that shrinks by [`FaultSchedule::simplifications`]:
+/// drop a fault, then make one smaller; keep a simplification while the case still fails.
+#[derive(Clone, Debug)]
+pub struct ScheduleTree {
+    seed: u64,
+    accepted: FaultSchedule,
+    candidates: Vec<FaultSchedule>,
+    next: usize,
+    current: FaultSchedule,
+}
+
+impl ScheduleTree {
+    pub fn new(case: ChaosCase) -> ScheduleTree {
+        ScheduleTree { seed: case.seed, accepted: case.schedule.clone(), candidates: vec![], next: 0, current: case.schedule }
+    }
+
+    fn advance(&mut self) -> bool {
+        match self.candidates.get(self.next) {
+            Some(c) => {
+                self.current = c.clone();
+                self.next += 1;
+                true
+            }
+            None => {
+                self.current = self.accepted.clone();
+                false
+            }
+        }
+    }
+}
+
+impl ValueTree for ScheduleTree {
+    type Value = ChaosCase;
+    fn current(&self) -> ChaosCase {
+        ChaosCase { seed: self.seed, schedule: self.current.clone() }
+    }
+    fn simplify(&mut self) -> bool {
+        // The current case failed: it is the new baseline.
+        self.accepted = self.current.clone();
+        self.candidates = self.accepted.simplifications();
+        self.next = 0;
+        self.advance()
+    }
+    fn complicate(&mut self) -> bool {
+        // The current case passed: back to the baseline, on to its next simplification.
+        self.current = self.accepted.clone();
+        self.advance()
+    }
+}
+
+/// Generates cases for one procedure row: a seed from `seeds` and a schedule drawn for it.
+#[derive(Clone)]
+pub struct CaseStrategy {
+    pub row: ProcedureRow,
+    pub seeds: Range<u64>,
+    pub allowed: Vec<FaultKind>,
+}
+
+impl fmt::Debug for CaseStrategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CaseStrategy({}, {:?}, {:?})", self.row.procedure, self.seeds, self.allowed)
+    }
+}
+
+impl Strategy for CaseStrategy {
+    type Tree = ScheduleTree;
+    type Value = ChaosCase;
+    fn new_tree(&self, runner: &mut TestRunner) -> proptest::strategy::NewTree<Self> {
+        use proptest::prelude::Rng;
+        let r = runner.rng().next_u64();
+        let span = self.seeds.end.saturating_sub(self.seeds.start).max(1);
+        let seed = self.seeds.start + r % span;
+        let sc = self.row.scenario_for(seed);
+        let world = crate::scenario::build(sc.scenario, seed).expect("table scenarios exist");
+        let catalog = registry_factory(self.row.procedure).map(|f| f(&Sim::new(world.clone())).state_catalog()).unwrap_or(&[]);
+        let schedule = FaultSchedule::generate(&mut DetRng::new(runner.rng().next_u64()), &self.allowed, &self.row.context(&world, catalog));
+        Ok(ScheduleTree::new(ChaosCase { seed, schedule }))
+    }
+}
+
+fn runner(max_shrink_iters: u32, cases: u32, rng_seed: u64) -> TestRunner {
+    let config = Config { cases, max_shrink_iters, failure_persistence: None, ..Config::default() };
+    let mut seed = [0u8; 32];
+    seed[..8].copy_from_slice(&rng_seed.to_le_bytes());
+    TestRunner::new_with_rng(config, TestRng::from_seed(proptest::test_runner::RngAlgorithm::ChaCha, &seed))
+}
+
+/// Shrink a failing case to a minimal schedule that still breaks the same invariant, with
+/// proptest's runner. Returns the minimal case and what it did.
+pub fn shrink(row: &ProcedureRow, factory: &Factory, case: &ChaosCase, invariant: Invariant, determinism: bool) -> (ChaosCase, RunObservation) {
+    let tries = Mutex::new(0u32);
+    let test = |c: ChaosCase| -> Result<(), TestCaseError> {
+        *tries.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        let (obs, _) = check_case(row, factory, &c, determinism && invariant == Invariant::Deterministic);
+        match obs.violation {
+            Some(v) if v.invariant == invariant => Err(TestCaseError::fail(v.detail)),
+            _ => Ok(()),
+        }
+    };
+    let minimal = match runner(2_000, 1, case.seed).run_one(ScheduleTree::new(case.clone()), test) {
+        Err(TestError::Fail(_, minimal)) => minimal,
+        // It did not fail again (cannot happen for a deterministic run): keep the original.
+        _ => case.clone(),
+    };
+    let (obs, _) = check_case(row, factory, &minimal, determinism && invariant == Invariant::Deterministic);
+    (minimal, obs)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sweeps
+// ---------------------------------------------------------------------------------------------
+
+/// What `drctl sim chaos` asks for.
+#[derive(Clone)]
+pub struct SweepOptions {
+    pub procedure: String,
+    pub seeds: Range<u64>,
+    /// Replay: every seed runs this schedule instead of the one it derives.
+    pub faults: Option<FaultSchedule>,
+    /// Fault kinds a derived schedule may contain (default: all).
+    pub allowed: Vec<FaultKind>,
+    /// Check crash equivalence at every transition for this many seeds (from the start of the
+    /// range, covering the row's scenarios first). Default 2.
+    pub crash_seeds: u64,
+    /// Run each seed twice and compare the event logs.
+    pub determinism: bool,
+    /// Shrink each failure to a minimal schedule.
+    pub shrink: bool,
+    /// Worker threads.
+    pub threads: usize,
+    /// Stop looking after this many failures.
+    pub max_failures: usize,
+    /// Enforce the sometimes-assertions (only for sweeps of at least
+    /// [`MIN_SEEDS_FOR_SOMETIMES`] seeds without a replayed schedule).
+    pub sometimes: bool,
+    /// Wall-clock stopwatch for simulations per second (the caller's; none: not reported).
+    pub stopwatch: Option<Stopwatch>,
+}
+
+impl SweepOptions {
+    pub fn new(procedure: &str, seeds: Range<u64>) -> SweepOptions {
+        SweepOptions {
+            procedure: procedure.to_string(),
+            seeds,
+            faults: None,
+            allowed: FaultKind::ALL.to_vec(),
+            crash_seeds: 2,
+            determinism: true,
+            shrink: true,
+            threads: 1,
+            max_failures: 5,
+            sometimes: true,
+            stopwatch: None,
+        }
+    }
+}
+
+impl fmt::Debug for SweepOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SweepOptions")
+            .field("procedure", &self.procedure)
+            .field("seeds", &self.seeds)
+            .field("faults", &self.faults.as_ref().map(|s| s.to_string()))
+            .field("allowed", &self.allowed)
+            .field("crash_seeds", &self.crash_seeds)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One failure, minimal and replayable.
+#[derive(Clone, Debug, Serialize)]
+pub struct Failure {
+    pub seed: u64,
+    pub scenario: String,
+    pub invariant: Invariant,
+    pub detail: String,
+    /// The minimal schedule (text form).
+    pub schedule: String,
+    /// The schedule the seed derived, before shrinking.
+    pub original_schedule: String,
+    pub event_log_hash: String,
+    pub status: String,
+    pub final_state: String,
+    /// The one command that replays it.
+    pub replay: String,
+}
+
+impl Failure {
+    fn from_obs(obs: &RunObservation, original: &FaultSchedule) -> Failure {
+        let v = obs.violation.clone().expect("a failure has a violation");
+        Failure {
+            seed: obs.seed,
+            scenario: obs.scenario.clone(),
+            invariant: v.invariant,
+            detail: v.detail,
+            schedule: obs.schedule.to_string(),
+            original_schedule: original.to_string(),
+            event_log_hash: obs.event_log_hash.clone(),
+            status: obs.status.as_str().into(),
+            final_state: obs.final_state.clone(),
+            replay: replay_command(&obs.procedure, obs.seed, &obs.schedule),
+        }
+    }
+}
+
+/// `drctl sim chaos --procedure P --seeds S..S+1 --faults '...'`
+pub fn replay_command(procedure: &str, seed: u64, schedule: &FaultSchedule) -> String {
+    format!("drctl sim chaos --procedure {procedure} --seeds {seed}..{} --faults '{schedule}'", seed + 1)
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Coverage {
+    /// Times each state (argument stripped) was entered.
+    pub states: BTreeMap<String, u64>,
+    pub transitions: BTreeMap<String, u64>,
+    /// In the procedure's catalog, never reached.
+    pub states_never: Vec<String>,
+    pub transitions_never: Vec<String>,
+    /// Reached but missing from the catalog (the catalog is out of date).
+    pub states_unknown: Vec<String>,
+    pub transitions_unknown: Vec<String>,
+    pub catalog_states: usize,
+    pub catalog_transitions: usize,
+    /// How runs ended: `succeeded`, `halted: <reason>`, ...
+    pub outcomes: BTreeMap<String, u64>,
+}
+
+impl Coverage {
+    fn add(&mut self, obs: &RunObservation) {
+        let mut first = true;
+        for e in &obs.history {
+            if first && e.outcome == Outcome::Created {
+                *self.states.entry(base_state(&e.to).to_string()).or_default() += 1;
+                first = false;
+            }
+            if e.outcome == Outcome::Transition {
+                *self.states.entry(base_state(&e.to).to_string()).or_default() += 1;
+                *self.transitions.entry(format!("{} -> {}", base_state(&e.from), base_state(&e.to))).or_default() += 1;
+            }
+        }
+        *self.outcomes.entry(outcome_key(obs)).or_default() += 1;
+    }
+
+    fn merge(&mut self, o: Coverage) {
+        for (k, v) in o.states {
+            *self.states.entry(k).or_default() += v;
+        }
+        for (k, v) in o.transitions {
+            *self.transitions.entry(k).or_default() += v;
+        }
+        for (k, v) in o.outcomes {
+            *self.outcomes.entry(k).or_default() += v;
+        }
+    }
+
+    fn finish(&mut self, catalog: &[(&'static str, &'static [&'static str])]) {
+        let states: BTreeSet<String> = catalog.iter().map(|(s, _)| s.to_string()).collect();
+        let transitions: BTreeSet<String> = catalog.iter().flat_map(|(s, to)| to.iter().map(move |t| format!("{s} -> {t}"))).collect();
+        self.catalog_states = states.len();
+        self.catalog_transitions = transitions.len();
+        if catalog.is_empty() {
+            return;
+        }
+        self.states_never = states.iter().filter(|s| !self.states.contains_key(*s)).cloned().collect();
+        self.transitions_never = transitions.iter().filter(|t| !self.transitions.contains_key(*t)).cloned().collect();
+        self.states_unknown = self.states.keys().filter(|s| !states.contains(*s)).cloned().collect();
+        self.transitions_unknown = self.transitions.keys().filter(|t| !transitions.contains(*t)).cloned().collect();
+    }
+}
+
+/// Halts a person resumes once the trouble is over: a wait bound or the retry deadline ran out,
+/// a disk was full.
+fn halted_on_passing_trouble(outcome: Option<&str>) -> bool {
+    outcome.is_some_and(|o| {
+        o.starts_with("timed out after") || o.starts_with("gave up after") || o.to_ascii_lowercase().contains("no space left on device")
+    })
+}
+
+fn blank_digits(s: &str, max: usize) -> String {
+    let line: String = s.lines().next().unwrap_or_default().chars().map(|c| if c.is_ascii_digit() { '#' } else { c }).collect();
+    let mut short: String = line.chars().take(max).collect();
+    if short.len() < line.len() {
+        short.push('…');
+    }
+    short
+}
+
+/// How a run ended, with digits blanked out of a halt reason so that similar halts group.
+fn outcome_key(obs: &RunObservation) -> String {
+    let end = outcome_end(obs);
+    match &obs.resumed_after {
+        Some(r) => format!("{end} (resumed after halting: {})", blank_digits(r, 80)),
+        None => end,
+    }
+}
+
+fn outcome_end(obs: &RunObservation) -> String {
+    match (obs.status, &obs.outcome) {
+        (RunStatus::Halted, Some(o)) => format!("halted: {}", blank_digits(o, 110)),
+        (s, _) => s.as_str().to_string(),
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SometimesResult {
+    pub name: String,
+    pub runs: u64,
+    /// Whether this sweep had to reach it.
+    pub required: bool,
+}
+
+/// What a sweep found. `Display` prints it for people; `Serialize` for `-o json`.
+#[derive(Clone, Debug, Serialize)]
+pub struct SweepReport {
+    pub procedure: String,
+    pub seeds: Range<u64>,
+    pub replayed_schedule: Option<String>,
+    pub allowed: Vec<FaultKind>,
+    /// Seeds actually run (fewer than the range once `max_failures` were found).
+    pub seeds_run: u64,
+    /// Simulated runs, each determinism re-run and crash point included.
+    pub runs: u64,
+    pub faults_injected: u64,
+    pub invariant_checks: u64,
+    pub crash_points_checked: u64,
+    pub crash_seeds: Vec<u64>,
+    pub coverage: Coverage,
+    pub sometimes: Vec<SometimesResult>,
+    pub elapsed_secs: Option<f64>,
+    pub simulations_per_sec: Option<f64>,
+    pub failures: Vec<Failure>,
+    pub passed: bool,
+}
+
+#[derive(Default)]
+struct Tally {
+    seeds: u64,
+    runs: u64,
+    faults: u64,
+    checks: u64,
+    coverage: Coverage,
+    sometimes: Vec<u64>,
+    failures: Vec<(RunObservation, FaultSchedule)>,
+}
+
+/// Run a sweep of a procedure of the registry, by the table.
+pub fn sweep(opts: &SweepOptions) -> Result<SweepReport, String> {
+    let row = row(&opts.procedure).ok_or_else(|| {
+        format!("no chaos table row for procedure '{}'; rows: {}", opts.procedure, rows().iter().map(|r| r.procedure).collect::<Vec<_>>().join(", "))
+    })?;
+    let factory = registry_factory(&opts.procedure).ok_or_else(|| format!("unknown procedure '{}'", opts.procedure))?;
+    if opts.seeds.is_empty() {
+        return Err(format!("the seed range {}..{} is empty", opts.seeds.start, opts.seeds.end));
+    }
+    Ok(sweep_with(opts, &row, &factory))
+}
+
+/// [`sweep`] with an explicit row and procedure (tests use this for broken variants).
+pub fn sweep_with(opts: &SweepOptions, row: &ProcedureRow, factory: &Factory) -> SweepReport {
+    let seeds: Vec<u64> = opts.seeds.clone().collect();
+    let threads = opts.threads.max(1).min(seeds.len().max(1));
+    let stop = std::sync::atomic::AtomicUsize::new(0);
+    let run_seed = |seed: u64, t: &mut Tally| {
+        if stop.load(std::sync::atomic::Ordering::Relaxed) >= opts.max_failures.max(1) {
+            return;
+        }
+        let schedule = match &opts.faults {
+            Some(s) => s.clone(),
+            None => row.schedule_for(seed, &opts.allowed),
+        };
+        let (obs, runs) = check_case(row, factory, &ChaosCase { seed, schedule: schedule.clone() }, opts.determinism);
+        t.seeds += 1;
+        t.runs += runs as u64;
+        t.faults += obs.faults_injected as u64;
+        t.checks += obs.checks;
+        t.coverage.add(&obs);
+        if t.sometimes.is_empty() {
+            t.sometimes = vec![0; row.sometimes.len()];
+        }
+        for (i, s) in row.sometimes.iter().enumerate() {
+            if (s.holds)(&obs) {
+                t.sometimes[i] += 1;
+            }
+        }
+        if obs.violation.is_some() {
+            stop.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            t.failures.push((obs, schedule));
+        }
+    };
+    let mut tallies: Vec<Tally> = Vec::new();
+    if threads == 1 {
+        let mut t = Tally::default();
+        for s in &seeds {
+            run_seed(*s, &mut t);
+        }
+        tallies.push(t);
+    } else {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|k| {
+                    let seeds = &seeds;
+                    let run_seed = &run_seed;
+                    scope.spawn(move || {
+                        let mut t = Tally::default();
+                        for s in seeds.iter().skip(k).step_by(threads) {
+                            run_seed(*s, &mut t);
+                        }
+                        t
+                    })
+                })
+                .collect();
+            for h in handles {
+                tallies.push(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+            }
+        });
+    }
+    let mut total = Tally { sometimes: vec![0; row.sometimes.len()], ..Tally::default() };
+    for t in tallies {
+        total.seeds += t.seeds;
+        total.runs += t.runs;
+        total.faults += t.faults;
+        total.checks += t.checks;
+        total.coverage.merge(t.coverage);
+        for (i, n) in t.sometimes.iter().enumerate() {
+            total.sometimes[i] += n;
+        }
+        total.failures.extend(t.failures);
+    }
+    total.failures.sort_by_key(|(o, _)| o.seed);
+    total.failures.truncate(opts.max_failures.max(1));
+
+    // Crash equivalence for the first seeds, one per scenario the table has.
+    let mut crash_points = 0;
+    let mut crash_seeds = Vec::new();
+    let mut scenarios_done = BTreeSet::new();
+    for seed in seeds.iter().copied() {
+        if crash_seeds.len() as u64 >= opts.crash_seeds {
+            break;
+        }
+        let sc = row.scenario_for(seed).scenario;
+        if scenarios_done.contains(sc) && scenarios_done.len() < row.scenarios.len() {
+            continue;
+        }
+        scenarios_done.insert(sc);
+        crash_seeds.push(seed);
+        let c = crash_equivalence(row, factory, seed);
+        crash_points += c.points;
+        total.runs += c.points + 1;
+        total.checks += c.checks;
+        for f in c.failures {
+            if total.failures.len() < opts.max_failures.max(1) + 1 {
+                let original = f.schedule.clone();
+                total.failures.push((f, original));
+            }
+        }
+    }
+
+    let catalog = factory(&Sim::new(crate::scenario::build(row.scenarios[0].scenario, 0).expect("scenario"))).state_catalog();
+    total.coverage.finish(catalog);
+    let enforce = opts.sometimes && opts.faults.is_none() && (opts.seeds.end - opts.seeds.start) >= MIN_SEEDS_FOR_SOMETIMES;
+    let sometimes: Vec<SometimesResult> = row
+        .sometimes
+        .iter()
+        .zip(&total.sometimes)
+        .map(|(s, n)| SometimesResult {
+            name: s.name.to_string(),
+            runs: *n,
+            required: enforce && (s.needs.is_empty() || s.needs.iter().any(|k| opts.allowed.contains(k))),
+        })
+        .collect();
+
+    // Shrink each failure to its minimal schedule.
+    let failures: Vec<Failure> = total
+        .failures
+        .iter()
+        .map(|(obs, original)| {
+            let v = obs.violation.as_ref().expect("failure");
+            if opts.shrink && !obs.schedule.faults.is_empty() {
+                let (_, min_obs) = shrink(row, factory, &ChaosCase { seed: obs.seed, schedule: obs.schedule.clone() }, v.invariant, opts.determinism);
+                if min_obs.violation.as_ref().is_some_and(|m| m.invariant == v.invariant) {
+                    return Failure::from_obs(&min_obs, original);
+                }
+            }
+            Failure::from_obs(obs, original)
+        })
+        .collect();
+
+    let elapsed = opts.stopwatch.as_ref().map(|s| s().as_secs_f64());
+    let cov = &total.coverage;
+    let passed = failures.is_empty()
+        && cov.states_unknown.is_empty()
+        && cov.transitions_unknown.is_empty()
+        && sometimes.iter().all(|s| !s.required || s.runs > 0);
+    SweepReport {
+        procedure: opts.procedure.clone(),
+        seeds: opts.seeds.clone(),
+        replayed_schedule: opts.faults.as_ref().map(|s| s.to_string()),
+        allowed: opts.allowed.clone(),
+        seeds_run: total.seeds,
+        runs: total.runs,
+        faults_injected: total.faults,
+        invariant_checks: total.checks,
+        crash_points_checked: crash_points,
+        crash_seeds,
+        coverage: total.coverage,
+        sometimes,
+        elapsed_secs: elapsed,
+        simulations_per_sec: elapsed.filter(|e| *e > 0.0).map(|e| total.runs as f64 / e),
+        failures,
+        passed,
+    }
+}
+
+/// What crash equivalence found for one seed.
+#[derive(Clone, Debug, Default)]
+pub struct CrashCheck {
+    pub points: u64,
+    pub checks: u64,
+    pub failures: Vec<RunObservation>,
+}
+
+/// Crash at every step execution of the seed's fault-free run, before the step's effect and
+/// after it (before its commit), restart at once, and compare how the run ends (status, final
+/// state) and the settled world ([`settled_summary`]) with the run that did not crash. The
+/// restart takes no virtual time, so a crash before an effect must leave an identical world;
+/// a crash after it shifts time (the step ran twice), which the settled summary ignores.
+pub fn crash_equivalence(row: &ProcedureRow, factory: &Factory, seed: u64) -> CrashCheck {
+    let base = run_case_in(row, factory, &ChaosCase { seed, schedule: FaultSchedule::none() }, true).0;
+    let mut out = CrashCheck { checks: base.checks, ..CrashCheck::default() };
+    if base.violation.is_some() {
+        out.failures.push(base);
+        return out;
+    }
+    for i in 0..base.steps {
+        for after_effect in [false, true] {
+            let schedule = FaultSchedule { faults: vec![Fault::Crash { point: CrashPoint::Step(i), after_effect, restart: 0 }] };
+            let mut obs = run_case_in(row, factory, &ChaosCase { seed, schedule }, true).0;
+            out.points += 1;
+            out.checks += obs.checks + 1;
+            if obs.violation.is_none() {
+                let diff = settled_diff(&base.settled, &obs.settled);
+                if obs.status != base.status || obs.final_state != base.final_state || !diff.is_empty() {
+                    obs.violation = Some(Violation {
+                        invariant: Invariant::CrashEquivalent,
+                        step: i,
+                        at: obs.ended_at,
+                        detail: format!(
+                            "crash {} the effect of step {i}: ended {} in {} (without the crash: {} in {}){}",
+                            if after_effect { "after" } else { "before" },
+                            obs.status.as_str(),
+                            obs.final_state,
+                            base.status.as_str(),
+                            base.final_state,
+                            if diff.is_empty() { String::new() } else { format!("; settled world differs: {}", diff.join("; ")) }
+                        ),
+                    });
+                }
+            }
+            if obs.violation.is_some() {
+                out.failures.push(obs);
+                if out.failures.len() >= 3 {
+                    return out;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Where two settled summaries differ, as `path: a vs b` (at most eight).
+pub fn settled_diff(a: &serde_json::Value, b: &serde_json::Value) -> Vec<String> {
+    fn walk(path: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {
+        use serde_json::Value::{Array, Object};
+        if a == b || out.len() >= 8 {
+            return;
+        }
+        match (a, b) {
+            (Object(x), Object(y)) => {
+                let keys: BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+                for k in keys {
+                    let null = serde_json::Value::Null;
+                    let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                    walk(&p, x.get(k).unwrap_or(&null), y.get(k).unwrap_or(&null), out);
+                }
+            }
+            (Array(x), Array(y)) if x.len() == y.len() && x.iter().all(|v| v.is_object()) => {
+                for (i, (u, v)) in x.iter().zip(y).enumerate() {
+                    let name = u.get("name").and_then(|n| n.as_str()).map_or(i.to_string(), str::to_string);
+                    walk(&format!("{path}[{name}]"), u, v, out);
+                }
+            }
+            _ => out.push(format!("{path}: {a} vs {b}")),
+        }
+    }
+    let mut out = Vec::new();
+    walk("", a, b, &mut out);
+    out
+}
+
+/// Run exactly one seed and schedule, as the replay command does, with determinism checked
+/// and the settled summary computed.
+pub fn replay(row: &ProcedureRow, factory: &Factory, seed: u64, schedule: &FaultSchedule) -> RunObservation {
+    let case = ChaosCase { seed, schedule: schedule.clone() };
+    let (mut obs, _) = run_case_in(row, factory, &case, true);
+    let (again, _) = check_case(row, factory, &case, false);
+    obs.checks += 1;
+    if obs.violation.is_none() && again.event_log_hash != obs.event_log_hash {
+        obs.violation = Some(Violation {
+            invariant: Invariant::Deterministic,
+            step: obs.steps,
+            at: obs.ended_at,
+            detail: format!("same seed and schedule, different event logs: {} vs {}", obs.event_log_hash, again.event_log_hash),
+        });
+    }
+    obs
+}
+
+/// Let proptest generate `cases` cases (seed and schedule) for a row and shrink the first
+/// failure; `None` when all pass.
+pub fn explore(row: &ProcedureRow, factory: &Factory, seeds: Range<u64>, allowed: &[FaultKind], cases: u32, rng_seed: u64) -> Option<Failure> {
+    let strategy = CaseStrategy { row: row.clone(), seeds, allowed: allowed.to_vec() };
+    let result = runner(500, cases, rng_seed).run(&strategy, |c| {
+        let (obs, _) = check_case(row, factory, &c, false);
+        match obs.violation {
+            Some(v) => Err(TestCaseError::fail(format!("{}: {}", v.invariant, v.detail))),
+            None => Ok(()),
+        }
+    });
+    match result {
+        Err(TestError::Fail(_, minimal)) => {
+            let (obs, _) = check_case(row, factory, &minimal, true);
+            obs.violation.is_some().then(|| Failure::from_obs(&obs, &minimal.schedule))
+        }
+        _ => None,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Printing
+// ---------------------------------------------------------------------------------------------
+
+impl fmt::Display for SweepReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.seeds.end - self.seeds.start;
+        writeln!(f, "chaos sweep: {}, seeds {}..{} ({n} seeds)", self.procedure, self.seeds.start, self.seeds.end)?;
+        if self.seeds_run < n {
+            writeln!(f, "  seeds run          {} (stopped after {} failures)", self.seeds_run, self.failures.len())?;
+        }
+        match &self.replayed_schedule {
+            Some(s) => writeln!(f, "  faults             {s} (replayed for every seed)")?,
+            None => writeln!(f, "  fault kinds        {}", self.allowed.iter().map(|k| k.name()).collect::<Vec<_>>().join(","))?,
+        }
+        writeln!(f, "  runs               {}", self.runs)?;
+        writeln!(f, "  faults injected    {}", self.faults_injected)?;
+        writeln!(f, "  invariant checks   {}", self.invariant_checks)?;
+        write!(f, "  crash points       {}", self.crash_points_checked)?;
+        if !self.crash_seeds.is_empty() {
+            write!(f, " (every transition, before and after its effect, seeds {:?})", self.crash_seeds)?;
+        }
+        writeln!(f)?;
+        match (self.simulations_per_sec, self.elapsed_secs) {
+            (Some(r), Some(e)) => writeln!(f, "  simulations/s      {r:.0} ({} runs in {e:.2} s)", self.runs)?,
+            _ => writeln!(f, "  simulations/s      (not measured)")?,
+        }
+        writeln!(f, "  outcomes")?;
+        for (k, v) in &self.coverage.outcomes {
+            writeln!(f, "    {v:>7}  {k}")?;
+        }
+        let c = &self.coverage;
+        writeln!(
+            f,
+            "  coverage           {} of {} states, {} of {} transitions",
+            c.catalog_states - c.states_never.len(),
+            c.catalog_states,
+            c.catalog_transitions - c.transitions_never.len(),
+            c.catalog_transitions
+        )?;
+        writeln!(f, "    reached          {}", c.states.iter().map(|(s, n)| format!("{s} ({n})")).collect::<Vec<_>>().join(", "))?;
+        if !c.states_never.is_empty() {
+            writeln!(f, "    never reached    {}", c.states_never.join(", "))?;
+        }
+        if !c.transitions_never.is_empty() {
+            writeln!(f, "    transitions never taken: {}", c.transitions_never.join(", "))?;
+        }
+        if !c.states_unknown.is_empty() || !c.transitions_unknown.is_empty() {
+            writeln!(f, "    NOT IN THE PROCEDURE'S CATALOG: {}", c.states_unknown.iter().chain(&c.transitions_unknown).cloned().collect::<Vec<_>>().join(", "))?;
+        }
+        writeln!(f, "  sometimes")?;
+        for s in &self.sometimes {
+            let mark = match (s.runs > 0, s.required) {
+                (true, _) => "ok  ",
+                (false, true) => "FAIL",
+                (false, false) => "-   ",
+            };
+            writeln!(f, "    {mark} {} ({} runs)", s.name, s.runs)?;
+        }
+        if self.failures.is_empty() {
+            writeln!(f, "  failures           none")?;
+        } else {
+            writeln!(f, "  failures           {}", self.failures.len())?;
+            for x in &self.failures {
+                writeln!(f, "  - seed {} ({}): {}: {}", x.seed, x.scenario, x.invariant, x.detail)?;
+                writeln!(f, "    ended            {} in {}", x.status, x.final_state)?;
+                writeln!(f, "    minimal faults   {}", x.schedule)?;
+                if x.original_schedule != x.schedule {
+                    writeln!(f, "    shrunk from      {}", x.original_schedule)?;
+                }
+                writeln!(f, "    event-log hash   {}", x.event_log_hash)?;
+                writeln!(f, "    replay           {}", x.replay)?;
+            }
+        }
+        write!(f, "result: {}", if self.passed { "PASS" } else { "FAIL" })
+    }
+}

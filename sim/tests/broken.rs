@@ -1,0 +1,269 @@
+//! Deliberately broken procedures (test-only): the real procedures with one decision altered.
+//! Each must be caught by the chaos harness, shrunk to a minimal fault schedule, and reported
+//! with its replay command; replaying the report reproduces the same failure and event-log hash.
+//! This is what proves the checks can fail.
+
+use drctl_runtime::procedure::{ErasedProcedure, Procedure, Step, StepContext, StepError};
+use drctl_sim::chaos::*;
+use drctl_sim::faults::{FaultKind, FaultSchedule};
+use drctl_sim::ports::SimEtcd;
+use drctl_sim::Sim;
+use drctl_workflows::etcd_backup::{BackupParams, BackupState, EtcdBackup};
+use drctl_workflows::ports::{Etcd, HostOp, Ports, StaticPod};
+use drctl_workflows::restore_cluster_state::{RestoreClusterState, RestoreParams, RestoreState, RestoreStep};
+use std::sync::Arc;
+
+/// One altered decision of a base procedure: `Some` replaces the base step.
+trait Alteration<B: Procedure>: Send + Sync + 'static {
+    const NAME: &'static str;
+    fn step(&self, sim: &Sim, ports: &Ports, cx: &StepContext, p: &B::Params, s: &B::State) -> Option<Result<Step<B::State>, StepError>>;
+}
+
+/// A base procedure with one alteration; it keeps the simulator to reach around the ports.
+struct Broken<B, A> {
+    base: B,
+    alt: A,
+    sim: Sim,
+}
+
+impl<B: Procedure<Env = Ports>, A: Alteration<B>> Procedure for Broken<B, A> {
+    type Env = Ports;
+    type Params = B::Params;
+    type State = B::State;
+    const NAME: &'static str = A::NAME;
+    const VERSION: u32 = B::VERSION;
+    fn summary(&self) -> &'static str {
+        self.base.summary()
+    }
+    fn source(&self) -> &'static str {
+        self.base.source()
+    }
+    fn validate(&self, p: &B::Params) -> Result<(), String> {
+        self.base.validate(p)
+    }
+    fn initial_state(&self, p: &B::Params) -> B::State {
+        self.base.initial_state(p)
+    }
+    fn state_name(&self, s: &B::State) -> String {
+        self.base.state_name(s)
+    }
+    fn check_state(&self, p: &B::Params, s: &B::State) -> Result<(), String> {
+        self.base.check_state(p, s)
+    }
+    fn step(&self, ports: &Ports, cx: &StepContext, p: &B::Params, s: &B::State) -> Result<Step<B::State>, StepError> {
+        match self.alt.step(&self.sim, ports, cx, p, s) {
+            Some(r) => r,
+            None => self.base.step(ports, cx, p, s),
+        }
+    }
+    fn on_abort(&self, p: &B::Params, s: &B::State) -> Option<B::State> {
+        self.base.on_abort(p, s)
+    }
+    fn is_undo_state(&self, s: &B::State) -> bool {
+        self.base.is_undo_state(s)
+    }
+    fn state_catalog(&self) -> &'static [(&'static str, &'static [&'static str])] {
+        self.base.state_catalog()
+    }
+}
+
+fn factory<B, A>(base: fn() -> B, alt: fn() -> A) -> Factory
+where
+    B: Procedure<Env = Ports>,
+    A: Alteration<B>,
+{
+    Arc::new(move |sim: &Sim| Arc::new(Broken { base: base(), alt: alt(), sim: sim.clone() }) as Arc<dyn ErasedProcedure<Ports>>)
+}
+
+fn restoring(s: &RestoreState) -> Option<(&drctl_workflows::restore_cluster_state::Plan, &RestoreStep)> {
+    match s {
+        RestoreState::Restoring { plan, step } => Some((plan, step)),
+        _ => None,
+    }
+}
+
+/// Sweep a broken variant; it must fail with `invariant`, shrunk, replayable.
+fn caught(name: &str, procedure: &str, f: Factory, opts: SweepOptions, invariant: Invariant) -> Failure {
+    let row = row(procedure).unwrap();
+    let report = sweep_with(&SweepOptions { procedure: name.to_string(), ..opts }, &row, &f);
+    println!("{report}");
+    assert!(!report.passed, "the harness did not catch {name}");
+    let failure = report.failures.iter().find(|x| x.invariant == invariant).unwrap_or_else(|| panic!("{name}: no {invariant} failure:\n{report}")).clone();
+    assert!(failure.replay.starts_with(&format!("drctl sim chaos --procedure {name} --seeds {}..{} --faults '", failure.seed, failure.seed + 1)), "{}", failure.replay);
+    // The minimal schedule is minimal: dropping any one of its faults makes the failure go.
+    let minimal = FaultSchedule::parse(&failure.schedule).unwrap();
+    for i in 0..minimal.faults.len() {
+        let mut fewer = minimal.clone();
+        fewer.faults.remove(i);
+        let o = run_case(&row, &f, &ChaosCase { seed: failure.seed, schedule: fewer.clone() });
+        assert!(o.violation.as_ref().is_none_or(|v| v.invariant != invariant), "{name}: '{fewer}' still fails: not minimal");
+    }
+    // Replaying the reported seed and schedule reproduces the failure and its event log.
+    let again = replay(&row, &f, failure.seed, &minimal);
+    let v = again.violation.expect("the replay fails too");
+    assert_eq!(v.invariant, invariant);
+    assert_eq!(again.event_log_hash, failure.event_log_hash, "same seed, same schedule, same event log");
+    failure
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// Forgets to turn the etcd quorum guard back on (runbook step 20).
+struct SkipsQuorumGuardOn;
+
+impl Alteration<RestoreClusterState> for SkipsQuorumGuardOn {
+    const NAME: &'static str = "broken-skips-quorum-guard-on";
+    fn step(&self, _: &Sim, _: &Ports, _: &StepContext, _: &RestoreParams, s: &RestoreState) -> Option<Result<Step<RestoreState>, StepError>> {
+        match restoring(s)? {
+            (plan, RestoreStep::QuorumGuardOn { before_revision }) => Some(Ok(Step::Next(RestoreState::Restoring {
+                plan: plan.clone(),
+                step: RestoreStep::WaitEtcdRollout { before_revision: *before_revision },
+            }))),
+            _ => None,
+        }
+    }
+}
+
+#[test]
+fn a_restore_that_leaves_the_quorum_guard_off_is_caught_shrunk_and_replayable() {
+    let mut opts = SweepOptions::new("", 1..30);
+    opts.max_failures = 1;
+    let f = caught("broken-skips-quorum-guard-on", "restore-cluster-state", factory(|| RestoreClusterState, || SkipsQuorumGuardOn), opts, Invariant::QuorumGuardOnAtEnd);
+    // No fault is needed to show it: it shrinks to nothing.
+    assert_eq!(f.schedule, "none", "{f:?}");
+}
+
+/// Picks the wrong member: while the rollout adds members, removes a healthy one instead of
+/// the one that has not started, with etcdctl's strict reconfiguration check off (through the
+/// Etcd port etcd itself refuses, as real etcd does).
+struct RemovesAHealthyMember;
+
+impl Alteration<RestoreClusterState> for RemovesAHealthyMember {
+    const NAME: &'static str = "broken-removes-a-healthy-member";
+    fn step(&self, sim: &Sim, _: &Ports, _: &StepContext, _: &RestoreParams, s: &RestoreState) -> Option<Result<Step<RestoreState>, StepError>> {
+        let (plan, RestoreStep::WaitEtcdRollout { .. }) = restoring(s)? else { return None };
+        let recovery = plan.recovery.name.clone();
+        let victim = sim.read(|w| {
+            let members = &w.etcd[&w.current_cluster].members;
+            let started = |h: &String| w.hosts.get(h).is_some_and(|x| w.member_started(x));
+            let one_down = members.values().any(|h| !started(h));
+            members.iter().find(|(_, h)| one_down && **h != recovery && started(h)).map(|(id, _)| *id)
+        })?;
+        // Through the port, etcd refuses it (strict reconfiguration check)...
+        if SimEtcd(sim.clone()).member_remove(victim).is_ok() {
+            return None;
+        }
+        // ...so the broken variant forces it, as `--strict-reconfig-check=false` would.
+        if let Err(e) = sim.write(|w| w.remove_member(victim, false)) {
+            return Some(Err(StepError::Transient { what: "remove the failed etcd member".into(), error: e }));
+        }
+        None
+    }
+}
+
+#[test]
+fn a_restore_that_removes_a_healthy_member_is_caught_shrunk_and_replayable() {
+    let mut opts = SweepOptions::new("", 1..200);
+    opts.allowed = vec![FaultKind::EtcdCrash, FaultKind::SlowOps, FaultKind::CrashAfter];
+    opts.max_failures = 3;
+    caught("broken-removes-a-healthy-member", "restore-cluster-state", factory(|| RestoreClusterState, || RemovesAHealthyMember), opts, Invariant::QuorumOnMemberRemoval);
+}
+
+/// Runs `cluster-restore.sh` without its fence (a new token each time it runs): a run that
+/// crashed after the restore, or lost the SSH connection while it ran, restores a second time
+/// and makes a second new cluster.
+#[derive(Default)]
+struct UnfencedRestore {
+    runs: std::sync::atomic::AtomicU32,
+}
+
+impl Alteration<RestoreClusterState> for UnfencedRestore {
+    const NAME: &'static str = "broken-unfenced-restore";
+    fn step(&self, _: &Sim, ports: &Ports, _: &StepContext, p: &RestoreParams, s: &RestoreState) -> Option<Result<Step<RestoreState>, StepError>> {
+        let (plan, RestoreStep::RunRestore { fence }) = restoring(s)? else { return None };
+        let n = self.runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let op = HostOp::RunRestore { dir: p.backup_dir.clone(), fence: format!("{fence}-{n}") };
+        Some(
+            ports
+                .hosts
+                .run(&plan.recovery.name, &op)
+                .map_err(|e| e.during("cluster-restore.sh"))
+                .map(|_| Step::Next(RestoreState::Restoring { plan: plan.clone(), step: RestoreStep::WaitNodes })),
+        )
+    }
+}
+
+#[test]
+fn an_unfenced_restore_repeated_after_a_crash_is_caught_by_crash_equivalence_and_replayable() {
+    let row = row("restore-cluster-state").unwrap();
+    let f = factory(|| RestoreClusterState, UnfencedRestore::default);
+    // Every crash point of one seed: the crash after the restore's effect repeats it.
+    let mut opts = SweepOptions::new("broken-unfenced-restore", 5..6);
+    opts.faults = Some(FaultSchedule::none());
+    opts.crash_seeds = 1;
+    let report = sweep_with(&opts, &row, &f);
+    println!("{report}");
+    assert!(!report.passed);
+    let failure = report.failures.iter().find(|x| x.invariant == Invariant::SingleRestore).expect("a second restore is reported");
+    assert!(failure.schedule.starts_with("crash-after#"), "{}", failure.schedule);
+    let again = replay(&row, &f, failure.seed, &FaultSchedule::parse(&failure.schedule).unwrap());
+    assert_eq!(again.violation.unwrap().invariant, Invariant::SingleRestore);
+    assert_eq!(again.event_log_hash, failure.event_log_hash);
+    // A random sweep finds it too (a crash after the restore, or an SSH drop while it ran),
+    // and shrinks it to the one fault that matters.
+    let mut opts = SweepOptions::new("", 1..400);
+    opts.allowed = vec![FaultKind::CrashAfter, FaultKind::SshDrop, FaultKind::ApiOutage];
+    opts.max_failures = 1;
+    let f = caught("broken-unfenced-restore", "restore-cluster-state", f, opts, Invariant::SingleRestore);
+    assert_eq!(FaultSchedule::parse(&f.schedule).unwrap().faults.len(), 1, "{f:?}");
+}
+
+/// Moves the etcd manifest out on the recovery host while checking the z-stream, before the
+/// start gate.
+struct StopsEtcdBeforeTheGate;
+
+impl Alteration<RestoreClusterState> for StopsEtcdBeforeTheGate {
+    const NAME: &'static str = "broken-stops-etcd-before-the-gate";
+    fn step(&self, _: &Sim, ports: &Ports, _: &StepContext, _: &RestoreParams, s: &RestoreState) -> Option<Result<Step<RestoreState>, StepError>> {
+        let RestoreState::CheckZStream { recovery, .. } = s else { return None };
+        if let Err(e) = ports.hosts.run(&recovery.name, &HostOp::MoveManifestOut(StaticPod::Etcd)) {
+            return Some(Err(e.during("stop etcd early")));
+        }
+        None
+    }
+}
+
+#[test]
+fn a_destructive_step_before_the_gate_is_caught() {
+    let mut opts = SweepOptions::new("", 1..10);
+    opts.max_failures = 1;
+    caught(
+        "broken-stops-etcd-before-the-gate",
+        "restore-cluster-state",
+        factory(|| RestoreClusterState, || StopsEtcdBeforeTheGate),
+        opts,
+        Invariant::DestructiveAfterGuardAndGate,
+    );
+}
+
+/// Puts the cluster's etcd encryption key (from the static resources) into its summary.
+struct LeaksTheEncryptionKey;
+
+impl Alteration<EtcdBackup> for LeaksTheEncryptionKey {
+    const NAME: &'static str = "broken-leaks-the-encryption-key";
+    fn step(&self, sim: &Sim, ports: &Ports, cx: &StepContext, p: &BackupParams, s: &BackupState) -> Option<Result<Step<BackupState>, StepError>> {
+        let BackupState::VerifyCopy { .. } = s else { return None };
+        let key = sim.read(|w| w.secrets[0].clone());
+        Some(Procedure::step(&EtcdBackup, ports, cx, p, s).map(|st| match st {
+            Step::Done { summary } => Step::Done { summary: format!("{summary}; encryption key {key}") },
+            other => other,
+        }))
+    }
+}
+
+#[test]
+fn a_secret_in_the_store_is_caught() {
+    let mut opts = SweepOptions::new("", 1..10);
+    opts.max_failures = 1;
+    caught("broken-leaks-the-encryption-key", "etcd-backup", factory(|| EtcdBackup, || LeaksTheEncryptionKey), opts, Invariant::NoSecretInStore);
+}
