@@ -592,7 +592,7 @@ fn drive_all(store: &Path, eng: &Arc<Engine<Ports>>, runs: Vec<(String, Target)>
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(async {
         let control_clock = runs[0].1.clock.clone();
-        let _server = control::serve_control(store, eng.clone(), control_clock).await?;
+        let server = control::serve_control(store, eng.clone(), control_clock).await?;
         let mut tasks = vec![];
         for (id, t) in runs {
             let eng = eng.clone();
@@ -603,6 +603,8 @@ fn drive_all(store: &Path, eng: &Arc<Engine<Ports>>, runs: Vec<(String, Target)>
         for t in tasks {
             finals.push(t.await.map_err(|e| anyhow!("run task: {e}"))??);
         }
+        // Answer the request that may just have ended the run (an abort) before exiting.
+        server.shutdown().await;
         Ok(finals)
     })
 }

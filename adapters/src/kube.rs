@@ -313,14 +313,6 @@ pub fn strip_for_create(old: &Value) -> Value {
     m
 }
 
-/// The runbook's "save the machine, give it a new name, remove the unnecessary fields".
-pub fn machine_for_recreate(old: &Value, new_name: &str) -> Value {
-    let mut m = strip_for_create(old);
-    if let Some(meta) = m.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.insert("name".into(), json!(new_name));
-    }
-    m
-}
 
 /// Whether `ip` occurs in `text` as a whole address (`10.0.0.1` is not in `10.0.0.10`).
 pub fn mentions_ip(text: &str, ip: &str) -> bool {
@@ -1032,6 +1024,8 @@ mod tests {
 
     #[test]
     fn machine_for_recreate_does_what_the_runbook_says() {
+        // The procedure edits the manifest; the adapter strips server-set fields again on create.
+        use drctl_workflows::machines::machine_for_recreate;
         let old = seed_machine();
         let new = machine_for_recreate(&old, "clustername-8qw5l-master-3");
         assert_eq!(new["metadata"]["name"], "clustername-8qw5l-master-3");

@@ -257,11 +257,24 @@ pub enum ControlError {
 pub struct ControlServerHandle {
     path: PathBuf,
     task: tokio::task::JoinHandle<()>,
+    slots: Arc<tokio::sync::Semaphore>,
 }
+
+/// How long [`ControlServerHandle::shutdown`] waits for requests already being answered.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 impl ControlServerHandle {
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Stop accepting, then let the requests already in flight be answered (bounded) before the
+    /// socket goes away: a process that exits right after an abort or approval it just applied
+    /// must still tell the caller it was applied.
+    pub async fn shutdown(self) {
+        self.task.abort();
+        let all = u32::try_from(MAX_CONNECTIONS).unwrap_or(u32::MAX);
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, self.slots.acquire_many(all)).await;
     }
 }
 
@@ -300,6 +313,7 @@ pub async fn serve_control<E: ?Sized + Send + Sync + 'static>(
     // The store directory is 0700, so the moment between bind and chmod exposes nothing.
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(io("chmod 0600"))?;
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let handle_slots = slots.clone();
     let task = tokio::spawn(async move {
         loop {
             let Ok(permit) = slots.clone().acquire_owned().await else { return };
@@ -319,7 +333,7 @@ pub async fn serve_control<E: ?Sized + Send + Sync + 'static>(
             });
         }
     });
-    Ok(ControlServerHandle { path, task })
+    Ok(ControlServerHandle { path, task, slots: handle_slots })
 }
 
 async fn serve_connection<E: ?Sized + Send + Sync + 'static>(stream: tokio::net::UnixStream, engine: Arc<Engine<E>>, clock: Arc<dyn Clock>) {

@@ -774,6 +774,11 @@ impl<E: ?Sized + Send + Sync + 'static> Engine<E> {
                     reason: "it is halted, so nothing is running to abort; to roll it back, resume it and abort while it runs".into(),
                 });
             }
+            // Aborting an aborted run is what was asked for already (a retried request whose
+            // first answer was lost): answer it, change nothing.
+            if rec.status == RunStatus::Aborted {
+                return Ok(rec);
+            }
             if rec.status.is_terminal() {
                 return Err(EngineError::Refused { run: id.to_string(), reason: format!("it is already {}; there is nothing to abort", rec.status.as_str()) });
             }

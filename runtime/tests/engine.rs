@@ -552,6 +552,10 @@ async fn abort_with_nothing_to_undo_stops_at_once() {
     assert_eq!(done.status, RunStatus::Aborted);
     assert_eq!(done.outcome.as_deref(), Some("aborted by bo at Approve; nothing needed undoing"));
     assert!(done.pending_gate.is_none());
+    // A retried abort (its first answer lost when the driver exited) is answered, not refused,
+    // and changes nothing.
+    let again = e.abort(&rec.id, "bo", &*c).unwrap();
+    assert_eq!(again, done);
 }
 
 #[tokio::test]

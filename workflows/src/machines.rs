@@ -14,7 +14,8 @@ pub fn machine_for_recreate(old: &Value, new_name: &str) -> Value {
         spec.remove("providerID");
     }
     if let Some(meta) = m.get_mut("metadata").and_then(Value::as_object_mut) {
-        for k in ["annotations", "generation", "resourceVersion", "uid", "creationTimestamp", "managedFields", "selfLink", "finalizers", "deletionTimestamp"] {
+        // Server-set fields go too; finalizers stay (the runbook keeps them, the controller owns them).
+        for k in ["annotations", "generation", "resourceVersion", "uid", "creationTimestamp", "managedFields", "selfLink", "deletionTimestamp"] {
             meta.remove(k);
         }
         meta.insert("name".into(), Value::String(new_name.to_string()));
