@@ -4,20 +4,11 @@
 mod common;
 use common::*;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 fn spawn(store: &Path, args: &[&str]) -> Child {
-    Command::new(bin())
-        .arg("--store")
-        .arg(store)
-        .args(args)
-        .env_remove("DRCTL_STORE")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("drctl starts")
+    command(store, args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("drctl starts")
 }
 
 /// Poll `f` every 20 ms for at most `bound`.
@@ -36,12 +27,7 @@ fn eventually<T>(bound: Duration, what: &str, mut f: impl FnMut() -> Option<T>) 
 /// milliseconds more), so the kills spread over the whole procedure, not only its long waits.
 fn run_and_kill_after(store: &Path, lines: usize, extra_ms: u64) {
     use std::io::BufRead;
-    let mut child = Command::new(bin())
-        .arg("--store")
-        .arg(store)
-        .args(["run", "restore-cluster-state", "--sim", "quorum-loss", "--yes", "--sim-speed", "20000"])
-        .env_remove("DRCTL_STORE")
-        .stdin(Stdio::null())
+    let mut child = command(store, &["run", "restore-cluster-state", "--sim", "quorum-loss", "--yes", "--sim-speed", "20000"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -16,7 +16,7 @@
 use crate::backoff::RetryPolicy;
 use crate::clock::{fmt_duration, Clock, Timestamp};
 use crate::procedure::{ErasedProcedure, Registry, Step, StepContext, StepError};
-use crate::record::{
+use crate::record::{NewRecord, 
     AbortRequest, Decision, GateDecision, HistoryEvent, Outcome, PendingGate, RetryInfo, RunRecord, RunStatus, WaitInfo,
 };
 use crate::store::{Store, StoreError};
@@ -466,28 +466,18 @@ impl<E: ?Sized + Send + Sync + 'static> Engine<E> {
         let state_name = p.state_name(&state).map_err(invalid)?;
         let now = clock.now();
         let id = self.store.next_run_id()?;
-        let rec = RunRecord {
+        let rec = RunRecord::new(NewRecord {
             id: id.clone(),
             procedure: p.name().to_string(),
             procedure_version: p.version(),
             params,
             state,
             state_name: state_name.clone(),
-            status: RunStatus::Running,
             seed: req.seed,
-            created_at: now,
-            updated_at: now,
+            now,
             deadline: now.plus(req.deadline),
-            attempt: 0,
-            wait: None,
-            retry: None,
-            pending_gate: None,
-            gates: BTreeMap::new(),
-            abort: None,
-            outcome: None,
-            next_seq: 0,
             labels: req.labels,
-        };
+        });
         let mut d = Draft::new(&rec, now);
         d.event(Outcome::Created, "", &state_name, 0, Some(format!("{} v{} (seed {})", rec.procedure, rec.procedure_version, rec.seed)));
         for gate in &req.pre_approve {

@@ -133,6 +133,49 @@ pub struct RunRecord {
     pub labels: BTreeMap<String, String>,
 }
 
+/// What a new run starts from; everything else starts empty.
+#[derive(Clone, Debug)]
+pub struct NewRecord {
+    pub id: String,
+    pub procedure: String,
+    pub procedure_version: u32,
+    pub params: Vec<u8>,
+    pub state: Vec<u8>,
+    pub state_name: String,
+    pub seed: u64,
+    pub now: Timestamp,
+    pub deadline: Timestamp,
+    pub labels: BTreeMap<String, String>,
+}
+
+impl RunRecord {
+    /// A run that was just created: running, at its first state, with no history yet.
+    pub fn new(n: NewRecord) -> RunRecord {
+        RunRecord {
+            id: n.id,
+            procedure: n.procedure,
+            procedure_version: n.procedure_version,
+            params: n.params,
+            state: n.state,
+            state_name: n.state_name,
+            status: RunStatus::Running,
+            seed: n.seed,
+            created_at: n.now,
+            updated_at: n.now,
+            deadline: n.deadline,
+            attempt: 0,
+            wait: None,
+            retry: None,
+            pending_gate: None,
+            gates: BTreeMap::new(),
+            abort: None,
+            outcome: None,
+            next_seq: 0,
+            labels: n.labels,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
     /// The run was created.

@@ -21,7 +21,7 @@ use drctl_runtime::backoff::RetryPolicy;
 use drctl_runtime::clock::Timestamp;
 use drctl_runtime::executor::{apply, apply_abort, apply_gate_decision, apply_resume, due_at, AbortPlan, NamedState};
 use drctl_runtime::procedure::{ErasedProcedure, Step, StepContext, StepError};
-use drctl_runtime::record::{AbortRequest, Decision, GateDecision, HistoryEvent, Outcome, RunRecord, RunStatus};
+use drctl_runtime::record::{AbortRequest, NewRecord, Decision, GateDecision, HistoryEvent, Outcome, RunRecord, RunStatus};
 use drctl_runtime::rng::{mix, DetRng};
 use drctl_workflows::ports::Ports;
 use proptest::strategy::{Strategy, ValueTree};
@@ -810,28 +810,18 @@ fn new_record(p: &dyn ErasedProcedure<Ports>, params: serde_json::Value, seed: u
     let params = p.encode_params(params)?;
     let state = p.initial_state(&params)?;
     let state_name = p.state_name(&state)?;
-    let mut rec = RunRecord {
+    let mut rec = RunRecord::new(NewRecord {
         id: RUN_ID.into(),
         procedure: p.name().to_string(),
         procedure_version: p.version(),
         params,
         state,
         state_name: state_name.clone(),
-        status: RunStatus::Running,
         seed,
-        created_at: now,
-        updated_at: now,
+        now,
         deadline: now.plus(RUN_DEADLINE),
-        attempt: 0,
-        wait: None,
-        retry: None,
-        pending_gate: None,
-        gates: BTreeMap::new(),
-        abort: None,
-        outcome: None,
-        next_seq: 0,
         labels: BTreeMap::new(),
-    };
+    });
     let mut events = vec![HistoryEvent {
         seq: 0,
         at: now,

@@ -8,15 +8,15 @@ pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_drctl"))
 }
 
+/// `drctl --store STORE ARGS…`, with no stdin and no store from the environment.
+pub fn command(store: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(bin());
+    c.arg("--store").arg(store).args(args).env_remove("DRCTL_STORE").stdin(Stdio::null());
+    c
+}
+
 pub fn drctl(store: &Path, args: &[&str]) -> Output {
-    Command::new(bin())
-        .arg("--store")
-        .arg(store)
-        .args(args)
-        .env_remove("DRCTL_STORE")
-        .stdin(Stdio::null())
-        .output()
-        .expect("drctl runs")
+    command(store, args).output().expect("drctl runs")
 }
 
 pub fn text(o: &Output) -> String {
