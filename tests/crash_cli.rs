@@ -7,8 +7,31 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-fn spawn(store: &Path, args: &[&str]) -> Child {
-    command(store, args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("drctl starts")
+/// A drctl child that is killed and reaped when the test ends, passing or failing.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl std::ops::Deref for Reaped {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Reaped {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+fn spawn(store: &Path, args: &[&str]) -> Reaped {
+    Reaped(command(store, args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("drctl starts"))
 }
 
 /// Poll `f` every 20 ms for at most `bound`.
@@ -27,11 +50,13 @@ fn eventually<T>(bound: Duration, what: &str, mut f: impl FnMut() -> Option<T>) 
 /// milliseconds more), so the kills spread over the whole procedure, not only its long waits.
 fn run_and_kill_after(store: &Path, lines: usize, extra_ms: u64) {
     use std::io::BufRead;
-    let mut child = command(store, &["run", "restore-cluster-state", "--sim", "quorum-loss", "--yes", "--sim-speed", "20000"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("drctl starts");
+    let mut child = Reaped(
+        command(store, &["run", "restore-cluster-state", "--sim", "quorum-loss", "--yes", "--sim-speed", "20000"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("drctl starts"),
+    );
     let stderr = child.stderr.take().unwrap();
     let mut seen = 0;
     for line in std::io::BufReader::new(stderr).lines() {
