@@ -9,7 +9,7 @@ mod target;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use drctl_runtime::control::{self, ControlRequest, ControlResponse, LockError, ProcessLock, RunView};
+use drctl_runtime::control::{self, ControlError, ControlRequest, ControlResponse, LockError, ProcessLock, RunView};
 use drctl_runtime::executor::{Engine, NewRun};
 use drctl_runtime::store::Store;
 use drctl_runtime::{Clock, RetryPolicy, RunRecord, RunStatus};
@@ -360,10 +360,15 @@ fn request(store: &Path, req: ControlRequest) -> Result<ControlResponse> {
             }
             // A driver answers on its socket; a reader (or a driver just starting or exiting)
             // is waited out, within bounds.
+            // Only a request that never reached the holder is retried: once delivered, an
+            // approve or abort may have been applied even if its answer is lost.
             Err(LockError::Held { pid, .. }) => match control::control_request(store, &req, Duration::from_secs(30)) {
                 Ok(resp) => break resp,
-                Err(e) if start.elapsed() > READER_GRACE => bail!("store {} is held by drctl process {pid}, which does not answer: {e}", store.display()),
-                Err(_) => std::thread::sleep(LOCK_POLL),
+                Err(e @ ControlError::Connect { .. }) if start.elapsed() > READER_GRACE => {
+                    bail!("store {} is held by drctl process {pid}, which does not answer: {e}", store.display())
+                }
+                Err(ControlError::Connect { .. }) => std::thread::sleep(LOCK_POLL),
+                Err(e) => bail!("drctl process {pid} took the request but its answer was lost ({e}); check `drctl status` before repeating it"),
             },
             Err(e) => return Err(e.into()),
         }
@@ -438,38 +443,28 @@ fn cmd_run(store: &Path, out: Output, cmd: RunCommand) -> Result<u8> {
     if common.access.any() || common.backup_root.is_some() {
         bail!("--sim runs against the simulator: drop --kubeconfig, --context, --hosts, --ssh-* and --backup-root, or drop --sim to act on that cluster");
     }
-    if !common.sim_api_outage.is_empty() && common.sim.is_none() {
-        bail!("--sim-api-outage needs --sim");
-    }
-    // Check everything we can before touching the store or creating a world.
+    // Check everything before touching the store: the world, its damage and faults, the params.
     let outages = common.sim_api_outage.iter().map(|o| parse_outage(o)).collect::<Result<Vec<_>>>()?;
-    let mut probe = drctl_sim::scenario::build(&scenario, common.seed).map_err(|e| anyhow!(e))?;
+    let mut world = drctl_sim::scenario::build(&scenario, common.seed).map_err(|e| anyhow!(e))?;
     if let Some(d) = &common.sim_backup_defect {
-        drctl_sim::scenario::apply_backup_defect(&mut probe, d).map_err(|e| anyhow!(e))?;
+        drctl_sim::scenario::apply_backup_defect(&mut world, d).map_err(|e| anyhow!(e))?;
     }
+    for (at, dur) in &outages {
+        let from = world.now.plus(*at);
+        world.faults.api_outages.push(drctl_sim::world::Window { from, until: from.plus(*dur) });
+    }
+    if procedure == "restore-cluster-state" && params["backup"].is_null() {
+        match world.backups.keys().last() {
+            Some(b) => params["backup"] = b.clone().into(),
+            None => bail!("scenario {scenario} has no backup: pass --backup"),
+        }
+    }
+    check_params(procedure, &params)?;
 
     std::fs::create_dir_all(store).with_context(|| format!("create store directory {}", store.display()))?;
     let _lock = lock(store)?;
     let eng = engine(store)?;
-    let (target, world) = target::new_sim(store, &scenario, common.seed, common.sim_speed)?;
-    let sim = target.sim.clone().expect("simulated target");
-    if procedure == "restore-cluster-state" && params["backup"].is_null() {
-        let newest = sim.read(|w| w.backups.keys().last().cloned());
-        match newest {
-            Some(b) => params["backup"] = b.into(),
-            None => bail!("scenario {scenario} has no backup: pass --backup"),
-        }
-    }
-    let start = sim.now();
-    sim.write(|w| {
-        if let Some(d) = &common.sim_backup_defect {
-            drctl_sim::scenario::apply_backup_defect(w, d).expect("checked above");
-        }
-        for (at, dur) in &outages {
-            let from = start.plus(*at);
-            w.faults.api_outages.push(drctl_sim::world::Window { from, until: from.plus(*dur) });
-        }
-    });
+    let (target, world) = target::new_sim(store, world, common.sim_speed)?;
     let mut labels = BTreeMap::new();
     labels.insert(target::LABEL_TARGET.to_string(), "sim".to_string());
     labels.insert(target::LABEL_SCENARIO.to_string(), scenario.clone());
@@ -519,9 +514,7 @@ fn run_real(
         bail!("--backup is required against a real cluster: the name of a backup set under --backup-root {}", spec.backup_root.display());
     }
     // Parameters first (cheap, and no reason to contact the cluster for a typo).
-    let reg = drctl_workflows::registry();
-    let p = reg.get(procedure).ok_or_else(|| anyhow!("unknown procedure {procedure}"))?;
-    p.encode_params(params.clone()).map_err(|e| anyhow!("cannot start {procedure}: {e}"))?;
+    check_params(procedure, &params)?;
     let target = real::new_target(&spec)?;
 
     std::fs::create_dir_all(store).with_context(|| format!("create store directory {}", store.display()))?;
@@ -534,6 +527,14 @@ fn run_real(
     eprintln!("drctl: run {} started: {procedure} against {}", rec.id, spec.describe());
     let finals = drive_all(store, &eng, vec![(rec.id.clone(), target)])?;
     report(store, out, &eng, &finals)
+}
+
+/// Validate a procedure's parameters as the engine will, before anything is created.
+fn check_params(procedure: &str, params: &serde_json::Value) -> Result<()> {
+    let reg = drctl_workflows::registry();
+    let p = reg.get(procedure).ok_or_else(|| anyhow!("unknown procedure {procedure}"))?;
+    p.encode_params(params.clone()).map_err(|e| anyhow!("cannot start {procedure}: {e}"))?;
+    Ok(())
 }
 
 /// `40m+2h` -> (40 minutes, 2 hours).

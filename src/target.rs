@@ -26,9 +26,10 @@ pub fn sim_dir(store: &Path) -> PathBuf {
     store.join("sim")
 }
 
-/// A fresh simulated world for a new run, persisted under the store directory.
-pub fn new_sim(store: &Path, scenario: &str, seed: u64, speed: Option<f64>) -> Result<(Target, String)> {
-    let sim = Sim::scenario(scenario, seed)?;
+/// The simulated world of a new run, persisted under the store directory.
+pub fn new_sim(store: &Path, world: drctl_sim::world::World, speed: Option<f64>) -> Result<(Target, String)> {
+    let (scenario, seed) = (world.scenario.clone(), world.seed);
+    let sim = Sim::new(world);
     let dir = sim_dir(store);
     std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
     let name = (1..10_000)
