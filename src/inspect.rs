@@ -112,10 +112,13 @@ pub struct MemberRow {
 pub fn inspect(a: &InspectArgs) -> Result<Report> {
     // Argument mistakes are errors (exit 1 with a message), before anything is contacted.
     let ssh_spec = SshSpec::from_args(&a.access)?;
-    let want_api = a.access.kubeconfig.is_some() || a.access.context.is_some() || std::env::var_os("KUBECONFIG").is_some_and(|v| !v.is_empty());
+    let want_api =
+        a.access.kubeconfig.is_some() || a.access.context.is_some() || std::env::var_os("KUBECONFIG").is_some_and(|v| !v.is_empty());
     let kubeconfig = if want_api { kubeconfig_path(a.access.kubeconfig.as_deref())? } else { None };
     let tls = match (&a.etcd_cacert, &a.etcd_cert, &a.etcd_key) {
-        (Some(ca), Some(c), Some(k)) => Some(EtcdTls { cacert: ca.display().to_string(), cert: c.display().to_string(), key: k.display().to_string() }),
+        (Some(ca), Some(c), Some(k)) => {
+            Some(EtcdTls { cacert: ca.display().to_string(), cert: c.display().to_string(), key: k.display().to_string() })
+        }
         _ => None,
     };
     let rt = Blocking::dedicated("drctl-inspect")?;

@@ -153,7 +153,7 @@ struct Common {
     /// rename-snapshot, other-z-stream.
     #[arg(long = "sim-backup-defect", value_name = "DEFECT")]
     sim_backup_defect: Option<String>,
-    /// Approve the run's start gate up front (the procedure is destructive).
+    /// Approve every gate the procedure has, up front (see `drctl procedures -o json`).
     #[arg(long)]
     yes: bool,
     /// Give up on transient failures after this long (e.g. 24h, 90m).
@@ -169,9 +169,11 @@ struct Common {
 
 #[derive(Subcommand, Debug)]
 enum RunCommand {
-    /// Restore a cluster that lost etcd quorum from an etcd backup (seed 000 §5.4.2.2).
+    /// Restore a cluster that lost etcd quorum from an etcd backup (OpenShift Container Platform
+    /// 4.14, Backup and restore, §5.4.2.2 Restoring to a previous cluster state).
     RestoreClusterState(RestoreArgs),
-    /// Take, verify and copy out an etcd backup from one healthy host (seed 000 §5.1.1).
+    /// Take, verify and copy out an etcd backup from one healthy host (OpenShift Container
+    /// Platform 4.14, Backup and restore, §5.1.1 Backing up etcd data).
     EtcdBackup(BackupArgs),
 }
 
@@ -250,7 +252,9 @@ fn exit_for(status: RunStatus) -> u8 {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("DRCTL_LOG").unwrap_or_else(|_| default_log_level(&cli.command).into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("DRCTL_LOG").unwrap_or_else(|_| default_log_level(&cli.command).into()),
+        )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
@@ -288,8 +292,12 @@ fn real_main(cli: Cli) -> Result<u8> {
             }
             Ok(0)
         }
-        Command::Approve(a) => decide(&cli.store, out, ControlRequest::Approve { run: a.run, gate: a.gate, by: whoami(), comment: a.comment }),
-        Command::Reject(a) => decide(&cli.store, out, ControlRequest::Reject { run: a.run, gate: a.gate, by: whoami(), comment: a.comment }),
+        Command::Approve(a) => {
+            decide(&cli.store, out, ControlRequest::Approve { run: a.run, gate: a.gate, by: whoami(), comment: a.comment })
+        }
+        Command::Reject(a) => {
+            decide(&cli.store, out, ControlRequest::Reject { run: a.run, gate: a.gate, by: whoami(), comment: a.comment })
+        }
         Command::Abort { run } => decide(&cli.store, out, ControlRequest::Abort { run, by: whoami() }),
         Command::Sim(SimCommand::Scenarios) => {
             output::scenarios(out);
@@ -368,7 +376,9 @@ fn request(store: &Path, req: ControlRequest) -> Result<ControlResponse> {
                     bail!("store {} is held by drctl process {pid}, which does not answer: {e}", store.display())
                 }
                 Err(ControlError::Connect { .. }) => std::thread::sleep(LOCK_POLL),
-                Err(e) => bail!("drctl process {pid} took the request but its answer was lost ({e}); check `drctl status` before repeating it"),
+                Err(e) => {
+                    bail!("drctl process {pid} took the request but its answer was lost ({e}); check `drctl status` before repeating it")
+                }
             },
             Err(e) => return Err(e.into()),
         }
@@ -386,7 +396,9 @@ fn clock_for_request(store: &Path, eng: &Engine<Ports>, req: &ControlRequest) ->
         _ => return Ok(Arc::new(drctl_adapters::clock::SystemClock::new())),
     };
     match eng.store().get_run(run)? {
-        Some(rec) if rec.labels.get(target::LABEL_TARGET).map(String::as_str) == Some("sim") => Ok(target::load_sim(store, &rec, None)?.clock),
+        Some(rec) if rec.labels.get(target::LABEL_TARGET).map(String::as_str) == Some("sim") => {
+            Ok(target::load_sim(store, &rec, None)?.clock)
+        }
         _ => Ok(Arc::new(drctl_adapters::clock::SystemClock::new())),
     }
 }
@@ -424,11 +436,9 @@ fn cmd_run(store: &Path, out: Output, cmd: RunCommand) -> Result<u8> {
             }),
             a.common,
         ),
-        RunCommand::EtcdBackup(a) => (
-            "etcd-backup",
-            serde_json::json!({ "name": a.name, "host": a.host, "host_dir": a.host_dir, "force": a.force }),
-            a.common,
-        ),
+        RunCommand::EtcdBackup(a) => {
+            ("etcd-backup", serde_json::json!({ "name": a.name, "host": a.host, "host_dir": a.host_dir, "force": a.force }), a.common)
+        }
     };
     let deadline = parse_duration(&common.deadline)?;
     if let Some(s) = common.sim_speed {
@@ -436,7 +446,8 @@ fn cmd_run(store: &Path, out: Output, cmd: RunCommand) -> Result<u8> {
             bail!("--sim-speed must be a positive number, got {s}");
         }
     }
-    let pre_approve = if common.yes { vec![drctl_workflows::restore_cluster_state::START_GATE.into()] } else { vec![] };
+    let row = drctl_workflows::catalog::row(procedure).ok_or_else(|| anyhow!("procedure {procedure} has no catalog row (a bug)"))?;
+    let pre_approve = if common.yes { row.gates.iter().map(|g| g.to_string()).collect() } else { vec![] };
     let Some(scenario) = common.sim.clone() else {
         return run_real(store, out, procedure, params, &common, deadline, pre_approve);
     };
@@ -473,15 +484,7 @@ fn cmd_run(store: &Path, out: Output, cmd: RunCommand) -> Result<u8> {
         labels.insert(target::LABEL_SPEED.to_string(), s.to_string());
     }
     let rec = eng.create_run(
-        NewRun {
-            procedure: procedure.into(),
-            params,
-            seed: common.seed,
-            deadline,
-            pre_approve,
-            approver: whoami(),
-            labels,
-        },
+        NewRun { procedure: procedure.into(), params, seed: common.seed, deadline, pre_approve, approver: whoami(), labels },
         &*target.clock,
     )?;
     eprintln!("drctl: run {} started: {procedure} against simulated scenario {scenario} (seed {})", rec.id, common.seed);
@@ -612,10 +615,8 @@ fn drive_all(store: &Path, eng: &Arc<Engine<Ports>>, runs: Vec<(String, Target)>
 
 fn report(store: &Path, out: Output, eng: &Engine<Ports>, finals: &[RunRecord]) -> Result<u8> {
     let views: Vec<RunView> = finals.iter().map(|r| eng.view(r)).collect();
-    let sims: Vec<Option<drctl_sim::SimStatus>> = finals
-        .iter()
-        .map(|r| target::load_sim(store, r, None).ok().and_then(|t| t.sim).map(|s| s.status()))
-        .collect();
+    let sims: Vec<Option<drctl_sim::SimStatus>> =
+        finals.iter().map(|r| target::load_sim(store, r, None).ok().and_then(|t| t.sim).map(|s| s.status())).collect();
     output::results(out, &views, &sims);
     Ok(finals.iter().map(|r| exit_for(r.status)).max().unwrap_or(0))
 }
@@ -643,7 +644,10 @@ fn cmd_sim_status(store: &Path, out: Output, run: Option<String>) -> Result<u8> 
 
 fn parse_seeds(s: &str) -> Result<std::ops::Range<u64>> {
     let (a, b) = s.split_once("..").ok_or_else(|| anyhow!("--seeds '{s}' must be A..B, e.g. 1..2000"))?;
-    let (a, b): (u64, u64) = (a.trim().parse().map_err(|_| anyhow!("--seeds '{s}': '{a}' is not a number"))?, b.trim().parse().map_err(|_| anyhow!("--seeds '{s}': '{b}' is not a number"))?);
+    let (a, b): (u64, u64) = (
+        a.trim().parse().map_err(|_| anyhow!("--seeds '{s}': '{a}' is not a number"))?,
+        b.trim().parse().map_err(|_| anyhow!("--seeds '{s}': '{b}' is not a number"))?,
+    );
     if a >= b {
         bail!("--seeds '{s}' is empty (B is excluded)");
     }

@@ -19,16 +19,33 @@ fn json<T: serde::Serialize>(v: &T) {
 }
 
 pub fn procedures(out: Output, reg: &Registry<Ports>) {
-    let rows: Vec<serde_json::Value> = reg
-        .iter()
-        .map(|p| serde_json::json!({"name": p.name(), "version": p.version(), "source": p.source(), "summary": p.summary()}))
-        .collect();
+    let catalog = drctl_workflows::catalog::CATALOG;
+    let version = |name: &str| reg.get(name).map_or(0, |p| p.version());
     match out {
-        Output::Json => json(&rows),
+        Output::Json => {
+            let rows: Vec<serde_json::Value> = catalog
+                .iter()
+                .map(|r| {
+                    serde_json::json!({
+                        "name": r.name,
+                        "version": version(r.name),
+                        "family": r.family,
+                        "summary": r.summary,
+                        "reference": r.doc().to_string(),
+                        "docs": r.docs,
+                        "capabilities": r.capabilities,
+                        "gates": r.gates,
+                        "scenarios": r.scenarios,
+                    })
+                })
+                .collect();
+            json(&rows)
+        }
         Output::Table => {
-            println!("{:<24} {:>3}  {:<32} SUMMARY", "PROCEDURE", "VER", "SOURCE");
-            for p in reg.iter() {
-                println!("{:<24} {:>3}  {:<32} {}", p.name(), p.version(), p.source(), p.summary());
+            println!("{:<24} {:>3}  {:<10}  SUMMARY / REFERENCE", "PROCEDURE", "VER", "FAMILY");
+            for r in catalog {
+                println!("{:<24} {:>3}  {:<10}  {}", r.name, version(r.name), r.family.as_str(), r.summary);
+                println!("{:<41}  follows {}", "", r.doc());
             }
         }
     }
@@ -131,7 +148,12 @@ pub fn sim_status(out: Output, run: &str, st: &SimStatus) {
                 println!("  problem:      {p}");
             }
             println!("api available:  {}", st.api_available);
-            println!("etcd cluster:   {} (quorum: {}; running cluster ids: {})", st.etcd_cluster_id, st.etcd_quorum, st.running_cluster_ids.join(", "));
+            println!(
+                "etcd cluster:   {} (quorum: {}; running cluster ids: {})",
+                st.etcd_cluster_id,
+                st.etcd_quorum,
+                st.running_cluster_ids.join(", ")
+            );
             for m in &st.etcd_members {
                 println!("  member:       {} on {} ({})", m.id, m.host, if m.started { "started" } else { "not started" });
             }
@@ -203,10 +225,9 @@ pub fn progress_printer(run: String) -> Arc<dyn Fn(&RunRecord) + Send + Sync> {
                 Some(x) => format!("{} unavailable since {}, next try at {}: {}", r.state_name, x.since, x.next_try_at, x.last_error),
                 None => "retrying".into(),
             },
-            RunStatus::AwaitingApproval => format!(
-                "awaiting approval at {}: run `drctl approve {}` (or `drctl reject {}`)",
-                r.state_name, r.id, r.id
-            ),
+            RunStatus::AwaitingApproval => {
+                format!("awaiting approval at {}: run `drctl approve {}` (or `drctl reject {}`)", r.state_name, r.id, r.id)
+            }
             s => format!("{} ({})", r.state_name, s.as_str()),
         };
         let mut l = last.lock().unwrap_or_else(|p| p.into_inner());
@@ -297,8 +318,12 @@ pub fn inspect(out: Output, r: &crate::inspect::Report) {
         }
         let need = e.voting_members / 2 + 1;
         match e.quorum {
-            Some(true) => println!("       quorum: yes ({} of {} voting members healthy, {need} needed)", e.healthy_voting_members, e.voting_members),
-            _ => println!("       quorum: LOST ({} of {} voting members healthy, {need} needed)", e.healthy_voting_members, e.voting_members),
+            Some(true) => {
+                println!("       quorum: yes ({} of {} voting members healthy, {need} needed)", e.healthy_voting_members, e.voting_members)
+            }
+            _ => {
+                println!("       quorum: LOST ({} of {} voting members healthy, {need} needed)", e.healthy_voting_members, e.voting_members)
+            }
         }
     }
     for w in &r.warnings {

@@ -425,7 +425,10 @@ mod tests {
     #[test]
     fn inventory_parses_names_addresses_and_nodes() {
         let h = parse_inventory("master-0=10.0.131.183@ip-10-0-131-183.ec2.internal, master-1=master-1.example.com").unwrap();
-        assert_eq!(h[0], InventoryHost { name: "master-0".into(), address: "10.0.131.183".into(), node: "ip-10-0-131-183.ec2.internal".into() });
+        assert_eq!(
+            h[0],
+            InventoryHost { name: "master-0".into(), address: "10.0.131.183".into(), node: "ip-10-0-131-183.ec2.internal".into() }
+        );
         assert_eq!(h[1], InventoryHost { name: "master-1".into(), address: "master-1.example.com".into(), node: "master-1".into() });
         assert_eq!(inventory_spec(&h), "master-0=10.0.131.183@ip-10-0-131-183.ec2.internal,master-1=master-1.example.com");
         assert_eq!(parse_inventory(&inventory_spec(&h)).unwrap(), h);

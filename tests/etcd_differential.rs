@@ -107,12 +107,7 @@ const TABLE: &[Row] = &[
     },
     Row {
         name: "restore -> new cluster id; an old member returns and is rejected",
-        steps: &[
-            (Restore(0), "ok"),
-            (List, "ok 1 members, new cluster"),
-            (Start(1), "rejected"),
-            (List, "ok 1 members, new cluster"),
-        ],
+        steps: &[(Restore(0), "ok"), (List, "ok 1 members, new cluster"), (Start(1), "rejected"), (List, "ok 1 members, new cluster")],
     },
 ];
 
@@ -283,10 +278,12 @@ impl Target for Real {
                 settle(|| e.member_remove(id), |_| "ok".into(), wall(t), nap)
             }
             RemoveLeader => {
-                let leader = (0..50).find_map(|_| self.leader().or_else(|| {
-                    std::thread::sleep(Duration::from_millis(100));
-                    None
-                }));
+                let leader = (0..50).find_map(|_| {
+                    self.leader().or_else(|| {
+                        std::thread::sleep(Duration::from_millis(100));
+                        None
+                    })
+                });
                 let id = leader.expect("a 3-member cluster has a leader");
                 let e = self.ctl();
                 settle(|| e.member_remove(id), |_| "ok".into(), wall(t), nap)
@@ -507,7 +504,13 @@ fn report(real: Option<&[Vec<Seen>]>, sim: &[Vec<Seen>]) -> (String, Vec<String>
                 let _ = writeln!(out, "   {:<14} sim error:  {e}", "");
             }
             if sim_seen.settled != *want {
-                mismatches.push(format!("row {} '{}', step {} {op:?}: real etcd gives '{want}', the model '{}'", r + 1, row.name, s + 1, sim_seen.settled));
+                mismatches.push(format!(
+                    "row {} '{}', step {} {op:?}: real etcd gives '{want}', the model '{}'",
+                    r + 1,
+                    row.name,
+                    s + 1,
+                    sim_seen.settled
+                ));
             }
         }
     }
@@ -526,7 +529,13 @@ fn real_etcd_behaves_as_the_table_says() {
     for (r, row) in TABLE.iter().enumerate() {
         for (s, (op, want)) in row.steps.iter().enumerate() {
             if real[r][s].settled != *want {
-                wrong.push(format!("row {} '{}', step {} {op:?}: expected '{want}', real etcd gave '{}'", r + 1, row.name, s + 1, show(&real[r][s])));
+                wrong.push(format!(
+                    "row {} '{}', step {} {op:?}: expected '{want}', real etcd gave '{}'",
+                    r + 1,
+                    row.name,
+                    s + 1,
+                    show(&real[r][s])
+                ));
             }
         }
     }

@@ -6,9 +6,9 @@
 // Real software in real time: these tests measure and wait on the wall clock.
 #![allow(clippy::disallowed_methods)]
 
+mod real_common;
 #[path = "../adapters/tests/support/mod.rs"]
 mod support;
-mod real_common;
 
 use real_common::*;
 use serde_json::Value;
@@ -180,18 +180,53 @@ fn without_sim_or_a_reachable_cluster_it_fails_before_storing_anything() {
         (vec!["run", "etcd-backup"], "--kubeconfig"),
         // Neither the API nor any host answers.
         (
-            vec!["run", "etcd-backup", "--kubeconfig", &kc, "--ssh-user", "core", "--ssh-config", &sc, "--hosts", "master-0=dead-0", "--backup-root", &root],
+            vec![
+                "run",
+                "etcd-backup",
+                "--kubeconfig",
+                &kc,
+                "--ssh-user",
+                "core",
+                "--ssh-config",
+                &sc,
+                "--hosts",
+                "master-0=dead-0",
+                "--backup-root",
+                &root,
+            ],
             "the cluster is not reachable",
         ),
         // Incomplete or contradictory options.
         (vec!["run", "etcd-backup", "--kubeconfig", &kc, "--ssh-user", "core", "--backup-root", &root], "--hosts"),
         (vec!["run", "etcd-backup", "--kubeconfig", &kc, "--hosts", "master-0=dead-0", "--backup-root", &root], "--ssh-user"),
         (vec!["run", "etcd-backup", "--kubeconfig", &kc, "--ssh-user", "core", "--hosts", "master-0=dead-0"], "--backup-root"),
-        (vec!["run", "etcd-backup", "--kubeconfig", &kc, "--context", "nope", "--ssh-user", "core", "--hosts", "m=h", "--backup-root", &root], "no context \"nope\""),
+        (
+            vec![
+                "run",
+                "etcd-backup",
+                "--kubeconfig",
+                &kc,
+                "--context",
+                "nope",
+                "--ssh-user",
+                "core",
+                "--hosts",
+                "m=h",
+                "--backup-root",
+                &root,
+            ],
+            "no context \"nope\"",
+        ),
         (vec!["run", "etcd-backup", "--kubeconfig", "/nonexistent/kubeconfig"], "does not exist"),
-        (vec!["run", "etcd-backup", "--kubeconfig", &kc, "--ssh-user", "core", "--hosts", "master-0", "--backup-root", &root], "NAME=ADDRESS"),
+        (
+            vec!["run", "etcd-backup", "--kubeconfig", &kc, "--ssh-user", "core", "--hosts", "master-0", "--backup-root", &root],
+            "NAME=ADDRESS",
+        ),
         (vec!["run", "etcd-backup", "--sim", "healthy", "--kubeconfig", &kc], "--sim runs against the simulator"),
-        (vec!["run", "restore-cluster-state", "--kubeconfig", &kc, "--ssh-user", "core", "--hosts", "m=h", "--backup-root", &root], "--backup is required"),
+        (
+            vec!["run", "restore-cluster-state", "--kubeconfig", &kc, "--ssh-user", "core", "--hosts", "m=h", "--backup-root", &root],
+            "--backup is required",
+        ),
     ];
     for (args, want) in cases {
         let t = std::time::Instant::now();

@@ -3,9 +3,9 @@
 // Real software in real time: these tests measure and wait on the wall clock.
 #![allow(clippy::disallowed_methods)]
 
+mod real_common;
 #[path = "../adapters/tests/support/mod.rs"]
 mod support;
-mod real_common;
 
 use real_common::*;
 use serde_json::Value;
@@ -125,7 +125,10 @@ fn inspect_checks_the_api_its_control_plane_nodes_and_ssh() {
     assert_eq!(code, Some(1), "{}", text(&o));
     assert_eq!(v["api"]["reachable"], false);
     assert_eq!(v["api"]["context"], "stale");
-    assert!(v["api"]["error"].as_str().unwrap().contains("unreachable") || v["api"]["error"].as_str().unwrap().contains("refused"), "{v:#}");
+    assert!(
+        v["api"]["error"].as_str().unwrap().contains("unreachable") || v["api"]["error"].as_str().unwrap().contains("refused"),
+        "{v:#}"
+    );
     assert_eq!(v["etcd"]["checked"], false);
     // Nothing to inspect is a usage error.
     let o = drctl(store.path(), &["inspect"]);

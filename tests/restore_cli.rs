@@ -40,7 +40,11 @@ fn restore_after_quorum_loss_ends_healthy_and_shows_the_outage_it_crossed() {
     assert_restored_healthy(&sim_status(store));
 
     let h = history(store, "1");
-    let idx = |to: &str| h.iter().position(|e| e["outcome"] == "Transition" && e["to"].as_str().unwrap().starts_with(to)).unwrap_or_else(|| panic!("no transition to {to}"));
+    let idx = |to: &str| {
+        h.iter()
+            .position(|e| e["outcome"] == "Transition" && e["to"].as_str().unwrap().starts_with(to))
+            .unwrap_or_else(|| panic!("no transition to {to}"))
+    };
     // The SSH-only phase: copy the backup, run the restore, in order, before the API is back.
     let (copy, restore, wait_nodes, csrs) = (idx("CopyBackup"), idx("RunRestore"), idx("WaitNodes"), idx("ApproveCsrs"));
     assert!(copy < restore && restore < wait_nodes && wait_nodes < csrs);

@@ -10,7 +10,8 @@ use std::time::Duration;
 #[test]
 fn abort_with_the_quorum_guard_off_turns_it_back_on_then_stops() {
     let dir = tempfile::tempdir().unwrap();
-    let eng = Arc::new(Engine::new(Arc::new(Store::open(dir.path()).unwrap()), Arc::new(drctl_workflows::registry()), RetryPolicy::default()));
+    let eng =
+        Arc::new(Engine::new(Arc::new(Store::open(dir.path()).unwrap()), Arc::new(drctl_workflows::registry()), RetryPolicy::default()));
     let sim = Sim::scenario("quorum-loss", 3).unwrap();
     let clock: Arc<dyn Clock> = Arc::new(sim.clock());
     let ports = Arc::new(sim.ports());

@@ -103,7 +103,13 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn works_from_an_async_task_of_a_multi_thread_runtime() {
         let own = Blocking::current().unwrap();
-        assert_eq!(own.block_on(async { tokio::task::yield_now().await; 1 }), 1);
+        assert_eq!(
+            own.block_on(async {
+                tokio::task::yield_now().await;
+                1
+            }),
+            1
+        );
         let other = tokio::task::spawn_blocking(|| Blocking::dedicated("drctl-other").unwrap()).await.unwrap();
         assert_eq!(other.block_on(async { 2 }), 2);
         tokio::task::spawn_blocking(move || drop(other)).await.unwrap();

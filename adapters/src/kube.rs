@@ -313,7 +313,6 @@ pub fn strip_for_create(old: &Value) -> Value {
     m
 }
 
-
 /// Whether `ip` occurs in `text` as a whole address (`10.0.0.1` is not in `10.0.0.10`).
 pub fn mentions_ip(text: &str, ip: &str) -> bool {
     if ip.is_empty() {
@@ -494,7 +493,8 @@ pub struct KubeconfigTarget {
 /// so a run can record exactly which context it acts on, and a resume uses that one even if the
 /// file's `current-context` changed meanwhile. Reads only names and the server URL.
 pub fn kubeconfig_target(path: &Path, context: Option<&str>) -> PortResult<KubeconfigTarget> {
-    let kc = Kubeconfig::read_from(path).map_err(|e| PortError::Permanent(format!("kubeconfig {}: {}", path.display(), error_chain(&e))))?;
+    let kc =
+        Kubeconfig::read_from(path).map_err(|e| PortError::Permanent(format!("kubeconfig {}: {}", path.display(), error_chain(&e))))?;
     let name = match context.map(str::to_string).or_else(|| kc.current_context.clone()).filter(|c| !c.is_empty()) {
         Some(c) => c,
         None => return Err(PortError::Permanent(format!("kubeconfig {} has no current-context; pass --context", path.display()))),
@@ -503,13 +503,16 @@ pub fn kubeconfig_target(path: &Path, context: Option<&str>) -> PortResult<Kubec
         let known: Vec<&str> = kc.contexts.iter().map(|c| c.name.as_str()).collect();
         PortError::Permanent(format!("kubeconfig {} has no context {name:?} (it has: {})", path.display(), known.join(", ")))
     })?;
-    let server = kc
-        .clusters
-        .iter()
-        .find(|c| c.name == ctx.cluster)
-        .and_then(|c| c.cluster.as_ref())
-        .and_then(|c| c.server.clone())
-        .ok_or_else(|| PortError::Permanent(format!("kubeconfig {}: context {name:?} names cluster {:?}, which has no server", path.display(), ctx.cluster)))?;
+    let server =
+        kc.clusters.iter().find(|c| c.name == ctx.cluster).and_then(|c| c.cluster.as_ref()).and_then(|c| c.server.clone()).ok_or_else(
+            || {
+                PortError::Permanent(format!(
+                    "kubeconfig {}: context {name:?} names cluster {:?}, which has no server",
+                    path.display(),
+                    ctx.cluster
+                ))
+            },
+        )?;
     Ok(KubeconfigTarget { context: name, server })
 }
 

@@ -9,8 +9,8 @@ mod support;
 
 use drctl_adapters::blocking::Blocking;
 use drctl_adapters::kube::KubeApi;
-use drctl_workflows::machines::machine_for_recreate;
 use drctl_runtime::clock::{ManualClock, Timestamp};
+use drctl_workflows::machines::machine_for_recreate;
 use drctl_workflows::ports::{ClusterApi, CsrKind, Operator, PortError};
 use serde_json::{json, Value};
 use std::sync::Arc;

@@ -152,12 +152,9 @@ impl<E: ?Sized + Send + Sync + 'static> Engine<E> {
     pub fn view(&self, rec: &RunRecord) -> RunView {
         let decoded = match self.registry().get(&rec.procedure) {
             None => Err(format!("this binary does not know procedure {}", rec.procedure)),
-            Some(p) if p.version() != rec.procedure_version => Err(format!(
-                "run is {} version {}, this binary supports version {}",
-                rec.procedure,
-                rec.procedure_version,
-                p.version()
-            )),
+            Some(p) if p.version() != rec.procedure_version => {
+                Err(format!("run is {} version {}, this binary supports version {}", rec.procedure, rec.procedure_version, p.version()))
+            }
             Some(p) => p.params_json(&rec.params).and_then(|params| Ok((params, p.state_json(&rec.state)?))),
         };
         let (params, state, note) = match decoded {
@@ -336,7 +333,11 @@ pub async fn serve_control<E: ?Sized + Send + Sync + 'static>(
     Ok(ControlServerHandle { path, task, slots: handle_slots })
 }
 
-async fn serve_connection<E: ?Sized + Send + Sync + 'static>(stream: tokio::net::UnixStream, engine: Arc<Engine<E>>, clock: Arc<dyn Clock>) {
+async fn serve_connection<E: ?Sized + Send + Sync + 'static>(
+    stream: tokio::net::UnixStream,
+    engine: Arc<Engine<E>>,
+    clock: Arc<dyn Clock>,
+) {
     let (r, mut w) = stream.into_split();
     let mut reader = tokio::io::BufReader::new(r).take(MAX_REQUEST_LINE + 1);
     let mut buf = Vec::new();
@@ -379,7 +380,8 @@ pub fn control_request(dir: &Path, req: &ControlRequest, timeout: Duration) -> R
     let stream = std::os::unix::net::UnixStream::connect(&path).map_err(|source| ControlError::Connect { path: path.clone(), source })?;
     stream.set_read_timeout(Some(timeout)).map_err(|e| io_err("set timeout", e))?;
     stream.set_write_timeout(Some(timeout)).map_err(|e| io_err("set timeout", e))?;
-    let mut line = serde_json::to_vec(req).map_err(|e| ControlError::Protocol { path: path.clone(), detail: format!("encode request: {e}") })?;
+    let mut line =
+        serde_json::to_vec(req).map_err(|e| ControlError::Protocol { path: path.clone(), detail: format!("encode request: {e}") })?;
     line.push(b'\n');
     (&stream).write_all(&line).map_err(|e| io_err("send request", e))?;
     let mut buf = Vec::new();
@@ -461,12 +463,6 @@ mod tests {
         type State = u8;
         const NAME: &'static str = "ask";
         const VERSION: u32 = 1;
-        fn summary(&self) -> &'static str {
-            "asks"
-        }
-        fn source(&self) -> &'static str {
-            "test"
-        }
         fn validate(&self, _: &Self::Params) -> Result<(), String> {
             Ok(())
         }
@@ -475,6 +471,9 @@ mod tests {
         }
         fn state_name(&self, s: &u8) -> String {
             format!("S{s}")
+        }
+        fn state_catalog(&self) -> &'static [(&'static str, &'static [&'static str])] {
+            &[("S0", &["S1"]), ("S1", &[])]
         }
         fn step(&self, _: &(), cx: &StepContext, _: &Self::Params, s: &u8) -> Result<Step<u8>, StepError> {
             Ok(match (s, cx.gate("go").map(|d| &d.decision)) {
@@ -527,7 +526,16 @@ mod tests {
         let driver = {
             let (engine, clock, id) = (engine.clone(), clock.clone(), rec.id.clone());
             tokio::spawn(async move {
-                engine.drive(&id, Arc::new(()), clock, Arc::new(move |r: &RunRecord| { tx.send_replace(r.status); })).await
+                engine
+                    .drive(
+                        &id,
+                        Arc::new(()),
+                        clock,
+                        Arc::new(move |r: &RunRecord| {
+                            tx.send_replace(r.status);
+                        }),
+                    )
+                    .await
             })
         };
         tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|s| *s == RunStatus::AwaitingApproval)).await.unwrap().unwrap();
@@ -558,7 +566,9 @@ mod tests {
             ControlResponse::History(h) => assert!(h.iter().any(|e| e.detail.as_deref() == Some("go approved by ana: checked"))),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(request(dir, ControlRequest::Status { run: Some("99".into()) }).await, ControlResponse::Error(e) if e == "no run 99"));
+        assert!(
+            matches!(request(dir, ControlRequest::Status { run: Some("99".into()) }).await, ControlResponse::Error(e) if e == "no run 99")
+        );
 
         // Garbage and over-long lines get an error line, not a hang or a crash.
         let path = server.path().to_path_buf();
@@ -591,7 +601,10 @@ mod tests {
         let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(Timestamp(0)));
         let err = serve_control(tmp.path(), engine(tmp.path()), clock).await.unwrap_err();
         assert!(matches!(err, ControlError::NotLockHolder { .. }), "{err}");
-        assert!(matches!(control_request(tmp.path(), &ControlRequest::Status { run: None }, Duration::from_secs(1)), Err(ControlError::Connect { .. })));
+        assert!(matches!(
+            control_request(tmp.path(), &ControlRequest::Status { run: None }, Duration::from_secs(1)),
+            Err(ControlError::Connect { .. })
+        ));
     }
 
     #[test]
@@ -601,7 +614,11 @@ mod tests {
         let clock = ManualClock::new(Timestamp(0));
         let rec = engine.create_run(new_run(), &clock).unwrap();
         // Pre-approval of a named gate, then an abort, both through handle_request.
-        let r = handle_request(&*engine, &clock, ControlRequest::Approve { run: rec.id.clone(), gate: Some("go".into()), by: "ana".into(), comment: None });
+        let r = handle_request(
+            &*engine,
+            &clock,
+            ControlRequest::Approve { run: rec.id.clone(), gate: Some("go".into()), by: "ana".into(), comment: None },
+        );
         assert!(matches!(r, ControlResponse::Run(v) if v.gates.contains_key("go")));
         let r = handle_request(&*engine, &clock, ControlRequest::Abort { run: rec.id.clone(), by: "bo".into() });
         assert!(matches!(r, ControlResponse::Run(v) if v.abort.is_some()));

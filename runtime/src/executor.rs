@@ -15,11 +15,11 @@
 
 use crate::backoff::RetryPolicy;
 use crate::clock::{fmt_duration, Clock, Timestamp};
-use crate::procedure::{ErasedProcedure, Registry, Step, StepContext, StepError};
-use crate::record::{NewRecord, 
-    AbortRequest, Decision, GateDecision, HistoryEvent, Outcome, PendingGate, RetryInfo, RunRecord, RunStatus, WaitInfo,
+use crate::procedure::{check_edge, ErasedProcedure, Registry, Step, StepContext, StepError};
+use crate::record::{
+    AbortRequest, Decision, GateDecision, HistoryEvent, NewRecord, Outcome, PendingGate, RetryInfo, RunRecord, RunStatus, WaitInfo,
 };
-use crate::store::{Store, StoreError};
+use crate::store::{RunStore, StoreError};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -398,7 +398,7 @@ type Proc<E> = Arc<dyn ErasedProcedure<E>>;
 pub type Progress = Arc<dyn Fn(&RunRecord) + Send + Sync>;
 
 pub struct Engine<E: ?Sized> {
-    store: Arc<Store>,
+    store: Arc<dyn RunStore>,
     registry: Arc<Registry<E>>,
     policy: RetryPolicy,
     /// One slot per run touched by this process; bounded by the number of runs in the store.
@@ -410,11 +410,11 @@ fn join_err(e: tokio::task::JoinError) -> EngineError {
 }
 
 impl<E: ?Sized + Send + Sync + 'static> Engine<E> {
-    pub fn new(store: Arc<Store>, registry: Arc<Registry<E>>, policy: RetryPolicy) -> Self {
+    pub fn new(store: Arc<dyn RunStore>, registry: Arc<Registry<E>>, policy: RetryPolicy) -> Self {
         Engine { store, registry, policy, slots: Mutex::new(HashMap::new()) }
     }
 
-    pub fn store(&self) -> &Arc<Store> {
+    pub fn store(&self) -> &Arc<dyn RunStore> {
         &self.store
     }
 
@@ -508,23 +508,13 @@ impl<E: ?Sized + Send + Sync + 'static> Engine<E> {
         async {
             let slot = self.slot(id);
             let _driving = DrivingGuard::take(&slot, id)?;
-            let rec = self.load(id)?;
+            let (rec, resumed) = self.attach_with(id, &slot, &*clock)?;
             tracing::Span::current().record("procedure", rec.procedure.as_str());
-            if rec.status.is_terminal() && rec.status != RunStatus::Halted {
-                return Ok(rec);
-            }
-            // Refuse before writing anything to a run this binary cannot read.
-            self.procedure_for(&rec)?;
-            if !slot.attached.swap(true, Ordering::SeqCst) || rec.status == RunStatus::Halted {
-                let now = clock.now();
-                let rec = self.commit_decision(id, &slot, &rec, move |fresh| {
-                    let (r, e) = apply_resume(fresh, now);
-                    (r, e, NextAction::Continue)
-                })
-                .await?
-                .0;
-                tracing::info!(state = %rec.state_name, "resumed");
+            if resumed {
                 progress(&rec);
+            }
+            if rec.status.is_terminal() {
+                return Ok(rec);
             }
             // Bounded by the procedure: every outcome either moves to another state, ends the
             // run, or is a wait/retry that halts at its bound or the run's deadline; gates wait
@@ -547,10 +537,37 @@ impl<E: ?Sized + Send + Sync + 'static> Engine<E> {
         .await
     }
 
+    /// Take up run `id` in this process: the first time a process touches a run it did not
+    /// create (a restart after a crash), and whenever the run is halted, that is a `Resumed`
+    /// event. Returns the record, and whether it was resumed. A finished run is returned as it
+    /// is; a run this binary cannot read is refused before anything is written. Blocking.
+    pub fn attach(&self, id: &str, clock: &dyn Clock) -> Result<(RunRecord, bool), EngineError> {
+        self.attach_with(id, &self.slot(id), clock)
+    }
+
+    fn attach_with(&self, id: &str, slot: &Arc<RunSlot>, clock: &dyn Clock) -> Result<(RunRecord, bool), EngineError> {
+        let rec = self.load(id)?;
+        if rec.status.is_terminal() && rec.status != RunStatus::Halted {
+            return Ok((rec, false));
+        }
+        // Refuse before writing anything to a run this binary cannot read.
+        let p = self.procedure_for(&rec)?;
+        if slot.attached.swap(true, Ordering::SeqCst) && rec.status != RunStatus::Halted {
+            return Ok((rec, false));
+        }
+        let now = clock.now();
+        let (rec, _) = commit_under_lock(&*self.store, slot, &*p, &self.policy, &rec, move |fresh| {
+            let (r, e) = apply_resume(fresh, now);
+            (r, e, NextAction::Continue)
+        })?;
+        tracing::info!(run_id = %id, state = %rec.state_name, "resumed");
+        Ok((rec, true))
+    }
+
     /// Perform exactly one step (or abort handling) and its commit, first sleeping through a
     /// pending timer and waiting at an undecided gate. Returns the committed record; a terminal
-    /// run is returned unchanged. Used by [`Engine::drive`], and by tests and chaos harnesses to
-    /// stop ("crash") at any transition. Does not append `Resumed`; `drive` does.
+    /// run is returned unchanged. Used by [`Engine::drive`], and by tests to stop ("crash") at any
+    /// transition. Does not append `Resumed`; `drive` does.
     pub async fn step_once(&self, id: &str, env: Arc<E>, clock: Arc<dyn Clock>) -> Result<RunRecord, EngineError> {
         let slot = self.slot(id);
         let _driving = DrivingGuard::take(&slot, id)?;
@@ -568,128 +585,83 @@ impl<E: ?Sized + Send + Sync + 'static> Engine<E> {
         // re-reads the record (which another party may have changed meanwhile).
         let (rec, p) = loop {
             let rec = self.load(id)?;
-            if rec.status.is_terminal() {
-                return Ok((rec, NextAction::Stop));
-            }
-            let p = self.procedure_for(&rec)?;
-            if rec.abort.as_ref().is_some_and(|a| !a.handled) {
-                let plan = abort_plan(&*p, &rec)?;
-                let now = clock.now();
-                tracing::info!(run_id = %id, state = %rec.state_name, ?plan, "acting on abort request");
-                return self.commit_decision(id, slot, &rec, move |fresh| apply_abort(fresh, plan, now)).await;
-            }
-            // Durable timers: a restarted process does not check early.
-            if let Some(t) = due_at(&rec) {
-                if t > clock.now() {
-                    sleep_or_wake(&**clock, t, slot).await;
-                    continue;
+            match due(&rec, clock.now()) {
+                Due::Stop => return Ok((rec, NextAction::Stop)),
+                Due::ActOnAbort => {
+                    let p = self.procedure_for(&rec)?;
+                    let plan = abort_plan(&*p, &rec)?;
+                    let now = clock.now();
+                    tracing::info!(run_id = %id, state = %rec.state_name, ?plan, "acting on abort request");
+                    return self.commit_decision(slot, &rec, move |fresh| apply_abort(fresh, plan, now)).await;
                 }
+                // Durable timers: a restarted process does not check early.
+                Due::SleepUntil(t) => sleep_or_wake(&**clock, t, slot).await,
+                Due::AwaitDecision => wait_for_decision(slot).await,
+                Due::Step => break (rec.clone(), self.procedure_for(&rec)?),
             }
-            if let Some(g) = &rec.pending_gate {
-                if !rec.gates.contains_key(&g.gate) {
-                    wait_for_decision(slot).await;
-                    continue;
-                }
-            }
-            break (rec, p);
         };
-
-        let cx = StepContext {
-            run_id: rec.id.clone(),
-            now: clock.now(),
-            attempt: rec.attempt,
-            seed: rec.seed,
-            aborting: rec.abort.is_some(),
-            waiting_since: rec.wait.as_ref().map(|w| w.since),
-            gates: rec.gates.clone(),
-        };
-        let span = tracing::info_span!(
-            "step",
-            run_id = %rec.id,
-            procedure = %rec.procedure,
-            from = %rec.state_name,
-            to = tracing::field::Empty,
-            attempt = rec.attempt,
-            outcome = tracing::field::Empty,
-        );
+        let span = step_span(&rec);
         async {
-            let decided_gates = cx.gates.clone();
-            let (env, p2, params, state) = (env.clone(), p.clone(), rec.params.clone(), rec.state.clone());
+            let (env, p2, rec2, now) = (env.clone(), p.clone(), rec.clone(), clock.now());
             // Steps are synchronous and may block on I/O: keep them off the async workers.
-            let joined = tokio::task::spawn_blocking(move || {
-                let out = p2.step(&*env, &cx, &params, &state)?;
-                Ok(match out {
-                    Step::Next(bytes) => {
-                        let name = p2.state_name(&bytes).map_err(StepError::Bug)?;
-                        Step::Next(NamedState { bytes, name })
-                    }
-                    Step::Wait { waiting_for, recheck_after, bound } => Step::Wait { waiting_for, recheck_after, bound },
-                    Step::Gate { gate, prompt, evidence } => Step::Gate { gate, prompt, evidence },
-                    Step::Done { summary } => Step::Done { summary },
-                    Step::Halt { reason, evidence } => Step::Halt { reason, evidence },
-                })
-            })
-            .await;
-            let result = match joined {
-                Ok(Ok(Step::Gate { gate, .. })) if decided_gates.contains_key(&gate) => {
-                    Err(StepError::Bug(format!("{} asked again for gate {gate}, which was already decided", rec.procedure)))
-                }
-                Ok(r) => r,
-                Err(e) => Err(StepError::Bug(format!("step panicked or was cancelled: {e}"))),
-            };
+            let result = tokio::task::spawn_blocking(move || perform_step(&*p2, &*env, &rec2, now))
+                .await
+                .unwrap_or_else(|e| Err(StepError::Bug(format!("step was cancelled: {e}"))));
             let now = clock.now();
             let policy = self.policy.clone();
-            let (new, action) = self.commit_decision(id, slot, &rec, move |fresh| apply(fresh, result, now, &policy)).await?;
-            let span = tracing::Span::current();
-            span.record("to", new.state_name.as_str());
-            span.record("outcome", new.status.as_str());
-            tracing::info!(status = new.status.as_str(), ?action, "committed");
+            let (new, action) = self.commit_decision(slot, &rec, move |fresh| apply(fresh, result, now, &policy)).await?;
+            record_outcome(&new, action);
             Ok((new, action))
         }
         .instrument(span)
         .await
     }
 
-    /// Under the run's lock, on a blocking thread: re-read the record, check nobody else moved
-    /// its state since `seen`, decide, assert the result, and commit durably.
-    async fn commit_decision<F>(
+    /// Act on a pending abort request of run `id` (see [`Due::ActOnAbort`]): move to the undo
+    /// path the procedure names, keep undoing, or stop. Blocking (durable commit).
+    pub fn act_on_abort(&self, id: &str, clock: &dyn Clock) -> Result<(RunRecord, NextAction), EngineError> {
+        let rec = self.load(id)?;
+        let p = self.procedure_for(&rec)?;
+        let plan = abort_plan(&*p, &rec)?;
+        let now = clock.now();
+        commit_under_lock(&*self.store, &self.slot(id), &*p, &self.policy, &rec, move |fresh| apply_abort(fresh, plan, now))
+    }
+
+    /// Perform the step of `rec`'s current state (its effects happen here) without committing
+    /// anything: see [`Engine::commit_step`]. Blocking (the step's I/O).
+    pub fn perform_step(&self, rec: &RunRecord, env: &E, clock: &dyn Clock) -> Result<Step<NamedState>, StepError> {
+        let p = self.procedure_for(rec).map_err(|e| StepError::Bug(e.to_string()))?;
+        perform_step(&*p, env, rec, clock.now())
+    }
+
+    /// Decide and commit what the step performed from `seen` leads to. Refused if the run moved
+    /// meanwhile (another driver). Blocking (durable commit).
+    pub fn commit_step(
         &self,
-        id: &str,
-        slot: &Arc<RunSlot>,
         seen: &RunRecord,
-        decide: F,
-    ) -> Result<(RunRecord, NextAction), EngineError>
+        result: Result<Step<NamedState>, StepError>,
+        clock: &dyn Clock,
+    ) -> Result<(RunRecord, NextAction), EngineError> {
+        let p = self.procedure_for(seen)?;
+        let now = clock.now();
+        let policy = self.policy.clone();
+        let _span = step_span(seen).entered();
+        let (new, action) = commit_under_lock(&*self.store, &self.slot(&seen.id), &*p, &self.policy, seen, move |fresh| {
+            apply(fresh, result, now, &policy)
+        })?;
+        record_outcome(&new, action);
+        Ok((new, action))
+    }
+
+    /// [`commit_under_lock`] on a blocking thread.
+    async fn commit_decision<F>(&self, slot: &Arc<RunSlot>, seen: &RunRecord, decide: F) -> Result<(RunRecord, NextAction), EngineError>
     where
         F: FnOnce(&RunRecord) -> (RunRecord, Vec<HistoryEvent>, NextAction) + Send + 'static,
     {
-        let store = self.store.clone();
-        let slot = slot.clone();
-        let id = id.to_string();
-        let (seen_state, seen_name, seen_status) = (seen.state.clone(), seen.state_name.clone(), seen.status);
-        let p = self.procedure_for(seen)?;
+        let (store, slot, seen) = (self.store.clone(), slot.clone(), seen.clone());
+        let p = self.procedure_for(&seen)?;
         let policy = self.policy.clone();
-        tokio::task::spawn_blocking(move || {
-            let _g = slot.lock();
-            let fresh = store.get_run(&id)?.ok_or_else(|| EngineError::NoSuchRun(id.clone()))?;
-            // Only the driver changes state or ends a run; control operations change neither.
-            let ended = fresh.status.is_terminal() && fresh.status != seen_status;
-            if fresh.state != seen_state || fresh.state_name != seen_name || ended {
-                return Err(EngineError::Conflict {
-                    run: id,
-                    detail: format!("the run moved to {} ({}) while a step ran from {seen_name}", fresh.state_name, fresh.status.as_str()),
-                });
-            }
-            let (mut new, mut events, mut action) = decide(&fresh);
-            // Assert before persisting: never store a state we could not resume from.
-            if let Err(e) = p.check(&new.params, &new.state) {
-                let bug = StepError::Bug(format!("{} would move to an invalid state {}: {e}", new.procedure, new.state_name));
-                (new, events, action) = apply(&fresh, Err(bug), new.updated_at, &policy);
-            }
-            store.commit(&new, &events)?;
-            Ok((new, action))
-        })
-        .await
-        .map_err(join_err)?
+        tokio::task::spawn_blocking(move || commit_under_lock(&*store, &slot, &*p, &policy, &seen, decide)).await.map_err(join_err)?
     }
 
     /// Record a decision for the pending gate (or, by name, any gate ahead: a pre-approval).
@@ -718,7 +690,10 @@ impl<E: ?Sized + Send + Sync + 'static> Engine<E> {
                 (Some(g), _) => g.to_string(),
                 (None, Some(p)) => p.gate.clone(),
                 (None, None) => {
-                    return Err(refuse(format!("it is not waiting at a gate (status {}); name the gate to {verb} it in advance", rec.status.as_str())))
+                    return Err(refuse(format!(
+                        "it is not waiting at a gate (status {}); name the gate to {verb} it in advance",
+                        rec.status.as_str()
+                    )))
                 }
             };
             if let Some(d) = rec.gates.get(&target) {
@@ -729,8 +704,7 @@ impl<E: ?Sized + Send + Sync + 'static> Engine<E> {
                 return Err(refuse(format!("gate {target} was already {done} by {} at {}", d.by, d.at)));
             }
             let now = clock.now();
-            let (new, events) =
-                apply_gate_decision(&rec, &target, GateDecision { decision, by: by.to_string(), at: now, comment }, now);
+            let (new, events) = apply_gate_decision(&rec, &target, GateDecision { decision, by: by.to_string(), at: now, comment }, now);
             self.store.commit(&new, &events)?;
             tracing::info!(run_id = %id, gate = %target, by, "gate {verb}d");
             new
@@ -741,13 +715,27 @@ impl<E: ?Sized + Send + Sync + 'static> Engine<E> {
 
     /// Approve the pending gate, or the named gate (ahead of time if it is not pending yet).
     /// Blocking (durable commit).
-    pub fn approve(&self, id: &str, gate: Option<&str>, by: &str, comment: Option<String>, clock: &dyn Clock) -> Result<RunRecord, EngineError> {
+    pub fn approve(
+        &self,
+        id: &str,
+        gate: Option<&str>,
+        by: &str,
+        comment: Option<String>,
+        clock: &dyn Clock,
+    ) -> Result<RunRecord, EngineError> {
         self.decide_gate(id, gate, Decision::Approved, by, comment, clock)
     }
 
     /// Reject the pending or named gate; the procedure decides what a rejection means.
     /// Blocking (durable commit).
-    pub fn reject(&self, id: &str, gate: Option<&str>, by: &str, comment: Option<String>, clock: &dyn Clock) -> Result<RunRecord, EngineError> {
+    pub fn reject(
+        &self,
+        id: &str,
+        gate: Option<&str>,
+        by: &str,
+        comment: Option<String>,
+        clock: &dyn Clock,
+    ) -> Result<RunRecord, EngineError> {
         self.decide_gate(id, gate, Decision::Rejected, by, comment, clock)
     }
 
@@ -770,7 +758,10 @@ impl<E: ?Sized + Send + Sync + 'static> Engine<E> {
                 return Ok(rec);
             }
             if rec.status.is_terminal() {
-                return Err(EngineError::Refused { run: id.to_string(), reason: format!("it is already {}; there is nothing to abort", rec.status.as_str()) });
+                return Err(EngineError::Refused {
+                    run: id.to_string(),
+                    reason: format!("it is already {}; there is nothing to abort", rec.status.as_str()),
+                });
             }
             if rec.abort.is_some() {
                 return Ok(rec);
@@ -802,6 +793,136 @@ fn abort_plan<E: ?Sized>(p: &dyn ErasedProcedure<E>, rec: &RunRecord) -> Result<
         Some(bytes) => AbortPlan::Undo(NamedState { name: p.state_name(&bytes).map_err(bug)?, bytes }),
         None => AbortPlan::Stop,
     })
+}
+
+/// What a run needs next, decided from its record alone. The one place this is decided: the
+/// async driver and the chaos harness both ask it, in this order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Due {
+    /// The run is terminal.
+    Stop,
+    /// An abort was requested and not acted on yet: see [`Engine::act_on_abort`].
+    ActOnAbort,
+    /// A durable timer (wait re-check or retry) is not due yet: a restarted process does not
+    /// check early.
+    SleepUntil(Timestamp),
+    /// Stopped at a gate nobody decided yet.
+    AwaitDecision,
+    /// Perform the current state's step.
+    Step,
+}
+
+pub fn due(rec: &RunRecord, now: Timestamp) -> Due {
+    if rec.status.is_terminal() {
+        return Due::Stop;
+    }
+    if rec.abort.as_ref().is_some_and(|a| !a.handled) {
+        return Due::ActOnAbort;
+    }
+    if let Some(t) = due_at(rec).filter(|t| *t > now) {
+        return Due::SleepUntil(t);
+    }
+    if rec.pending_gate.as_ref().is_some_and(|g| !rec.gates.contains_key(&g.gate)) {
+        return Due::AwaitDecision;
+    }
+    Due::Step
+}
+
+/// What a step may know about its run.
+pub fn step_context(rec: &RunRecord, now: Timestamp) -> StepContext {
+    StepContext {
+        run_id: rec.id.clone(),
+        now,
+        attempt: rec.attempt,
+        seed: rec.seed,
+        aborting: rec.abort.is_some(),
+        waiting_since: rec.wait.as_ref().map(|w| w.since),
+        gates: rec.gates.clone(),
+    }
+}
+
+/// Run the step of `rec`'s state and name the state it moves to. A panic in the step, or a step
+/// asking again for a gate already decided, is our bug, not the world failing.
+fn perform_step<E: ?Sized>(p: &dyn ErasedProcedure<E>, env: &E, rec: &RunRecord, now: Timestamp) -> Result<Step<NamedState>, StepError> {
+    let cx = step_context(rec, now);
+    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| p.step(env, &cx, &rec.params, &rec.state)));
+    let step = match out {
+        Ok(r) => r?,
+        Err(e) => {
+            let msg = e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
+            return Err(StepError::Bug(format!("step panicked: {msg}")));
+        }
+    };
+    Ok(match step {
+        Step::Next(bytes) => Step::Next(NamedState { name: p.state_name(&bytes).map_err(StepError::Bug)?, bytes }),
+        Step::Gate { gate, .. } if cx.gates.contains_key(&gate) => {
+            return Err(StepError::Bug(format!("{} asked again for gate {gate}, which was already decided", rec.procedure)));
+        }
+        Step::Wait { waiting_for, recheck_after, bound } => Step::Wait { waiting_for, recheck_after, bound },
+        Step::Gate { gate, prompt, evidence } => Step::Gate { gate, prompt, evidence },
+        Step::Done { summary } => Step::Done { summary },
+        Step::Halt { reason, evidence } => Step::Halt { reason, evidence },
+    })
+}
+
+fn step_span(rec: &RunRecord) -> tracing::Span {
+    tracing::info_span!(
+        "step",
+        run_id = %rec.id,
+        procedure = %rec.procedure,
+        from = %rec.state_name,
+        to = tracing::field::Empty,
+        attempt = rec.attempt,
+        outcome = tracing::field::Empty,
+    )
+}
+
+fn record_outcome(new: &RunRecord, action: NextAction) {
+    let span = tracing::Span::current();
+    span.record("to", new.state_name.as_str());
+    span.record("outcome", new.status.as_str());
+    tracing::info!(status = new.status.as_str(), ?action, "committed");
+}
+
+/// Under the run's lock: re-read the record, check nobody else moved its state since `seen`,
+/// decide, assert the result, and commit durably.
+fn commit_under_lock<E: ?Sized, F>(
+    store: &dyn RunStore,
+    slot: &RunSlot,
+    p: &dyn ErasedProcedure<E>,
+    policy: &RetryPolicy,
+    seen: &RunRecord,
+    decide: F,
+) -> Result<(RunRecord, NextAction), EngineError>
+where
+    F: FnOnce(&RunRecord) -> (RunRecord, Vec<HistoryEvent>, NextAction),
+{
+    let _g = slot.lock();
+    let id = &seen.id;
+    let fresh = store.get_run(id)?.ok_or_else(|| EngineError::NoSuchRun(id.clone()))?;
+    // Only the driver changes state or ends a run; control operations change neither.
+    let ended = fresh.status.is_terminal() && fresh.status != seen.status;
+    if fresh.state != seen.state || fresh.state_name != seen.state_name || ended {
+        return Err(EngineError::Conflict {
+            run: id.clone(),
+            detail: format!("the run moved to {} ({}) while a step ran from {}", fresh.state_name, fresh.status.as_str(), seen.state_name),
+        });
+    }
+    let (mut new, mut events, mut action) = decide(&fresh);
+    // Assert before persisting: never store a state we could not resume from, nor take an edge
+    // the procedure's state graph does not have.
+    let invalid = p
+        .check(&new.params, &new.state)
+        .map_err(|e| format!("{} would move to an invalid state {}: {e}", new.procedure, new.state_name))
+        .and_then(|()| match new.state_name != fresh.state_name {
+            true => check_edge(p.state_catalog(), &fresh.state_name, &new.state_name).map_err(|e| format!("{}: {e}", new.procedure)),
+            false => Ok(()),
+        });
+    if let Err(e) = invalid {
+        (new, events, action) = apply(&fresh, Err(StepError::Bug(e)), new.updated_at, policy);
+    }
+    store.commit(&new, &events)?;
+    Ok((new, action))
 }
 
 /// Sleep on the injected clock until `t`, or until an approve/reject/abort wakes the run.

@@ -77,10 +77,6 @@ pub trait Procedure: Send + Sync + 'static {
     /// Bumped whenever `Params` or `State` change shape; persisted with every run.
     const VERSION: u32;
 
-    /// One-line description for `drctl procedures`.
-    fn summary(&self) -> &'static str;
-    /// Where in the runbooks the steps come from.
-    fn source(&self) -> &'static str;
     /// Reject bad parameters before anything is stored.
     fn validate(&self, params: &Self::Params) -> Result<(), String>;
     fn initial_state(&self, params: &Self::Params) -> Self::State;
@@ -92,13 +88,7 @@ pub trait Procedure: Send + Sync + 'static {
     }
     /// Decide and perform one step from `state`. May be re-run after a crash: every effect in
     /// it must be observe-then-act or fenced by a token recorded in an earlier state.
-    fn step(
-        &self,
-        env: &Self::Env,
-        cx: &StepContext,
-        params: &Self::Params,
-        state: &Self::State,
-    ) -> Result<Step<Self::State>, StepError>;
+    fn step(&self, env: &Self::Env, cx: &StepContext, params: &Self::Params, state: &Self::State) -> Result<Step<Self::State>, StepError>;
     /// An abort was requested while in `state`: the state of the undo path to continue with,
     /// or `None` when nothing needs undoing and the run can stop right away.
     fn on_abort(&self, _params: &Self::Params, _state: &Self::State) -> Option<Self::State> {
@@ -108,20 +98,42 @@ pub trait Procedure: Send + Sync + 'static {
     fn is_undo_state(&self, _state: &Self::State) -> bool {
         false
     }
-    /// The state machine as data, for coverage reports: every state (named as `state_name`
-    /// names it, without the parenthesised argument) with the states a step or an abort may
-    /// move it to. Empty when the procedure does not declare it.
-    fn state_catalog(&self) -> &'static [(&'static str, &'static [&'static str])] {
-        &[]
+    /// The state machine as data: every state (named as `state_name` names it, without the
+    /// parenthesised argument: see [`state_kind`]) with the states a step or an abort may move it
+    /// to. The engine refuses any other transition as a bug the first time it is taken (before
+    /// it is stored), and the chaos harness reports which states a sweep never reached.
+    fn state_catalog(&self) -> &'static [(&'static str, &'static [&'static str])];
+}
+
+/// The kind of a state named by `state_name`: the name without its parenthesised argument
+/// (`StopStaticPods(master-1:Etcd)` → `StopStaticPods`).
+pub fn state_kind(name: &str) -> &str {
+    name.split_once('(').map_or(name, |(kind, _)| kind)
+}
+
+/// Check a move from state `from` to state `to` (both as `state_name` names them) against a
+/// procedure's declared state graph. Staying in a state is always allowed (a re-check).
+pub fn check_edge(catalog: &[(&str, &[&str])], from: &str, to: &str) -> Result<(), String> {
+    let (from, to) = (state_kind(from), state_kind(to));
+    if from == to && catalog.iter().any(|(s, _)| *s == from) {
+        return Ok(());
     }
+    let Some((_, successors)) = catalog.iter().find(|(s, _)| *s == from) else {
+        return Err(format!("state {from} is not in the procedure's state graph"));
+    };
+    if !catalog.iter().any(|(s, _)| *s == to) {
+        return Err(format!("state {to} is not in the procedure's state graph"));
+    }
+    if !successors.contains(&to) {
+        return Err(format!("the state graph has no edge {from} -> {to} (allowed: {})", successors.join(", ")));
+    }
+    Ok(())
 }
 
 /// A procedure with its types erased to bytes, so runs of any procedure live in one store.
 pub trait ErasedProcedure<E: ?Sized>: Send + Sync {
     fn name(&self) -> &'static str;
     fn version(&self) -> u32;
-    fn summary(&self) -> &'static str;
-    fn source(&self) -> &'static str;
     /// Validate JSON params and encode them for the store.
     fn encode_params(&self, params: serde_json::Value) -> Result<Vec<u8>, String>;
     fn params_json(&self, params: &[u8]) -> Result<serde_json::Value, String>;
@@ -152,12 +164,6 @@ where
     }
     fn version(&self) -> u32 {
         P::VERSION
-    }
-    fn summary(&self) -> &'static str {
-        Procedure::summary(self)
-    }
-    fn source(&self) -> &'static str {
-        Procedure::source(self)
     }
     fn encode_params(&self, params: serde_json::Value) -> Result<Vec<u8>, String> {
         let p: P::Params = serde_json::from_value(params).map_err(|e| format!("invalid parameters for {}: {e}", P::NAME))?;
@@ -229,6 +235,12 @@ impl<E: ?Sized + 'static> Registry<E> {
     pub fn register<P: Procedure<Env = E>>(&mut self, p: P) {
         let prev = self.procedures.insert(P::NAME, Arc::new(p));
         assert!(prev.is_none(), "procedure {} registered twice", P::NAME);
+    }
+    /// Register a procedure already erased (a harness building procedure variants at run time).
+    pub fn insert(&mut self, p: Arc<dyn ErasedProcedure<E>>) {
+        let name = p.name();
+        let prev = self.procedures.insert(name, p);
+        assert!(prev.is_none(), "procedure {name} registered twice");
     }
     pub fn get(&self, name: &str) -> Option<&Arc<dyn ErasedProcedure<E>>> {
         self.procedures.get(name)

@@ -1,9 +1,9 @@
 //! The engine end to end on a real store, with toy procedures and a manual clock.
 
 use drctl_runtime::clock::ManualClock;
-use drctl_runtime::executor::{Engine, EngineError, NewRun};
+use drctl_runtime::executor::{due, Due, Engine, EngineError, NewRun, NextAction};
 use drctl_runtime::record::{Decision, HistoryEvent, Outcome, RunRecord, RunStatus};
-use drctl_runtime::store::Store;
+use drctl_runtime::store::{MemStore, RunStore, Store};
 use drctl_runtime::{Clock, Procedure, Registry, RetryPolicy, Step, StepContext, StepError, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -38,12 +38,6 @@ impl Procedure for Counter {
     type State = u32;
     const NAME: &'static str = "counter";
     const VERSION: u32 = 1;
-    fn summary(&self) -> &'static str {
-        "counts"
-    }
-    fn source(&self) -> &'static str {
-        "test"
-    }
     fn validate(&self, p: &CounterParams) -> Result<(), String> {
         if p.n > 1000 {
             return Err("n must be at most 1000".into());
@@ -52,6 +46,9 @@ impl Procedure for Counter {
     }
     fn initial_state(&self, _: &CounterParams) -> u32 {
         0
+    }
+    fn state_catalog(&self) -> &'static [(&'static str, &'static [&'static str])] {
+        &[("Count", &[])]
     }
     fn state_name(&self, s: &u32) -> String {
         format!("Count({s})")
@@ -86,17 +83,14 @@ impl Procedure for Waiter {
     type State = WaiterState;
     const NAME: &'static str = "waiter";
     const VERSION: u32 = 1;
-    fn summary(&self) -> &'static str {
-        "waits"
-    }
-    fn source(&self) -> &'static str {
-        "test"
-    }
     fn validate(&self, _: &WaiterParams) -> Result<(), String> {
         Ok(())
     }
     fn initial_state(&self, _: &WaiterParams) -> WaiterState {
         WaiterState::Check
+    }
+    fn state_catalog(&self) -> &'static [(&'static str, &'static [&'static str])] {
+        &[("Check", &["Ready"]), ("Ready", &[])]
     }
     fn state_name(&self, s: &WaiterState) -> String {
         format!("{s:?}")
@@ -128,17 +122,14 @@ impl Procedure for Flaky {
     type State = bool;
     const NAME: &'static str = "flaky";
     const VERSION: u32 = 1;
-    fn summary(&self) -> &'static str {
-        "flaky"
-    }
-    fn source(&self) -> &'static str {
-        "test"
-    }
     fn validate(&self, _: &FlakyParams) -> Result<(), String> {
         Ok(())
     }
     fn initial_state(&self, _: &FlakyParams) -> bool {
         false
+    }
+    fn state_catalog(&self) -> &'static [(&'static str, &'static [&'static str])] {
+        &[("Call", &["Called"]), ("Called", &[])]
     }
     fn state_name(&self, s: &bool) -> String {
         (if *s { "Called" } else { "Call" }).into()
@@ -168,17 +159,14 @@ impl Procedure for Approval {
     type State = ApprovalState;
     const NAME: &'static str = "approval";
     const VERSION: u32 = 2;
-    fn summary(&self) -> &'static str {
-        "asks"
-    }
-    fn source(&self) -> &'static str {
-        "test"
-    }
     fn validate(&self, _: &()) -> Result<(), String> {
         Ok(())
     }
     fn initial_state(&self, _: &()) -> ApprovalState {
         ApprovalState::Prepare
+    }
+    fn state_catalog(&self) -> &'static [(&'static str, &'static [&'static str])] {
+        &[("Prepare", &["Approve"]), ("Approve", &["Apply"]), ("Apply", &[])]
     }
     fn state_name(&self, s: &ApprovalState) -> String {
         format!("{s:?}")
@@ -204,17 +192,14 @@ impl Procedure for Halter {
     type State = char;
     const NAME: &'static str = "halter";
     const VERSION: u32 = 1;
-    fn summary(&self) -> &'static str {
-        "halts"
-    }
-    fn source(&self) -> &'static str {
-        "test"
-    }
     fn validate(&self, _: &()) -> Result<(), String> {
         Ok(())
     }
     fn initial_state(&self, _: &()) -> char {
         'A'
+    }
+    fn state_catalog(&self) -> &'static [(&'static str, &'static [&'static str])] {
+        &[("A", &["B"]), ("B", &[])]
     }
     fn state_name(&self, s: &char) -> String {
         s.to_string()
@@ -243,17 +228,14 @@ impl Procedure for Undo {
     type State = UndoState;
     const NAME: &'static str = "undo";
     const VERSION: u32 = 1;
-    fn summary(&self) -> &'static str {
-        "undoes"
-    }
-    fn source(&self) -> &'static str {
-        "test"
-    }
     fn validate(&self, _: &()) -> Result<(), String> {
         Ok(())
     }
     fn initial_state(&self, _: &()) -> UndoState {
         UndoState::Do(0)
+    }
+    fn state_catalog(&self) -> &'static [(&'static str, &'static [&'static str])] {
+        &[("Do", &["Hold", "Undo"]), ("Hold", &["Undo"]), ("Undo", &[])]
     }
     fn state_name(&self, s: &UndoState) -> String {
         format!("{s:?}")
@@ -293,6 +275,10 @@ impl Procedure for Undo {
 }
 
 fn engine(dir: &Path) -> Arc<Engine<ToyEnv>> {
+    engine_on(Arc::new(Store::open(dir).unwrap()))
+}
+
+fn engine_on(store: Arc<dyn RunStore>) -> Arc<Engine<ToyEnv>> {
     let mut reg = Registry::default();
     reg.register(Counter);
     reg.register(Waiter);
@@ -301,7 +287,7 @@ fn engine(dir: &Path) -> Arc<Engine<ToyEnv>> {
     reg.register(Halter);
     reg.register(Undo);
     let policy = RetryPolicy { initial: Duration::from_secs(1), max: Duration::from_secs(30), multiplier: 2, jitter_percent: 20 };
-    Arc::new(Engine::new(Arc::new(Store::open(dir).unwrap()), Arc::new(reg), policy))
+    Arc::new(Engine::new(store, Arc::new(reg), policy))
 }
 
 fn req(procedure: &str, params: serde_json::Value) -> NewRun {
@@ -345,9 +331,17 @@ fn spawn_driver(
 ) -> (tokio::task::JoinHandle<Result<RunRecord, EngineError>>, tokio::sync::watch::Receiver<RunStatus>) {
     let (tx, rx) = tokio::sync::watch::channel(RunStatus::Running);
     let (e, id) = (e.clone(), id.to_string());
-    let h = tokio::spawn(async move { e.drive(&id, env, c, Arc::new(move |r: &RunRecord| {
-        tx.send_replace(r.status);
-    })).await });
+    let h = tokio::spawn(async move {
+        e.drive(
+            &id,
+            env,
+            c,
+            Arc::new(move |r: &RunRecord| {
+                tx.send_replace(r.status);
+            }),
+        )
+        .await
+    });
     (h, rx)
 }
 
@@ -440,7 +434,10 @@ async fn transient_failures_give_up_at_the_run_deadline() {
     let (done, h) = run_to_end(&e, r).await;
     assert_eq!(done.status, RunStatus::Halted);
     let outcome = done.outcome.unwrap();
-    assert!(outcome.starts_with("gave up after ") && outcome.contains(" attempts since 2023-11-14T22:13:20.000Z: call api: connection refused"), "{outcome}");
+    assert!(
+        outcome.starts_with("gave up after ") && outcome.contains(" attempts since 2023-11-14T22:13:20.000Z: call api: connection refused"),
+        "{outcome}"
+    );
     assert!(h.iter().filter(|e| e.outcome == Outcome::Retry).count() >= 5);
     assert!(done.updated_at <= T0.plus(Duration::from_secs(120)));
 }
@@ -510,10 +507,7 @@ async fn a_halted_run_resumes_from_the_same_state_after_a_fix() {
     let done = e.drive(&rec.id, env, c, no_progress()).await.unwrap();
     assert_eq!((done.status, done.outcome.as_deref()), (RunStatus::Succeeded, Some("fixed")));
     let h = e.store().history(&rec.id).unwrap();
-    assert_eq!(
-        outcomes(&h),
-        [Outcome::Created, Outcome::Transition, Outcome::Halted, Outcome::Resumed, Outcome::Succeeded]
-    );
+    assert_eq!(outcomes(&h), [Outcome::Created, Outcome::Transition, Outcome::Halted, Outcome::Resumed, Outcome::Succeeded]);
     assert_eq!(h[3].detail.as_deref(), Some("resumed at B after halt: guard violated"));
 }
 
@@ -701,10 +695,11 @@ async fn crash_at_every_transition_resumes_to_the_same_end() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_concurrent_runs_share_device_flushes() {
     let dir = tempfile::tempdir().unwrap();
-    let e = engine(dir.path());
+    let store = Arc::new(Store::open(dir.path()).unwrap());
+    let e = engine_on(store.clone());
     let c = clock();
     let ids: Vec<String> = (0..50).map(|_| e.create_run(req("counter", serde_json::json!({"n": 5})), &*c).unwrap().id).collect();
-    let before = e.store().stats();
+    let before = store.stats();
     let handles: Vec<_> = ids
         .iter()
         .map(|id| {
@@ -715,7 +710,7 @@ async fn fifty_concurrent_runs_share_device_flushes() {
     for h in handles {
         assert_eq!(h.await.unwrap().unwrap().status, RunStatus::Succeeded);
     }
-    let after = e.store().stats();
+    let after = store.stats();
     let commits = after.commits - before.commits;
     let flushes = after.device_flushes - before.device_flushes;
     assert_eq!(commits, 50 * 6, "5 transitions + done per run");
@@ -791,4 +786,84 @@ mod wait_bounds {
         assert_eq!(r.status, RunStatus::Waiting, "an outage longer than the bound must not halt the wait: {:?}", r.outcome);
         assert!(r.wait.as_ref().unwrap().deadline >= Timestamp(3_600_000 + 7_200_000));
     }
+}
+
+/// A -> C, though its state graph says A -> B -> C: a step that takes an undeclared edge.
+struct Skipper;
+impl Procedure for Skipper {
+    type Env = ToyEnv;
+    type Params = ();
+    type State = char;
+    const NAME: &'static str = "skipper";
+    const VERSION: u32 = 1;
+    fn validate(&self, _: &()) -> Result<(), String> {
+        Ok(())
+    }
+    fn initial_state(&self, _: &()) -> char {
+        'A'
+    }
+    fn state_catalog(&self) -> &'static [(&'static str, &'static [&'static str])] {
+        &[("A", &["B"]), ("B", &["C"]), ("C", &[])]
+    }
+    fn state_name(&self, s: &char) -> String {
+        s.to_string()
+    }
+    fn step(&self, _: &ToyEnv, _: &StepContext, _: &(), s: &char) -> Result<Step<char>, StepError> {
+        Ok(match s {
+            'A' => Step::Next('C'),
+            _ => Step::Done { summary: "done".into() },
+        })
+    }
+}
+
+#[test]
+fn a_transition_the_state_graph_lacks_fails_the_run_before_it_is_stored() {
+    let mut reg = Registry::default();
+    reg.register(Skipper);
+    let store = Arc::new(MemStore::new());
+    let e = Engine::new(store.clone(), Arc::new(reg), RetryPolicy::default());
+    let c = clock();
+    let rec = e.create_run(req("skipper", serde_json::json!(null)), &*c).unwrap();
+    assert_eq!(due(&rec, c.now()), Due::Step);
+    let result = e.perform_step(&rec, &ToyEnv::default(), &*c);
+    let (after, action) = e.commit_step(&rec, result, &*c).unwrap();
+    assert_eq!((after.status, action), (RunStatus::Failed, NextAction::Stop));
+    assert_eq!(after.state_name, "A", "the undeclared state must never be stored");
+    let o = after.outcome.unwrap();
+    assert!(o.contains("no edge A -> C (allowed: B)"), "{o}");
+    assert_eq!(store.get_run(&rec.id).unwrap().unwrap().status, RunStatus::Failed);
+}
+
+#[test]
+fn the_engine_runs_on_the_in_memory_store_as_on_sled_and_a_new_engine_resumes() {
+    let reg = {
+        let mut r = Registry::default();
+        r.register(Undo);
+        Arc::new(r)
+    };
+    let store = Arc::new(MemStore::new());
+    let c = clock();
+    let env = ToyEnv::default();
+    let first = Engine::new(store.clone(), reg.clone(), RetryPolicy::default());
+    let rec = first.create_run(req("undo", serde_json::json!(null)), &*c).unwrap();
+    let result = first.perform_step(&rec, &env, &*c);
+    first.commit_step(&rec, result, &*c).unwrap();
+    // "Crash": a new engine over the same store takes the run up with a Resumed event.
+    let second = Engine::new(store.clone(), reg, RetryPolicy::default());
+    let (rec, resumed) = second.attach(&rec.id, &*c).unwrap();
+    assert!(resumed);
+    assert_eq!(rec.state_name, "Do(1)");
+    second.abort(&rec.id, "ana", &*c).unwrap();
+    let rec = store.get_run(&rec.id).unwrap().unwrap();
+    assert_eq!(due(&rec, c.now()), Due::ActOnAbort);
+    let (rec, _) = second.act_on_abort(&rec.id, &*c).unwrap();
+    assert_eq!(rec.state_name, "Undo(0)");
+    let result = second.perform_step(&rec, &env, &*c);
+    let (rec, _) = second.commit_step(&rec, result, &*c).unwrap();
+    assert_eq!(rec.status, RunStatus::Aborted);
+    assert_eq!(
+        outcomes(&store.history(&rec.id).unwrap()),
+        [Outcome::Created, Outcome::Transition, Outcome::Resumed, Outcome::AbortRequested, Outcome::Transition, Outcome::Aborted]
+    );
+    assert_eq!(*env.effects.lock().unwrap(), ["do 0", "undo 0"]);
 }

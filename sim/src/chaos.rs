@@ -2,10 +2,13 @@
 //! crashed at any transition, invariants checked after every transition, failures shrunk to a
 //! minimal fault schedule and reported with the one command that replays them.
 //!
-//! A run is driven in memory ([`run_case`]): the record and its history live in a `Vec`, the
-//! decisions are the engine's own pure functions ([`apply`], [`apply_abort`], [`apply_resume`],
-//! [`apply_gate_decision`], [`due_at`]), virtual time moves with [`Sim::advance_to`]. That keeps
-//! a full restore in the millisecond range, so sweeps of thousands of seeds fit in a test run.
+//! A run is driven by the engine that ships ([`Engine`]) on the in-memory [`MemStore`] with the
+//! simulated clock ([`run_case`]): every decision (what is due, the step, its commit, aborts,
+//! gate decisions, resuming after a crash) is the engine's; this harness only chooses when a
+//! fault, a person or the clock acts, and checks invariants on what the engine committed. A
+//! crash is a new engine over the same store, as a restarted process would build. Virtual time
+//! moves with [`Sim::advance_to`], which keeps a full restore in the millisecond range, so sweeps
+//! of thousands of seeds fit in a test run.
 //!
 //! Which scenario and parameters a procedure runs with, which gates it has and where its guard
 //! ends comes from one table, [`rows`]: a new procedure is picked up by adding a row (a test
@@ -16,13 +19,14 @@
 
 use crate::faults::{CrashPoint, Fault, FaultKind, FaultSchedule, ScheduleContext};
 use crate::world::{EffectKind, World, MINUTE};
-use crate::{Sim, SimStatus};
+use crate::{Sim, SimClock, SimStatus};
 use drctl_runtime::backoff::RetryPolicy;
 use drctl_runtime::clock::Timestamp;
-use drctl_runtime::executor::{apply, apply_abort, apply_gate_decision, apply_resume, due_at, AbortPlan, NamedState};
-use drctl_runtime::procedure::{ErasedProcedure, Step, StepContext, StepError};
-use drctl_runtime::record::{AbortRequest, NewRecord, Decision, GateDecision, HistoryEvent, Outcome, RunRecord, RunStatus};
+use drctl_runtime::executor::{due, Due, Engine, EngineError, NewRun};
+use drctl_runtime::procedure::{ErasedProcedure, Registry};
+use drctl_runtime::record::{Decision, HistoryEvent, Outcome, RunRecord, RunStatus};
 use drctl_runtime::rng::{mix, DetRng};
+use drctl_runtime::store::{MemStore, RunStore};
 use drctl_workflows::ports::Ports;
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::{Config, TestCaseError, TestError, TestRng, TestRunner};
@@ -42,7 +46,6 @@ pub type Factory = Arc<dyn Fn(&Sim) -> Arc<dyn ErasedProcedure<Ports>> + Send + 
 /// reads the wall clock), used only to report simulations per second.
 pub type Stopwatch = Arc<dyn Fn() -> Duration + Send + Sync>;
 
-const RUN_ID: &str = "1";
 const APPROVER: &str = "chaos";
 /// How long a run may keep retrying transient failures (the CLI's default `--deadline`).
 const RUN_DEADLINE: Duration = Duration::from_secs(24 * 3600);
@@ -162,13 +165,20 @@ fn backups_are_restorable(w: &World) -> Result<(), String> {
         let snaps: Vec<&String> = set.files.keys().filter(|f| is_snapshot_name(f)).collect();
         let res: Vec<&String> = set.files.keys().filter(|f| is_resources_name(f)).collect();
         let (&[s], &[r]) = (snaps.as_slice(), res.as_slice()) else {
-            return Err(format!("backup {name} holds {} snapshots and {} static resources: {:?}", snaps.len(), res.len(), set.files.keys().collect::<Vec<_>>()));
+            return Err(format!(
+                "backup {name} holds {} snapshots and {} static resources: {:?}",
+                snaps.len(),
+                res.len(),
+                set.files.keys().collect::<Vec<_>>()
+            ));
         };
         let stamp = |f: &str, pre: &str, suf: &str| f[pre.len()..f.len() - suf.len()].to_string();
         if stamp(s, "snapshot_", ".db") != stamp(r, "static_kuberesources_", ".tar.gz") {
             return Err(format!("backup {name} pairs {s} with {r}: not the same backup, a restore refuses it"));
         }
-        let (Some(SimFile::Snapshot { status, .. }), Some(SimFile::StaticResources { cluster_version, .. })) = (set.files.get(s), set.files.get(r)) else {
+        let (Some(SimFile::Snapshot { status, .. }), Some(SimFile::StaticResources { cluster_version, .. })) =
+            (set.files.get(s), set.files.get(r))
+        else {
             return Err(format!("backup {name}: {s} or {r} is not what its name says"));
         };
         match &set.info {
@@ -200,9 +210,21 @@ pub fn rows() -> Vec<ProcedureRow> {
             sometimes: &[
                 Sometimes { name: "a run succeeded", needs: &[], holds: succeeded },
                 Sometimes { name: "a gate was waited on, then approved", needs: &[FaultKind::GateWait], holds: gate_waited },
-                Sometimes { name: "an API outage during the SSH-only phase", needs: &[FaultKind::ApiOutage], holds: outage_in_ssh_only_phase },
-                Sometimes { name: "a retry after etcdserver: no leader", needs: &[FaultKind::EtcdError], holds: |o| retried_with(o, "no leader") },
-                Sometimes { name: "a retry after an SSH connection dropped mid-command", needs: &[FaultKind::SshDrop], holds: |o| retried_with(o, "closed by remote host") },
+                Sometimes {
+                    name: "an API outage during the SSH-only phase",
+                    needs: &[FaultKind::ApiOutage],
+                    holds: outage_in_ssh_only_phase,
+                },
+                Sometimes {
+                    name: "a retry after etcdserver: no leader",
+                    needs: &[FaultKind::EtcdError],
+                    holds: |o| retried_with(o, "no leader"),
+                },
+                Sometimes {
+                    name: "a retry after an SSH connection dropped mid-command",
+                    needs: &[FaultKind::SshDrop],
+                    holds: |o| retried_with(o, "closed by remote host"),
+                },
                 Sometimes { name: "a retry after HTTP 504", needs: &[FaultKind::ApiError], holds: |o| retried_with(o, "HTTP 504") },
                 Sometimes { name: "the runner crashed and resumed", needs: CRASHES, holds: crashed_and_resumed },
                 Sometimes {
@@ -226,9 +248,21 @@ pub fn rows() -> Vec<ProcedureRow> {
             postcondition: Some(backups_are_restorable),
             sometimes: &[
                 Sometimes { name: "a run succeeded", needs: &[], holds: succeeded },
-                Sometimes { name: "a retry after etcdserver: no leader", needs: &[FaultKind::EtcdError], holds: |o| retried_with(o, "no leader") },
-                Sometimes { name: "halted on a full disk, resumed once it had room", needs: &[FaultKind::DiskFull], holds: halted_on_full_disk },
-                Sometimes { name: "a retry after an SSH connection dropped mid-command", needs: &[FaultKind::SshDrop], holds: |o| retried_with(o, "closed by remote host") },
+                Sometimes {
+                    name: "a retry after etcdserver: no leader",
+                    needs: &[FaultKind::EtcdError],
+                    holds: |o| retried_with(o, "no leader"),
+                },
+                Sometimes {
+                    name: "halted on a full disk, resumed once it had room",
+                    needs: &[FaultKind::DiskFull],
+                    holds: halted_on_full_disk,
+                },
+                Sometimes {
+                    name: "a retry after an SSH connection dropped mid-command",
+                    needs: &[FaultKind::SshDrop],
+                    holds: |o| retried_with(o, "closed by remote host"),
+                },
                 Sometimes { name: "the runner crashed and resumed", needs: CRASHES, holds: crashed_and_resumed },
             ],
         },
@@ -281,9 +315,7 @@ impl ProcedureRow {
 }
 
 /// `StopStaticPods(master-1:MoveEtcdManifest)` -> `StopStaticPods`.
-pub fn base_state(name: &str) -> &str {
-    name.split('(').next().unwrap_or(name)
-}
+pub use drctl_runtime::procedure::state_kind as base_state;
 
 // ---------------------------------------------------------------------------------------------
 // One run
@@ -430,7 +462,8 @@ pub fn settled_summary(w: &World) -> serde_json::Value {
         })
         .collect();
     let api = w.api();
-    let mut csrs: Vec<String> = api.csrs.values().map(|c| format!("{:?} {} {}", c.kind, c.node, if c.approved { "approved" } else { "pending" })).collect();
+    let mut csrs: Vec<String> =
+        api.csrs.values().map(|c| format!("{:?} {} {}", c.kind, c.node, if c.approved { "approved" } else { "pending" })).collect();
     csrs.sort();
     serde_json::json!({
         "scenario": w.scenario,
@@ -475,10 +508,15 @@ struct CrashPlan {
 /// Drives one run over a simulated world, in memory, checking invariants as it goes.
 struct Driver<'a> {
     row: &'a ProcedureRow,
-    p: Arc<dyn ErasedProcedure<Ports>>,
+    /// The engine that ships, on an in-memory store; replaced by a new one at every crash, as a
+    /// restarted process would build it.
+    engine: Engine<Ports>,
+    registry: Arc<Registry<Ports>>,
+    store: Arc<MemStore>,
+    clock: SimClock,
     sim: Sim,
     ports: Ports,
-    policy: RetryPolicy,
+    /// The run's record as last committed, and its history as observed so far.
     rec: RunRecord,
     history: Vec<HistoryEvent>,
     crashes: Vec<CrashPlan>,
@@ -514,8 +552,22 @@ impl<'a> Driver<'a> {
         }
     }
 
-    /// Commit a decision: append its events, check the history and the record.
-    fn commit(&mut self, new: RunRecord, events: Vec<HistoryEvent>) {
+    /// After the engine acted: what it committed is a failure of ours if it failed; otherwise
+    /// look at what it committed.
+    fn after<T>(&mut self, what: &str, r: Result<T, EngineError>) {
+        match r {
+            Ok(_) => self.observe(),
+            Err(e) => self.fail(Invariant::NoBug, format!("the engine failed to {what}: {e}")),
+        }
+    }
+
+    /// Read what the engine committed since the last look and check the history and the record.
+    fn observe(&mut self) {
+        let new = match self.store.get_run(&self.rec.id) {
+            Ok(Some(r)) => r,
+            other => return self.fail(Invariant::NoBug, format!("run {} cannot be read back from the store: {other:?}", self.rec.id)),
+        };
+        let events = self.store.history_since(&self.rec.id, self.history.len());
         let mut expect = self.history.last().map_or(0, |e| e.seq + 1);
         let mut last_at = self.history.last().map_or(Timestamp(0), |e| e.at);
         for e in &events {
@@ -527,10 +579,14 @@ impl<'a> Driver<'a> {
             last_at = at;
         }
         let next_seq = new.next_seq;
-        self.check(next_seq == expect, Invariant::HistoryAppendOnly, || format!("record's next_seq {next_seq} but the history ends at {}", expect.wrapping_sub(1)));
+        self.check(next_seq == expect, Invariant::HistoryAppendOnly, || {
+            format!("record's next_seq {next_seq} but the history ends at {}", expect.wrapping_sub(1))
+        });
         if let Some(t) = events.iter().rev().find(|e| e.outcome == Outcome::Transition) {
             let (to, name) = (t.to.clone(), new.state_name.clone());
-            self.check(to == name, Invariant::HistoryAppendOnly, || format!("the last transition went to {to} but the record is in {name}"));
+            self.check(to == name, Invariant::HistoryAppendOnly, || {
+                format!("the last transition went to {to} but the record is in {name}")
+            });
         }
         // No secret in what the store would hold. rmp-serde writes strings and byte strings
         // as they are, so scanning the record's and the events' fields is scanning the bytes.
@@ -540,7 +596,11 @@ impl<'a> Driver<'a> {
             if self.history.is_empty() {
                 fields.push(&new.params);
             }
-            if self.history.is_empty() || new.state_name != self.rec.state_name || new.state.len() != self.rec.state.len() || new.state != self.rec.state {
+            if self.history.is_empty()
+                || new.state_name != self.rec.state_name
+                || new.state.len() != self.rec.state.len()
+                || new.state != self.rec.state
+            {
                 fields.push(&new.state);
             }
             fields.extend(new.outcome.iter().map(|o| o.as_bytes()));
@@ -562,7 +622,9 @@ impl<'a> Driver<'a> {
                 fields.extend(e.detail.iter().map(|d| d.as_bytes()));
             }
             let leaked = self.secrets.iter().any(|s| fields.iter().any(|f| contains(f, s)));
-            self.check(!leaked, Invariant::NoSecretInStore, || "a secret value of the cluster (the etcd encryption key) is in the run's record or history".to_string());
+            self.check(!leaked, Invariant::NoSecretInStore, || {
+                "a secret value of the cluster (the etcd encryption key) is in the run's record or history".to_string()
+            });
         }
         self.rec = new;
         self.history.extend(events);
@@ -579,7 +641,8 @@ impl<'a> Driver<'a> {
                         format!("{} never destroys anything, but {:?} on {} at {}", self.row.procedure, e.kind, e.target, e.at)
                     }),
                     Some(guard) => {
-                        let passed = self.history.iter().find(|h| h.outcome == Outcome::Transition && base_state(&h.from) == guard).map(|h| h.at);
+                        let passed =
+                            self.history.iter().find(|h| h.outcome == Outcome::Transition && base_state(&h.from) == guard).map(|h| h.at);
                         let approved: Vec<Option<Timestamp>> = self
                             .row
                             .gates
@@ -604,24 +667,35 @@ impl<'a> Driver<'a> {
                 EffectKind::MemberRemoved { members_after, healthy_after } => {
                     let (m, h) = (*members_after, *healthy_after);
                     self.check(h > m / 2, Invariant::QuorumOnMemberRemoval, || {
-                        format!("etcd member {} removed at {}, leaving {h} healthy of {m} members (a quorum is {})", e.target, e.at, m / 2 + 1)
+                        format!(
+                            "etcd member {} removed at {}, leaving {h} healthy of {m} members (a quorum is {})",
+                            e.target,
+                            e.at,
+                            m / 2 + 1
+                        )
                     });
                 }
                 EffectKind::Restore { machine, .. } => {
                     let first = self.recovery.is_none();
                     let target = e.target.clone();
-                    self.check(first, Invariant::SingleRestore, || format!("a second restore ran on {target} at {}: a second new cluster id", e.at));
+                    self.check(first, Invariant::SingleRestore, || {
+                        format!("a second restore ran on {target} at {}: a second new cluster id", e.at)
+                    });
                     self.recovery.get_or_insert((e.target.clone(), machine.clone()));
                 }
                 EffectKind::MachineDeleted { node } => {
                     if let Some((host, machine)) = self.recovery.clone() {
                         let hit = e.target == machine || node.as_deref() == Some(host.as_str());
-                        self.check(!hit, Invariant::RecoveryMachineKept, || format!("machine {} of the recovery host {host} deleted at {}", e.target, e.at));
+                        self.check(!hit, Invariant::RecoveryMachineKept, || {
+                            format!("machine {} of the recovery host {host} deleted at {}", e.target, e.at)
+                        });
                     }
                 }
                 EffectKind::MachineCreated => {
                     if let Some((host, machine)) = self.recovery.clone() {
-                        self.check(e.target != machine, Invariant::RecoveryMachineKept, || format!("machine {machine} of the recovery host {host} re-created at {}", e.at));
+                        self.check(e.target != machine, Invariant::RecoveryMachineKept, || {
+                            format!("machine {machine} of the recovery host {host} re-created at {}", e.at)
+                        });
                     }
                 }
                 _ => {}
@@ -637,57 +711,14 @@ impl<'a> Driver<'a> {
         self.sim.advance_to(t);
     }
 
-    fn run_step(&mut self) -> Result<Step<NamedState>, StepError> {
-        let cx = StepContext {
-            run_id: self.rec.id.clone(),
-            now: self.sim.now(),
-            attempt: self.rec.attempt,
-            seed: self.rec.seed,
-            aborting: self.rec.abort.is_some(),
-            waiting_since: self.rec.wait.as_ref().map(|w| w.since),
-            gates: self.rec.gates.clone(),
-        };
-        let (p, ports, rec) = (&self.p, &self.ports, &self.rec);
-        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            p.step(ports, &cx, &rec.params, &rec.state).and_then(|s| {
-                Ok(match s {
-                    Step::Next(bytes) => Step::Next(NamedState { name: p.state_name(&bytes).map_err(StepError::Bug)?, bytes }),
-                    Step::Wait { waiting_for, recheck_after, bound } => Step::Wait { waiting_for, recheck_after, bound },
-                    Step::Gate { gate, prompt, evidence } => Step::Gate { gate, prompt, evidence },
-                    Step::Done { summary } => Step::Done { summary },
-                    Step::Halt { reason, evidence } => Step::Halt { reason, evidence },
-                })
-            })
-        }));
-        match out {
-            Ok(Ok(Step::Gate { gate, .. })) if cx.gates.contains_key(&gate) => {
-                Err(StepError::Bug(format!("{} asked again for gate {gate}, which was already decided", self.rec.procedure)))
-            }
-            Ok(r) => r,
-            Err(e) => {
-                let msg = e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
-                Err(StepError::Bug(format!("step panicked: {msg}")))
-            }
-        }
-    }
-
     /// The runner process dies and a new one resumes the run from its last commit.
     fn crash_and_restart(&mut self, restart: u64) {
         self.crashes_fired += 1;
         let t = self.sim.now().plus(Duration::from_millis(restart));
         self.sim.advance_to(t);
-        let (new, events) = apply_resume(&self.rec, self.sim.now());
-        self.commit(new, events);
-    }
-
-    fn abort_plan(&self) -> Result<AbortPlan, String> {
-        if self.p.is_undo_state(&self.rec.state)? {
-            return Ok(AbortPlan::KeepUndoing);
-        }
-        Ok(match self.p.on_abort(&self.rec.params, &self.rec.state)? {
-            Some(bytes) => AbortPlan::Undo(NamedState { name: self.p.state_name(&bytes)?, bytes }),
-            None => AbortPlan::Stop,
-        })
+        self.engine = Engine::new(self.store.clone(), self.registry.clone(), RetryPolicy::default());
+        let r = self.engine.attach(&self.rec.id, &self.clock);
+        self.after("resume after a crash", r);
     }
 
     fn crash_here(&mut self, idx: u32, state: &str, nth: u32) -> Option<(bool, u64)> {
@@ -702,7 +733,8 @@ impl<'a> Driver<'a> {
         Some((c.after_effect, c.restart))
     }
 
-    /// Until the run is terminal (or an invariant broke, or the step bound is reached).
+    /// Until the run is terminal (or an invariant broke, or the step bound is reached). Every
+    /// decision is the engine's: this loop only picks when a fault, a person or the clock acts.
     fn drive(&mut self) {
         loop {
             if self.violation.is_some() || self.rec.status.is_terminal() {
@@ -717,134 +749,67 @@ impl<'a> Driver<'a> {
             let abort_due = self.abort_at.is_some_and(|at| now >= at)
                 || self.abort_in.as_deref().is_some_and(|s| s == base_state(&self.rec.state_name));
             if abort_due && !self.abort_fired {
-                {
-                    self.abort_fired = true;
-                    if self.rec.abort.is_none() {
-                        let mut new = self.rec.clone();
-                        new.updated_at = now;
-                        new.abort = Some(AbortRequest { by: APPROVER.into(), at: now, handled: false });
-                        let ev = HistoryEvent {
-                            seq: new.next_seq,
-                            at: now,
-                            from: new.state_name.clone(),
-                            to: new.state_name.clone(),
-                            attempt: new.attempt,
-                            outcome: Outcome::AbortRequested,
-                            detail: Some(format!("by {APPROVER}")),
-                        };
-                        new.next_seq += 1;
-                        self.commit(new, vec![ev]);
-                    }
-                    continue;
-                }
-            }
-            if self.rec.abort.as_ref().is_some_and(|a| !a.handled) {
-                match self.abort_plan() {
-                    Ok(plan) => {
-                        let (mut new, mut events, _) = apply_abort(&self.rec, plan, now);
-                        // Assert before persisting, as the engine does.
-                        if let Err(e) = self.p.check(&new.params, &new.state) {
-                            let bug = StepError::Bug(format!("{} would move to an invalid state {}: {e}", new.procedure, new.state_name));
-                            (new, events, _) = apply(&self.rec, Err(bug), now, &self.policy);
-                        }
-                        self.commit(new, events);
-                    }
-                    Err(e) => self.fail(Invariant::NoBug, format!("abort plan: {e}")),
-                }
+                self.abort_fired = true;
+                let r = self.engine.abort(&self.rec.id, APPROVER, &self.clock);
+                self.after("request an abort", r);
                 continue;
             }
-            if let Some(t) = due_at(&self.rec) {
-                if t > now {
-                    self.sleep_until(t);
-                    continue;
+            match due(&self.rec, now) {
+                Due::Stop => return,
+                Due::ActOnAbort => {
+                    let r = self.engine.act_on_abort(&self.rec.id, &self.clock);
+                    self.after("act on the abort", r);
                 }
+                Due::SleepUntil(t) => self.sleep_until(t),
+                Due::AwaitDecision => self.decide_gate(now),
+                Due::Step => self.step(),
             }
-            if let Some(g) = self.rec.pending_gate.clone() {
-                if !self.rec.gates.contains_key(&g.gate) {
-                    let (after, reject) = self.gate_plan.get(&g.gate).copied().unwrap_or((0, false));
-                    let t = g.since.plus(Duration::from_millis(after));
-                    if t > now {
-                        self.sleep_until(t);
-                        continue;
-                    }
-                    self.gates_used += 1;
-                    let decision = GateDecision {
-                        decision: if reject { Decision::Rejected } else { Decision::Approved },
-                        by: APPROVER.into(),
-                        at: now,
-                        comment: None,
-                    };
-                    let (new, events) = apply_gate_decision(&self.rec, &g.gate, decision, now);
-                    self.commit(new, events);
-                    continue;
-                }
-            }
-
-            let idx = self.step_index;
-            self.step_index += 1;
-            let state = base_state(&self.rec.state_name).to_string();
-            let nth = {
-                let n = self.state_counts.entry(state.clone()).or_insert(0);
-                *n += 1;
-                *n
-            };
-            if let Some((after_effect, restart)) = self.crash_here(idx, &state, nth) {
-                if after_effect {
-                    let _ = self.run_step();
-                    self.check_effects();
-                }
-                self.crash_and_restart(restart);
-                continue;
-            }
-            // `ErasedProcedure::step` asserts a state it moves to before encoding it, as the
-            // engine asserts every state before persisting it.
-            let result = self.run_step();
-            self.check_effects();
-            let (new, events, _) = apply(&self.rec, result, self.sim.now(), &self.policy);
-            self.commit(new, events);
         }
     }
-}
 
-fn new_record(p: &dyn ErasedProcedure<Ports>, params: serde_json::Value, seed: u64, now: Timestamp, pre_approve: &[String]) -> Result<(RunRecord, Vec<HistoryEvent>), String> {
-    let params = p.encode_params(params)?;
-    let state = p.initial_state(&params)?;
-    let state_name = p.state_name(&state)?;
-    let mut rec = RunRecord::new(NewRecord {
-        id: RUN_ID.into(),
-        procedure: p.name().to_string(),
-        procedure_version: p.version(),
-        params,
-        state,
-        state_name: state_name.clone(),
-        seed,
-        now,
-        deadline: now.plus(RUN_DEADLINE),
-        labels: BTreeMap::new(),
-    });
-    let mut events = vec![HistoryEvent {
-        seq: 0,
-        at: now,
-        from: String::new(),
-        to: state_name.clone(),
-        attempt: 0,
-        outcome: Outcome::Created,
-        detail: Some(format!("{} v{} (seed {seed})", rec.procedure, rec.procedure_version)),
-    }];
-    for gate in pre_approve {
-        rec.gates.insert(gate.clone(), GateDecision { decision: Decision::Approved, by: APPROVER.into(), at: now, comment: Some("pre-approved".into()) });
-        events.push(HistoryEvent {
-            seq: events.len() as u64,
-            at: now,
-            from: state_name.clone(),
-            to: state_name.clone(),
-            attempt: 0,
-            outcome: Outcome::Approved,
-            detail: Some(format!("{gate} pre-approved by {APPROVER}")),
-        });
+    /// A person answers the pending gate when the schedule says (approve unless told to reject).
+    fn decide_gate(&mut self, now: Timestamp) {
+        let Some(g) = self.rec.pending_gate.clone() else {
+            return self.fail(Invariant::NoBug, "the engine awaits a decision with no gate pending".into());
+        };
+        let (after, reject) = self.gate_plan.get(&g.gate).copied().unwrap_or((0, false));
+        let t = g.since.plus(Duration::from_millis(after));
+        if t > now {
+            return self.sleep_until(t);
+        }
+        self.gates_used += 1;
+        let (id, gate) = (self.rec.id.clone(), Some(g.gate.as_str()));
+        let r = if reject {
+            self.engine.reject(&id, gate, APPROVER, None, &self.clock)
+        } else {
+            self.engine.approve(&id, gate, APPROVER, None, &self.clock)
+        };
+        self.after("record a gate decision", r);
     }
-    rec.next_seq = events.len() as u64;
-    Ok((rec, events))
+
+    /// One step through the engine, unless the schedule crashes the runner here: before the
+    /// step, or after its effects and before their commit.
+    fn step(&mut self) {
+        let idx = self.step_index;
+        self.step_index += 1;
+        let state = base_state(&self.rec.state_name).to_string();
+        let nth = {
+            let n = self.state_counts.entry(state.clone()).or_insert(0);
+            *n += 1;
+            *n
+        };
+        if let Some((after_effect, restart)) = self.crash_here(idx, &state, nth) {
+            if after_effect {
+                let _lost = self.engine.perform_step(&self.rec, &self.ports, &self.clock);
+                self.check_effects();
+            }
+            return self.crash_and_restart(restart);
+        }
+        let result = self.engine.perform_step(&self.rec, &self.ports, &self.clock);
+        self.check_effects();
+        let r = self.engine.commit_step(&self.rec, result, &self.clock);
+        self.after("commit a step", r);
+    }
 }
 
 thread_local! {
@@ -884,14 +849,15 @@ pub fn run_case_in(row: &ProcedureRow, factory: &Factory, case: &ChaosCase, summ
     let secrets: Vec<Vec<u8>> = world.secrets.iter().map(|s| s.as_bytes().to_vec()).collect();
     let effects_seen = world.effects.len();
     let sim = Sim::new(world);
-    let p = factory(&sim);
     let mut crashes = Vec::new();
     let mut gate_plan = BTreeMap::new();
     let mut abort_at = None;
     let mut abort_in = None;
     for f in &case.schedule.faults {
         match f {
-            Fault::Crash { point, after_effect, restart } => crashes.push(CrashPlan { point: point.clone(), after_effect: *after_effect, restart: *restart, fired: false }),
+            Fault::Crash { point, after_effect, restart } => {
+                crashes.push(CrashPlan { point: point.clone(), after_effect: *after_effect, restart: *restart, fired: false })
+            }
             Fault::Gate { gate, after, reject } => {
                 gate_plan.entry(gate.clone()).or_insert((*after, *reject));
             }
@@ -906,17 +872,37 @@ pub fn run_case_in(row: &ProcedureRow, factory: &Factory, case: &ChaosCase, summ
         }
     }
     let pre: Vec<String> = row.gates.iter().filter(|g| !gate_plan.contains_key(**g)).map(|g| g.to_string()).collect();
-    let (rec, events) = match new_record(&*p, (sc.params)(), case.seed, started_at, &pre) {
+    // The procedure under test, possibly a deliberately broken variant under its own name.
+    let procedure = factory(&sim);
+    let name = procedure.name().to_string();
+    let mut registry = Registry::default();
+    registry.insert(procedure);
+    let registry = Arc::new(registry);
+    let store = Arc::new(MemStore::new());
+    let engine = Engine::new(store.clone(), registry.clone(), RetryPolicy::default());
+    let clock = sim.clock();
+    let request = NewRun {
+        procedure: name,
+        params: (sc.params)(),
+        seed: case.seed,
+        deadline: RUN_DEADLINE,
+        pre_approve: pre,
+        approver: APPROVER.into(),
+        labels: BTreeMap::new(),
+    };
+    let rec = match engine.create_run(request, &clock) {
         Ok(r) => r,
         Err(e) => panic!("the table's parameters for {} are invalid: {e}", row.procedure),
     };
     let mut d = Driver {
         row,
+        engine,
+        registry,
+        store,
+        clock,
         ports: sim.ports(),
         sim: sim.clone(),
-        p,
-        policy: RetryPolicy::default(),
-        rec: rec.clone(),
+        rec,
         history: vec![],
         crashes,
         gate_plan,
@@ -933,7 +919,7 @@ pub fn run_case_in(row: &ProcedureRow, factory: &Factory, case: &ChaosCase, summ
         crashes_fired: 0,
         violation: None,
     };
-    d.commit(rec, events);
+    d.observe();
     d.drive();
     // Liveness: a run that halted on passing trouble (a wait or the retry deadline ran out
     // while faults went on) is resumed by a person once the faults are over, as `drctl resume`
@@ -944,8 +930,11 @@ pub fn run_case_in(row: &ProcedureRow, factory: &Factory, case: &ChaosCase, summ
     if d.violation.is_none() && d.rec.status == RunStatus::Halted && halted_on_passing_trouble(d.rec.outcome.as_deref()) {
         resumed_after = d.rec.outcome.as_deref().and_then(|o| o.lines().next()).map(str::to_string);
         sim.advance_to(faults_over);
-        let (new, events) = apply_resume(&d.rec, sim.now());
-        d.commit(new, events);
+        // `drctl resume RUN` of a halted run, in a new process.
+        d.engine = Engine::new(d.store.clone(), d.registry.clone(), RetryPolicy::default());
+        let id = d.rec.id.clone();
+        let r = d.engine.attach(&id, &d.clock);
+        d.after("resume the halted run", r);
         d.drive();
         if d.violation.is_none() && d.rec.status == RunStatus::Halted && halted_on_passing_trouble(d.rec.outcome.as_deref()) {
             let o = d.rec.outcome.clone().unwrap_or_default();
@@ -964,12 +953,20 @@ pub fn run_case_in(row: &ProcedureRow, factory: &Factory, case: &ChaosCase, summ
             }
             RunStatus::Succeeded | RunStatus::Aborted => {
                 let guard = sim.read(|w| w.api().quorum_guard);
-                d.check(guard, Invariant::QuorumGuardOnAtEnd, || format!("the run ended {} with the etcd quorum guard off", status.as_str()));
+                d.check(guard, Invariant::QuorumGuardOnAtEnd, || {
+                    format!("the run ended {} with the etcd quorum guard off", status.as_str())
+                });
                 if status == RunStatus::Succeeded {
                     let stopped: Vec<String> = sim.read(|w| {
-                        w.hosts.values().filter(|h| h.powered && !h.moved_manifests.is_empty()).map(|h| format!("{}: {:?}", h.name, h.moved_manifests)).collect()
+                        w.hosts
+                            .values()
+                            .filter(|h| h.powered && !h.moved_manifests.is_empty())
+                            .map(|h| format!("{}: {:?}", h.name, h.moved_manifests))
+                            .collect()
                     });
-                    d.check(stopped.is_empty(), Invariant::NothingLeftStopped, || format!("static pods left moved out: {}", stopped.join("; ")));
+                    d.check(stopped.is_empty(), Invariant::NothingLeftStopped, || {
+                        format!("static pods left moved out: {}", stopped.join("; "))
+                    });
                     if let Some(post) = row.postcondition {
                         let r = sim.read(post);
                         d.check(r.is_ok(), Invariant::Postcondition, || r.err().unwrap_or_default());
@@ -988,7 +985,8 @@ pub fn run_case_in(row: &ProcedureRow, factory: &Factory, case: &ChaosCase, summ
     // A success leaves a healthy cluster: right away if no fault is active then, and in any
     // case once the faults are over and the world settled.
     let succeeded = d.rec.status == RunStatus::Succeeded;
-    let quiet_since_success = ended_at.since(started_at.plus(Duration::from_millis(case.schedule.windows_end()))) >= Duration::from_millis(QUIET_MS);
+    let quiet_since_success =
+        ended_at.since(started_at.plus(Duration::from_millis(case.schedule.windows_end()))) >= Duration::from_millis(QUIET_MS);
     if d.violation.is_none() && succeeded && row.healthy_at_success && quiet_since_success {
         let st = sim.read(SimStatus::health);
         // The network operator re-renders the ovnkube-master daemonset minutes after the
@@ -1153,7 +1151,8 @@ impl Strategy for CaseStrategy {
         let sc = self.row.scenario_for(seed);
         let world = crate::scenario::build(sc.scenario, seed).expect("table scenarios exist");
         let catalog = registry_factory(self.row.procedure).map(|f| f(&Sim::new(world.clone())).state_catalog()).unwrap_or(&[]);
-        let schedule = FaultSchedule::generate(&mut DetRng::new(runner.rng().next_u64()), &self.allowed, &self.row.context(&world, catalog));
+        let schedule =
+            FaultSchedule::generate(&mut DetRng::new(runner.rng().next_u64()), &self.allowed, &self.row.context(&world, catalog));
         Ok(ScheduleTree::new(ChaosCase { seed, schedule }))
     }
 }
@@ -1167,7 +1166,13 @@ fn runner(max_shrink_iters: u32, cases: u32, rng_seed: u64) -> TestRunner {
 
 /// Shrink a failing case to a minimal schedule that still breaks the same invariant, with
 /// proptest's runner. Returns the minimal case and what it did.
-pub fn shrink(row: &ProcedureRow, factory: &Factory, case: &ChaosCase, invariant: Invariant, determinism: bool) -> (ChaosCase, RunObservation) {
+pub fn shrink(
+    row: &ProcedureRow,
+    factory: &Factory,
+    case: &ChaosCase,
+    invariant: Invariant,
+    determinism: bool,
+) -> (ChaosCase, RunObservation) {
     let tries = Mutex::new(0u32);
     let test = |c: ChaosCase| -> Result<(), TestCaseError> {
         *tries.lock().unwrap_or_else(|p| p.into_inner()) += 1;
@@ -1426,7 +1431,11 @@ struct Tally {
 /// Run a sweep of a procedure of the registry, by the table.
 pub fn sweep(opts: &SweepOptions) -> Result<SweepReport, String> {
     let row = row(&opts.procedure).ok_or_else(|| {
-        format!("no chaos table row for procedure '{}'; rows: {}", opts.procedure, rows().iter().map(|r| r.procedure).collect::<Vec<_>>().join(", "))
+        format!(
+            "no chaos table row for procedure '{}'; rows: {}",
+            opts.procedure,
+            rows().iter().map(|r| r.procedure).collect::<Vec<_>>().join(", ")
+        )
     })?;
     let factory = registry_factory(&opts.procedure).ok_or_else(|| format!("unknown procedure '{}'", opts.procedure))?;
     if opts.seeds.is_empty() {
@@ -1556,7 +1565,8 @@ pub fn sweep_with(opts: &SweepOptions, row: &ProcedureRow, factory: &Factory) ->
         .map(|(obs, original)| {
             let v = obs.violation.as_ref().expect("failure");
             if opts.shrink && !obs.schedule.faults.is_empty() {
-                let (_, min_obs) = shrink(row, factory, &ChaosCase { seed: obs.seed, schedule: obs.schedule.clone() }, v.invariant, opts.determinism);
+                let (_, min_obs) =
+                    shrink(row, factory, &ChaosCase { seed: obs.seed, schedule: obs.schedule.clone() }, v.invariant, opts.determinism);
                 if min_obs.violation.as_ref().is_some_and(|m| m.invariant == v.invariant) {
                     return Failure::from_obs(&min_obs, original);
                 }
@@ -1697,7 +1707,14 @@ pub fn replay(row: &ProcedureRow, factory: &Factory, seed: u64, schedule: &Fault
 
 /// Let proptest generate `cases` cases (seed and schedule) for a row and shrink the first
 /// failure; `None` when all pass.
-pub fn explore(row: &ProcedureRow, factory: &Factory, seeds: Range<u64>, allowed: &[FaultKind], cases: u32, rng_seed: u64) -> Option<Failure> {
+pub fn explore(
+    row: &ProcedureRow,
+    factory: &Factory,
+    seeds: Range<u64>,
+    allowed: &[FaultKind],
+    cases: u32,
+    rng_seed: u64,
+) -> Option<Failure> {
     let strategy = CaseStrategy { row: row.clone(), seeds, allowed: allowed.to_vec() };
     let result = runner(500, cases, rng_seed).run(&strategy, |c| {
         let (obs, _) = check_case(row, factory, &c, false);
@@ -1763,7 +1780,11 @@ impl fmt::Display for SweepReport {
             writeln!(f, "    transitions never taken: {}", c.transitions_never.join(", "))?;
         }
         if !c.states_unknown.is_empty() || !c.transitions_unknown.is_empty() {
-            writeln!(f, "    NOT IN THE PROCEDURE'S CATALOG: {}", c.states_unknown.iter().chain(&c.transitions_unknown).cloned().collect::<Vec<_>>().join(", "))?;
+            writeln!(
+                f,
+                "    NOT IN THE PROCEDURE'S CATALOG: {}",
+                c.states_unknown.iter().chain(&c.transitions_unknown).cloned().collect::<Vec<_>>().join(", ")
+            )?;
         }
         writeln!(f, "  sometimes")?;
         for s in &self.sometimes {

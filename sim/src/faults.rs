@@ -49,23 +49,73 @@ pub enum CrashPoint {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "kind")]
 pub enum Fault {
-    ApiOutage { at: Ms, dur: Ms },
-    ApiError { code: u16, at: Ms, dur: Ms, percent: u8 },
-    ApiSlow { at: Ms, dur: Ms, factor_percent: u32 },
-    SshDown { host: String, at: Ms, dur: Ms },
-    SshDrop { host: String, at: Ms, dur: Ms, percent: u8 },
-    EtcdCrash { host: String, at: Ms, dur: Ms },
-    EtcdError { error: EtcdErrorKind, at: Ms, dur: Ms, percent: u8 },
-    DiskFull { host: String, at: Ms, dur: Ms },
-    SlowOps { at: Ms, dur: Ms, factor_percent: u32 },
+    ApiOutage {
+        at: Ms,
+        dur: Ms,
+    },
+    ApiError {
+        code: u16,
+        at: Ms,
+        dur: Ms,
+        percent: u8,
+    },
+    ApiSlow {
+        at: Ms,
+        dur: Ms,
+        factor_percent: u32,
+    },
+    SshDown {
+        host: String,
+        at: Ms,
+        dur: Ms,
+    },
+    SshDrop {
+        host: String,
+        at: Ms,
+        dur: Ms,
+        percent: u8,
+    },
+    EtcdCrash {
+        host: String,
+        at: Ms,
+        dur: Ms,
+    },
+    EtcdError {
+        error: EtcdErrorKind,
+        at: Ms,
+        dur: Ms,
+        percent: u8,
+    },
+    DiskFull {
+        host: String,
+        at: Ms,
+        dur: Ms,
+    },
+    SlowOps {
+        at: Ms,
+        dur: Ms,
+        factor_percent: u32,
+    },
     /// The runner process dies at `point`: before the step's effect (`after_effect` false) or
     /// after it but before its result is committed; it restarts `restart` ms later.
-    Crash { point: CrashPoint, after_effect: bool, restart: Ms },
+    Crash {
+        point: CrashPoint,
+        after_effect: bool,
+        restart: Ms,
+    },
     /// `gate` is not pre-approved: decided `after` ms after the run stops at it.
-    Gate { gate: String, after: Ms, reject: bool },
-    Abort { at: Ms },
+    Gate {
+        gate: String,
+        after: Ms,
+        reject: bool,
+    },
+    Abort {
+        at: Ms,
+    },
     /// A person asks to abort when the run first steps from this state (argument stripped).
-    AbortIn { state: String },
+    AbortIn {
+        state: String,
+    },
 }
 
 /// The kinds of fault, as named on the command line (`--allow api-outage,crash-after`).
@@ -289,7 +339,9 @@ impl FaultSchedule {
                 let code = [429, 500, 503, 504][rng.range(0, 3) as usize];
                 Fault::ApiError { code, at: at(rng), dur: dur(rng, MINUTE, HOUR), percent: percent(rng) }
             }
-            FaultKind::ApiSlow => Fault::ApiSlow { at: at(rng), dur: dur(rng, MINUTE, HOUR), factor_percent: rng.range(2, 50) as u32 * 100 },
+            FaultKind::ApiSlow => {
+                Fault::ApiSlow { at: at(rng), dur: dur(rng, MINUTE, HOUR), factor_percent: rng.range(2, 50) as u32 * 100 }
+            }
             // Most SSH work happens early in a run.
             FaultKind::SshDown => Fault::SshDown { host: pick(rng, &cx.hosts), at: early(rng), dur: dur(rng, 10 * S, HOUR) },
             FaultKind::SshDrop => {
@@ -301,7 +353,11 @@ impl FaultSchedule {
                 Fault::EtcdError { error, at: at(rng), dur: dur(rng, 30 * S, 20 * MINUTE), percent: percent(rng) }
             }
             FaultKind::DiskFull => Fault::DiskFull { host: pick(rng, &cx.hosts), at: at(rng), dur: dur(rng, MINUTE, HOUR) },
-            FaultKind::SlowOps => Fault::SlowOps { at: rng.range(0, horizon / 2) / S * S, dur: dur(rng, 10 * MINUTE, 3 * HOUR), factor_percent: rng.range(15, 50) as u32 * 10 },
+            FaultKind::SlowOps => Fault::SlowOps {
+                at: rng.range(0, horizon / 2) / S * S,
+                dur: dur(rng, 10 * MINUTE, 3 * HOUR),
+                factor_percent: rng.range(15, 50) as u32 * 10,
+            },
             FaultKind::CrashBefore | FaultKind::CrashAfter => {
                 let point = match cx.states.is_empty() || rng.chance(1, 3) {
                     true => CrashPoint::Step(rng.range(0, cx.max_step as u64) as u32),
@@ -328,8 +384,12 @@ impl FaultSchedule {
         for fault in &self.faults {
             match fault {
                 Fault::ApiOutage { at, dur } => f.api_outages.push(window(*at, *dur, now)),
-                Fault::ApiError { code, at, dur, percent } => f.api_errors.push(ApiErrors { window: window(*at, *dur, now), code: *code, percent: *percent }),
-                Fault::ApiSlow { at, dur, factor_percent } => f.api_slow.push(Slowdown { window: window(*at, *dur, now), factor_percent: *factor_percent }),
+                Fault::ApiError { code, at, dur, percent } => {
+                    f.api_errors.push(ApiErrors { window: window(*at, *dur, now), code: *code, percent: *percent })
+                }
+                Fault::ApiSlow { at, dur, factor_percent } => {
+                    f.api_slow.push(Slowdown { window: window(*at, *dur, now), factor_percent: *factor_percent })
+                }
                 Fault::SshDown { host, at, dur } => f.ssh_outages.entry(host.clone()).or_default().push(window(*at, *dur, now)),
                 Fault::SshDrop { host, at, dur, percent } => {
                     f.ssh_drops.push(SshDrops { host: host.clone(), window: window(*at, *dur, now), percent: *percent })
@@ -338,8 +398,12 @@ impl FaultSchedule {
                 Fault::EtcdError { error, at, dur, percent } => {
                     f.etcd_errors.push(EtcdErrors { window: window(*at, *dur, now), kind: *error, percent: *percent })
                 }
-                Fault::DiskFull { host, at, dur } => f.disk_full_windows.push(HostWindow { host: host.clone(), window: window(*at, *dur, now) }),
-                Fault::SlowOps { at, dur, factor_percent } => f.slow_ops.push(Slowdown { window: window(*at, *dur, now), factor_percent: *factor_percent }),
+                Fault::DiskFull { host, at, dur } => {
+                    f.disk_full_windows.push(HostWindow { host: host.clone(), window: window(*at, *dur, now) })
+                }
+                Fault::SlowOps { at, dur, factor_percent } => {
+                    f.slow_ops.push(Slowdown { window: window(*at, *dur, now), factor_percent: *factor_percent })
+                }
                 Fault::Crash { .. } | Fault::Gate { .. } | Fault::Abort { .. } | Fault::AbortIn { .. } => {}
             }
         }
@@ -377,12 +441,17 @@ impl FaultSchedule {
             if let Ok(v) = serde_json::from_str::<FaultSchedule>(t) {
                 return Ok(v);
             }
-            return serde_json::from_str::<Vec<Fault>>(t).map(|faults| FaultSchedule { faults }).map_err(|e| format!("fault schedule JSON: {e}"));
+            return serde_json::from_str::<Vec<Fault>>(t)
+                .map(|faults| FaultSchedule { faults })
+                .map_err(|e| format!("fault schedule JSON: {e}"));
         }
         if t.is_empty() || t == "none" {
             return Ok(FaultSchedule::none());
         }
-        t.split(',').map(|p| parse_fault(p.trim()).map_err(|e| format!("fault '{}': {e}", p.trim()))).collect::<Result<Vec<_>, _>>().map(|faults| FaultSchedule { faults })
+        t.split(',')
+            .map(|p| parse_fault(p.trim()).map_err(|e| format!("fault '{}': {e}", p.trim())))
+            .collect::<Result<Vec<_>, _>>()
+            .map(|faults| FaultSchedule { faults })
     }
 }
 
@@ -408,11 +477,17 @@ fn simpler(f: &Fault) -> Vec<Fault> {
             }
             if let CrashPoint::State { name, nth } = point {
                 if *nth > 1 {
-                    out.push(Fault::Crash { point: CrashPoint::State { name: name.clone(), nth: 1 }, after_effect: *after_effect, restart: *restart });
+                    out.push(Fault::Crash {
+                        point: CrashPoint::State { name: name.clone(), nth: 1 },
+                        after_effect: *after_effect,
+                        restart: *restart,
+                    });
                 }
             }
         }
-        Fault::Gate { gate, after, reject } if *after >= 2 * SECOND => out.push(Fault::Gate { gate: gate.clone(), after: half(*after), reject: *reject }),
+        Fault::Gate { gate, after, reject } if *after >= 2 * SECOND => {
+            out.push(Fault::Gate { gate: gate.clone(), after: half(*after), reject: *reject })
+        }
         Fault::Abort { at } if *at >= SECOND => out.push(Fault::Abort { at: half(*at) }),
         _ => {}
     }
@@ -669,7 +744,9 @@ fn parse_fault(s: &str) -> Result<Fault, String> {
             let restart = p.plus.map(parse_ms).transpose()?.unwrap_or(0);
             Fault::Crash { point, after_effect: kind == FaultKind::CrashAfter, restart }
         }
-        FaultKind::GateWait | FaultKind::GateReject => Fault::Gate { gate: need(p.arg, "(GATE)")?, after: dur()?, reject: kind == FaultKind::GateReject },
+        FaultKind::GateWait | FaultKind::GateReject => {
+            Fault::Gate { gate: need(p.arg, "(GATE)")?, after: dur()?, reject: kind == FaultKind::GateReject }
+        }
         FaultKind::Abort => match (p.arg, p.at) {
             (Some(state), None) => Fault::AbortIn { state: state.to_string() },
             (None, Some(_)) => Fault::Abort { at: at()? },

@@ -12,11 +12,7 @@ const ETCD_REQUEST_TIMEOUT_MS: u64 = 7 * SECOND;
 const SSH_LATENCY_MS: u64 = 250;
 
 pub fn sim_ports(sim: &Sim) -> Ports {
-    Ports {
-        api: Box::new(SimApi(sim.clone())),
-        hosts: Box::new(SimHosts(sim.clone())),
-        backups: Box::new(SimBackups(sim.clone())),
-    }
+    Ports { api: Box::new(SimApi(sim.clone())), hosts: Box::new(SimHosts(sim.clone())), backups: Box::new(SimBackups(sim.clone())) }
 }
 
 pub struct SimApi(pub Sim);
@@ -99,7 +95,13 @@ fn machine_manifest(m: &MachineObj) -> serde_json::Value {
         ("uid", text(&m.uid)),
         ("generation", m.generation.into()),
         ("resourceVersion", m.resource_version.to_string().into()),
-        ("labels", obj([("machine.openshift.io/cluster-api-machine-role", text(role)), ("machine.openshift.io/cluster-api-machine-type", text(role))])),
+        (
+            "labels",
+            obj([
+                ("machine.openshift.io/cluster-api-machine-role", text(role)),
+                ("machine.openshift.io/cluster-api-machine-type", text(role)),
+            ]),
+        ),
     ]);
     if !m.annotations.is_empty() {
         meta["annotations"] = serde_json::Value::Object(m.annotations.iter().map(|(k, v)| (k.clone(), text(v))).collect());
@@ -115,11 +117,23 @@ fn machine_manifest(m: &MachineObj) -> serde_json::Value {
     if let Some(n) = &m.node {
         status["nodeRef"] = obj([("kind", text("Node")), ("name", text(n))]);
     }
-    obj([("apiVersion", text("machine.openshift.io/v1beta1")), ("kind", text("Machine")), ("metadata", meta), ("spec", spec), ("status", status)])
+    obj([
+        ("apiVersion", text("machine.openshift.io/v1beta1")),
+        ("kind", text("Machine")),
+        ("metadata", meta),
+        ("spec", spec),
+        ("status", status),
+    ])
 }
 
 fn machine_info(m: &MachineObj) -> MachineInfo {
-    MachineInfo { name: m.name.clone(), phase: m.phase.clone(), node: m.node.clone(), control_plane: m.control_plane, manifest: machine_manifest(m) }
+    MachineInfo {
+        name: m.name.clone(),
+        phase: m.phase.clone(),
+        node: m.node.clone(),
+        control_plane: m.control_plane,
+        manifest: machine_manifest(m),
+    }
 }
 
 impl ClusterApi for SimApi {
@@ -137,7 +151,12 @@ impl ClusterApi for SimApi {
                 .iter()
                 .map(|op| {
                     let (reason, _) = w.installer_progress(*op);
-                    ClusterOperatorInfo { name: op.to_string(), available: true, progressing: reason != "AllNodesAtLatestRevision", degraded: false }
+                    ClusterOperatorInfo {
+                        name: op.to_string(),
+                        available: true,
+                        progressing: reason != "AllNodesAtLatestRevision",
+                        degraded: false,
+                    }
                 })
                 .collect())
         })
@@ -207,40 +226,38 @@ impl ClusterApi for SimApi {
     }
 
     fn list_pods(&self, namespace: &str, selector: &str) -> PortResult<Vec<PodInfo>> {
-        self.call(Read, format_args!("/api/v1/namespaces/{namespace}/pods?labelSelector={selector}"), |w| {
-            match (namespace, selector) {
-                ("openshift-etcd", "k8s-app=etcd") => Ok(w
-                    .hosts
-                    .values()
-                    .filter(|h| w.api().nodes.contains_key(&h.name) && h.manifests.contains(&StaticPod::Etcd))
-                    .map(|h| {
-                        let c = h.containers.get(&StaticPod::Etcd).copied();
-                        let (phase, ready) = match c {
-                            Some(Container::Running) if w.member_started(h) => ("Running", true),
-                            Some(Container::CrashLoop) => ("CrashLoopBackOff", false),
-                            _ => ("Pending", false),
-                        };
-                        PodInfo { name: format!("etcd-{}", h.name), node: h.name.clone(), phase: phase.into(), ready }
-                    })
-                    .collect()),
-                ("openshift-ovn-kubernetes", sel) => {
-                    let role = match sel {
-                        "app=ovnkube-master" => OvnRole::Master,
-                        "app=ovnkube-node" => OvnRole::Node,
-                        other => return Err(PortError::Permanent(format!("simulator has no pods for selector {other}"))),
+        self.call(Read, format_args!("/api/v1/namespaces/{namespace}/pods?labelSelector={selector}"), |w| match (namespace, selector) {
+            ("openshift-etcd", "k8s-app=etcd") => Ok(w
+                .hosts
+                .values()
+                .filter(|h| w.api().nodes.contains_key(&h.name) && h.manifests.contains(&StaticPod::Etcd))
+                .map(|h| {
+                    let c = h.containers.get(&StaticPod::Etcd).copied();
+                    let (phase, ready) = match c {
+                        Some(Container::Running) if w.member_started(h) => ("Running", true),
+                        Some(Container::CrashLoop) => ("CrashLoopBackOff", false),
+                        _ => ("Pending", false),
                     };
-                    Ok(w.ovn_pods
-                        .iter()
-                        .filter(|(_, p)| p.role == role)
-                        .map(|(n, p)| {
-                            let powered = w.hosts.get(&p.node).is_some_and(|h| h.powered);
-                            let phase = if powered { p.phase.clone() } else { "Unknown".into() };
-                            PodInfo { name: n.clone(), node: p.node.clone(), ready: phase == "Running", phase }
-                        })
-                        .collect())
-                }
-                (ns, sel) => Err(PortError::Permanent(format!("simulator has no pods in {ns} for {sel}"))),
+                    PodInfo { name: format!("etcd-{}", h.name), node: h.name.clone(), phase: phase.into(), ready }
+                })
+                .collect()),
+            ("openshift-ovn-kubernetes", sel) => {
+                let role = match sel {
+                    "app=ovnkube-master" => OvnRole::Master,
+                    "app=ovnkube-node" => OvnRole::Node,
+                    other => return Err(PortError::Permanent(format!("simulator has no pods for selector {other}"))),
+                };
+                Ok(w.ovn_pods
+                    .iter()
+                    .filter(|(_, p)| p.role == role)
+                    .map(|(n, p)| {
+                        let powered = w.hosts.get(&p.node).is_some_and(|h| h.powered);
+                        let phase = if powered { p.phase.clone() } else { "Unknown".into() };
+                        PodInfo { name: n.clone(), node: p.node.clone(), ready: phase == "Running", phase }
+                    })
+                    .collect())
             }
+            (ns, sel) => Err(PortError::Permanent(format!("simulator has no pods in {ns} for {sel}"))),
         })
     }
 
@@ -299,7 +316,9 @@ impl ClusterApi for SimApi {
                 .to_string();
             for forbidden in ["resourceVersion", "uid"] {
                 if !manifest["metadata"][forbidden].is_null() {
-                    return Err(PortError::Permanent(format!("machines.machine.openshift.io \"{name}\": metadata.{forbidden}: must not be set on create")));
+                    return Err(PortError::Permanent(format!(
+                        "machines.machine.openshift.io \"{name}\": metadata.{forbidden}: must not be set on create"
+                    )));
                 }
             }
             if w.api().machines.contains_key(&name) {
@@ -395,7 +414,9 @@ impl SimHosts {
 
 impl Hosts for SimHosts {
     fn control_plane_hosts(&self) -> PortResult<Vec<HostRef>> {
-        Ok(self.0.read(|w| w.hosts.values().map(|h| HostRef { name: h.name.clone(), node: h.name.clone(), address: h.ip.clone() }).collect()))
+        Ok(self
+            .0
+            .read(|w| w.hosts.values().map(|h| HostRef { name: h.name.clone(), node: h.name.clone(), address: h.ip.clone() }).collect()))
     }
 
     fn connect(&self, host: &str) -> PortResult<()> {
@@ -537,7 +558,9 @@ impl Hosts for SimHosts {
             w.pass_time(30 * SECOND);
             if w.faults.disk_full(host, w.now) {
                 let first = set.files.keys().next().cloned().unwrap_or_default();
-                return Err(PortError::Permanent(format!("copy {first} to {host}:{dest_dir}: exit status 1: cat: write error: No space left on device")));
+                return Err(PortError::Permanent(format!(
+                    "copy {first} to {host}:{dest_dir}: exit status 1: cat: write error: No space left on device"
+                )));
             }
             let h = w.host_mut(host);
             h.dirs.insert(dest_dir.to_string());
@@ -569,7 +592,9 @@ impl BackupStore for SimBackups {
     fn list(&self, backup: &str) -> PortResult<Vec<String>> {
         self.0.read(|w| match w.backups.get(backup) {
             Some(s) => Ok(s.files.keys().cloned().collect()),
-            None => Err(PortError::NotFound(format!("backup '{backup}' (known: {})", w.backups.keys().cloned().collect::<Vec<_>>().join(", ")))),
+            None => {
+                Err(PortError::NotFound(format!("backup '{backup}' (known: {})", w.backups.keys().cloned().collect::<Vec<_>>().join(", "))))
+            }
         })
     }
 

@@ -33,10 +33,9 @@ pub fn build(name: &str, seed: u64) -> Result<World, String> {
         "healthy" => Ok(healthy(seed)),
         "quorum-loss" => Ok(quorum_loss(seed)),
         "quorum-loss-reachable" => Ok(quorum_loss_reachable(seed)),
-        other => Err(format!(
-            "unknown scenario '{other}'; known scenarios: {}",
-            SCENARIOS.iter().map(|s| s.name).collect::<Vec<_>>().join(", ")
-        )),
+        other => {
+            Err(format!("unknown scenario '{other}'; known scenarios: {}", SCENARIOS.iter().map(|s| s.name).collect::<Vec<_>>().join(", ")))
+        }
     }
 }
 
@@ -107,7 +106,10 @@ pub fn healthy(seed: u64) -> World {
             },
         );
         for role in [OvnRole::Master, OvnRole::Node] {
-            ovn_pods.insert(ovn_pod_name(role, &name), OvnPod { node: name.clone(), role, phase: "Running".into(), started_at: EPOCH, start_at: None });
+            ovn_pods.insert(
+                ovn_pod_name(role, &name),
+                OvnPod { node: name.clone(), role, phase: "Running".into(), started_at: EPOCH, start_at: None },
+            );
         }
         ips.insert(ip);
     }
@@ -180,7 +182,12 @@ fn keep_backup(w: &mut World, name: &str) {
     let snap_file = h.files[&format!("{dir}/{snap}")].clone();
     let res_file = h.files[&format!("{dir}/{res}")].clone();
     let SimFile::Snapshot { status, .. } = &snap_file else { unreachable!("backup writes a snapshot") };
-    let info = BackupInfo { cluster_version: CLUSTER_VERSION.into(), snapshot: status.clone(), taken_on: "master-0".into(), possibly_dirty: false };
+    let info = BackupInfo {
+        cluster_version: CLUSTER_VERSION.into(),
+        snapshot: status.clone(),
+        taken_on: "master-0".into(),
+        possibly_dirty: false,
+    };
     w.backups.insert(name.to_string(), BackupSet { files: [(snap, snap_file), (res, res_file)].into(), info: Some(info) });
     w.hosts.get_mut("master-0").expect("host").files.clear();
 }
@@ -207,7 +214,12 @@ pub fn quorum_loss(seed: u64) -> World {
     for h in ["master-1", "master-2"] {
         w.hosts.get_mut(h).expect("host").powered = false;
         let m = w.hosts[h].machine.clone();
-        w.api_mut().machines.get_mut(&m).expect("machine").annotations.insert("machine.openshift.io/instance-state".into(), "stopped".into());
+        w.api_mut()
+            .machines
+            .get_mut(&m)
+            .expect("machine")
+            .annotations
+            .insert("machine.openshift.io/instance-state".into(), "stopped".into());
         w.note(format!("machine of {h} stopped"));
     }
     w.advance(5 * MINUTE);

@@ -85,7 +85,10 @@ pub struct OperatorObj {
 /// A file on a host or in the backup location.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum SimFile {
-    Snapshot { status: SnapshotStatus, data: Box<ApiData> },
+    Snapshot {
+        status: SnapshotStatus,
+        data: Box<ApiData>,
+    },
     /// The static pod resources, which include the etcd encryption configuration (a secret).
     StaticResources {
         cluster_version: String,
@@ -97,11 +100,15 @@ pub enum SimFile {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Container {
-    Starting { at: Timestamp },
+    Starting {
+        at: Timestamp,
+    },
     Running,
     /// etcd refusing to start (cluster-id mismatch, missing membership).
     CrashLoop,
-    Stopping { at: Timestamp },
+    Stopping {
+        at: Timestamp,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -322,19 +329,29 @@ pub enum EffectKind {
     OvnDatabasesRemoved,
     HostShutdown,
     /// `cluster-restore.sh`: a new etcd cluster; `machine` is the recovery host's machine.
-    Restore { cluster_id: u64, machine: String },
+    Restore {
+        cluster_id: u64,
+        machine: String,
+    },
     BackupWritten,
     BackupStored,
     NodeDeleted,
     PodDeleted,
     CsrApproved,
     /// A machine was asked to go; `node` is the node it ran.
-    MachineDeleted { node: Option<String> },
+    MachineDeleted {
+        node: Option<String>,
+    },
     MachineCreated,
-    QuorumGuard { enabled: bool },
+    QuorumGuard {
+        enabled: bool,
+    },
     ForceRedeployment(Operator),
     /// An etcd member was removed; counts are of the cluster right after.
-    MemberRemoved { members_after: usize, healthy_after: usize },
+    MemberRemoved {
+        members_after: usize,
+        healthy_after: usize,
+    },
     MemberAdded,
 }
 
@@ -666,10 +683,7 @@ impl World {
 
     pub fn ssh_reachable(&self, host: &str) -> bool {
         match self.hosts.get(host) {
-            Some(h) => {
-                h.powered
-                    && !self.faults.ssh_outages.get(host).is_some_and(|ws| ws.iter().any(|w| w.covers(self.now)))
-            }
+            Some(h) => h.powered && !self.faults.ssh_outages.get(host).is_some_and(|ws| ws.iter().any(|w| w.covers(self.now))),
             None => false,
         }
     }
@@ -692,11 +706,8 @@ impl World {
     }
 
     pub fn ovn_healthy(&self) -> bool {
-        let cp: BTreeSet<String> = self
-            .control_plane_nodes()
-            .into_iter()
-            .filter_map(|n| self.api().nodes.get(&n).map(|o| o.internal_ip.clone()))
-            .collect();
+        let cp: BTreeSet<String> =
+            self.control_plane_nodes().into_iter().filter_map(|n| self.api().nodes.get(&n).map(|o| o.internal_ip.clone())).collect();
         if self.ovn_master_ips != cp {
             return false;
         }
@@ -868,7 +879,13 @@ impl World {
                 }
                 continue;
             }
-            for pod in [StaticPod::Etcd, StaticPod::KubeApiServer, StaticPod::KubeControllerManager, StaticPod::KubeScheduler, StaticPod::Keepalived] {
+            for pod in [
+                StaticPod::Etcd,
+                StaticPod::KubeApiServer,
+                StaticPod::KubeControllerManager,
+                StaticPod::KubeScheduler,
+                StaticPod::Keepalived,
+            ] {
                 let h = &self.hosts[name];
                 let crashed = pod == StaticPod::Etcd && self.faults.etcd_down(name, now);
                 let desired = h.kubelet_running && h.manifests.contains(&pod) && !crashed;
@@ -889,7 +906,9 @@ impl World {
                     }
                     (true, Some(Container::CrashLoop)) if can_start => Some(Container::Running),
                     (true, Some(Container::Running)) if !can_start => Some(Container::CrashLoop),
-                    (false, Some(Container::Running | Container::Starting { .. })) => Some(Container::Stopping { at: self.delay(5 * SECOND, 40 * SECOND) }),
+                    (false, Some(Container::Running | Container::Starting { .. })) => {
+                        Some(Container::Stopping { at: self.delay(5 * SECOND, 40 * SECOND) })
+                    }
                     (false, Some(Container::CrashLoop)) => None,
                     (false, Some(Container::Stopping { at })) if at <= now => None,
                     (_, c) => c,
@@ -1244,9 +1263,7 @@ impl World {
         let snap = in_dir.iter().find(|(p, _)| is_snapshot_name(&p[prefix.len()..]));
         let res = in_dir.iter().find(|(p, _)| is_resources_name(&p[prefix.len()..]));
         let (Some((_, SimFile::Snapshot { status, data })), Some(_)) = (snap, res) else {
-            return Err(format!(
-                "{dir} must contain snapshot_<datetimestamp>.db and static_kuberesources_<datetimestamp>.tar.gz"
-            ));
+            return Err(format!("{dir} must contain snapshot_<datetimestamp>.db and static_kuberesources_<datetimestamp>.tar.gz"));
         };
         let (status, data) = (status.clone(), data.clone());
         let cid = self.new_id();

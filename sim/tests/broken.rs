@@ -32,12 +32,6 @@ impl<B: Procedure<Env = Ports>, A: Alteration<B>> Procedure for Broken<B, A> {
     type State = B::State;
     const NAME: &'static str = A::NAME;
     const VERSION: u32 = B::VERSION;
-    fn summary(&self) -> &'static str {
-        self.base.summary()
-    }
-    fn source(&self) -> &'static str {
-        self.base.source()
-    }
     fn validate(&self, p: &B::Params) -> Result<(), String> {
         self.base.validate(p)
     }
@@ -88,8 +82,21 @@ fn caught(name: &str, procedure: &str, f: Factory, opts: SweepOptions, invariant
     let report = sweep_with(&SweepOptions { procedure: name.to_string(), ..opts }, &row, &f);
     println!("{report}");
     assert!(!report.passed, "the harness did not catch {name}");
-    let failure = report.failures.iter().find(|x| x.invariant == invariant).unwrap_or_else(|| panic!("{name}: no {invariant} failure:\n{report}")).clone();
-    assert!(failure.replay.starts_with(&format!("drctl sim chaos --procedure {name} --seeds {}..{} --faults '", failure.seed, failure.seed + 1)), "{}", failure.replay);
+    let failure = report
+        .failures
+        .iter()
+        .find(|x| x.invariant == invariant)
+        .unwrap_or_else(|| panic!("{name}: no {invariant} failure:\n{report}"))
+        .clone();
+    assert!(
+        failure.replay.starts_with(&format!(
+            "drctl sim chaos --procedure {name} --seeds {}..{} --faults '",
+            failure.seed,
+            failure.seed + 1
+        )),
+        "{}",
+        failure.replay
+    );
     // The minimal schedule is minimal: dropping any one of its faults makes the failure go.
     let minimal = FaultSchedule::parse(&failure.schedule).unwrap();
     for i in 0..minimal.faults.len() {
@@ -113,7 +120,14 @@ struct SkipsQuorumGuardOn;
 
 impl Alteration<RestoreClusterState> for SkipsQuorumGuardOn {
     const NAME: &'static str = "broken-skips-quorum-guard-on";
-    fn step(&self, _: &Sim, _: &Ports, _: &StepContext, _: &RestoreParams, s: &RestoreState) -> Option<Result<Step<RestoreState>, StepError>> {
+    fn step(
+        &self,
+        _: &Sim,
+        _: &Ports,
+        _: &StepContext,
+        _: &RestoreParams,
+        s: &RestoreState,
+    ) -> Option<Result<Step<RestoreState>, StepError>> {
         match restoring(s)? {
             (plan, RestoreStep::QuorumGuardOn { before_revision }) => Some(Ok(Step::Next(RestoreState::Restoring {
                 plan: plan.clone(),
@@ -128,7 +142,13 @@ impl Alteration<RestoreClusterState> for SkipsQuorumGuardOn {
 fn a_restore_that_leaves_the_quorum_guard_off_is_caught_shrunk_and_replayable() {
     let mut opts = SweepOptions::new("", 1..30);
     opts.max_failures = 1;
-    let f = caught("broken-skips-quorum-guard-on", "restore-cluster-state", factory(|| RestoreClusterState, || SkipsQuorumGuardOn), opts, Invariant::QuorumGuardOnAtEnd);
+    let f = caught(
+        "broken-skips-quorum-guard-on",
+        "restore-cluster-state",
+        factory(|| RestoreClusterState, || SkipsQuorumGuardOn),
+        opts,
+        Invariant::QuorumGuardOnAtEnd,
+    );
     // No fault is needed to show it: it shrinks to nothing.
     assert_eq!(f.schedule, "none", "{f:?}");
 }
@@ -140,7 +160,14 @@ struct RemovesAHealthyMember;
 
 impl Alteration<RestoreClusterState> for RemovesAHealthyMember {
     const NAME: &'static str = "broken-removes-a-healthy-member";
-    fn step(&self, sim: &Sim, _: &Ports, _: &StepContext, _: &RestoreParams, s: &RestoreState) -> Option<Result<Step<RestoreState>, StepError>> {
+    fn step(
+        &self,
+        sim: &Sim,
+        _: &Ports,
+        _: &StepContext,
+        _: &RestoreParams,
+        s: &RestoreState,
+    ) -> Option<Result<Step<RestoreState>, StepError>> {
         let (plan, RestoreStep::WaitEtcdRollout { .. }) = restoring(s)? else { return None };
         let recovery = plan.recovery.name.clone();
         let victim = sim.read(|w| {
@@ -166,7 +193,13 @@ fn a_restore_that_removes_a_healthy_member_is_caught_shrunk_and_replayable() {
     let mut opts = SweepOptions::new("", 1..200);
     opts.allowed = vec![FaultKind::EtcdCrash, FaultKind::SlowOps, FaultKind::CrashAfter];
     opts.max_failures = 3;
-    caught("broken-removes-a-healthy-member", "restore-cluster-state", factory(|| RestoreClusterState, || RemovesAHealthyMember), opts, Invariant::QuorumOnMemberRemoval);
+    caught(
+        "broken-removes-a-healthy-member",
+        "restore-cluster-state",
+        factory(|| RestoreClusterState, || RemovesAHealthyMember),
+        opts,
+        Invariant::QuorumOnMemberRemoval,
+    );
 }
 
 /// Runs `cluster-restore.sh` without its fence (a new token each time it runs): a run that
@@ -179,7 +212,14 @@ struct UnfencedRestore {
 
 impl Alteration<RestoreClusterState> for UnfencedRestore {
     const NAME: &'static str = "broken-unfenced-restore";
-    fn step(&self, _: &Sim, ports: &Ports, _: &StepContext, p: &RestoreParams, s: &RestoreState) -> Option<Result<Step<RestoreState>, StepError>> {
+    fn step(
+        &self,
+        _: &Sim,
+        ports: &Ports,
+        _: &StepContext,
+        p: &RestoreParams,
+        s: &RestoreState,
+    ) -> Option<Result<Step<RestoreState>, StepError>> {
         let (plan, RestoreStep::RunRestore { fence }) = restoring(s)? else { return None };
         let n = self.runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let op = HostOp::RunRestore { dir: p.backup_dir.clone(), fence: format!("{fence}-{n}") };
@@ -224,7 +264,14 @@ struct StopsEtcdBeforeTheGate;
 
 impl Alteration<RestoreClusterState> for StopsEtcdBeforeTheGate {
     const NAME: &'static str = "broken-stops-etcd-before-the-gate";
-    fn step(&self, _: &Sim, ports: &Ports, _: &StepContext, _: &RestoreParams, s: &RestoreState) -> Option<Result<Step<RestoreState>, StepError>> {
+    fn step(
+        &self,
+        _: &Sim,
+        ports: &Ports,
+        _: &StepContext,
+        _: &RestoreParams,
+        s: &RestoreState,
+    ) -> Option<Result<Step<RestoreState>, StepError>> {
         let RestoreState::CheckZStream { recovery, .. } = s else { return None };
         if let Err(e) = ports.hosts.run(&recovery.name, &HostOp::MoveManifestOut(StaticPod::Etcd)) {
             return Some(Err(e.during("stop etcd early")));
@@ -251,7 +298,14 @@ struct LeaksTheEncryptionKey;
 
 impl Alteration<EtcdBackup> for LeaksTheEncryptionKey {
     const NAME: &'static str = "broken-leaks-the-encryption-key";
-    fn step(&self, sim: &Sim, ports: &Ports, cx: &StepContext, p: &BackupParams, s: &BackupState) -> Option<Result<Step<BackupState>, StepError>> {
+    fn step(
+        &self,
+        sim: &Sim,
+        ports: &Ports,
+        cx: &StepContext,
+        p: &BackupParams,
+        s: &BackupState,
+    ) -> Option<Result<Step<BackupState>, StepError>> {
         let BackupState::VerifyCopy { .. } = s else { return None };
         let key = sim.read(|w| w.secrets[0].clone());
         Some(Procedure::step(&EtcdBackup, ports, cx, p, s).map(|st| match st {
@@ -265,5 +319,11 @@ impl Alteration<EtcdBackup> for LeaksTheEncryptionKey {
 fn a_secret_in_the_store_is_caught() {
     let mut opts = SweepOptions::new("", 1..10);
     opts.max_failures = 1;
-    caught("broken-leaks-the-encryption-key", "etcd-backup", factory(|| EtcdBackup, || LeaksTheEncryptionKey), opts, Invariant::NoSecretInStore);
+    caught(
+        "broken-leaks-the-encryption-key",
+        "etcd-backup",
+        factory(|| EtcdBackup, || LeaksTheEncryptionKey),
+        opts,
+        Invariant::NoSecretInStore,
+    );
 }

@@ -26,12 +26,18 @@ fn every_procedure_of_the_registry_has_a_chaos_row_and_a_state_catalog() {
     let rows = rows();
     for p in reg.iter() {
         let row = rows.iter().find(|r| r.procedure == p.name());
-        let row = row.unwrap_or_else(|| panic!("procedure {} has no row in drctl_sim::chaos::rows(): add one so chaos sweeps cover it", p.name()));
-        assert!(!p.state_catalog().is_empty(), "procedure {} declares no state_catalog(): coverage cannot say what was never reached", p.name());
+        let row = row
+            .unwrap_or_else(|| panic!("procedure {} has no row in drctl_sim::chaos::rows(): add one so chaos sweeps cover it", p.name()));
+        assert!(
+            !p.state_catalog().is_empty(),
+            "procedure {} declares no state_catalog(): coverage cannot say what was never reached",
+            p.name()
+        );
         for sc in row.scenarios {
             let w = drctl_sim::scenario::build(sc.scenario, 1).expect("the row's scenario exists");
             assert!(!w.hosts.is_empty());
-            p.encode_params((sc.params)()).unwrap_or_else(|e| panic!("{}: the row's parameters for {} are invalid: {e}", p.name(), sc.scenario));
+            p.encode_params((sc.params)())
+                .unwrap_or_else(|e| panic!("{}: the row's parameters for {} are invalid: {e}", p.name(), sc.scenario));
         }
         // Every state a transition leads to is itself in the catalog.
         let states: Vec<&str> = p.state_catalog().iter().map(|(s, _)| *s).collect();
@@ -114,7 +120,10 @@ fn proptest_generated_schedules_keep_every_invariant() {
         let row = row(procedure).unwrap();
         let factory = registry_factory(procedure).unwrap();
         if let Some(f) = explore(&row, &factory, 10_000..20_000, &FaultKind::ALL, cases, 7) {
-            panic!("{procedure}: seed {} broke {}: {}\n  minimal faults: {}\n  replay: {}", f.seed, f.invariant, f.detail, f.schedule, f.replay);
+            panic!(
+                "{procedure}: seed {} broke {}: {}\n  minimal faults: {}\n  replay: {}",
+                f.seed, f.invariant, f.detail, f.schedule, f.replay
+            );
         }
     }
 }
@@ -123,7 +132,8 @@ fn proptest_generated_schedules_keep_every_invariant() {
 fn a_replayed_case_reproduces_its_event_log_hash_and_another_seed_does_not() {
     let row = row("restore-cluster-state").unwrap();
     let factory = registry_factory("restore-cluster-state").unwrap();
-    let schedule = FaultSchedule::parse("api-outage@20m+2h,etcd-error(no-leader)@3h+5m:60%,crash-after(RunRestore)+30s,gate(start)+15m").unwrap();
+    let schedule =
+        FaultSchedule::parse("api-outage@20m+2h,etcd-error(no-leader)@3h+5m:60%,crash-after(RunRestore)+30s,gate(start)+15m").unwrap();
     let a = replay(&row, &factory, 42, &schedule);
     let b = replay(&row, &factory, 42, &schedule);
     assert!(a.violation.is_none(), "{:?}", a.violation);
@@ -151,7 +161,10 @@ fn injected_faults_reach_the_procedure_with_the_adapters_error_texts() {
         ("api-error(503)@0s+4h:100%", "HTTP 503 ServiceUnavailable: the server is currently unable to handle the request"),
         ("api-error(429)@0s+4h:100%", "HTTP 429 TooManyRequests: the server has received too many requests"),
         ("api-error(500)@0s+4h:100%", "HTTP 500 InternalError: Internal error occurred"),
-        ("api-error(504)@0s+4h:100%", "HTTP 504 Timeout: the server was unable to return a response in the time allotted, but may still be processing the request"),
+        (
+            "api-error(504)@0s+4h:100%",
+            "HTTP 504 Timeout: the server was unable to return a response in the time allotted, but may still be processing the request",
+        ),
         ("etcd-error(no-leader)@0s+4h:100%", "etcdserver: no leader"),
         ("etcd-error(timed-out)@0s+4h:100%", "etcdserver: request timed out"),
     ] {
@@ -183,7 +196,11 @@ fn a_member_crash_costs_quorum_only_with_a_second_one() {
     let o = run_case(&backup, &bf, &ChaosCase { seed: 3, schedule: FaultSchedule::parse("etcd-crash(master-0)@0s+20m").unwrap() });
     assert_eq!((o.status, o.violation.clone()), (RunStatus::Succeeded, None));
     // Two down: no quorum, the API fails with etcd's error until they restart.
-    let o = run_case(&backup, &bf, &ChaosCase { seed: 3, schedule: FaultSchedule::parse("etcd-crash(master-0)@0s+20m,etcd-crash(master-1)@0s+20m").unwrap() });
+    let o = run_case(
+        &backup,
+        &bf,
+        &ChaosCase { seed: 3, schedule: FaultSchedule::parse("etcd-crash(master-0)@0s+20m,etcd-crash(master-1)@0s+20m").unwrap() },
+    );
     assert_eq!((o.status, o.violation.clone()), (RunStatus::Succeeded, None));
     assert!(details(&o).contains("etcdserver: request timed out"), "{}", details(&o));
     assert!(o.ended_at.0 - o.started_at.0 > 20 * 60 * 1000, "it waited for quorum");
@@ -196,7 +213,8 @@ fn the_sweep_report_says_what_was_run_checked_and_covered() {
     let start = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     // A stopwatch that ticks per call stands in for the CLI's wall clock.
     let s2 = start.clone();
-    opts.stopwatch = Some(std::sync::Arc::new(move || std::time::Duration::from_millis(500 + s2.fetch_add(1, std::sync::atomic::Ordering::Relaxed))));
+    opts.stopwatch =
+        Some(std::sync::Arc::new(move || std::time::Duration::from_millis(500 + s2.fetch_add(1, std::sync::atomic::Ordering::Relaxed))));
     let r = sweep(&opts).unwrap();
     let text = r.to_string();
     for want in ["runs", "faults injected", "invariant checks", "crash points", "coverage", "simulations/s", "sometimes", "result: PASS"] {

@@ -38,7 +38,10 @@ fn run(sim: &Sim, procedure: &str, params: serde_json::Value, yes: bool) -> (Run
 }
 
 fn show(hist: &[drctl_runtime::HistoryEvent]) -> String {
-    hist.iter().map(|e| format!("{} {:?} {} -> {} {}", e.at, e.outcome, e.from, e.to, e.detail.clone().unwrap_or_default())).collect::<Vec<_>>().join("\n")
+    hist.iter()
+        .map(|e| format!("{} {:?} {} -> {} {}", e.at, e.outcome, e.from, e.to, e.detail.clone().unwrap_or_default()))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[test]

@@ -20,7 +20,8 @@ fn replay_ok(procedure: &str, seed: u64, faults: &str) -> RunObservation {
 // the faults are over and the world settled.
 #[test]
 fn restore_seed_95_success_while_the_cno_has_yet_to_rerender_ovnkube_master() {
-    let o = replay_ok("restore-cluster-state", 95, "crash-before(PlanMachineReplacement)+248s,slow-ops@3150s+150s:x4.1,api-outage@1626s+908s");
+    let o =
+        replay_ok("restore-cluster-state", 95, "crash-before(PlanMachineReplacement)+248s,slow-ops@3150s+150s:x4.1,api-outage@1626s+908s");
     assert_eq!(o.status, RunStatus::Succeeded);
 }
 

@@ -20,7 +20,12 @@ pub fn drctl(store: &Path, args: &[&str]) -> Output {
 }
 
 pub fn text(o: &Output) -> String {
-    format!("exit {:?}\n--- stdout\n{}\n--- stderr\n{}", o.status.code(), String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 pub fn json(o: &Output) -> serde_json::Value {
@@ -40,7 +45,11 @@ pub fn sim_status(store: &Path) -> serde_json::Value {
 
 /// The one simulated world file of a store.
 pub fn world_file(store: &Path) -> PathBuf {
-    let mut worlds: Vec<PathBuf> = std::fs::read_dir(store.join("sim")).expect("sim dir").map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "world")).collect();
+    let mut worlds: Vec<PathBuf> = std::fs::read_dir(store.join("sim"))
+        .expect("sim dir")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "world"))
+        .collect();
     assert_eq!(worlds.len(), 1, "expected one world in {}", store.display());
     worlds.pop().unwrap()
 }

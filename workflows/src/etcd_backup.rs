@@ -1,5 +1,5 @@
 //! `etcd-backup`: one etcd snapshot plus the static pod resources, from ONE healthy
-//! control-plane host, verified and copied out of the cluster (seed 000 §5.1.1, seed 004 ch.1).
+//! control-plane host, verified and copied out of the cluster (OpenShift Container Platform 4.14 Backup and restore §5.1.1; 4.5 ch.1).
 
 use crate::ports::*;
 use drctl_runtime::{Procedure, Step, StepContext, StepError};
@@ -96,12 +96,6 @@ impl Procedure for EtcdBackup {
     const NAME: &'static str = "etcd-backup";
     const VERSION: u32 = 1;
 
-    fn summary(&self) -> &'static str {
-        "Back up etcd (snapshot + static pod resources) from one healthy control-plane host, verify it, copy it out"
-    }
-    fn source(&self) -> &'static str {
-        "seed 000 §5.1.1; seed 004 ch.1"
-    }
     fn validate(&self, p: &BackupParams) -> Result<(), String> {
         if !p.host_dir.starts_with('/') {
             return Err(format!("--host-dir must be an absolute path, got '{}'", p.host_dir));
@@ -178,7 +172,12 @@ impl Procedure for EtcdBackup {
                     },
                     None => match candidates.iter().find(|h| ports.hosts.connect(&h.name).is_ok()) {
                         Some(h) => h.name.clone(),
-                        None => return Err(StepError::Transient { what: "select backup host".into(), error: "no healthy control-plane host answers SSH".into() }),
+                        None => {
+                            return Err(StepError::Transient {
+                                what: "select backup host".into(),
+                                error: "no healthy control-plane host answers SSH".into(),
+                            })
+                        }
                     },
                 };
                 Ok(Step::Next(BackupState::RecordVersion { host, dirty: *dirty }))
@@ -220,15 +219,22 @@ impl Procedure for EtcdBackup {
                     Err(e) => return Err(e.during(format!("etcdctl snapshot status {path}"))),
                 };
                 if status.hash == 0 || status.revision == 0 || status.total_key == 0 || status.total_size == 0 {
-                    return Ok(Step::Halt { reason: format!("snapshot {path} failed verification"), evidence: vec![format!("{status:?}")] });
+                    return Ok(Step::Halt {
+                        reason: format!("snapshot {path} failed verification"),
+                        evidence: vec![format!("{status:?}")],
+                    });
                 }
-                let info = BackupInfo { cluster_version: version.clone(), snapshot: status, taken_on: taken.host.clone(), possibly_dirty: *dirty };
+                let info =
+                    BackupInfo { cluster_version: version.clone(), snapshot: status, taken_on: taken.host.clone(), possibly_dirty: *dirty };
                 Ok(Step::Next(BackupState::CopyOut { taken: taken.clone(), info }))
             }
             BackupState::CopyOut { taken, info } => {
                 let files = vec![format!("{}/{}", taken.dir, taken.snapshot), format!("{}/{}", taken.dir, taken.resources)];
                 let name = backup_name(p, cx, info.possibly_dirty);
-                ports.hosts.copy_backup_from_host(&taken.host, &files, &name, info).map_err(|e| e.during(format!("copy backup to the backup location as {name}")))?;
+                ports
+                    .hosts
+                    .copy_backup_from_host(&taken.host, &files, &name, info)
+                    .map_err(|e| e.during(format!("copy backup to the backup location as {name}")))?;
                 Ok(Step::Next(BackupState::VerifyCopy { info: info.clone() }))
             }
             BackupState::VerifyCopy { info } => {
@@ -242,7 +248,12 @@ impl Procedure for EtcdBackup {
                 Ok(Step::Done {
                     summary: format!(
                         "backup {name}: revision {}, {} keys, {} bytes, hash {:x}, cluster {} (taken on {})",
-                        info.snapshot.revision, info.snapshot.total_key, info.snapshot.total_size, info.snapshot.hash, info.cluster_version, info.taken_on
+                        info.snapshot.revision,
+                        info.snapshot.total_key,
+                        info.snapshot.total_size,
+                        info.snapshot.hash,
+                        info.cluster_version,
+                        info.taken_on
                     ),
                 })
             }
@@ -262,7 +273,11 @@ mod tests {
     fn pairs_only_files_of_the_same_backup_and_prefers_the_newest() {
         assert_eq!(newest_complete_pair(&v(&["snapshot_2026-01-05_150000.db"])), None, "a lone snapshot is no backup");
         assert_eq!(
-            newest_complete_pair(&v(&["snapshot_2026-01-05_150000.db", "snapshot_2026-01-05_150300.db", "static_kuberesources_2026-01-05_150300.tar.gz"])),
+            newest_complete_pair(&v(&[
+                "snapshot_2026-01-05_150000.db",
+                "snapshot_2026-01-05_150300.db",
+                "static_kuberesources_2026-01-05_150300.tar.gz"
+            ])),
             Some(("snapshot_2026-01-05_150300.db".into(), "static_kuberesources_2026-01-05_150300.tar.gz".into())),
             "the cut-short snapshot of 15:00 is not paired with the resources of 15:03"
         );

@@ -3,6 +3,7 @@
 //! Each procedure is one module whose state enum reads like its runbook. Procedures see the
 //! cluster only through [`ports`]; they never import an adapter or the simulator.
 
+pub mod catalog;
 pub mod etcd_backup;
 pub mod machines;
 pub mod ports;
@@ -11,10 +12,7 @@ pub mod restore_cluster_state;
 pub use etcd_backup::EtcdBackup;
 pub use restore_cluster_state::RestoreClusterState;
 
-/// Every procedure this build knows, for the engine's registry.
+/// Every procedure this build knows (the [`catalog`]), for the engine's registry.
 pub fn registry() -> drctl_runtime::Registry<ports::Ports> {
-    let mut r = drctl_runtime::Registry::default();
-    r.register(EtcdBackup);
-    r.register(RestoreClusterState);
-    r
+    catalog::registry()
 }

@@ -1,4 +1,4 @@
-//! Machine manifests as the runbook edits them (seed 000 §5.2.4.1, §5.4.2.2 step 16).
+//! Machine manifests as the runbook edits them (OpenShift Container Platform 4.14 Backup and restore §5.2.4.1, §5.4.2.2 step 16).
 
 use serde_json::Value;
 
@@ -15,7 +15,9 @@ pub fn machine_for_recreate(old: &Value, new_name: &str) -> Value {
     }
     if let Some(meta) = m.get_mut("metadata").and_then(Value::as_object_mut) {
         // Server-set fields go too; finalizers stay (the runbook keeps them, the controller owns them).
-        for k in ["annotations", "generation", "resourceVersion", "uid", "creationTimestamp", "managedFields", "selfLink", "deletionTimestamp"] {
+        for k in
+            ["annotations", "generation", "resourceVersion", "uid", "creationTimestamp", "managedFields", "selfLink", "deletionTimestamp"]
+        {
             meta.remove(k);
         }
         meta.insert("name".into(), Value::String(new_name.to_string()));

@@ -240,13 +240,18 @@ pub enum HostOp {
     /// Whether `/etc/kubernetes/manifests/<pod>` exists.
     ManifestPresent(StaticPod),
     /// `crictl ps --name <name>` minus operator/guard containers: names of running containers.
-    RunningContainers { name: String },
+    RunningContainers {
+        name: String,
+    },
     /// `mv /var/lib/etcd/ /tmp`.
     MoveEtcdDataDirAside,
     /// `ip -o address`: (address, device) pairs.
     ListAddresses,
     /// `ip address del <addr> dev <dev>`.
-    RemoveAddress { address: String, device: String },
+    RemoveAddress {
+        address: String,
+        device: String,
+    },
     /// `rm -f /var/lib/kubelet/pki/*.pem`.
     RemoveKubeletPki,
     /// `systemctl restart kubelet.service`.
@@ -254,23 +259,36 @@ pub enum HostOp {
     /// `rm -f /var/lib/ovn/etc/*.db`.
     RemoveOvnDatabases,
     /// `cluster-backup.sh <dir>`: snapshot + static pod resources into `dir`.
-    RunBackup { dir: String },
+    RunBackup {
+        dir: String,
+    },
     /// `etcdctl snapshot status <path> -w json`.
-    SnapshotStatus { path: String },
+    SnapshotStatus {
+        path: String,
+    },
     /// `cluster-restore.sh <dir>` on the recovery host, fenced: a marker named after `fence` is
     /// written with the restore, and a host that has the marker reports `Done` without
     /// restoring again (a re-run after a crash must not make yet another cluster id).
-    RunRestore { dir: String, fence: String },
+    RunRestore {
+        dir: String,
+        fence: String,
+    },
     /// Files (names only) in a directory; empty if it does not exist.
-    ListDir { dir: String },
+    ListDir {
+        dir: String,
+    },
     /// `install -d -m 0700 <dir>`.
-    MakePrivateDir { dir: String },
+    MakePrivateDir {
+        dir: String,
+    },
     /// Release version the host runs: the `machineconfiguration.openshift.io/release-image-version`
     /// annotation of `/etc/machine-config-daemon/currentconfig` (static pod resources carry only
     /// operator build versions).
     ReleaseVersion,
     /// `shutdown -h 1`.
-    Shutdown { minutes: u32 },
+    Shutdown {
+        minutes: u32,
+    },
 }
 
 /// What a host operation returned.
@@ -278,13 +296,18 @@ pub enum HostOp {
 pub enum HostOutput {
     Done,
     /// For moves: false when the source was already gone (a re-run after a crash).
-    Moved { moved: bool },
+    Moved {
+        moved: bool,
+    },
     Present(bool),
     Names(Vec<String>),
     /// (address, device), the address bare, without its prefix length.
     Addresses(Vec<(String, String)>),
     /// File names (not paths) of the two backup files, in the directory the backup ran into.
-    Backup { snapshot: String, resources: String },
+    Backup {
+        snapshot: String,
+        resources: String,
+    },
     Snapshot(SnapshotStatus),
     Version(String),
 }

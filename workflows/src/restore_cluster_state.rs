@@ -1,5 +1,5 @@
 //! `restore-cluster-state`: restore a cluster that lost etcd quorum from an etcd backup
-//! (seed 000 §5.4.2.2, seed 004 §5.3).
+//! (OpenShift Container Platform 4.14 Backup and restore §5.4.2.2; 4.5 §5.3).
 //!
 //! The run crosses its own API outage: from stopping the static pods until the restored
 //! single-member etcd serves again, the API is down by design and only SSH works. The state
@@ -113,11 +113,26 @@ pub enum StopPods {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ReplaceMachine {
     /// Save the old machine's manifest, edited for re-creation under the next free name.
-    SaveSpec { old: String },
-    DeleteOld { old: String, new_name: String, manifest: serde_json::Value },
-    WaitDeleted { old: String, new_name: String, manifest: serde_json::Value },
-    Create { new_name: String, manifest: serde_json::Value },
-    WaitRunning { new_name: String },
+    SaveSpec {
+        old: String,
+    },
+    DeleteOld {
+        old: String,
+        new_name: String,
+        manifest: serde_json::Value,
+    },
+    WaitDeleted {
+        old: String,
+        new_name: String,
+        manifest: serde_json::Value,
+    },
+    Create {
+        new_name: String,
+        manifest: serde_json::Value,
+    },
+    WaitRunning {
+        new_name: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -125,17 +140,27 @@ pub enum RestoreStep {
     /// 3. Copy the backup directory to the recovery host.
     CopyBackup,
     /// 4. Stop the static pods on each other reachable host (index into `plan.reachable`).
-    StopStaticPods { host: usize, action: StopPods },
+    StopStaticPods {
+        host: usize,
+        action: StopPods,
+    },
     /// 6. With keepalived, the recovery host must own the API VIP.
     CheckRecoveryVip,
     /// 8. Run the restore on the recovery host, fenced by a token recorded here first.
-    RunRestore { fence: String },
+    RunRestore {
+        fence: String,
+    },
     /// 9. Wait for the API to answer and the nodes to report.
     WaitNodes,
     /// 9.2. Remove kubelet PKI on the NotReady nodes we can reach.
-    RemoveKubeletPki { hosts: Vec<String>, idx: usize },
+    RemoveKubeletPki {
+        hosts: Vec<String>,
+        idx: usize,
+    },
     /// 10. Restart kubelet on every reachable control-plane host, recovery host first.
-    RestartKubelet { idx: usize },
+    RestartKubelet {
+        idx: usize,
+    },
     /// 11. Approve pending CSRs by policy until the reachable control-plane nodes are Ready.
     ApproveCsrs,
     /// 12. Wait for the single-member etcd on the recovery host.
@@ -145,7 +170,9 @@ pub enum RestoreStep {
     /// 14. Wait until ovnkube-master no longer references their IPs.
     WaitOvnForgetsIps,
     /// 15.1. Remove the OVN north/southbound databases on each reachable host.
-    RemoveOvnDatabases { idx: usize },
+    RemoveOvnDatabases {
+        idx: usize,
+    },
     /// 15.2-15.3.
     RestartOvnMasters,
     WaitOvnMasters,
@@ -154,20 +181,40 @@ pub enum RestoreStep {
     WaitOvnNodes,
     /// 16. Delete and re-create the lost control-plane machines, one at a time.
     PlanMachineReplacement,
-    ReplaceMachines { todo: Vec<String>, created: Vec<String>, current: ReplaceMachine },
+    ReplaceMachines {
+        todo: Vec<String>,
+        created: Vec<String>,
+        current: ReplaceMachine,
+    },
     /// 17. Quorum guard off.
     QuorumGuardOff,
     /// 18-19. Force etcd redeployment with a unique reason (recorded here before the patch).
-    ForceEtcdRedeployment { reason: String, before_revision: u64 },
+    ForceEtcdRedeployment {
+        reason: String,
+        before_revision: u64,
+    },
     /// The operator created the forced revision (it captured the guard being off).
-    WaitEtcdRevisionCreated { before_revision: u64 },
+    WaitEtcdRevisionCreated {
+        before_revision: u64,
+    },
     /// 20. Quorum guard back on.
-    QuorumGuardOn { before_revision: u64 },
+    QuorumGuardOn {
+        before_revision: u64,
+    },
     /// 22. Wait `AllNodesAtLatestRevision` for etcd.
-    WaitEtcdRollout { before_revision: u64 },
+    WaitEtcdRollout {
+        before_revision: u64,
+    },
     /// 23. Force and wait the kube-apiserver, kube-controller-manager, kube-scheduler rollouts.
-    ForceRollout { operator: Operator, reason: String, before_revision: u64 },
-    WaitRollout { operator: Operator, before_revision: u64 },
+    ForceRollout {
+        operator: Operator,
+        reason: String,
+        before_revision: u64,
+    },
+    WaitRollout {
+        operator: Operator,
+        before_revision: u64,
+    },
     /// 24. Verify three etcd members and pods.
     VerifyEtcd,
     /// Undo path after an abort: turn the quorum guard back on.
@@ -183,12 +230,27 @@ pub enum RestoreState {
     /// 1. Select the recovery host.
     SelectRecoveryHost,
     /// Guard: the backup is from the cluster's z-stream; keepalived needs the VIPs.
-    CheckZStream { recovery: HostRef, others: Vec<HostRef> },
+    CheckZStream {
+        recovery: HostRef,
+        others: Vec<HostRef>,
+    },
     /// The run is destructive: a person approves it (or `--yes` did).
-    AwaitApproval { recovery: HostRef, others: Vec<HostRef> },
+    AwaitApproval {
+        recovery: HostRef,
+        others: Vec<HostRef>,
+    },
     /// 2. Establish SSH to every control-plane host.
-    EstablishSsh { recovery: HostRef, others: Vec<HostRef>, idx: usize, reachable: Vec<String>, unreachable: Vec<String> },
-    Restoring { plan: Plan, step: RestoreStep },
+    EstablishSsh {
+        recovery: HostRef,
+        others: Vec<HostRef>,
+        idx: usize,
+        reachable: Vec<String>,
+        unreachable: Vec<String>,
+    },
+    Restoring {
+        plan: Plan,
+        step: RestoreStep,
+    },
 }
 
 pub struct RestoreClusterState;
@@ -198,7 +260,11 @@ fn next(plan: &Plan, step: RestoreStep) -> Result<Step<RestoreState>, StepError>
 }
 
 fn wait(what: impl Into<String>, recheck_secs: u64, bound_mins: u64) -> Result<Step<RestoreState>, StepError> {
-    Ok(Step::Wait { waiting_for: what.into(), recheck_after: Duration::from_secs(recheck_secs), bound: Duration::from_secs(bound_mins * 60) })
+    Ok(Step::Wait {
+        waiting_for: what.into(),
+        recheck_after: Duration::from_secs(recheck_secs),
+        bound: Duration::from_secs(bound_mins * 60),
+    })
 }
 
 fn halt(reason: impl Into<String>, evidence: Vec<String>) -> Result<Step<RestoreState>, StepError> {
@@ -227,13 +293,22 @@ fn redeploy_reason(cx: &StepContext, what: &str) -> String {
 }
 
 impl RestoreClusterState {
-    fn step_restoring(&self, ports: &Ports, cx: &StepContext, p: &RestoreParams, plan: &Plan, step: &RestoreStep) -> Result<Step<RestoreState>, StepError> {
+    fn step_restoring(
+        &self,
+        ports: &Ports,
+        cx: &StepContext,
+        p: &RestoreParams,
+        plan: &Plan,
+        step: &RestoreStep,
+    ) -> Result<Step<RestoreState>, StepError> {
         let api = &ports.api;
         let hosts = &ports.hosts;
         let rec = plan.recovery.name.as_str();
         match step {
             RestoreStep::CopyBackup => {
-                hosts.copy_backup_to_host(&p.backup, rec, &p.backup_dir).map_err(|e| e.during(format!("copy backup {} to {rec}", p.backup)))?;
+                hosts
+                    .copy_backup_to_host(&p.backup, rec, &p.backup_dir)
+                    .map_err(|e| e.during(format!("copy backup {} to {rec}", p.backup)))?;
                 match plan.reachable.is_empty() {
                     true => next(plan, RestoreStep::CheckRecoveryVip),
                     false => next(plan, RestoreStep::StopStaticPods { host: 0, action: StopPods::MoveEtcdManifest }),
@@ -296,10 +371,12 @@ impl RestoreClusterState {
                 }
             }
             RestoreStep::CheckRecoveryVip => {
-                let keepalived = hosts.run(rec, &HostOp::ManifestPresent(StaticPod::Keepalived)).map_err(|e| e.during("check keepalived"))?;
+                let keepalived =
+                    hosts.run(rec, &HostOp::ManifestPresent(StaticPod::Keepalived)).map_err(|e| e.during("check keepalived"))?;
                 if keepalived == HostOutput::Present(true) {
                     let vip = p.api_vip.as_deref().unwrap_or_default();
-                    let HostOutput::Addresses(addrs) = hosts.run(rec, &HostOp::ListAddresses).map_err(|e| e.during("list addresses"))? else {
+                    let HostOutput::Addresses(addrs) = hosts.run(rec, &HostOp::ListAddresses).map_err(|e| e.during("list addresses"))?
+                    else {
                         return Err(StepError::Bug("ListAddresses answered something else".into()));
                     };
                     if !addrs.iter().any(|(a, _)| a == vip) {
@@ -369,11 +446,11 @@ impl RestoreClusterState {
                 }
                 let nodes = api.list_nodes().map_err(|e| e.during("list nodes"))?;
                 let waiting: Vec<&str> = expected.iter().copied().filter(|n| !nodes.iter().any(|x| x.name == *n && x.ready)).collect();
-                let pending_ours = api
-                    .list_csrs()
-                    .map_err(|e| e.during("list CSRs"))?
-                    .into_iter()
-                    .any(|c| c.pending && c.node.as_deref().is_some_and(|n| expected.contains(&n)) && (c.kind == CsrKind::NodeBootstrapper || p.approve_serving_csrs));
+                let pending_ours = api.list_csrs().map_err(|e| e.during("list CSRs"))?.into_iter().any(|c| {
+                    c.pending
+                        && c.node.as_deref().is_some_and(|n| expected.contains(&n))
+                        && (c.kind == CsrKind::NodeBootstrapper || p.approve_serving_csrs)
+                });
                 match (waiting.is_empty(), pending_ours) {
                     (true, false) => next(plan, RestoreStep::WaitSingleMemberEtcd),
                     (true, true) => wait("the CSRs of the restarted nodes to be issued", 20, 30),
@@ -381,8 +458,9 @@ impl RestoreClusterState {
                 }
             }
             RestoreStep::WaitSingleMemberEtcd => {
-                let HostOutput::Names(running) =
-                    hosts.run(rec, &HostOp::RunningContainers { name: "etcd".into() }).map_err(|e| e.during("crictl ps on the recovery host"))?
+                let HostOutput::Names(running) = hosts
+                    .run(rec, &HostOp::RunningContainers { name: "etcd".into() })
+                    .map_err(|e| e.during("crictl ps on the recovery host"))?
                 else {
                     return Err(StepError::Bug("RunningContainers answered something else".into()));
                 };
@@ -436,7 +514,8 @@ impl RestoreClusterState {
                     _ => ("app=ovnkube-node", RestoreStep::PlanMachineReplacement),
                 };
                 let pods = api.list_pods("openshift-ovn-kubernetes", sel).map_err(|e| e.during("list OVN pods"))?;
-                let not_running: Vec<String> = pods.iter().filter(|p| p.phase != "Running").map(|p| format!("{} {}", p.name, p.phase)).collect();
+                let not_running: Vec<String> =
+                    pods.iter().filter(|p| p.phase != "Running").map(|p| format!("{} {}", p.name, p.phase)).collect();
                 if let Some(crash) = pods.iter().find(|p| p.phase == "CrashLoopBackOff") {
                     return halt(format!("{} is crashlooping: stale OVN databases?", crash.name), not_running);
                 }
@@ -455,7 +534,10 @@ impl RestoreClusterState {
                     .collect();
                 match todo.first() {
                     None => next(plan, RestoreStep::QuorumGuardOff),
-                    Some(first) => next(plan, RestoreStep::ReplaceMachines { current: ReplaceMachine::SaveSpec { old: first.clone() }, todo, created: vec![] }),
+                    Some(first) => next(
+                        plan,
+                        RestoreStep::ReplaceMachines { current: ReplaceMachine::SaveSpec { old: first.clone() }, todo, created: vec![] },
+                    ),
                 }
             }
             RestoreStep::ReplaceMachines { todo, created, current } => self.step_replace_machine(ports, plan, todo, created, current),
@@ -523,12 +605,25 @@ impl RestoreClusterState {
         }
     }
 
-    fn force_next_rollout(&self, api: &dyn ClusterApi, cx: &StepContext, plan: &Plan, operator: Operator) -> Result<Step<RestoreState>, StepError> {
+    fn force_next_rollout(
+        &self,
+        api: &dyn ClusterApi,
+        cx: &StepContext,
+        plan: &Plan,
+        operator: Operator,
+    ) -> Result<Step<RestoreState>, StepError> {
         let before = api.installer_progress(operator).map_err(|e| e.during(format!("read {operator} revision")))?.latest_revision;
         next(plan, RestoreStep::ForceRollout { operator, reason: redeploy_reason(cx, &operator.to_string()), before_revision: before })
     }
 
-    fn step_replace_machine(&self, ports: &Ports, plan: &Plan, todo: &[String], created: &[String], current: &ReplaceMachine) -> Result<Step<RestoreState>, StepError> {
+    fn step_replace_machine(
+        &self,
+        ports: &Ports,
+        plan: &Plan,
+        todo: &[String],
+        created: &[String],
+        current: &ReplaceMachine,
+    ) -> Result<Step<RestoreState>, StepError> {
         let api = &ports.api;
         let go = |current: ReplaceMachine, created: Vec<String>| {
             next(plan, RestoreStep::ReplaceMachines { todo: todo.to_vec(), created, current })
@@ -552,12 +647,17 @@ impl RestoreClusterState {
             }
             ReplaceMachine::DeleteOld { old, new_name, manifest } => {
                 api.delete_machine(old).map_err(|e| e.during(format!("delete machine {old}")))?;
-                go(ReplaceMachine::WaitDeleted { old: old.clone(), new_name: new_name.clone(), manifest: manifest.clone() }, created.to_vec())
+                go(
+                    ReplaceMachine::WaitDeleted { old: old.clone(), new_name: new_name.clone(), manifest: manifest.clone() },
+                    created.to_vec(),
+                )
             }
-            ReplaceMachine::WaitDeleted { old, new_name, manifest } => match api.get_machine(old).map_err(|e| e.during(format!("get machine {old}")))? {
-                Some(m) => wait(format!("machine {old} to be deleted (phase {})", m.phase), 20, 30),
-                None => go(ReplaceMachine::Create { new_name: new_name.clone(), manifest: manifest.clone() }, created.to_vec()),
-            },
+            ReplaceMachine::WaitDeleted { old, new_name, manifest } => {
+                match api.get_machine(old).map_err(|e| e.during(format!("get machine {old}")))? {
+                    Some(m) => wait(format!("machine {old} to be deleted (phase {})", m.phase), 20, 30),
+                    None => go(ReplaceMachine::Create { new_name: new_name.clone(), manifest: manifest.clone() }, created.to_vec()),
+                }
+            }
             ReplaceMachine::Create { new_name, manifest } => {
                 api.create_machine(manifest).map_err(|e| e.during(format!("create machine {new_name}")))?;
                 let mut created = created.to_vec();
@@ -590,13 +690,6 @@ impl Procedure for RestoreClusterState {
     const NAME: &'static str = "restore-cluster-state";
     const VERSION: u32 = 1;
 
-    fn summary(&self) -> &'static str {
-        "Restore a cluster that lost etcd quorum from an etcd backup (crosses its own API outage)"
-    }
-    fn source(&self) -> &'static str {
-        "seed 000 §5.4.2.2; seed 004 §5.3"
-    }
-
     fn validate(&self, p: &RestoreParams) -> Result<(), String> {
         if p.backup.trim().is_empty() {
             return Err("--backup must name a backup set in the backup location".into());
@@ -623,7 +716,9 @@ impl Procedure for RestoreClusterState {
             RestoreState::SelectRecoveryHost => "SelectRecoveryHost".into(),
             RestoreState::CheckZStream { recovery, .. } => format!("CheckZStream({})", recovery.name),
             RestoreState::AwaitApproval { .. } => "AwaitApproval".into(),
-            RestoreState::EstablishSsh { others, idx, .. } => format!("EstablishSsh({})", others.get(*idx).map(|h| h.name.as_str()).unwrap_or("-")),
+            RestoreState::EstablishSsh { others, idx, .. } => {
+                format!("EstablishSsh({})", others.get(*idx).map(|h| h.name.as_str()).unwrap_or("-"))
+            }
             RestoreState::Restoring { plan, step } => match step {
                 RestoreStep::StopStaticPods { host, action } => format!("StopStaticPods({}:{action:?})", plan.reachable[*host]),
                 RestoreStep::RemoveKubeletPki { hosts, idx } => format!("RemoveKubeletPki({})", hosts[*idx]),
@@ -868,7 +963,15 @@ mod tests {
     use super::*;
 
     fn csr(kind: CsrKind, signer: &str, requestor: &str, node: &str) -> CsrInfo {
-        CsrInfo { name: "csr-x".into(), signer: signer.into(), requestor: requestor.into(), kind, node: Some(node.into()), pending: true, approved: false }
+        CsrInfo {
+            name: "csr-x".into(),
+            signer: signer.into(),
+            requestor: requestor.into(),
+            kind,
+            node: Some(node.into()),
+            pending: true,
+            approved: false,
+        }
     }
 
     #[test]
@@ -897,7 +1000,10 @@ mod tests {
         let s = RestoreState::Restoring { plan, step: RestoreStep::CopyBackup };
         assert!(RestoreClusterState.check_state(&RestoreParams::new("b"), &s).is_err());
         let plan = Plan { recovery: h("m0"), others: vec![h("m1")], reachable: vec!["m1".into()], unreachable: vec![] };
-        let bad = RestoreState::Restoring { plan: plan.clone(), step: RestoreStep::StopStaticPods { host: 1, action: StopPods::MoveEtcdManifest } };
+        let bad = RestoreState::Restoring {
+            plan: plan.clone(),
+            step: RestoreStep::StopStaticPods { host: 1, action: StopPods::MoveEtcdManifest },
+        };
         assert!(RestoreClusterState.check_state(&RestoreParams::new("b"), &bad).is_err());
         let good = RestoreState::Restoring { plan, step: RestoreStep::StopStaticPods { host: 0, action: StopPods::MoveEtcdManifest } };
         assert!(RestoreClusterState.check_state(&RestoreParams::new("b"), &good).is_ok());

@@ -303,7 +303,8 @@ impl MockApi {
     pub fn verify(&self) {
         let st = self.state.lock().unwrap();
         assert!(st.failures.is_empty(), "mock API saw bad requests:\n{}\nall requests:\n{}", st.failures.join("\n"), st.seen.join("\n"));
-        let left: Vec<String> = st.expected.iter().filter(|e| !(e.repeat && e.hits > 0)).map(|e| format!("{} {}", e.method, e.path)).collect();
+        let left: Vec<String> =
+            st.expected.iter().filter(|e| !(e.repeat && e.hits > 0)).map(|e| format!("{} {}", e.method, e.path)).collect();
         assert!(left.is_empty(), "expected requests never came: {left:?}\nall requests:\n{}", st.seen.join("\n"));
     }
 

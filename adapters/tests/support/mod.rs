@@ -22,9 +22,41 @@ pub fn require_binary(path: &str) {
     );
 }
 
-/// A free TCP port on 127.0.0.1 (bind to 0, read, release).
+/// Ports handed to real components come from below the kernel's ephemeral range (32768–60999
+/// by default), so no outgoing connection can take one between our check and the component's
+/// bind, and each is reserved across every test process by an `flock`ed file held until this
+/// process exits, so two tests running at once never get the same one.
+const PORT_RANGE: std::ops::Range<u16> = 20_000..32_000;
+const PORT_LOCK_DIR: &str = "/tmp/drctl-test-ports";
+
+/// A TCP port on 127.0.0.1 that no other test (in this or another process) is handed, and that
+/// nothing listens on right now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    use std::os::fd::AsRawFd;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Mutex;
+    static HELD: Mutex<Vec<std::fs::File>> = Mutex::new(Vec::new());
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    std::fs::create_dir_all(PORT_LOCK_DIR).expect("create the port reservation directory");
+    let span = u32::from(PORT_RANGE.end - PORT_RANGE.start);
+    // Start each process somewhere else in the range so concurrent processes rarely contend.
+    let offset = std::process::id() % span;
+    for _ in 0..span {
+        let i = (offset + NEXT.fetch_add(1, Ordering::SeqCst)) % span;
+        let port = PORT_RANGE.start + i as u16;
+        let path = format!("{PORT_LOCK_DIR}/{port}.lock");
+        let Ok(file) = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path) else { continue };
+        // SAFETY: flock on a file descriptor we own; it is released when the file is closed.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", port)).is_err() {
+            continue;
+        }
+        HELD.lock().unwrap_or_else(|p| p.into_inner()).push(file);
+        return port;
+    }
+    panic!("no free port left in {PORT_RANGE:?} on 127.0.0.1 (see {PORT_LOCK_DIR})");
 }
 
 /// Wait (bounded) until something accepts TCP connections on `port`.

@@ -16,6 +16,7 @@
 //! `fdatasync`, and releases them all. `flush_async` is deliberately not used (it deadlocks with
 //! many concurrent flushers, sled #1308).
 
+use super::{check_events, check_id, id_order, RunStore, StoreError, StoreStats};
 use crate::record::{HistoryEvent, RunRecord, STORE_SCHEMA};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::Transactional;
@@ -37,45 +38,6 @@ const WAIT_SLICE: Duration = Duration::from_secs(1);
 const MAX_DURABILITY_SLICES: u32 = 120;
 const KEY_SCHEMA: &[u8] = b"schema";
 const KEY_NEXT_RUN_ID: &[u8] = b"next_run_id";
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("store at {path}: {source}")]
-    Sled { path: PathBuf, source: sled::Error },
-    #[error("store at {path}: {what}: {source}")]
-    Io { path: PathBuf, what: &'static str, source: std::io::Error },
-    #[error(
-        "store at {path} was written by a newer drctl (schema {found}); this binary understands schema {} — use a newer drctl",
-        STORE_SCHEMA
-    )]
-    NewerSchema { path: PathBuf, found: u32 },
-    #[error("store at {path} has schema marker {found:?}, which this binary does not understand (it understands schema {})", STORE_SCHEMA)]
-    UnknownSchema { path: PathBuf, found: Vec<u8> },
-    #[error("store is corrupt: run {run}: {detail}")]
-    Corrupt { run: String, detail: String },
-    #[error("run {0} already exists")]
-    RunExists(String),
-    #[error("no run {0} in the store")]
-    NoSuchRun(String),
-    /// A caller broke the store's contract (non-contiguous or overwriting history, two writers).
-    #[error("bug: {0}")]
-    Bug(String),
-    /// A flush or `fdatasync` failed. After that the kernel may have dropped dirty pages, so no
-    /// later commit can be trusted either (fsyncgate): the store refuses further commits.
-    #[error("store at {path} is unusable after a failed flush: {error}; restart drctl to recover from the last durable state")]
-    Poisoned { path: PathBuf, error: String },
-    #[error("store at {path}: commit not confirmed durable within {secs}s (device stalled?)")]
-    DurabilityTimeout { path: PathBuf, secs: u64 },
-}
-
-/// Counters for tests and benchmarks.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct StoreStats {
-    /// Successful `commit` + `create_run` calls.
-    pub commits: u64,
-    /// Flush + `fdatasync` rounds performed by the committer.
-    pub device_flushes: u64,
-}
 
 #[derive(Default)]
 struct GroupState {
@@ -156,41 +118,6 @@ fn decode_event(id: &str, bytes: &[u8]) -> Result<HistoryEvent, StoreError> {
 
 fn u64_of(b: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(b.try_into().ok()?))
-}
-
-/// Numeric ids in numeric order, then any other ids in byte order.
-fn id_order(id: &str) -> (u8, u64, &str) {
-    match id.parse::<u64>() {
-        Ok(n) => (0, n, id),
-        Err(_) => (1, 0, id),
-    }
-}
-
-fn check_id(id: &str) -> Result<(), StoreError> {
-    if id.is_empty() || id.as_bytes().contains(&0) {
-        return Err(StoreError::Bug(format!("invalid run id {id:?}: must be non-empty and contain no NUL")));
-    }
-    Ok(())
-}
-
-/// Assert before persisting: `events` are exactly the seqs `rec.next_seq - len .. rec.next_seq`.
-fn check_events(rec: &RunRecord, events: &[HistoryEvent]) -> Result<u64, StoreError> {
-    let n = events.len() as u64;
-    let first = rec.next_seq.checked_sub(n).ok_or_else(|| {
-        StoreError::Bug(format!("run {}: {} events but next_seq is only {}", rec.id, n, rec.next_seq))
-    })?;
-    for (i, ev) in events.iter().enumerate() {
-        if ev.seq != first + i as u64 {
-            return Err(StoreError::Bug(format!(
-                "run {}: event #{i} has seq {} but must be {} (events must be contiguous and end at next_seq {})",
-                rec.id,
-                ev.seq,
-                first + i as u64,
-                rec.next_seq
-            )));
-        }
-    }
-    Ok(first)
 }
 
 type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
@@ -292,13 +219,8 @@ impl Store {
             done: Condvar::new(),
             device_flushes: AtomicU64::new(0),
         });
-        let committer = Committer {
-            db: db.clone(),
-            data_file,
-            blobs_dir: db_dir.join("blobs"),
-            synced_blobs: BTreeSet::new(),
-            group: group.clone(),
-        };
+        let committer =
+            Committer { db: db.clone(), data_file, blobs_dir: db_dir.join("blobs"), synced_blobs: BTreeSet::new(), group: group.clone() };
         let handle = std::thread::Builder::new()
             .name("drctl-committer".into())
             .spawn(move || committer.run())
@@ -355,21 +277,20 @@ impl Store {
         let evs = events.iter().map(|e| Ok((e.seq, encode("event", e)?))).collect::<Result<Vec<_>, StoreError>>()?;
         let numeric = rec.id.parse::<u64>().ok();
         self.admit()?;
-        let res: Result<(), TransactionError<StoreError>> =
-            (&self.runs, &self.history, &self.meta).transaction(|(runs, history, meta)| {
-                if runs.get(rec.id.as_bytes())?.is_some() {
-                    return tx_abort(StoreError::RunExists(rec.id.clone()));
+        let res: Result<(), TransactionError<StoreError>> = (&self.runs, &self.history, &self.meta).transaction(|(runs, history, meta)| {
+            if runs.get(rec.id.as_bytes())?.is_some() {
+                return tx_abort(StoreError::RunExists(rec.id.clone()));
+            }
+            runs.insert(rec.id.as_bytes(), rec_bytes.as_slice())?;
+            put_events(history, &rec.id, &evs)?;
+            if let Some(n) = numeric {
+                let cur = meta.get(KEY_NEXT_RUN_ID)?.and_then(|v| u64_of(&v)).unwrap_or(1);
+                if cur <= n {
+                    meta.insert(KEY_NEXT_RUN_ID, &(n + 1).to_be_bytes())?;
                 }
-                runs.insert(rec.id.as_bytes(), rec_bytes.as_slice())?;
-                put_events(history, &rec.id, &evs)?;
-                if let Some(n) = numeric {
-                    let cur = meta.get(KEY_NEXT_RUN_ID)?.and_then(|v| u64_of(&v)).unwrap_or(1);
-                    if cur <= n {
-                        meta.insert(KEY_NEXT_RUN_ID, &(n + 1).to_be_bytes())?;
-                    }
-                }
-                Ok(())
-            });
+            }
+            Ok(())
+        });
         self.finish(res)
     }
 
@@ -514,6 +435,27 @@ impl Store {
             }
         }
         Ok(out)
+    }
+}
+
+impl RunStore for Store {
+    fn next_run_id(&self) -> Result<String, StoreError> {
+        Store::next_run_id(self)
+    }
+    fn create_run(&self, rec: &RunRecord, events: &[HistoryEvent]) -> Result<(), StoreError> {
+        Store::create_run(self, rec, events)
+    }
+    fn commit(&self, rec: &RunRecord, events: &[HistoryEvent]) -> Result<(), StoreError> {
+        Store::commit(self, rec, events)
+    }
+    fn get_run(&self, id: &str) -> Result<Option<RunRecord>, StoreError> {
+        Store::get_run(self, id)
+    }
+    fn list_runs(&self) -> Result<Vec<RunRecord>, StoreError> {
+        Store::list_runs(self)
+    }
+    fn history(&self, id: &str) -> Result<Vec<HistoryEvent>, StoreError> {
+        Store::history(self, id)
     }
 }
 
@@ -804,11 +746,16 @@ mod tests {
             .args(["-f", "-qq", "-y", "-e", "trace=fdatasync", "-e", "signal=none", "-o"])
             .arg(&trace)
             .arg(std::env::current_exe().unwrap())
-            .args(["--exact", "store::tests::strace_child_commits", "--nocapture", "--test-threads=1"])
+            .args(["--exact", "store::sled::tests::strace_child_commits", "--nocapture", "--test-threads=1"])
             .env(STRACE_CHILD_ENV, &store_dir)
             .output()
             .unwrap();
-        assert!(out.status.success(), "traced child failed: {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "traced child failed: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         let text = std::fs::read_to_string(&trace).unwrap();
         let data_file = format!("<{}>", store_dir.join("db").join("db").display());
         let syncs = text.lines().filter(|l| l.contains("fdatasync(") && l.contains(&data_file) && l.contains("= 0")).count() as u64;
@@ -839,7 +786,7 @@ mod tests {
         use std::io::BufRead;
         let dir = tempfile::tempdir().unwrap();
         let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "store::tests::kill_child_commits", "--nocapture", "--test-threads=1"])
+            .args(["--exact", "store::sled::tests::kill_child_commits", "--nocapture", "--test-threads=1"])
             .env(KILL_CHILD_ENV, dir.path())
             .stdout(std::process::Stdio::piped())
             .spawn()

@@ -1,0 +1,274 @@
+//! The procedure catalog: one row per procedure, read by the registry, the CLI (`drctl
+//! procedures`, `--yes`, the capability check before a run is stored), the chaos harness and the
+//! docs. A new procedure is its own module plus one row here; a test fails when a row is
+//! incomplete or a registered procedure has none.
+
+use crate::ports::Ports;
+use drctl_runtime::{Procedure, Registry};
+use serde::Serialize;
+use std::fmt;
+
+/// A public document a procedure follows. Everything a user reads cites one of these, never an
+/// internal file name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct DocRef {
+    /// "OpenShift Container Platform".
+    pub product: &'static str,
+    /// "4.14".
+    pub version: &'static str,
+    /// The book: "Backup and restore", "Hosted control planes".
+    pub document: &'static str,
+    /// "5.4.2.2", or a chapter ("ch.3").
+    pub section: &'static str,
+    pub title: &'static str,
+}
+
+impl fmt::Display for DocRef {
+    /// "OpenShift Container Platform 4.14, Backup and restore, §5.4.2.2 Restoring to a previous
+    /// cluster state".
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let section = if self.section.starts_with("ch.") { self.section.to_string() } else { format!("§{}", self.section) };
+        write!(f, "{} {}, {}, {section} {}", self.product, self.version, self.document, self.title)
+    }
+}
+
+const OCP: &str = "OpenShift Container Platform";
+const BACKUP_AND_RESTORE: &str = "Backup and restore";
+
+/// Which kind of control plane a procedure works on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Family {
+    /// etcd as static pods on the cluster's own control-plane hosts.
+    Standalone,
+    /// Hosted control planes: etcd as a StatefulSet on a management cluster.
+    Hosted,
+}
+
+impl Family {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Family::Standalone => "standalone",
+            Family::Hosted => "hosted",
+        }
+    }
+}
+
+/// What a run talks to. A target (a simulated world or a real access configuration) provides
+/// a set of these; a run needing one its target lacks is refused before anything is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Capability {
+    /// The standalone cluster's Kubernetes/OpenShift API.
+    ClusterApi,
+    /// The control-plane hosts over SSH.
+    Hosts,
+    /// etcd itself (etcdctl on a control-plane host).
+    Etcd,
+    /// A place outside the cluster where backup sets are kept.
+    BackupLocation,
+    /// The API of the management cluster a hosted cluster runs on (per side for a migration).
+    ManagementCluster,
+    /// The hosted cluster's own API.
+    HostedClusterApi,
+    /// An S3-compatible object store.
+    ObjectStore,
+    /// The DNS zone of a hosted cluster's routes.
+    Dns,
+}
+
+impl Capability {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Capability::ClusterApi => "cluster-api",
+            Capability::Hosts => "hosts",
+            Capability::Etcd => "etcd",
+            Capability::BackupLocation => "backup-location",
+            Capability::ManagementCluster => "management-cluster",
+            Capability::HostedClusterApi => "hosted-cluster-api",
+            Capability::ObjectStore => "object-store",
+            Capability::Dns => "dns",
+        }
+    }
+
+    /// What to pass to give a real run this capability.
+    pub fn how_to_provide(self) -> &'static str {
+        match self {
+            Capability::ClusterApi => "--kubeconfig (or $KUBECONFIG)",
+            Capability::Hosts | Capability::Etcd => "--hosts NAME=ADDR,… (etcdctl runs on the hosts over SSH)",
+            Capability::BackupLocation => "--backup-root DIR",
+            Capability::ManagementCluster => "a management-cluster kubeconfig",
+            Capability::HostedClusterApi => "the hosted cluster's kubeconfig",
+            Capability::ObjectStore => "an object store bucket",
+            Capability::Dns => "an external-DNS zone",
+        }
+    }
+}
+
+/// One procedure, as everything outside its module sees it.
+#[derive(Clone, Copy, Serialize)]
+pub struct CatalogRow {
+    /// As typed on the command line; the procedure's `NAME`.
+    pub name: &'static str,
+    pub family: Family,
+    /// One line for `drctl procedures`.
+    pub summary: &'static str,
+    /// The public documents its steps follow, the main one first.
+    pub docs: &'static [DocRef],
+    pub capabilities: &'static [Capability],
+    /// Every gate it may stop at: `--yes` approves exactly these, up front.
+    pub gates: &'static [&'static str],
+    /// Simulator scenarios it is demonstrated on (`drctl run NAME --sim SCENARIO`).
+    pub scenarios: &'static [&'static str],
+    /// Adds the procedure to an engine registry.
+    #[serde(skip)]
+    pub register: fn(&mut Registry<Ports>),
+}
+
+impl fmt::Debug for CatalogRow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CatalogRow").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+impl CatalogRow {
+    /// The main public reference, for one-line citations.
+    pub fn doc(&self) -> &DocRef {
+        &self.docs[0]
+    }
+
+    /// The capabilities this procedure needs that `provided` lacks.
+    pub fn missing(&self, provided: &[Capability]) -> Vec<Capability> {
+        self.capabilities.iter().copied().filter(|c| !provided.contains(c)).collect()
+    }
+
+    /// What makes a row unusable; empty when it is complete.
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        let mut check = |ok: bool, what: &str| {
+            if !ok {
+                p.push(format!("{}: {what}", self.name));
+            }
+        };
+        check(!self.name.is_empty() && self.name.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'), "name must be kebab-case");
+        check(!self.summary.is_empty(), "no summary");
+        check(!self.docs.is_empty(), "no public documentation reference");
+        for d in self.docs {
+            let fields = [d.product, d.version, d.document, d.section, d.title];
+            check(fields.iter().all(|f| !f.is_empty()), "a documentation reference has an empty field");
+            // Product text cites public documents, never the runbook files this repository
+            // keeps for reference.
+            check(!d.to_string().to_ascii_lowercase().contains("seed"), "a documentation reference names an internal file");
+        }
+        check(!self.capabilities.is_empty(), "no capabilities");
+        check(!self.scenarios.is_empty(), "no simulator scenario");
+        p
+    }
+}
+
+/// Every procedure this build knows.
+pub const CATALOG: &[CatalogRow] = &[
+    CatalogRow {
+        name: <crate::EtcdBackup as Procedure>::NAME,
+        family: Family::Standalone,
+        summary: "Back up etcd (snapshot + static pod resources) from one healthy control-plane host, verify it, copy it out",
+        docs: &[
+            DocRef { product: OCP, version: "4.14", document: BACKUP_AND_RESTORE, section: "5.1.1", title: "Backing up etcd data" },
+            DocRef { product: OCP, version: "4.5", document: BACKUP_AND_RESTORE, section: "ch.1", title: "Backing up etcd" },
+        ],
+        capabilities: &[Capability::ClusterApi, Capability::Hosts, Capability::Etcd, Capability::BackupLocation],
+        gates: &[],
+        scenarios: &["healthy"],
+        register: |r| r.register(crate::EtcdBackup),
+    },
+    CatalogRow {
+        name: <crate::RestoreClusterState as Procedure>::NAME,
+        family: Family::Standalone,
+        summary: "Restore a cluster that lost etcd quorum from an etcd backup, then bring every control-plane host back",
+        docs: &[
+            DocRef {
+                product: OCP,
+                version: "4.14",
+                document: BACKUP_AND_RESTORE,
+                section: "5.4.2.2",
+                title: "Restoring to a previous cluster state",
+            },
+            DocRef {
+                product: OCP,
+                version: "4.5",
+                document: BACKUP_AND_RESTORE,
+                section: "5.3",
+                title: "Restoring to a previous cluster state",
+            },
+        ],
+        capabilities: &[Capability::ClusterApi, Capability::Hosts, Capability::Etcd, Capability::BackupLocation],
+        gates: &[crate::restore_cluster_state::START_GATE],
+        scenarios: &["quorum-loss", "quorum-loss-reachable", "healthy"],
+        register: |r| r.register(crate::RestoreClusterState),
+    },
+];
+
+/// The row of procedure `name`.
+pub fn row(name: &str) -> Option<&'static CatalogRow> {
+    CATALOG.iter().find(|r| r.name == name)
+}
+
+/// An engine registry holding every procedure of the catalog.
+pub fn registry() -> Registry<Ports> {
+    let mut r = Registry::default();
+    for row in CATALOG {
+        (row.register)(&mut r);
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_row_is_complete_and_names_the_procedure_it_registers() {
+        let problems: Vec<String> = CATALOG.iter().flat_map(CatalogRow::problems).collect();
+        assert!(problems.is_empty(), "{problems:#?}");
+        for row in CATALOG {
+            let mut r = Registry::default();
+            (row.register)(&mut r);
+            let names: Vec<&str> = r.iter().map(|p| p.name()).collect();
+            assert_eq!(names, [row.name], "the row of {} registers {names:?}", row.name);
+        }
+        let reg = registry();
+        assert_eq!(reg.iter().count(), CATALOG.len(), "two rows register the same procedure");
+    }
+
+    #[test]
+    fn an_incomplete_row_is_reported() {
+        let bad = CatalogRow {
+            name: "Bad_Name",
+            family: Family::Hosted,
+            summary: "",
+            docs: &[DocRef { product: OCP, version: "4.14", document: "seed 000", section: "1", title: "x" }],
+            capabilities: &[],
+            gates: &[],
+            scenarios: &[],
+            register: |_| {},
+        };
+        let p = bad.problems();
+        for want in ["kebab-case", "no summary", "internal file", "no capabilities", "no simulator scenario"] {
+            assert!(p.iter().any(|x| x.contains(want)), "{want} not reported in {p:?}");
+        }
+    }
+
+    #[test]
+    fn references_read_as_the_public_documents_name_them() {
+        let restore = row("restore-cluster-state").unwrap();
+        assert_eq!(
+            restore.doc().to_string(),
+            "OpenShift Container Platform 4.14, Backup and restore, §5.4.2.2 Restoring to a previous cluster state"
+        );
+        assert_eq!(
+            row("etcd-backup").unwrap().docs[1].to_string(),
+            "OpenShift Container Platform 4.5, Backup and restore, ch.1 Backing up etcd"
+        );
+        assert_eq!(restore.missing(&[Capability::ClusterApi, Capability::Hosts]), [Capability::Etcd, Capability::BackupLocation]);
+    }
+}
