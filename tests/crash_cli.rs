@@ -1,5 +1,7 @@
 //! drctl as a real process: killed with SIGKILL mid-run and resumed; driven from a second
 //! terminal through the control socket while it runs.
+// A real process in real time: the test waits on the wall clock.
+#![allow(clippy::disallowed_methods)]
 
 mod common;
 use common::*;
