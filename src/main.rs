@@ -13,6 +13,7 @@ use drctl_runtime::control::{self, ControlError, ControlRequest, ControlResponse
 use drctl_runtime::executor::{Engine, NewRun};
 use drctl_runtime::store::Store;
 use drctl_runtime::{Clock, RetryPolicy, RunRecord, RunStatus};
+use drctl_workflows::catalog::{Capability, CatalogRow};
 use drctl_workflows::ports::Ports;
 use output::Output;
 use std::collections::BTreeMap;
@@ -175,6 +176,35 @@ enum RunCommand {
     /// Take, verify and copy out an etcd backup from one healthy host (OpenShift Container
     /// Platform 4.14, Backup and restore, §5.1.1 Backing up etcd data).
     EtcdBackup(BackupArgs),
+    /// Pause (or --unpause) the reconciliation of a hosted cluster (OpenShift Container Platform
+    /// 4.15, Hosted control planes, §9.2 Pausing the reconciliation of a hosted cluster and
+    /// hosted control plane). A pause is recorded with the run that set it; an abort puts back
+    /// what was there before, and --unpause never clears a pause drctl did not set.
+    HostedPauseReconciliation(HostedPauseArgs),
+}
+
+#[derive(Args, Debug)]
+struct HostedPauseArgs {
+    /// Namespace of the HostedCluster on the management cluster.
+    #[arg(long, default_value = "clusters")]
+    namespace: String,
+    /// Name of the HostedCluster.
+    #[arg(long)]
+    name: String,
+    /// Clear the pause this tool set (writes `null`), instead of pausing.
+    #[arg(long)]
+    unpause: bool,
+    /// Pause until this RFC 3339 time instead of indefinitely ("true").
+    #[arg(long, value_name = "TIME", default_value = "true")]
+    until: String,
+    /// Also pause (unpause) the cluster's NodePools.
+    #[arg(long)]
+    node_pools: bool,
+    /// With --unpause: clear a pause that drctl did not set (e.g. one an OADP backup left).
+    #[arg(long)]
+    force: bool,
+    #[command(flatten)]
+    common: Common,
 }
 
 #[derive(Args, Debug)]
@@ -439,6 +469,13 @@ fn cmd_run(store: &Path, out: Output, cmd: RunCommand) -> Result<u8> {
         RunCommand::EtcdBackup(a) => {
             ("etcd-backup", serde_json::json!({ "name": a.name, "host": a.host, "host_dir": a.host_dir, "force": a.force }), a.common)
         }
+        RunCommand::HostedPauseReconciliation(a) => (
+            "hosted-pause-reconciliation",
+            serde_json::json!({
+                "namespace": a.namespace, "name": a.name, "unpause": a.unpause, "until": a.until, "node_pools": a.node_pools, "force": a.force,
+            }),
+            a.common,
+        ),
     };
     let deadline = parse_duration(&common.deadline)?;
     if let Some(s) = common.sim_speed {
@@ -449,7 +486,7 @@ fn cmd_run(store: &Path, out: Output, cmd: RunCommand) -> Result<u8> {
     let row = drctl_workflows::catalog::row(procedure).ok_or_else(|| anyhow!("procedure {procedure} has no catalog row (a bug)"))?;
     let pre_approve = if common.yes { row.gates.iter().map(|g| g.to_string()).collect() } else { vec![] };
     let Some(scenario) = common.sim.clone() else {
-        return run_real(store, out, procedure, params, &common, deadline, pre_approve);
+        return run_real(store, out, row, params, &common, deadline, pre_approve);
     };
     if common.access.any() || common.backup_root.is_some() {
         bail!("--sim runs against the simulator: drop --kubeconfig, --context, --hosts, --ssh-* and --backup-root, or drop --sim to act on that cluster");
@@ -457,6 +494,7 @@ fn cmd_run(store: &Path, out: Output, cmd: RunCommand) -> Result<u8> {
     // Check everything before touching the store: the world, its damage and faults, the params.
     let outages = common.sim_api_outage.iter().map(|o| parse_outage(o)).collect::<Result<Vec<_>>>()?;
     let mut world = drctl_sim::scenario::build(&scenario, common.seed).map_err(|e| anyhow!(e))?;
+    check_capabilities(row, drctl_sim::scenario::capabilities(&scenario), &format!("a simulated world of scenario {scenario}"))?;
     if let Some(d) = &common.sim_backup_defect {
         drctl_sim::scenario::apply_backup_defect(&mut world, d).map_err(|e| anyhow!(e))?;
     }
@@ -497,7 +535,7 @@ fn cmd_run(store: &Path, out: Output, cmd: RunCommand) -> Result<u8> {
 fn run_real(
     store: &Path,
     out: Output,
-    procedure: &str,
+    row: &CatalogRow,
     params: serde_json::Value,
     common: &Common,
     deadline: Duration,
@@ -512,7 +550,16 @@ fn run_real(
             bail!("{flag} needs --sim");
         }
     }
+    let procedure = row.name;
+    if row.capabilities.contains(&Capability::ManagementCluster) {
+        bail!(
+            "{procedure} needs a hosted cluster's management cluster; this build drives hosted procedures against the simulator only \
+             (rehearse with --sim {}), not yet against a real management cluster",
+            row.scenarios[0]
+        );
+    }
     let spec = real::RealSpec::from_args(&common.access, common.backup_root.as_deref())?;
+    check_capabilities(row, spec.capabilities(), &format!("the cluster at {}", spec.describe()))?;
     if procedure == "restore-cluster-state" && params["backup"].is_null() {
         bail!("--backup is required against a real cluster: the name of a backup set under --backup-root {}", spec.backup_root.display());
     }
@@ -530,6 +577,16 @@ fn run_real(
     eprintln!("drctl: run {} started: {procedure} against {}", rec.id, spec.describe());
     let finals = drive_all(store, &eng, vec![(rec.id.clone(), target)])?;
     report(store, out, &eng, &finals)
+}
+
+/// Refuse, before anything is stored, a run whose target lacks what the procedure talks to.
+fn check_capabilities(row: &CatalogRow, provided: &[Capability], target: &str) -> Result<()> {
+    let missing = row.missing(provided);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let needs: Vec<String> = missing.iter().map(|c| format!("{} ({})", c.as_str(), c.how_to_provide())).collect();
+    bail!("{} cannot run against {target}: it needs {}, which that target does not provide", row.name, needs.join(", "))
 }
 
 /// Validate a procedure's parameters as the engine will, before anything is created.

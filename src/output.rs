@@ -170,6 +170,21 @@ pub fn sim_status(out: Output, run: &str, st: &SimStatus) {
                 Some(r) => println!("data:           revision {} (restored from a snapshot at revision {r})", st.data_revision),
                 None => println!("data:           revision {}", st.data_revision),
             }
+            for hc in &st.hosted_clusters {
+                let paused = |v: &Option<String>| v.as_deref().map_or("not paused".to_string(), |v| format!("pausedUntil={v}"));
+                let by = hc.paused_by.as_deref().map_or(String::new(), |b| format!(" by {b}"));
+                println!(
+                    "hostedcluster:  {}/{} {}{by}; ReconciliationActive {}; control plane {}",
+                    hc.namespace,
+                    hc.name,
+                    paused(&hc.paused_until),
+                    hc.reconciliation_active,
+                    paused(&hc.control_plane_paused_until)
+                );
+                for np in &hc.node_pools {
+                    println!("  nodepool:     {} {}; ReconciliationActive {}", np.name, paused(&np.paused_until), np.reconciliation_active);
+                }
+            }
         }
     }
 }

@@ -13,6 +13,7 @@ use drctl_adapters::kube::{kubeconfig_target, KubeApi};
 use drctl_adapters::ssh::{HostLayout, SshHost, SshHosts, SshOptions};
 use drctl_adapters::{Blocking, DirBackupStore, SystemClock};
 use drctl_runtime::RunRecord;
+use drctl_workflows::catalog::Capability;
 use drctl_workflows::ports::{Hosts, PortError, Ports};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -267,6 +268,12 @@ pub struct RealSpec {
 }
 
 impl RealSpec {
+    /// What this access configuration lets a run talk to: a complete spec is one standalone
+    /// cluster's API, its hosts over SSH, their etcd, and the backup root.
+    pub fn capabilities(&self) -> &'static [Capability] {
+        &[Capability::ClusterApi, Capability::Hosts, Capability::Etcd, Capability::BackupLocation]
+    }
+
     /// From `drctl run`'s options. Checks what can be checked without the network.
     pub fn from_args(a: &AccessArgs, backup_root: Option<&Path>) -> Result<RealSpec> {
         let Some(kubeconfig) = kubeconfig_path(a.kubeconfig.as_deref())? else {
@@ -363,7 +370,8 @@ impl RealSpec {
     }
 
     fn target(&self, api: KubeApi, ssh: SshHosts) -> Target {
-        let ports = Ports { api: Box::new(api), hosts: Box::new(ssh), backups: Box::new(DirBackupStore::new(&self.backup_root)) };
+        let ports =
+            Ports { api: Box::new(api), hosts: Box::new(ssh), backups: Box::new(DirBackupStore::new(&self.backup_root)), management: None };
         Target { ports: Arc::new(ports), clock: Arc::new(SystemClock::new()), sim: None }
     }
 }

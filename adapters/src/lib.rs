@@ -30,6 +30,7 @@
 //!     api: Box::new(api),
 //!     hosts: Box::new(ssh),
 //!     backups: Box::new(DirBackupStore::new("/srv/etcd-backups")),
+//!     management: None,
 //! };
 //! ```
 //!

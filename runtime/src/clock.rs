@@ -23,6 +23,52 @@ impl Timestamp {
         Timestamp(self.0.saturating_add(d.as_millis() as u64))
     }
     /// Time from `earlier` to `self`, zero if `earlier` is later.
+    /// Parse an RFC 3339 date-time (`2026-12-01T22:00:00Z`, fractional seconds and a numeric
+    /// offset allowed). `None` for anything else, and for times before 1970.
+    pub fn parse_rfc3339(s: &str) -> Option<Timestamp> {
+        let b = s.as_bytes();
+        let num = |r: std::ops::Range<usize>| -> Option<i64> {
+            let part = b.get(r)?;
+            part.iter().all(u8::is_ascii_digit).then(|| part.iter().fold(0i64, |n, d| n * 10 + i64::from(d - b'0')))
+        };
+        let sep = |i: usize, c: &[u8]| b.get(i).is_some_and(|x| c.contains(x));
+        if !(sep(4, b"-") && sep(7, b"-") && sep(10, b"Tt") && sep(13, b":") && sep(16, b":")) {
+            return None;
+        }
+        let (y, mo, d, h, mi, sec) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
+        if !(1..=12).contains(&mo) || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || sec > 60 {
+            return None;
+        }
+        let mut i = 19;
+        let mut millis = 0;
+        if sep(i, b".") {
+            let start = i + 1;
+            i = start;
+            while b.get(i).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+            }
+            if i == start {
+                return None;
+            }
+            let frac = num(start..(start + 3).min(i))?;
+            millis = frac * 10i64.pow(3 - (i - start).min(3) as u32);
+        }
+        let offset_s = match b.get(i..)? {
+            [b'Z' | b'z'] => 0,
+            [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
+                let o = num(i + 1..i + 3)? * 3600 + num(i + 4..i + 6)? * 60;
+                if *sign == b'+' {
+                    o
+                } else {
+                    -o
+                }
+            }
+            _ => return None,
+        };
+        let secs = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + sec - offset_s;
+        let ms = secs.checked_mul(1000)?.checked_add(millis)?;
+        u64::try_from(ms).ok().map(Timestamp)
+    }
     pub fn since(self, earlier: Timestamp) -> Duration {
         Duration::from_millis(self.0.saturating_sub(earlier.0))
     }
@@ -41,6 +87,26 @@ impl fmt::Display for Timestamp {
 }
 
 /// Howard Hinnant's days-from-civil inverse: proleptic Gregorian date of a day count.
+fn days_in_month(y: i64, m: i64) -> i64 {
+    match m {
+        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
@@ -113,6 +179,26 @@ mod tests {
         // 2026-11-21T18:11:41.250Z
         assert_eq!(Timestamp(1_795_284_701_250).to_string(), "2026-11-21T18:11:41.250Z");
         assert_eq!(Timestamp(951_782_400_000).to_string(), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn parses_rfc3339_as_it_formats_it() {
+        for t in [Timestamp(0), Timestamp(1_700_000_000_123), Timestamp(951_782_400_000)] {
+            assert_eq!(Timestamp::parse_rfc3339(&t.to_string()), Some(t), "{t}");
+        }
+        assert_eq!(Timestamp::parse_rfc3339("2026-12-01T22:00:00+01:00"), Timestamp::parse_rfc3339("2026-12-01T21:00:00Z"));
+        assert_eq!(Timestamp::parse_rfc3339("2026-12-01T21:00:00.5Z").map(|t| t.millis() % 1000), Some(500));
+        for bad in [
+            "true",
+            "",
+            "2026-13-01T00:00:00Z",
+            "2026-02-30T00:00:00Z",
+            "2026-12-01 21:00:00Z",
+            "2026-12-01T21:00:00",
+            "1969-12-31T23:59:59Z",
+        ] {
+            assert_eq!(Timestamp::parse_rfc3339(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -108,6 +108,10 @@ pub struct ProcedureRow {
     pub healthy_at_success: bool,
     /// What else a success must have produced, checked on the world when the run succeeds.
     pub postcondition: Option<Postcondition>,
+    /// What an aborted run must have left (its undo done), checked when the run ends aborted.
+    pub undone: Option<Postcondition>,
+    /// What must hold however the run ended (e.g. what it must never touch).
+    pub always: Option<Postcondition>,
     pub sometimes: &'static [Sometimes],
 }
 
@@ -207,6 +211,8 @@ pub fn rows() -> Vec<ProcedureRow> {
             max_steps: 20_000,
             healthy_at_success: true,
             postcondition: None,
+            undone: None,
+            always: None,
             sometimes: &[
                 Sometimes { name: "a run succeeded", needs: &[], holds: succeeded },
                 Sometimes { name: "a gate was waited on, then approved", needs: &[FaultKind::GateWait], holds: gate_waited },
@@ -246,6 +252,8 @@ pub fn rows() -> Vec<ProcedureRow> {
             max_steps: 5_000,
             healthy_at_success: false,
             postcondition: Some(backups_are_restorable),
+            undone: None,
+            always: None,
             sometimes: &[
                 Sometimes { name: "a run succeeded", needs: &[], holds: succeeded },
                 Sometimes {
@@ -266,7 +274,102 @@ pub fn rows() -> Vec<ProcedureRow> {
                 Sometimes { name: "the runner crashed and resumed", needs: CRASHES, holds: crashed_and_resumed },
             ],
         },
+        ProcedureRow {
+            procedure: "hosted-pause-reconciliation",
+            scenarios: &[
+                ScenarioChoice { scenario: "hosted-healthy", weight: 3, params: pause_params },
+                ScenarioChoice { scenario: "hosted-paused", weight: 2, params: unpause_params },
+                ScenarioChoice { scenario: "hosted-paused-by-other", weight: 1, params: unpause_params },
+            ],
+            gates: &[],
+            guard_state: None,
+            horizon: Duration::from_secs(5 * 60),
+            ssh_phase: (Duration::ZERO, Duration::from_secs(5)),
+            typical_steps: 8,
+            liveness_bound: Duration::from_secs(6 * 3600),
+            max_steps: 5_000,
+            healthy_at_success: false,
+            postcondition: Some(paused_by_this_tool),
+            undone: Some(pause_undone),
+            always: Some(foreign_pause_kept),
+            sometimes: &[
+                Sometimes { name: "a run succeeded", needs: &[], holds: succeeded },
+                Sometimes {
+                    name: "a pause it did not set was refused",
+                    needs: &[],
+                    holds: |o| o.outcome.as_deref().is_some_and(|t| t.contains("a pause drctl did not set")),
+                },
+                Sometimes {
+                    name: "an abort put the prior value back (RestorePrior)",
+                    needs: &[FaultKind::Abort],
+                    holds: |o| o.history.iter().any(|e| e.outcome == Outcome::Transition && e.to == "RestorePrior"),
+                },
+                Sometimes { name: "the runner crashed and resumed", needs: CRASHES, holds: crashed_and_resumed },
+            ],
+        },
     ]
+}
+
+fn pause_params() -> serde_json::Value {
+    serde_json::json!({"namespace": "clusters", "name": "example", "node_pools": true})
+}
+
+fn unpause_params() -> serde_json::Value {
+    serde_json::json!({"namespace": "clusters", "name": "example", "node_pools": true, "unpause": true})
+}
+
+fn hosted_example(w: &World) -> Result<&crate::hosted::HostedCluster, String> {
+    let h = w.hosted.as_ref().ok_or("the world has no hosted clusters")?;
+    h.clusters.get(&crate::hosted::key("clusters", "example")).ok_or_else(|| "no HostedCluster clusters/example".to_string())
+}
+
+/// A successful pause leaves the cluster and its pools paused under this tool's name, the
+/// control plane told; a successful unpause leaves nothing paused.
+fn paused_by_this_tool(w: &World) -> Result<(), String> {
+    let hc = hosted_example(w)?;
+    let h = w.hosted.as_ref().expect("checked");
+    let pools = h.node_pools.values().filter(|p| p.cluster_name == "example").map(|p| &p.pool);
+    let drctl = |p: &crate::hosted::Pausable| p.paused_by.as_deref().is_some_and(|b| b.starts_with("drctl run "));
+    match hc.cluster.paused_until.as_deref() {
+        Some("true") if drctl(&hc.cluster) && hc.hcp_paused_until.as_deref() == Some("true") => {
+            match pools.clone().all(|p| p.paused_until.as_deref() == Some("true") && drctl(p)) {
+                true => Ok(()),
+                false => Err(format!("a NodePool is not paused by drctl: {:?}", pools.collect::<Vec<_>>())),
+            }
+        }
+        None if hc.hcp_paused_until.is_none() && pools.clone().all(|p| p.paused_until.is_none()) => Ok(()),
+        _ => Err(format!("succeeded, but HostedCluster clusters/example is {:?} (control plane {:?})", hc.cluster, hc.hcp_paused_until)),
+    }
+}
+
+/// An aborted run leaves every HostedCluster and NodePool pause as the scenario began.
+fn pause_undone(w: &World) -> Result<(), String> {
+    let pauses = |w: &World| -> Vec<(String, Option<String>, Option<String>)> {
+        let Some(h) = w.hosted.as_ref() else { return vec![] };
+        let clusters = h.clusters.values().map(|c| &c.cluster);
+        clusters
+            .chain(h.node_pools.values().map(|p| &p.pool))
+            .map(|p| (p.name.clone(), p.paused_until.clone(), p.paused_by.clone()))
+            .collect()
+    };
+    let start = crate::scenario::build(&w.scenario, w.seed)?;
+    let (before, after) = (pauses(&start), pauses(w));
+    match before == after {
+        true => Ok(()),
+        false => Err(format!("aborted, but the pauses are {after:?}, not as before {before:?}")),
+    }
+}
+
+/// A pause someone else set (the OADP backup of `hosted-paused-by-other`) is never cleared.
+fn foreign_pause_kept(w: &World) -> Result<(), String> {
+    if w.scenario != "hosted-paused-by-other" {
+        return Ok(());
+    }
+    let hc = hosted_example(w)?;
+    match (hc.cluster.paused_until.as_deref(), hc.cluster.paused_by.as_deref()) {
+        (Some("true"), Some(crate::scenario::OADP_PAUSED_BY)) => Ok(()),
+        other => Err(format!("the OADP backup's pause of clusters/example was changed to {other:?}")),
+    }
 }
 
 pub fn row(procedure: &str) -> Option<ProcedureRow> {
@@ -344,6 +447,11 @@ pub enum Invariant {
     NothingLeftStopped,
     /// A success produced what the procedure promises (the row's postcondition).
     Postcondition,
+    /// An aborted run left what its undo promises (the row's `undone`).
+    UndoneOnAbort,
+    /// What a procedure must never change is unchanged, however the run ended (the row's
+    /// `always`).
+    Untouched,
     /// No secret value in the run's record or history.
     NoSecretInStore,
     /// History append-only, seqs contiguous, each transition committed before the next step.
@@ -371,6 +479,8 @@ impl Invariant {
             Invariant::QuorumGuardOnAtEnd => "quorum-guard-on-at-end",
             Invariant::NothingLeftStopped => "nothing-left-stopped",
             Invariant::Postcondition => "success-postcondition",
+            Invariant::UndoneOnAbort => "undone-on-abort",
+            Invariant::Untouched => "untouched",
             Invariant::NoSecretInStore => "no-secret-in-store",
             Invariant::HistoryAppendOnly => "history-append-only",
             Invariant::SingleRestore => "single-restore",
@@ -972,8 +1082,16 @@ pub fn run_case_in(row: &ProcedureRow, factory: &Factory, case: &ChaosCase, summ
                         d.check(r.is_ok(), Invariant::Postcondition, || r.err().unwrap_or_default());
                     }
                 }
+                if let Some(undone) = row.undone.filter(|_| status == RunStatus::Aborted) {
+                    let r = sim.read(undone);
+                    d.check(r.is_ok(), Invariant::UndoneOnAbort, || r.err().unwrap_or_default());
+                }
             }
             _ => {}
+        }
+        if let Some(always) = row.always {
+            let r = sim.read(always);
+            d.check(r.is_ok(), Invariant::Untouched, || r.err().unwrap_or_default());
         }
     }
     // Liveness: once the faults are over the run ends within its bound.

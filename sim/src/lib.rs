@@ -14,6 +14,7 @@
 
 pub mod chaos;
 pub mod faults;
+pub mod hosted;
 pub mod ports;
 pub mod scenario;
 pub mod world;
@@ -228,8 +229,61 @@ pub struct SimStatus {
     pub pending_csrs: usize,
     pub data_revision: u64,
     pub restored_from_revision: Option<u64>,
+    /// The world's topology (`standalone`, `hosted`).
+    #[serde(default)]
+    pub topology: String,
+    /// The HostedClusters of a management cluster (the `hosted` topology), with their pause.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosted_clusters: Vec<HostedClusterStatus>,
     /// See [`state_digest`].
     pub state_digest: String,
+}
+
+/// A HostedCluster as `drctl sim status` shows it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HostedClusterStatus {
+    pub namespace: String,
+    pub name: String,
+    /// `spec.pausedUntil` (absent: reconciling).
+    pub paused_until: Option<String>,
+    pub paused_by: Option<String>,
+    /// `ReconciliationActive`, as the operator last wrote it.
+    pub reconciliation_active: String,
+    /// `spec.pausedUntil` of its HostedControlPlane.
+    pub control_plane_paused_until: Option<String>,
+    pub node_pools: Vec<NodePoolStatus>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NodePoolStatus {
+    pub name: String,
+    pub paused_until: Option<String>,
+    pub reconciliation_active: String,
+}
+
+fn hosted_status(h: &hosted::Hosted) -> Vec<HostedClusterStatus> {
+    let condition = |p: &hosted::Pausable| format!("{} ({})", p.reconciliation_active.status, p.reconciliation_active.reason);
+    h.clusters
+        .values()
+        .map(|hc| HostedClusterStatus {
+            namespace: hc.namespace.clone(),
+            name: hc.cluster.name.clone(),
+            paused_until: hc.cluster.paused_until.clone(),
+            paused_by: hc.cluster.paused_by.clone(),
+            reconciliation_active: condition(&hc.cluster),
+            control_plane_paused_until: hc.hcp_paused_until.clone(),
+            node_pools: h
+                .node_pools
+                .values()
+                .filter(|np| np.namespace == hc.namespace && np.cluster_name == hc.cluster.name)
+                .map(|np| NodePoolStatus {
+                    name: np.pool.name.clone(),
+                    paused_until: np.pool.paused_until.clone(),
+                    reconciliation_active: condition(&np.pool),
+                })
+                .collect(),
+        })
+        .collect()
 }
 
 impl SimStatus {
@@ -301,6 +355,9 @@ impl SimStatus {
         if pending_csrs > 0 {
             problems.push(format!("{pending_csrs} pending CSRs"));
         }
+        if let Some(h) = &w.hosted {
+            problems.extend(h.problems());
+        }
         SimStatus {
             scenario: w.scenario.clone(),
             seed: w.seed,
@@ -319,6 +376,8 @@ impl SimStatus {
             pending_csrs,
             data_revision: w.api().revision,
             restored_from_revision: w.restored_from_revision,
+            topology: if w.hosted.is_some() { "hosted" } else { "standalone" }.into(),
+            hosted_clusters: w.hosted.as_ref().map(hosted_status).unwrap_or_default(),
             state_digest: String::new(),
         }
     }

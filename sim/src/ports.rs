@@ -12,17 +12,26 @@ const ETCD_REQUEST_TIMEOUT_MS: u64 = 7 * SECOND;
 const SSH_LATENCY_MS: u64 = 250;
 
 pub fn sim_ports(sim: &Sim) -> Ports {
-    Ports { api: Box::new(SimApi(sim.clone())), hosts: Box::new(SimHosts(sim.clone())), backups: Box::new(SimBackups(sim.clone())) }
+    let management = sim.read(|w| w.hosted.is_some()).then(|| Box::new(SimManagement(sim.clone())) as Box<dyn ManagementCluster>);
+    Ports {
+        api: Box::new(SimApi(sim.clone())),
+        hosts: Box::new(SimHosts(sim.clone())),
+        backups: Box::new(SimBackups(sim.clone())),
+        management,
+    }
 }
 
 pub struct SimApi(pub Sim);
 pub struct SimHosts(pub Sim);
 pub struct SimBackups(pub Sim);
 pub struct SimEtcd(pub Sim);
+/// The management cluster of the `hosted` topology: the world's own API, serving the HyperShift
+/// objects of [`crate::hosted::Hosted`].
+pub struct SimManagement(pub Sim);
 
 /// Whether a request changes something: a 504 may still have applied a write.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Verb {
+pub(crate) enum Verb {
     Read,
     Write,
 }
@@ -46,7 +55,7 @@ const API_REQUEST_TIMEOUT_MS: u64 = 60 * SECOND;
 
 impl SimApi {
     /// One API request: time passes, then it is answered or fails as a real one would.
-    fn call<T>(&self, verb: Verb, path: std::fmt::Arguments<'_>, f: impl FnOnce(&mut World) -> PortResult<T>) -> PortResult<T> {
+    pub(crate) fn call<T>(&self, verb: Verb, path: std::fmt::Arguments<'_>, f: impl FnOnce(&mut World) -> PortResult<T>) -> PortResult<T> {
         self.0.op(|w| {
             let latency = w.api_latency(API_LATENCY_MS);
             w.pass_time(latency);
@@ -708,6 +717,98 @@ impl Etcd for SimEtcd {
                     _ => None,
                 })
                 .ok_or_else(|| PortError::NotFound(format!("{path}: no such file or directory")))
+        })
+    }
+}
+
+const HYPERSHIFT: &str = "/apis/hypershift.openshift.io/v1beta1";
+
+/// The 404 the API server gives for a missing HyperShift object.
+fn hypershift_not_found(resource: &str, name: &str) -> PortError {
+    PortError::NotFound(format!("HTTP 404 NotFound: {resource}.hypershift.openshift.io \"{name}\" not found"))
+}
+
+impl SimManagement {
+    fn hosted<T>(&self, verb: Verb, path: std::fmt::Arguments<'_>, f: impl FnOnce(&mut World) -> PortResult<T>) -> PortResult<T> {
+        SimApi(self.0.clone()).call(verb, path, |w| match w.hosted.is_some() {
+            true => f(w),
+            // No HyperShift CRDs on this cluster: the API has no such resource type.
+            false => Err(PortError::NotFound(
+                "HTTP 404 NotFound: the server could not find the requested resource (hostedclusters.hypershift.openshift.io)".into(),
+            )),
+        })
+    }
+}
+
+impl ManagementCluster for SimManagement {
+    fn hosted_cluster(&self, namespace: &str, name: &str) -> PortResult<PausableInfo> {
+        self.hosted(Read, format_args!("{HYPERSHIFT}/namespaces/{namespace}/hostedclusters/{name}"), |w| {
+            let h = w.hosted.as_ref().expect("checked");
+            h.clusters
+                .get(&crate::hosted::key(namespace, name))
+                .map(|c| c.cluster.info())
+                .ok_or_else(|| hypershift_not_found("hostedclusters", name))
+        })
+    }
+
+    fn set_hosted_cluster_paused(
+        &self,
+        namespace: &str,
+        name: &str,
+        paused_until: Option<&str>,
+        paused_by: Option<&str>,
+    ) -> PortResult<()> {
+        self.hosted(Write, format_args!("{HYPERSHIFT}/namespaces/{namespace}/hostedclusters/{name}"), |w| {
+            let at = w.schedule_operator();
+            let h = w.hosted.as_mut().expect("checked");
+            let hc =
+                h.clusters.get_mut(&crate::hosted::key(namespace, name)).ok_or_else(|| hypershift_not_found("hostedclusters", name))?;
+            if hc.cluster.set_paused(paused_until, paused_by) {
+                hc.cluster.sync_at.get_or_insert(at);
+                w.note(format!("hostedcluster {namespace}/{name}: pausedUntil={paused_until:?} paused-by={paused_by:?}"));
+                w.effect(
+                    EffectKind::Paused { paused_until: paused_until.map(str::to_string) },
+                    format!("hostedclusters/{namespace}/{name}"),
+                );
+            }
+            Ok(())
+        })
+    }
+
+    fn node_pools(&self, namespace: &str, cluster: &str) -> PortResult<Vec<PausableInfo>> {
+        self.hosted(Read, format_args!("{HYPERSHIFT}/namespaces/{namespace}/nodepools"), |w| {
+            let h = w.hosted.as_ref().expect("checked");
+            Ok(h.node_pools.values().filter(|p| p.namespace == namespace && p.cluster_name == cluster).map(|p| p.pool.info()).collect())
+        })
+    }
+
+    fn set_node_pool_paused(&self, namespace: &str, name: &str, paused_until: Option<&str>, paused_by: Option<&str>) -> PortResult<()> {
+        self.hosted(Write, format_args!("{HYPERSHIFT}/namespaces/{namespace}/nodepools/{name}"), |w| {
+            let at = w.schedule_operator();
+            let h = w.hosted.as_mut().expect("checked");
+            let np = h.node_pools.get_mut(&crate::hosted::key(namespace, name)).ok_or_else(|| hypershift_not_found("nodepools", name))?;
+            if np.pool.set_paused(paused_until, paused_by) {
+                np.pool.sync_at.get_or_insert(at);
+                w.note(format!("nodepool {namespace}/{name}: pausedUntil={paused_until:?} paused-by={paused_by:?}"));
+                w.effect(EffectKind::Paused { paused_until: paused_until.map(str::to_string) }, format!("nodepools/{namespace}/{name}"));
+            }
+            Ok(())
+        })
+    }
+
+    fn control_plane_paused_until(&self, namespace: &str, name: &str) -> PortResult<Option<String>> {
+        let cpns = control_plane_namespace(namespace, name);
+        self.hosted(Read, format_args!("{HYPERSHIFT}/namespaces/{cpns}/hostedcontrolplanes/{name}"), |w| {
+            let h = w.hosted.as_ref().expect("checked");
+            let hc =
+                h.clusters.get(&crate::hosted::key(namespace, name)).ok_or_else(|| hypershift_not_found("hostedcontrolplanes", name))?;
+            Ok(hc.hcp_paused_until.clone())
+        })
+    }
+
+    fn operator_available(&self) -> PortResult<bool> {
+        self.hosted(Read, format_args!("/apis/apps/v1/namespaces/hypershift/deployments/operator"), |w| {
+            Ok(w.hosted.as_ref().is_some_and(|h| h.operator_available))
         })
     }
 }

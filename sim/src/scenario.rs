@@ -3,7 +3,9 @@
 use crate::world::*;
 use drctl_runtime::clock::Timestamp;
 use drctl_runtime::rng::{mix, DetRng};
+use drctl_workflows::catalog::Capability;
 use drctl_workflows::ports::{BackupInfo, Operator, StaticPod};
+use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// 2026-01-05T09:00:00Z: virtual time starts here for every scenario.
@@ -13,18 +15,73 @@ pub const MACHINE_PREFIX: &str = "ocp-7x2lq-master";
 
 pub struct ScenarioInfo {
     pub name: &'static str,
+    pub topology: Topology,
     pub summary: &'static str,
 }
 
+/// The shape of a simulated world: which clusters it holds and so what a run can talk to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Topology {
+    /// One standalone cluster: its API, its control-plane hosts over SSH, their etcd, and a
+    /// backup location outside it.
+    Standalone,
+    /// A management cluster (itself a standalone cluster) holding hosted control planes.
+    Hosted,
+}
+
+impl Topology {
+    pub fn capabilities(self) -> &'static [Capability] {
+        use Capability::*;
+        match self {
+            Topology::Standalone => &[ClusterApi, Hosts, Etcd, BackupLocation],
+            Topology::Hosted => &[ClusterApi, Hosts, Etcd, BackupLocation, ManagementCluster],
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Topology::Standalone => "standalone",
+            Topology::Hosted => "hosted",
+        }
+    }
+}
+
+/// The capabilities a world of `scenario` provides (none for an unknown scenario).
+pub fn capabilities(scenario: &str) -> &'static [Capability] {
+    SCENARIOS.iter().find(|s| s.name == scenario).map_or(&[], |s| s.topology.capabilities())
+}
+
 pub const SCENARIOS: &[ScenarioInfo] = &[
-    ScenarioInfo { name: "healthy", summary: "3 control-plane hosts, 3 etcd members, API available, all operators at their latest revision" },
+    ScenarioInfo {
+        name: "healthy",
+        topology: Topology::Standalone,
+        summary: "3 control-plane hosts, 3 etcd members, API available, all operators at their latest revision",
+    },
     ScenarioInfo {
         name: "quorum-loss",
+        topology: Topology::Standalone,
         summary: "2 of 3 control-plane machines stopped: etcd has lost quorum, the API is down; a same-z-stream backup exists",
     },
     ScenarioInfo {
         name: "quorum-loss-reachable",
+        topology: Topology::Standalone,
         summary: "one control-plane machine stopped and another host's etcd data lost (host still reachable, with keepalived VIPs); a backup exists",
+    },
+    ScenarioInfo {
+        name: "hosted-healthy",
+        topology: Topology::Hosted,
+        summary: "a healthy management cluster running the HyperShift operator and HostedCluster clusters/example with 2 NodePools, reconciling",
+    },
+    ScenarioInfo {
+        name: "hosted-paused",
+        topology: Topology::Hosted,
+        summary: "as hosted-healthy, but clusters/example and its NodePools were paused by an earlier drctl run (to practise --unpause)",
+    },
+    ScenarioInfo {
+        name: "hosted-paused-by-other",
+        topology: Topology::Hosted,
+        summary: "as hosted-healthy, but clusters/example was paused by an OADP backup that never finished (not drctl's pause to clear)",
     },
 ];
 
@@ -33,6 +90,9 @@ pub fn build(name: &str, seed: u64) -> Result<World, String> {
         "healthy" => Ok(healthy(seed)),
         "quorum-loss" => Ok(quorum_loss(seed)),
         "quorum-loss-reachable" => Ok(quorum_loss_reachable(seed)),
+        "hosted-healthy" => Ok(hosted_healthy(seed)),
+        "hosted-paused" => Ok(hosted_paused(seed, "hosted-paused", DRCTL_PAUSED_BY, true)),
+        "hosted-paused-by-other" => Ok(hosted_paused(seed, "hosted-paused-by-other", OADP_PAUSED_BY, false)),
         other => {
             Err(format!("unknown scenario '{other}'; known scenarios: {}", SCENARIOS.iter().map(|s| s.name).collect::<Vec<_>>().join(", ")))
         }
@@ -163,8 +223,43 @@ pub fn healthy(seed: u64) -> World {
         vips: vec![],
         secrets: vec![encryption_key(seed)],
         fault_rng: None,
+        hosted: None,
         track: Default::default(),
     }
+}
+
+/// The management cluster of hosted control planes: a healthy standalone cluster holding
+/// HostedCluster `clusters/example` and its NodePools, all reconciled.
+pub fn hosted_healthy(seed: u64) -> World {
+    let mut w = healthy(seed);
+    w.scenario = "hosted-healthy".into();
+    w.hosted = Some(crate::hosted::Hosted::with_cluster("clusters", "example", &["example-us-east-1a", "example-us-east-1b"]));
+    w.note("hypershift-operator running; hostedcluster clusters/example reconciled");
+    w
+}
+
+/// The annotation value of the foreign pause in `hosted-paused-by-other`.
+pub const OADP_PAUSED_BY: &str = "oadp.openshift.io/paused-by=velero/backup-example-1";
+/// The annotation value of the earlier drctl run's pause in `hosted-paused`.
+pub const DRCTL_PAUSED_BY: &str = "drctl run 7";
+
+/// `hosted-healthy` whose HostedCluster (and, with `pools`, its NodePools) someone paused
+/// (`paused_by`) a minute before the scenario starts.
+fn hosted_paused(seed: u64, scenario: &str, paused_by: &str, pools: bool) -> World {
+    let mut w = hosted_healthy(seed);
+    w.scenario = scenario.into();
+    let at = w.schedule_operator();
+    let h = w.hosted.as_mut().expect("hosted world");
+    let hc = h.clusters.get_mut(&crate::hosted::key("clusters", "example")).expect("example");
+    hc.cluster.set_paused(Some("true"), Some(paused_by));
+    hc.cluster.sync_at = Some(at);
+    for np in h.node_pools.values_mut().filter(|_| pools) {
+        np.pool.set_paused(Some("true"), Some(paused_by));
+        np.pool.sync_at = Some(at);
+    }
+    w.advance(MINUTE);
+    w.note(format!("hostedcluster clusters/example paused by {paused_by}"));
+    w
 }
 
 /// The cluster's etcd encryption key (`aescbc`, 32 bytes), kept in the static pod resources of

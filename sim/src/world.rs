@@ -353,6 +353,10 @@ pub enum EffectKind {
         healthy_after: usize,
     },
     MemberAdded,
+    /// `spec.pausedUntil` of a HostedCluster or NodePool written (None: cleared).
+    Paused {
+        paused_until: Option<String>,
+    },
 }
 
 impl EffectKind {
@@ -447,6 +451,10 @@ pub struct World {
     /// RNG so that a fault does not change how the cluster itself behaves.
     #[serde(default)]
     pub fault_rng: Option<DetRng>,
+    /// The hosted-control-plane objects this cluster holds as a management cluster (the
+    /// `hosted` topology), if any.
+    #[serde(default)]
+    pub hosted: Option<crate::hosted::Hosted>,
     #[serde(skip)]
     pub track: Tracking,
 }
@@ -807,6 +815,9 @@ impl World {
         if let Some(at) = self.cno_sync_at {
             see(at);
         }
+        if let Some(at) = self.hosted.as_ref().and_then(|h| h.next_due()) {
+            see(at);
+        }
         // The controllers see the API come and go and etcd members crash and restart.
         for w in &self.faults.api_outages {
             see(w.from);
@@ -829,6 +840,7 @@ impl World {
                 self.reconcile_machines();
                 self.reconcile_operators();
                 self.reconcile_ovn();
+                self.reconcile_hosted();
             }
             if self.track.changes == before {
                 self.track.settled_at = Some(self.track.changes);
@@ -836,6 +848,18 @@ impl World {
             }
         }
         panic!("world reconcile did not converge at {}", self.now);
+    }
+
+    /// The HyperShift operator of a management cluster.
+    fn reconcile_hosted(&mut self) {
+        let now = self.now;
+        let notes = match self.hosted.as_mut() {
+            Some(h) => h.reconcile(now),
+            None => return,
+        };
+        for n in notes {
+            self.note(n);
+        }
     }
 
     fn reconcile_hosts(&mut self) {

@@ -9,6 +9,7 @@ use drctl_sim::faults::{FaultKind, FaultSchedule};
 use drctl_sim::ports::SimEtcd;
 use drctl_sim::Sim;
 use drctl_workflows::etcd_backup::{BackupParams, BackupState, EtcdBackup};
+use drctl_workflows::hosted::pause_reconciliation::{HostedPauseReconciliation, PauseParams, PauseState};
 use drctl_workflows::ports::{Etcd, HostOp, Ports, StaticPod};
 use drctl_workflows::restore_cluster_state::{RestoreClusterState, RestoreParams, RestoreState, RestoreStep};
 use std::sync::Arc;
@@ -325,5 +326,69 @@ fn a_secret_in_the_store_is_caught() {
         factory(|| EtcdBackup, || LeaksTheEncryptionKey),
         opts,
         Invariant::NoSecretInStore,
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// Clears any pause it finds when asked to unpause, drctl's or not (what `--force` does, always).
+struct ClearsAForeignPause;
+
+impl Alteration<HostedPauseReconciliation> for ClearsAForeignPause {
+    const NAME: &'static str = "broken-clears-a-foreign-pause";
+    fn step(
+        &self,
+        _: &Sim,
+        ports: &Ports,
+        cx: &StepContext,
+        p: &PauseParams,
+        s: &PauseState,
+    ) -> Option<Result<Step<PauseState>, StepError>> {
+        if !matches!(s, PauseState::Inspect) || !p.unpause {
+            return None;
+        }
+        let forced = PauseParams { force: true, ..p.clone() };
+        Some(Procedure::step(&HostedPauseReconciliation, ports, cx, &forced, s))
+    }
+}
+
+/// Aborting a pause stops without putting the prior value back.
+struct AbortLeavesItsPause;
+
+impl Alteration<HostedPauseReconciliation> for AbortLeavesItsPause {
+    const NAME: &'static str = "broken-abort-leaves-its-pause";
+    fn step(&self, _: &Sim, _: &Ports, _: &StepContext, _: &PauseParams, s: &PauseState) -> Option<Result<Step<PauseState>, StepError>> {
+        match s {
+            PauseState::RestorePrior { .. } => Some(Ok(Step::Done { summary: "aborted".into() })),
+            _ => None,
+        }
+    }
+}
+
+#[test]
+fn an_unpause_that_clears_someone_elses_pause_is_caught() {
+    let mut opts = SweepOptions::new("", 1..40);
+    opts.max_failures = 1;
+    let f = caught(
+        "broken-clears-a-foreign-pause",
+        "hosted-pause-reconciliation",
+        factory(|| HostedPauseReconciliation, || ClearsAForeignPause),
+        opts,
+        Invariant::Untouched,
+    );
+    assert_eq!(f.schedule, "none", "{f:?}");
+}
+
+#[test]
+fn an_abort_that_leaves_its_pause_behind_is_caught() {
+    let mut opts = SweepOptions::new("", 1..300);
+    opts.allowed = vec![FaultKind::Abort];
+    opts.max_failures = 1;
+    caught(
+        "broken-abort-leaves-its-pause",
+        "hosted-pause-reconciliation",
+        factory(|| HostedPauseReconciliation, || AbortLeavesItsPause),
+        opts,
+        Invariant::UndoneOnAbort,
     );
 }

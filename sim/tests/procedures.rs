@@ -52,3 +52,41 @@ fn restore_cluster_state_recovers_quorum_loss() {
     assert_eq!(fin.status, RunStatus::Succeeded, "{}\n{:#?}\n{}", show(&hist), st, sim.read(|w| w.log.join("\n")));
     assert!(st.healthy, "{st:#?}");
 }
+
+fn example(sim: &Sim) -> drctl_sim::hosted::HostedCluster {
+    sim.read(|w| w.hosted.as_ref().unwrap().clusters["clusters/example"].clone())
+}
+
+#[test]
+fn hosted_pause_reconciliation_pauses_waits_for_the_operator_and_unpauses_only_its_own_pause() {
+    let sim = Sim::scenario("hosted-healthy", 1).unwrap();
+    let pause = serde_json::json!({"namespace": "clusters", "name": "example", "node_pools": true});
+    let (fin, hist) = run(&sim, "hosted-pause-reconciliation", pause, false);
+    assert_eq!(fin.status, RunStatus::Succeeded, "{}", show(&hist));
+    let hc = example(&sim);
+    assert_eq!(hc.cluster.paused_until.as_deref(), Some("true"));
+    assert_eq!(hc.cluster.paused_by.as_deref(), Some("drctl run 1"));
+    assert_eq!(hc.hcp_paused_until.as_deref(), Some("true"), "the run waited until the operator copied it");
+    assert_eq!(hc.cluster.reconciliation_active.status, "False");
+    assert!(sim.read(|w| w.hosted.as_ref().unwrap().node_pools.values().all(|p| p.pool.paused_until.as_deref() == Some("true"))));
+    // The run waited for the operator: at least one re-check of the condition.
+    assert!(hist.iter().any(|e| e.outcome == drctl_runtime::Outcome::Waiting), "{}", show(&hist));
+    assert!(sim.status().hosted_clusters[0].paused_until.is_some());
+
+    let unpause = serde_json::json!({"namespace": "clusters", "name": "example", "node_pools": true, "unpause": true});
+    let (fin, hist) = run(&sim, "hosted-pause-reconciliation", unpause.clone(), false);
+    assert_eq!(fin.status, RunStatus::Succeeded, "{}", show(&hist));
+    let hc = example(&sim);
+    assert_eq!((hc.cluster.paused_until, hc.cluster.paused_by, hc.hcp_paused_until), (None, None, None));
+    assert_eq!(hc.cluster.reconciliation_active.status, "True");
+    assert!(sim.status().healthy, "{:#?}", sim.status());
+
+    // Someone else's pause is not drctl's to clear.
+    let sim = Sim::scenario("hosted-paused-by-other", 1).unwrap();
+    let before = example(&sim);
+    let (fin, hist) = run(&sim, "hosted-pause-reconciliation", unpause, false);
+    assert_eq!(fin.status, RunStatus::Halted, "{}", show(&hist));
+    let why = fin.outcome.unwrap();
+    assert!(why.contains("a pause drctl did not set") && why.contains("oadp.openshift.io/paused-by"), "{why}");
+    assert_eq!(example(&sim), before, "the foreign pause is untouched");
+}

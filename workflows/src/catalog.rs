@@ -206,6 +206,22 @@ pub const CATALOG: &[CatalogRow] = &[
         scenarios: &["quorum-loss", "quorum-loss-reachable", "healthy"],
         register: |r| r.register(crate::RestoreClusterState),
     },
+    CatalogRow {
+        name: <crate::HostedPauseReconciliation as Procedure>::NAME,
+        family: Family::Hosted,
+        summary: "Pause (or unpause) the reconciliation of a hosted cluster and its NodePools, never clearing a pause it did not set",
+        docs: &[DocRef {
+            product: OCP,
+            version: "4.15",
+            document: "Hosted control planes",
+            section: "9.2",
+            title: "Pausing the reconciliation of a hosted cluster and hosted control plane",
+        }],
+        capabilities: &[Capability::ManagementCluster],
+        gates: &[],
+        scenarios: &["hosted-healthy", "hosted-paused", "hosted-paused-by-other"],
+        register: |r| r.register(crate::HostedPauseReconciliation),
+    },
 ];
 
 /// The row of procedure `name`.

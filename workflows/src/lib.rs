@@ -5,11 +5,13 @@
 
 pub mod catalog;
 pub mod etcd_backup;
+pub mod hosted;
 pub mod machines;
 pub mod ports;
 pub mod restore_cluster_state;
 
 pub use etcd_backup::EtcdBackup;
+pub use hosted::HostedPauseReconciliation;
 pub use restore_cluster_state::RestoreClusterState;
 
 /// Every procedure this build knows (the [`catalog`]), for the engine's registry.

@@ -399,9 +399,84 @@ pub trait BackupStore: Send + Sync {
     fn info(&self, backup: &str) -> PortResult<Option<BackupInfo>>;
 }
 
-/// Everything a procedure acts through.
+// ---------------------------------------------------------------------------------------------
+// Management cluster of hosted control planes (HyperShift)
+// ---------------------------------------------------------------------------------------------
+
+/// The annotation drctl sets beside every `pausedUntil` it writes, naming the run that paused.
+/// A pause without it (or with another value) was set by someone else and is never cleared by
+/// drctl on its own.
+pub const PAUSED_BY_ANNOTATION: &str = "drctl.openshift.io/paused-by";
+
+/// A status condition as the procedures read it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConditionInfo {
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    pub reason: String,
+    /// The `metadata.generation` the controller had seen when it wrote the condition.
+    pub observed_generation: i64,
+}
+
+/// What a pause/unpause needs of a HostedCluster or a NodePool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PausableInfo {
+    pub name: String,
+    pub generation: i64,
+    /// `.spec.pausedUntil` (`"true"` or an RFC 3339 time), absent when not set.
+    pub paused_until: Option<String>,
+    /// The [`PAUSED_BY_ANNOTATION`], when present.
+    pub paused_by: Option<String>,
+    /// `metadata.deletionTimestamp` is set.
+    pub deleting: bool,
+    /// The `ReconciliationActive` condition, once the controller wrote one.
+    pub reconciliation_active: Option<ConditionInfo>,
+}
+
+/// The management cluster's API, for the hosted-control-plane objects (HyperShift
+/// `hypershift.openshift.io/v1beta1`).
+pub trait ManagementCluster: Send + Sync {
+    /// HostedCluster `namespace/name`; `NotFound` when it does not exist.
+    fn hosted_cluster(&self, namespace: &str, name: &str) -> PortResult<PausableInfo>;
+    /// Merge-patch the HostedCluster's `spec.pausedUntil` and the [`PAUSED_BY_ANNOTATION`] in one
+    /// request; `None` writes `null`, removing the field.
+    fn set_hosted_cluster_paused(&self, namespace: &str, name: &str, paused_until: Option<&str>, paused_by: Option<&str>)
+        -> PortResult<()>;
+    /// The NodePools of `namespace` whose `spec.clusterName` is `cluster`.
+    fn node_pools(&self, namespace: &str, cluster: &str) -> PortResult<Vec<PausableInfo>>;
+    /// As [`ManagementCluster::set_hosted_cluster_paused`], for a NodePool.
+    fn set_node_pool_paused(&self, namespace: &str, name: &str, paused_until: Option<&str>, paused_by: Option<&str>) -> PortResult<()>;
+    /// `spec.pausedUntil` of the HostedControlPlane of HostedCluster `namespace/name` (in its
+    /// control-plane namespace), as the HyperShift operator copied it.
+    fn control_plane_paused_until(&self, namespace: &str, name: &str) -> PortResult<Option<String>>;
+    /// The HyperShift operator (Deployment `hypershift/operator`) has an available replica:
+    /// without it nothing propagates a pause.
+    fn operator_available(&self) -> PortResult<bool>;
+}
+
+/// The control-plane namespace of HostedCluster `namespace/name`: `<namespace>-<name>`, with any
+/// `.` in the name replaced by `-` (as the HyperShift operator names it).
+pub fn control_plane_namespace(namespace: &str, name: &str) -> String {
+    format!("{namespace}-{}", name.replace('.', "-"))
+}
+
+/// Everything a procedure acts through: one port per capability. Capabilities a target does not
+/// provide are absent; the catalog refuses such a run before it is stored, so a procedure meeting
+/// an absent port reports a bug.
 pub struct Ports {
     pub api: Box<dyn ClusterApi>,
     pub hosts: Box<dyn Hosts>,
     pub backups: Box<dyn BackupStore>,
+    /// The management cluster of hosted control planes.
+    pub management: Option<Box<dyn ManagementCluster>>,
+}
+
+impl Ports {
+    /// The management-cluster port, or a bug: the capability check admits a hosted run only on a
+    /// target that has one.
+    pub fn management(&self) -> Result<&dyn ManagementCluster, StepError> {
+        self.management
+            .as_deref()
+            .ok_or_else(|| StepError::Bug("this target has no management cluster, yet a hosted run was admitted".into()))
+    }
 }
