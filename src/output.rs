@@ -78,6 +78,10 @@ fn doing(v: &RunView) -> String {
             Some(g) => format!("awaiting approval of gate '{}' since {}: {} (drctl approve {})", g.gate, g.since, g.prompt, v.id),
             None => "awaiting approval".into(),
         },
+        RunStatus::AwaitingChild => match v.children.iter().find(|(_, c)| c.ended.is_none()) {
+            Some((key, c)) => format!("waiting for child run {} ({}, {key})", c.run, c.procedure),
+            None => "waiting for a child run".into(),
+        },
         _ => v.outcome.clone().unwrap_or_default(),
     }
 }
@@ -86,9 +90,21 @@ pub fn runs(out: Output, runs: &[RunView]) {
     match out {
         Output::Json => json(&runs),
         Output::Table => {
-            println!("{:<5} {:<22} {:<18} {:<36} DETAIL", "RUN", "PROCEDURE", "STATUS", "STATE");
-            for v in runs {
-                println!("{:<5} {:<22} {:<18} {:<36} {}", v.id, v.procedure, v.status.as_str(), v.state_name, doing(v));
+            println!("{:<7} {:<28} {:<18} {:<36} DETAIL", "RUN", "PROCEDURE", "STATUS", "STATE");
+            // Children are listed under their parent, indented: the tree of a run at a glance.
+            fn row(all: &[RunView], v: &RunView, depth: usize) {
+                let indent = "  ".repeat(depth);
+                let (id, procedure) = (format!("{indent}{}", v.id), format!("{indent}{}", v.procedure));
+                println!("{id:<7} {procedure:<28} {:<18} {:<36} {}", v.status.as_str(), v.state_name, doing(v));
+                for c in v.children.values() {
+                    if let Some(child) = all.iter().find(|r| r.id == c.run) {
+                        row(all, child, depth + 1);
+                    }
+                }
+            }
+            let known = |id: &Option<String>| id.as_ref().is_some_and(|p| runs.iter().any(|r| &r.id == p));
+            for v in runs.iter().filter(|v| !known(&v.parent)) {
+                row(runs, v, 0);
             }
         }
     }
@@ -113,6 +129,13 @@ pub fn run_detail(out: Output, v: &RunView) {
             }
             if let Some(a) = &v.abort {
                 println!("abort:      requested by {} at {}", a.by, a.at);
+            }
+            if let Some(p) = &v.parent {
+                println!("parent:     run {p} (drives this run)");
+            }
+            for (key, c) in &v.children {
+                let how = c.ended.as_ref().map_or("running".to_string(), |e| format!("{}: {}", e.status.as_str(), e.outcome));
+                println!("child:      {key}: run {} ({}) {how}", c.run, c.procedure);
             }
             if let Some(n) = &v.note {
                 println!("note:       {n}");

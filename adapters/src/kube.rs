@@ -8,7 +8,8 @@
 //! | release, operators | `clusterversions.config.openshift.io/v1` `version`, `clusteroperators.config.openshift.io/v1` |
 //! | OVN references | daemonset `ovnkube-master` in `openshift-ovn-kubernetes` |
 //! | bare metal hosts | `baremetalhosts.metal3.io/v1alpha1` in `openshift-machine-api` |
-//! | hosted clusters | `hostedclusters`, `nodepools` `.hypershift.openshift.io/v1beta1` |
+//! | hosted clusters | `hostedclusters`, `nodepools` `.hypershift.openshift.io/v1beta1`; `hostedcontrolplanes` in the control-plane namespace |
+//! | HyperShift operator | deployment `operator` in `hypershift` |
 //!
 //! Every failure goes through [`classify_kube_error`]. Deletes treat 404 as done; a 409 is
 //! re-read and retried once here, then reported as transient. Adapters never wait: the
@@ -18,7 +19,8 @@ use crate::blocking::Blocking;
 use crate::clock::SystemClock;
 use drctl_runtime::clock::Clock;
 use drctl_workflows::ports::{
-    ClusterApi, ClusterOperatorInfo, CsrInfo, CsrKind, InstallerProgress, MachineInfo, NodeInfo, Operator, PodInfo, PortError, PortResult,
+    control_plane_namespace, ClusterApi, ClusterOperatorInfo, ConditionInfo, CsrInfo, CsrKind, InstallerProgress, MachineInfo,
+    ManagementCluster, NodeInfo, Operator, PausableInfo, PodInfo, PortError, PortResult, PAUSED_BY_ANNOTATION,
 };
 use k8s_openapi::api::certificates::v1::{CertificateSigningRequest, CertificateSigningRequestCondition};
 use k8s_openapi::api::core::v1::{Node, Pod, Secret};
@@ -37,6 +39,11 @@ pub const OVN_MASTER_DAEMONSET: &str = "ovnkube-master";
 /// The override that turns the etcd operator's quorum guard off.
 pub const UNSAFE_NON_HA_ETCD: &str = "useUnsupportedUnsafeNonHANonProductionUnstableEtcd";
 pub const NODE_BOOTSTRAPPER: &str = "system:serviceaccount:openshift-machine-config-operator:node-bootstrapper";
+/// Where the HyperShift operator runs on a management cluster, and its Deployment.
+pub const HYPERSHIFT_NAMESPACE: &str = "hypershift";
+pub const HYPERSHIFT_OPERATOR_DEPLOYMENT: &str = "operator";
+/// The HostedCluster/NodePool condition that says whether the controller reconciles.
+pub const RECONCILIATION_ACTIVE: &str = "ReconciliationActive";
 
 // ---------------------------------------------------------------------------------------------
 // Error classification
@@ -257,8 +264,15 @@ pub fn hosted_cluster_resource() -> ApiResource {
 pub fn node_pool_resource() -> ApiResource {
     resource("hypershift.openshift.io", "v1beta1", "NodePool", "nodepools")
 }
+/// Lives in the control-plane namespace ([`control_plane_namespace`]), named as its HostedCluster.
+pub fn hosted_control_plane_resource() -> ApiResource {
+    resource("hypershift.openshift.io", "v1beta1", "HostedControlPlane", "hostedcontrolplanes")
+}
 fn daemonset_resource() -> ApiResource {
     resource("apps", "v1", "DaemonSet", "daemonsets")
+}
+fn deployment_resource() -> ApiResource {
+    resource("apps", "v1", "Deployment", "deployments")
 }
 
 /// The merge patch the runbook applies to `etcd/cluster` for the quorum guard.
@@ -278,6 +292,13 @@ pub fn force_redeployment_patch(reason: &str) -> Value {
 /// `None` (null) resumes reconciliation.
 pub fn paused_until_patch(until: Option<&str>) -> Value {
     json!({"spec": {"pausedUntil": until}})
+}
+
+/// The one merge patch that pauses or resumes a HostedCluster or NodePool and records who did:
+/// `spec.pausedUntil` and the [`PAUSED_BY_ANNOTATION`] together. `None` is JSON `null`, which
+/// removes the field (never `""`: newer CRDs reject an empty `pausedUntil` with 422).
+pub fn pause_patch(paused_until: Option<&str>, paused_by: Option<&str>) -> Value {
+    json!({"metadata": {"annotations": {PAUSED_BY_ANNOTATION: paused_by}}, "spec": {"pausedUntil": paused_until}})
 }
 
 /// A Machine manifest made fit to create: what the runbook removes by hand from the saved YAML
@@ -349,6 +370,46 @@ fn condition<'a>(obj: &'a Value, kind: &str) -> Option<&'a Value> {
 
 fn str_at<'a>(v: &'a Value, ptr: &str) -> &'a str {
     v.pointer(ptr).and_then(Value::as_str).unwrap_or("")
+}
+
+/// `spec.pausedUntil`; an empty string counts as absent (HyperShift does not pause on it).
+fn paused_until_of(obj: &Value) -> Option<String> {
+    obj.pointer("/spec/pausedUntil").and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string)
+}
+
+/// A status condition's status, reason and `observedGeneration` (0 when absent).
+pub fn condition_info(c: &Value) -> ConditionInfo {
+    ConditionInfo {
+        status: str_at(c, "/status").to_string(),
+        reason: str_at(c, "/reason").to_string(),
+        observed_generation: c.get("observedGeneration").and_then(Value::as_i64).unwrap_or(0),
+    }
+}
+
+/// What a pause needs of a HostedCluster or NodePool, from its JSON. Permanent when the object
+/// has no `metadata.name` (not an object the API server would serve).
+pub fn pausable_info(obj: &Value) -> PortResult<PausableInfo> {
+    let name = str_at(obj, "/metadata/name");
+    if name.is_empty() {
+        let kind = obj.get("kind").and_then(Value::as_str).filter(|k| !k.is_empty()).unwrap_or("object");
+        let ns = str_at(obj, "/metadata/namespace");
+        let where_ = if ns.is_empty() { String::new() } else { format!(" in namespace {ns}") };
+        return Err(PortError::Permanent(format!("{kind}{where_} has no metadata.name")));
+    }
+    let annotation = format!("/metadata/annotations/{}", PAUSED_BY_ANNOTATION.replace('~', "~0").replace('/', "~1"));
+    Ok(PausableInfo {
+        name: name.to_string(),
+        generation: obj.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0),
+        paused_until: paused_until_of(obj),
+        paused_by: obj.pointer(&annotation).and_then(Value::as_str).map(str::to_string),
+        deleting: obj.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null()),
+        reconciliation_active: condition(obj, RECONCILIATION_ACTIVE).map(condition_info),
+    })
+}
+
+/// A Deployment has at least one available replica.
+pub fn deployment_available(d: &Value) -> bool {
+    d.pointer("/status/availableReplicas").and_then(Value::as_i64).unwrap_or(0) >= 1
 }
 
 /// Machine summary from its JSON.
@@ -597,6 +658,13 @@ impl KubeApi {
         let api = self.dynamic(ar, namespace);
         let obj = self.call(what, async { api.get_opt(name).await })?;
         obj.map(|o| with_type(ar, to_json(&o))).transpose()
+    }
+
+    /// Get an object that must exist: a 404 is [`PortError::NotFound`] with the server's text.
+    fn get_required_json(&self, what: &str, ar: &ApiResource, namespace: Option<&str>, name: &str) -> PortResult<Value> {
+        let api = self.dynamic(ar, namespace);
+        let obj = self.call(what, async { api.get(name).await })?;
+        with_type(ar, to_json(&obj))
     }
 
     fn list_json(&self, what: &str, ar: &ApiResource, namespace: Option<&str>) -> PortResult<Vec<Value>> {
@@ -905,6 +973,54 @@ impl ClusterApi for KubeApi {
 
     fn installer_progress(&self, operator: Operator) -> PortResult<InstallerProgress> {
         Ok(installer_progress_of(&self.operator(operator)?))
+    }
+}
+
+impl ManagementCluster for KubeApi {
+    fn hosted_cluster(&self, namespace: &str, name: &str) -> PortResult<PausableInfo> {
+        let what = format!("get hostedcluster {namespace}/{name}");
+        pausable_info(&self.get_required_json(&what, &hosted_cluster_resource(), Some(namespace), name)?).map_err(|e| during(&what, e))
+    }
+
+    fn set_hosted_cluster_paused(
+        &self,
+        namespace: &str,
+        name: &str,
+        paused_until: Option<&str>,
+        paused_by: Option<&str>,
+    ) -> PortResult<()> {
+        let what = format!("patch hostedcluster {namespace}/{name} pausedUntil");
+        self.merge_patch(&what, &hosted_cluster_resource(), Some(namespace), name, &pause_patch(paused_until, paused_by))
+    }
+
+    fn node_pools(&self, namespace: &str, cluster: &str) -> PortResult<Vec<PausableInfo>> {
+        let what = format!("list nodepools in {namespace}");
+        self.list_json(&what, &node_pool_resource(), Some(namespace))?
+            .iter()
+            .filter(|np| str_at(np, "/spec/clusterName") == cluster)
+            .map(|np| pausable_info(np).map_err(|e| during(&what, e)))
+            .collect()
+    }
+
+    fn set_node_pool_paused(&self, namespace: &str, name: &str, paused_until: Option<&str>, paused_by: Option<&str>) -> PortResult<()> {
+        let what = format!("patch nodepool {namespace}/{name} pausedUntil");
+        self.merge_patch(&what, &node_pool_resource(), Some(namespace), name, &pause_patch(paused_until, paused_by))
+    }
+
+    fn control_plane_paused_until(&self, namespace: &str, name: &str) -> PortResult<Option<String>> {
+        let cp_ns = control_plane_namespace(namespace, name);
+        let what = format!("get hostedcontrolplane {cp_ns}/{name}");
+        Ok(paused_until_of(&self.get_required_json(&what, &hosted_control_plane_resource(), Some(&cp_ns), name)?))
+    }
+
+    fn operator_available(&self) -> PortResult<bool> {
+        let what = format!("get deployment {HYPERSHIFT_NAMESPACE}/{HYPERSHIFT_OPERATOR_DEPLOYMENT}");
+        match self.get_required_json(&what, &deployment_resource(), Some(HYPERSHIFT_NAMESPACE), HYPERSHIFT_OPERATOR_DEPLOYMENT) {
+            Ok(d) => Ok(deployment_available(&d)),
+            // Not installed: nothing would propagate a pause.
+            Err(PortError::NotFound(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 }
 

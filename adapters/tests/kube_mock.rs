@@ -8,10 +8,10 @@
 mod support;
 
 use drctl_adapters::blocking::Blocking;
-use drctl_adapters::kube::KubeApi;
+use drctl_adapters::kube::{pausable_info, pause_patch, KubeApi};
 use drctl_runtime::clock::{ManualClock, Timestamp};
 use drctl_workflows::machines::machine_for_recreate;
-use drctl_workflows::ports::{ClusterApi, CsrKind, Operator, PortError};
+use drctl_workflows::ports::{ClusterApi, ConditionInfo, CsrKind, ManagementCluster, Operator, PausableInfo, PortError};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +20,8 @@ use support::mockapi::{status_failure, Expect, MockApi};
 const MACHINES: &str = "/apis/machine.openshift.io/v1beta1/namespaces/openshift-machine-api/machines";
 const ETCD: &str = "/apis/operator.openshift.io/v1/etcds/cluster";
 const FM: (&str, &str) = ("fieldManager", "drctl");
+const HOSTED_CLUSTERS: &str = "/apis/hypershift.openshift.io/v1beta1/namespaces/clusters/hostedclusters";
+const NODE_POOLS: &str = "/apis/hypershift.openshift.io/v1beta1/namespaces/clusters/nodepools";
 /// 2026-11-21T18:11:41Z: whole seconds so timestamps print without a fraction.
 const NOW_MS: u64 = 1_795_284_701_000;
 
@@ -440,6 +442,300 @@ fn hosted_clusters_baremetal_hosts_and_secrets() {
         "secrets \"etcd-serving-ip-10-0-131-183.ec2.internal\" not found",
     ));
     api.delete_secret("openshift-etcd", "etcd-serving-ip-10-0-131-183.ec2.internal").unwrap();
+    mock.verify();
+}
+
+/// A HostedCluster or NodePool as the management cluster serves it: generation 3, paused by
+/// drctl run `run-0001` (or not paused at all), the controller's `ReconciliationActive`
+/// condition saying so.
+fn pausable(kind: &str, name: &str, cluster: Option<&str>, paused: bool) -> Value {
+    let mut spec = json!({});
+    if let Some(c) = cluster {
+        spec["clusterName"] = json!(c);
+        spec["replicas"] = json!(2);
+        spec["platform"] = json!({"type": "AWS", "aws": {"instanceType": "m5.large"}});
+    } else {
+        spec["release"] = json!({"image": "quay.io/openshift-release-dev/ocp-release:4.15.3-x86_64"});
+        spec["platform"] = json!({"type": "AWS", "aws": {"region": "us-east-1"}});
+    }
+    let mut annotations = json!({"hypershift.openshift.io/cluster": format!("clusters/{}", cluster.unwrap_or(name))});
+    if paused {
+        spec["pausedUntil"] = json!("true");
+        annotations["drctl.openshift.io/paused-by"] = json!("run-0001");
+    }
+    let (status, reason) = if paused { ("False", "ReconciliationPaused") } else { ("True", "ReconciliationActive") };
+    json!({
+        "apiVersion": "hypershift.openshift.io/v1beta1",
+        "kind": kind,
+        "metadata": {
+            "name": name,
+            "namespace": "clusters",
+            "generation": 3,
+            "resourceVersion": "771204",
+            "uid": "5d1e8f7a-2c11-4d3e-9b0f-6a7c8d9e0f12",
+            "creationTimestamp": "2026-11-20T09:00:00Z",
+            "finalizers": ["hypershift.openshift.io/finalizer"],
+            "annotations": annotations
+        },
+        "spec": spec,
+        "status": {"conditions": [
+            {"type": "Available", "status": "True", "reason": "AsExpected", "message": "", "observedGeneration": 3, "lastTransitionTime": "2026-11-20T09:20:00Z"},
+            {"type": "ReconciliationActive", "status": status, "reason": reason, "message": "", "observedGeneration": 3, "lastTransitionTime": "2026-11-21T18:00:00Z"}
+        ]}
+    })
+}
+
+fn paused_info(name: &str) -> PausableInfo {
+    PausableInfo {
+        name: name.into(),
+        generation: 3,
+        paused_until: Some("true".into()),
+        paused_by: Some("run-0001".into()),
+        deleting: false,
+        reconciliation_active: Some(ConditionInfo {
+            status: "False".into(),
+            reason: "ReconciliationPaused".into(),
+            observed_generation: 3,
+        }),
+    }
+}
+
+/// The pure pieces: the patch as it goes on the wire, and the object mapping.
+#[test]
+fn pause_patch_and_pausable_info_are_pure_and_exact() {
+    assert_eq!(
+        pause_patch(Some("true"), Some("run-1")).to_string(),
+        r#"{"metadata":{"annotations":{"drctl.openshift.io/paused-by":"run-1"}},"spec":{"pausedUntil":"true"}}"#
+    );
+    assert_eq!(
+        pause_patch(None, None).to_string(),
+        r#"{"metadata":{"annotations":{"drctl.openshift.io/paused-by":null}},"spec":{"pausedUntil":null}}"#
+    );
+
+    let hc = json!({"apiVersion": "hypershift.openshift.io/v1beta1", "kind": "HostedCluster",
+        "metadata": {"name": "example", "namespace": "clusters", "generation": 4, "deletionTimestamp": "2026-11-21T18:11:41Z",
+                     "annotations": {"drctl.openshift.io/paused-by": "run-7"}},
+        "spec": {"pausedUntil": "2026-11-22T00:00:00Z"},
+        "status": {"conditions": [
+            {"type": "Available", "status": "True", "reason": "AsExpected", "observedGeneration": 4},
+            {"type": "ReconciliationActive", "status": "False", "reason": "ReconciliationPaused", "observedGeneration": 3}]}});
+    assert_eq!(
+        pausable_info(&hc).unwrap(),
+        PausableInfo {
+            name: "example".into(),
+            generation: 4,
+            paused_until: Some("2026-11-22T00:00:00Z".into()),
+            paused_by: Some("run-7".into()),
+            deleting: true,
+            reconciliation_active: Some(ConditionInfo {
+                status: "False".into(),
+                reason: "ReconciliationPaused".into(),
+                observed_generation: 3
+            }),
+        }
+    );
+    // Nothing set: not paused, no condition yet; an empty pausedUntil does not pause.
+    let np = json!({"kind": "NodePool", "metadata": {"name": "example-us-east-1a"}, "spec": {"clusterName": "example", "pausedUntil": ""}});
+    let info = pausable_info(&np).unwrap();
+    assert_eq!((info.generation, info.paused_until, info.paused_by, info.deleting), (0, None, None, false));
+    assert_eq!(info.reconciliation_active, None);
+    // No name: permanent, naming what it is.
+    let e = pausable_info(&json!({"kind": "NodePool", "metadata": {"namespace": "clusters"}})).unwrap_err();
+    assert_eq!(e, PortError::Permanent("NodePool in namespace clusters has no metadata.name".into()));
+    assert!(matches!(pausable_info(&json!({})), Err(PortError::Permanent(m)) if m.contains("object")));
+}
+
+#[test]
+fn management_cluster_reads_a_paused_hosted_cluster() {
+    let mock = MockApi::start();
+    let api = api(&mock);
+    let hc = format!("{HOSTED_CLUSTERS}/example");
+    mock.expect(Expect::get(&hc).reply(200, pausable("HostedCluster", "example", None, true)));
+    assert_eq!(api.hosted_cluster("clusters", "example").unwrap(), paused_info("example"));
+
+    // Being deleted, and reconciling again.
+    let mut deleting = pausable("HostedCluster", "example", None, false);
+    deleting["metadata"]["deletionTimestamp"] = json!("2026-11-21T18:11:41Z");
+    mock.expect(Expect::get(&hc).reply(200, deleting));
+    let info = api.hosted_cluster("clusters", "example").unwrap();
+    assert!(info.deleting);
+    assert_eq!((info.paused_until, info.paused_by), (None, None));
+    assert_eq!(
+        info.reconciliation_active,
+        Some(ConditionInfo { status: "True".into(), reason: "ReconciliationActive".into(), observed_generation: 3 })
+    );
+    mock.verify();
+}
+
+#[test]
+fn management_cluster_pauses_and_unpauses_with_one_merge_patch() {
+    let mock = MockApi::start();
+    let api = api(&mock);
+    let hc = format!("{HOSTED_CLUSTERS}/example");
+    mock.expect(
+        Expect::merge_patch(
+            &hc,
+            json!({"metadata": {"annotations": {"drctl.openshift.io/paused-by": "run-0001"}}, "spec": {"pausedUntil": "true"}}),
+        )
+        .query(&[FM])
+        .reply(200, pausable("HostedCluster", "example", None, true)),
+    );
+    api.set_hosted_cluster_paused("clusters", "example", Some("true"), Some("run-0001")).unwrap();
+    // Unpause: both written as null (removed), never "".
+    mock.expect(
+        Expect::merge_patch(
+            &hc,
+            json!({"metadata": {"annotations": {"drctl.openshift.io/paused-by": null}}, "spec": {"pausedUntil": null}}),
+        )
+        .query(&[FM])
+        .reply(200, pausable("HostedCluster", "example", None, false)),
+    );
+    api.set_hosted_cluster_paused("clusters", "example", None, None).unwrap();
+    mock.verify();
+}
+
+#[test]
+fn management_cluster_lists_the_node_pools_of_one_cluster_and_patches_one() {
+    let mock = MockApi::start();
+    let api = api(&mock);
+    let mut other = pausable("NodePool", "other-us-east-1a", Some("other"), false);
+    // List items may come without apiVersion/kind.
+    other.as_object_mut().unwrap().remove("kind");
+    mock.expect(Expect::get(NODE_POOLS).reply(
+        200,
+        json!({"apiVersion": "hypershift.openshift.io/v1beta1", "kind": "NodePoolList", "metadata": {"resourceVersion": "771300"}, "items": [
+            pausable("NodePool", "example-us-east-1a", Some("example"), true),
+            other
+        ]}),
+    ));
+    assert_eq!(api.node_pools("clusters", "example").unwrap(), vec![paused_info("example-us-east-1a")]);
+
+    let np = format!("{NODE_POOLS}/example-us-east-1a");
+    mock.expect(
+        Expect::merge_patch(
+            &np,
+            json!({"metadata": {"annotations": {"drctl.openshift.io/paused-by": "run-0001"}}, "spec": {"pausedUntil": "2026-11-22T00:00:00Z"}}),
+        )
+        .query(&[FM])
+        .reply(200, pausable("NodePool", "example-us-east-1a", Some("example"), true)),
+    );
+    api.set_node_pool_paused("clusters", "example-us-east-1a", Some("2026-11-22T00:00:00Z"), Some("run-0001")).unwrap();
+    mock.expect(
+        Expect::merge_patch(
+            &np,
+            json!({"metadata": {"annotations": {"drctl.openshift.io/paused-by": null}}, "spec": {"pausedUntil": null}}),
+        )
+        .query(&[FM])
+        .reply(200, pausable("NodePool", "example-us-east-1a", Some("example"), false)),
+    );
+    api.set_node_pool_paused("clusters", "example-us-east-1a", None, None).unwrap();
+    // No pool of that cluster: an empty list, not an error.
+    mock.expect(
+        Expect::get(NODE_POOLS)
+            .reply(200, json!({"apiVersion": "hypershift.openshift.io/v1beta1", "kind": "NodePoolList", "metadata": {}, "items": []})),
+    );
+    assert_eq!(api.node_pools("clusters", "example").unwrap(), vec![]);
+    mock.verify();
+}
+
+#[test]
+fn management_cluster_reads_the_hosted_control_plane_and_the_operator() {
+    let mock = MockApi::start();
+    let api = api(&mock);
+    let hcp = "/apis/hypershift.openshift.io/v1beta1/namespaces/clusters-example/hostedcontrolplanes/example";
+    let control_plane = |paused: Option<&str>| {
+        let mut spec = json!({"releaseImage": "quay.io/openshift-release-dev/ocp-release:4.15.3-x86_64", "platform": {"type": "AWS"}});
+        if let Some(p) = paused {
+            spec["pausedUntil"] = json!(p);
+        }
+        json!({"apiVersion": "hypershift.openshift.io/v1beta1", "kind": "HostedControlPlane",
+            "metadata": {"name": "example", "namespace": "clusters-example", "generation": 5}, "spec": spec})
+    };
+    mock.expect(Expect::get(hcp).reply(200, control_plane(Some("true"))));
+    assert_eq!(api.control_plane_paused_until("clusters", "example").unwrap().as_deref(), Some("true"));
+    mock.expect(Expect::get(hcp).reply(200, control_plane(None)));
+    assert_eq!(api.control_plane_paused_until("clusters", "example").unwrap(), None);
+    mock.expect(Expect::get(hcp).fail(404, "NotFound", "hostedcontrolplanes.hypershift.openshift.io \"example\" not found"));
+    let e = api.control_plane_paused_until("clusters", "example").unwrap_err();
+    assert!(matches!(&e, PortError::NotFound(m) if m.contains("clusters-example/example")), "{e:?}");
+
+    let operator = "/apis/apps/v1/namespaces/hypershift/deployments/operator";
+    let deployment = |available: i64| {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "operator", "namespace": "hypershift", "generation": 1},
+            "spec": {"replicas": 2}, "status": {"replicas": 2, "readyReplicas": available, "availableReplicas": available, "observedGeneration": 1}})
+    };
+    mock.expect(Expect::get(operator).reply(200, deployment(1)));
+    assert!(api.operator_available().unwrap());
+    mock.expect(Expect::get(operator).reply(200, deployment(0)));
+    assert!(!api.operator_available().unwrap());
+    // Not installed: false, not an error.
+    mock.expect(Expect::get(operator).fail(404, "NotFound", "deployments.apps \"operator\" not found"));
+    assert!(!api.operator_available().unwrap());
+    // An outage is still an outage.
+    mock.expect(Expect::get(operator).fail(503, "ServiceUnavailable", "etcdserver: request timed out"));
+    assert!(api.operator_available().unwrap_err().is_transient());
+    mock.verify();
+}
+
+#[test]
+fn management_cluster_failures_are_classified() {
+    let mock = MockApi::start();
+    let api = api(&mock);
+    let nope = format!("{HOSTED_CLUSTERS}/nope");
+    mock.expect(Expect::get(&nope).fail(404, "NotFound", "hostedclusters.hypershift.openshift.io \"nope\" not found"));
+    let e = api.hosted_cluster("clusters", "nope").unwrap_err();
+    assert!(matches!(&e, PortError::NotFound(m) if m.contains("hostedclusters.hypershift.openshift.io \"nope\" not found")), "{e:?}");
+    mock.expect(Expect::get(&nope).fail(503, "ServiceUnavailable", "etcdserver: request timed out"));
+    let e = api.hosted_cluster("clusters", "nope").unwrap_err();
+    assert!(matches!(&e, PortError::Transient(m) if m.contains("503")), "{e:?}");
+    mock.expect(Expect::get(NODE_POOLS).fail(503, "ServiceUnavailable", "etcdserver: request timed out"));
+    assert!(api.node_pools("clusters", "example").unwrap_err().is_transient());
+    mock.expect(Expect::get(NODE_POOLS).fail(
+        403,
+        "Forbidden",
+        "nodepools.hypershift.openshift.io is forbidden: User \"system:serviceaccount:drctl:drctl\" cannot list resource \"nodepools\"",
+    ));
+    assert!(matches!(api.node_pools("clusters", "example"), Err(PortError::Permanent(m)) if m.contains("403")));
+    // An object without a name is not something to act on.
+    mock.expect(Expect::get(&nope).reply(
+        200,
+        json!({"apiVersion": "hypershift.openshift.io/v1beta1", "kind": "HostedCluster", "metadata": {"namespace": "clusters"}}),
+    ));
+    let e = api.hosted_cluster("clusters", "nope").unwrap_err();
+    assert!(matches!(&e, PortError::Permanent(m) if m.contains("HostedCluster") && m.contains("metadata.name")), "{e:?}");
+
+    // 409 on the patch: retried once, then transient like every 409 of this adapter.
+    let hc = format!("{HOSTED_CLUSTERS}/example");
+    let pause = json!({"metadata": {"annotations": {"drctl.openshift.io/paused-by": "run-0001"}}, "spec": {"pausedUntil": "true"}});
+    let conflict = "Operation cannot be fulfilled on hostedclusters.hypershift.openshift.io \"example\": the object has been modified; please apply your changes to the latest version and try again";
+    mock.expect_all([
+        Expect::merge_patch(&hc, pause.clone()).query(&[FM]).fail(409, "Conflict", conflict),
+        Expect::merge_patch(&hc, pause.clone()).query(&[FM]).reply(200, pausable("HostedCluster", "example", None, true)),
+    ]);
+    api.set_hosted_cluster_paused("clusters", "example", Some("true"), Some("run-0001")).unwrap();
+    mock.expect_all([
+        Expect::merge_patch(&hc, pause.clone()).query(&[FM]).fail(409, "Conflict", conflict),
+        Expect::merge_patch(&hc, pause.clone()).query(&[FM]).fail(409, "Conflict", conflict),
+    ]);
+    let e = api.set_hosted_cluster_paused("clusters", "example", Some("true"), Some("run-0001")).unwrap_err();
+    assert!(matches!(&e, PortError::Transient(m) if m.contains("409") && m.contains("the object has been modified")), "{e:?}");
+    // Patching a pool that is gone is NotFound; an invalid value is permanent.
+    let np = format!("{NODE_POOLS}/gone");
+    mock.expect(Expect::merge_patch(&np, pause.clone()).query(&[FM]).fail(
+        404,
+        "NotFound",
+        "nodepools.hypershift.openshift.io \"gone\" not found",
+    ));
+    assert!(matches!(api.set_node_pool_paused("clusters", "gone", Some("true"), Some("run-0001")), Err(PortError::NotFound(_))));
+    mock.expect(Expect::merge_patch(&hc, pause).query(&[FM]).fail(
+        422,
+        "Invalid",
+        "HostedCluster.hypershift.openshift.io \"example\" is invalid: spec.pausedUntil: Invalid value",
+    ));
+    assert!(matches!(
+        api.set_hosted_cluster_paused("clusters", "example", Some("true"), Some("run-0001")),
+        Err(PortError::Permanent(m)) if m.contains("422")
+    ));
     mock.verify();
 }
 

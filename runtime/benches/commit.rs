@@ -40,6 +40,8 @@ fn record(id: &str, next_seq: u64) -> RunRecord {
         outcome: None,
         next_seq,
         labels: BTreeMap::new(),
+        parent: None,
+        children: Default::default(),
     }
 }
 

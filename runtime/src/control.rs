@@ -7,7 +7,7 @@
 
 use crate::clock::{Clock, Timestamp};
 use crate::executor::{Engine, EngineError};
-use crate::record::{AbortRequest, GateDecision, HistoryEvent, PendingGate, RetryInfo, RunRecord, RunStatus, WaitInfo};
+use crate::record::{AbortRequest, ChildRun, GateDecision, HistoryEvent, PendingGate, RetryInfo, RunRecord, RunStatus, WaitInfo};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -142,6 +142,12 @@ pub struct RunView {
     pub abort: Option<AbortRequest>,
     pub outcome: Option<String>,
     pub labels: BTreeMap<String, String>,
+    /// The run that started this one (and drives it).
+    #[serde(default)]
+    pub parent: Option<String>,
+    /// Child runs this run started, by key.
+    #[serde(default)]
+    pub children: BTreeMap<String, ChildRun>,
     /// Set when params/state could not be decoded by this binary, saying why.
     pub note: Option<String>,
 }
@@ -180,6 +186,8 @@ impl<E: ?Sized + Send + Sync + 'static> Engine<E> {
             abort: rec.abort.clone(),
             outcome: rec.outcome.clone(),
             labels: rec.labels.clone(),
+            parent: rec.parent.clone(),
+            children: rec.children.clone(),
             note,
         }
     }

@@ -14,10 +14,11 @@
 //! or abort recorded while the step ran is kept.
 
 use crate::backoff::RetryPolicy;
-use crate::clock::{fmt_duration, Clock, Timestamp};
+use crate::clock::{fmt_duration, BoxFuture, Clock, Timestamp};
 use crate::procedure::{check_edge, ErasedProcedure, Registry, Step, StepContext, StepError};
 use crate::record::{
-    AbortRequest, Decision, GateDecision, HistoryEvent, NewRecord, Outcome, PendingGate, RetryInfo, RunRecord, RunStatus, WaitInfo,
+    AbortRequest, ChildEnd, ChildRun, Decision, GateDecision, HistoryEvent, NewRecord, Outcome, PendingGate, RetryInfo, RunRecord,
+    RunStatus, WaitInfo,
 };
 use crate::store::{RunStore, StoreError};
 use std::collections::{BTreeMap, HashMap};
@@ -271,6 +272,11 @@ pub fn apply(
             d.finish(RunStatus::Failed, Outcome::Failed, format!("bug: {msg}"));
             d.done(NextAction::Stop)
         }
+        Ok(Step::Child { key, .. }) => {
+            // The engine creates the child first and decides with `apply_child_started`.
+            d.finish(RunStatus::Failed, Outcome::Failed, format!("bug: child {key} reached apply without being started"));
+            d.done(NextAction::Stop)
+        }
     }
 }
 
@@ -305,6 +311,60 @@ pub fn apply_abort(rec: &RunRecord, plan: AbortPlan, now: Timestamp) -> (RunReco
             d.done(NextAction::Stop)
         }
     }
+}
+
+/// Decide: the step asked for child `key`, created as run `child` (of `procedure`).
+pub fn apply_child_started(
+    rec: &RunRecord,
+    key: &str,
+    child: &str,
+    procedure: &str,
+    now: Timestamp,
+) -> (RunRecord, Vec<HistoryEvent>, NextAction) {
+    let mut d = Draft::new(rec, now);
+    let name = rec.state_name.clone();
+    d.rec.attempt = 0;
+    d.rec.wait = None;
+    d.rec.retry = None;
+    d.rec.pending_gate = None;
+    d.rec.status = RunStatus::AwaitingChild;
+    d.rec.children.insert(key.to_string(), ChildRun { run: child.to_string(), procedure: procedure.to_string(), ended: None });
+    d.event(Outcome::ChildStarted, &name, &name, rec.attempt, Some(format!("child run {child} ({procedure}) started as {key}")));
+    d.done(NextAction::Continue)
+}
+
+/// Decide how the end of the active child `child` changes its parent `rec`: a child that ended
+/// (succeeded, failed, aborted) is recorded and the parent steps on; a halted child halts the
+/// parent too, since a person must look (resuming the parent resumes the child).
+pub fn apply_child_end(rec: &RunRecord, child: &RunRecord, now: Timestamp) -> (RunRecord, Vec<HistoryEvent>, NextAction) {
+    let mut d = Draft::new(rec, now);
+    let name = rec.state_name.clone();
+    let why = child.outcome.as_deref().and_then(|o| o.lines().next()).unwrap_or_default().to_string();
+    if child.status == RunStatus::Halted {
+        d.halt(
+            format!("child run {} ({}) halted: {why}; fix what it says, then `drctl resume {}`", child.id, child.procedure, rec.id),
+            &[],
+        );
+        return d.done(NextAction::Stop);
+    }
+    let Some((key, _)) = rec.children.iter().find(|(_, c)| c.run == child.id) else {
+        d.finish(RunStatus::Failed, Outcome::Failed, format!("bug: run {} is not a child of {}", child.id, rec.id));
+        return d.done(NextAction::Stop);
+    };
+    let key = key.clone();
+    let end = ChildEnd { status: child.status, outcome: child.outcome.clone().unwrap_or_default() };
+    if let Some(c) = d.rec.children.get_mut(&key) {
+        c.ended = Some(end);
+    }
+    d.rec.status = stepping_status(rec);
+    let detail = format!("child run {} ({}) {}: {why}", child.id, child.procedure, child.status.as_str());
+    d.event(Outcome::ChildEnded, &name, &name, rec.attempt, Some(detail));
+    d.done(NextAction::Continue)
+}
+
+/// The child run `rec` waits for, if any.
+pub fn active_child(rec: &RunRecord) -> Option<&ChildRun> {
+    rec.children.values().find(|c| c.ended.is_none())
 }
 
 /// Decide what resuming a run in a new process (or a halted run, explicitly) records.
@@ -456,6 +516,19 @@ impl<E: ?Sized + Send + Sync + 'static> Engine<E> {
     /// unknown or the params are invalid. Blocking (durable commit): async callers use
     /// `spawn_blocking`.
     pub fn create_run(&self, req: NewRun, clock: &dyn Clock) -> Result<RunRecord, EngineError> {
+        let now = clock.now();
+        let id = self.store.next_run_id()?;
+        let (rec, events) = self.new_record(&req, id.clone(), now)?;
+        let slot = self.slot(&id);
+        let _g = slot.lock();
+        self.store.create_run(&rec, &events)?;
+        slot.attached.store(true, Ordering::SeqCst);
+        tracing::info!(run_id = %id, procedure = %rec.procedure, "run created");
+        Ok(rec)
+    }
+
+    /// A new run's record and first events (created, pre-approvals), not stored yet.
+    fn new_record(&self, req: &NewRun, id: String, now: Timestamp) -> Result<(RunRecord, Vec<HistoryEvent>), EngineError> {
         let p = self.registry.get(&req.procedure).ok_or_else(|| EngineError::UnknownProcedure {
             name: req.procedure.clone(),
             known: self.registry.iter().map(|p| p.name().to_string()).collect(),
@@ -464,10 +537,8 @@ impl<E: ?Sized + Send + Sync + 'static> Engine<E> {
         let params = p.encode_params(req.params.clone()).map_err(invalid)?;
         let state = p.initial_state(&params).map_err(invalid)?;
         let state_name = p.state_name(&state).map_err(invalid)?;
-        let now = clock.now();
-        let id = self.store.next_run_id()?;
         let rec = RunRecord::new(NewRecord {
-            id: id.clone(),
+            id,
             procedure: p.name().to_string(),
             procedure_version: p.version(),
             params,
@@ -476,7 +547,7 @@ impl<E: ?Sized + Send + Sync + 'static> Engine<E> {
             seed: req.seed,
             now,
             deadline: now.plus(req.deadline),
-            labels: req.labels,
+            labels: req.labels.clone(),
         });
         let mut d = Draft::new(&rec, now);
         d.event(Outcome::Created, "", &state_name, 0, Some(format!("{} v{} (seed {})", rec.procedure, rec.procedure_version, rec.seed)));
@@ -486,12 +557,38 @@ impl<E: ?Sized + Send + Sync + 'static> Engine<E> {
             d.rec.gates.insert(gate.clone(), decision);
             d.event(Outcome::Approved, &state_name, &state_name, 0, Some(format!("{gate} pre-approved by {}", req.approver)));
         }
-        let slot = self.slot(&id);
-        let _g = slot.lock();
-        self.store.create_run(&d.rec, &d.events)?;
-        slot.attached.store(true, Ordering::SeqCst);
-        tracing::info!(run_id = %id, procedure = %d.rec.procedure, "run created");
-        Ok(d.rec)
+        Ok((d.rec, d.events))
+    }
+
+    /// The record of child `key` of `parent`, not stored yet: id `<parent>.<n>` (fixed by the
+    /// parent's record, so a re-run step finds the same child), a seed derived from the parent's,
+    /// the parent's remaining deadline and its labels (the same target).
+    fn child_record(
+        &self,
+        parent: &RunRecord,
+        key: &str,
+        procedure: &str,
+        params: serde_json::Value,
+        now: Timestamp,
+    ) -> Result<(RunRecord, Vec<HistoryEvent>), StepError> {
+        let req = NewRun {
+            procedure: procedure.to_string(),
+            params,
+            seed: crate::rng::mix(parent.seed, key.as_bytes()),
+            deadline: parent.deadline.since(now),
+            pre_approve: vec![],
+            approver: String::new(),
+            labels: parent.labels.clone(),
+        };
+        let id = format!("{}.{}", parent.id, parent.children.len() + 1);
+        let (mut rec, events) = self.new_record(&req, id, now).map_err(|e| match e {
+            EngineError::InvalidParams { error, .. } => {
+                StepError::Permanent { reason: format!("cannot start child {key} ({procedure}): {error}"), evidence: vec![] }
+            }
+            other => StepError::Bug(format!("cannot start child {key}: {other}")),
+        })?;
+        rec.parent = Some(parent.id.clone());
+        Ok((rec, events))
     }
 
     /// Drive run `id` until it is terminal. `progress` is called after every commit.
@@ -520,7 +617,7 @@ impl<E: ?Sized + Send + Sync + 'static> Engine<E> {
             // run, or is a wait/retry that halts at its bound or the run's deadline; gates wait
             // for a person by design.
             loop {
-                let (rec, action) = self.step_inner(id, &env, &clock, &slot).await?;
+                let (rec, action) = self.step_inner(id, &env, &clock, &slot, &progress).await?;
                 progress(&rec);
                 match action {
                     NextAction::Stop => return Ok(rec),
@@ -561,6 +658,12 @@ impl<E: ?Sized + Send + Sync + 'static> Engine<E> {
             (r, e, NextAction::Continue)
         })?;
         tracing::info!(run_id = %id, state = %rec.state_name, "resumed");
+        // A parent resumed by a person resumes the child it halted for.
+        if let Some(child) = active_child(&rec) {
+            if self.load(&child.run)?.status == RunStatus::Halted {
+                self.attach_with(&child.run, &self.slot(&child.run), clock)?;
+            }
+        }
         Ok((rec, true))
     }
 
@@ -571,7 +674,8 @@ impl<E: ?Sized + Send + Sync + 'static> Engine<E> {
     pub async fn step_once(&self, id: &str, env: Arc<E>, clock: Arc<dyn Clock>) -> Result<RunRecord, EngineError> {
         let slot = self.slot(id);
         let _driving = DrivingGuard::take(&slot, id)?;
-        Ok(self.step_inner(id, &env, &clock, &slot).await?.0)
+        let quiet: Progress = Arc::new(|_: &RunRecord| {});
+        Ok(self.step_inner(id, &env, &clock, &slot, &quiet).await?.0)
     }
 
     async fn step_inner(
@@ -580,6 +684,7 @@ impl<E: ?Sized + Send + Sync + 'static> Engine<E> {
         env: &Arc<E>,
         clock: &Arc<dyn Clock>,
         slot: &Arc<RunSlot>,
+        progress: &Progress,
     ) -> Result<(RunRecord, NextAction), EngineError> {
         // Each iteration either commits and returns, or waits for a timer or a notification and
         // re-reads the record (which another party may have changed meanwhile).
@@ -587,6 +692,13 @@ impl<E: ?Sized + Send + Sync + 'static> Engine<E> {
             let rec = self.load(id)?;
             match due(&rec, clock.now()) {
                 Due::Stop => return Ok((rec, NextAction::Stop)),
+                Due::AwaitChild(child) => {
+                    if !self.load(&child)?.status.is_terminal() {
+                        self.drive_child(child.clone(), env.clone(), clock.clone(), progress.clone()).await?;
+                    }
+                    let (child, now) = (self.load(&child)?, clock.now());
+                    return self.commit_decision(slot, &rec, move |fresh| apply_child_end(fresh, &child, now)).await;
+                }
                 Due::ActOnAbort => {
                     let p = self.procedure_for(&rec)?;
                     let plan = abort_plan(&*p, &rec)?;
@@ -609,7 +721,17 @@ impl<E: ?Sized + Send + Sync + 'static> Engine<E> {
                 .unwrap_or_else(|e| Err(StepError::Bug(format!("step was cancelled: {e}"))));
             let now = clock.now();
             let policy = self.policy.clone();
-            let (new, action) = self.commit_decision(slot, &rec, move |fresh| apply(fresh, result, now, &policy)).await?;
+            let (new, action) = match self.child_to_start(&rec, result, now) {
+                Ok((child, events, key)) => {
+                    let (store, procedure) = (self.store.clone(), child.procedure.clone());
+                    let parent = rec.id.clone();
+                    let created = tokio::task::spawn_blocking(move || create_child(&*store, &child, &events, &parent).map(|()| child.id))
+                        .await
+                        .map_err(join_err)??;
+                    self.commit_decision(slot, &rec, move |fresh| apply_child_started(fresh, &key, &created, &procedure, now)).await?
+                }
+                Err(result) => self.commit_decision(slot, &rec, move |fresh| apply(fresh, result, now, &policy)).await?,
+            };
             record_outcome(&new, action);
             Ok((new, action))
         }
@@ -646,11 +768,89 @@ impl<E: ?Sized + Send + Sync + 'static> Engine<E> {
         let now = clock.now();
         let policy = self.policy.clone();
         let _span = step_span(seen).entered();
-        let (new, action) = commit_under_lock(&*self.store, &self.slot(&seen.id), &*p, &self.policy, seen, move |fresh| {
-            apply(fresh, result, now, &policy)
-        })?;
+        let slot = self.slot(&seen.id);
+        let (new, action) = match self.child_to_start(seen, result, now) {
+            Ok((child, events, key)) => {
+                create_child(&*self.store, &child, &events, &seen.id)?;
+                commit_under_lock(&*self.store, &slot, &*p, &self.policy, seen, |fresh| {
+                    apply_child_started(fresh, &key, &child.id, &child.procedure, now)
+                })?
+            }
+            Err(result) => {
+                commit_under_lock(&*self.store, &slot, &*p, &self.policy, seen, move |fresh| apply(fresh, result, now, &policy))?
+            }
+        };
         record_outcome(&new, action);
         Ok((new, action))
+    }
+
+    /// A step's result that asks for a child: the child's record to create (and its key), or
+    /// the result to decide on as it is (any other result, or the child's refusal).
+    #[allow(clippy::type_complexity)]
+    fn child_to_start(
+        &self,
+        parent: &RunRecord,
+        result: Result<Step<NamedState>, StepError>,
+        now: Timestamp,
+    ) -> Result<(RunRecord, Vec<HistoryEvent>, String), Result<Step<NamedState>, StepError>> {
+        match result {
+            Ok(Step::Child { key, procedure, params }) => match self.child_record(parent, &key, &procedure, params, now) {
+                Ok((child, events)) => Ok((child, events, key)),
+                Err(e) => Err(Err(e)),
+            },
+            other => Err(other),
+        }
+    }
+
+    /// Record how the active child of run `id` ended (see [`Due::AwaitChild`]); refused while it
+    /// still runs. Blocking (durable commit).
+    pub fn settle_child(&self, id: &str, clock: &dyn Clock) -> Result<(RunRecord, NextAction), EngineError> {
+        let rec = self.load(id)?;
+        let p = self.procedure_for(&rec)?;
+        let Some(c) = active_child(&rec) else {
+            return Err(EngineError::Refused { run: id.to_string(), reason: "it has no child run to wait for".into() });
+        };
+        let child = self.load(&c.run)?;
+        if !child.status.is_terminal() {
+            return Err(EngineError::Refused {
+                run: id.to_string(),
+                reason: format!("its child run {} is still {}", child.id, child.status.as_str()),
+            });
+        }
+        let now = clock.now();
+        commit_under_lock(&*self.store, &self.slot(id), &*p, &self.policy, &rec, move |fresh| apply_child_end(fresh, &child, now))
+    }
+
+    /// One action on run `id` (descending into its active child): act on an abort, perform and
+    /// commit a step, or record how a child ended; or say what it waits for. The blocking driver
+    /// for harnesses that decide themselves when time passes and when a process crashes.
+    pub fn tick(&self, id: &str, env: &E, clock: &dyn Clock) -> Result<Tick, EngineError> {
+        let (rec, _) = self.attach(id, clock)?;
+        Ok(match due(&rec, clock.now()) {
+            Due::Stop => Tick::Stopped(rec),
+            Due::AwaitChild(child) => match self.load(&child)?.status.is_terminal() {
+                true => Tick::Committed(self.settle_child(id, clock)?.0),
+                false => self.tick(&child, env, clock)?,
+            },
+            Due::ActOnAbort => Tick::Committed(self.act_on_abort(id, clock)?.0),
+            Due::SleepUntil(t) => Tick::SleepUntil(t),
+            Due::AwaitDecision => Tick::AwaitDecision(rec),
+            Due::Step => {
+                let result = self.perform_step(&rec, env, clock);
+                Tick::Committed(self.commit_step(&rec, result, clock)?.0)
+            }
+        })
+    }
+
+    /// [`Engine::drive`] of a child, boxed: a parent's driver drives its child (recursion).
+    fn drive_child(
+        &self,
+        id: String,
+        env: Arc<E>,
+        clock: Arc<dyn Clock>,
+        progress: Progress,
+    ) -> BoxFuture<'_, Result<RunRecord, EngineError>> {
+        Box::pin(async move { self.drive(&id, env, clock, progress).await })
     }
 
     /// [`commit_under_lock`] on a blocking thread.
@@ -775,12 +975,21 @@ impl<E: ?Sized + Send + Sync + 'static> Engine<E> {
             d.rec
         };
         slot.wake.notify_one();
+        // The abort reaches the child the run waits for; the run acts on its own once the child
+        // ended (a halted child is left for a person).
+        if let Some(child) = active_child(&new) {
+            match self.abort(&child.run, by, clock) {
+                Ok(_) | Err(EngineError::Refused { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
         Ok(new)
     }
 
-    /// Runs that `drctl resume` continues: those not terminal.
+    /// Runs that `drctl resume` continues: those not terminal (children through their parent).
     pub fn resumable(&self) -> Result<Vec<RunRecord>, EngineError> {
-        Ok(self.store.list_runs()?.into_iter().filter(|r| !r.status.is_terminal()).collect())
+        // A child run is driven by its parent's driver.
+        Ok(self.store.list_runs()?.into_iter().filter(|r| !r.status.is_terminal() && r.parent.is_none()).collect())
     }
 }
 
@@ -795,12 +1004,44 @@ fn abort_plan<E: ?Sized>(p: &dyn ErasedProcedure<E>, rec: &RunRecord) -> Result<
     })
 }
 
+/// What one [`Engine::tick`] did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Tick {
+    /// Committed a decision (of the run or of a child it waits for).
+    Committed(RunRecord),
+    /// Nothing is due before then.
+    SleepUntil(Timestamp),
+    /// Stopped at a gate nobody decided yet.
+    AwaitDecision(RunRecord),
+    /// The run is terminal.
+    Stopped(RunRecord),
+}
+
+/// Create child run `child` of `parent`, or find it created already (by an attempt that crashed
+/// before its parent recorded it): exactly one child per key, however often the step re-runs.
+fn create_child(store: &dyn RunStore, child: &RunRecord, events: &[HistoryEvent], parent: &str) -> Result<(), EngineError> {
+    match store.create_run(child, events) {
+        Ok(()) => Ok(()),
+        Err(StoreError::RunExists(_)) => match store.get_run(&child.id)? {
+            Some(found) if found.parent.as_deref() == Some(parent) && found.procedure == child.procedure => Ok(()),
+            found => Err(EngineError::Internal(format!(
+                "child run {} of {parent} exists but is not that child ({:?})",
+                child.id,
+                found.map(|f| (f.procedure, f.parent))
+            ))),
+        },
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// What a run needs next, decided from its record alone. The one place this is decided: the
 /// async driver and the chaos harness both ask it, in this order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Due {
     /// The run is terminal.
     Stop,
+    /// Its child run (this id) must end first: drive it, then [`Engine::settle_child`].
+    AwaitChild(String),
     /// An abort was requested and not acted on yet: see [`Engine::act_on_abort`].
     ActOnAbort,
     /// A durable timer (wait re-check or retry) is not due yet: a restarted process does not
@@ -815,6 +1056,11 @@ pub enum Due {
 pub fn due(rec: &RunRecord, now: Timestamp) -> Due {
     if rec.status.is_terminal() {
         return Due::Stop;
+    }
+    // A child runs to its end first, even on an abort (which reaches it too): the parent's undo
+    // must not race its child's.
+    if let Some(c) = active_child(rec) {
+        return Due::AwaitChild(c.run.clone());
     }
     if rec.abort.as_ref().is_some_and(|a| !a.handled) {
         return Due::ActOnAbort;
@@ -838,6 +1084,7 @@ pub fn step_context(rec: &RunRecord, now: Timestamp) -> StepContext {
         aborting: rec.abort.is_some(),
         waiting_since: rec.wait.as_ref().map(|w| w.since),
         gates: rec.gates.clone(),
+        children: rec.children.clone(),
     }
 }
 
@@ -858,6 +1105,10 @@ fn perform_step<E: ?Sized>(p: &dyn ErasedProcedure<E>, env: &E, rec: &RunRecord,
         Step::Gate { gate, .. } if cx.gates.contains_key(&gate) => {
             return Err(StepError::Bug(format!("{} asked again for gate {gate}, which was already decided", rec.procedure)));
         }
+        Step::Child { key, .. } if cx.children.contains_key(&key) => {
+            return Err(StepError::Bug(format!("{} asked again for child {key}, which was already started", rec.procedure)));
+        }
+        Step::Child { key, procedure, params } => Step::Child { key, procedure, params },
         Step::Wait { waiting_for, recheck_after, bound } => Step::Wait { waiting_for, recheck_after, bound },
         Step::Gate { gate, prompt, evidence } => Step::Gate { gate, prompt, evidence },
         Step::Done { summary } => Step::Done { summary },
@@ -966,6 +1217,8 @@ mod tests {
             outcome: None,
             next_seq: 1,
             labels: BTreeMap::new(),
+            parent: None,
+            children: Default::default(),
         }
     }
 

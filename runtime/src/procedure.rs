@@ -2,7 +2,7 @@
 //! that decides what comes next. The engine persists every decision before acting on the next.
 
 use crate::clock::Timestamp;
-use crate::record::GateDecision;
+use crate::record::{ChildEnd, ChildRun, GateDecision};
 use serde::{de::DeserializeOwned, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -25,6 +25,10 @@ pub enum Step<S> {
     Done { summary: String },
     /// The procedure cannot continue safely; a person must look. Resumable after a fix.
     Halt { reason: String, evidence: Vec<String> },
+    /// Start a run of `procedure` with `params` as this run's child `key`, and wait for it to
+    /// end. The step is re-run once it ended and finds how in [`StepContext::child`]. The engine
+    /// creates the child exactly once, even across crashes; an abort of this run aborts it too.
+    Child { key: String, procedure: String, params: serde_json::Value },
 }
 
 /// A failure met while performing a step, classified where it entered.
@@ -56,12 +60,19 @@ pub struct StepContext {
     /// When the current wait began, if the step is being re-checked inside a wait.
     pub waiting_since: Option<Timestamp>,
     pub gates: BTreeMap<String, GateDecision>,
+    /// The child runs started so far, by key (each with how it ended).
+    pub children: BTreeMap<String, ChildRun>,
 }
 
 impl StepContext {
     /// The decision recorded for `gate`, if any.
     pub fn gate(&self, gate: &str) -> Option<&GateDecision> {
         self.gates.get(gate)
+    }
+
+    /// How child `key` ended, once it did.
+    pub fn child(&self, key: &str) -> Option<&ChildEnd> {
+        self.children.get(key).and_then(|c| c.ended.as_ref())
     }
 }
 
@@ -205,6 +216,7 @@ where
             Step::Gate { gate, prompt, evidence } => Step::Gate { gate, prompt, evidence },
             Step::Done { summary } => Step::Done { summary },
             Step::Halt { reason, evidence } => Step::Halt { reason, evidence },
+            Step::Child { key, procedure, params } => Step::Child { key, procedure, params },
         })
     }
     fn on_abort(&self, params: &[u8], state: &[u8]) -> Result<Option<Vec<u8>>, String> {

@@ -20,6 +20,8 @@ pub enum RunStatus {
     AwaitingApproval,
     /// Running the undo path after an abort request.
     Aborting,
+    /// Waiting for a child run it started to end (see `RunRecord::children`).
+    AwaitingChild,
     Succeeded,
     /// Stopped for a person to look; resumable with `drctl resume` after a fix.
     Halted,
@@ -41,6 +43,7 @@ impl RunStatus {
             RunStatus::Retrying => "retrying",
             RunStatus::AwaitingApproval => "awaiting-approval",
             RunStatus::Aborting => "aborting",
+            RunStatus::AwaitingChild => "awaiting-child",
             RunStatus::Succeeded => "succeeded",
             RunStatus::Halted => "halted",
             RunStatus::Failed => "failed",
@@ -101,6 +104,24 @@ pub struct AbortRequest {
     pub handled: bool,
 }
 
+/// A run a step started as part of its own (see `Step::Child`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChildRun {
+    /// The child's run id: `<parent>.<n>`, fixed before it is created, so a crash between
+    /// creating it and recording it here finds the same child again instead of a second one.
+    pub run: String,
+    pub procedure: String,
+    /// How it ended; `None` while it runs (or is halted, waiting for a person).
+    pub ended: Option<ChildEnd>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChildEnd {
+    /// Succeeded, Failed or Aborted.
+    pub status: RunStatus,
+    pub outcome: String,
+}
+
 /// One run of one procedure.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
@@ -131,6 +152,12 @@ pub struct RunRecord {
     pub next_seq: u64,
     /// Free-form labels owned by the binary (e.g. which simulated world the run acts on).
     pub labels: BTreeMap<String, String>,
+    /// The run that started this one as its child; it drives this run.
+    #[serde(default)]
+    pub parent: Option<String>,
+    /// The child runs this run's steps started, by the key the step gave.
+    #[serde(default)]
+    pub children: BTreeMap<String, ChildRun>,
 }
 
 /// What a new run starts from; everything else starts empty.
@@ -172,6 +199,8 @@ impl RunRecord {
             outcome: None,
             next_seq: 0,
             labels: n.labels,
+            parent: None,
+            children: BTreeMap::new(),
         }
     }
 }
@@ -192,6 +221,10 @@ pub enum Outcome {
     AbortRequested,
     /// The run was resumed by a new process.
     Resumed,
+    /// A step started a child run (detail: which).
+    ChildStarted,
+    /// A child run ended (detail: how).
+    ChildEnded,
     Succeeded,
     Halted,
     Failed,

@@ -1,7 +1,7 @@
 //! The engine end to end on a real store, with toy procedures and a manual clock.
 
 use drctl_runtime::clock::ManualClock;
-use drctl_runtime::executor::{due, Due, Engine, EngineError, NewRun, NextAction};
+use drctl_runtime::executor::{due, Due, Engine, EngineError, NewRun, NextAction, Tick};
 use drctl_runtime::record::{Decision, HistoryEvent, Outcome, RunRecord, RunStatus};
 use drctl_runtime::store::{MemStore, RunStore, Store};
 use drctl_runtime::{Clock, Procedure, Registry, RetryPolicy, Step, StepContext, StepError, Timestamp};
@@ -749,6 +749,8 @@ mod wait_bounds {
             outcome: None,
             next_seq: 0,
             labels: Default::default(),
+            parent: None,
+            children: Default::default(),
         }
     }
 
@@ -866,4 +868,207 @@ fn the_engine_runs_on_the_in_memory_store_as_on_sled_and_a_new_engine_resumes() 
         [Outcome::Created, Outcome::Transition, Outcome::Resumed, Outcome::AbortRequested, Outcome::Transition, Outcome::Aborted]
     );
     assert_eq!(*env.effects.lock().unwrap(), ["do 0", "undo 0"]);
+}
+
+/// Prepare -> StartChild (a `counter` child, or an `approval` one) -> Finish(how it ended).
+struct Parent;
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+enum ParentState {
+    Prepare,
+    StartChild,
+    Finish(String),
+}
+impl Procedure for Parent {
+    type Env = ToyEnv;
+    type Params = String;
+    type State = ParentState;
+    const NAME: &'static str = "parent";
+    const VERSION: u32 = 1;
+    fn validate(&self, child: &String) -> Result<(), String> {
+        match child.as_str() {
+            "counter" | "approval" => Ok(()),
+            other => Err(format!("no child procedure {other}")),
+        }
+    }
+    fn initial_state(&self, _: &String) -> ParentState {
+        ParentState::Prepare
+    }
+    fn state_catalog(&self) -> &'static [(&'static str, &'static [&'static str])] {
+        &[("Prepare", &["StartChild"]), ("StartChild", &["Finish"]), ("Finish", &[])]
+    }
+    fn state_name(&self, s: &ParentState) -> String {
+        match s {
+            ParentState::Finish(how) => format!("Finish({how})"),
+            other => format!("{other:?}"),
+        }
+    }
+    fn step(&self, _: &ToyEnv, cx: &StepContext, child: &String, s: &ParentState) -> Result<Step<ParentState>, StepError> {
+        Ok(match s {
+            ParentState::Prepare => Step::Next(ParentState::StartChild),
+            ParentState::StartChild => match cx.child("work") {
+                None => Step::Child {
+                    key: "work".into(),
+                    procedure: child.clone(),
+                    params: if child == "counter" { serde_json::json!({"n": 3}) } else { serde_json::json!(null) },
+                },
+                Some(end) => Step::Next(ParentState::Finish(end.status.as_str().into())),
+            },
+            ParentState::Finish(how) => Step::Done { summary: format!("the child {how}") },
+        })
+    }
+}
+
+/// A MemStore whose `n`-th write (create or commit) fails once, as if the process died right
+/// after the step's effect and before its commit.
+struct CrashingStore {
+    inner: MemStore,
+    crash_at: Option<usize>,
+    writes: std::sync::atomic::AtomicUsize,
+}
+impl CrashingStore {
+    fn write(&self) -> Result<(), drctl_runtime::store::StoreError> {
+        let n = self.writes.fetch_add(1, Ordering::SeqCst);
+        match Some(n) == self.crash_at {
+            true => Err(drctl_runtime::store::StoreError::Bug(format!("simulated crash at write {n}"))),
+            false => Ok(()),
+        }
+    }
+}
+impl RunStore for CrashingStore {
+    fn next_run_id(&self) -> Result<String, drctl_runtime::store::StoreError> {
+        self.inner.next_run_id()
+    }
+    fn create_run(&self, rec: &RunRecord, events: &[HistoryEvent]) -> Result<(), drctl_runtime::store::StoreError> {
+        self.write()?;
+        self.inner.create_run(rec, events)
+    }
+    fn commit(&self, rec: &RunRecord, events: &[HistoryEvent]) -> Result<(), drctl_runtime::store::StoreError> {
+        self.write()?;
+        self.inner.commit(rec, events)
+    }
+    fn get_run(&self, id: &str) -> Result<Option<RunRecord>, drctl_runtime::store::StoreError> {
+        self.inner.get_run(id)
+    }
+    fn list_runs(&self) -> Result<Vec<RunRecord>, drctl_runtime::store::StoreError> {
+        self.inner.list_runs()
+    }
+    fn history(&self, id: &str) -> Result<Vec<HistoryEvent>, drctl_runtime::store::StoreError> {
+        self.inner.history(id)
+    }
+}
+
+fn family_registry() -> Arc<Registry<ToyEnv>> {
+    let mut r = Registry::default();
+    r.register(Parent);
+    r.register(Counter);
+    r.register(Approval);
+    Arc::new(r)
+}
+
+/// What a family of runs ended as: (id, procedure, status, outcome) of every run, and the
+/// parent's history outcomes without the `Resumed` a crash adds.
+type FamilyEnd = (Vec<(String, String, RunStatus, Option<String>)>, Vec<Outcome>);
+
+/// Run `parent` with a `counter` child on a fresh store, the process crashing before tick
+/// `crash_tick` (a new engine takes over) or at write `crash_write` (after a step's effect,
+/// before its commit), and tick it to its end.
+fn family_run(crash_tick: Option<usize>, crash_write: Option<usize>) -> (FamilyEnd, usize, usize) {
+    let store = Arc::new(CrashingStore { inner: MemStore::new(), crash_at: crash_write, writes: Default::default() });
+    let reg = family_registry();
+    let c = clock();
+    let env = ToyEnv::default();
+    let mut e = Engine::new(store.clone(), reg.clone(), RetryPolicy::default());
+    let id = e.create_run(req("parent", serde_json::json!("counter")), &*c).unwrap().id;
+    let mut ticks = 0;
+    loop {
+        assert!(ticks < 100, "the family never ended");
+        if Some(ticks) == crash_tick {
+            e = Engine::new(store.clone(), reg.clone(), RetryPolicy::default());
+        }
+        ticks += 1;
+        match e.tick(&id, &env, &*c) {
+            Ok(Tick::Stopped(_)) => break,
+            Ok(Tick::Committed(_)) => {}
+            Ok(other) => panic!("unexpected {other:?}"),
+            // The simulated crash: the next process takes over.
+            Err(_) => e = Engine::new(store.clone(), reg.clone(), RetryPolicy::default()),
+        }
+    }
+    let runs = store.list_runs().unwrap().into_iter().map(|r| (r.id, r.procedure, r.status, r.outcome)).collect();
+    let history = store.history(&id).unwrap().into_iter().map(|e| e.outcome).filter(|o| *o != Outcome::Resumed).collect();
+    ((runs, history), ticks, store.writes.load(Ordering::SeqCst))
+}
+
+#[test]
+fn a_child_run_crashed_at_every_transition_of_both_is_started_exactly_once_with_the_same_outcome() {
+    let (want, ticks, writes) = family_run(None, None);
+    assert_eq!(
+        want.0,
+        [
+            ("1".into(), "parent".into(), RunStatus::Succeeded, Some("the child succeeded".into())),
+            ("1.1".into(), "counter".into(), RunStatus::Succeeded, Some("counted to 3".into())),
+        ]
+    );
+    assert!(want.1.contains(&Outcome::ChildStarted) && want.1.contains(&Outcome::ChildEnded), "{:?}", want.1);
+    let mut points = 0;
+    for k in 0..ticks {
+        assert_eq!(family_run(Some(k), None).0, want, "crash before tick {k}");
+        points += 1;
+    }
+    // Every write of the family, the child's creation among them: lost as if the process died
+    // right after the effect.
+    for w in 1..writes {
+        assert_eq!(family_run(None, Some(w)).0, want, "crash at write {w}");
+        points += 1;
+    }
+    assert!(points > 15, "{points} crash points");
+}
+
+#[test]
+fn aborting_a_parent_aborts_the_child_it_waits_for_then_the_parent() {
+    let store = Arc::new(MemStore::new());
+    let e = Engine::new(store.clone(), family_registry(), RetryPolicy::default());
+    let c = clock();
+    let env = ToyEnv::default();
+    let id = e.create_run(req("parent", serde_json::json!("approval")), &*c).unwrap().id;
+    let child = loop {
+        match e.tick(&id, &env, &*c).unwrap() {
+            Tick::AwaitDecision(child) => break child,
+            Tick::Committed(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert_eq!((child.id.as_str(), child.parent.as_deref()), ("1.1", Some("1")));
+    assert_eq!(store.get_run(&id).unwrap().unwrap().status, RunStatus::AwaitingChild);
+    // `drctl resume` leaves the child to its parent.
+    assert_eq!(e.resumable().unwrap().iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["1"]);
+    e.abort(&id, "ana", &*c).unwrap();
+    assert!(store.get_run("1.1").unwrap().unwrap().abort.is_some(), "the abort reached the child");
+    let end = loop {
+        match e.tick(&id, &env, &*c).unwrap() {
+            Tick::Stopped(r) => break r,
+            Tick::Committed(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert_eq!(end.status, RunStatus::Aborted);
+    assert_eq!(store.get_run("1.1").unwrap().unwrap().status, RunStatus::Aborted);
+    let ended = store.history(&id).unwrap().into_iter().find(|e| e.outcome == Outcome::ChildEnded).unwrap();
+    assert!(ended.detail.unwrap().starts_with("child run 1.1 (approval) aborted"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_async_driver_drives_a_child_to_its_end_and_names_it_in_the_parents_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Arc::new(Engine::new(Arc::new(Store::open(dir.path()).unwrap()), family_registry(), RetryPolicy::default()));
+    let c = clock();
+    let rec = e.create_run(req("parent", serde_json::json!("counter")), &*c).unwrap();
+    let done = e.drive(&rec.id, Arc::new(ToyEnv::default()), c, no_progress()).await.unwrap();
+    assert_eq!((done.status, done.outcome.as_deref()), (RunStatus::Succeeded, Some("the child succeeded")));
+    let h = e.store().history(&rec.id).unwrap();
+    let started = h.iter().find(|e| e.outcome == Outcome::ChildStarted).unwrap();
+    assert_eq!(started.detail.as_deref(), Some("child run 1.1 (counter) started as work"));
+    let child = e.store().get_run("1.1").unwrap().unwrap();
+    assert_eq!((child.status, child.parent.as_deref()), (RunStatus::Succeeded, Some("1")));
+    assert_eq!(e.view(&done).children["work"].ended.as_ref().unwrap().status, RunStatus::Succeeded);
 }

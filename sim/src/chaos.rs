@@ -22,7 +22,7 @@ use crate::world::{EffectKind, World, MINUTE};
 use crate::{Sim, SimClock, SimStatus};
 use drctl_runtime::backoff::RetryPolicy;
 use drctl_runtime::clock::Timestamp;
-use drctl_runtime::executor::{due, Due, Engine, EngineError, NewRun};
+use drctl_runtime::executor::{due, Due, Engine, EngineError, NewRun, Tick};
 use drctl_runtime::procedure::{ErasedProcedure, Registry};
 use drctl_runtime::record::{Decision, HistoryEvent, Outcome, RunRecord, RunStatus};
 use drctl_runtime::rng::{mix, DetRng};
@@ -866,6 +866,7 @@ impl<'a> Driver<'a> {
             }
             match due(&self.rec, now) {
                 Due::Stop => return,
+                Due::AwaitChild(_) => self.child_tick(),
                 Due::ActOnAbort => {
                     let r = self.engine.act_on_abort(&self.rec.id, &self.clock);
                     self.after("act on the abort", r);
@@ -874,6 +875,24 @@ impl<'a> Driver<'a> {
                 Due::AwaitDecision => self.decide_gate(now),
                 Due::Step => self.step(),
             }
+        }
+    }
+
+    /// One action of the child run the run waits for, through the engine (which descends into
+    /// it): faults and crashes are scheduled on the run's own steps; a child's gates are
+    /// approved as they come.
+    fn child_tick(&mut self) {
+        self.step_index += 1;
+        let r = self.engine.tick(&self.rec.id, &self.ports, &self.clock);
+        self.check_effects();
+        match r {
+            Ok(Tick::SleepUntil(t)) => self.sleep_until(t),
+            Ok(Tick::AwaitDecision(child)) => {
+                let gate = child.pending_gate.as_ref().map(|g| g.gate.clone());
+                let r = self.engine.approve(&child.id, gate.as_deref(), APPROVER, None, &self.clock);
+                self.after("approve a child's gate", r);
+            }
+            other => self.after("step a child run", other),
         }
     }
 

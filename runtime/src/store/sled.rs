@@ -586,6 +586,8 @@ mod tests {
             outcome: None,
             next_seq,
             labels: BTreeMap::new(),
+            parent: None,
+            children: Default::default(),
         }
     }
 
