@@ -301,38 +301,7 @@ pub fn pause_patch(paused_until: Option<&str>, paused_by: Option<&str>) -> Value
     json!({"metadata": {"annotations": {PAUSED_BY_ANNOTATION: paused_by}}, "spec": {"pausedUntil": paused_until}})
 }
 
-/// A Machine manifest made fit to create: what the runbook removes by hand from the saved YAML
-/// (the whole `status`, `spec.providerID`, `metadata.annotations`, `metadata.generation`,
-/// `metadata.resourceVersion`, `metadata.uid`) plus what only the server may set
-/// (`creationTimestamp`, `managedFields`, `selfLink`, deletion marks). Labels, spec and
-/// finalizers stay.
-pub fn strip_for_create(old: &Value) -> Value {
-    let mut m = old.clone();
-    if let Some(obj) = m.as_object_mut() {
-        obj.remove("status");
-        obj.entry("apiVersion").or_insert_with(|| json!("machine.openshift.io/v1beta1"));
-        obj.entry("kind").or_insert_with(|| json!("Machine"));
-    }
-    if let Some(spec) = m.get_mut("spec").and_then(Value::as_object_mut) {
-        spec.remove("providerID");
-    }
-    if let Some(meta) = m.get_mut("metadata").and_then(Value::as_object_mut) {
-        for k in [
-            "annotations",
-            "generation",
-            "resourceVersion",
-            "uid",
-            "creationTimestamp",
-            "managedFields",
-            "selfLink",
-            "deletionTimestamp",
-            "deletionGracePeriodSeconds",
-        ] {
-            meta.remove(k);
-        }
-    }
-    m
-}
+pub use drctl_workflows::machines::strip_for_create;
 
 /// Whether `ip` occurs in `text` as a whole address (`10.0.0.1` is not in `10.0.0.10`).
 pub fn mentions_ip(text: &str, ip: &str) -> bool {

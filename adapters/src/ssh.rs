@@ -430,19 +430,16 @@ fn parse_release_version(stdout: &str) -> PortResult<String> {
         .ok_or_else(|| PortError::Permanent(format!("{MCD_CURRENT_CONFIG} has no {RELEASE_ANNOTATION} annotation")))
 }
 
-/// Pick the newest `snapshot_*.db` and `static_kuberesources_*.tar.gz` among the names
-/// `cluster-backup.sh` left in `dir` (their timestamps sort as text). Returns the file NAMES, as
-/// [`HostOutput::Backup`] carries them (the procedure joins them to its directory).
+/// Pick the newest complete backup (`snapshot_<ts>.db` with its `static_kuberesources_<ts>.tar.gz`)
+/// among the names `cluster-backup.sh` left in `dir`: never a snapshot of one backup with the
+/// resources of another. Returns the file NAMES, as [`HostOutput::Backup`] carries them (the
+/// procedure joins them to its directory).
 pub fn pick_backup_files(dir: &str, names: &[&str]) -> PortResult<(String, String)> {
-    let newest = |prefix: &str, suffix: &str| {
-        names.iter().filter(|n| n.starts_with(prefix) && n.ends_with(suffix) && !n.contains('/')).max().map(|n| n.to_string())
-    };
-    match (newest("snapshot_", ".db"), newest("static_kuberesources_", ".tar.gz")) {
-        (Some(s), Some(r)) => Ok((s, r)),
-        _ => Err(PortError::Permanent(format!(
-            "cluster-backup.sh left no snapshot_*.db and static_kuberesources_*.tar.gz in {dir}: {names:?}"
-        ))),
-    }
+    drctl_workflows::backup_files::newest_complete_pair(names).ok_or_else(|| {
+        PortError::Permanent(format!(
+            "cluster-backup.sh left no snapshot_<ts>.db with its static_kuberesources_<ts>.tar.gz in {dir}: {names:?}"
+        ))
+    })
 }
 
 /// Turn a finished command's output into the operation's result.
@@ -1229,6 +1226,10 @@ mod tests {
             ("snapshot_2021-06-26_080000.db".to_string(), "static_kuberesources_2021-06-26_080000.tar.gz".to_string())
         );
         assert!(pick_backup_files("/d", &["snapshot_x.db"]).is_err());
+        // The newest snapshot and the newest resources are of different backups: the newest
+        // complete backup is the older one.
+        let mixed = ["snapshot_1.db", "static_kuberesources_1.tar.gz", "snapshot_3.db", "static_kuberesources_2.tar.gz"];
+        assert_eq!(pick_backup_files("/d", &mixed).unwrap(), ("snapshot_1.db".to_string(), "static_kuberesources_1.tar.gz".to_string()));
     }
 
     #[test]

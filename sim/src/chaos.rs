@@ -164,22 +164,12 @@ const CRASHES: &[FaultKind] = &[FaultKind::CrashBefore, FaultKind::CrashAfter];
 /// `snapshot_<ts>.db` and one `static_kuberesources_<ts>.tar.gz` of the same backup, recorded
 /// with the status and version of those very files.
 fn backups_are_restorable(w: &World) -> Result<(), String> {
-    use crate::world::{is_resources_name, is_snapshot_name, SimFile};
+    use crate::world::SimFile;
     for (name, set) in &w.backups {
-        let snaps: Vec<&String> = set.files.keys().filter(|f| is_snapshot_name(f)).collect();
-        let res: Vec<&String> = set.files.keys().filter(|f| is_resources_name(f)).collect();
-        let (&[s], &[r]) = (snaps.as_slice(), res.as_slice()) else {
-            return Err(format!(
-                "backup {name} holds {} snapshots and {} static resources: {:?}",
-                snaps.len(),
-                res.len(),
-                set.files.keys().collect::<Vec<_>>()
-            ));
-        };
-        let stamp = |f: &str, pre: &str, suf: &str| f[pre.len()..f.len() - suf.len()].to_string();
-        if stamp(s, "snapshot_", ".db") != stamp(r, "static_kuberesources_", ".tar.gz") {
-            return Err(format!("backup {name} pairs {s} with {r}: not the same backup, a restore refuses it"));
-        }
+        let names: Vec<&String> = set.files.keys().collect();
+        let (s, r) =
+            drctl_workflows::backup_files::the_only_pair(&names).map_err(|why| format!("backup {name} {why}: a restore refuses it"))?;
+        let (s, r) = (&s, &r);
         let (Some(SimFile::Snapshot { status, .. }), Some(SimFile::StaticResources { cluster_version, .. })) =
             (set.files.get(s), set.files.get(r))
         else {

@@ -1366,12 +1366,4 @@ pub fn ovn_pod_name(role: OvnRole, node: &str) -> String {
     }
 }
 
-/// `snapshot_<datetimestamp>.db`
-pub fn is_snapshot_name(f: &str) -> bool {
-    f.starts_with("snapshot_") && f.ends_with(".db") && f.len() > "snapshot_.db".len()
-}
-
-/// `static_kuberesources_<datetimestamp>.tar.gz`
-pub fn is_resources_name(f: &str) -> bool {
-    f.starts_with("static_kuberesources_") && f.ends_with(".tar.gz") && f.len() > "static_kuberesources_.tar.gz".len()
-}
+pub use drctl_workflows::backup_files::{is_resources as is_resources_name, is_snapshot as is_snapshot_name};

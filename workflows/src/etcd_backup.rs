@@ -68,17 +68,7 @@ pub enum BackupState {
 
 pub struct EtcdBackup;
 
-/// The newest `snapshot_<ts>.db` that has its `static_kuberesources_<ts>.tar.gz` beside it.
-/// (`cluster-backup.sh` timestamps both files of one backup alike; the stamp sorts by time.)
-pub fn newest_complete_pair(files: &[String]) -> Option<(String, String)> {
-    files
-        .iter()
-        .filter_map(|f| f.strip_prefix("snapshot_")?.strip_suffix(".db"))
-        .filter(|ts| !ts.is_empty())
-        .filter(|ts| files.iter().any(|f| *f == format!("static_kuberesources_{ts}.tar.gz")))
-        .max()
-        .map(|ts| (format!("snapshot_{ts}.db"), format!("static_kuberesources_{ts}.tar.gz")))
-}
+pub use crate::backup_files::newest_complete_pair;
 
 fn backup_name(p: &BackupParams, cx: &StepContext, dirty: bool) -> String {
     let base = p.name.clone().unwrap_or_else(|| format!("backup-{}", cx.run_id));
@@ -241,7 +231,7 @@ impl Procedure for EtcdBackup {
                 let name = backup_name(p, cx, info.possibly_dirty);
                 let files = ports.backups.list(&name).map_err(|e| e.during(format!("list backup {name}")))?;
                 let stored = ports.backups.info(&name).map_err(|e| e.during(format!("read backup info {name}")))?;
-                let both = files.iter().any(|f| f.starts_with("snapshot_")) && files.iter().any(|f| f.starts_with("static_kuberesources_"));
+                let both = crate::backup_files::the_only_pair(&files).is_ok();
                 if !both || stored.as_ref() != Some(info) {
                     return Ok(Step::Halt { reason: format!("backup {name} is incomplete in the backup location"), evidence: files });
                 }

@@ -3,6 +3,7 @@
 //! Each procedure is one module whose state enum reads like its runbook. Procedures see the
 //! cluster only through [`ports`]; they never import an adapter or the simulator.
 
+pub mod backup_files;
 pub mod catalog;
 pub mod etcd_backup;
 pub mod hosted;

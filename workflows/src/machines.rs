@@ -2,28 +2,51 @@
 
 use serde_json::Value;
 
-/// The saved manifest of a lost control-plane machine turned into one that can be created:
-/// status, `spec.providerID`, `metadata.annotations`, `generation`, `resourceVersion`, `uid`
-/// (and other server-set metadata) removed, and the new name set.
+/// The saved manifest of a lost control-plane machine turned into one that can be created
+/// ([`strip_for_create`]) under its new name.
 pub fn machine_for_recreate(old: &Value, new_name: &str) -> Value {
+    let mut m = strip_for_create(old);
+    if let Some(meta) = m.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.insert("name".into(), Value::String(new_name.to_string()));
+    }
+    m
+}
+
+/// A Machine manifest made fit to create: what the runbook removes by hand from the saved YAML
+/// (the whole `status`, `spec.providerID`, `metadata.annotations`, `metadata.generation`,
+/// `metadata.resourceVersion`, `metadata.uid`) plus what only the server may set
+/// (`creationTimestamp`, `managedFields`, `selfLink`, deletion marks). Labels, spec and
+/// finalizers stay (the runbook keeps them, the controller owns them). The one list: the kube
+/// adapter applies it again to whatever it is asked to create.
+pub fn strip_for_create(old: &Value) -> Value {
     let mut m = old.clone();
     if let Some(obj) = m.as_object_mut() {
         obj.remove("status");
+        obj.entry("apiVersion").or_insert_with(|| Value::String("machine.openshift.io/v1beta1".into()));
+        obj.entry("kind").or_insert_with(|| Value::String("Machine".into()));
     }
     if let Some(spec) = m.get_mut("spec").and_then(Value::as_object_mut) {
         spec.remove("providerID");
     }
     if let Some(meta) = m.get_mut("metadata").and_then(Value::as_object_mut) {
-        // Server-set fields go too; finalizers stay (the runbook keeps them, the controller owns them).
-        for k in
-            ["annotations", "generation", "resourceVersion", "uid", "creationTimestamp", "managedFields", "selfLink", "deletionTimestamp"]
-        {
-            meta.remove(k);
+        for k in SERVER_SET_METADATA {
+            meta.remove(*k);
         }
-        meta.insert("name".into(), Value::String(new_name.to_string()));
     }
     m
 }
+
+const SERVER_SET_METADATA: &[&str] = &[
+    "annotations",
+    "generation",
+    "resourceVersion",
+    "uid",
+    "creationTimestamp",
+    "managedFields",
+    "selfLink",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+];
 
 /// `ocp-7x2lq-master-0` -> (`ocp-7x2lq-master`, 0).
 pub fn split_index(name: &str) -> Option<(&str, u32)> {

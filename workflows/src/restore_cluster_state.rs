@@ -787,18 +787,10 @@ impl Procedure for RestoreClusterState {
                     Err(PortError::NotFound(e)) => return halt(format!("backup not found: {e}"), vec![]),
                     Err(e) => return Err(e.during(format!("list backup {}", p.backup))),
                 };
-                let snaps: Vec<&String> = files.iter().filter(|f| f.starts_with("snapshot_") && f.ends_with(".db")).collect();
-                let res: Vec<&String> = files.iter().filter(|f| f.starts_with("static_kuberesources_") && f.ends_with(".tar.gz")).collect();
-                let stamp = |f: &str, pre: &str, suf: &str| f[pre.len()..f.len() - suf.len()].to_string();
-                match (snaps.as_slice(), res.as_slice()) {
-                    ([s], [r]) if stamp(s, "snapshot_", ".db") == stamp(r, "static_kuberesources_", ".tar.gz") => {
-                        Ok(Step::Next(RestoreState::SelectRecoveryHost))
-                    }
-                    _ => halt(
-                        format!(
-                            "backup {} must hold exactly one snapshot_<datetimestamp>.db and one static_kuberesources_<datetimestamp>.tar.gz from the same backup",
-                            p.backup
-                        ),
+                match crate::backup_files::the_only_pair(&files) {
+                    Ok(_) => Ok(Step::Next(RestoreState::SelectRecoveryHost)),
+                    Err(why) => halt(
+                        format!("backup {} {why}: it must hold one etcd backup (snapshot and static pod resources)", p.backup),
                         vec![format!("files: {}", files.join(", "))],
                     ),
                 }
