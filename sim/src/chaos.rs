@@ -965,173 +965,21 @@ pub fn run_case_in(row: &ProcedureRow, factory: &Factory, case: &ChaosCase, summ
     let mut world = scenario_world(sc.scenario, case.seed);
     let started_at = world.now;
     case.schedule.apply_to(&mut world);
-    let secrets: Vec<Vec<u8>> = world.secrets.iter().map(|s| s.as_bytes().to_vec()).collect();
-    let effects_seen = world.effects.len();
     let sim = Sim::new(world);
-    let mut crashes = Vec::new();
-    let mut gate_plan = BTreeMap::new();
-    let mut abort_at = None;
-    let mut abort_in = None;
-    for f in &case.schedule.faults {
-        match f {
-            Fault::Crash { point, after_effect, restart } => {
-                crashes.push(CrashPlan { point: point.clone(), after_effect: *after_effect, restart: *restart, fired: false })
-            }
-            Fault::Gate { gate, after, reject } => {
-                gate_plan.entry(gate.clone()).or_insert((*after, *reject));
-            }
-            Fault::Abort { at } => {
-                let t = started_at.plus(Duration::from_millis(*at));
-                abort_at = Some(abort_at.map_or(t, |a: Timestamp| a.min(t)));
-            }
-            Fault::AbortIn { state } => {
-                abort_in.get_or_insert_with(|| state.clone());
-            }
-            _ => {}
-        }
-    }
-    let pre: Vec<String> = row.gates.iter().filter(|g| !gate_plan.contains_key(**g)).map(|g| g.to_string()).collect();
-    // The procedure under test, possibly a deliberately broken variant under its own name.
-    let procedure = factory(&sim);
-    let name = procedure.name().to_string();
-    let mut registry = Registry::default();
-    registry.insert(procedure);
-    let registry = Arc::new(registry);
-    let store = Arc::new(MemStore::new());
-    let engine = Engine::new(store.clone(), registry.clone(), RetryPolicy::default());
-    let clock = sim.clock();
-    let request = NewRun {
-        procedure: name,
-        params: (sc.params)(),
-        seed: case.seed,
-        deadline: RUN_DEADLINE,
-        pre_approve: pre,
-        approver: APPROVER.into(),
-        labels: BTreeMap::new(),
-    };
-    let rec = match engine.create_run(request, &clock) {
-        Ok(r) => r,
-        Err(e) => panic!("the table's parameters for {} are invalid: {e}", row.procedure),
-    };
-    let mut d = Driver {
-        row,
-        engine,
-        registry,
-        store,
-        clock,
-        ports: sim.ports(),
-        sim: sim.clone(),
-        rec,
-        history: vec![],
-        crashes,
-        gate_plan,
-        gates_used: 0,
-        abort_at,
-        abort_in,
-        abort_fired: false,
-        step_index: 0,
-        state_counts: HashMap::new(),
-        effects_seen,
-        recovery: None,
-        secrets,
-        checks: 0,
-        crashes_fired: 0,
-        violation: None,
-    };
-    d.observe();
+    let mut d = Driver::start(row, factory, &sc, case, &sim);
     d.drive();
-    // Liveness: a run that halted on passing trouble (a wait or the retry deadline ran out
-    // while faults went on) is resumed by a person once the faults are over, as `drctl resume`
-    // would; it must then get to its end.
-    let decided = |h: &[HistoryEvent]| h.iter().filter(|e| matches!(e.outcome, Outcome::Approved | Outcome::Rejected)).map(|e| e.at).max();
     let faults_over = started_at.plus(Duration::from_millis(case.schedule.windows_end()));
-    let mut resumed_after = None;
-    if d.violation.is_none() && d.rec.status == RunStatus::Halted && halted_on_passing_trouble(d.rec.outcome.as_deref()) {
-        resumed_after = d.rec.outcome.as_deref().and_then(|o| o.lines().next()).map(str::to_string);
-        sim.advance_to(faults_over);
-        // `drctl resume RUN` of a halted run, in a new process.
-        d.engine = Engine::new(d.store.clone(), d.registry.clone(), RetryPolicy::default());
-        let id = d.rec.id.clone();
-        let r = d.engine.attach(&id, &d.clock);
-        d.after("resume the halted run", r);
-        d.drive();
-        if d.violation.is_none() && d.rec.status == RunStatus::Halted && halted_on_passing_trouble(d.rec.outcome.as_deref()) {
-            let o = d.rec.outcome.clone().unwrap_or_default();
-            d.fail(Invariant::Terminates, format!("resumed after the faults were over, it halted again: {o}"));
-        }
-    }
+    let resumed_after = d.resume_after_passing_trouble(faults_over);
     let ended_at = sim.now();
-
-    // The end: what must hold at a terminal state.
-    if d.violation.is_none() {
-        let status = d.rec.status;
-        match status {
-            RunStatus::Failed => {
-                let o = d.rec.outcome.clone().unwrap_or_default();
-                d.fail(Invariant::NoBug, o);
-            }
-            RunStatus::Succeeded | RunStatus::Aborted => {
-                let guard = sim.read(|w| w.api().quorum_guard);
-                d.check(guard, Invariant::QuorumGuardOnAtEnd, || {
-                    format!("the run ended {} with the etcd quorum guard off", status.as_str())
-                });
-                if status == RunStatus::Succeeded {
-                    let stopped: Vec<String> = sim.read(|w| {
-                        w.hosts
-                            .values()
-                            .filter(|h| h.powered && !h.moved_manifests.is_empty())
-                            .map(|h| format!("{}: {:?}", h.name, h.moved_manifests))
-                            .collect()
-                    });
-                    d.check(stopped.is_empty(), Invariant::NothingLeftStopped, || {
-                        format!("static pods left moved out: {}", stopped.join("; "))
-                    });
-                    if let Some(post) = row.postcondition {
-                        let r = sim.read(post);
-                        d.check(r.is_ok(), Invariant::Postcondition, || r.err().unwrap_or_default());
-                    }
-                }
-                if let Some(undone) = row.undone.filter(|_| status == RunStatus::Aborted) {
-                    let r = sim.read(undone);
-                    d.check(r.is_ok(), Invariant::UndoneOnAbort, || r.err().unwrap_or_default());
-                }
-            }
-            _ => {}
-        }
-        if let Some(always) = row.always {
-            let r = sim.read(always);
-            d.check(r.is_ok(), Invariant::Untouched, || r.err().unwrap_or_default());
-        }
-    }
-    // Liveness: once the faults are over the run ends within its bound.
-    let quiet_from = faults_over.max(decided(&d.history).unwrap_or(started_at));
+    d.check_end();
+    // Liveness: once the faults are over (and the last gate decided) the run ends within its bound.
+    let decided = d.history.iter().filter(|e| matches!(e.outcome, Outcome::Approved | Outcome::Rejected)).map(|e| e.at).max();
+    let quiet_from = faults_over.max(decided.unwrap_or(started_at));
     if d.violation.is_none() {
         let limit = quiet_from.plus(row.liveness_bound);
         d.check(ended_at <= limit, Invariant::Terminates, || format!("the run ended at {ended_at}, after its bound {limit}"));
     }
-    // A success leaves a healthy cluster: right away if no fault is active then, and in any
-    // case once the faults are over and the world settled.
-    let succeeded = d.rec.status == RunStatus::Succeeded;
-    let quiet_since_success =
-        ended_at.since(started_at.plus(Duration::from_millis(case.schedule.windows_end()))) >= Duration::from_millis(QUIET_MS);
-    if d.violation.is_none() && succeeded && row.healthy_at_success && quiet_since_success {
-        let st = sim.read(SimStatus::health);
-        // The network operator re-renders the ovnkube-master daemonset minutes after the
-        // control-plane nodes change, on its own: not something the run waits for.
-        let rerender_due = sim.read(|w| w.cno_sync_at.is_some());
-        let problems: Vec<&String> = st.problems.iter().filter(|p| !(rerender_due && p.starts_with("OVN-Kubernetes"))).collect();
-        d.check(problems.is_empty(), Invariant::HealthyOnSuccess, || {
-            format!("succeeded with the cluster unhealthy: {}", problems.iter().map(|p| p.as_str()).collect::<Vec<_>>().join("; "))
-        });
-    }
-    let settle_to = ended_at.max(quiet_from).plus(Duration::from_millis(SETTLE_MS));
-    sim.advance_to(settle_to);
-    if d.violation.is_none() && succeeded {
-        let st: SimStatus = sim.read(SimStatus::health);
-        d.check(st.healthy, Invariant::HealthyOnSuccess, || {
-            format!("succeeded, but the cluster is unhealthy once the faults are over and it settled: {}", st.problems.join("; "))
-        });
-    }
+    d.check_healthy_on_success(ended_at, faults_over, quiet_from);
     let (event_log_hash, settled) = sim.read(|w| {
         let mut h = Sha256::new();
         for e in &d.history {
@@ -1173,6 +1021,193 @@ pub fn run_case_in(row: &ProcedureRow, factory: &Factory, case: &ChaosCase, summ
         history: std::mem::take(&mut d.history),
     };
     (obs, sim)
+}
+
+/// What a schedule asks of the people and the runner process (the world's own faults are
+/// applied to the world).
+struct PeoplePlan {
+    crashes: Vec<CrashPlan>,
+    gate_plan: BTreeMap<String, (u64, bool)>,
+    abort_at: Option<Timestamp>,
+    abort_in: Option<String>,
+}
+
+impl PeoplePlan {
+    fn of(schedule: &FaultSchedule, started_at: Timestamp) -> PeoplePlan {
+        let mut plan = PeoplePlan { crashes: vec![], gate_plan: BTreeMap::new(), abort_at: None, abort_in: None };
+        for f in &schedule.faults {
+            match f {
+                Fault::Crash { point, after_effect, restart } => {
+                    plan.crashes.push(CrashPlan { point: point.clone(), after_effect: *after_effect, restart: *restart, fired: false })
+                }
+                Fault::Gate { gate, after, reject } => {
+                    plan.gate_plan.entry(gate.clone()).or_insert((*after, *reject));
+                }
+                Fault::Abort { at } => {
+                    let t = started_at.plus(Duration::from_millis(*at));
+                    plan.abort_at = Some(plan.abort_at.map_or(t, |a| a.min(t)));
+                }
+                Fault::AbortIn { state } => {
+                    plan.abort_in.get_or_insert_with(|| state.clone());
+                }
+                _ => {}
+            }
+        }
+        plan
+    }
+}
+
+impl<'a> Driver<'a> {
+    /// Create the run through the engine on a fresh in-memory store, as `drctl run` would.
+    fn start(row: &'a ProcedureRow, factory: &Factory, sc: &ScenarioChoice, case: &ChaosCase, sim: &Sim) -> Driver<'a> {
+        let (started_at, secrets, effects_seen) =
+            sim.read(|w| (w.now, w.secrets.iter().map(|s| s.as_bytes().to_vec()).collect::<Vec<_>>(), w.effects.len()));
+        let people = PeoplePlan::of(&case.schedule, started_at);
+        let pre: Vec<String> = row.gates.iter().filter(|g| !people.gate_plan.contains_key(**g)).map(|g| g.to_string()).collect();
+        // The procedure under test, possibly a deliberately broken variant under its own name.
+        let procedure = factory(sim);
+        let name = procedure.name().to_string();
+        let mut registry = Registry::default();
+        registry.insert(procedure);
+        let registry = Arc::new(registry);
+        let store = Arc::new(MemStore::new());
+        let engine = Engine::new(store.clone(), registry.clone(), RetryPolicy::default());
+        let clock = sim.clock();
+        let request = NewRun {
+            procedure: name,
+            params: (sc.params)(),
+            seed: case.seed,
+            deadline: RUN_DEADLINE,
+            pre_approve: pre,
+            approver: APPROVER.into(),
+            labels: BTreeMap::new(),
+        };
+        let rec = match engine.create_run(request, &clock) {
+            Ok(r) => r,
+            Err(e) => panic!("the table's parameters for {} are invalid: {e}", row.procedure),
+        };
+        let mut d = Driver {
+            row,
+            engine,
+            registry,
+            store,
+            clock,
+            ports: sim.ports(),
+            sim: sim.clone(),
+            rec,
+            history: vec![],
+            crashes: people.crashes,
+            gate_plan: people.gate_plan,
+            gates_used: 0,
+            abort_at: people.abort_at,
+            abort_in: people.abort_in,
+            abort_fired: false,
+            step_index: 0,
+            state_counts: HashMap::new(),
+            effects_seen,
+            recovery: None,
+            secrets,
+            checks: 0,
+            crashes_fired: 0,
+            violation: None,
+        };
+        d.observe();
+        d
+    }
+
+    /// Liveness: a run that halted on passing trouble (a wait or the retry deadline ran out
+    /// while faults went on) is resumed by a person once the faults are over, as `drctl resume`
+    /// would, in a new process; it must then get to its end. Returns why it had halted.
+    fn resume_after_passing_trouble(&mut self, faults_over: Timestamp) -> Option<String> {
+        let passing =
+            |d: &Driver| d.violation.is_none() && d.rec.status == RunStatus::Halted && halted_on_passing_trouble(d.rec.outcome.as_deref());
+        if !passing(self) {
+            return None;
+        }
+        let why = self.rec.outcome.as_deref().and_then(|o| o.lines().next()).map(str::to_string);
+        self.sim.advance_to(faults_over);
+        self.engine = Engine::new(self.store.clone(), self.registry.clone(), RetryPolicy::default());
+        let id = self.rec.id.clone();
+        let r = self.engine.attach(&id, &self.clock);
+        self.after("resume the halted run", r);
+        self.drive();
+        if passing(self) {
+            let o = self.rec.outcome.clone().unwrap_or_default();
+            self.fail(Invariant::Terminates, format!("resumed after the faults were over, it halted again: {o}"));
+        }
+        why
+    }
+
+    /// What must hold at a terminal state.
+    fn check_end(&mut self) {
+        if self.violation.is_some() {
+            return;
+        }
+        let (row, sim) = (self.row, self.sim.clone());
+        let status = self.rec.status;
+        match status {
+            RunStatus::Failed => {
+                let o = self.rec.outcome.clone().unwrap_or_default();
+                self.fail(Invariant::NoBug, o);
+            }
+            RunStatus::Succeeded | RunStatus::Aborted => {
+                let guard = sim.read(|w| w.api().quorum_guard);
+                self.check(guard, Invariant::QuorumGuardOnAtEnd, || {
+                    format!("the run ended {} with the etcd quorum guard off", status.as_str())
+                });
+                if status == RunStatus::Succeeded {
+                    let stopped: Vec<String> = sim.read(|w| {
+                        w.hosts
+                            .values()
+                            .filter(|h| h.powered && !h.moved_manifests.is_empty())
+                            .map(|h| format!("{}: {:?}", h.name, h.moved_manifests))
+                            .collect()
+                    });
+                    self.check(stopped.is_empty(), Invariant::NothingLeftStopped, || {
+                        format!("static pods left moved out: {}", stopped.join("; "))
+                    });
+                    self.check_world(row.postcondition, Invariant::Postcondition);
+                }
+                if status == RunStatus::Aborted {
+                    self.check_world(row.undone, Invariant::UndoneOnAbort);
+                }
+            }
+            _ => {}
+        }
+        self.check_world(row.always, Invariant::Untouched);
+    }
+
+    fn check_world(&mut self, condition: Option<Postcondition>, invariant: Invariant) {
+        if let Some(condition) = condition {
+            let r = self.sim.read(condition);
+            self.check(r.is_ok(), invariant, || r.err().unwrap_or_default());
+        }
+    }
+
+    /// A success leaves a healthy cluster: right away if no fault is active then, and in any
+    /// case once the faults are over and the world settled (the world is advanced to then).
+    fn check_healthy_on_success(&mut self, ended_at: Timestamp, faults_over: Timestamp, quiet_from: Timestamp) {
+        let succeeded = self.rec.status == RunStatus::Succeeded;
+        let quiet_since_success = ended_at.since(faults_over) >= Duration::from_millis(QUIET_MS);
+        let sim = self.sim.clone();
+        if self.violation.is_none() && succeeded && self.row.healthy_at_success && quiet_since_success {
+            let st = sim.read(SimStatus::health);
+            // The network operator re-renders the ovnkube-master daemonset minutes after the
+            // control-plane nodes change, on its own: not something the run waits for.
+            let rerender_due = sim.read(|w| w.cno_sync_at.is_some());
+            let problems: Vec<&String> = st.problems.iter().filter(|p| !(rerender_due && p.starts_with("OVN-Kubernetes"))).collect();
+            self.check(problems.is_empty(), Invariant::HealthyOnSuccess, || {
+                format!("succeeded with the cluster unhealthy: {}", problems.iter().map(|p| p.as_str()).collect::<Vec<_>>().join("; "))
+            });
+        }
+        sim.advance_to(ended_at.max(quiet_from).plus(Duration::from_millis(SETTLE_MS)));
+        if self.violation.is_none() && succeeded {
+            let st: SimStatus = sim.read(SimStatus::health);
+            self.check(st.healthy, Invariant::HealthyOnSuccess, || {
+                format!("succeeded, but the cluster is unhealthy once the faults are over and it settled: {}", st.problems.join("; "))
+            });
+        }
+    }
 }
 
 /// [`run_case`], then (with `determinism`) the same case again, in process: the event logs

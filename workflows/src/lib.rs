@@ -9,6 +9,7 @@ pub mod etcd_backup;
 pub mod hosted;
 pub mod machines;
 pub mod ports;
+pub mod replace_machine;
 pub mod restore_cluster_state;
 
 pub use etcd_backup::EtcdBackup;

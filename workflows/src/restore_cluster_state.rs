@@ -7,8 +7,9 @@
 //! known (the recovery host is chosen before the gate, which hosts answer SSH is known only after
 //! step 2, and so on).
 
-use crate::machines::{machine_for_recreate, next_machine_name};
 use crate::ports::*;
+use crate::replace_machine::Progress;
+pub use crate::replace_machine::ReplaceMachine;
 use drctl_runtime::{Decision, Procedure, Step, StepContext, StepError};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -107,32 +108,6 @@ pub enum StopPods {
     MoveKeepalivedManifest,
     WaitKeepalivedStopped,
     RemoveVips,
-}
-
-/// Runbook step 16 for one lost control-plane machine.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum ReplaceMachine {
-    /// Save the old machine's manifest, edited for re-creation under the next free name.
-    SaveSpec {
-        old: String,
-    },
-    DeleteOld {
-        old: String,
-        new_name: String,
-        manifest: serde_json::Value,
-    },
-    WaitDeleted {
-        old: String,
-        new_name: String,
-        manifest: serde_json::Value,
-    },
-    Create {
-        new_name: String,
-        manifest: serde_json::Value,
-    },
-    WaitRunning {
-        new_name: String,
-    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -301,385 +276,438 @@ impl RestoreClusterState {
         plan: &Plan,
         step: &RestoreStep,
     ) -> Result<Step<RestoreState>, StepError> {
-        let api = &ports.api;
-        let hosts = &ports.hosts;
-        let rec = plan.recovery.name.as_str();
+        let r = Restoring { ports, cx, p, plan };
         match step {
-            RestoreStep::CopyBackup => {
-                hosts
-                    .copy_backup_to_host(&p.backup, rec, &p.backup_dir)
-                    .map_err(|e| e.during(format!("copy backup {} to {rec}", p.backup)))?;
-                match plan.reachable.is_empty() {
-                    true => next(plan, RestoreStep::CheckRecoveryVip),
-                    false => next(plan, RestoreStep::StopStaticPods { host: 0, action: StopPods::MoveEtcdManifest }),
-                }
-            }
-            RestoreStep::StopStaticPods { host, action } => {
-                let h = plan.reachable[*host].as_str();
-                let run = |op: HostOp| hosts.run(h, &op).map_err(|e| e.during(format!("{op:?} on {h}")));
-                let then = |action| next(plan, RestoreStep::StopStaticPods { host: *host, action });
-                let next_host = || match *host + 1 < plan.reachable.len() {
-                    true => next(plan, RestoreStep::StopStaticPods { host: *host + 1, action: StopPods::MoveEtcdManifest }),
-                    false => next(plan, RestoreStep::CheckRecoveryVip),
-                };
-                let running = |name: &str| match run(HostOp::RunningContainers { name: name.into() })? {
-                    HostOutput::Names(n) => Ok(n),
-                    other => Err(StepError::Bug(format!("RunningContainers answered {other:?}"))),
-                };
-                match action {
-                    StopPods::MoveEtcdManifest => {
-                        run(HostOp::MoveManifestOut(StaticPod::Etcd))?;
-                        then(StopPods::WaitEtcdStopped)
-                    }
-                    StopPods::WaitEtcdStopped => match running("etcd")?.is_empty() {
-                        true => then(StopPods::MoveApiServerManifest),
-                        false => wait(format!("etcd containers on {h} to stop"), 10, 10),
-                    },
-                    StopPods::MoveApiServerManifest => {
-                        run(HostOp::MoveManifestOut(StaticPod::KubeApiServer))?;
-                        then(StopPods::WaitApiServerStopped)
-                    }
-                    StopPods::WaitApiServerStopped => match running("kube-apiserver")?.is_empty() {
-                        true => then(StopPods::MoveEtcdDataDir),
-                        false => wait(format!("kube-apiserver containers on {h} to stop"), 10, 10),
-                    },
-                    StopPods::MoveEtcdDataDir => {
-                        run(HostOp::MoveEtcdDataDirAside)?;
-                        match run(HostOp::ManifestPresent(StaticPod::Keepalived))? {
-                            HostOutput::Present(true) => then(StopPods::MoveKeepalivedManifest),
-                            _ => next_host(),
-                        }
-                    }
-                    StopPods::MoveKeepalivedManifest => {
-                        run(HostOp::MoveManifestOut(StaticPod::Keepalived))?;
-                        then(StopPods::WaitKeepalivedStopped)
-                    }
-                    StopPods::WaitKeepalivedStopped => match running("keepalived")?.is_empty() {
-                        true => then(StopPods::RemoveVips),
-                        false => wait(format!("keepalived containers on {h} to stop"), 10, 10),
-                    },
-                    StopPods::RemoveVips => {
-                        let HostOutput::Addresses(addrs) = run(HostOp::ListAddresses)? else {
-                            return Err(StepError::Bug("ListAddresses answered something else".into()));
-                        };
-                        let vips = p.vips();
-                        for (address, device) in addrs.into_iter().filter(|(a, _)| vips.contains(&a.as_str())) {
-                            run(HostOp::RemoveAddress { address, device })?;
-                        }
-                        next_host()
-                    }
-                }
-            }
-            RestoreStep::CheckRecoveryVip => {
-                let keepalived =
-                    hosts.run(rec, &HostOp::ManifestPresent(StaticPod::Keepalived)).map_err(|e| e.during("check keepalived"))?;
-                if keepalived == HostOutput::Present(true) {
-                    let vip = p.api_vip.as_deref().unwrap_or_default();
-                    let HostOutput::Addresses(addrs) = hosts.run(rec, &HostOp::ListAddresses).map_err(|e| e.during("list addresses"))?
-                    else {
-                        return Err(StepError::Bug("ListAddresses answered something else".into()));
-                    };
-                    if !addrs.iter().any(|(a, _)| a == vip) {
-                        return halt(
-                            format!("recovery host {rec} does not own the API VIP {vip}; keepalived must move it there before the restore"),
-                            addrs.iter().map(|(a, d)| format!("{a} dev {d}")).collect(),
-                        );
-                    }
-                }
-                next(plan, RestoreStep::RunRestore { fence: format!("drctl-{}-restore", cx.run_id) })
-            }
-            RestoreStep::RunRestore { fence } => {
-                hosts
-                    .run(rec, &HostOp::RunRestore { dir: p.backup_dir.clone(), fence: fence.clone() })
-                    .map_err(|e| e.during(format!("cluster-restore.sh on {rec}")))?;
-                next(plan, RestoreStep::WaitNodes)
-            }
-            RestoreStep::WaitNodes => {
-                // Transient failures here are the API coming back: retried with backoff.
-                let nodes = api.list_nodes().map_err(|e| e.during("list nodes (API coming back after the restore)"))?;
-                if !nodes.iter().any(|n| n.name == plan.recovery.node) {
-                    return wait(format!("node {} to report", plan.recovery.node), 15, 20);
-                }
-                let not_ready: Vec<String> = plan
-                    .ssh_hosts()
-                    .into_iter()
-                    .filter(|h| plan.node_of(h).is_some_and(|node| nodes.iter().any(|n| n.name == node && !n.ready)))
-                    .map(str::to_string)
-                    .collect();
-                match not_ready.is_empty() {
-                    true => next(plan, RestoreStep::RestartKubelet { idx: 0 }),
-                    false => next(plan, RestoreStep::RemoveKubeletPki { hosts: not_ready, idx: 0 }),
-                }
-            }
-            RestoreStep::RemoveKubeletPki { hosts: pki_hosts, idx } => {
-                let h = &pki_hosts[*idx];
-                hosts.run(h, &HostOp::RemoveKubeletPki).map_err(|e| e.during(format!("remove kubelet PKI on {h}")))?;
-                match idx + 1 < pki_hosts.len() {
-                    true => next(plan, RestoreStep::RemoveKubeletPki { hosts: pki_hosts.clone(), idx: idx + 1 }),
-                    false => next(plan, RestoreStep::RestartKubelet { idx: 0 }),
-                }
-            }
-            RestoreStep::RestartKubelet { idx } => {
-                let all = plan.ssh_hosts();
-                let h = all[*idx];
-                hosts.run(h, &HostOp::RestartKubelet).map_err(|e| e.during(format!("restart kubelet on {h}")))?;
-                match idx + 1 < all.len() {
-                    true => next(plan, RestoreStep::RestartKubelet { idx: idx + 1 }),
-                    false => next(plan, RestoreStep::ApproveCsrs),
-                }
-            }
-            RestoreStep::ApproveCsrs => {
-                let expected: Vec<&str> = plan.ssh_hosts().into_iter().filter_map(|h| plan.node_of(h)).collect();
-                let csrs = api.list_csrs().map_err(|e| e.during("list CSRs"))?;
-                // Policy: only CSRs for the nodes we restarted; node-bootstrapper first, then
-                // kubelet-serving. Anything else is left for a person.
-                for kind in [CsrKind::NodeBootstrapper, CsrKind::KubeletServing] {
-                    if kind == CsrKind::KubeletServing && !p.approve_serving_csrs {
-                        continue;
-                    }
-                    for c in csrs.iter().filter(|c| c.pending && c.kind == kind) {
-                        let for_us = c.node.as_deref().is_some_and(|n| expected.contains(&n));
-                        if for_us && csr_matches_policy(c) {
-                            api.approve_csr(&c.name).map_err(|e| e.during(format!("approve CSR {}", c.name)))?;
-                        }
-                    }
-                }
-                let nodes = api.list_nodes().map_err(|e| e.during("list nodes"))?;
-                let waiting: Vec<&str> = expected.iter().copied().filter(|n| !nodes.iter().any(|x| x.name == *n && x.ready)).collect();
-                let pending_ours = api.list_csrs().map_err(|e| e.during("list CSRs"))?.into_iter().any(|c| {
-                    c.pending
-                        && c.node.as_deref().is_some_and(|n| expected.contains(&n))
-                        && (c.kind == CsrKind::NodeBootstrapper || p.approve_serving_csrs)
-                });
-                match (waiting.is_empty(), pending_ours) {
-                    (true, false) => next(plan, RestoreStep::WaitSingleMemberEtcd),
-                    (true, true) => wait("the CSRs of the restarted nodes to be issued", 20, 30),
-                    (false, _) => wait(format!("nodes {} Ready", waiting.join(", ")), 20, 30),
-                }
-            }
-            RestoreStep::WaitSingleMemberEtcd => {
-                let HostOutput::Names(running) = hosts
-                    .run(rec, &HostOp::RunningContainers { name: "etcd".into() })
-                    .map_err(|e| e.during("crictl ps on the recovery host"))?
-                else {
-                    return Err(StepError::Bug("RunningContainers answered something else".into()));
-                };
-                let pods = api.list_pods("openshift-etcd", "k8s-app=etcd").map_err(|e| e.during("list etcd pods"))?;
-                let running_pods: Vec<&PodInfo> = pods.iter().filter(|p| p.phase == "Running").collect();
-                match (running.is_empty(), running_pods.as_slice()) {
-                    (false, [one]) if one.node == plan.recovery.node => {
-                        next(plan, if p.ovn_kubernetes { RestoreStep::DeleteOtherNodes } else { RestoreStep::PlanMachineReplacement })
-                    }
-                    _ => wait(format!("a single running etcd member on {rec}"), 15, 15),
-                }
-            }
-            RestoreStep::DeleteOtherNodes => {
-                for h in &plan.others {
-                    api.delete_node(&h.node).map_err(|e| e.during(format!("delete node {}", h.node)))?;
-                }
-                next(plan, RestoreStep::WaitOvnForgetsIps)
-            }
-            RestoreStep::WaitOvnForgetsIps => {
-                let ips: Vec<String> = plan.others.iter().map(|h| h.address.clone()).collect();
-                let still = api.ovn_master_references(&ips).map_err(|e| e.during("read ds/ovnkube-master"))?;
-                match still.is_empty() {
-                    true => next(plan, RestoreStep::RemoveOvnDatabases { idx: 0 }),
-                    // The runbook says 5-10 minutes; slow clusters take several times that.
-                    false => wait(format!("ovnkube-master to stop referencing {}", still.join(", ")), 30, 60),
-                }
-            }
-            RestoreStep::RemoveOvnDatabases { idx } => {
-                let all = plan.ssh_hosts();
-                let h = all[*idx];
-                hosts.run(h, &HostOp::RemoveOvnDatabases).map_err(|e| e.during(format!("remove OVN databases on {h}")))?;
-                match idx + 1 < all.len() {
-                    true => next(plan, RestoreStep::RemoveOvnDatabases { idx: idx + 1 }),
-                    false => next(plan, RestoreStep::RestartOvnMasters),
-                }
-            }
-            RestoreStep::RestartOvnMasters | RestoreStep::RestartOvnNodes => {
-                let (sel, then) = match step {
-                    RestoreStep::RestartOvnMasters => ("app=ovnkube-master", RestoreStep::WaitOvnMasters),
-                    _ => ("app=ovnkube-node", RestoreStep::WaitOvnNodes),
-                };
-                // Deleting twice after a crash only restarts the pods again: idempotent enough.
-                for pod in api.list_pods("openshift-ovn-kubernetes", sel).map_err(|e| e.during("list OVN pods"))? {
-                    api.delete_pod("openshift-ovn-kubernetes", &pod.name).map_err(|e| e.during(format!("delete pod {}", pod.name)))?;
-                }
-                next(plan, then)
-            }
-            RestoreStep::WaitOvnMasters | RestoreStep::WaitOvnNodes => {
-                let (sel, then) = match step {
-                    RestoreStep::WaitOvnMasters => ("app=ovnkube-master", RestoreStep::RestartOvnNodes),
-                    _ => ("app=ovnkube-node", RestoreStep::PlanMachineReplacement),
-                };
-                let pods = api.list_pods("openshift-ovn-kubernetes", sel).map_err(|e| e.during("list OVN pods"))?;
-                let not_running: Vec<String> =
-                    pods.iter().filter(|p| p.phase != "Running").map(|p| format!("{} {}", p.name, p.phase)).collect();
-                if let Some(crash) = pods.iter().find(|p| p.phase == "CrashLoopBackOff") {
-                    return halt(format!("{} is crashlooping: stale OVN databases?", crash.name), not_running);
-                }
-                match !pods.is_empty() && not_running.is_empty() {
-                    true => next(plan, then),
-                    false => wait(format!("{sel} pods Running ({})", not_running.join(", ")), 15, 15),
-                }
-            }
-            RestoreStep::PlanMachineReplacement => {
-                let machines = api.list_machines().map_err(|e| e.during("list machines"))?;
-                let other_nodes: Vec<&str> = plan.others.iter().map(|h| h.node.as_str()).collect();
-                let todo: Vec<String> = machines
-                    .iter()
-                    .filter(|m| m.control_plane && m.node.as_deref().is_some_and(|n| other_nodes.contains(&n)))
-                    .map(|m| m.name.clone())
-                    .collect();
-                match todo.first() {
-                    None => next(plan, RestoreStep::QuorumGuardOff),
-                    Some(first) => next(
-                        plan,
-                        RestoreStep::ReplaceMachines { current: ReplaceMachine::SaveSpec { old: first.clone() }, todo, created: vec![] },
-                    ),
-                }
-            }
-            RestoreStep::ReplaceMachines { todo, created, current } => self.step_replace_machine(ports, plan, todo, created, current),
-            RestoreStep::QuorumGuardOff => {
-                api.set_quorum_guard(false).map_err(|e| e.during("turn the etcd quorum guard off"))?;
-                let before = api.installer_progress(Operator::Etcd).map_err(|e| e.during("read etcd revision"))?.latest_revision;
-                next(plan, RestoreStep::ForceEtcdRedeployment { reason: redeploy_reason(cx, "etcd"), before_revision: before })
-            }
-            RestoreStep::ForceEtcdRedeployment { reason, before_revision } => {
-                api.force_redeployment(Operator::Etcd, reason).map_err(|e| e.during("force etcd redeployment"))?;
-                next(plan, RestoreStep::WaitEtcdRevisionCreated { before_revision: *before_revision })
-            }
-            RestoreStep::WaitEtcdRevisionCreated { before_revision } => {
-                let prog = api.installer_progress(Operator::Etcd).map_err(|e| e.during("read etcd revision"))?;
-                match prog.latest_revision > *before_revision {
-                    true => next(plan, RestoreStep::QuorumGuardOn { before_revision: *before_revision }),
-                    false => wait("the etcd operator to create the forced revision", 10, 15),
-                }
-            }
-            RestoreStep::QuorumGuardOn { before_revision } => {
-                api.set_quorum_guard(true).map_err(|e| e.during("turn the etcd quorum guard back on"))?;
-                next(plan, RestoreStep::WaitEtcdRollout { before_revision: *before_revision })
-            }
-            RestoreStep::WaitEtcdRollout { before_revision } => {
-                let prog = api.installer_progress(Operator::Etcd).map_err(|e| e.during("read etcd NodeInstallerProgressing"))?;
-                match prog.latest_revision > *before_revision && prog.all_at_latest() {
-                    true => self.force_next_rollout(api.as_ref(), cx, plan, Operator::KubeApiServer),
-                    false => wait(format!("etcd AllNodesAtLatestRevision ({})", prog.message), 30, 60),
-                }
-            }
-            RestoreStep::ForceRollout { operator, reason, before_revision } => {
-                api.force_redeployment(*operator, reason).map_err(|e| e.during(format!("force {operator} rollout")))?;
-                next(plan, RestoreStep::WaitRollout { operator: *operator, before_revision: *before_revision })
-            }
-            RestoreStep::WaitRollout { operator, before_revision } => {
-                let prog = api.installer_progress(*operator).map_err(|e| e.during(format!("read {operator} NodeInstallerProgressing")))?;
-                if !(prog.latest_revision > *before_revision && prog.all_at_latest()) {
-                    return wait(format!("{operator} AllNodesAtLatestRevision ({})", prog.message), 30, 60);
-                }
-                match operator {
-                    Operator::KubeApiServer => self.force_next_rollout(api.as_ref(), cx, plan, Operator::KubeControllerManager),
-                    Operator::KubeControllerManager => self.force_next_rollout(api.as_ref(), cx, plan, Operator::KubeScheduler),
-                    _ => next(plan, RestoreStep::VerifyEtcd),
-                }
-            }
-            RestoreStep::VerifyEtcd => {
-                let pods = api.list_pods("openshift-etcd", "k8s-app=etcd").map_err(|e| e.during("list etcd pods"))?;
-                let running = pods.iter().filter(|p| p.phase == "Running" && p.ready).count();
-                match running {
-                    3 => Ok(Step::Done {
-                        summary: format!(
-                            "cluster restored from backup {} on {}; 3 etcd members running; skipped unreachable hosts: {}",
-                            p.backup,
-                            rec,
-                            if plan.unreachable.is_empty() { "none".to_string() } else { plan.unreachable.join(", ") }
-                        ),
-                    }),
-                    n => wait(format!("3 running etcd pods (have {n})"), 30, 30),
-                }
-            }
-            RestoreStep::UndoQuorumGuard => {
-                api.set_quorum_guard(true).map_err(|e| e.during("turn the etcd quorum guard back on"))?;
-                Ok(Step::Done { summary: "aborted; the etcd quorum guard is back on".into() })
-            }
+            RestoreStep::CopyBackup => r.copy_backup(),
+            RestoreStep::StopStaticPods { host, action } => r.stop_static_pods(host, action),
+            RestoreStep::CheckRecoveryVip => r.check_recovery_vip(),
+            RestoreStep::RunRestore { fence } => r.run_restore(fence),
+            RestoreStep::WaitNodes => r.wait_nodes(),
+            RestoreStep::RemoveKubeletPki { hosts: pki_hosts, idx } => r.remove_kubelet_pki(pki_hosts, idx),
+            RestoreStep::RestartKubelet { idx } => r.restart_kubelet(idx),
+            RestoreStep::ApproveCsrs => r.approve_csrs(),
+            RestoreStep::WaitSingleMemberEtcd => r.wait_single_member_etcd(),
+            RestoreStep::DeleteOtherNodes => r.delete_other_nodes(),
+            RestoreStep::WaitOvnForgetsIps => r.wait_ovn_forgets_ips(),
+            RestoreStep::RemoveOvnDatabases { idx } => r.remove_ovn_databases(idx),
+            RestoreStep::RestartOvnMasters | RestoreStep::RestartOvnNodes => r.restart_ovn(step),
+            RestoreStep::WaitOvnMasters | RestoreStep::WaitOvnNodes => r.wait_ovn(step),
+            RestoreStep::PlanMachineReplacement => r.plan_machine_replacement(),
+            RestoreStep::ReplaceMachines { todo, created, current } => r.replace_machine(todo, created, current),
+            RestoreStep::QuorumGuardOff => r.quorum_guard_off(),
+            RestoreStep::ForceEtcdRedeployment { reason, before_revision } => r.force_etcd_redeployment(reason, before_revision),
+            RestoreStep::WaitEtcdRevisionCreated { before_revision } => r.wait_etcd_revision_created(before_revision),
+            RestoreStep::QuorumGuardOn { before_revision } => r.quorum_guard_on(before_revision),
+            RestoreStep::WaitEtcdRollout { before_revision } => r.wait_etcd_rollout(before_revision),
+            RestoreStep::ForceRollout { operator, reason, before_revision } => r.force_rollout(operator, reason, before_revision),
+            RestoreStep::WaitRollout { operator, before_revision } => r.wait_rollout(operator, before_revision),
+            RestoreStep::VerifyEtcd => r.verify_etcd(),
+            RestoreStep::UndoQuorumGuard => r.undo_quorum_guard(),
         }
     }
+}
 
-    fn force_next_rollout(
-        &self,
-        api: &dyn ClusterApi,
-        cx: &StepContext,
-        plan: &Plan,
-        operator: Operator,
-    ) -> Result<Step<RestoreState>, StepError> {
+/// The restore's runbook steps 3-24, one handler each, with what every step works with.
+struct Restoring<'a> {
+    ports: &'a Ports,
+    cx: &'a StepContext,
+    p: &'a RestoreParams,
+    plan: &'a Plan,
+}
+
+impl Restoring<'_> {
+    /// 23. Force the rollout of `operator`, recording its revision before and a unique reason.
+    fn force_next_rollout(&self, operator: Operator) -> Result<Step<RestoreState>, StepError> {
+        let api = &self.ports.api;
         let before = api.installer_progress(operator).map_err(|e| e.during(format!("read {operator} revision")))?.latest_revision;
-        next(plan, RestoreStep::ForceRollout { operator, reason: redeploy_reason(cx, &operator.to_string()), before_revision: before })
+        next(
+            self.plan,
+            RestoreStep::ForceRollout { operator, reason: redeploy_reason(self.cx, &operator.to_string()), before_revision: before },
+        )
     }
 
-    fn step_replace_machine(
-        &self,
-        ports: &Ports,
-        plan: &Plan,
-        todo: &[String],
-        created: &[String],
-        current: &ReplaceMachine,
-    ) -> Result<Step<RestoreState>, StepError> {
-        let api = &ports.api;
-        let go = |current: ReplaceMachine, created: Vec<String>| {
-            next(plan, RestoreStep::ReplaceMachines { todo: todo.to_vec(), created, current })
+    /// 16. One step of deleting and re-creating the lost machines, one at a time.
+    fn replace_machine(&self, todo: &[String], created: &[String], current: &ReplaceMachine) -> Result<Step<RestoreState>, StepError> {
+        match crate::replace_machine::step(self.ports.api.as_ref(), &self.plan.recovery, todo, created, current)? {
+            Progress::Next { current, created } => next(self.plan, RestoreStep::ReplaceMachines { todo: todo.to_vec(), created, current }),
+            Progress::AllReplaced => next(self.plan, RestoreStep::QuorumGuardOff),
+            Progress::Wait { what, recheck_secs, bound_mins } => wait(what, recheck_secs, bound_mins),
+            Progress::Halt { reason, evidence } => halt(reason, evidence),
+        }
+    }
+
+    fn copy_backup(&self) -> Result<Step<RestoreState>, StepError> {
+        let hosts = &self.ports.hosts;
+        let rec = self.plan.recovery.name.as_str();
+        let p = self.p;
+        let plan = self.plan;
+        hosts.copy_backup_to_host(&p.backup, rec, &p.backup_dir).map_err(|e| e.during(format!("copy backup {} to {rec}", p.backup)))?;
+        match plan.reachable.is_empty() {
+            true => next(plan, RestoreStep::CheckRecoveryVip),
+            false => next(plan, RestoreStep::StopStaticPods { host: 0, action: StopPods::MoveEtcdManifest }),
+        }
+    }
+
+    fn stop_static_pods(&self, host: &usize, action: &StopPods) -> Result<Step<RestoreState>, StepError> {
+        let hosts = &self.ports.hosts;
+        let p = self.p;
+        let plan = self.plan;
+        let h = plan.reachable[*host].as_str();
+        let run = |op: HostOp| hosts.run(h, &op).map_err(|e| e.during(format!("{op:?} on {h}")));
+        let then = |action| next(plan, RestoreStep::StopStaticPods { host: *host, action });
+        let next_host = || match *host + 1 < plan.reachable.len() {
+            true => next(plan, RestoreStep::StopStaticPods { host: *host + 1, action: StopPods::MoveEtcdManifest }),
+            false => next(plan, RestoreStep::CheckRecoveryVip),
         };
-        match current {
-            ReplaceMachine::SaveSpec { old } => {
-                let Some(m) = api.get_machine(old).map_err(|e| e.during(format!("get machine {old}")))? else {
-                    return halt(format!("machine {old} disappeared before it was saved; re-create it by hand and resume"), vec![]);
-                };
-                // Never the recovery host's machine: checked against the live object.
-                if m.node.as_deref() == Some(plan.recovery.node.as_str()) {
-                    return Err(StepError::Bug(format!("machine {old} belongs to the recovery host {}", plan.recovery.name)));
-                }
-                let names = api.list_machines().map_err(|e| e.during("list machines"))?;
-                let taken = names.iter().map(|m| m.name.as_str()).chain(created.iter().map(String::as_str));
-                let Some(new_name) = next_machine_name(old, taken) else {
-                    return halt(format!("cannot derive a new name from machine {old} (expected <base>-<index>)"), vec![]);
-                };
-                let manifest = machine_for_recreate(&m.manifest, &new_name);
-                go(ReplaceMachine::DeleteOld { old: old.clone(), new_name, manifest }, created.to_vec())
+        let running = |name: &str| match run(HostOp::RunningContainers { name: name.into() })? {
+            HostOutput::Names(n) => Ok(n),
+            other => Err(StepError::Bug(format!("RunningContainers answered {other:?}"))),
+        };
+        match action {
+            StopPods::MoveEtcdManifest => {
+                run(HostOp::MoveManifestOut(StaticPod::Etcd))?;
+                then(StopPods::WaitEtcdStopped)
             }
-            ReplaceMachine::DeleteOld { old, new_name, manifest } => {
-                api.delete_machine(old).map_err(|e| e.during(format!("delete machine {old}")))?;
-                go(
-                    ReplaceMachine::WaitDeleted { old: old.clone(), new_name: new_name.clone(), manifest: manifest.clone() },
-                    created.to_vec(),
-                )
+            StopPods::WaitEtcdStopped => match running("etcd")?.is_empty() {
+                true => then(StopPods::MoveApiServerManifest),
+                false => wait(format!("etcd containers on {h} to stop"), 10, 10),
+            },
+            StopPods::MoveApiServerManifest => {
+                run(HostOp::MoveManifestOut(StaticPod::KubeApiServer))?;
+                then(StopPods::WaitApiServerStopped)
             }
-            ReplaceMachine::WaitDeleted { old, new_name, manifest } => {
-                match api.get_machine(old).map_err(|e| e.during(format!("get machine {old}")))? {
-                    Some(m) => wait(format!("machine {old} to be deleted (phase {})", m.phase), 20, 30),
-                    None => go(ReplaceMachine::Create { new_name: new_name.clone(), manifest: manifest.clone() }, created.to_vec()),
+            StopPods::WaitApiServerStopped => match running("kube-apiserver")?.is_empty() {
+                true => then(StopPods::MoveEtcdDataDir),
+                false => wait(format!("kube-apiserver containers on {h} to stop"), 10, 10),
+            },
+            StopPods::MoveEtcdDataDir => {
+                run(HostOp::MoveEtcdDataDirAside)?;
+                match run(HostOp::ManifestPresent(StaticPod::Keepalived))? {
+                    HostOutput::Present(true) => then(StopPods::MoveKeepalivedManifest),
+                    _ => next_host(),
                 }
             }
-            ReplaceMachine::Create { new_name, manifest } => {
-                api.create_machine(manifest).map_err(|e| e.during(format!("create machine {new_name}")))?;
-                let mut created = created.to_vec();
-                created.push(new_name.clone());
-                go(ReplaceMachine::WaitRunning { new_name: new_name.clone() }, created)
+            StopPods::MoveKeepalivedManifest => {
+                run(HostOp::MoveManifestOut(StaticPod::Keepalived))?;
+                then(StopPods::WaitKeepalivedStopped)
             }
-            ReplaceMachine::WaitRunning { new_name } => {
-                let m = api.get_machine(new_name).map_err(|e| e.during(format!("get machine {new_name}")))?;
-                match m {
-                    Some(m) if m.phase == "Running" => {
-                        // `created` grows by one per machine, in `todo` order.
-                        match todo.get(created.len()) {
-                            Some(old) => go(ReplaceMachine::SaveSpec { old: old.clone() }, created.to_vec()),
-                            None => next(plan, RestoreStep::QuorumGuardOff),
-                        }
-                    }
-                    Some(m) if m.phase == "Failed" => halt(format!("machine {new_name} failed to provision"), vec![m.manifest.to_string()]),
-                    Some(m) => wait(format!("machine {new_name} Running (phase {})", m.phase), 30, 45),
-                    None => halt(format!("machine {new_name} vanished after it was created"), vec![]),
+            StopPods::WaitKeepalivedStopped => match running("keepalived")?.is_empty() {
+                true => then(StopPods::RemoveVips),
+                false => wait(format!("keepalived containers on {h} to stop"), 10, 10),
+            },
+            StopPods::RemoveVips => {
+                let HostOutput::Addresses(addrs) = run(HostOp::ListAddresses)? else {
+                    return Err(StepError::Bug("ListAddresses answered something else".into()));
+                };
+                let vips = p.vips();
+                for (address, device) in addrs.into_iter().filter(|(a, _)| vips.contains(&a.as_str())) {
+                    run(HostOp::RemoveAddress { address, device })?;
+                }
+                next_host()
+            }
+        }
+    }
+
+    fn check_recovery_vip(&self) -> Result<Step<RestoreState>, StepError> {
+        let hosts = &self.ports.hosts;
+        let rec = self.plan.recovery.name.as_str();
+        let p = self.p;
+        let plan = self.plan;
+        let cx = self.cx;
+        let keepalived = hosts.run(rec, &HostOp::ManifestPresent(StaticPod::Keepalived)).map_err(|e| e.during("check keepalived"))?;
+        if keepalived == HostOutput::Present(true) {
+            let vip = p.api_vip.as_deref().unwrap_or_default();
+            let HostOutput::Addresses(addrs) = hosts.run(rec, &HostOp::ListAddresses).map_err(|e| e.during("list addresses"))? else {
+                return Err(StepError::Bug("ListAddresses answered something else".into()));
+            };
+            if !addrs.iter().any(|(a, _)| a == vip) {
+                return halt(
+                    format!("recovery host {rec} does not own the API VIP {vip}; keepalived must move it there before the restore"),
+                    addrs.iter().map(|(a, d)| format!("{a} dev {d}")).collect(),
+                );
+            }
+        }
+        next(plan, RestoreStep::RunRestore { fence: format!("drctl-{}-restore", cx.run_id) })
+    }
+
+    fn run_restore(&self, fence: &str) -> Result<Step<RestoreState>, StepError> {
+        let hosts = &self.ports.hosts;
+        let rec = self.plan.recovery.name.as_str();
+        let p = self.p;
+        let plan = self.plan;
+        hosts
+            .run(rec, &HostOp::RunRestore { dir: p.backup_dir.clone(), fence: fence.to_string() })
+            .map_err(|e| e.during(format!("cluster-restore.sh on {rec}")))?;
+        next(plan, RestoreStep::WaitNodes)
+    }
+
+    fn wait_nodes(&self) -> Result<Step<RestoreState>, StepError> {
+        let api = &self.ports.api;
+        let plan = self.plan;
+        // Transient failures here are the API coming back: retried with backoff.
+        let nodes = api.list_nodes().map_err(|e| e.during("list nodes (API coming back after the restore)"))?;
+        if !nodes.iter().any(|n| n.name == plan.recovery.node) {
+            return wait(format!("node {} to report", plan.recovery.node), 15, 20);
+        }
+        let not_ready: Vec<String> = plan
+            .ssh_hosts()
+            .into_iter()
+            .filter(|h| plan.node_of(h).is_some_and(|node| nodes.iter().any(|n| n.name == node && !n.ready)))
+            .map(str::to_string)
+            .collect();
+        match not_ready.is_empty() {
+            true => next(plan, RestoreStep::RestartKubelet { idx: 0 }),
+            false => next(plan, RestoreStep::RemoveKubeletPki { hosts: not_ready, idx: 0 }),
+        }
+    }
+
+    fn remove_kubelet_pki(&self, pki_hosts: &[String], idx: &usize) -> Result<Step<RestoreState>, StepError> {
+        let hosts = &self.ports.hosts;
+        let plan = self.plan;
+        let h = &pki_hosts[*idx];
+        hosts.run(h, &HostOp::RemoveKubeletPki).map_err(|e| e.during(format!("remove kubelet PKI on {h}")))?;
+        match idx + 1 < pki_hosts.len() {
+            true => next(plan, RestoreStep::RemoveKubeletPki { hosts: pki_hosts.to_vec(), idx: idx + 1 }),
+            false => next(plan, RestoreStep::RestartKubelet { idx: 0 }),
+        }
+    }
+
+    fn restart_kubelet(&self, idx: &usize) -> Result<Step<RestoreState>, StepError> {
+        let hosts = &self.ports.hosts;
+        let plan = self.plan;
+        let all = plan.ssh_hosts();
+        let h = all[*idx];
+        hosts.run(h, &HostOp::RestartKubelet).map_err(|e| e.during(format!("restart kubelet on {h}")))?;
+        match idx + 1 < all.len() {
+            true => next(plan, RestoreStep::RestartKubelet { idx: idx + 1 }),
+            false => next(plan, RestoreStep::ApproveCsrs),
+        }
+    }
+
+    fn approve_csrs(&self) -> Result<Step<RestoreState>, StepError> {
+        let api = &self.ports.api;
+        let p = self.p;
+        let plan = self.plan;
+        let expected: Vec<&str> = plan.ssh_hosts().into_iter().filter_map(|h| plan.node_of(h)).collect();
+        let csrs = api.list_csrs().map_err(|e| e.during("list CSRs"))?;
+        // Policy: only CSRs for the nodes we restarted; node-bootstrapper first, then
+        // kubelet-serving. Anything else is left for a person.
+        for kind in [CsrKind::NodeBootstrapper, CsrKind::KubeletServing] {
+            if kind == CsrKind::KubeletServing && !p.approve_serving_csrs {
+                continue;
+            }
+            for c in csrs.iter().filter(|c| c.pending && c.kind == kind) {
+                let for_us = c.node.as_deref().is_some_and(|n| expected.contains(&n));
+                if for_us && csr_matches_policy(c) {
+                    api.approve_csr(&c.name).map_err(|e| e.during(format!("approve CSR {}", c.name)))?;
                 }
             }
         }
+        let nodes = api.list_nodes().map_err(|e| e.during("list nodes"))?;
+        let waiting: Vec<&str> = expected.iter().copied().filter(|n| !nodes.iter().any(|x| x.name == *n && x.ready)).collect();
+        let pending_ours = api.list_csrs().map_err(|e| e.during("list CSRs"))?.into_iter().any(|c| {
+            c.pending
+                && c.node.as_deref().is_some_and(|n| expected.contains(&n))
+                && (c.kind == CsrKind::NodeBootstrapper || p.approve_serving_csrs)
+        });
+        match (waiting.is_empty(), pending_ours) {
+            (true, false) => next(plan, RestoreStep::WaitSingleMemberEtcd),
+            (true, true) => wait("the CSRs of the restarted nodes to be issued", 20, 30),
+            (false, _) => wait(format!("nodes {} Ready", waiting.join(", ")), 20, 30),
+        }
+    }
+
+    fn wait_single_member_etcd(&self) -> Result<Step<RestoreState>, StepError> {
+        let hosts = &self.ports.hosts;
+        let api = &self.ports.api;
+        let rec = self.plan.recovery.name.as_str();
+        let p = self.p;
+        let plan = self.plan;
+        let HostOutput::Names(running) =
+            hosts.run(rec, &HostOp::RunningContainers { name: "etcd".into() }).map_err(|e| e.during("crictl ps on the recovery host"))?
+        else {
+            return Err(StepError::Bug("RunningContainers answered something else".into()));
+        };
+        let pods = api.list_pods("openshift-etcd", "k8s-app=etcd").map_err(|e| e.during("list etcd pods"))?;
+        let running_pods: Vec<&PodInfo> = pods.iter().filter(|p| p.phase == "Running").collect();
+        match (running.is_empty(), running_pods.as_slice()) {
+            (false, [one]) if one.node == plan.recovery.node => {
+                next(plan, if p.ovn_kubernetes { RestoreStep::DeleteOtherNodes } else { RestoreStep::PlanMachineReplacement })
+            }
+            _ => wait(format!("a single running etcd member on {rec}"), 15, 15),
+        }
+    }
+
+    fn delete_other_nodes(&self) -> Result<Step<RestoreState>, StepError> {
+        let api = &self.ports.api;
+        let plan = self.plan;
+        for h in &plan.others {
+            api.delete_node(&h.node).map_err(|e| e.during(format!("delete node {}", h.node)))?;
+        }
+        next(plan, RestoreStep::WaitOvnForgetsIps)
+    }
+
+    fn wait_ovn_forgets_ips(&self) -> Result<Step<RestoreState>, StepError> {
+        let api = &self.ports.api;
+        let plan = self.plan;
+        let ips: Vec<String> = plan.others.iter().map(|h| h.address.clone()).collect();
+        let still = api.ovn_master_references(&ips).map_err(|e| e.during("read ds/ovnkube-master"))?;
+        match still.is_empty() {
+            true => next(plan, RestoreStep::RemoveOvnDatabases { idx: 0 }),
+            // The runbook says 5-10 minutes; slow clusters take several times that.
+            false => wait(format!("ovnkube-master to stop referencing {}", still.join(", ")), 30, 60),
+        }
+    }
+
+    fn remove_ovn_databases(&self, idx: &usize) -> Result<Step<RestoreState>, StepError> {
+        let hosts = &self.ports.hosts;
+        let plan = self.plan;
+        let all = plan.ssh_hosts();
+        let h = all[*idx];
+        hosts.run(h, &HostOp::RemoveOvnDatabases).map_err(|e| e.during(format!("remove OVN databases on {h}")))?;
+        match idx + 1 < all.len() {
+            true => next(plan, RestoreStep::RemoveOvnDatabases { idx: idx + 1 }),
+            false => next(plan, RestoreStep::RestartOvnMasters),
+        }
+    }
+
+    fn restart_ovn(&self, step: &RestoreStep) -> Result<Step<RestoreState>, StepError> {
+        let api = &self.ports.api;
+        let plan = self.plan;
+        let (sel, then) = match step {
+            RestoreStep::RestartOvnMasters => ("app=ovnkube-master", RestoreStep::WaitOvnMasters),
+            _ => ("app=ovnkube-node", RestoreStep::WaitOvnNodes),
+        };
+        // Deleting twice after a crash only restarts the pods again: idempotent enough.
+        for pod in api.list_pods("openshift-ovn-kubernetes", sel).map_err(|e| e.during("list OVN pods"))? {
+            api.delete_pod("openshift-ovn-kubernetes", &pod.name).map_err(|e| e.during(format!("delete pod {}", pod.name)))?;
+        }
+        next(plan, then)
+    }
+
+    fn wait_ovn(&self, step: &RestoreStep) -> Result<Step<RestoreState>, StepError> {
+        let api = &self.ports.api;
+        let plan = self.plan;
+        let (sel, then) = match step {
+            RestoreStep::WaitOvnMasters => ("app=ovnkube-master", RestoreStep::RestartOvnNodes),
+            _ => ("app=ovnkube-node", RestoreStep::PlanMachineReplacement),
+        };
+        let pods = api.list_pods("openshift-ovn-kubernetes", sel).map_err(|e| e.during("list OVN pods"))?;
+        let not_running: Vec<String> = pods.iter().filter(|p| p.phase != "Running").map(|p| format!("{} {}", p.name, p.phase)).collect();
+        if let Some(crash) = pods.iter().find(|p| p.phase == "CrashLoopBackOff") {
+            return halt(format!("{} is crashlooping: stale OVN databases?", crash.name), not_running);
+        }
+        match !pods.is_empty() && not_running.is_empty() {
+            true => next(plan, then),
+            false => wait(format!("{sel} pods Running ({})", not_running.join(", ")), 15, 15),
+        }
+    }
+
+    fn plan_machine_replacement(&self) -> Result<Step<RestoreState>, StepError> {
+        let api = &self.ports.api;
+        let plan = self.plan;
+        let machines = api.list_machines().map_err(|e| e.during("list machines"))?;
+        let other_nodes: Vec<&str> = plan.others.iter().map(|h| h.node.as_str()).collect();
+        let todo: Vec<String> = machines
+            .iter()
+            .filter(|m| m.control_plane && m.node.as_deref().is_some_and(|n| other_nodes.contains(&n)))
+            .map(|m| m.name.clone())
+            .collect();
+        match todo.first() {
+            None => next(plan, RestoreStep::QuorumGuardOff),
+            Some(first) => {
+                next(plan, RestoreStep::ReplaceMachines { current: ReplaceMachine::SaveSpec { old: first.clone() }, todo, created: vec![] })
+            }
+        }
+    }
+
+    fn quorum_guard_off(&self) -> Result<Step<RestoreState>, StepError> {
+        let api = &self.ports.api;
+        let plan = self.plan;
+        let cx = self.cx;
+        api.set_quorum_guard(false).map_err(|e| e.during("turn the etcd quorum guard off"))?;
+        let before = api.installer_progress(Operator::Etcd).map_err(|e| e.during("read etcd revision"))?.latest_revision;
+        next(plan, RestoreStep::ForceEtcdRedeployment { reason: redeploy_reason(cx, "etcd"), before_revision: before })
+    }
+
+    fn force_etcd_redeployment(&self, reason: &str, before_revision: &u64) -> Result<Step<RestoreState>, StepError> {
+        let api = &self.ports.api;
+        let plan = self.plan;
+        api.force_redeployment(Operator::Etcd, reason).map_err(|e| e.during("force etcd redeployment"))?;
+        next(plan, RestoreStep::WaitEtcdRevisionCreated { before_revision: *before_revision })
+    }
+
+    fn wait_etcd_revision_created(&self, before_revision: &u64) -> Result<Step<RestoreState>, StepError> {
+        let api = &self.ports.api;
+        let plan = self.plan;
+        let prog = api.installer_progress(Operator::Etcd).map_err(|e| e.during("read etcd revision"))?;
+        match prog.latest_revision > *before_revision {
+            true => next(plan, RestoreStep::QuorumGuardOn { before_revision: *before_revision }),
+            false => wait("the etcd operator to create the forced revision", 10, 15),
+        }
+    }
+
+    fn quorum_guard_on(&self, before_revision: &u64) -> Result<Step<RestoreState>, StepError> {
+        let api = &self.ports.api;
+        let plan = self.plan;
+        api.set_quorum_guard(true).map_err(|e| e.during("turn the etcd quorum guard back on"))?;
+        next(plan, RestoreStep::WaitEtcdRollout { before_revision: *before_revision })
+    }
+
+    fn wait_etcd_rollout(&self, before_revision: &u64) -> Result<Step<RestoreState>, StepError> {
+        let api = &self.ports.api;
+        let prog = api.installer_progress(Operator::Etcd).map_err(|e| e.during("read etcd NodeInstallerProgressing"))?;
+        match prog.latest_revision > *before_revision && prog.all_at_latest() {
+            true => self.force_next_rollout(Operator::KubeApiServer),
+            false => wait(format!("etcd AllNodesAtLatestRevision ({})", prog.message), 30, 60),
+        }
+    }
+
+    fn force_rollout(&self, operator: &Operator, reason: &str, before_revision: &u64) -> Result<Step<RestoreState>, StepError> {
+        let api = &self.ports.api;
+        let plan = self.plan;
+        api.force_redeployment(*operator, reason).map_err(|e| e.during(format!("force {operator} rollout")))?;
+        next(plan, RestoreStep::WaitRollout { operator: *operator, before_revision: *before_revision })
+    }
+
+    fn wait_rollout(&self, operator: &Operator, before_revision: &u64) -> Result<Step<RestoreState>, StepError> {
+        let api = &self.ports.api;
+        let plan = self.plan;
+        let prog = api.installer_progress(*operator).map_err(|e| e.during(format!("read {operator} NodeInstallerProgressing")))?;
+        if !(prog.latest_revision > *before_revision && prog.all_at_latest()) {
+            return wait(format!("{operator} AllNodesAtLatestRevision ({})", prog.message), 30, 60);
+        }
+        match operator {
+            Operator::KubeApiServer => self.force_next_rollout(Operator::KubeControllerManager),
+            Operator::KubeControllerManager => self.force_next_rollout(Operator::KubeScheduler),
+            _ => next(plan, RestoreStep::VerifyEtcd),
+        }
+    }
+
+    fn verify_etcd(&self) -> Result<Step<RestoreState>, StepError> {
+        let api = &self.ports.api;
+        let rec = self.plan.recovery.name.as_str();
+        let p = self.p;
+        let plan = self.plan;
+        let pods = api.list_pods("openshift-etcd", "k8s-app=etcd").map_err(|e| e.during("list etcd pods"))?;
+        let running = pods.iter().filter(|p| p.phase == "Running" && p.ready).count();
+        match running {
+            3 => Ok(Step::Done {
+                summary: format!(
+                    "cluster restored from backup {} on {}; 3 etcd members running; skipped unreachable hosts: {}",
+                    p.backup,
+                    rec,
+                    if plan.unreachable.is_empty() { "none".to_string() } else { plan.unreachable.join(", ") }
+                ),
+            }),
+            n => wait(format!("3 running etcd pods (have {n})"), 30, 30),
+        }
+    }
+
+    fn undo_quorum_guard(&self) -> Result<Step<RestoreState>, StepError> {
+        let api = &self.ports.api;
+        api.set_quorum_guard(true).map_err(|e| e.during("turn the etcd quorum guard back on"))?;
+        Ok(Step::Done { summary: "aborted; the etcd quorum guard is back on".into() })
     }
 }
 
@@ -725,13 +753,7 @@ impl Procedure for RestoreClusterState {
                 RestoreStep::RestartKubelet { idx } => format!("RestartKubelet({})", plan.ssh_hosts()[*idx]),
                 RestoreStep::RemoveOvnDatabases { idx } => format!("RemoveOvnDatabases({})", plan.ssh_hosts()[*idx]),
                 RestoreStep::RunRestore { .. } => "RunRestore".into(),
-                RestoreStep::ReplaceMachines { current, .. } => match current {
-                    ReplaceMachine::SaveSpec { old } => format!("ReplaceMachine.SaveSpec({old})"),
-                    ReplaceMachine::DeleteOld { old, .. } => format!("ReplaceMachine.DeleteOld({old})"),
-                    ReplaceMachine::WaitDeleted { old, .. } => format!("ReplaceMachine.WaitDeleted({old})"),
-                    ReplaceMachine::Create { new_name, .. } => format!("ReplaceMachine.Create({new_name})"),
-                    ReplaceMachine::WaitRunning { new_name } => format!("ReplaceMachine.WaitRunning({new_name})"),
-                },
+                RestoreStep::ReplaceMachines { current, .. } => current.state_name(),
                 RestoreStep::ForceEtcdRedeployment { .. } => "ForceEtcdRedeployment".into(),
                 RestoreStep::WaitEtcdRevisionCreated { .. } => "WaitEtcdRevisionCreated".into(),
                 RestoreStep::QuorumGuardOn { .. } => "QuorumGuardOn".into(),
