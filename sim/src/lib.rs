@@ -14,6 +14,7 @@
 
 pub mod chaos;
 pub mod faults;
+pub mod host_ops;
 pub mod hosted;
 pub mod ports;
 pub mod scenario;

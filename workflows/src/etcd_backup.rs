@@ -70,12 +70,116 @@ pub struct EtcdBackup;
 
 pub use crate::backup_files::newest_complete_pair;
 
+fn halt(reason: String) -> Result<Step<BackupState>, StepError> {
+    Ok(Step::Halt { reason, evidence: vec![] })
+}
+
 fn backup_name(p: &BackupParams, cx: &StepContext, dirty: bool) -> String {
     let base = p.name.clone().unwrap_or_else(|| format!("backup-{}", cx.run_id));
     if dirty {
         format!("{base}__POSSIBLY_DIRTY__")
     } else {
         base
+    }
+}
+
+impl EtcdBackup {
+    /// One healthy host, never one per host: the named one, or the first healthy one that answers.
+    fn select_host(&self, ports: &Ports, p: &BackupParams, dirty: &bool) -> Result<Step<BackupState>, StepError> {
+        let pods = ports.api.list_pods("openshift-etcd", "k8s-app=etcd").map_err(|e| e.during("list etcd pods"))?;
+        let healthy: Vec<&str> = pods.iter().filter(|p| p.phase == "Running" && p.ready).map(|p| p.node.as_str()).collect();
+        let inventory = ports.hosts.control_plane_hosts().map_err(|e| e.during("read control-plane inventory"))?;
+        let candidates: Vec<&HostRef> = inventory.iter().filter(|h| healthy.contains(&h.node.as_str())).collect();
+        let host = match &p.host {
+            Some(want) => match candidates.iter().find(|h| &h.name == want) {
+                Some(h) => h.name.clone(),
+                None => return halt(format!("host {want} has no healthy etcd member; healthy: {}", healthy.join(", "))),
+            },
+            None => match candidates.iter().find(|h| ports.hosts.connect(&h.name).is_ok()) {
+                Some(h) => h.name.clone(),
+                None => {
+                    return Err(StepError::Transient {
+                        what: "select backup host".into(),
+                        error: "no healthy control-plane host answers SSH".into(),
+                    })
+                }
+            },
+        };
+        Ok(Step::Next(BackupState::RecordVersion { host, dirty: *dirty }))
+    }
+
+    /// Run the backup into this run's own directory (mode 0700), unless a crashed attempt
+    /// already left a complete one there.
+    fn take_backup(
+        &self,
+        ports: &Ports,
+        cx: &StepContext,
+        p: &BackupParams,
+        host: &str,
+        version: &str,
+        dirty: &bool,
+    ) -> Result<Step<BackupState>, StepError> {
+        let dir = format!("{}/drctl-{}", p.host_dir.trim_end_matches('/'), cx.run_id);
+        let run = |op: HostOp| ports.hosts.run(host, &op).map_err(|e| e.during(format!("{op:?} on {host}")));
+        // Observe first: after a crash the backup may already be there.
+        let HostOutput::Names(existing) = run(HostOp::ListDir { dir: dir.clone() })? else {
+            return Err(StepError::Bug("ListDir answered something else".into()));
+        };
+        // Only a snapshot and a resources file of the SAME backup make a pair: an
+        // attempt cut short by a dropped connection can leave a lone snapshot behind.
+        let (snapshot, resources) = match newest_complete_pair(&existing) {
+            Some(pair) => pair,
+            None => {
+                run(HostOp::MakePrivateDir { dir: dir.clone() })?;
+                match run(HostOp::RunBackup { dir: dir.clone() })? {
+                    HostOutput::Backup { snapshot, resources } => (snapshot, resources),
+                    other => return Err(StepError::Bug(format!("RunBackup answered {other:?}"))),
+                }
+            }
+        };
+        Ok(Step::Next(BackupState::VerifySnapshot {
+            taken: Taken { host: host.to_string(), dir, snapshot, resources },
+            version: version.to_string(),
+            dirty: *dirty,
+        }))
+    }
+
+    /// `etcdctl snapshot status`: hash, revision, keys and size must all be there.
+    fn verify_snapshot(&self, ports: &Ports, taken: &Taken, version: &str, dirty: &bool) -> Result<Step<BackupState>, StepError> {
+        let path = format!("{}/{}", taken.dir, taken.snapshot);
+        let status = match ports.hosts.run(&taken.host, &HostOp::SnapshotStatus { path: path.clone() }) {
+            Ok(HostOutput::Snapshot(s)) => s,
+            Ok(other) => return Err(StepError::Bug(format!("SnapshotStatus answered {other:?}"))),
+            Err(e) => return Err(e.during(format!("etcdctl snapshot status {path}"))),
+        };
+        if status.hash == 0 || status.revision == 0 || status.total_key == 0 || status.total_size == 0 {
+            return Ok(Step::Halt { reason: format!("snapshot {path} failed verification"), evidence: vec![format!("{status:?}")] });
+        }
+        let info =
+            BackupInfo { cluster_version: version.to_string(), snapshot: status, taken_on: taken.host.clone(), possibly_dirty: *dirty };
+        Ok(Step::Next(BackupState::CopyOut { taken: taken.clone(), info }))
+    }
+
+    /// The copy is complete in the backup location, with the recorded version and status.
+    fn verify_copy(&self, ports: &Ports, cx: &StepContext, p: &BackupParams, info: &BackupInfo) -> Result<Step<BackupState>, StepError> {
+        let name = backup_name(p, cx, info.possibly_dirty);
+        let files = ports.backups.list(&name).map_err(|e| e.during(format!("list backup {name}")))?;
+        let stored = ports.backups.info(&name).map_err(|e| e.during(format!("read backup info {name}")))?;
+        let both = crate::backup_files::the_only_pair(&files).is_ok();
+        if !both || stored.as_ref() != Some(info) {
+            return Ok(Step::Halt { reason: format!("backup {name} is incomplete in the backup location"), evidence: files });
+        }
+        Ok(Step::Done {
+            summary: format!(
+                "backup {name}: revision {}, {} keys, {} bytes, hash {:x}, cluster {} (taken on {})",
+                info.snapshot.revision,
+                info.snapshot.total_key,
+                info.snapshot.total_size,
+                info.snapshot.hash,
+                info.cluster_version,
+                info.taken_on
+            ),
+        })
     }
 }
 
@@ -126,7 +230,6 @@ impl Procedure for EtcdBackup {
     }
 
     fn step(&self, ports: &Ports, cx: &StepContext, p: &BackupParams, s: &BackupState) -> Result<Step<BackupState>, StepError> {
-        let halt = |reason: String| Ok(Step::Halt { reason, evidence: vec![] });
         match s {
             BackupState::CheckClusterAge => {
                 let age = ports.api.cluster_age_secs().map_err(|e| e.during("read cluster age"))?;
@@ -150,74 +253,13 @@ impl Procedure for EtcdBackup {
                     }),
                 }
             }
-            BackupState::SelectHost { dirty } => {
-                let pods = ports.api.list_pods("openshift-etcd", "k8s-app=etcd").map_err(|e| e.during("list etcd pods"))?;
-                let healthy: Vec<&str> = pods.iter().filter(|p| p.phase == "Running" && p.ready).map(|p| p.node.as_str()).collect();
-                let inventory = ports.hosts.control_plane_hosts().map_err(|e| e.during("read control-plane inventory"))?;
-                let candidates: Vec<&HostRef> = inventory.iter().filter(|h| healthy.contains(&h.node.as_str())).collect();
-                let host = match &p.host {
-                    Some(want) => match candidates.iter().find(|h| &h.name == want) {
-                        Some(h) => h.name.clone(),
-                        None => return halt(format!("host {want} has no healthy etcd member; healthy: {}", healthy.join(", "))),
-                    },
-                    None => match candidates.iter().find(|h| ports.hosts.connect(&h.name).is_ok()) {
-                        Some(h) => h.name.clone(),
-                        None => {
-                            return Err(StepError::Transient {
-                                what: "select backup host".into(),
-                                error: "no healthy control-plane host answers SSH".into(),
-                            })
-                        }
-                    },
-                };
-                Ok(Step::Next(BackupState::RecordVersion { host, dirty: *dirty }))
-            }
+            BackupState::SelectHost { dirty } => self.select_host(ports, p, dirty),
             BackupState::RecordVersion { host, dirty } => {
                 let version = ports.api.cluster_version().map_err(|e| e.during("read cluster version"))?;
                 Ok(Step::Next(BackupState::TakeBackup { host: host.clone(), version, dirty: *dirty }))
             }
-            BackupState::TakeBackup { host, version, dirty } => {
-                let dir = format!("{}/drctl-{}", p.host_dir.trim_end_matches('/'), cx.run_id);
-                let run = |op: HostOp| ports.hosts.run(host, &op).map_err(|e| e.during(format!("{op:?} on {host}")));
-                // Observe first: after a crash the backup may already be there.
-                let HostOutput::Names(existing) = run(HostOp::ListDir { dir: dir.clone() })? else {
-                    return Err(StepError::Bug("ListDir answered something else".into()));
-                };
-                // Only a snapshot and a resources file of the SAME backup make a pair: an
-                // attempt cut short by a dropped connection can leave a lone snapshot behind.
-                let (snapshot, resources) = match newest_complete_pair(&existing) {
-                    Some(pair) => pair,
-                    None => {
-                        run(HostOp::MakePrivateDir { dir: dir.clone() })?;
-                        match run(HostOp::RunBackup { dir: dir.clone() })? {
-                            HostOutput::Backup { snapshot, resources } => (snapshot, resources),
-                            other => return Err(StepError::Bug(format!("RunBackup answered {other:?}"))),
-                        }
-                    }
-                };
-                Ok(Step::Next(BackupState::VerifySnapshot {
-                    taken: Taken { host: host.clone(), dir, snapshot, resources },
-                    version: version.clone(),
-                    dirty: *dirty,
-                }))
-            }
-            BackupState::VerifySnapshot { taken, version, dirty } => {
-                let path = format!("{}/{}", taken.dir, taken.snapshot);
-                let status = match ports.hosts.run(&taken.host, &HostOp::SnapshotStatus { path: path.clone() }) {
-                    Ok(HostOutput::Snapshot(s)) => s,
-                    Ok(other) => return Err(StepError::Bug(format!("SnapshotStatus answered {other:?}"))),
-                    Err(e) => return Err(e.during(format!("etcdctl snapshot status {path}"))),
-                };
-                if status.hash == 0 || status.revision == 0 || status.total_key == 0 || status.total_size == 0 {
-                    return Ok(Step::Halt {
-                        reason: format!("snapshot {path} failed verification"),
-                        evidence: vec![format!("{status:?}")],
-                    });
-                }
-                let info =
-                    BackupInfo { cluster_version: version.clone(), snapshot: status, taken_on: taken.host.clone(), possibly_dirty: *dirty };
-                Ok(Step::Next(BackupState::CopyOut { taken: taken.clone(), info }))
-            }
+            BackupState::TakeBackup { host, version, dirty } => self.take_backup(ports, cx, p, host, version, dirty),
+            BackupState::VerifySnapshot { taken, version, dirty } => self.verify_snapshot(ports, taken, version, dirty),
             BackupState::CopyOut { taken, info } => {
                 let files = vec![format!("{}/{}", taken.dir, taken.snapshot), format!("{}/{}", taken.dir, taken.resources)];
                 let name = backup_name(p, cx, info.possibly_dirty);
@@ -227,26 +269,7 @@ impl Procedure for EtcdBackup {
                     .map_err(|e| e.during(format!("copy backup to the backup location as {name}")))?;
                 Ok(Step::Next(BackupState::VerifyCopy { info: info.clone() }))
             }
-            BackupState::VerifyCopy { info } => {
-                let name = backup_name(p, cx, info.possibly_dirty);
-                let files = ports.backups.list(&name).map_err(|e| e.during(format!("list backup {name}")))?;
-                let stored = ports.backups.info(&name).map_err(|e| e.during(format!("read backup info {name}")))?;
-                let both = crate::backup_files::the_only_pair(&files).is_ok();
-                if !both || stored.as_ref() != Some(info) {
-                    return Ok(Step::Halt { reason: format!("backup {name} is incomplete in the backup location"), evidence: files });
-                }
-                Ok(Step::Done {
-                    summary: format!(
-                        "backup {name}: revision {}, {} keys, {} bytes, hash {:x}, cluster {} (taken on {})",
-                        info.snapshot.revision,
-                        info.snapshot.total_key,
-                        info.snapshot.total_size,
-                        info.snapshot.hash,
-                        info.cluster_version,
-                        info.taken_on
-                    ),
-                })
-            }
+            BackupState::VerifyCopy { info } => self.verify_copy(ports, cx, p, info),
         }
     }
 }

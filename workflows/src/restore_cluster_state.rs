@@ -268,6 +268,163 @@ fn redeploy_reason(cx: &StepContext, what: &str) -> String {
 }
 
 impl RestoreClusterState {
+    fn check_api_down(&self, ports: &Ports, p: &RestoreParams) -> Result<Step<RestoreState>, StepError> {
+        match ports.api.list_nodes() {
+        Err(PortError::Transient(e)) => {
+            tracing::info!(error = %e, "API does not answer: consistent with quorum loss");
+            Ok(Step::Next(RestoreState::CheckBackup))
+        }
+        Ok(_) | Err(_) if p.force => Ok(Step::Next(RestoreState::CheckBackup)),
+        Ok(nodes) => halt(
+            "the API answers reads normally, so etcd is available: restoring from a backup would be wrong (pass --force only if you must go back in time)",
+            vec![format!("GET /api/v1/nodes returned {} nodes", nodes.len())],
+        ),
+        Err(e) => halt(format!("the API answered ({e}), so etcd is available: restoring would be wrong (pass --force to override)"), vec![]),
+    }
+    }
+
+    fn check_backup(&self, ports: &Ports, p: &RestoreParams) -> Result<Step<RestoreState>, StepError> {
+        let files = match ports.backups.list(&p.backup) {
+            Ok(f) => f,
+            Err(PortError::NotFound(e)) => return halt(format!("backup not found: {e}"), vec![]),
+            Err(e) => return Err(e.during(format!("list backup {}", p.backup))),
+        };
+        match crate::backup_files::the_only_pair(&files) {
+            Ok(_) => Ok(Step::Next(RestoreState::SelectRecoveryHost)),
+            Err(why) => halt(
+                format!("backup {} {why}: it must hold one etcd backup (snapshot and static pod resources)", p.backup),
+                vec![format!("files: {}", files.join(", "))],
+            ),
+        }
+    }
+
+    fn select_recovery_host(&self, ports: &Ports, p: &RestoreParams) -> Result<Step<RestoreState>, StepError> {
+        let inventory = ports.hosts.control_plane_hosts().map_err(|e| e.during("read the control-plane inventory"))?;
+        let chosen = match &p.recovery_host {
+            Some(name) => match inventory.iter().find(|h| &h.name == name) {
+                Some(h) => {
+                    ports.hosts.connect(&h.name).map_err(|e| e.during(format!("ssh to recovery host {name}")))?;
+                    h.clone()
+                }
+                None => {
+                    return halt(
+                        format!("recovery host {name} is not a control-plane host"),
+                        vec![format!("control-plane hosts: {}", inventory.iter().map(|h| h.name.as_str()).collect::<Vec<_>>().join(", "))],
+                    )
+                }
+            },
+            None => match inventory.iter().find(|h| ports.hosts.connect(&h.name).is_ok()) {
+                Some(h) => h.clone(),
+                None => {
+                    return Err(StepError::Transient {
+                        what: "select recovery host".into(),
+                        error: "no control-plane host answers SSH".into(),
+                    })
+                }
+            },
+        };
+        let others = inventory.into_iter().filter(|h| h.name != chosen.name).collect();
+        Ok(Step::Next(RestoreState::CheckZStream { recovery: chosen, others }))
+    }
+
+    fn check_z_stream(
+        &self,
+        ports: &Ports,
+        p: &RestoreParams,
+        recovery: &HostRef,
+        others: &[HostRef],
+    ) -> Result<Step<RestoreState>, StepError> {
+        let info = ports.backups.info(&p.backup).map_err(|e| e.during("read backup info"))?;
+        let Some(info) = info else {
+            return halt(format!("backup {} records no cluster version; cannot prove it is from this z-stream", p.backup), vec![]);
+        };
+        let HostOutput::Version(running) =
+            ports.hosts.run(&recovery.name, &HostOp::ReleaseVersion).map_err(|e| e.during("read release version"))?
+        else {
+            return Err(StepError::Bug("ReleaseVersion answered something else".into()));
+        };
+        if running != info.cluster_version {
+            return halt(
+                format!(
+                    "backup {} was taken from {} but the cluster runs {running}: a restore must use a backup of the same z-stream",
+                    p.backup, info.cluster_version
+                ),
+                vec![],
+            );
+        }
+        let keepalived =
+            ports.hosts.run(&recovery.name, &HostOp::ManifestPresent(StaticPod::Keepalived)).map_err(|e| e.during("check keepalived"))?;
+        if keepalived == HostOutput::Present(true) && p.api_vip.is_none() {
+            return halt("keepalived runs on the control plane: pass --api-vip (and --ingress-vip) so the VIPs can be handled", vec![]);
+        }
+        Ok(Step::Next(RestoreState::AwaitApproval { recovery: recovery.clone(), others: others.to_vec() }))
+    }
+
+    fn await_approval(
+        &self,
+        cx: &StepContext,
+        p: &RestoreParams,
+        recovery: &HostRef,
+        others: &[HostRef],
+    ) -> Result<Step<RestoreState>, StepError> {
+        match cx.gate(START_GATE).map(|d| &d.decision) {
+        Some(Decision::Approved) => Ok(Step::Next(RestoreState::EstablishSsh {
+            recovery: recovery.clone(),
+            others: others.to_vec(),
+            idx: 0,
+            reachable: vec![],
+            unreachable: vec![],
+        })),
+        Some(Decision::Rejected) => halt("the restore was rejected at its start gate; nothing was changed", vec![]),
+        None => Ok(Step::Gate {
+            gate: START_GATE.into(),
+            prompt: format!(
+                "Restore etcd from backup {} on recovery host {}? This stops etcd and the API server on every other control-plane host and takes the cluster back in time.",
+                p.backup, recovery.name
+            ),
+            evidence: vec![
+                format!("recovery host: {} ({})", recovery.name, recovery.address),
+                format!("other hosts: {}", others.iter().map(|h| h.name.as_str()).collect::<Vec<_>>().join(", ")),
+            ],
+        }),
+    }
+    }
+
+    /// Runbook step 2: establish SSH to every control-plane host, one per step; a host that
+    /// stays unreachable is skipped (its machine is re-created later).
+    fn establish_ssh(&self, ports: &Ports, cx: &StepContext, s: &RestoreState) -> Result<Step<RestoreState>, StepError> {
+        let RestoreState::EstablishSsh { recovery, others, idx, reachable, unreachable } = s else {
+            return Err(StepError::Bug(format!("establish_ssh called in {s:?}")));
+        };
+        if *idx == 0 {
+            ports.hosts.connect(&recovery.name).map_err(|e| e.during(format!("ssh to recovery host {}", recovery.name)))?;
+        }
+        let (mut reachable, mut unreachable) = (reachable.to_vec(), unreachable.to_vec());
+        if let Some(h) = others.get(*idx) {
+            match ports.hosts.connect(&h.name) {
+                Ok(()) => reachable.push(h.name.clone()),
+                Err(e) if e.is_transient() && cx.attempt + 1 < SSH_ATTEMPTS_BEFORE_SKIP => {
+                    return Err(e.during(format!("ssh to {}", h.name)))
+                }
+                Err(e) => {
+                    tracing::warn!(host = %h.name, error = %e, "control-plane host unreachable: skipped, its machine is re-created later");
+                    unreachable.push(h.name.clone());
+                }
+            }
+        }
+        if idx + 1 < others.len() {
+            return Ok(Step::Next(RestoreState::EstablishSsh {
+                recovery: recovery.clone(),
+                others: others.to_vec(),
+                idx: idx + 1,
+                reachable,
+                unreachable,
+            }));
+        }
+        let plan = Plan { recovery: recovery.clone(), others: others.to_vec(), reachable, unreachable };
+        next(&plan, RestoreStep::CopyBackup)
+    }
+
     fn step_restoring(
         &self,
         ports: &Ports,
@@ -791,120 +948,12 @@ impl Procedure for RestoreClusterState {
 
     fn step(&self, ports: &Ports, cx: &StepContext, p: &RestoreParams, s: &RestoreState) -> Result<Step<RestoreState>, StepError> {
         match s {
-            RestoreState::CheckApiDown => match ports.api.list_nodes() {
-                Err(PortError::Transient(e)) => {
-                    tracing::info!(error = %e, "API does not answer: consistent with quorum loss");
-                    Ok(Step::Next(RestoreState::CheckBackup))
-                }
-                Ok(_) | Err(_) if p.force => Ok(Step::Next(RestoreState::CheckBackup)),
-                Ok(nodes) => halt(
-                    "the API answers reads normally, so etcd is available: restoring from a backup would be wrong (pass --force only if you must go back in time)",
-                    vec![format!("GET /api/v1/nodes returned {} nodes", nodes.len())],
-                ),
-                Err(e) => halt(format!("the API answered ({e}), so etcd is available: restoring would be wrong (pass --force to override)"), vec![]),
-            },
-            RestoreState::CheckBackup => {
-                let files = match ports.backups.list(&p.backup) {
-                    Ok(f) => f,
-                    Err(PortError::NotFound(e)) => return halt(format!("backup not found: {e}"), vec![]),
-                    Err(e) => return Err(e.during(format!("list backup {}", p.backup))),
-                };
-                match crate::backup_files::the_only_pair(&files) {
-                    Ok(_) => Ok(Step::Next(RestoreState::SelectRecoveryHost)),
-                    Err(why) => halt(
-                        format!("backup {} {why}: it must hold one etcd backup (snapshot and static pod resources)", p.backup),
-                        vec![format!("files: {}", files.join(", "))],
-                    ),
-                }
-            }
-            RestoreState::SelectRecoveryHost => {
-                let inventory = ports.hosts.control_plane_hosts().map_err(|e| e.during("read the control-plane inventory"))?;
-                let chosen = match &p.recovery_host {
-                    Some(name) => match inventory.iter().find(|h| &h.name == name) {
-                        Some(h) => {
-                            ports.hosts.connect(&h.name).map_err(|e| e.during(format!("ssh to recovery host {name}")))?;
-                            h.clone()
-                        }
-                        None => {
-                            return halt(
-                                format!("recovery host {name} is not a control-plane host"),
-                                vec![format!("control-plane hosts: {}", inventory.iter().map(|h| h.name.as_str()).collect::<Vec<_>>().join(", "))],
-                            )
-                        }
-                    },
-                    None => match inventory.iter().find(|h| ports.hosts.connect(&h.name).is_ok()) {
-                        Some(h) => h.clone(),
-                        None => return Err(StepError::Transient { what: "select recovery host".into(), error: "no control-plane host answers SSH".into() }),
-                    },
-                };
-                let others = inventory.into_iter().filter(|h| h.name != chosen.name).collect();
-                Ok(Step::Next(RestoreState::CheckZStream { recovery: chosen, others }))
-            }
-            RestoreState::CheckZStream { recovery, others } => {
-                let info = ports.backups.info(&p.backup).map_err(|e| e.during("read backup info"))?;
-                let Some(info) = info else {
-                    return halt(format!("backup {} records no cluster version; cannot prove it is from this z-stream", p.backup), vec![]);
-                };
-                let HostOutput::Version(running) = ports.hosts.run(&recovery.name, &HostOp::ReleaseVersion).map_err(|e| e.during("read release version"))? else {
-                    return Err(StepError::Bug("ReleaseVersion answered something else".into()));
-                };
-                if running != info.cluster_version {
-                    return halt(
-                        format!(
-                            "backup {} was taken from {} but the cluster runs {running}: a restore must use a backup of the same z-stream",
-                            p.backup, info.cluster_version
-                        ),
-                        vec![],
-                    );
-                }
-                let keepalived = ports.hosts.run(&recovery.name, &HostOp::ManifestPresent(StaticPod::Keepalived)).map_err(|e| e.during("check keepalived"))?;
-                if keepalived == HostOutput::Present(true) && p.api_vip.is_none() {
-                    return halt("keepalived runs on the control plane: pass --api-vip (and --ingress-vip) so the VIPs can be handled", vec![]);
-                }
-                Ok(Step::Next(RestoreState::AwaitApproval { recovery: recovery.clone(), others: others.clone() }))
-            }
-            RestoreState::AwaitApproval { recovery, others } => match cx.gate(START_GATE).map(|d| &d.decision) {
-                Some(Decision::Approved) => Ok(Step::Next(RestoreState::EstablishSsh {
-                    recovery: recovery.clone(),
-                    others: others.clone(),
-                    idx: 0,
-                    reachable: vec![],
-                    unreachable: vec![],
-                })),
-                Some(Decision::Rejected) => halt("the restore was rejected at its start gate; nothing was changed", vec![]),
-                None => Ok(Step::Gate {
-                    gate: START_GATE.into(),
-                    prompt: format!(
-                        "Restore etcd from backup {} on recovery host {}? This stops etcd and the API server on every other control-plane host and takes the cluster back in time.",
-                        p.backup, recovery.name
-                    ),
-                    evidence: vec![
-                        format!("recovery host: {} ({})", recovery.name, recovery.address),
-                        format!("other hosts: {}", others.iter().map(|h| h.name.as_str()).collect::<Vec<_>>().join(", ")),
-                    ],
-                }),
-            },
-            RestoreState::EstablishSsh { recovery, others, idx, reachable, unreachable } => {
-                if *idx == 0 {
-                    ports.hosts.connect(&recovery.name).map_err(|e| e.during(format!("ssh to recovery host {}", recovery.name)))?;
-                }
-                let (mut reachable, mut unreachable) = (reachable.clone(), unreachable.clone());
-                if let Some(h) = others.get(*idx) {
-                    match ports.hosts.connect(&h.name) {
-                        Ok(()) => reachable.push(h.name.clone()),
-                        Err(e) if e.is_transient() && cx.attempt + 1 < SSH_ATTEMPTS_BEFORE_SKIP => return Err(e.during(format!("ssh to {}", h.name))),
-                        Err(e) => {
-                            tracing::warn!(host = %h.name, error = %e, "control-plane host unreachable: skipped, its machine is re-created later");
-                            unreachable.push(h.name.clone());
-                        }
-                    }
-                }
-                if idx + 1 < others.len() {
-                    return Ok(Step::Next(RestoreState::EstablishSsh { recovery: recovery.clone(), others: others.clone(), idx: idx + 1, reachable, unreachable }));
-                }
-                let plan = Plan { recovery: recovery.clone(), others: others.clone(), reachable, unreachable };
-                next(&plan, RestoreStep::CopyBackup)
-            }
+            RestoreState::CheckApiDown => self.check_api_down(ports, p),
+            RestoreState::CheckBackup => self.check_backup(ports, p),
+            RestoreState::SelectRecoveryHost => self.select_recovery_host(ports, p),
+            RestoreState::CheckZStream { recovery, others } => self.check_z_stream(ports, p, recovery, others),
+            RestoreState::AwaitApproval { recovery, others } => self.await_approval(cx, p, recovery, others),
+            RestoreState::EstablishSsh { .. } => self.establish_ssh(ports, cx, s),
             RestoreState::Restoring { plan, step } => self.step_restoring(ports, cx, p, plan, step),
         }
     }

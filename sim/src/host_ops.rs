@@ -1,0 +1,196 @@
+//! The host operations of the procedures, as a control-plane host of the simulated world
+//! carries them out: what each command changes, what it answers, how it fails. One method per
+//! operation; [`World::host_op`] dispatches.
+
+use crate::world::*;
+use drctl_workflows::ports::{HostOp, HostOutput, PortError, PortResult, StaticPod};
+
+impl World {
+    /// Carry out `op` on `host` (reachable, checked by the caller) and answer as the real
+    /// command would.
+    pub(crate) fn host_op(&mut self, host: &str, op: &HostOp) -> PortResult<HostOutput> {
+        match op {
+            HostOp::MoveManifestOut(p) => self.move_manifest_out(host, p),
+            HostOp::MoveManifestIn(p) => self.move_manifest_in(host, p),
+            HostOp::ManifestPresent(p) => Ok(HostOutput::Present(self.hosts[host].manifests.contains(p))),
+            HostOp::RunningContainers { name } => self.running_containers(host, name),
+            HostOp::MoveEtcdDataDirAside => self.move_etcd_data_aside(host),
+            HostOp::ListAddresses => Ok(HostOutput::Addresses(self.hosts[host].addresses.clone())),
+            HostOp::RemoveAddress { address, device } => self.remove_address(host, address, device),
+            HostOp::RemoveKubeletPki => self.remove_kubelet_pki(host),
+            HostOp::RestartKubelet => self.restart_kubelet(host),
+            HostOp::RemoveOvnDatabases => self.remove_ovn_databases(host),
+            HostOp::RunBackup { dir } => self.run_backup(host, dir),
+            HostOp::SnapshotStatus { path } => self.snapshot_status(host, path),
+            HostOp::RunRestore { dir, fence } => self.run_restore(host, dir, fence),
+            HostOp::ListDir { dir } => self.list_dir(host, dir),
+            HostOp::MakePrivateDir { dir } => self.make_private_dir(host, dir),
+            HostOp::ReleaseVersion => Ok(HostOutput::Version(self.hosts[host].release_version.clone())),
+            HostOp::Shutdown { minutes } => self.shutdown(host, *minutes),
+        }
+    }
+
+    fn move_manifest_out(&mut self, host: &str, p: &StaticPod) -> PortResult<HostOutput> {
+        Ok({
+            let h = self.host_mut(host);
+            let moved = h.manifests.remove(p);
+            if moved {
+                h.moved_manifests.insert(*p);
+                self.effect(EffectKind::ManifestMovedOut(*p), host);
+            }
+            HostOutput::Moved { moved }
+        })
+    }
+
+    fn move_manifest_in(&mut self, host: &str, p: &StaticPod) -> PortResult<HostOutput> {
+        Ok({
+            let h = self.host_mut(host);
+            let moved = h.moved_manifests.remove(p);
+            if moved {
+                h.manifests.insert(*p);
+                self.effect(EffectKind::ManifestMovedIn(*p), host);
+            }
+            HostOutput::Moved { moved }
+        })
+    }
+
+    fn running_containers(&mut self, host: &str, name: &str) -> PortResult<HostOutput> {
+        Ok({
+            HostOutput::Names(
+                self.hosts[host]
+                    .containers
+                    .iter()
+                    .filter(|(p, c)| p.container() == name && matches!(c, Container::Running | Container::Stopping { .. }))
+                    .map(|(p, _)| p.container().to_string())
+                    .collect(),
+            )
+        })
+    }
+
+    fn move_etcd_data_aside(&mut self, host: &str) -> PortResult<HostOutput> {
+        Ok({
+            let h = self.host_mut(host);
+            match h.etcd_data.take() {
+                Some(d) => {
+                    h.etcd_data_aside.push(d);
+                    self.effect(EffectKind::EtcdDataMovedAside, host);
+                    HostOutput::Moved { moved: true }
+                }
+                None => HostOutput::Moved { moved: false },
+            }
+        })
+    }
+
+    fn remove_address(&mut self, host: &str, address: &str, device: &str) -> PortResult<HostOutput> {
+        Ok({
+            let h = self.host_mut(host);
+            let before = h.addresses.len();
+            h.addresses.retain(|(a, d)| !(a == address && d == device));
+            if h.addresses.len() != before {
+                self.effect(EffectKind::AddressRemoved(address.to_string()), host);
+            }
+            HostOutput::Done
+        })
+    }
+
+    fn remove_kubelet_pki(&mut self, host: &str) -> PortResult<HostOutput> {
+        Ok({
+            let h = self.host_mut(host);
+            let had = h.kubelet_cert_gen.is_some() || h.kubelet_serving;
+            h.kubelet_cert_gen = None;
+            h.kubelet_serving = false;
+            if had {
+                self.effect(EffectKind::KubeletPkiRemoved, host);
+            }
+            HostOutput::Done
+        })
+    }
+
+    fn restart_kubelet(&mut self, host: &str) -> PortResult<HostOutput> {
+        Ok({
+            let h = self.host_mut(host);
+            h.kubelet_running = true;
+            h.needs_register = true;
+            self.note(format!("kubelet restarted on {host}"));
+            self.effect(EffectKind::KubeletRestarted, host);
+            HostOutput::Done
+        })
+    }
+
+    fn remove_ovn_databases(&mut self, host: &str) -> PortResult<HostOutput> {
+        Ok({
+            let h = self.host_mut(host);
+            if h.ovn_db.take().is_some() {
+                self.effect(EffectKind::OvnDatabasesRemoved, host);
+            }
+            HostOutput::Done
+        })
+    }
+
+    fn run_backup(&mut self, host: &str, dir: &str) -> PortResult<HostOutput> {
+        Ok({
+            self.pass_time(45 * SECOND);
+            // cluster-backup.sh takes its snapshot with etcdctl.
+            if let Some(kind) = self.etcd_error_now() {
+                return Err(PortError::Transient(kind.message().into()));
+            }
+            let (snapshot, resources) = self.backup(host, dir).map_err(|e| {
+                if e.contains("timed out") || e.contains("no leader") {
+                    PortError::Transient(e)
+                } else {
+                    PortError::Permanent(e)
+                }
+            })?;
+            HostOutput::Backup { snapshot, resources }
+        })
+    }
+
+    fn snapshot_status(&mut self, host: &str, path: &str) -> PortResult<HostOutput> {
+        Ok({
+            match self.hosts[host].files.get(path) {
+                Some(SimFile::Snapshot { status, .. }) => HostOutput::Snapshot(status.clone()),
+                Some(_) => return Err(PortError::Permanent(format!("{path}: invalid snapshot: snapshot file has no checksum"))),
+                None => return Err(PortError::NotFound(format!("{path}: no such file or directory"))),
+            }
+        })
+    }
+
+    fn run_restore(&mut self, host: &str, dir: &str, fence: &str) -> PortResult<HostOutput> {
+        Ok({
+            self.pass_time(2 * MINUTE);
+            self.restore(host, dir, fence).map_err(PortError::Permanent)?;
+            HostOutput::Done
+        })
+    }
+
+    fn list_dir(&mut self, host: &str, dir: &str) -> PortResult<HostOutput> {
+        Ok({
+            let prefix = format!("{}/", dir.trim_end_matches('/'));
+            HostOutput::Names(
+                self.hosts[host]
+                    .files
+                    .keys()
+                    .filter_map(|p| p.strip_prefix(&prefix))
+                    .filter(|rest| !rest.contains('/'))
+                    .map(str::to_string)
+                    .collect(),
+            )
+        })
+    }
+
+    fn make_private_dir(&mut self, host: &str, dir: &str) -> PortResult<HostOutput> {
+        Ok({
+            self.host_mut(host).dirs.insert(dir.to_string());
+            HostOutput::Done
+        })
+    }
+
+    fn shutdown(&mut self, host: &str, minutes: u32) -> PortResult<HostOutput> {
+        Ok({
+            let at = self.now.plus(std::time::Duration::from_secs(60 * u64::from(minutes)));
+            self.host_mut(host).shutdown_at = Some(at);
+            self.effect(EffectKind::HostShutdown, host);
+            HostOutput::Done
+        })
+    }
+}
