@@ -1609,103 +1609,10 @@ pub fn sweep(opts: &SweepOptions) -> Result<SweepReport, String> {
 /// [`sweep`] with an explicit row and procedure (tests use this for broken variants).
 pub fn sweep_with(opts: &SweepOptions, row: &ProcedureRow, factory: &Factory) -> SweepReport {
     let seeds: Vec<u64> = opts.seeds.clone().collect();
-    let threads = opts.threads.max(1).min(seeds.len().max(1));
-    let stop = std::sync::atomic::AtomicUsize::new(0);
-    let run_seed = |seed: u64, t: &mut Tally| {
-        if stop.load(std::sync::atomic::Ordering::Relaxed) >= opts.max_failures.max(1) {
-            return;
-        }
-        let schedule = match &opts.faults {
-            Some(s) => s.clone(),
-            None => row.schedule_for(seed, &opts.allowed),
-        };
-        let (obs, runs) = check_case(row, factory, &ChaosCase { seed, schedule: schedule.clone() }, opts.determinism);
-        t.seeds += 1;
-        t.runs += runs as u64;
-        t.faults += obs.faults_injected as u64;
-        t.checks += obs.checks;
-        t.coverage.add(&obs);
-        if t.sometimes.is_empty() {
-            t.sometimes = vec![0; row.sometimes.len()];
-        }
-        for (i, s) in row.sometimes.iter().enumerate() {
-            if (s.holds)(&obs) {
-                t.sometimes[i] += 1;
-            }
-        }
-        if obs.violation.is_some() {
-            stop.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            t.failures.push((obs, schedule));
-        }
-    };
-    let mut tallies: Vec<Tally> = Vec::new();
-    if threads == 1 {
-        let mut t = Tally::default();
-        for s in &seeds {
-            run_seed(*s, &mut t);
-        }
-        tallies.push(t);
-    } else {
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..threads)
-                .map(|k| {
-                    let seeds = &seeds;
-                    let run_seed = &run_seed;
-                    scope.spawn(move || {
-                        let mut t = Tally::default();
-                        for s in seeds.iter().skip(k).step_by(threads) {
-                            run_seed(*s, &mut t);
-                        }
-                        t
-                    })
-                })
-                .collect();
-            for h in handles {
-                tallies.push(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
-            }
-        });
-    }
-    let mut total = Tally { sometimes: vec![0; row.sometimes.len()], ..Tally::default() };
-    for t in tallies {
-        total.seeds += t.seeds;
-        total.runs += t.runs;
-        total.faults += t.faults;
-        total.checks += t.checks;
-        total.coverage.merge(t.coverage);
-        for (i, n) in t.sometimes.iter().enumerate() {
-            total.sometimes[i] += n;
-        }
-        total.failures.extend(t.failures);
-    }
+    let mut total = sweep_seeds(opts, row, factory, &seeds);
     total.failures.sort_by_key(|(o, _)| o.seed);
     total.failures.truncate(opts.max_failures.max(1));
-
-    // Crash equivalence for the first seeds, one per scenario the table has.
-    let mut crash_points = 0;
-    let mut crash_seeds = Vec::new();
-    let mut scenarios_done = BTreeSet::new();
-    for seed in seeds.iter().copied() {
-        if crash_seeds.len() as u64 >= opts.crash_seeds {
-            break;
-        }
-        let sc = row.scenario_for(seed).scenario;
-        if scenarios_done.contains(sc) && scenarios_done.len() < row.scenarios.len() {
-            continue;
-        }
-        scenarios_done.insert(sc);
-        crash_seeds.push(seed);
-        let c = crash_equivalence(row, factory, seed);
-        crash_points += c.points;
-        total.runs += c.points + 1;
-        total.checks += c.checks;
-        for f in c.failures {
-            if total.failures.len() < opts.max_failures.max(1) + 1 {
-                let original = f.schedule.clone();
-                total.failures.push((f, original));
-            }
-        }
-    }
-
+    let (crash_points, crash_seeds) = check_crash_equivalence(opts, row, factory, &seeds, &mut total);
     let catalog = factory(&Sim::new(crate::scenario::build(row.scenarios[0].scenario, 0).expect("scenario"))).state_catalog();
     total.coverage.finish(catalog);
     let enforce = opts.sometimes && opts.faults.is_none() && (opts.seeds.end - opts.seeds.start) >= MIN_SEEDS_FOR_SOMETIMES;
@@ -1719,24 +1626,7 @@ pub fn sweep_with(opts: &SweepOptions, row: &ProcedureRow, factory: &Factory) ->
             required: enforce && (s.needs.is_empty() || s.needs.iter().any(|k| opts.allowed.contains(k))),
         })
         .collect();
-
-    // Shrink each failure to its minimal schedule.
-    let failures: Vec<Failure> = total
-        .failures
-        .iter()
-        .map(|(obs, original)| {
-            let v = obs.violation.as_ref().expect("failure");
-            if opts.shrink && !obs.schedule.faults.is_empty() {
-                let (_, min_obs) =
-                    shrink(row, factory, &ChaosCase { seed: obs.seed, schedule: obs.schedule.clone() }, v.invariant, opts.determinism);
-                if min_obs.violation.as_ref().is_some_and(|m| m.invariant == v.invariant) {
-                    return Failure::from_obs(&min_obs, original);
-                }
-            }
-            Failure::from_obs(obs, original)
-        })
-        .collect();
-
+    let failures = shrink_failures(opts, row, factory, &total.failures);
     let elapsed = opts.stopwatch.as_ref().map(|s| s().as_secs_f64());
     let cov = &total.coverage;
     let passed = failures.is_empty()
@@ -1761,6 +1651,134 @@ pub fn sweep_with(opts: &SweepOptions, row: &ProcedureRow, factory: &Factory) ->
         failures,
         passed,
     }
+}
+
+impl Tally {
+    fn add(&mut self, row: &ProcedureRow, obs: RunObservation, runs: u32, schedule: FaultSchedule) {
+        self.seeds += 1;
+        self.runs += u64::from(runs);
+        self.faults += u64::from(obs.faults_injected);
+        self.checks += obs.checks;
+        self.coverage.add(&obs);
+        self.sometimes.resize(row.sometimes.len(), 0);
+        for (i, s) in row.sometimes.iter().enumerate() {
+            if (s.holds)(&obs) {
+                self.sometimes[i] += 1;
+            }
+        }
+        if obs.violation.is_some() {
+            self.failures.push((obs, schedule));
+        }
+    }
+
+    fn merge(&mut self, t: Tally) {
+        self.seeds += t.seeds;
+        self.runs += t.runs;
+        self.faults += t.faults;
+        self.checks += t.checks;
+        self.coverage.merge(t.coverage);
+        self.sometimes.resize(self.sometimes.len().max(t.sometimes.len()), 0);
+        for (i, n) in t.sometimes.iter().enumerate() {
+            self.sometimes[i] += n;
+        }
+        self.failures.extend(t.failures);
+    }
+}
+
+/// Every seed once (twice with determinism), on `opts.threads` threads; stops early once
+/// `max_failures` seeds failed.
+fn sweep_seeds(opts: &SweepOptions, row: &ProcedureRow, factory: &Factory, seeds: &[u64]) -> Tally {
+    let threads = opts.threads.max(1).min(seeds.len().max(1));
+    let failed = std::sync::atomic::AtomicUsize::new(0);
+    let run_seed = |seed: u64, t: &mut Tally| {
+        if failed.load(std::sync::atomic::Ordering::Relaxed) >= opts.max_failures.max(1) {
+            return;
+        }
+        let schedule = opts.faults.clone().unwrap_or_else(|| row.schedule_for(seed, &opts.allowed));
+        let (obs, runs) = check_case(row, factory, &ChaosCase { seed, schedule: schedule.clone() }, opts.determinism);
+        if obs.violation.is_some() {
+            failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        t.add(row, obs, runs, schedule);
+    };
+    let mut total = Tally { sometimes: vec![0; row.sometimes.len()], ..Tally::default() };
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|k| {
+                let run_seed = &run_seed;
+                scope.spawn(move || {
+                    let mut t = Tally::default();
+                    for s in seeds.iter().skip(k).step_by(threads) {
+                        run_seed(*s, &mut t);
+                    }
+                    t
+                })
+            })
+            .collect();
+        for h in handles {
+            total.merge(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+        }
+    });
+    total
+}
+
+/// Crash equivalence for the first `opts.crash_seeds` seeds, one per scenario of the row where
+/// it can: returns the crash points checked and the seeds, adding failures to `total`.
+fn check_crash_equivalence(
+    opts: &SweepOptions,
+    row: &ProcedureRow,
+    factory: &Factory,
+    seeds: &[u64],
+    total: &mut Tally,
+) -> (u64, Vec<u64>) {
+    let mut crash_points = 0;
+    let mut crash_seeds = Vec::new();
+    let mut scenarios_done = BTreeSet::new();
+    for seed in seeds.iter().copied() {
+        if crash_seeds.len() as u64 >= opts.crash_seeds {
+            break;
+        }
+        let sc = row.scenario_for(seed).scenario;
+        if scenarios_done.contains(sc) && scenarios_done.len() < row.scenarios.len() {
+            continue;
+        }
+        scenarios_done.insert(sc);
+        crash_seeds.push(seed);
+        let c = crash_equivalence(row, factory, seed);
+        crash_points += c.points;
+        total.runs += c.points + 1;
+        total.checks += c.checks;
+        for f in c.failures {
+            if total.failures.len() < opts.max_failures.max(1) + 1 {
+                let original = f.schedule.clone();
+                total.failures.push((f, original));
+            }
+        }
+    }
+    (crash_points, crash_seeds)
+}
+
+/// Each failure shrunk to its minimal schedule (when asked to and it keeps failing the same way).
+fn shrink_failures(
+    opts: &SweepOptions,
+    row: &ProcedureRow,
+    factory: &Factory,
+    failures: &[(RunObservation, FaultSchedule)],
+) -> Vec<Failure> {
+    failures
+        .iter()
+        .map(|(obs, original)| {
+            let v = obs.violation.as_ref().expect("failure");
+            if opts.shrink && !obs.schedule.faults.is_empty() {
+                let (_, min_obs) =
+                    shrink(row, factory, &ChaosCase { seed: obs.seed, schedule: obs.schedule.clone() }, v.invariant, opts.determinism);
+                if min_obs.violation.as_ref().is_some_and(|m| m.invariant == v.invariant) {
+                    return Failure::from_obs(&min_obs, original);
+                }
+            }
+            Failure::from_obs(obs, original)
+        })
+        .collect()
 }
 
 /// What crash equivalence found for one seed.
