@@ -114,7 +114,7 @@ enum SimCommand {
 #[derive(Args, Debug)]
 struct ChaosArgs {
     /// Procedure to sweep (see `drctl procedures`).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(drctl_workflows::catalog::CATALOG.iter().map(|r| r.name)))]
     procedure: String,
     /// Seeds, as A..B (B excluded).
     #[arg(long, default_value = "1..200")]
@@ -139,7 +139,7 @@ struct ChaosArgs {
 #[derive(Args, Debug, Clone)]
 struct Common {
     /// Run against the built-in simulator, starting from this scenario (see `drctl sim scenarios`).
-    #[arg(long)]
+    #[arg(long, value_name = "SCENARIO", value_parser = scenario_names())]
     sim: Option<String>,
     /// Seed of the simulation: the same seed gives the same run.
     #[arg(long, default_value_t = 1)]
@@ -152,7 +152,7 @@ struct Common {
     sim_api_outage: Vec<String>,
     /// Damage the scenario's backups to rehearse the guards: drop-snapshot, drop-resources,
     /// rename-snapshot, other-z-stream.
-    #[arg(long = "sim-backup-defect", value_name = "DEFECT")]
+    #[arg(long = "sim-backup-defect", value_name = "DEFECT", value_parser = clap::builder::PossibleValuesParser::new(drctl_sim::scenario::BACKUP_DEFECTS))]
     sim_backup_defect: Option<String>,
     /// Approve every gate the procedure has, up front (see `drctl procedures -o json`).
     #[arg(long)]
@@ -254,6 +254,11 @@ struct BackupArgs {
     force: bool,
     #[command(flatten)]
     common: Common,
+}
+
+/// The simulator's scenarios, as the closed set `--sim` accepts (clap lists them in errors).
+fn scenario_names() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(drctl_sim::scenario::SCENARIOS.iter().map(|s| s.name))
 }
 
 fn default_store() -> PathBuf {

@@ -63,6 +63,11 @@ pub fn scenarios(out: Output) {
     }
 }
 
+/// The public document procedure `name` follows, as product text cites it.
+fn reference(name: &str) -> Option<String> {
+    drctl_workflows::catalog::row(name).map(|r| r.doc().to_string())
+}
+
 /// What a run is doing, in one line.
 fn doing(v: &RunView) -> String {
     match v.status {
@@ -116,6 +121,9 @@ pub fn run_detail(out: Output, v: &RunView) {
         Output::Table => {
             println!("run:        {}", v.id);
             println!("procedure:  {} v{}", v.procedure, v.version);
+            if let Some(doc) = reference(&v.procedure) {
+                println!("follows:    {doc}");
+            }
             println!("status:     {}", v.status.as_str());
             println!("state:      {}", v.state_name);
             println!("started:    {}", v.created_at);
@@ -223,6 +231,12 @@ pub fn results(out: Output, views: &[RunView], sims: &[Option<SimStatus>]) {
                 println!("run {} ({}): {} at {}", v.id, v.procedure, v.status.as_str(), v.state_name);
                 if let Some(o) = &v.outcome {
                     println!("  {o}");
+                }
+                // Where a person looks next: the public document the procedure follows.
+                if matches!(v.status, RunStatus::Halted | RunStatus::Failed) {
+                    if let Some(doc) = reference(&v.procedure) {
+                        println!("  runbook: {doc}");
+                    }
                 }
                 if let Some(s) = s {
                     println!(

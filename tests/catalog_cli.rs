@@ -69,3 +69,16 @@ fn yes_approves_the_gates_of_the_procedure_being_run_and_no_other() {
     assert_eq!(approvals.len(), 1, "{approvals:?}");
     assert!(approvals[0].starts_with("start pre-approved by "), "{approvals:?}");
 }
+
+#[test]
+fn a_halted_run_points_to_the_public_runbook_it_follows() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path();
+    // The API answers on a healthy cluster: the restore's guard halts it.
+    let o = drctl(store, &["run", "restore-cluster-state", "--sim", "healthy", "--backup", "nightly", "--yes"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(out.contains("runbook: OpenShift Container Platform 4.14, Backup and restore, §5.4.2.2"), "{out}");
+    let o = drctl(store, &["status", "1"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("follows:    OpenShift Container Platform 4.14"), "{}", text(&o));
+}

@@ -25,11 +25,15 @@ fn bad_chaos_arguments_are_refused_clearly() {
     for (args, want) in [
         (vec!["sim", "chaos", "--procedure", "restore-cluster-state", "--seeds", "5..5"], "empty"),
         (vec!["sim", "chaos", "--procedure", "restore-cluster-state", "--seeds", "x..9"], "not a number"),
-        (vec!["sim", "chaos", "--procedure", "no-such-procedure"], "no-such-procedure"),
         (vec!["sim", "chaos", "--procedure", "etcd-backup", "--faults", "volcano@1s+1s"], "--faults"),
     ] {
         let o = drctl(dir.path(), &args);
         assert_eq!(o.status.code(), Some(1), "{}", text(&o));
         assert!(String::from_utf8_lossy(&o.stderr).contains(want), "{}", text(&o));
     }
+    // The procedures are the catalog's: anything else is a usage error that lists them.
+    let o = drctl(dir.path(), &["sim", "chaos", "--procedure", "no-such-procedure"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(err.contains("no-such-procedure") && err.contains("hosted-pause-reconciliation"), "{err}");
 }

@@ -132,8 +132,12 @@ fn refused_when_the_backup_does_not_exist() {
 fn invalid_input_is_refused_before_anything_is_stored() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("s");
+    // A scenario is one of a closed set: a usage error (exit 2) that lists them.
+    let o = drctl(&store, &["run", "restore-cluster-state", "--sim", "no-such-scenario", "--yes"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(err.contains("invalid value 'no-such-scenario'") && err.contains("quorum-loss-reachable"), "{err}");
     for (args, want) in [
-        (vec!["run", "restore-cluster-state", "--sim", "no-such-scenario", "--yes"], "unknown scenario"),
         (vec!["run", "restore-cluster-state", "--sim", "quorum-loss", "--backup-dir", "relative/dir"], "absolute path"),
         (vec!["run", "restore-cluster-state", "--sim", "quorum-loss", "--deadline", "soon"], "duration"),
         (vec!["run", "restore-cluster-state", "--yes"], "--sim"),
