@@ -13,7 +13,7 @@ use drctl_runtime::control::{self, ControlError, ControlRequest, ControlResponse
 use drctl_runtime::executor::{Engine, NewRun};
 use drctl_runtime::store::Store;
 use drctl_runtime::{Clock, RetryPolicy, RunRecord, RunStatus};
-use drctl_workflows::catalog::{Capability, CatalogRow};
+use drctl_workflows::catalog::{self, Capability, CatalogRow};
 use drctl_workflows::ports::Ports;
 use output::Output;
 use std::collections::BTreeMap;
@@ -168,92 +168,52 @@ struct Common {
     backup_root: Option<PathBuf>,
 }
 
-#[derive(Subcommand, Debug)]
-enum RunCommand {
-    /// Restore a cluster that lost etcd quorum from an etcd backup (OpenShift Container Platform
-    /// 4.14, Backup and restore, §5.4.2.2 Restoring to a previous cluster state).
-    RestoreClusterState(RestoreArgs),
-    /// Take, verify and copy out an etcd backup from one healthy host (OpenShift Container
-    /// Platform 4.14, Backup and restore, §5.1.1 Backing up etcd data).
-    EtcdBackup(BackupArgs),
-    /// Pause (or --unpause) the reconciliation of a hosted cluster (OpenShift Container Platform
-    /// 4.15, Hosted control planes, §9.2 Pausing the reconciliation of a hosted cluster and
-    /// hosted control plane). A pause is recorded with the run that set it; an abort puts back
-    /// what was there before, and --unpause never clears a pause drctl did not set.
-    HostedPauseReconciliation(HostedPauseArgs),
-}
-
-#[derive(Args, Debug)]
-struct HostedPauseArgs {
-    /// Namespace of the HostedCluster on the management cluster.
-    #[arg(long, default_value = "clusters")]
-    namespace: String,
-    /// Name of the HostedCluster.
-    #[arg(long)]
-    name: String,
-    /// Clear the pause this tool set (writes `null`), instead of pausing.
-    #[arg(long)]
-    unpause: bool,
-    /// Pause until this RFC 3339 time instead of indefinitely ("true").
-    #[arg(long, value_name = "TIME", default_value = "true")]
-    until: String,
-    /// Also pause (unpause) the cluster's NodePools.
-    #[arg(long)]
-    node_pools: bool,
-    /// With --unpause: clear a pause that drctl did not set (e.g. one an OADP backup left).
-    #[arg(long)]
-    force: bool,
-    #[command(flatten)]
+/// `drctl run NAME …`: one subcommand per catalog row, with the procedure's own arguments
+/// (declared beside it) and the common ones. A new procedure needs no change here.
+#[derive(Debug)]
+struct RunCommand {
+    procedure: &'static str,
+    params: serde_json::Value,
     common: Common,
 }
 
-#[derive(Args, Debug)]
-struct RestoreArgs {
-    /// Backup set in the backup location (with --sim: default the newest one in the world).
-    #[arg(long)]
-    backup: Option<String>,
-    /// Control-plane host to restore on (default: the first that answers SSH).
-    #[arg(long)]
-    recovery_host: Option<String>,
-    /// Where the backup is copied on the recovery host.
-    #[arg(long, default_value = drctl_workflows::restore_cluster_state::DEFAULT_BACKUP_DIR)]
-    backup_dir: String,
-    /// Restore even though the API answers (etcd looks available).
-    #[arg(long)]
-    force: bool,
-    /// The cluster does not use OVN-Kubernetes (skip runbook steps 13-15).
-    #[arg(long)]
-    no_ovn: bool,
-    /// Do not approve kubelet-serving CSRs (installer-provisioned clusters approve them).
-    #[arg(long)]
-    no_serving_csrs: bool,
-    /// keepalived API VIP (required when keepalived runs on the control plane).
-    #[arg(long)]
-    api_vip: Option<String>,
-    /// keepalived ingress VIP.
-    #[arg(long)]
-    ingress_vip: Option<String>,
-    #[command(flatten)]
-    common: Common,
+impl clap::FromArgMatches for RunCommand {
+    fn from_arg_matches(m: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let Some((name, sub)) = m.subcommand() else {
+            return Err(clap::Error::raw(
+                clap::error::ErrorKind::MissingSubcommand,
+                "name the procedure to run (see `drctl procedures`)\n",
+            ));
+        };
+        let Some(row) = catalog::row(name) else {
+            return Err(clap::Error::raw(clap::error::ErrorKind::InvalidSubcommand, format!("no procedure {name}\n")));
+        };
+        Ok(RunCommand { procedure: row.name, params: (row.cli.params)(sub)?, common: Common::from_arg_matches(sub)? })
+    }
+
+    fn update_from_arg_matches(&mut self, m: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = RunCommand::from_arg_matches(m)?;
+        Ok(())
+    }
 }
 
-#[derive(Args, Debug)]
-struct BackupArgs {
-    /// Name of the backup set in the backup location (default backup-<run id>).
-    #[arg(long)]
-    name: Option<String>,
-    /// Control-plane host to take it on (default: the first with a healthy etcd member).
-    #[arg(long)]
-    host: Option<String>,
-    /// Parent directory on the host.
-    #[arg(long, default_value = drctl_workflows::etcd_backup::DEFAULT_HOST_DIR)]
-    host_dir: String,
-    /// Back up even when operators are progressing (marked __POSSIBLY_DIRTY__) or the cluster is
-    /// younger than 24h.
-    #[arg(long)]
-    force: bool,
-    #[command(flatten)]
-    common: Common,
+impl clap::Subcommand for RunCommand {
+    fn augment_subcommands(cmd: clap::Command) -> clap::Command {
+        catalog::CATALOG.iter().fold(cmd.subcommand_required(true), |cmd, row| {
+            // The arguments' own doc comments would name the command: set its text last.
+            let sub = Common::augment_args((row.cli.augment)(clap::Command::new(row.name)));
+            let follows = row.docs.iter().map(|d| format!("Follows {d}.")).collect::<Vec<_>>().join("\n");
+            cmd.subcommand(sub.about(row.summary).long_about(format!("{}.\n\n{follows}", row.summary)))
+        })
+    }
+
+    fn augment_subcommands_for_update(cmd: clap::Command) -> clap::Command {
+        RunCommand::augment_subcommands(cmd)
+    }
+
+    fn has_subcommand(name: &str) -> bool {
+        catalog::row(name).is_some()
+    }
 }
 
 /// The simulator's scenarios, as the closed set `--sim` accepts (clap lists them in errors).
@@ -462,33 +422,14 @@ fn parse_duration(s: &str) -> Result<Duration> {
 }
 
 fn cmd_run(store: &Path, out: Output, cmd: RunCommand) -> Result<u8> {
-    let (procedure, mut params, common) = match cmd {
-        RunCommand::RestoreClusterState(a) => (
-            "restore-cluster-state",
-            serde_json::json!({
-                "backup": a.backup, "recovery_host": a.recovery_host, "backup_dir": a.backup_dir, "force": a.force,
-                "ovn_kubernetes": !a.no_ovn, "approve_serving_csrs": !a.no_serving_csrs, "api_vip": a.api_vip, "ingress_vip": a.ingress_vip,
-            }),
-            a.common,
-        ),
-        RunCommand::EtcdBackup(a) => {
-            ("etcd-backup", serde_json::json!({ "name": a.name, "host": a.host, "host_dir": a.host_dir, "force": a.force }), a.common)
-        }
-        RunCommand::HostedPauseReconciliation(a) => (
-            "hosted-pause-reconciliation",
-            serde_json::json!({
-                "namespace": a.namespace, "name": a.name, "unpause": a.unpause, "until": a.until, "node_pools": a.node_pools, "force": a.force,
-            }),
-            a.common,
-        ),
-    };
+    let RunCommand { procedure, mut params, common } = cmd;
     let deadline = parse_duration(&common.deadline)?;
     if let Some(s) = common.sim_speed {
         if !(s.is_finite() && s > 0.0) {
             bail!("--sim-speed must be a positive number, got {s}");
         }
     }
-    let row = drctl_workflows::catalog::row(procedure).ok_or_else(|| anyhow!("procedure {procedure} has no catalog row (a bug)"))?;
+    let row = catalog::row(procedure).ok_or_else(|| anyhow!("procedure {procedure} has no catalog row (a bug)"))?;
     let pre_approve = if common.yes { row.gates.iter().map(|g| g.to_string()).collect() } else { vec![] };
     let Some(scenario) = common.sim.clone() else {
         return run_real(store, out, row, params, &common, deadline, pre_approve);

@@ -105,6 +105,29 @@ impl Capability {
     }
 }
 
+/// A procedure's command-line arguments (`drctl run NAME …`), turned into its parameters.
+pub trait IntoParams {
+    fn into_params(self) -> serde_json::Value;
+}
+
+/// The command line of a procedure, for the CLI to build `drctl run NAME` from.
+#[derive(Clone, Copy)]
+pub struct CliArgs {
+    /// Adds the procedure's own arguments to its subcommand.
+    pub augment: fn(clap::Command) -> clap::Command,
+    /// Reads them back as the procedure's parameters (JSON, validated by the engine).
+    pub params: fn(&clap::ArgMatches) -> Result<serde_json::Value, clap::Error>,
+}
+
+fn params_of<A: clap::FromArgMatches + IntoParams>(m: &clap::ArgMatches) -> Result<serde_json::Value, clap::Error> {
+    A::from_arg_matches(m).map(IntoParams::into_params)
+}
+
+/// The [`CliArgs`] of a clap `Args` struct.
+pub const fn cli<A: clap::Args + IntoParams>() -> CliArgs {
+    CliArgs { augment: A::augment_args, params: params_of::<A> }
+}
+
 /// One procedure, as everything outside its module sees it.
 #[derive(Clone, Copy, Serialize)]
 pub struct CatalogRow {
@@ -123,6 +146,9 @@ pub struct CatalogRow {
     /// Adds the procedure to an engine registry.
     #[serde(skip)]
     pub register: fn(&mut Registry<Ports>),
+    /// Its arguments on the command line.
+    #[serde(skip)]
+    pub cli: CliArgs,
 }
 
 impl fmt::Debug for CatalogRow {
@@ -180,6 +206,7 @@ pub const CATALOG: &[CatalogRow] = &[
         gates: &[],
         scenarios: &["healthy"],
         register: |r| r.register(crate::EtcdBackup),
+        cli: cli::<crate::etcd_backup::BackupArgs>(),
     },
     CatalogRow {
         name: <crate::RestoreClusterState as Procedure>::NAME,
@@ -205,6 +232,7 @@ pub const CATALOG: &[CatalogRow] = &[
         gates: &[crate::restore_cluster_state::START_GATE],
         scenarios: &["quorum-loss", "quorum-loss-reachable", "healthy"],
         register: |r| r.register(crate::RestoreClusterState),
+        cli: cli::<crate::restore_cluster_state::RestoreArgs>(),
     },
     CatalogRow {
         name: <crate::HostedPauseReconciliation as Procedure>::NAME,
@@ -221,6 +249,7 @@ pub const CATALOG: &[CatalogRow] = &[
         gates: &[],
         scenarios: &["hosted-healthy", "hosted-paused", "hosted-paused-by-other"],
         register: |r| r.register(crate::HostedPauseReconciliation),
+        cli: cli::<crate::hosted::pause_reconciliation::PauseArgs>(),
     },
 ];
 
@@ -267,6 +296,7 @@ mod tests {
             gates: &[],
             scenarios: &[],
             register: |_| {},
+            cli: cli::<crate::etcd_backup::BackupArgs>(),
         };
         let p = bad.problems();
         for want in ["kebab-case", "no summary", "internal file", "no capabilities", "no simulator scenario"] {

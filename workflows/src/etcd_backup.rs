@@ -68,6 +68,30 @@ pub enum BackupState {
 
 pub struct EtcdBackup;
 
+/// The command line of `drctl run etcd-backup`.
+#[derive(clap::Args, Debug)]
+pub struct BackupArgs {
+    /// Name of the backup set in the backup location (default backup-<run id>).
+    #[arg(long)]
+    name: Option<String>,
+    /// Control-plane host to take it on (default: the first with a healthy etcd member).
+    #[arg(long)]
+    host: Option<String>,
+    /// Parent directory on the host.
+    #[arg(long, default_value = DEFAULT_HOST_DIR)]
+    host_dir: String,
+    /// Back up even when operators are progressing (marked __POSSIBLY_DIRTY__) or the cluster is
+    /// younger than 24h.
+    #[arg(long)]
+    force: bool,
+}
+
+impl crate::catalog::IntoParams for BackupArgs {
+    fn into_params(self) -> serde_json::Value {
+        serde_json::json!({ "name": self.name, "host": self.host, "host_dir": self.host_dir, "force": self.force })
+    }
+}
+
 pub use crate::backup_files::newest_complete_pair;
 
 fn halt(reason: String) -> Result<Step<BackupState>, StepError> {

@@ -230,6 +230,45 @@ pub enum RestoreState {
 
 pub struct RestoreClusterState;
 
+/// The command line of `drctl run restore-cluster-state`.
+#[derive(clap::Args, Debug)]
+pub struct RestoreArgs {
+    /// Backup set in the backup location (with --sim: default the newest one in the world).
+    #[arg(long)]
+    backup: Option<String>,
+    /// Control-plane host to restore on (default: the first that answers SSH).
+    #[arg(long)]
+    recovery_host: Option<String>,
+    /// Where the backup is copied on the recovery host.
+    #[arg(long, default_value = DEFAULT_BACKUP_DIR)]
+    backup_dir: String,
+    /// Restore even though the API answers (etcd looks available).
+    #[arg(long)]
+    force: bool,
+    /// The cluster does not use OVN-Kubernetes (skip runbook steps 13-15).
+    #[arg(long)]
+    no_ovn: bool,
+    /// Do not approve kubelet-serving CSRs (installer-provisioned clusters approve them).
+    #[arg(long)]
+    no_serving_csrs: bool,
+    /// keepalived API VIP (required when keepalived runs on the control plane).
+    #[arg(long)]
+    api_vip: Option<String>,
+    /// keepalived ingress VIP.
+    #[arg(long)]
+    ingress_vip: Option<String>,
+}
+
+impl crate::catalog::IntoParams for RestoreArgs {
+    fn into_params(self) -> serde_json::Value {
+        serde_json::json!({
+            "backup": self.backup, "recovery_host": self.recovery_host, "backup_dir": self.backup_dir, "force": self.force,
+            "ovn_kubernetes": !self.no_ovn, "approve_serving_csrs": !self.no_serving_csrs,
+            "api_vip": self.api_vip, "ingress_vip": self.ingress_vip,
+        })
+    }
+}
+
 fn next(plan: &Plan, step: RestoreStep) -> Result<Step<RestoreState>, StepError> {
     Ok(Step::Next(RestoreState::Restoring { plan: plan.clone(), step }))
 }

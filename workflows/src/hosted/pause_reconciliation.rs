@@ -85,6 +85,36 @@ pub enum PauseState {
 
 pub struct HostedPauseReconciliation;
 
+/// The command line of `drctl run hosted-pause-reconciliation`.
+#[derive(clap::Args, Debug)]
+pub struct PauseArgs {
+    /// Namespace of the HostedCluster on the management cluster.
+    #[arg(long, default_value = "clusters")]
+    namespace: String,
+    /// Name of the HostedCluster.
+    #[arg(long)]
+    name: String,
+    /// Clear the pause this tool set (writes `null`), instead of pausing.
+    #[arg(long)]
+    unpause: bool,
+    /// Pause until this RFC 3339 time instead of indefinitely ("true").
+    #[arg(long, value_name = "TIME", default_value = "true")]
+    until: String,
+    /// Also pause (unpause) the cluster's NodePools.
+    #[arg(long)]
+    node_pools: bool,
+    /// With --unpause: clear a pause that drctl did not set (e.g. one an OADP backup left).
+    #[arg(long)]
+    force: bool,
+}
+
+impl crate::catalog::IntoParams for PauseArgs {
+    fn into_params(self) -> serde_json::Value {
+        let PauseArgs { namespace, name, unpause, until, node_pools, force } = self;
+        serde_json::to_value(PauseParams { namespace, name, unpause, until, node_pools, force }).expect("params serialise")
+    }
+}
+
 /// `drctl run <id>`: the annotation value naming the run that paused.
 fn paused_by(cx: &StepContext) -> String {
     format!("drctl run {}", cx.run_id)
