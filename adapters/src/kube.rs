@@ -20,7 +20,7 @@ use crate::clock::SystemClock;
 use drctl_runtime::clock::Clock;
 use drctl_workflows::ports::{
     control_plane_namespace, ClusterApi, ClusterOperatorInfo, ConditionInfo, CsrInfo, CsrKind, InstallerProgress, MachineInfo,
-    ManagementCluster, NodeInfo, Operator, PausableInfo, PodInfo, PortError, PortResult, PAUSED_BY_ANNOTATION,
+    MachinePhase, ManagementCluster, NodeInfo, Operator, PausableInfo, PodInfo, PodStatus, PortError, PortResult, PAUSED_BY_ANNOTATION,
 };
 use k8s_openapi::api::certificates::v1::{CertificateSigningRequest, CertificateSigningRequestCondition};
 use k8s_openapi::api::core::v1::{Node, Pod, Secret};
@@ -387,7 +387,7 @@ pub fn machine_info(m: &Value) -> MachineInfo {
     let ty = m.pointer("/metadata/labels/machine.openshift.io~1cluster-api-machine-type").and_then(Value::as_str);
     MachineInfo {
         name: str_at(m, "/metadata/name").to_string(),
-        phase: str_at(m, "/status/phase").to_string(),
+        phase: MachinePhase::from(str_at(m, "/status/phase")),
         node: m.pointer("/status/nodeRef/name").and_then(Value::as_str).map(str::to_string),
         control_plane: role == Some("master") || ty == Some("master"),
         manifest: m.clone(),
@@ -458,7 +458,7 @@ pub fn pod_info(p: &Pod) -> PodInfo {
     PodInfo {
         name: p.metadata.name.clone().unwrap_or_default(),
         node: p.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default(),
-        phase,
+        phase: PodStatus::from(phase),
         ready,
     }
 }
@@ -1134,7 +1134,7 @@ mod tests {
         assert_eq!(machine_for_recreate(&new, "clustername-8qw5l-master-3"), new);
 
         let info = machine_info(&old);
-        assert_eq!(info.phase, "Running");
+        assert_eq!(info.phase, MachinePhase::Running);
         assert_eq!(info.node.as_deref(), Some("ip-10-0-131-183.ec2.internal"));
         assert!(info.control_plane);
     }

@@ -11,7 +11,7 @@ use drctl_adapters::blocking::Blocking;
 use drctl_adapters::kube::{pausable_info, pause_patch, KubeApi};
 use drctl_runtime::clock::{ManualClock, Timestamp};
 use drctl_workflows::machines::machine_for_recreate;
-use drctl_workflows::ports::{ClusterApi, ConditionInfo, CsrKind, ManagementCluster, Operator, PausableInfo, PortError};
+use drctl_workflows::ports::{ClusterApi, ConditionInfo, CsrKind, ManagementCluster, Operator, PausableInfo, PodStatus, PortError};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
@@ -192,7 +192,10 @@ fn nodes_pods_and_csrs_read_like_the_runbook_output() {
         ]})),
     );
     let pods = api.list_pods("openshift-etcd", "k8s-app=etcd").unwrap();
-    assert_eq!(pods.iter().map(|p| p.phase.as_str()).collect::<Vec<_>>(), ["Error", "Running", "CrashLoopBackOff"]);
+    assert_eq!(
+        pods.iter().map(|p| p.phase.clone()).collect::<Vec<_>>(),
+        [PodStatus::Error, PodStatus::Running, PodStatus::CrashLoopBackOff]
+    );
     assert_eq!(pods[1].node, "ip-10-0-164-97.ec2.internal");
     assert!(pods[1].ready && !pods[0].ready);
 

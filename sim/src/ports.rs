@@ -138,7 +138,7 @@ fn machine_manifest(m: &MachineObj) -> serde_json::Value {
 fn machine_info(m: &MachineObj) -> MachineInfo {
     MachineInfo {
         name: m.name.clone(),
-        phase: m.phase.clone(),
+        phase: MachinePhase::from(m.phase.as_str()),
         node: m.node.clone(),
         control_plane: m.control_plane,
         manifest: machine_manifest(m),
@@ -247,7 +247,7 @@ impl ClusterApi for SimApi {
                         Some(Container::CrashLoop) => ("CrashLoopBackOff", false),
                         _ => ("Pending", false),
                     };
-                    PodInfo { name: format!("etcd-{}", h.name), node: h.name.clone(), phase: phase.into(), ready }
+                    PodInfo { name: format!("etcd-{}", h.name), node: h.name.clone(), phase: PodStatus::from(phase), ready }
                 })
                 .collect()),
             ("openshift-ovn-kubernetes", sel) => {
@@ -261,8 +261,8 @@ impl ClusterApi for SimApi {
                     .filter(|(_, p)| p.role == role)
                     .map(|(n, p)| {
                         let powered = w.hosts.get(&p.node).is_some_and(|h| h.powered);
-                        let phase = if powered { p.phase.clone() } else { "Unknown".into() };
-                        PodInfo { name: n.clone(), node: p.node.clone(), ready: phase == "Running", phase }
+                        let phase = if powered { PodStatus::from(p.phase.as_str()) } else { PodStatus::Unknown };
+                        PodInfo { name: n.clone(), node: p.node.clone(), ready: phase == PodStatus::Running, phase }
                     })
                     .collect())
             }

@@ -111,7 +111,7 @@ impl EtcdBackup {
     /// One healthy host, never one per host: the named one, or the first healthy one that answers.
     fn select_host(&self, ports: &Ports, p: &BackupParams, dirty: &bool) -> Result<Step<BackupState>, StepError> {
         let pods = ports.api.list_pods("openshift-etcd", "k8s-app=etcd").map_err(|e| e.during("list etcd pods"))?;
-        let healthy: Vec<&str> = pods.iter().filter(|p| p.phase == "Running" && p.ready).map(|p| p.node.as_str()).collect();
+        let healthy: Vec<&str> = pods.iter().filter(|p| p.phase == PodStatus::Running && p.ready).map(|p| p.node.as_str()).collect();
         let inventory = ports.hosts.control_plane_hosts().map_err(|e| e.during("read control-plane inventory"))?;
         let candidates: Vec<&HostRef> = inventory.iter().filter(|h| healthy.contains(&h.node.as_str())).collect();
         let host = match &p.host {

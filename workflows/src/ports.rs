@@ -55,12 +55,92 @@ pub struct NodeInfo {
     pub taints: Vec<String>,
 }
 
+/// Names a closed set of Kubernetes words, keeping any other the server may send as it is.
+macro_rules! kube_words {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $text:literal,)* }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(from = "String", into = "String")]
+        pub enum $name {
+            $($(#[$vdoc])* $variant,)*
+            /// A value this build does not know, as the server sent it.
+            Other(String),
+        }
+
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $($name::$variant => $text,)*
+                    $name::Other(s) => s,
+                }
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(s: &str) -> $name {
+                match s {
+                    $($text => $name::$variant,)*
+                    other => $name::Other(other.to_string()),
+                }
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(s: String) -> $name {
+                $name::from(s.as_str())
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(v: $name) -> String {
+                v.as_str().to_string()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+kube_words! {
+    /// A pod's state as the STATUS column of `oc get pods` shows it: the phase, or what keeps a
+    /// container from running.
+    PodStatus {
+        Pending = "Pending",
+        Running = "Running",
+        Succeeded = "Succeeded",
+        Failed = "Failed",
+        Unknown = "Unknown",
+        /// A container restarts again and again.
+        CrashLoopBackOff = "CrashLoopBackOff",
+        /// A container exited with an error.
+        Error = "Error",
+        /// Deleted, still shutting down.
+        Terminating = "Terminating",
+    }
+}
+
+kube_words! {
+    /// `status.phase` of a `machine.openshift.io/v1beta1` Machine (empty before the controller
+    /// set one).
+    MachinePhase {
+        NotSet = "",
+        Provisioning = "Provisioning",
+        Provisioned = "Provisioned",
+        Running = "Running",
+        Deleting = "Deleting",
+        Failed = "Failed",
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PodInfo {
     pub name: String,
     pub node: String,
-    /// `Running`, `Pending`, `CrashLoopBackOff`, ...
-    pub phase: String,
+    pub phase: PodStatus,
     pub ready: bool,
 }
 
@@ -89,8 +169,7 @@ pub struct CsrInfo {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MachineInfo {
     pub name: String,
-    /// `Provisioning`, `Provisioned`, `Running`, `Deleting`, `Failed`, or empty.
-    pub phase: String,
+    pub phase: MachinePhase,
     pub node: Option<String>,
     pub control_plane: bool,
     /// The whole object as JSON (spec, metadata, status), for saving and re-creating.
@@ -478,5 +557,25 @@ impl Ports {
         self.management
             .as_deref()
             .ok_or_else(|| StepError::Bug("this target has no management cluster, yet a hosted run was admitted".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kubernetes_words_are_typed_and_unknown_ones_kept_as_sent() {
+        assert_eq!(PodStatus::from("CrashLoopBackOff"), PodStatus::CrashLoopBackOff);
+        assert_eq!(PodStatus::from("ImagePullBackOff"), PodStatus::Other("ImagePullBackOff".into()));
+        assert_eq!(PodStatus::Other("ImagePullBackOff".into()).to_string(), "ImagePullBackOff");
+        assert_eq!(MachinePhase::from(""), MachinePhase::NotSet);
+        // On the wire (JSON, the store) they are the words themselves.
+        let pod = PodInfo { name: "etcd-0".into(), node: "m0".into(), phase: PodStatus::Running, ready: true };
+        let json = serde_json::to_value(&pod).unwrap();
+        assert_eq!(json["phase"], "Running");
+        assert_eq!(serde_json::from_value::<PodInfo>(json).unwrap(), pod);
+        let odd: MachinePhase = serde_json::from_str("\"Provisioned-ish\"").unwrap();
+        assert_eq!(odd, MachinePhase::Other("Provisioned-ish".into()));
     }
 }

@@ -4,7 +4,7 @@
 //! in its state and maps each [`Progress`] onto its own states.
 
 use crate::machines::{machine_for_recreate, next_machine_name};
-use crate::ports::{ClusterApi, HostRef};
+use crate::ports::{ClusterApi, HostRef, MachinePhase};
 use drctl_runtime::StepError;
 use serde::{Deserialize, Serialize};
 
@@ -115,11 +115,13 @@ pub fn step(
         ReplaceMachine::WaitRunning { new_name } => {
             match api.get_machine(new_name).map_err(|e| e.during(format!("get machine {new_name}")))? {
                 // `created` grows by one per machine, in `todo` order.
-                Some(m) if m.phase == "Running" => match todo.get(created.len()) {
+                Some(m) if m.phase == MachinePhase::Running => match todo.get(created.len()) {
                     Some(old) => go(ReplaceMachine::SaveSpec { old: old.clone() }, created.to_vec()),
                     None => Ok(Progress::AllReplaced),
                 },
-                Some(m) if m.phase == "Failed" => halt(format!("machine {new_name} failed to provision"), vec![m.manifest.to_string()]),
+                Some(m) if m.phase == MachinePhase::Failed => {
+                    halt(format!("machine {new_name} failed to provision"), vec![m.manifest.to_string()])
+                }
                 Some(m) => wait(format!("machine {new_name} Running (phase {})", m.phase), 30, 45),
                 None => halt(format!("machine {new_name} vanished after it was created"), vec![]),
             }

@@ -725,7 +725,7 @@ impl Restoring<'_> {
             return Err(StepError::Bug("RunningContainers answered something else".into()));
         };
         let pods = api.list_pods("openshift-etcd", "k8s-app=etcd").map_err(|e| e.during("list etcd pods"))?;
-        let running_pods: Vec<&PodInfo> = pods.iter().filter(|p| p.phase == "Running").collect();
+        let running_pods: Vec<&PodInfo> = pods.iter().filter(|p| p.phase == PodStatus::Running).collect();
         match (running.is_empty(), running_pods.as_slice()) {
             (false, [one]) if one.node == plan.recovery.node => {
                 next(plan, if p.ovn_kubernetes { RestoreStep::DeleteOtherNodes } else { RestoreStep::PlanMachineReplacement })
@@ -789,8 +789,9 @@ impl Restoring<'_> {
             _ => ("app=ovnkube-node", RestoreStep::PlanMachineReplacement),
         };
         let pods = api.list_pods("openshift-ovn-kubernetes", sel).map_err(|e| e.during("list OVN pods"))?;
-        let not_running: Vec<String> = pods.iter().filter(|p| p.phase != "Running").map(|p| format!("{} {}", p.name, p.phase)).collect();
-        if let Some(crash) = pods.iter().find(|p| p.phase == "CrashLoopBackOff") {
+        let not_running: Vec<String> =
+            pods.iter().filter(|p| p.phase != PodStatus::Running).map(|p| format!("{} {}", p.name, p.phase)).collect();
+        if let Some(crash) = pods.iter().find(|p| p.phase == PodStatus::CrashLoopBackOff) {
             return halt(format!("{} is crashlooping: stale OVN databases?", crash.name), not_running);
         }
         match !pods.is_empty() && not_running.is_empty() {
@@ -886,7 +887,7 @@ impl Restoring<'_> {
         let p = self.p;
         let plan = self.plan;
         let pods = api.list_pods("openshift-etcd", "k8s-app=etcd").map_err(|e| e.during("list etcd pods"))?;
-        let running = pods.iter().filter(|p| p.phase == "Running" && p.ready).count();
+        let running = pods.iter().filter(|p| p.phase == PodStatus::Running && p.ready).count();
         match running {
             3 => Ok(Step::Done {
                 summary: format!(
