@@ -19,8 +19,8 @@ use crate::blocking::Blocking;
 use crate::clock::SystemClock;
 use drctl_runtime::clock::Clock;
 use drctl_workflows::ports::{
-    control_plane_namespace, ClusterApi, ClusterOperatorInfo, ConditionInfo, CsrInfo, CsrKind, InstallerProgress, MachineInfo,
-    MachinePhase, ManagementCluster, NodeInfo, Operator, PausableInfo, PodInfo, PodStatus, PortError, PortResult, PAUSED_BY_ANNOTATION,
+    control_plane_namespace, ClusterApi, ClusterOperatorInfo, ConditionInfo, CsrInfo, InstallerProgress, MachineInfo, MachinePhase,
+    ManagementCluster, NodeInfo, Operator, PausableInfo, PodInfo, PodStatus, PortError, PortResult, PAUSED_BY_ANNOTATION,
 };
 use k8s_openapi::api::certificates::v1::{CertificateSigningRequest, CertificateSigningRequestCondition};
 use k8s_openapi::api::core::v1::{Node, Pod, Secret};
@@ -38,7 +38,7 @@ pub const OVN_NAMESPACE: &str = "openshift-ovn-kubernetes";
 pub const OVN_MASTER_DAEMONSET: &str = "ovnkube-master";
 /// The override that turns the etcd operator's quorum guard off.
 pub const UNSAFE_NON_HA_ETCD: &str = "useUnsupportedUnsafeNonHANonProductionUnstableEtcd";
-pub const NODE_BOOTSTRAPPER: &str = "system:serviceaccount:openshift-machine-config-operator:node-bootstrapper";
+pub use drctl_workflows::csr::NODE_BOOTSTRAPPER;
 /// Where the HyperShift operator runs on a management cluster, and its Deployment.
 pub const HYPERSHIFT_NAMESPACE: &str = "hypershift";
 pub const HYPERSHIFT_OPERATOR_DEPLOYMENT: &str = "operator";
@@ -470,21 +470,10 @@ pub fn csr_info(c: &CertificateSigningRequest) -> CsrInfo {
     let has = |t: &str| conds.iter().any(|x| x.type_ == t && x.status != "False");
     let approved = has("Approved");
     let decided = approved || has("Denied") || has("Failed");
-    let serving_node = requestor.strip_prefix("system:node:").map(str::to_string);
-    let kind = match signer.as_str() {
-        "kubernetes.io/kube-apiserver-client-kubelet" if requestor == NODE_BOOTSTRAPPER => CsrKind::NodeBootstrapper,
-        "kubernetes.io/kubelet-serving" if serving_node.is_some() => CsrKind::KubeletServing,
-        _ => CsrKind::Other,
-    };
-    CsrInfo {
-        name: c.metadata.name.clone().unwrap_or_default(),
-        node: if kind == CsrKind::KubeletServing { serving_node } else { None },
-        signer,
-        requestor,
-        kind,
-        pending: !decided,
-        approved,
-    }
+    // The node is named by the request itself (a first client certificate is requested by the
+    // node-bootstrapper, not the node): one derivation, shared with the simulator.
+    let (kind, node) = drctl_workflows::csr::classify(&signer, &requestor, &c.spec.request.0);
+    CsrInfo { name: c.metadata.name.clone().unwrap_or_default(), node, signer, requestor, kind, pending: !decided, approved }
 }
 
 fn cluster_operator_info(o: &Value) -> ClusterOperatorInfo {

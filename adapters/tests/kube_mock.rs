@@ -62,14 +62,28 @@ fn etcd_pod(node: &str, phase: &str, ready: bool, state: Value) -> Value {
     })
 }
 
-/// The CSRs of the `oc get csr` example in seed 000 §5.4.2.2, plus one already approved.
-fn csr(name: &str, signer: &str, user: &str, approved: bool) -> Value {
+/// `spec.request` (base64 of the PEM PKCS#10 request) of a kubelet of `node`, made with
+/// `openssl req -new -subj "/O=system:nodes/CN=system:node:<node>"`.
+fn request_of(node: &str) -> &'static str {
+    match node {
+        "ip-10-0-164-97.ec2.internal" => "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURSBSRVFVRVNULS0tLS0KTUlJQkJUQ0Jxd0lCQURCSk1SVXdFd1lEVlFRS0RBeHplWE4wWlcwNmJtOWtaWE14TURBdUJnTlZCQU1NSjNONQpjM1JsYlRwdWIyUmxPbWx3TFRFd0xUQXRNVFkwTFRrM0xtVmpNaTVwYm5SbGNtNWhiREJaTUJNR0J5cUdTTTQ5CkFnRUdDQ3FHU000OUF3RUhBMElBQkpYclNGd1J2WlphaEdnMEU1NXQ0Qng5T05IdVJmVXdCZUhzS01DWUY5aGIKT05VQnM2d0lQWlhoVWNSZzFYZHBMUE83a2NzeVFORWFSSXNkRC81Ymx4U2dBREFLQmdncWhrak9QUVFEQWdOSgpBREJHQWlFQTFIWklJRU9vWlR1TG5KKzlGZjdPeGMxUGQvSkdvNU1WV1JWclc4dGoyaFFDSVFDbW85ZWxGaE9kCmQ3VzFGVVRoOHRTQVB1Q0wyelZmLzNib1A1d21aUnFieVE9PQotLS0tLUVORCBDRVJUSUZJQ0FURSBSRVFVRVNULS0tLS0K",
+        "ip-10-0-154-204.ec2.internal" => "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURSBSRVFVRVNULS0tLS0KTUlJQkJUQ0JyQUlCQURCS01SVXdFd1lEVlFRS0RBeHplWE4wWlcwNmJtOWtaWE14TVRBdkJnTlZCQU1NS0hONQpjM1JsYlRwdWIyUmxPbWx3TFRFd0xUQXRNVFUwTFRJd05DNWxZekl1YVc1MFpYSnVZV3d3V1RBVEJnY3Foa2pPClBRSUJCZ2dxaGtqT1BRTUJCd05DQUFTVjYwaGNFYjJXV29Sb05CT2ViZUFjZlRqUjdrWDFNQVhoN0NqQW1CZlkKV3pqVkFiT3NDRDJWNFZIRVlOVjNhU3p6dTVITE1rRFJHa1NMSFEvK1c1Y1VvQUF3Q2dZSUtvWkl6ajBFQXdJRApTQUF3UlFJaEFNNGhRT3dnYkV1c0NyazdYSW5GWGErMytPOWpMZHhlYzVoQ3BqTVg3Sk1HQWlBdU5KNjhDS3pZCktaUUt0WDJZckgvbGt4Wjg5Yy9Bbm5aTU90aTNHZ0lZc1E9PQotLS0tLUVORCBDRVJUSUZJQ0FURSBSRVFVRVNULS0tLS0K",
+        "ip-10-0-131-183.ec2.internal" => "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURSBSRVFVRVNULS0tLS0KTUlJQkJEQ0JyQUlCQURCS01SVXdFd1lEVlFRS0RBeHplWE4wWlcwNmJtOWtaWE14TVRBdkJnTlZCQU1NS0hONQpjM1JsYlRwdWIyUmxPbWx3TFRFd0xUQXRNVE14TFRFNE15NWxZekl1YVc1MFpYSnVZV3d3V1RBVEJnY3Foa2pPClBRSUJCZ2dxaGtqT1BRTUJCd05DQUFTVjYwaGNFYjJXV29Sb05CT2ViZUFjZlRqUjdrWDFNQVhoN0NqQW1CZlkKV3pqVkFiT3NDRDJWNFZIRVlOVjNhU3p6dTVITE1rRFJHa1NMSFEvK1c1Y1VvQUF3Q2dZSUtvWkl6ajBFQXdJRApSd0F3UkFJZ1pQUE5HZmVYbDZTMWUvS0VML200azNwQmtyTVc4RXp2Y2lxc0xublZ4MzhDSUQrVjcyaFFuZGsyCmhqUDRrYWFuR3FJTS85Q29uRnkydEhYMzBIaSs4M2c5Ci0tLS0tRU5EIENFUlRJRklDQVRFIFJFUVVFU1QtLS0tLQo=",
+        "master-0" => "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURSBSRVFVRVNULS0tLS0KTUlId01JR1lBZ0VBTURZeEZUQVRCZ05WQkFvTURITjVjM1JsYlRwdWIyUmxjekVkTUJzR0ExVUVBd3dVYzNsegpkR1Z0T201dlpHVTZiV0Z6ZEdWeUxUQXdXVEFUQmdjcWhrak9QUUlCQmdncWhrak9QUU1CQndOQ0FBU1Y2MGhjCkViMldXb1JvTkJPZWJlQWNmVGpSN2tYMU1BWGg3Q2pBbUJmWVd6alZBYk9zQ0QyVjRWSEVZTlYzYVN6enU1SEwKTWtEUkdrU0xIUS8rVzVjVW9BQXdDZ1lJS29aSXpqMEVBd0lEUndBd1JBSWdTSFBuamN2TzBxcUFGbmQ2MjNDSAphNkllR2xpNWVvdzVLOVRlRlF6TENkZ0NJQU1wbVVWVTdYTDgzcFlHa2pFOWppa0hvMVZyTCthekE1dDU3YnhaCll6amkKLS0tLS1FTkQgQ0VSVElGSUNBVEUgUkVRVUVTVC0tLS0tCg==",
+        "master-1" => "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURSBSRVFVRVNULS0tLS0KTUlIeE1JR1lBZ0VBTURZeEZUQVRCZ05WQkFvTURITjVjM1JsYlRwdWIyUmxjekVkTUJzR0ExVUVBd3dVYzNsegpkR1Z0T201dlpHVTZiV0Z6ZEdWeUxURXdXVEFUQmdjcWhrak9QUUlCQmdncWhrak9QUU1CQndOQ0FBU1Y2MGhjCkViMldXb1JvTkJPZWJlQWNmVGpSN2tYMU1BWGg3Q2pBbUJmWVd6alZBYk9zQ0QyVjRWSEVZTlYzYVN6enU1SEwKTWtEUkdrU0xIUS8rVzVjVW9BQXdDZ1lJS29aSXpqMEVBd0lEU0FBd1JRSWhBTy8wRklZU1RrQkNqa3hJTDR2WQpjSkhicUNiYjJIY1c5dmlPbmdJUzY3K1JBaUFPR1RTaWlablF5NVQ5YWwrUCtDOVV3eUNZby9NcktMWWRZKzNZCkF1TGw4QT09Ci0tLS0tRU5EIENFUlRJRklDQVRFIFJFUVVFU1QtLS0tLQo=",
+        other => panic!("no request made for {other}"),
+    }
+}
+
+/// The CSRs of the `oc get csr` example in the 4.14 restore procedure (§5.4.2.2), plus one
+/// already approved; each carries a real request for node `node`.
+fn csr(name: &str, signer: &str, user: &str, node: &str, approved: bool) -> Value {
     let mut c = json!({
         "apiVersion": "certificates.k8s.io/v1",
         "kind": "CertificateSigningRequest",
         "metadata": {"name": name, "resourceVersion": "4242", "creationTimestamp": "2026-11-21T18:03:38Z"},
         "spec": {
-            "request": "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURSBSRVFVRVNULS0tLS0K",
+            "request": request_of(node),
             "signerName": signer,
             "username": user,
             "groups": ["system:authenticated"],
@@ -87,12 +101,12 @@ const BOOTSTRAPPER: &str = "system:serviceaccount:openshift-machine-config-opera
 
 fn csr_list() -> Value {
     json!({"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequestList", "metadata": {"resourceVersion": "4243"}, "items": [
-        csr("csr-2s94x", "kubernetes.io/kubelet-serving", "system:node:ip-10-0-164-97.ec2.internal", false),
-        csr("csr-4bd6t", "kubernetes.io/kubelet-serving", "system:node:ip-10-0-154-204.ec2.internal", false),
-        csr("csr-4hl85", "kubernetes.io/kube-apiserver-client-kubelet", BOOTSTRAPPER, false),
-        csr("csr-zhhhp", "kubernetes.io/kube-apiserver-client-kubelet", BOOTSTRAPPER, false),
-        csr("csr-8vw2c", "kubernetes.io/kube-apiserver-client-kubelet", BOOTSTRAPPER, true),
-        csr("csr-xk9lw", "example.com/custom", "system:serviceaccount:ns:someone", false)
+        csr("csr-2s94x", "kubernetes.io/kubelet-serving", "system:node:ip-10-0-164-97.ec2.internal", "ip-10-0-164-97.ec2.internal", false),
+        csr("csr-4bd6t", "kubernetes.io/kubelet-serving", "system:node:ip-10-0-154-204.ec2.internal", "ip-10-0-154-204.ec2.internal", false),
+        csr("csr-4hl85", "kubernetes.io/kube-apiserver-client-kubelet", BOOTSTRAPPER, "ip-10-0-131-183.ec2.internal", false),
+        csr("csr-zhhhp", "kubernetes.io/kube-apiserver-client-kubelet", BOOTSTRAPPER, "master-0", false),
+        csr("csr-8vw2c", "kubernetes.io/kube-apiserver-client-kubelet", BOOTSTRAPPER, "master-1", true),
+        csr("csr-xk9lw", "example.com/custom", "system:serviceaccount:ns:someone", "master-1", false)
     ]})
 }
 
@@ -223,13 +237,15 @@ fn nodes_pods_and_csrs_read_like_the_runbook_output() {
     assert_eq!(pending, ["csr-2s94x", "csr-4bd6t", "csr-4hl85", "csr-zhhhp", "csr-xk9lw"]);
     assert_eq!(csrs[0].kind, CsrKind::KubeletServing);
     assert_eq!(csrs[0].node.as_deref(), Some("ip-10-0-164-97.ec2.internal"));
+    // A node-bootstrapper CSR names its node only in the request's subject: read from there.
     assert_eq!(csrs[2].kind, CsrKind::NodeBootstrapper);
-    assert_eq!(csrs[2].node, None);
+    assert_eq!(csrs[2].node.as_deref(), Some("ip-10-0-131-183.ec2.internal"));
+    assert_eq!(csrs[3].node.as_deref(), Some("master-0"));
     assert!(csrs[4].approved && !csrs[4].pending);
     assert_eq!(csrs[5].kind, CsrKind::Other);
 
     // Approve: read, then PUT the approval subresource with the Approved condition added.
-    let c = csr("csr-4hl85", "kubernetes.io/kube-apiserver-client-kubelet", BOOTSTRAPPER, false);
+    let c = csr("csr-4hl85", "kubernetes.io/kube-apiserver-client-kubelet", BOOTSTRAPPER, "ip-10-0-131-183.ec2.internal", false);
     let path = "/apis/certificates.k8s.io/v1/certificatesigningrequests/csr-4hl85";
     mock.expect(Expect::get(path).reply(200, c.clone()));
     mock.expect(Expect::put(&format!("{path}/approval"), approved(&c)).query(&[FM]).reply(200, approved(&c)));
@@ -777,7 +793,8 @@ fn failures_are_classified_end_to_end() {
     assert!(matches!(api.quorum_guard_enabled(), Err(PortError::NotFound(_))));
 
     // 409 on the approval: re-read and retry once, then it is transient.
-    let c = csr("csr-2s94x", "kubernetes.io/kubelet-serving", "system:node:ip-10-0-164-97.ec2.internal", false);
+    let c =
+        csr("csr-2s94x", "kubernetes.io/kubelet-serving", "system:node:ip-10-0-164-97.ec2.internal", "ip-10-0-164-97.ec2.internal", false);
     let path = "/apis/certificates.k8s.io/v1/certificatesigningrequests/csr-2s94x";
     let conflict = "Operation cannot be fulfilled on certificatesigningrequests.certificates.k8s.io \"csr-2s94x\": the object has been modified; please apply your changes to the latest version and try again";
     mock.expect_all([

@@ -13,6 +13,7 @@
 //! equivalence at every transition.
 
 pub mod chaos;
+pub mod csr_request;
 pub mod faults;
 pub mod host_ops;
 pub mod hosted;

@@ -206,14 +206,18 @@ impl ClusterApi for SimApi {
             Ok(w.api()
                 .csrs
                 .values()
-                .map(|c| CsrInfo {
-                    name: c.name.clone(),
-                    signer: c.signer.clone(),
-                    requestor: c.requestor.clone(),
-                    kind: c.kind,
-                    node: Some(c.node.clone()),
-                    pending: !c.approved,
-                    approved: c.approved,
+                .map(|c| {
+                    // As the kube adapter reads it: kind and node from signer, user and request.
+                    let (kind, node) = drctl_workflows::csr::classify(&c.signer, &c.requestor, c.request.as_bytes());
+                    CsrInfo {
+                        name: c.name.clone(),
+                        signer: c.signer.clone(),
+                        requestor: c.requestor.clone(),
+                        kind,
+                        node,
+                        pending: !c.approved,
+                        approved: c.approved,
+                    }
                 })
                 .collect())
         })

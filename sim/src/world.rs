@@ -67,6 +67,9 @@ pub struct CsrObj {
     pub node: String,
     pub approved: bool,
     pub created_at: Timestamp,
+    /// `spec.request`: the PEM PKCS#10 request, naming the node in its subject.
+    #[serde(default)]
+    pub request: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -1049,7 +1052,16 @@ impl World {
         api.next_csr += 1;
         api.csrs.insert(
             name.clone(),
-            CsrObj { name: name.clone(), kind, signer: signer.into(), requestor, node: node.into(), approved: false, created_at: now },
+            CsrObj {
+                name: name.clone(),
+                kind,
+                signer: signer.into(),
+                requestor,
+                node: node.into(),
+                approved: false,
+                created_at: now,
+                request: crate::csr_request::kubelet_request_pem(node),
+            },
         );
         self.note(format!("csr {name} ({kind:?}) pending for {node}"));
     }

@@ -5,6 +5,7 @@
 
 pub mod backup_files;
 pub mod catalog;
+pub mod csr;
 pub mod etcd_backup;
 pub mod hosted;
 pub mod machines;
