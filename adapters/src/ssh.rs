@@ -32,6 +32,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 pub const EXIT_NOT_FOUND: i32 = 44;
 /// Exit status for "passwordless sudo is not available".
 pub const EXIT_NO_SUDO: i32 = 45;
+/// Exit status for "a fenced restore started earlier is still running on the host".
+pub const EXIT_RESTORE_RUNNING: i32 = 46;
+/// Exit status for "a fenced restore started earlier and ended without finishing".
+pub const EXIT_RESTORE_HALF_DONE: i32 = 47;
 
 /// The name of the file written beside each backup set.
 pub const BACKUP_INFO_FILE: &str = "backup-info.json";
@@ -288,18 +292,35 @@ pub fn render(op: &HostOp, l: &HostLayout) -> PortResult<String> {
         }
         HostOp::RunRestore { dir, fence } => {
             let d = l.path(dir)?;
-            let mark = l.path(&fence_marker(fence)?)?;
+            let done = l.path(&fence_marker(fence)?)?;
+            let started = format!("{done}.started");
             let restore = l.tool("cluster-restore.sh");
+            // The script is not idempotent and runs for many minutes: fenced twice. A `started`
+            // marker holding its pid is written before it runs (the shell execs into the script,
+            // so the pid is the script's), the `done` marker right after it succeeds. A host
+            // with `started` but not `done` either still runs it (a dropped connection: wait)
+            // or ran it halfway (a person must look): never started again.
+            let inner = format!("echo $$ > {} && exec {} {}", quote(&started), quote(&restore), quote(&d));
             // `sudo -E`: the restore script needs the proxy environment, as the runbook says.
-            let cmd = if l.sudo { join(["sudo", "-E", restore.as_str(), d.as_str()]) } else { join([restore.as_str(), d.as_str()]) };
-            // Fenced: the marker is written right after the script succeeds, in the same shell on
-            // the host; a host that has it answers without restoring again.
+            let cmd = if l.sudo { join(["sudo", "-E", "sh", "-c", inner.as_str()]) } else { join(["sh", "-c", inner.as_str()]) };
+            let pid = format!("\"$({})\"", l.priv_cmd(&["cat", &started]));
             format!(
-                "{pre}if {test}; then echo {msg}; else {cmd} && {mark_it}; fi",
+                "{pre}if {test_done}; then echo {already}; elif {test_started}; then \
+                 if {alive} {pid} 2>/dev/null; then echo {running} >&2; exit {EXIT_RESTORE_RUNNING}; \
+                 else echo {half} >&2; exit {EXIT_RESTORE_HALF_DONE}; fi; \
+                 else {mkdir} && {cmd} && {mark_done}; fi",
                 pre = l.preamble(),
-                test = l.priv_cmd(&["test", "-e", &mark]),
-                msg = quote(&format!("drctl: restore {fence} already ran on this host")),
-                mark_it = l.priv_cmd(&["install", "-D", "-m", "0600", "/dev/null", &mark]),
+                test_done = l.priv_cmd(&["test", "-e", &done]),
+                already = quote(&format!("drctl: restore {fence} already ran on this host")),
+                test_started = l.priv_cmd(&["test", "-e", &started]),
+                alive = l.priv_cmd(&["kill", "-0"]),
+                running = quote(&format!("drctl: restore {fence} is still running on this host (started by an earlier attempt)")),
+                half = quote(&format!(
+                    "drctl: restore {fence} was started on this host and ended without finishing: cluster-restore.sh must not be run \
+                     again on a half-restored host; inspect {dir} and the etcd member, then resume"
+                )),
+                mkdir = l.priv_cmd(&["install", "-d", "-m", "0700", &l.fixed(FENCE_DIR)]),
+                mark_done = l.priv_cmd(&["install", "-D", "-m", "0600", "/dev/null", &done]),
             )
         }
         HostOp::ListDir { dir } => {
@@ -349,6 +370,9 @@ pub fn classify_exit(what: &str, out: &ExecOutput) -> PortResult<()> {
         0 => Ok(()),
         EXIT_NOT_FOUND => Err(PortError::NotFound(format!("{what}: {}", out.stderr_str()))),
         EXIT_NO_SUDO => Err(PortError::Permanent(format!("{what}: {}", out.stderr_str()))),
+        // Passing: the earlier attempt's script will end; look again then.
+        EXIT_RESTORE_RUNNING => Err(PortError::Transient(format!("{what}: {}", out.stderr_str()))),
+        EXIT_RESTORE_HALF_DONE => Err(PortError::Permanent(format!("{what}: {}", out.stderr_str()))),
         code => {
             let err = out.stderr_str();
             let err = if err.is_empty() { out.stdout_str().trim().to_string() } else { err };
@@ -1107,7 +1131,9 @@ mod tests {
         assert!(render(&HostOp::RestartKubelet, &real()).unwrap().ends_with("sudo systemctl restart kubelet.service"));
         let restore =
             render(&HostOp::RunRestore { dir: "/home/core/assets/backup".into(), fence: "drctl-r1-restore".into() }, &real()).unwrap();
-        assert!(restore.contains("sudo -E /usr/local/bin/cluster-restore.sh /home/core/assets/backup && sudo install -D -m 0600 /dev/null /var/lib/drctl/fences/drctl-r1-restore"), "{restore}");
+        assert!(restore.contains("sudo -E sh -c 'echo $$ > /var/lib/drctl/fences/drctl-r1-restore.started && exec /usr/local/bin/cluster-restore.sh /home/core/assets/backup' && sudo install -D -m 0600 /dev/null /var/lib/drctl/fences/drctl-r1-restore"), "{restore}");
+        // A restore that an earlier attempt started is never started again.
+        assert!(restore.contains("elif sudo test -e /var/lib/drctl/fences/drctl-r1-restore.started; then if sudo kill -0 \"$(sudo cat /var/lib/drctl/fences/drctl-r1-restore.started)\""), "{restore}");
         assert!(restore.contains("if sudo test -e /var/lib/drctl/fences/drctl-r1-restore; then"), "{restore}");
         assert!(render(&HostOp::RunRestore { dir: "/d".into(), fence: "../x".into() }, &real()).is_err());
         let backup = render(&HostOp::RunBackup { dir: "/home/core/assets/backup".into() }, &real()).unwrap();

@@ -352,3 +352,33 @@ async fn works_from_a_spawn_blocking_thread_on_the_callers_runtime() {
     assert_eq!(out.unwrap(), HostOutput::Present(true));
     drop(sshd);
 }
+
+#[test]
+fn a_restore_an_earlier_attempt_started_is_never_started_again() {
+    let mut w = world();
+    let h = w.hosts.clone();
+    let sb = &w.boxes[0];
+    h.connect("master-0").unwrap();
+    sb.set_slow(Some(3.0));
+    let op = HostOp::RunRestore { dir: "/home/core/assets/backup".into(), fence: "drctl-twice-restore".into() };
+    let sshd = &mut w.sshd;
+    let first = std::thread::scope(|s| {
+        let run = s.spawn(|| h.run("master-0", &op));
+        support::eventually(100, Duration::from_millis(20), || (!sb.calls("restore").is_empty()).then_some(())).unwrap();
+        sshd.drop_connections();
+        run.join().unwrap()
+    });
+    assert!(first.unwrap_err().is_transient());
+    // The engine retries the step: the host either still runs the script (wait) or ran it
+    // halfway (a person must look); either way it is not started a second time.
+    let again = h.run("master-0", &op);
+    sb.set_slow(None);
+    match &again {
+        Err(PortError::Transient(m)) => assert!(m.contains("is still running on this host"), "{m}"),
+        Err(PortError::Permanent(m)) => assert!(m.contains("ended without finishing"), "{m}"),
+        other => panic!("a retried restore answered {other:?}"),
+    }
+    assert_eq!(sb.calls("restore").len(), 1, "cluster-restore.sh was started again: {again:?}");
+    assert!(sb.path("/var/lib/drctl/fences/drctl-twice-restore.started").exists());
+    assert!(!sb.path("/var/lib/drctl/fences/drctl-twice-restore").exists(), "not finished: no done marker");
+}

@@ -5,6 +5,11 @@
 use crate::world::*;
 use drctl_workflows::ports::{HostOp, HostOutput, PortError, PortResult, StaticPod};
 
+/// The marker a fenced restore writes before it starts (the fence itself is written after).
+fn started_marker(fence: &str) -> String {
+    format!("{fence}.started")
+}
+
 impl World {
     /// Carry out `op` on `host` (reachable, checked by the caller) and answer as the real
     /// command would.
@@ -155,12 +160,43 @@ impl World {
         })
     }
 
+    /// `cluster-restore.sh`, fenced as the ssh adapter renders it: a `started` marker before
+    /// the script, the fence itself after it; a restore an earlier attempt started is never
+    /// started again (it still runs: wait; it ended halfway: a person must look).
     fn run_restore(&mut self, host: &str, dir: &str, fence: &str) -> PortResult<HostOutput> {
-        Ok({
-            self.pass_time(2 * MINUTE);
-            self.restore(host, dir, fence).map_err(PortError::Permanent)?;
-            HostOutput::Done
-        })
+        let what = format!("cluster-restore.sh {dir} (fence {fence})");
+        let h = &self.hosts[host];
+        if h.markers.contains(fence) {
+            return Ok(HostOutput::Done);
+        }
+        if h.markers.contains(&started_marker(fence)) {
+            return match h.restore_running.as_ref().is_some_and(|r| r.fence == fence) {
+                true => Err(PortError::Transient(format!(
+                    "{what}: drctl: restore {fence} is still running on this host (started by an earlier attempt)"
+                ))),
+                false => Err(PortError::Permanent(format!(
+                    "{what}: drctl: restore {fence} was started on this host and ended without finishing: cluster-restore.sh must \
+                     not be run again on a half-restored host; inspect {dir} and the etcd member, then resume"
+                ))),
+            };
+        }
+        self.host_mut(host).markers.insert(started_marker(fence));
+        self.pass_time(2 * MINUTE);
+        self.restore(host, dir, fence).map_err(PortError::Permanent)?;
+        Ok(HostOutput::Done)
+    }
+
+    /// The connection that started `cluster-restore.sh` dropped: the script runs on by itself.
+    pub(crate) fn restore_left_running(&mut self, host: &str, dir: &str, fence: &str) {
+        let h = &self.hosts[host];
+        if h.markers.contains(fence) || h.markers.contains(&started_marker(fence)) {
+            return;
+        }
+        let until = self.now.plus(std::time::Duration::from_millis(2 * MINUTE));
+        let h = self.host_mut(host);
+        h.markers.insert(started_marker(fence));
+        h.restore_running = Some(RestoreRun { dir: dir.to_string(), fence: fence.to_string(), until });
+        self.note(format!("cluster-restore.sh on {host} keeps running after its connection dropped"));
     }
 
     fn list_dir(&mut self, host: &str, dir: &str) -> PortResult<HostOutput> {

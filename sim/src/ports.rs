@@ -414,6 +414,10 @@ impl SimHosts {
                         w.pass_time(30 * SECOND);
                         let _ = w.backup_cut_short(host, dir);
                     }
+                    (2, Some(HostOp::RunRestore { dir, fence })) => {
+                        w.pass_time(20 * SECOND);
+                        w.restore_left_running(host, dir, fence);
+                    }
                     _ => {
                         let _ = f(w);
                     }

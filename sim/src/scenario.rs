@@ -145,6 +145,7 @@ pub fn healthy(seed: u64) -> World {
                 ovn_db: Some(cluster_id),
                 markers: BTreeSet::new(),
                 shutdown_at: None,
+                restore_running: None,
             },
         );
         nodes.insert(name.clone(), NodeObj { name: name.clone(), internal_ip: ip.clone(), control_plane: true });

@@ -146,6 +146,17 @@ pub struct Host {
     pub ovn_db: Option<u64>,
     pub markers: BTreeSet<String>,
     pub shutdown_at: Option<Timestamp>,
+    /// `cluster-restore.sh` still running after the connection that started it dropped.
+    #[serde(default)]
+    pub restore_running: Option<RestoreRun>,
+}
+
+/// A restore running on a host on its own: it finishes at `until` (and writes its fence).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreRun {
+    pub dir: String,
+    pub fence: String,
+    pub until: Timestamp,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -798,6 +809,9 @@ impl World {
             if let Some(at) = h.shutdown_at {
                 see(at);
             }
+            if let Some(r) = &h.restore_running {
+                see(r.until);
+            }
         }
         let api = self.api();
         for m in api.machines.values() {
@@ -898,6 +912,14 @@ impl World {
                 h.powered = false;
                 h.shutdown_at = None;
                 self.note(format!("host {name} powered off"));
+            }
+            if let Some(r) = self.hosts[name].restore_running.clone().filter(|r| r.until <= now) {
+                self.host_mut(name).restore_running = None;
+                // The script finishes as it would have with the connection up.
+                match self.restore(name, &r.dir, &r.fence) {
+                    Ok(_) => self.note(format!("cluster-restore.sh on {name} finished on its own (fence {})", r.fence)),
+                    Err(e) => self.note(format!("cluster-restore.sh on {name} failed on its own: {e}")),
+                }
             }
             let h = &self.hosts[name];
             if !h.powered {
@@ -1136,6 +1158,7 @@ impl World {
             ovn_db: Some(self.current_cluster),
             markers: BTreeSet::new(),
             shutdown_at: None,
+            restore_running: None,
         };
         self.hosts.insert(host_name.clone(), host);
         let now = self.now;

@@ -75,3 +75,19 @@ fn restore_seed_19545_a_live_host_with_an_ssh_blip_is_not_skipped() {
     let o = replay_ok("restore-cluster-state", 19545, "ssh-down(master-0)@7s+63s");
     assert_eq!(o.status, RunStatus::Succeeded, "{:?}", o.outcome);
 }
+
+// Postmortem (found by an audit, pinned here): cluster-restore.sh was fenced only by a marker
+// written after it succeeded, so a connection dropped while it ran (the script runs on) made the
+// retried step start it a second time on a half-restored host. A `started` marker is now written
+// before it runs: the retry finds the script still running and waits for it, then finds it done.
+#[test]
+fn restore_seed_456_a_restore_left_running_by_a_dropped_connection_is_waited_for_not_run_again() {
+    let o = replay_ok("restore-cluster-state", 456, "ssh-drop(master-0)@84s+86s:22%");
+    let waited = o.history.iter().any(|e| e.detail.as_deref().is_some_and(|d| d.contains("is still running on this host")));
+    assert!(
+        waited,
+        "the dropped restore was not waited for: {:?}",
+        o.history.iter().filter_map(|e| e.detail.as_deref()).collect::<Vec<_>>()
+    );
+    assert_eq!(o.status, RunStatus::Succeeded, "{:?}", o.outcome);
+}
