@@ -302,6 +302,11 @@ fn degraded_base(seed: u64, scenario: &str) -> World {
         h.kubelet_cert_gen = Some(2);
     }
     w.note("signer rotated; kubelet certificates re-issued");
+    // Someone ran the runbook's own backup this morning: its files stay in the default backup
+    // directory of master-0, newer than the nightly set a restore is approved for.
+    w.advance(HOUR);
+    let _ = w.backup("master-0", "/home/core/assets/backup");
+    w.note("a later backup left in master-0:/home/core/assets/backup");
     w
 }
 

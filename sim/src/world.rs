@@ -1319,8 +1319,10 @@ impl World {
         }
         let prefix = format!("{}/", dir.trim_end_matches('/'));
         let in_dir: Vec<(&String, &SimFile)> = h.files.iter().filter(|(p, _)| p.starts_with(&prefix)).collect();
-        let snap = in_dir.iter().find(|(p, _)| is_snapshot_name(&p[prefix.len()..]));
-        let res = in_dir.iter().find(|(p, _)| is_resources_name(&p[prefix.len()..]));
+        // As the real script does (`ls -vd …/snapshot*.db | tail -1`, and the same for the
+        // resources): the newest of each, chosen independently.
+        let snap = in_dir.iter().filter(|(p, _)| is_snapshot_name(&p[prefix.len()..])).max_by_key(|(p, _)| p.as_str());
+        let res = in_dir.iter().filter(|(p, _)| is_resources_name(&p[prefix.len()..])).max_by_key(|(p, _)| p.as_str());
         let (Some((_, SimFile::Snapshot { status, data })), Some(_)) = (snap, res) else {
             return Err(format!("{dir} must contain snapshot_<datetimestamp>.db and static_kuberesources_<datetimestamp>.tar.gz"));
         };

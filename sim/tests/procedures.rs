@@ -51,6 +51,10 @@ fn restore_cluster_state_recovers_quorum_loss() {
     let st = sim.status();
     assert_eq!(fin.status, RunStatus::Succeeded, "{}\n{:#?}\n{}", show(&hist), st, sim.read(|w| w.log.join("\n")));
     assert!(st.healthy, "{st:#?}");
+    // The approved backup, not the later one left in the recovery host's backup directory
+    // (cluster-restore.sh takes the newest files it finds there).
+    let approved = sim.read(|w| w.backups["nightly"].info.as_ref().unwrap().snapshot.revision);
+    assert_eq!(st.restored_from_revision, Some(approved));
 }
 
 fn example(sim: &Sim) -> drctl_sim::hosted::HostedCluster {

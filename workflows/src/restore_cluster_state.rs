@@ -512,6 +512,14 @@ struct Restoring<'a> {
 }
 
 impl Restoring<'_> {
+    /// Where the approved backup is copied and restored from: a directory of this run's own
+    /// under `--backup-dir`, holding exactly the approved pair. `cluster-restore.sh` takes the
+    /// newest snapshot and the newest resources it finds, each on its own, so a directory with
+    /// older or newer backups in it would restore something other than what was approved.
+    fn restore_dir(&self) -> String {
+        format!("{}/drctl-{}", self.p.backup_dir.trim_end_matches('/'), self.cx.run_id)
+    }
+
     /// 23. Force the rollout of `operator`, recording its revision before and a unique reason.
     fn force_next_rollout(&self, operator: Operator) -> Result<Step<RestoreState>, StepError> {
         let api = &self.ports.api;
@@ -537,7 +545,8 @@ impl Restoring<'_> {
         let rec = self.plan.recovery.name.as_str();
         let p = self.p;
         let plan = self.plan;
-        hosts.copy_backup_to_host(&p.backup, rec, &p.backup_dir).map_err(|e| e.during(format!("copy backup {} to {rec}", p.backup)))?;
+        let dir = self.restore_dir();
+        hosts.copy_backup_to_host(&p.backup, rec, &dir).map_err(|e| e.during(format!("copy backup {} to {rec}:{dir}", p.backup)))?;
         match plan.reachable.is_empty() {
             true => next(plan, RestoreStep::CheckRecoveryVip),
             false => next(plan, RestoreStep::StopStaticPods { host: 0, action: StopPods::MoveEtcdManifest }),
@@ -629,10 +638,9 @@ impl Restoring<'_> {
     fn run_restore(&self, fence: &str) -> Result<Step<RestoreState>, StepError> {
         let hosts = &self.ports.hosts;
         let rec = self.plan.recovery.name.as_str();
-        let p = self.p;
         let plan = self.plan;
         hosts
-            .run(rec, &HostOp::RunRestore { dir: p.backup_dir.clone(), fence: fence.to_string() })
+            .run(rec, &HostOp::RunRestore { dir: self.restore_dir(), fence: fence.to_string() })
             .map_err(|e| e.during(format!("cluster-restore.sh on {rec}")))?;
         next(plan, RestoreStep::WaitNodes)
     }
