@@ -27,7 +27,7 @@ use drctl_runtime::procedure::{ErasedProcedure, Registry};
 use drctl_runtime::record::{Decision, HistoryEvent, Outcome, RunRecord, RunStatus};
 use drctl_runtime::rng::{mix, DetRng};
 use drctl_runtime::store::{MemStore, RunStore};
-use drctl_workflows::ports::Ports;
+use drctl_workflows::ports::{Operator, Ports};
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::{Config, TestCaseError, TestError, TestRng, TestRunner};
 use serde::Serialize;
@@ -112,6 +112,9 @@ pub struct ProcedureRow {
     pub undone: Option<Postcondition>,
     /// What must hold however the run ended (e.g. what it must never touch).
     pub always: Option<Postcondition>,
+    /// What the runbook says holds when a step is reached: checked on the world each time the
+    /// run arrives in that state (by its kind, `state_kind`).
+    pub arrivals: &'static [(&'static str, Postcondition)],
     pub sometimes: &'static [Sometimes],
 }
 
@@ -203,6 +206,10 @@ pub fn rows() -> Vec<ProcedureRow> {
             postcondition: None,
             undone: None,
             always: None,
+            arrivals: &[
+                ("ForceRollout", etcd_rolled_out_on_every_control_plane_node),
+                ("VerifyEtcd", static_pods_rolled_out_on_every_control_plane_node),
+            ],
             sometimes: &[
                 Sometimes { name: "a run succeeded", needs: &[], holds: succeeded },
                 Sometimes { name: "a gate was waited on, then approved", needs: &[FaultKind::GateWait], holds: gate_waited },
@@ -244,6 +251,7 @@ pub fn rows() -> Vec<ProcedureRow> {
             postcondition: Some(backups_are_restorable),
             undone: None,
             always: None,
+            arrivals: &[],
             sometimes: &[
                 Sometimes { name: "a run succeeded", needs: &[], holds: succeeded },
                 Sometimes {
@@ -282,6 +290,7 @@ pub fn rows() -> Vec<ProcedureRow> {
             postcondition: Some(paused_by_this_tool),
             undone: Some(pause_undone),
             always: Some(foreign_pause_kept),
+            arrivals: &[],
             sometimes: &[
                 Sometimes { name: "a run succeeded", needs: &[], holds: succeeded },
                 Sometimes {
@@ -298,6 +307,35 @@ pub fn rows() -> Vec<ProcedureRow> {
             ],
         },
     ]
+}
+
+/// Runbook step 22 is over: every control-plane host (the three the cluster had) runs etcd at
+/// the operator's latest revision, whatever the operator's condition said meanwhile.
+fn etcd_rolled_out_on_every_control_plane_node(w: &World) -> Result<(), String> {
+    rolled_out(w, &[Operator::Etcd])
+}
+
+/// Runbook step 23 is over: the same for the API server, controller manager and scheduler.
+fn static_pods_rolled_out_on_every_control_plane_node(w: &World) -> Result<(), String> {
+    rolled_out(w, &[Operator::Etcd, Operator::KubeApiServer, Operator::KubeControllerManager, Operator::KubeScheduler])
+}
+
+fn rolled_out(w: &World, operators: &[Operator]) -> Result<(), String> {
+    let hosts: Vec<&String> = w.hosts.keys().collect();
+    for op in operators {
+        let o = &w.api().operators[op];
+        let at_latest =
+            w.api().nodes.values().filter(|n| n.control_plane && o.node_revisions.get(&n.name) == Some(&o.latest_revision)).count();
+        if at_latest < hosts.len() {
+            return Err(format!(
+                "{op}: only {at_latest} of {} control-plane nodes at revision {} ({:?})",
+                hosts.len(),
+                o.latest_revision,
+                o.node_revisions
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn pause_params() -> serde_json::Value {
@@ -442,6 +480,9 @@ pub enum Invariant {
     /// What a procedure must never change is unchanged, however the run ended (the row's
     /// `always`).
     Untouched,
+    /// When the run arrives in a step, the world is as the runbook says it is then (the row's
+    /// `arrivals`).
+    RunbookStep,
     /// No secret value in the run's record or history.
     NoSecretInStore,
     /// History append-only, seqs contiguous, each transition committed before the next step.
@@ -471,6 +512,7 @@ impl Invariant {
             Invariant::Postcondition => "success-postcondition",
             Invariant::UndoneOnAbort => "undone-on-abort",
             Invariant::Untouched => "untouched",
+            Invariant::RunbookStep => "runbook-step",
             Invariant::NoSecretInStore => "no-secret-in-store",
             Invariant::HistoryAppendOnly => "history-append-only",
             Invariant::SingleRestore => "single-restore",
@@ -725,6 +767,12 @@ impl<'a> Driver<'a> {
             self.check(!leaked, Invariant::NoSecretInStore, || {
                 "a secret value of the cluster (the etcd encryption key) is in the run's record or history".to_string()
             });
+        }
+        for e in events.iter().filter(|e| e.outcome == Outcome::Transition) {
+            if let Some((state, holds)) = self.row.arrivals.iter().find(|(s, _)| *s == base_state(&e.to)) {
+                let r = self.sim.read(*holds);
+                self.check(r.is_ok(), Invariant::RunbookStep, || format!("arrived in {state}: {}", r.err().unwrap_or_default()));
+            }
         }
         self.rec = new;
         self.history.extend(events);

@@ -389,8 +389,9 @@ impl ClusterApi for SimApi {
 
     fn installer_progress(&self, operator: Operator) -> PortResult<InstallerProgress> {
         self.call(Read, format_args!("/apis/operator.openshift.io/v1/{}/cluster", operator.resource()), |w| {
-            let (reason, message) = w.installer_progress(operator);
+            // What the operator last wrote, not the live truth: it lags behind the revisions.
             let o = &w.api().operators[&operator];
+            let (reason, message) = o.condition.clone().unwrap_or_else(|| w.installer_progress(operator));
             Ok(InstallerProgress { reason, message, latest_revision: o.latest_revision, force_redeployment_reason: o.force_reason.clone() })
         })
     }

@@ -187,6 +187,8 @@ pub fn healthy(seed: u64) -> World {
                     revision_allows_non_ha: false,
                     node_revisions,
                     next_install_at: None,
+                    condition: Some(("AllNodesAtLatestRevision".into(), format!("{} nodes are at revision {rev}", nodes.len()))),
+                    condition_at: None,
                 },
             )
         })

@@ -83,6 +83,14 @@ pub struct OperatorObj {
     pub revision_allows_non_ha: bool,
     pub node_revisions: BTreeMap<String, u64>,
     pub next_install_at: Option<Timestamp>,
+    /// `NodeInstallerProgressing` (reason, message) as the operator last wrote it: it lags
+    /// behind the revisions, so right after a new revision it still says the old one is
+    /// everywhere (`AllNodesAtLatestRevision`).
+    #[serde(default)]
+    pub condition: Option<(String, String)>,
+    /// When the operator writes the condition again.
+    #[serde(default)]
+    pub condition_at: Option<Timestamp>,
 }
 
 /// A file on a host or in the backup location.
@@ -823,6 +831,9 @@ impl World {
             if let Some(at) = o.next_install_at {
                 see(at);
             }
+            if let Some(at) = o.condition_at {
+                see(at);
+            }
         }
         for p in self.ovn_pods.values() {
             if let Some(at) = p.start_at {
@@ -1176,6 +1187,34 @@ impl World {
     }
 
     fn reconcile_operators(&mut self) {
+        self.roll_out_revisions();
+        self.write_operator_conditions();
+    }
+
+    /// The operators write `NodeInstallerProgressing` a while after the revisions change.
+    fn write_operator_conditions(&mut self) {
+        let now = self.now;
+        for op in Operator::ALL {
+            let live = self.installer_progress(op);
+            let o = &self.api().operators[&op];
+            match (o.condition.as_ref() == Some(&live), o.condition_at) {
+                (true, Some(_)) => self.api_mut().operators.get_mut(&op).expect("operator").condition_at = None,
+                (true, None) => {}
+                (false, None) => {
+                    let at = self.delay(5 * SECOND, 40 * SECOND);
+                    self.api_mut().operators.get_mut(&op).expect("operator").condition_at = Some(at);
+                }
+                (false, Some(at)) if at <= now => {
+                    let oo = self.api_mut().operators.get_mut(&op).expect("operator");
+                    oo.condition = Some(live);
+                    oo.condition_at = None;
+                }
+                (false, Some(_)) => {}
+            }
+        }
+    }
+
+    fn roll_out_revisions(&mut self) {
         let now = self.now;
         for op in Operator::ALL {
             let o = &self.api().operators[&op];

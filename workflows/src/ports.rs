@@ -225,6 +225,29 @@ impl InstallerProgress {
     pub fn all_at_latest(&self) -> bool {
         self.reason == "AllNodesAtLatestRevision"
     }
+
+    /// The message as (nodes, revision) pairs: `2 nodes are at revision 6; 1 node is at
+    /// revision 7` gives `[(2, 6), (1, 7)]`. Parts that do not read so are left out.
+    pub fn nodes_at_revisions(&self) -> Vec<(usize, u64)> {
+        self.message
+            .split(';')
+            .filter_map(|part| {
+                let words: Vec<&str> = part.split_whitespace().collect();
+                match words.as_slice() {
+                    [n, "nodes" | "node", "are" | "is", "at", "revision", r] => Some((n.parse().ok()?, r.parse().ok()?)),
+                    _ => None,
+                }
+            })
+            .collect()
+    }
+
+    /// Rolled out as the runbook means it: the condition says all nodes are at the latest
+    /// revision AND its message counts every one of `nodes` control-plane nodes at exactly that
+    /// revision. A condition not yet rewritten for a new revision, or one counting fewer nodes
+    /// (those not registered yet), does not pass.
+    pub fn rolled_out_to(&self, nodes: usize) -> bool {
+        self.all_at_latest() && self.nodes_at_revisions() == [(nodes, self.latest_revision)]
+    }
 }
 
 /// A `clusteroperators.config.openshift.io` summary.
@@ -563,6 +586,23 @@ impl Ports {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rollout_is_over_when_every_node_is_at_the_latest_revision() {
+        let p = |reason: &str, message: &str, latest| InstallerProgress {
+            reason: reason.into(),
+            message: message.into(),
+            latest_revision: latest,
+            force_redeployment_reason: None,
+        };
+        assert!(p("AllNodesAtLatestRevision", "3 nodes are at revision 7", 7).rolled_out_to(3));
+        // The condition still describes the previous revision.
+        assert!(!p("AllNodesAtLatestRevision", "3 nodes are at revision 6", 7).rolled_out_to(3));
+        // Only the nodes the operator knows yet.
+        assert!(!p("AllNodesAtLatestRevision", "1 nodes are at revision 7", 7).rolled_out_to(3));
+        assert!(!p("NodeInstaller", "2 nodes are at revision 6; 1 nodes are at revision 7", 7).rolled_out_to(3));
+        assert_eq!(p("NodeInstaller", "2 nodes are at revision 6; 1 node is at revision 7", 7).nodes_at_revisions(), [(2, 6), (1, 7)]);
+    }
 
     #[test]
     fn kubernetes_words_are_typed_and_unknown_ones_kept_as_sent() {

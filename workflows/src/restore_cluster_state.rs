@@ -516,6 +516,11 @@ impl Restoring<'_> {
     /// under `--backup-dir`, holding exactly the approved pair. `cluster-restore.sh` takes the
     /// newest snapshot and the newest resources it finds, each on its own, so a directory with
     /// older or newer backups in it would restore something other than what was approved.
+    /// How many control-plane nodes a rollout must reach: every host the cluster had.
+    fn control_plane_nodes(&self) -> usize {
+        self.plan.others.len() + 1
+    }
+
     fn restore_dir(&self) -> String {
         format!("{}/drctl-{}", self.p.backup_dir.trim_end_matches('/'), self.cx.run_id)
     }
@@ -862,7 +867,7 @@ impl Restoring<'_> {
     fn wait_etcd_rollout(&self, before_revision: &u64) -> Result<Step<RestoreState>, StepError> {
         let api = &self.ports.api;
         let prog = api.installer_progress(Operator::Etcd).map_err(|e| e.during("read etcd NodeInstallerProgressing"))?;
-        match prog.latest_revision > *before_revision && prog.all_at_latest() {
+        match prog.latest_revision > *before_revision && prog.rolled_out_to(self.control_plane_nodes()) {
             true => self.force_next_rollout(Operator::KubeApiServer),
             false => wait(format!("etcd AllNodesAtLatestRevision ({})", prog.message), 30, 60),
         }
@@ -879,7 +884,7 @@ impl Restoring<'_> {
         let api = &self.ports.api;
         let plan = self.plan;
         let prog = api.installer_progress(*operator).map_err(|e| e.during(format!("read {operator} NodeInstallerProgressing")))?;
-        if !(prog.latest_revision > *before_revision && prog.all_at_latest()) {
+        if !(prog.latest_revision > *before_revision && prog.rolled_out_to(self.control_plane_nodes())) {
             return wait(format!("{operator} AllNodesAtLatestRevision ({})", prog.message), 30, 60);
         }
         match operator {
