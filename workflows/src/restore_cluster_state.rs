@@ -861,6 +861,10 @@ impl Restoring<'_> {
         let api = &self.ports.api;
         let plan = self.plan;
         api.set_quorum_guard(true).map_err(|e| e.during("turn the etcd quorum guard back on"))?;
+        // 21. The override is gone: read it back rather than trust the write.
+        if !api.quorum_guard_enabled().map_err(|e| e.during("check that the unsupportedConfigOverrides are gone"))? {
+            return wait("the etcd operator's unsupportedConfigOverrides to be gone (quorum guard back on)", 10, 10);
+        }
         next(plan, RestoreStep::WaitEtcdRollout { before_revision: *before_revision })
     }
 
@@ -901,16 +905,18 @@ impl Restoring<'_> {
         let plan = self.plan;
         let pods = api.list_pods("openshift-etcd", "k8s-app=etcd").map_err(|e| e.during("list etcd pods"))?;
         let running = pods.iter().filter(|p| p.phase == PodStatus::Running && p.ready).count();
-        match running {
-            3 => Ok(Step::Done {
+        // 24. One etcd member per control-plane host the cluster had, not a fixed three.
+        let want = self.control_plane_nodes();
+        match running == want {
+            true => Ok(Step::Done {
                 summary: format!(
-                    "cluster restored from backup {} on {}; 3 etcd members running; skipped unreachable hosts: {}",
+                    "cluster restored from backup {} on {}; {want} etcd members running; skipped unreachable hosts: {}",
                     p.backup,
                     rec,
                     if plan.unreachable.is_empty() { "none".to_string() } else { plan.unreachable.join(", ") }
                 ),
             }),
-            n => wait(format!("3 running etcd pods (have {n})"), 30, 30),
+            false => wait(format!("{want} running etcd pods (have {running})"), 30, 30),
         }
     }
 
