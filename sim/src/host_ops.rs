@@ -36,127 +36,107 @@ impl World {
     }
 
     fn move_manifest_out(&mut self, host: &str, p: &StaticPod) -> PortResult<HostOutput> {
-        Ok({
-            let h = self.host_mut(host);
-            let moved = h.manifests.remove(p);
-            if moved {
-                h.moved_manifests.insert(*p);
-                self.effect(EffectKind::ManifestMovedOut(*p), host);
-            }
-            HostOutput::Moved { moved }
-        })
+        let h = self.host_mut(host);
+        let moved = h.manifests.remove(p);
+        if moved {
+            h.moved_manifests.insert(*p);
+            self.effect(EffectKind::ManifestMovedOut(*p), host);
+        }
+        Ok(HostOutput::Moved { moved })
     }
 
     fn move_manifest_in(&mut self, host: &str, p: &StaticPod) -> PortResult<HostOutput> {
-        Ok({
-            let h = self.host_mut(host);
-            let moved = h.moved_manifests.remove(p);
-            if moved {
-                h.manifests.insert(*p);
-                self.effect(EffectKind::ManifestMovedIn(*p), host);
-            }
-            HostOutput::Moved { moved }
-        })
+        let h = self.host_mut(host);
+        let moved = h.moved_manifests.remove(p);
+        if moved {
+            h.manifests.insert(*p);
+            self.effect(EffectKind::ManifestMovedIn(*p), host);
+        }
+        Ok(HostOutput::Moved { moved })
     }
 
     fn running_containers(&mut self, host: &str, name: &str) -> PortResult<HostOutput> {
-        Ok({
-            HostOutput::Names(
-                self.hosts[host]
-                    .containers
-                    .iter()
-                    .filter(|(p, c)| p.container() == name && matches!(c, Container::Running | Container::Stopping { .. }))
-                    .map(|(p, _)| p.container().to_string())
-                    .collect(),
-            )
-        })
+        Ok(HostOutput::Names(
+            self.hosts[host]
+                .containers
+                .iter()
+                .filter(|(p, c)| p.container() == name && matches!(c, Container::Running | Container::Stopping { .. }))
+                .map(|(p, _)| p.container().to_string())
+                .collect(),
+        ))
     }
 
     fn move_etcd_data_aside(&mut self, host: &str) -> PortResult<HostOutput> {
-        Ok({
-            let h = self.host_mut(host);
-            match h.etcd_data.take() {
-                Some(d) => {
-                    h.etcd_data_aside.push(d);
-                    self.effect(EffectKind::EtcdDataMovedAside, host);
-                    HostOutput::Moved { moved: true }
-                }
-                None => HostOutput::Moved { moved: false },
+        let h = self.host_mut(host);
+        Ok(match h.etcd_data.take() {
+            Some(d) => {
+                h.etcd_data_aside.push(d);
+                self.effect(EffectKind::EtcdDataMovedAside, host);
+                HostOutput::Moved { moved: true }
             }
+            None => HostOutput::Moved { moved: false },
         })
     }
 
     fn remove_address(&mut self, host: &str, address: &str, device: &str) -> PortResult<HostOutput> {
-        Ok({
-            let h = self.host_mut(host);
-            let before = h.addresses.len();
-            h.addresses.retain(|(a, d)| !(a == address && d == device));
-            if h.addresses.len() != before {
-                self.effect(EffectKind::AddressRemoved(address.to_string()), host);
-            }
-            HostOutput::Done
-        })
+        let h = self.host_mut(host);
+        let before = h.addresses.len();
+        h.addresses.retain(|(a, d)| !(a == address && d == device));
+        if h.addresses.len() != before {
+            self.effect(EffectKind::AddressRemoved(address.to_string()), host);
+        }
+        Ok(HostOutput::Done)
     }
 
     fn remove_kubelet_pki(&mut self, host: &str) -> PortResult<HostOutput> {
-        Ok({
-            let h = self.host_mut(host);
-            let had = h.kubelet_cert_gen.is_some() || h.kubelet_serving;
-            h.kubelet_cert_gen = None;
-            h.kubelet_serving = false;
-            if had {
-                self.effect(EffectKind::KubeletPkiRemoved, host);
-            }
-            HostOutput::Done
-        })
+        let h = self.host_mut(host);
+        let had = h.kubelet_cert_gen.is_some() || h.kubelet_serving;
+        h.kubelet_cert_gen = None;
+        h.kubelet_serving = false;
+        if had {
+            self.effect(EffectKind::KubeletPkiRemoved, host);
+        }
+        Ok(HostOutput::Done)
     }
 
     fn restart_kubelet(&mut self, host: &str) -> PortResult<HostOutput> {
-        Ok({
-            let h = self.host_mut(host);
-            h.kubelet_running = true;
-            h.needs_register = true;
-            self.note(format!("kubelet restarted on {host}"));
-            self.effect(EffectKind::KubeletRestarted, host);
-            HostOutput::Done
-        })
+        let h = self.host_mut(host);
+        h.kubelet_running = true;
+        h.needs_register = true;
+        self.note(format!("kubelet restarted on {host}"));
+        self.effect(EffectKind::KubeletRestarted, host);
+        Ok(HostOutput::Done)
     }
 
     fn remove_ovn_databases(&mut self, host: &str) -> PortResult<HostOutput> {
-        Ok({
-            let h = self.host_mut(host);
-            if h.ovn_db.take().is_some() {
-                self.effect(EffectKind::OvnDatabasesRemoved, host);
-            }
-            HostOutput::Done
-        })
+        let h = self.host_mut(host);
+        if h.ovn_db.take().is_some() {
+            self.effect(EffectKind::OvnDatabasesRemoved, host);
+        }
+        Ok(HostOutput::Done)
     }
 
     fn run_backup(&mut self, host: &str, dir: &str) -> PortResult<HostOutput> {
-        Ok({
-            self.pass_time(45 * SECOND);
-            // cluster-backup.sh takes its snapshot with etcdctl.
-            if let Some(kind) = self.etcd_error_now() {
-                return Err(PortError::Transient(kind.message().into()));
+        self.pass_time(45 * SECOND);
+        // cluster-backup.sh takes its snapshot with etcdctl.
+        if let Some(kind) = self.etcd_error_now() {
+            return Err(PortError::Transient(kind.message().into()));
+        }
+        let (snapshot, resources) = self.backup(host, dir).map_err(|e| {
+            if e.contains("timed out") || e.contains("no leader") {
+                PortError::Transient(e)
+            } else {
+                PortError::Permanent(e)
             }
-            let (snapshot, resources) = self.backup(host, dir).map_err(|e| {
-                if e.contains("timed out") || e.contains("no leader") {
-                    PortError::Transient(e)
-                } else {
-                    PortError::Permanent(e)
-                }
-            })?;
-            HostOutput::Backup { snapshot, resources }
-        })
+        })?;
+        Ok(HostOutput::Backup { snapshot, resources })
     }
 
     fn snapshot_status(&mut self, host: &str, path: &str) -> PortResult<HostOutput> {
-        Ok({
-            match self.hosts[host].files.get(path) {
-                Some(SimFile::Snapshot { status, .. }) => HostOutput::Snapshot(status.clone()),
-                Some(_) => return Err(PortError::Permanent(format!("{path}: invalid snapshot: snapshot file has no checksum"))),
-                None => return Err(PortError::NotFound(format!("{path}: no such file or directory"))),
-            }
+        Ok(match self.hosts[host].files.get(path) {
+            Some(SimFile::Snapshot { status, .. }) => HostOutput::Snapshot(status.clone()),
+            Some(_) => return Err(PortError::Permanent(format!("{path}: invalid snapshot: snapshot file has no checksum"))),
+            None => return Err(PortError::NotFound(format!("{path}: no such file or directory"))),
         })
     }
 
@@ -200,33 +180,27 @@ impl World {
     }
 
     fn list_dir(&mut self, host: &str, dir: &str) -> PortResult<HostOutput> {
-        Ok({
-            let prefix = format!("{}/", dir.trim_end_matches('/'));
-            HostOutput::Names(
-                self.hosts[host]
-                    .files
-                    .keys()
-                    .filter_map(|p| p.strip_prefix(&prefix))
-                    .filter(|rest| !rest.contains('/'))
-                    .map(str::to_string)
-                    .collect(),
-            )
-        })
+        let prefix = format!("{}/", dir.trim_end_matches('/'));
+        Ok(HostOutput::Names(
+            self.hosts[host]
+                .files
+                .keys()
+                .filter_map(|p| p.strip_prefix(&prefix))
+                .filter(|rest| !rest.contains('/'))
+                .map(str::to_string)
+                .collect(),
+        ))
     }
 
     fn make_private_dir(&mut self, host: &str, dir: &str) -> PortResult<HostOutput> {
-        Ok({
-            self.host_mut(host).dirs.insert(dir.to_string());
-            HostOutput::Done
-        })
+        self.host_mut(host).dirs.insert(dir.to_string());
+        Ok(HostOutput::Done)
     }
 
     fn shutdown(&mut self, host: &str, minutes: u32) -> PortResult<HostOutput> {
-        Ok({
-            let at = self.now.plus(std::time::Duration::from_secs(60 * u64::from(minutes)));
-            self.host_mut(host).shutdown_at = Some(at);
-            self.effect(EffectKind::HostShutdown, host);
-            HostOutput::Done
-        })
+        let at = self.now.plus(std::time::Duration::from_secs(60 * u64::from(minutes)));
+        self.host_mut(host).shutdown_at = Some(at);
+        self.effect(EffectKind::HostShutdown, host);
+        Ok(HostOutput::Done)
     }
 }
