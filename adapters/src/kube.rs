@@ -1051,7 +1051,8 @@ mod tests {
         assert!(matches!(kube_failure(&kube::Error::TlsRequired), KubeFailure::Config(_)));
     }
 
-    /// The Machine of seed 000 §5.2.4.1 (`clustername-8qw5l-master-0`), as `oc get -o json` gives it.
+    /// The Machine of OpenShift Container Platform 4.14 Backup and restore §5.2.4.1
+    /// (`clustername-8qw5l-master-0`), as `oc get -o json` gives it.
     fn seed_machine() -> Value {
         json!({
             "apiVersion": "machine.openshift.io/v1beta1",

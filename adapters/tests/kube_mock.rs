@@ -1,5 +1,6 @@
 //! The kube adapter against a mock API server that checks every request against fixtures
-//! built from the runbooks' example objects (seed 000: the Machine of §5.2.4.1, the etcd
+//! built from the runbooks' example objects (OpenShift Container Platform 4.14 Backup and
+//! restore: the Machine of §5.2.4.1, the etcd
 //! operator patches, the `oc get csr` list of §5.4.2.2) and answers like an API server would,
 //! failures included.
 // Real software in real time: these tests wait on the wall clock.
@@ -121,7 +122,8 @@ fn approved(c: &Value) -> Value {
     c
 }
 
-/// The Machine of seed 000 §5.2.4.1, as the API serves it.
+/// The Machine of OpenShift Container Platform 4.14 Backup and restore §5.2.4.1, as the API
+/// serves it.
 fn seed_machine(name: &str, node: &str, ip: &str, state: &str) -> Value {
     json!({
         "apiVersion": "machine.openshift.io/v1beta1",

@@ -182,9 +182,10 @@ impl CatalogRow {
         for d in self.docs {
             let fields = [d.product, d.version, d.document, d.section, d.title];
             check(fields.iter().all(|f| !f.is_empty()), "a documentation reference has an empty field");
-            // Product text cites public documents, never the runbook files this repository
-            // keeps for reference.
-            check(!d.to_string().to_ascii_lowercase().contains("seed"), "a documentation reference names an internal file");
+            // Product text cites the public documentation (product, release, book), never a
+            // file this repository keeps for reference.
+            let release = d.version.split('.').all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+            check(d.product == OCP && release, "a documentation reference is not a public OpenShift document");
         }
         check(!self.capabilities.is_empty(), "no capabilities");
         check(!self.scenarios.is_empty(), "no simulator scenario");
@@ -291,7 +292,7 @@ mod tests {
             name: "Bad_Name",
             family: Family::Hosted,
             summary: "",
-            docs: &[DocRef { product: OCP, version: "4.14", document: "seed 000", section: "1", title: "x" }],
+            docs: &[DocRef { product: "internal notes", version: "draft", document: "runbook.txt", section: "1", title: "x" }],
             capabilities: &[],
             gates: &[],
             scenarios: &[],
@@ -299,7 +300,7 @@ mod tests {
             cli: cli::<crate::etcd_backup::BackupArgs>(),
         };
         let p = bad.problems();
-        for want in ["kebab-case", "no summary", "internal file", "no capabilities", "no simulator scenario"] {
+        for want in ["kebab-case", "no summary", "not a public OpenShift document", "no capabilities", "no simulator scenario"] {
             assert!(p.iter().any(|x| x.contains(want)), "{want} not reported in {p:?}");
         }
     }
