@@ -160,3 +160,25 @@ fn abort_at_the_gate_from_a_second_terminal_stops_the_run_without_touching_the_c
     let fresh = drctl_sim::scenario::build("quorum-loss", 1).unwrap();
     assert_eq!(sim_status(store)["state_digest"], drctl_sim::state_digest(&fresh));
 }
+
+#[test]
+fn a_host_out_of_ssh_reach_whose_etcd_answers_is_a_gate_not_a_skip() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path();
+    let mut child = spawn(store, &["run", "restore-cluster-state", "--sim", "quorum-loss-partitioned", "--yes"]);
+    let view = eventually(Duration::from_secs(30), "the unreachable-etcd gate", || {
+        let o = drctl(store, &["status", "1", "-o", "json"]);
+        let v = o.status.success().then(|| json(&o))?;
+        (v["status"] == "awaiting-approval" && v["pending_gate"]["gate"] == "unreachable-etcd").then_some(v)
+    });
+    let gate = &view["pending_gate"];
+    assert!(gate["prompt"].as_str().unwrap().contains("master-2"), "{gate}");
+    let evidence = gate["evidence"].to_string();
+    assert!(evidence.contains("etcd on master-2 (10.0.0.12)") && evidence.contains("RAFT NO LEADER"), "{evidence}");
+    let o = drctl(store, &["reject", "1"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let status = eventually(Duration::from_secs(30), "the run to stop", || child.try_wait().unwrap());
+    assert_eq!(status.code(), Some(3), "a rejected gate halts the run");
+    let fresh = drctl_sim::scenario::build("quorum-loss-partitioned", 1).unwrap();
+    assert_eq!(sim_status(store)["state_digest"], drctl_sim::state_digest(&fresh), "the world changed");
+}

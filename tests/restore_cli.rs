@@ -108,6 +108,13 @@ fn refused_when_the_api_answers_normally() {
 }
 
 #[test]
+fn refused_when_etcd_still_has_quorum_though_the_api_is_unreachable() {
+    // The API name does not resolve and two hosts are out of SSH reach, but the members answer
+    // each other: restoring would make a second cluster beside the one that serves.
+    refused(&["--sim", "api-unreachable"], "etcd has not lost quorum");
+}
+
+#[test]
 fn refused_when_a_backup_file_is_missing() {
     refused(&["--sim", "quorum-loss", "--sim-backup-defect", "drop-snapshot"], "must hold exactly one snapshot_<datetimestamp>.db");
     refused(&["--sim", "quorum-loss", "--sim-backup-defect", "drop-resources"], "static_kuberesources_<datetimestamp>.tar.gz");

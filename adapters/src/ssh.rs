@@ -18,7 +18,7 @@
 
 use crate::blocking::Blocking;
 use crate::shell::{join, quote};
-use drctl_workflows::ports::{BackupInfo, HostOp, HostOutput, HostRef, Hosts, PortError, PortResult, SnapshotStatus, StaticPod};
+use drctl_workflows::ports::{BackupInfo, EtcdProbe, HostOp, HostOutput, HostRef, Hosts, PortError, PortResult, SnapshotStatus, StaticPod};
 use openssh::{KnownHosts, Session, SessionBuilder, Stdio};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -159,6 +159,12 @@ const MOVED_NO: &str = "DRCTL_MOVED=no";
 const PRESENT_YES: &str = "DRCTL_PRESENT=yes";
 const PRESENT_NO: &str = "DRCTL_PRESENT=no";
 const FILES_MARK: &str = "DRCTL_FILES";
+const ETCD_NO_ANSWER: &str = "DRCTL_ETCD_NO_ANSWER";
+const ETCD_ANSWERS: &str = "DRCTL_ETCD_ANSWERS";
+/// The etcd serving CA and the per-node peer certificates, as the etcd operator installs them
+/// on every control-plane host (the peer certificates are valid for client authentication).
+const ETCD_SERVING_CA: &str = "/etc/kubernetes/static-pod-resources/etcd-certs/configmaps/etcd-serving-ca/ca-bundle.crt";
+const ETCD_ALL_CERTS: &str = "/etc/kubernetes/static-pod-resources/etcd-certs/secrets/etcd-all-certs";
 
 /// Whether repeating `op` after an unknown outcome (connection lost mid-way) is safe. Every
 /// operation is observe-then-act or naturally repeatable, except shutting a host down and running
@@ -180,7 +186,8 @@ pub fn is_idempotent(op: &HostOp) -> bool {
         | HostOp::SnapshotStatus { .. }
         | HostOp::ListDir { .. }
         | HostOp::MakePrivateDir { .. }
-        | HostOp::ReleaseVersion => true,
+        | HostOp::ReleaseVersion
+        | HostOp::ProbeEtcd { .. } => true,
     }
 }
 
@@ -343,7 +350,65 @@ pub fn render(op: &HostOp, l: &HostLayout) -> PortResult<String> {
         HostOp::Shutdown { minutes } => {
             format!("{}{}", l.preamble(), l.priv_cmd(&[&l.tool("shutdown"), "-h", &minutes.to_string()]))
         }
+        HostOp::ProbeEtcd { address, client_node } => probe_etcd_script(l, address, client_node)?,
     })
+}
+
+/// Whether anything listens on `address`'s etcd client or peer port (bash's `/dev/tcp`, bounded
+/// by `timeout`), then `/health` on the client port with `client_node`'s peer certificate.
+fn probe_etcd_script(l: &HostLayout, address: &str, client_node: &str) -> PortResult<String> {
+    let ip_like = !address.is_empty() && address.chars().all(|c| c.is_ascii_hexdigit() || c == '.' || c == ':');
+    if !ip_like {
+        return Err(PortError::Permanent(format!("etcd probe: {address:?} is not an IP address")));
+    }
+    let node_ok = !client_node.is_empty() && client_node.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+    if !node_ok {
+        return Err(PortError::Permanent(format!("etcd probe: {client_node:?} is not a node name")));
+    }
+    let host = if address.contains(':') { format!("[{address}]") } else { address.to_string() };
+    let port_open =
+        |port: &str| join([l.tool("timeout").as_str(), "3", "bash", "-c", "exec 3<>\"/dev/tcp/$0/$1\"", address, port]) + " 2>/dev/null";
+    let certs = l.fixed(ETCD_ALL_CERTS);
+    let curl = l.priv_cmd(&[
+        &l.tool("curl"),
+        "-sS",
+        "--max-time",
+        "10",
+        "--cacert",
+        &l.fixed(ETCD_SERVING_CA),
+        "--cert",
+        &format!("{certs}/etcd-peer-{client_node}.crt"),
+        "--key",
+        &format!("{certs}/etcd-peer-{client_node}.key"),
+        &format!("https://{host}:2379/health"),
+    ]);
+    Ok(format!(
+        "{pre}if {p1} || {p2}; then echo {ETCD_ANSWERS}; {curl} 2>&1; echo; else echo {ETCD_NO_ANSWER}; fi",
+        pre = l.preamble(),
+        p1 = port_open("2379"),
+        p2 = port_open("2380"),
+    ))
+}
+
+/// The probe's answer: nothing listening, `/health` true, or what the member said instead.
+fn parse_etcd_probe(stdout: &str) -> PortResult<EtcdProbe> {
+    let mut lines = stdout.lines().map(str::trim).skip_while(|l| *l != ETCD_ANSWERS && *l != ETCD_NO_ANSWER);
+    match lines.next() {
+        Some(ETCD_NO_ANSWER) => Ok(EtcdProbe::NoAnswer),
+        Some(_) => {
+            let said: Vec<&str> = lines.filter(|l| !l.is_empty()).collect();
+            let said = said.join(" ");
+            let healthy = serde_json::from_str::<serde_json::Value>(&said)
+                .ok()
+                .and_then(|v| v.get("health").and_then(|h| h.as_str()).map(|h| h == "true"))
+                .unwrap_or(false);
+            match healthy {
+                true => Ok(EtcdProbe::Healthy),
+                false => Ok(EtcdProbe::Unhealthy(said.chars().take(300).collect())),
+            }
+        }
+        None => Err(PortError::Permanent(format!("etcd probe: unexpected output {:?}", stdout.trim()))),
+    }
 }
 
 /// What a finished remote command returned.
@@ -492,6 +557,7 @@ pub fn interpret(op: &HostOp, out: &ExecOutput) -> PortResult<HostOutput> {
             Ok(HostOutput::Names(names))
         }
         HostOp::ReleaseVersion => parse_release_version(&stdout).map(HostOutput::Version),
+        HostOp::ProbeEtcd { .. } => parse_etcd_probe(&stdout).map(HostOutput::Etcd),
         HostOp::RemoveAddress { .. }
         | HostOp::RemoveKubeletPki
         | HostOp::RestartKubelet
@@ -521,6 +587,7 @@ fn op_name(op: &HostOp) -> String {
         HostOp::MakePrivateDir { dir } => format!("install -d -m 0700 {dir}"),
         HostOp::ReleaseVersion => "read the release version".into(),
         HostOp::Shutdown { minutes } => format!("shutdown -h {minutes}"),
+        HostOp::ProbeEtcd { address, .. } => format!("probe etcd at {address}"),
     }
 }
 
@@ -1312,5 +1379,38 @@ mod tests {
         for bad in ["", ".", "..", "a/b", "../x"] {
             assert!(backup_set_dir(root, bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_etcd_probe_asks_the_ports_then_health_with_the_nodes_peer_certificate() {
+        let op = HostOp::ProbeEtcd { address: "10.0.0.11".into(), client_node: "master-0".into() };
+        let script = render(&op, &real()).unwrap();
+        assert!(script.contains("timeout 3 bash -c 'exec 3<>\"/dev/tcp/$0/$1\"' 10.0.0.11 2379"), "{script}");
+        assert!(script.contains("10.0.0.11 2380"), "{script}");
+        assert!(
+            script.contains("--cert /etc/kubernetes/static-pod-resources/etcd-certs/secrets/etcd-all-certs/etcd-peer-master-0.crt"),
+            "{script}"
+        );
+        assert!(script.contains("https://10.0.0.11:2379/health"), "{script}");
+        for (address, node) in [("10.0.0.11; rm -rf /", "master-0"), ("10.0.0.11", "m$(id)"), ("", "master-0")] {
+            let bad = HostOp::ProbeEtcd { address: address.into(), client_node: node.into() };
+            assert!(render(&bad, &real()).is_err(), "{address} {node}");
+        }
+        let v6 = render(&HostOp::ProbeEtcd { address: "fd00::11".into(), client_node: "master-0".into() }, &real()).unwrap();
+        assert!(v6.contains("https://[fd00::11]:2379/health"), "{v6}");
+    }
+
+    #[test]
+    fn the_etcd_probe_reads_no_answer_healthy_and_everything_else() {
+        let op = HostOp::ProbeEtcd { address: "10.0.0.11".into(), client_node: "master-0".into() };
+        let out = |stdout: &str| ExecOutput { code: 0, stdout: stdout.as_bytes().to_vec(), stderr: vec![] };
+        assert_eq!(interpret(&op, &out("DRCTL_ETCD_NO_ANSWER\n")).unwrap(), HostOutput::Etcd(EtcdProbe::NoAnswer));
+        let healthy = out("DRCTL_ETCD_ANSWERS\n{\"health\":\"true\",\"reason\":\"\"}\n");
+        assert_eq!(interpret(&op, &healthy).unwrap(), HostOutput::Etcd(EtcdProbe::Healthy));
+        let no_leader = out("DRCTL_ETCD_ANSWERS\n{\"health\":\"false\",\"reason\":\"RAFT NO LEADER\"}\n");
+        assert!(matches!(interpret(&op, &no_leader).unwrap(), HostOutput::Etcd(EtcdProbe::Unhealthy(r)) if r.contains("RAFT NO LEADER")));
+        let tls = out("DRCTL_ETCD_ANSWERS\ncurl: (35) OpenSSL SSL_connect: Connection reset by peer\n");
+        assert!(matches!(interpret(&op, &tls).unwrap(), HostOutput::Etcd(EtcdProbe::Unhealthy(r)) if r.contains("curl: (35)")));
+        assert!(interpret(&op, &out("something else")).is_err());
     }
 }

@@ -194,6 +194,7 @@ pub fn rows() -> Vec<ProcedureRow> {
             scenarios: &[
                 ScenarioChoice { scenario: "quorum-loss", weight: 3, params: restore_params },
                 ScenarioChoice { scenario: "quorum-loss-reachable", weight: 1, params: restore_params_keepalived },
+                ScenarioChoice { scenario: "api-unreachable", weight: 1, params: restore_params },
             ],
             gates: &["start"],
             guard_state: Some("AwaitApproval"),
@@ -213,6 +214,11 @@ pub fn rows() -> Vec<ProcedureRow> {
             sometimes: &[
                 Sometimes { name: "a run succeeded", needs: &[], holds: succeeded },
                 Sometimes { name: "a gate was waited on, then approved", needs: &[FaultKind::GateWait], holds: gate_waited },
+                Sometimes {
+                    name: "refused: etcd still had quorum though the API did not answer",
+                    needs: &[],
+                    holds: |o| o.outcome.as_deref().is_some_and(|t| t.contains("etcd has not lost quorum")),
+                },
                 Sometimes {
                     name: "an API outage during the SSH-only phase",
                     needs: &[FaultKind::ApiOutage],
@@ -489,6 +495,8 @@ pub enum Invariant {
     HistoryAppendOnly,
     /// At most one restore (one new cluster id) per run.
     SingleRestore,
+    /// Never two etcd clusters serving writes at once (split brain).
+    SingleServingCluster,
     /// The run never fails on a bug of ours (a panic, an invalid state).
     NoBug,
     /// Once faults are over the run ends within its bound.
@@ -516,6 +524,7 @@ impl Invariant {
             Invariant::NoSecretInStore => "no-secret-in-store",
             Invariant::HistoryAppendOnly => "history-append-only",
             Invariant::SingleRestore => "single-restore",
+            Invariant::SingleServingCluster => "never-two-etcd-clusters-serving",
             Invariant::NoBug => "no-bug",
             Invariant::Terminates => "liveness-terminates",
             Invariant::HealthyOnSuccess => "liveness-healthy-on-success",
@@ -838,6 +847,12 @@ impl<'a> Driver<'a> {
                             format!("machine {} of the recovery host {host} deleted at {}", e.target, e.at)
                         });
                     }
+                }
+                EffectKind::SplitBrain { clusters } => {
+                    self.check(false, Invariant::SingleServingCluster, || {
+                        let ids: Vec<String> = clusters.iter().map(|c| format!("{c:x}")).collect();
+                        format!("etcd clusters {} all served writes at {}", ids.join(" and "), e.at)
+                    });
                 }
                 EffectKind::MachineCreated => {
                     if let Some((host, machine)) = self.recovery.clone() {

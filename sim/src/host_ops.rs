@@ -32,6 +32,8 @@ impl World {
             HostOp::MakePrivateDir { dir } => self.make_private_dir(host, dir),
             HostOp::ReleaseVersion => Ok(HostOutput::Version(self.hosts[host].release_version.clone())),
             HostOp::Shutdown { minutes } => self.shutdown(host, *minutes),
+            // Hosts reach each other's etcd ports whatever drctl's own machine can reach.
+            HostOp::ProbeEtcd { address, .. } => Ok(HostOutput::Etcd(self.probe_etcd(address))),
         }
     }
 

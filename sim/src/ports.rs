@@ -59,6 +59,11 @@ impl SimApi {
         self.0.op(|w| {
             let latency = w.api_latency(API_LATENCY_MS);
             w.pass_time(latency);
+            if w.drctl_view.api_unresolvable {
+                return Err(PortError::Transient(format!(
+                    "Get \"https://api.ocp.example.com:6443{path}\": dial tcp: lookup api.ocp.example.com on 192.168.122.1:53: no such host"
+                )));
+            }
             if w.in_api_outage() || !w.kas_running() {
                 return Err(PortError::Transient(format!(
                     "Get \"https://api.ocp.example.com:6443{path}\": dial tcp 10.0.0.5:6443: connect: connection refused"

@@ -69,6 +69,16 @@ pub const SCENARIOS: &[ScenarioInfo] = &[
         summary: "one control-plane machine stopped and another host's etcd data lost (host still reachable, with keepalived VIPs); a backup exists",
     },
     ScenarioInfo {
+        name: "api-unreachable",
+        topology: Topology::Standalone,
+        summary: "a healthy cluster whose API name does not resolve from drctl's machine and whose master-1 and master-2 drctl cannot reach over SSH (a broken VPN): etcd has quorum, a restore would split it",
+    },
+    ScenarioInfo {
+        name: "quorum-loss-partitioned",
+        topology: Topology::Standalone,
+        summary: "master-1's machine stopped, master-0's etcd data lost, master-2 up with etcd running but unreachable over SSH from drctl: quorum is lost, yet master-2's member would serve again beside a restore",
+    },
+    ScenarioInfo {
         name: "hosted-healthy",
         topology: Topology::Hosted,
         summary: "a healthy management cluster running the HyperShift operator and HostedCluster clusters/example with 2 NodePools, reconciling",
@@ -90,6 +100,8 @@ pub fn build(name: &str, seed: u64) -> Result<World, String> {
         "healthy" => Ok(healthy(seed)),
         "quorum-loss" => Ok(quorum_loss(seed)),
         "quorum-loss-reachable" => Ok(quorum_loss_reachable(seed)),
+        "api-unreachable" => Ok(api_unreachable(seed)),
+        "quorum-loss-partitioned" => Ok(quorum_loss_partitioned(seed)),
         "hosted-healthy" => Ok(hosted_healthy(seed)),
         "hosted-paused" => Ok(hosted_paused(seed, "hosted-paused", DRCTL_PAUSED_BY, true)),
         "hosted-paused-by-other" => Ok(hosted_paused(seed, "hosted-paused-by-other", OADP_PAUSED_BY, false)),
@@ -227,6 +239,7 @@ pub fn healthy(seed: u64) -> World {
         secrets: vec![encryption_key(seed)],
         fault_rng: None,
         hosted: None,
+        drctl_view: Default::default(),
         track: Default::default(),
     }
 }
@@ -347,6 +360,33 @@ pub fn quorum_loss_reachable(seed: u64) -> World {
     w.note("machine of master-2 stopped; etcd data of master-1 lost");
     w.advance(5 * MINUTE);
     assert!(!w.api_available(), "quorum-loss-reachable scenario must start with the API down");
+    w
+}
+
+/// Nothing is wrong with the cluster; drctl's machine cannot resolve the API's name and reaches
+/// only master-0 over SSH.
+pub fn api_unreachable(seed: u64) -> World {
+    let mut w = degraded_base(seed, "api-unreachable");
+    w.drctl_view.api_unresolvable = true;
+    w.drctl_view.ssh_blocked = ["master-1".to_string(), "master-2".to_string()].into();
+    w.note("drctl's machine: api.ocp.example.com does not resolve; master-1 and master-2 unreachable over SSH");
+    w.advance(5 * MINUTE);
+    assert!(w.api_available() && w.has_quorum(), "api-unreachable scenario must start with a healthy cluster");
+    w
+}
+
+/// Quorum is lost (one machine stopped, one member's data gone), but the third member still
+/// runs on a host drctl cannot reach: it would serve again with any old peer that returns.
+pub fn quorum_loss_partitioned(seed: u64) -> World {
+    let mut w = degraded_base(seed, "quorum-loss-partitioned");
+    w.hosts.get_mut("master-1").expect("host").powered = false;
+    let m = w.hosts["master-1"].machine.clone();
+    w.api_mut().machines.get_mut(&m).expect("machine").annotations.insert("machine.openshift.io/instance-state".into(), "stopped".into());
+    w.hosts.get_mut("master-0").expect("host").etcd_data = None;
+    w.drctl_view.ssh_blocked = ["master-2".to_string()].into();
+    w.note("machine of master-1 stopped; etcd data of master-0 lost; master-2 unreachable over SSH from drctl");
+    w.advance(5 * MINUTE);
+    assert!(!w.api_available(), "quorum-loss-partitioned scenario must start with the API down");
     w
 }
 

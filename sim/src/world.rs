@@ -369,6 +369,12 @@ pub enum EffectKind {
         enabled: bool,
     },
     ForceRedeployment(Operator),
+    /// Two etcd clusters serve writes at once (`clusters`: their ids): the restored one and an
+    /// old one whose members were never stopped. Not an operation's effect but its consequence,
+    /// recorded by the world when it first happens.
+    SplitBrain {
+        clusters: Vec<u64>,
+    },
     /// An etcd member was removed; counts are of the cluster right after.
     MemberRemoved {
         members_after: usize,
@@ -477,8 +483,23 @@ pub struct World {
     /// `hosted` topology), if any.
     #[serde(default)]
     pub hosted: Option<crate::hosted::Hosted>,
+    /// What drctl's own machine can reach, apart from the cluster's health (a broken VPN or
+    /// resolver): a cluster can be healthy while drctl sees nothing of it.
+    #[serde(default)]
+    pub drctl_view: DrctlView,
     #[serde(skip)]
     pub track: Tracking,
+}
+
+/// The network between drctl and the cluster, as drctl's machine sees it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrctlView {
+    /// The API's name does not resolve from drctl's machine.
+    #[serde(default)]
+    pub api_unresolvable: bool,
+    /// Hosts drctl cannot reach over SSH (they may be up and reach each other).
+    #[serde(default)]
+    pub ssh_blocked: BTreeSet<String>,
 }
 
 /// How many world changes `advance_to` may process in one call before it is a bug.
@@ -666,6 +687,54 @@ impl World {
         n > 0 && self.started_members() > n / 2
     }
 
+    /// Whether `h` runs an etcd member of the cluster its data belongs to, whichever cluster
+    /// that is: a member of an old cluster that nobody stopped keeps running it after a restore
+    /// made a new one (etcd knows nothing of the other).
+    fn runs_member_of(&self, h: &Host) -> Option<u64> {
+        let d = h.etcd_data?;
+        let member = self.etcd.get(&d.cluster_id).is_some_and(|c| c.members.get(&d.member_id) == Some(&h.name));
+        (member && h.powered && h.containers.get(&StaticPod::Etcd) == Some(&Container::Running)).then_some(d.cluster_id)
+    }
+
+    /// Whether etcd cluster `cluster_id` has a quorum of running members (it serves writes).
+    pub fn cluster_serves(&self, cluster_id: u64) -> bool {
+        let Some(c) = self.etcd.get(&cluster_id) else { return false };
+        let running = self.hosts.values().filter(|h| self.runs_member_of(h) == Some(cluster_id)).count();
+        !c.members.is_empty() && running > c.members.len() / 2
+    }
+
+    /// The etcd clusters that serve writes right now: more than one is split brain.
+    pub fn serving_clusters(&self) -> Vec<u64> {
+        self.etcd.keys().copied().filter(|c| self.cluster_serves(*c)).collect()
+    }
+
+    /// What answers at `address`'s etcd ports, as `/health` would report it.
+    pub fn probe_etcd(&self, address: &str) -> drctl_workflows::ports::EtcdProbe {
+        use drctl_workflows::ports::EtcdProbe;
+        let Some(h) = self.hosts.values().find(|h| h.ip == address) else { return EtcdProbe::NoAnswer };
+        match self.runs_member_of(h) {
+            None => EtcdProbe::NoAnswer,
+            Some(c) if self.cluster_serves(c) => EtcdProbe::Healthy,
+            Some(_) => EtcdProbe::Unhealthy(r#"{"health":"false","reason":"RAFT NO LEADER"}"#.into()),
+        }
+    }
+
+    /// Record split brain the moment a second cluster starts serving.
+    fn watch_split_brain(&mut self) {
+        let serving = self.serving_clusters();
+        let already = self.effects.iter().rev().find_map(|e| match &e.kind {
+            EffectKind::SplitBrain { clusters } => Some(clusters.clone()),
+            _ => None,
+        });
+        if serving.len() > 1 && already.as_ref() != Some(&serving) {
+            self.note(format!(
+                "split brain: etcd clusters {} all serve writes",
+                serving.iter().map(|c| format!("{c:x}")).collect::<Vec<_>>().join(", ")
+            ));
+            self.effect(EffectKind::SplitBrain { clusters: serving }, "etcd");
+        }
+    }
+
     pub fn kas_running(&self) -> bool {
         self.hosts.values().any(|h| h.powered && h.containers.get(&StaticPod::KubeApiServer) == Some(&Container::Running))
     }
@@ -713,7 +782,11 @@ impl World {
 
     pub fn ssh_reachable(&self, host: &str) -> bool {
         match self.hosts.get(host) {
-            Some(h) => h.powered && !self.faults.ssh_outages.get(host).is_some_and(|ws| ws.iter().any(|w| w.covers(self.now))),
+            Some(h) => {
+                h.powered
+                    && !self.drctl_view.ssh_blocked.contains(host)
+                    && !self.faults.ssh_outages.get(host).is_some_and(|ws| ws.iter().any(|w| w.covers(self.now)))
+            }
             None => false,
         }
     }
@@ -871,6 +944,7 @@ impl World {
                 self.reconcile_hosted();
             }
             if self.track.changes == before {
+                self.watch_split_brain();
                 self.track.settled_at = Some(self.track.changes);
                 return;
             }
@@ -965,7 +1039,10 @@ impl World {
                         }
                     }
                     (true, Some(Container::CrashLoop)) if can_start => Some(Container::Running),
-                    (true, Some(Container::Running)) if !can_start => Some(Container::CrashLoop),
+                    // A running member of an older cluster is not stopped by a restore elsewhere:
+                    // it goes on serving that cluster (the split brain the runbook's step 4 and
+                    // the unreachable-host checks exist to prevent).
+                    (true, Some(Container::Running)) if !can_start && self.runs_member_of(h).is_none() => Some(Container::CrashLoop),
                     (false, Some(Container::Running | Container::Starting { .. })) => {
                         Some(Container::Stopping { at: self.delay(5 * SECOND, 40 * SECOND) })
                     }

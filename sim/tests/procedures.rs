@@ -1,7 +1,7 @@
 //! Per-procedure simulation tests: each procedure against the simulated cluster, happy path and
 //! guards, driven by the real engine on a temporary store.
 
-use drctl_runtime::executor::{Engine, NewRun};
+use drctl_runtime::executor::{Engine, NewRun, Tick};
 use drctl_runtime::store::Store;
 use drctl_runtime::{Clock, RetryPolicy, RunRecord, RunStatus};
 use drctl_sim::Sim;
@@ -93,4 +93,63 @@ fn hosted_pause_reconciliation_pauses_waits_for_the_operator_and_unpauses_only_i
     let why = fin.outcome.unwrap();
     assert!(why.contains("a pause drctl did not set") && why.contains("oadp.openshift.io/paused-by"), "{why}");
     assert_eq!(example(&sim), before, "the foreign pause is untouched");
+}
+
+/// The harsher truth the restore guards against: etcd members nobody stopped keep serving their
+/// old cluster beside a restored one, and the world records the split brain.
+#[test]
+fn a_restore_beside_an_etcd_that_still_serves_is_split_brain() {
+    let sim = Sim::scenario("api-unreachable", 1).unwrap();
+    let effects = sim.write(|w| {
+        let files = w.backups["nightly"].files.clone();
+        let h = w.host_mut("master-0");
+        for (name, f) in files {
+            h.files.insert(format!("/home/core/restore/{name}"), f);
+        }
+        w.restore("master-0", "/home/core/restore", "by-hand").unwrap();
+        w.advance(10 * 60_000);
+        w.effects.clone()
+    });
+    let split = effects.iter().find(|e| matches!(e.kind, drctl_sim::world::EffectKind::SplitBrain { .. }));
+    assert!(split.is_some(), "no split brain recorded: {:#?}", sim.read(|w| w.log.clone()));
+    assert_eq!(sim.read(|w| w.serving_clusters().len()), 2);
+}
+
+/// With --force the quorum check lets a restore of a healthy cluster go on, but hosts drctl
+/// cannot reach whose etcd answers are never skipped silently: the run stops at a gate naming
+/// them, before anything is changed.
+#[test]
+fn a_forced_restore_stops_at_the_unreachable_etcd_gate_before_changing_anything() {
+    let sim = Sim::scenario("api-unreachable", 1).unwrap();
+    let before = sim.read(drctl_sim::state_digest);
+    let dir = tempfile::tempdir().unwrap();
+    let eng = engine(dir.path());
+    let clock = sim.clock();
+    let new = NewRun {
+        procedure: "restore-cluster-state".into(),
+        params: serde_json::json!({"backup": "nightly", "force": true}),
+        seed: 7,
+        deadline: Duration::from_secs(24 * 3600),
+        pre_approve: vec!["start".into()],
+        approver: "test".into(),
+        labels: Default::default(),
+    };
+    let rec = eng.create_run(new, &clock).expect("run created");
+    let ports = sim.ports();
+    let gated = (0..10_000)
+        .find_map(|_| match eng.tick(&rec.id, &ports, &clock).expect("tick") {
+            Tick::AwaitDecision(r) => Some(r),
+            Tick::SleepUntil(t) => {
+                sim.advance_to(t);
+                None
+            }
+            Tick::Stopped(r) => panic!("stopped: {:?} {:?}", r.status, r.outcome),
+            Tick::Committed(_) => None,
+        })
+        .expect("reaches a gate");
+    let gate = gated.pending_gate.expect("a pending gate");
+    assert_eq!(gate.gate, "unreachable-etcd");
+    assert!(gate.prompt.contains("master-1, master-2") && gate.prompt.contains("split brain"), "{}", gate.prompt);
+    assert!(gate.evidence.iter().any(|e| e.contains("healthy")), "{:?}", gate.evidence);
+    assert_eq!(sim.read(drctl_sim::state_digest), before, "the world changed before the gate");
 }

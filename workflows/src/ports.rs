@@ -391,6 +391,36 @@ pub enum HostOp {
     Shutdown {
         minutes: u32,
     },
+    /// From this host, ask the etcd member at `address` whether it serves: first whether
+    /// anything answers on its client or peer port (2379/2380), then its `/health` endpoint,
+    /// authenticated with `client_node`'s etcd peer certificate. `/health` is a quorum read, so
+    /// only a member of a cluster that has quorum answers healthy.
+    ProbeEtcd {
+        address: String,
+        client_node: String,
+    },
+}
+
+/// What [`HostOp::ProbeEtcd`] found at an address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EtcdProbe {
+    /// `/health` answered `true`: this member's cluster has quorum and serves writes.
+    Healthy,
+    /// Something answers on the etcd ports but the member is not healthy (no leader, no
+    /// quorum, a TLS or HTTP error): a process that may serve again once peers return.
+    Unhealthy(String),
+    /// Nothing answers on either etcd port: no etcd process listens there.
+    NoAnswer,
+}
+
+impl fmt::Display for EtcdProbe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EtcdProbe::Healthy => f.write_str("healthy (serves with quorum)"),
+            EtcdProbe::Unhealthy(why) => write!(f, "answers but unhealthy: {why}"),
+            EtcdProbe::NoAnswer => f.write_str("no answer on 2379/2380"),
+        }
+    }
 }
 
 /// What a host operation returned.
@@ -412,6 +442,7 @@ pub enum HostOutput {
     },
     Snapshot(SnapshotStatus),
     Version(String),
+    Etcd(EtcdProbe),
 }
 
 /// `etcdctl snapshot status -w json`.

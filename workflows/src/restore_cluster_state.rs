@@ -18,6 +18,8 @@ use std::time::Duration;
 pub const DEFAULT_BACKUP_DIR: &str = "/home/core/assets/backup";
 /// Gate asked before anything destructive happens.
 pub const START_GATE: &str = "start";
+/// Gate asked when a host drctl cannot reach over SSH still has etcd answering on its ports.
+pub const UNREACHABLE_ETCD_GATE: &str = "unreachable-etcd";
 /// SSH attempts before a host is recorded as gone and skipped (the seed allows skipping it).
 /// With the engine's backoff (0.8 s doubling to 30 s) that is about a minute and a half: a live
 /// host's SSH blip is ridden out, a stopped machine is skipped soon enough.
@@ -204,6 +206,12 @@ pub enum RestoreState {
     CheckBackup,
     /// 1. Select the recovery host.
     SelectRecoveryHost,
+    /// Guard: positive evidence that etcd lost quorum, from the recovery host: no member answers
+    /// `/health` (an API that does not answer drctl may be a DNS or VPN problem, not etcd).
+    CheckQuorumLost {
+        recovery: HostRef,
+        others: Vec<HostRef>,
+    },
     /// Guard: the backup is from the cluster's z-stream; keepalived needs the VIPs.
     CheckZStream {
         recovery: HostRef,
@@ -214,13 +222,24 @@ pub enum RestoreState {
         recovery: HostRef,
         others: Vec<HostRef>,
     },
-    /// 2. Establish SSH to every control-plane host.
+    /// Runbook step 2: establish SSH to every control-plane host. A host that stays unreachable
+    /// is skipped only with proof that its etcd is down (nothing answers on its etcd ports from
+    /// the recovery host); otherwise it is `at_risk`.
     EstablishSsh {
         recovery: HostRef,
         others: Vec<HostRef>,
         idx: usize,
         reachable: Vec<String>,
         unreachable: Vec<String>,
+        #[serde(default)]
+        at_risk: Vec<String>,
+    },
+    /// Hosts drctl cannot reach whose etcd still answers: left running, they could serve beside
+    /// the restored cluster (split brain). A person stops them out of band and says so; the run
+    /// goes on only once nothing answers there any more.
+    ConfirmHostsDown {
+        plan: Plan,
+        at_risk: Vec<String>,
     },
     Restoring {
         plan: Plan,
@@ -300,6 +319,16 @@ pub fn csr_matches_policy(c: &CsrInfo) -> bool {
     }
 }
 
+/// What answers on `target`'s etcd ports, asked from `from` (hosts reach each other where drctl
+/// may not).
+fn probe_etcd(ports: &Ports, from: &HostRef, target: &HostRef) -> Result<EtcdProbe, StepError> {
+    let op = HostOp::ProbeEtcd { address: target.address.clone(), client_node: from.node.clone() };
+    match ports.hosts.run(&from.name, &op).map_err(|e| e.during(format!("probe etcd on {} from {}", target.name, from.name)))? {
+        HostOutput::Etcd(probe) => Ok(probe),
+        other => Err(StepError::Bug(format!("ProbeEtcd answered {other:?}"))),
+    }
+}
+
 /// A unique `forceRedeploymentReason`, stable for this run and state so a re-run after a crash
 /// patches the same value (a no-op) instead of forcing yet another revision.
 fn redeploy_reason(cx: &StepContext, what: &str) -> String {
@@ -363,7 +392,45 @@ impl RestoreClusterState {
             },
         };
         let others = inventory.into_iter().filter(|h| h.name != chosen.name).collect();
-        Ok(Step::Next(RestoreState::CheckZStream { recovery: chosen, others }))
+        Ok(Step::Next(RestoreState::CheckQuorumLost { recovery: chosen, others }))
+    }
+
+    /// A restore beside an etcd that still has quorum makes two clusters. The API failing for
+    /// drctl proves nothing about etcd (a resolver, a VPN, a stale kubeconfig); what the members
+    /// answer each other does. Any healthy member means its cluster serves.
+    fn check_quorum_lost(
+        &self,
+        ports: &Ports,
+        p: &RestoreParams,
+        recovery: &HostRef,
+        others: &[HostRef],
+    ) -> Result<Step<RestoreState>, StepError> {
+        let mut evidence = vec![];
+        let mut healthy = vec![];
+        for h in std::iter::once(recovery).chain(others) {
+            let probe = probe_etcd(ports, recovery, h)?;
+            evidence.push(format!("etcd on {} ({}) from {}: {probe}", h.name, h.address, recovery.name));
+            if probe == EtcdProbe::Healthy {
+                healthy.push(h.name.clone());
+            }
+        }
+        if healthy.is_empty() || p.force {
+            return Ok(Step::Next(RestoreState::CheckZStream { recovery: recovery.clone(), others: others.to_vec() }));
+        }
+        match ports.api.list_nodes() {
+            Ok(nodes) => evidence.push(format!("the API answers: {} nodes", nodes.len())),
+            Err(e) => evidence.push(format!("the API does not answer drctl: {e}")),
+        }
+        halt(
+            format!(
+                "etcd has not lost quorum: {} answer healthy from {}. Restoring now would start a second etcd cluster beside the one that \
+                 serves (split brain). If the API does not answer you, look at DNS, the VPN or the kubeconfig; pass --force only to \
+                 deliberately take a healthy cluster back in time",
+                healthy.join(", "),
+                recovery.name
+            ),
+            evidence,
+        )
     }
 
     fn check_z_stream(
@@ -413,6 +480,7 @@ impl RestoreClusterState {
             idx: 0,
             reachable: vec![],
             unreachable: vec![],
+            at_risk: vec![],
         })),
         Some(Decision::Rejected) => halt("the restore was rejected at its start gate; nothing was changed", vec![]),
         None => Ok(Step::Gate {
@@ -432,13 +500,13 @@ impl RestoreClusterState {
     /// Runbook step 2: establish SSH to every control-plane host, one per step; a host that
     /// stays unreachable is skipped (its machine is re-created later).
     fn establish_ssh(&self, ports: &Ports, cx: &StepContext, s: &RestoreState) -> Result<Step<RestoreState>, StepError> {
-        let RestoreState::EstablishSsh { recovery, others, idx, reachable, unreachable } = s else {
+        let RestoreState::EstablishSsh { recovery, others, idx, reachable, unreachable, at_risk } = s else {
             return Err(StepError::Bug(format!("establish_ssh called in {s:?}")));
         };
         if *idx == 0 {
             ports.hosts.connect(&recovery.name).map_err(|e| e.during(format!("ssh to recovery host {}", recovery.name)))?;
         }
-        let (mut reachable, mut unreachable) = (reachable.to_vec(), unreachable.to_vec());
+        let (mut reachable, mut unreachable, mut at_risk) = (reachable.to_vec(), unreachable.to_vec(), at_risk.to_vec());
         if let Some(h) = others.get(*idx) {
             match ports.hosts.connect(&h.name) {
                 Ok(()) => reachable.push(h.name.clone()),
@@ -446,8 +514,13 @@ impl RestoreClusterState {
                     return Err(e.during(format!("ssh to {}", h.name)))
                 }
                 Err(e) => {
-                    tracing::warn!(host = %h.name, error = %e, "control-plane host unreachable: skipped, its machine is re-created later");
+                    // Skipped only with proof its etcd is down; else it is a risk a person weighs.
+                    let probe = probe_etcd(ports, recovery, h)?;
+                    tracing::warn!(host = %h.name, error = %e, etcd = %probe, "control-plane host unreachable over SSH");
                     unreachable.push(h.name.clone());
+                    if probe != EtcdProbe::NoAnswer {
+                        at_risk.push(h.name.clone());
+                    }
                 }
             }
         }
@@ -458,10 +531,69 @@ impl RestoreClusterState {
                 idx: idx + 1,
                 reachable,
                 unreachable,
+                at_risk,
             }));
         }
         let plan = Plan { recovery: recovery.clone(), others: others.to_vec(), reachable, unreachable };
-        next(&plan, RestoreStep::CopyBackup)
+        match at_risk.is_empty() {
+            true => next(&plan, RestoreStep::CopyBackup),
+            false => Ok(Step::Next(RestoreState::ConfirmHostsDown { plan, at_risk })),
+        }
+    }
+
+    /// The gate names the risk; after approval the run still waits until nothing answers on the
+    /// etcd ports of those hosts: an approval is not a stopped etcd. A host that answers SSH
+    /// again joins the reachable ones (its static pods are stopped by step 4 like the others').
+    fn confirm_hosts_down(
+        &self,
+        ports: &Ports,
+        cx: &StepContext,
+        plan: &Plan,
+        at_risk: &[String],
+    ) -> Result<Step<RestoreState>, StepError> {
+        let mut plan = plan.clone();
+        let mut answering = vec![];
+        let mut still = vec![];
+        for name in at_risk {
+            let h = plan
+                .others
+                .iter()
+                .find(|h| &h.name == name)
+                .cloned()
+                .ok_or_else(|| StepError::Bug(format!("{name} is not in the plan")))?;
+            if ports.hosts.connect(name).is_ok() {
+                plan.unreachable.retain(|u| u != name);
+                plan.reachable.push(name.clone());
+                continue;
+            }
+            let probe = probe_etcd(ports, &plan.recovery, &h)?;
+            if probe != EtcdProbe::NoAnswer {
+                answering.push(format!("etcd on {} ({}) from {}: {probe}", h.name, h.address, plan.recovery.name));
+                still.push(name.clone());
+            }
+        }
+        if still.is_empty() {
+            return next(&plan, RestoreStep::CopyBackup);
+        }
+        if still != at_risk {
+            return Ok(Step::Next(RestoreState::ConfirmHostsDown { plan, at_risk: still }));
+        }
+        match cx.gate(UNREACHABLE_ETCD_GATE).map(|d| &d.decision) {
+            Some(Decision::Rejected) => halt("the restore was stopped at the unreachable-etcd gate; nothing was changed", answering),
+            Some(Decision::Approved) => {
+                wait(format!("etcd to stop answering on {} (stop it from the console or power the machine off)", still.join(", ")), 30, 60)
+            }
+            None => Ok(Step::Gate {
+                gate: UNREACHABLE_ETCD_GATE.into(),
+                prompt: format!(
+                    "drctl cannot reach {} over SSH, yet etcd answers there. Left running, that member could serve beside the restored \
+                     cluster (split brain) as soon as a peer returns. Stop etcd on those hosts by other means (console, BMC, cloud \
+                     console: power the machine off), then approve; the restore goes on once nothing answers on their etcd ports.",
+                    still.join(", ")
+                ),
+                evidence: answering,
+            }),
+        }
     }
 
     fn step_restoring(
@@ -958,7 +1090,9 @@ impl Procedure for RestoreClusterState {
             RestoreState::CheckApiDown => "CheckApiDown".into(),
             RestoreState::CheckBackup => "CheckBackup".into(),
             RestoreState::SelectRecoveryHost => "SelectRecoveryHost".into(),
+            RestoreState::CheckQuorumLost { recovery, .. } => format!("CheckQuorumLost({})", recovery.name),
             RestoreState::CheckZStream { recovery, .. } => format!("CheckZStream({})", recovery.name),
+            RestoreState::ConfirmHostsDown { at_risk, .. } => format!("ConfirmHostsDown({})", at_risk.join(",")),
             RestoreState::AwaitApproval { .. } => "AwaitApproval".into(),
             RestoreState::EstablishSsh { others, idx, .. } => {
                 format!("EstablishSsh({})", others.get(*idx).map(|h| h.name.as_str()).unwrap_or("-"))
@@ -982,6 +1116,12 @@ impl Procedure for RestoreClusterState {
     }
 
     fn check_state(&self, _p: &RestoreParams, s: &RestoreState) -> Result<(), String> {
+        if let RestoreState::ConfirmHostsDown { plan, at_risk } = s {
+            if at_risk.is_empty() || at_risk.iter().any(|h| !plan.unreachable.contains(h)) {
+                return Err(format!("hosts at risk {at_risk:?} must be among the unreachable {:?}", plan.unreachable));
+            }
+            return Ok(());
+        }
         let RestoreState::Restoring { plan, step } = s else { return Ok(()) };
         if plan.others.iter().any(|h| h.name == plan.recovery.name) {
             return Err(format!("recovery host {} is also listed among the other hosts", plan.recovery.name));
@@ -1010,6 +1150,8 @@ impl Procedure for RestoreClusterState {
             RestoreState::CheckApiDown => self.check_api_down(ports, p),
             RestoreState::CheckBackup => self.check_backup(ports, p),
             RestoreState::SelectRecoveryHost => self.select_recovery_host(ports, p),
+            RestoreState::CheckQuorumLost { recovery, others } => self.check_quorum_lost(ports, p, recovery, others),
+            RestoreState::ConfirmHostsDown { plan, at_risk } => self.confirm_hosts_down(ports, cx, plan, at_risk),
             RestoreState::CheckZStream { recovery, others } => self.check_z_stream(ports, p, recovery, others),
             RestoreState::AwaitApproval { recovery, others } => self.await_approval(cx, p, recovery, others),
             RestoreState::EstablishSsh { .. } => self.establish_ssh(ports, cx, s),
@@ -1043,10 +1185,12 @@ impl Procedure for RestoreClusterState {
 const STATE_CATALOG: &[(&str, &[&str])] = &[
     ("CheckApiDown", &["CheckBackup"]),
     ("CheckBackup", &["SelectRecoveryHost"]),
-    ("SelectRecoveryHost", &["CheckZStream"]),
+    ("SelectRecoveryHost", &["CheckQuorumLost"]),
+    ("CheckQuorumLost", &["CheckZStream"]),
     ("CheckZStream", &["AwaitApproval"]),
     ("AwaitApproval", &["EstablishSsh"]),
-    ("EstablishSsh", &["EstablishSsh", "CopyBackup"]),
+    ("EstablishSsh", &["EstablishSsh", "CopyBackup", "ConfirmHostsDown"]),
+    ("ConfirmHostsDown", &["ConfirmHostsDown", "CopyBackup"]),
     ("CopyBackup", &["StopStaticPods", "CheckRecoveryVip"]),
     ("StopStaticPods", &["StopStaticPods", "CheckRecoveryVip"]),
     ("CheckRecoveryVip", &["RunRestore"]),
