@@ -230,3 +230,36 @@ fn restore_with_a_reachable_other_host_stops_its_static_pods_and_moves_the_vips(
         assert!(pos(w[0]) < pos(w[1]), "{} must come before {}", w[0], w[1]);
     }
 }
+
+/// Step 16 as each platform allows: the control plane machine set replaces what is deleted (drctl
+/// creates nothing), bare-metal machines are never deleted (that would wipe their hosts), and a
+/// user-provisioned cluster's hosts rejoin without any Machine object. Each ends healthy.
+#[test]
+fn restore_brings_the_control_plane_back_as_each_platform_allows() {
+    use drctl_sim::world::EffectKind;
+    for scenario in ["quorum-loss-cpms", "quorum-loss-baremetal", "quorum-loss-upi"] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path();
+        let o = drctl(store, &["run", "restore-cluster-state", "--sim", scenario, "--yes"]);
+        assert_eq!(o.status.code(), Some(0), "{scenario}: {}", text(&o));
+        let st = sim_status(store);
+        assert_eq!(st["healthy"], true, "{scenario}: {st:#}");
+        let world = drctl_sim::Sim::load(&world_file(store)).unwrap();
+        let (created, deleted, wiped, live) = world.read(|w| {
+            let count = |k: fn(&EffectKind) -> bool| w.effects.iter().filter(|e| k(&e.kind)).count();
+            let live = w.api().machines.values().filter(|m| m.control_plane).count();
+            (
+                count(|k| *k == EffectKind::MachineCreated),
+                count(|k| matches!(k, EffectKind::MachineDeleted { .. })),
+                count(|k| *k == EffectKind::BareMetalHostDeprovisioned),
+                live,
+            )
+        });
+        assert_eq!((created, wiped), (0, 0), "{scenario}: the run created machines or wiped hosts");
+        match scenario {
+            "quorum-loss-cpms" => assert_eq!((deleted, live), (2, 3), "{scenario}: two deleted, three control-plane machines left"),
+            "quorum-loss-baremetal" => assert_eq!((deleted, live), (0, 3), "{scenario}"),
+            _ => assert_eq!((deleted, live), (0, 0), "{scenario}"),
+        }
+    }
+}

@@ -19,8 +19,8 @@ use crate::blocking::Blocking;
 use crate::clock::SystemClock;
 use drctl_runtime::clock::Clock;
 use drctl_workflows::ports::{
-    control_plane_namespace, ClusterApi, ClusterOperatorInfo, ConditionInfo, CsrInfo, InstallerProgress, MachineInfo, MachinePhase,
-    ManagementCluster, NodeInfo, Operator, PausableInfo, PodInfo, PodStatus, PortError, PortResult, PAUSED_BY_ANNOTATION,
+    control_plane_namespace, ClusterApi, ClusterOperatorInfo, ConditionInfo, CsrInfo, InstallerProgress, MachineInfo, MachineLayout,
+    MachinePhase, ManagementCluster, NodeInfo, Operator, PausableInfo, PodInfo, PodStatus, PortError, PortResult, PAUSED_BY_ANNOTATION,
 };
 use k8s_openapi::api::certificates::v1::{CertificateSigningRequest, CertificateSigningRequestCondition};
 use k8s_openapi::api::core::v1::{Node, Pod, Secret};
@@ -254,6 +254,12 @@ pub fn cluster_version_resource() -> ApiResource {
 }
 pub fn cluster_operator_resource() -> ApiResource {
     resource("config.openshift.io", "v1", "ClusterOperator", "clusteroperators")
+}
+pub fn infrastructure_resource() -> ApiResource {
+    resource("config.openshift.io", "v1", "Infrastructure", "infrastructures")
+}
+pub fn control_plane_machine_set_resource() -> ApiResource {
+    resource("machine.openshift.io", "v1", "ControlPlaneMachineSet", "controlplanemachinesets")
 }
 pub fn baremetal_host_resource() -> ApiResource {
     resource("metal3.io", "v1alpha1", "BareMetalHost", "baremetalhosts")
@@ -760,6 +766,29 @@ fn with_type(ar: &ApiResource, v: PortResult<Value>) -> PortResult<Value> {
 }
 
 impl ClusterApi for KubeApi {
+    fn machine_layout(&self) -> PortResult<MachineLayout> {
+        let infra = self.get_required_json("get infrastructure/cluster", &infrastructure_resource(), None, "cluster")?;
+        // `status.platform` is the older field; `platformStatus.type` the current one.
+        let platform = [str_at(&infra, "/status/platformStatus/type"), str_at(&infra, "/status/platform")]
+            .into_iter()
+            .find(|p| !p.is_empty())
+            .unwrap_or("None")
+            .to_string();
+        let cpms = self.get_json(
+            "get controlplanemachineset/cluster",
+            &control_plane_machine_set_resource(),
+            Some("openshift-machine-api"),
+            "cluster",
+        );
+        // Clusters before 4.12 do not serve the resource at all: the same as none.
+        let active = match cpms {
+            Ok(Some(c)) => str_at(&c, "/spec/state") == "Active",
+            Ok(None) | Err(PortError::NotFound(_)) => false,
+            Err(e) => return Err(e),
+        };
+        Ok(MachineLayout { platform, control_plane_machine_set_active: active })
+    }
+
     fn cluster_version(&self) -> PortResult<String> {
         let cv = self
             .get_json("get clusterversion/version", &cluster_version_resource(), None, "version")?

@@ -195,6 +195,9 @@ pub fn rows() -> Vec<ProcedureRow> {
                 ScenarioChoice { scenario: "quorum-loss", weight: 3, params: restore_params },
                 ScenarioChoice { scenario: "quorum-loss-reachable", weight: 1, params: restore_params_keepalived },
                 ScenarioChoice { scenario: "api-unreachable", weight: 1, params: restore_params },
+                ScenarioChoice { scenario: "quorum-loss-cpms", weight: 1, params: restore_params },
+                ScenarioChoice { scenario: "quorum-loss-baremetal", weight: 1, params: restore_params },
+                ScenarioChoice { scenario: "quorum-loss-upi", weight: 1, params: restore_params },
             ],
             gates: &["start"],
             guard_state: Some("AwaitApproval"),
@@ -206,7 +209,7 @@ pub fn rows() -> Vec<ProcedureRow> {
             healthy_at_success: true,
             postcondition: None,
             undone: None,
-            always: None,
+            always: Some(machines_as_the_platform_allows),
             arrivals: &[
                 ("ForceRollout", etcd_rolled_out_on_every_control_plane_node),
                 ("VerifyEtcd", static_pods_rolled_out_on_every_control_plane_node),
@@ -313,6 +316,29 @@ pub fn rows() -> Vec<ProcedureRow> {
             ],
         },
     ]
+}
+
+/// Step 16 as the platform allows it (4.14 Backup and restore §5.4.2.2 step 16 and its notes):
+/// no bare-metal host deprovisioned, no machine created by hand where a control plane machine
+/// set or the installation method owns that, and never more control-plane machines than hosts.
+fn machines_as_the_platform_allows(w: &World) -> Result<(), String> {
+    use crate::world::{EffectKind, Platform};
+    if let Some(e) = w.effects.iter().find(|e| e.kind == EffectKind::BareMetalHostDeprovisioned) {
+        return Err(format!("bare-metal host {} deprovisioned at {}: its machine was deleted", e.target, e.at));
+    }
+    if matches!(w.platform, Platform::CloudIpiCpms | Platform::BareMetalIpi | Platform::Upi) {
+        if let Some(e) = w.effects.iter().find(|e| e.kind == EffectKind::MachineCreated) {
+            return Err(format!(
+                "machine {} created by the run at {} on {:?}, where the platform owns machine creation",
+                e.target, e.at, w.platform
+            ));
+        }
+    }
+    let live = w.api().machines.values().filter(|m| m.control_plane && m.phase != "Deleting").count();
+    if live > 3 {
+        return Err(format!("{live} control-plane machines for a 3-host control plane"));
+    }
+    Ok(())
 }
 
 /// Runbook step 22 is over: every control-plane host (the three the cluster had) runs etcd at
@@ -1222,8 +1248,10 @@ impl<'a> Driver<'a> {
                     let stopped: Vec<String> = sim.read(|w| {
                         w.hosts
                             .values()
-                            .filter(|h| h.powered && !h.moved_manifests.is_empty())
-                            .map(|h| format!("{}: {:?}", h.name, h.moved_manifests))
+                            // Moved out and not laid down again (an installer writes a new
+                            // revision's manifest; the copy in /tmp is then only a leftover).
+                            .filter(|h| h.powered && !h.moved_manifests.is_subset(&h.manifests))
+                            .map(|h| format!("{}: {:?}", h.name, h.moved_manifests.difference(&h.manifests).collect::<Vec<_>>()))
                             .collect()
                     });
                     self.check(stopped.is_empty(), Invariant::NothingLeftStopped, || {

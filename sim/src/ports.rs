@@ -321,8 +321,18 @@ impl ClusterApi for SimApi {
                 mm.phase_until = Some(until);
                 w.note(format!("machine {name} deleting"));
                 w.effect(EffectKind::MachineDeleted { node: m.node.clone() }, name);
+                w.machine_deleted_by_platform(&m);
             }
             Ok(())
+        })
+    }
+
+    fn machine_layout(&self) -> PortResult<MachineLayout> {
+        self.call(Read, format_args!("/apis/config.openshift.io/v1/infrastructures/cluster"), |w| {
+            Ok(MachineLayout {
+                platform: w.platform.infrastructure_type().to_string(),
+                control_plane_machine_set_active: w.platform == Platform::CloudIpiCpms,
+            })
         })
     }
 
@@ -345,20 +355,14 @@ impl ClusterApi for SimApi {
             let spec = &manifest["spec"]["providerSpec"]["value"];
             let until = w.delay(3 * MINUTE, 6 * MINUTE);
             let uid = format!("{:032x}", w.rng.next_u64() as u128);
-            let m = MachineObj {
-                name: name.clone(),
-                phase: "Provisioning".into(),
-                node: None,
-                control_plane: true,
-                provider_id: None,
-                instance_type: spec["instanceType"].as_str().unwrap_or("m6i.xlarge").into(),
-                zone: spec["placement"]["availabilityZone"].as_str().unwrap_or("us-east-1a").into(),
+            let instance_type = spec["instanceType"].as_str().unwrap_or("m6i.xlarge");
+            let m = MachineObj::provisioning(
+                &name,
+                instance_type,
+                spec["placement"]["availabilityZone"].as_str().unwrap_or("us-east-1a"),
                 uid,
-                generation: 1,
-                resource_version: 1,
-                annotations: Default::default(),
-                phase_until: Some(until),
-            };
+                until,
+            );
             w.api_mut().machines.insert(name.clone(), m);
             w.note(format!("machine {name} created"));
             w.effect(EffectKind::MachineCreated, name);

@@ -79,6 +79,21 @@ pub const SCENARIOS: &[ScenarioInfo] = &[
         summary: "master-1's machine stopped, master-0's etcd data lost, master-2 up with etcd running but unreachable over SSH from drctl: quorum is lost, yet master-2's member would serve again beside a restore",
     },
     ScenarioInfo {
+        name: "quorum-loss-cpms",
+        topology: Topology::Standalone,
+        summary: "as quorum-loss, on a cloud cluster whose control plane machine set is Active: it replaces every deleted control-plane machine by itself",
+    },
+    ScenarioInfo {
+        name: "quorum-loss-baremetal",
+        topology: Topology::Standalone,
+        summary: "bare metal installer-provisioned: the etcd data of master-1 and master-2 lost (hosts reachable); deleting a control-plane machine would deprovision its host",
+    },
+    ScenarioInfo {
+        name: "quorum-loss-upi",
+        topology: Topology::Standalone,
+        summary: "user-provisioned (no control-plane Machine objects): the etcd data of master-1 and master-2 lost (hosts reachable)",
+    },
+    ScenarioInfo {
         name: "hosted-healthy",
         topology: Topology::Hosted,
         summary: "a healthy management cluster running the HyperShift operator and HostedCluster clusters/example with 2 NodePools, reconciling",
@@ -101,6 +116,9 @@ pub fn build(name: &str, seed: u64) -> Result<World, String> {
         "quorum-loss" => Ok(quorum_loss(seed)),
         "quorum-loss-reachable" => Ok(quorum_loss_reachable(seed)),
         "api-unreachable" => Ok(api_unreachable(seed)),
+        "quorum-loss-cpms" => Ok(quorum_loss_cpms(seed)),
+        "quorum-loss-baremetal" => Ok(quorum_loss_data_lost(seed, "quorum-loss-baremetal", Platform::BareMetalIpi)),
+        "quorum-loss-upi" => Ok(quorum_loss_data_lost(seed, "quorum-loss-upi", Platform::Upi)),
         "quorum-loss-partitioned" => Ok(quorum_loss_partitioned(seed)),
         "hosted-healthy" => Ok(hosted_healthy(seed)),
         "hosted-paused" => Ok(hosted_paused(seed, "hosted-paused", DRCTL_PAUSED_BY, true)),
@@ -240,6 +258,7 @@ pub fn healthy(seed: u64) -> World {
         fault_rng: None,
         hosted: None,
         drctl_view: Default::default(),
+        platform: Platform::CloudIpi,
         track: Default::default(),
     }
 }
@@ -306,7 +325,12 @@ fn keep_backup(w: &mut World, name: &str) {
 /// Healthy, then a backup, then life goes on (writes, a signer rotation that re-issues every
 /// kubelet certificate), then the damage.
 fn degraded_base(seed: u64, scenario: &str) -> World {
-    let mut w = healthy(seed);
+    degraded_base_of(healthy(seed), scenario)
+}
+
+/// [`degraded_base`] from a healthy world already shaped (its platform, its machines): the
+/// backup holds what the cluster held.
+fn degraded_base_of(mut w: World, scenario: &str) -> World {
     w.scenario = scenario.into();
     keep_backup(&mut w, "nightly");
     w.advance(6 * HOUR);
@@ -360,6 +384,42 @@ pub fn quorum_loss_reachable(seed: u64) -> World {
     w.note("machine of master-2 stopped; etcd data of master-1 lost");
     w.advance(5 * MINUTE);
     assert!(!w.api_available(), "quorum-loss-reachable scenario must start with the API down");
+    w
+}
+
+/// `quorum-loss` on a cluster whose control plane machine set is Active.
+pub fn quorum_loss_cpms(seed: u64) -> World {
+    let mut w = quorum_loss(seed);
+    w.scenario = "quorum-loss-cpms".into();
+    w.platform = Platform::CloudIpiCpms;
+    w.note("controlplanemachineset/cluster is Active");
+    w
+}
+
+/// Two members' etcd data lost on hosts that stay up and reachable, on a platform whose
+/// machines are not re-created: bare metal IPI (machines bound to BareMetalHosts) or UPI (no
+/// control-plane machines at all).
+pub fn quorum_loss_data_lost(seed: u64, scenario: &str, platform: Platform) -> World {
+    let mut w = healthy(seed);
+    w.platform = platform;
+    let machines = &mut w.api_mut().machines;
+    match platform {
+        Platform::Upi => machines.retain(|_, m| !m.control_plane),
+        _ => {
+            for m in machines.values_mut() {
+                let host = format!("openshift-machine-api/{}", m.name.replace(MACHINE_PREFIX, "openshift-master"));
+                m.annotations.insert("metal3.io/BareMetalHost".into(), host);
+                m.provider_id = Some(format!("baremetalhost:///openshift-machine-api/{}", m.name));
+            }
+        }
+    }
+    let mut w = degraded_base_of(w, scenario);
+    for h in ["master-1", "master-2"] {
+        w.hosts.get_mut(h).expect("host").etcd_data = None;
+    }
+    w.note(format!("{}: etcd data of master-1 and master-2 lost", platform.infrastructure_type()));
+    w.advance(5 * MINUTE);
+    assert!(!w.api_available(), "{scenario} scenario must start with the API down");
     w
 }
 

@@ -57,6 +57,26 @@ pub struct MachineObj {
     pub phase_until: Option<Timestamp>,
 }
 
+impl MachineObj {
+    /// A control-plane machine just created: Provisioning until `until`, no node, no provider id.
+    pub fn provisioning(name: &str, instance_type: &str, zone: &str, uid: String, until: Timestamp) -> MachineObj {
+        MachineObj {
+            name: name.to_string(),
+            phase: "Provisioning".into(),
+            node: None,
+            control_plane: true,
+            provider_id: None,
+            instance_type: instance_type.to_string(),
+            zone: zone.to_string(),
+            uid,
+            generation: 1,
+            resource_version: 1,
+            annotations: Default::default(),
+            phase_until: Some(until),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CsrObj {
     pub name: String,
@@ -375,6 +395,8 @@ pub enum EffectKind {
     SplitBrain {
         clusters: Vec<u64>,
     },
+    /// A bare-metal host was deprovisioned (its disks wiped) because its machine was deleted.
+    BareMetalHostDeprovisioned,
     /// An etcd member was removed; counts are of the cluster right after.
     MemberRemoved {
         members_after: usize,
@@ -402,6 +424,7 @@ impl EffectKind {
                 | Restore { .. }
                 | NodeDeleted
                 | MachineDeleted { .. }
+                | BareMetalHostDeprovisioned
                 | QuorumGuard { .. }
                 | MemberRemoved { .. }
         )
@@ -487,8 +510,39 @@ pub struct World {
     /// resolver): a cluster can be healthy while drctl sees nothing of it.
     #[serde(default)]
     pub drctl_view: DrctlView,
+    /// How the cluster was installed: decides what happens to a deleted control-plane machine.
+    #[serde(default)]
+    pub platform: Platform,
     #[serde(skip)]
     pub track: Tracking,
+}
+
+/// The installation's platform, as it matters to control-plane machines.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Platform {
+    /// Installer-provisioned on a cloud (AWS): Machine objects, re-created by hand.
+    #[default]
+    CloudIpi,
+    /// As `CloudIpi` with an Active control plane machine set: its controller creates a
+    /// replacement for every control-plane machine that is deleted.
+    CloudIpiCpms,
+    /// Installer-provisioned bare metal: each machine is bound to a BareMetalHost; deleting the
+    /// machine deprovisions (wipes) the host, and a re-created machine finds no host to claim.
+    BareMetalIpi,
+    /// User-provisioned: no Machine objects for the control plane.
+    Upi,
+}
+
+impl Platform {
+    /// `infrastructure/cluster` `status.platformStatus.type`.
+    pub fn infrastructure_type(self) -> &'static str {
+        match self {
+            Platform::CloudIpi | Platform::CloudIpiCpms => "AWS",
+            Platform::BareMetalIpi => "BareMetal",
+            Platform::Upi => "None",
+        }
+    }
 }
 
 /// The network between drctl and the cluster, as drctl's machine sees it.
@@ -1187,6 +1241,13 @@ impl World {
             .collect();
         for (name, phase, node) in due {
             match phase.as_str() {
+                "Provisioning" if self.platform == Platform::BareMetalIpi => {
+                    // No BareMetalHost is left to claim: the machine never provisions.
+                    let mm = self.api_mut().machines.get_mut(&name).expect("machine");
+                    mm.phase = "Failed".into();
+                    mm.phase_until = None;
+                    self.note(format!("machine {name} failed: no available BareMetalHost to provision"));
+                }
                 "Provisioning" => {
                     let next = self.delay(2 * MINUTE, 4 * MINUTE);
                     let mm = self.api_mut().machines.get_mut(&name).expect("machine");
@@ -1215,6 +1276,34 @@ impl World {
                 }
                 _ => {}
             }
+        }
+    }
+
+    /// What the platform does when a control-plane machine is deleted: a control plane machine
+    /// set creates its replacement at once (next free index, same zone and type); on bare
+    /// metal the host behind it is deprovisioned.
+    pub fn machine_deleted_by_platform(&mut self, m: &MachineObj) {
+        if !m.control_plane {
+            return;
+        }
+        match self.platform {
+            Platform::CloudIpiCpms => {
+                let taken: Vec<String> = self.api().machines.keys().cloned().collect();
+                let Some(new_name) = drctl_workflows::machines::next_machine_name(&m.name, taken.iter().map(String::as_str)) else {
+                    return;
+                };
+                let until = self.delay(3 * MINUTE, 6 * MINUTE);
+                let uid = format!("{:032x}", self.rng.next_u64() as u128);
+                let replacement = MachineObj::provisioning(&new_name, &m.instance_type, &m.zone, uid, until);
+                self.api_mut().machines.insert(new_name.clone(), replacement);
+                self.note(format!("control plane machine set: created {new_name} to replace {}", m.name));
+            }
+            Platform::BareMetalIpi => {
+                let host = m.node.clone().unwrap_or_else(|| m.name.clone());
+                self.note(format!("baremetalhost of machine {} deprovisioning: disks of {host} wiped", m.name));
+                self.effect(EffectKind::BareMetalHostDeprovisioned, host);
+            }
+            Platform::CloudIpi | Platform::Upi => {}
         }
     }
 
@@ -1331,6 +1420,17 @@ impl World {
                         let next = self.delay(60 * SECOND, 120 * SECOND);
                         self.api_mut().operators.get_mut(&op).expect("operator").next_install_at = Some(next);
                         continue;
+                    }
+                    // The installer pod lays the revision's static pod manifest down on the host
+                    // (a manifest moved aside by hand is replaced by the new revision's).
+                    let pod = match op {
+                        Operator::Etcd => StaticPod::Etcd,
+                        Operator::KubeApiServer => StaticPod::KubeApiServer,
+                        Operator::KubeControllerManager => StaticPod::KubeControllerManager,
+                        Operator::KubeScheduler => StaticPod::KubeScheduler,
+                    };
+                    if self.hosts.get(&node).is_some_and(|h| !h.manifests.contains(&pod)) {
+                        self.host_mut(&node).manifests.insert(pod);
                     }
                     let next = self.delay(60 * SECOND, 150 * SECOND);
                     let oo = self.api_mut().operators.get_mut(&op).expect("operator");

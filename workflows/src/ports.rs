@@ -176,6 +176,17 @@ pub struct MachineInfo {
     pub manifest: serde_json::Value,
 }
 
+/// What decides how lost control-plane machines come back (4.14 Backup and restore §5.4.2.2
+/// step 16 and its notes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MachineLayout {
+    /// `AWS`, `Azure`, `GCP`, `VSphere`, `OpenStack`, `BareMetal`, `None` (user-provisioned), …
+    pub platform: String,
+    /// A control plane machine set in state `Active`: its controller replaces a deleted
+    /// control-plane machine by itself.
+    pub control_plane_machine_set_active: bool,
+}
+
 /// The static-pod operators whose revisions the procedures roll.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Operator {
@@ -280,6 +291,9 @@ pub trait ClusterApi: Send + Sync {
     /// Internal IPs that the `ovnkube-master` daemonset still references, among `ips`.
     fn ovn_master_references(&self, ips: &[String]) -> PortResult<Vec<String>>;
     fn list_machines(&self) -> PortResult<Vec<MachineInfo>>;
+    /// How the cluster's machines are provisioned: `infrastructure/cluster`
+    /// `status.platformStatus.type` and whether `controlplanemachineset/cluster` is Active.
+    fn machine_layout(&self) -> PortResult<MachineLayout>;
     fn get_machine(&self, name: &str) -> PortResult<Option<MachineInfo>>;
     /// Delete a machine; an absent machine is success.
     fn delete_machine(&self, name: &str) -> PortResult<()>;

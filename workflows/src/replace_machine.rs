@@ -32,6 +32,18 @@ pub enum ReplaceMachine {
     WaitRunning {
         new_name: String,
     },
+    /// With an Active control plane machine set: only delete the old machine; the set's
+    /// controller creates the replacement (creating one as well would make two).
+    CpmsDelete {
+        old: String,
+        /// The machines that existed before the deletion: the replacement is not among them.
+        known: Vec<String>,
+    },
+    /// Wait until the machine set's replacement for `old` runs.
+    WaitReplacement {
+        old: String,
+        known: Vec<String>,
+    },
 }
 
 impl ReplaceMachine {
@@ -43,6 +55,8 @@ impl ReplaceMachine {
             ReplaceMachine::WaitDeleted { old, .. } => format!("ReplaceMachine.WaitDeleted({old})"),
             ReplaceMachine::Create { new_name, .. } => format!("ReplaceMachine.Create({new_name})"),
             ReplaceMachine::WaitRunning { new_name } => format!("ReplaceMachine.WaitRunning({new_name})"),
+            ReplaceMachine::CpmsDelete { old, .. } => format!("ReplaceMachine.CpmsDelete({old})"),
+            ReplaceMachine::WaitReplacement { old, .. } => format!("ReplaceMachine.WaitReplacement({old})"),
         }
     }
 }
@@ -124,6 +138,33 @@ pub fn step(
                 }
                 Some(m) => wait(format!("machine {new_name} Running (phase {})", m.phase), 30, 45),
                 None => halt(format!("machine {new_name} vanished after it was created"), vec![]),
+            }
+        }
+        ReplaceMachine::CpmsDelete { old, known } => {
+            api.delete_machine(old).map_err(|e| e.during(format!("delete machine {old}")))?;
+            go(ReplaceMachine::WaitReplacement { old: old.clone(), known: known.clone() }, created.to_vec())
+        }
+        ReplaceMachine::WaitReplacement { old, known } => {
+            let machines = api.list_machines().map_err(|e| e.during("list machines"))?;
+            let fresh: Vec<&crate::ports::MachineInfo> =
+                machines.iter().filter(|m| m.control_plane && !known.contains(&m.name) && !created.contains(&m.name)).collect();
+            match fresh.first() {
+                Some(m) if m.phase == MachinePhase::Running => {
+                    let mut created = created.to_vec();
+                    created.push(m.name.clone());
+                    match todo.get(created.len()) {
+                        Some(next) => {
+                            let known = machines.iter().map(|m| m.name.clone()).collect();
+                            go(ReplaceMachine::CpmsDelete { old: next.clone(), known }, created)
+                        }
+                        None => Ok(Progress::AllReplaced),
+                    }
+                }
+                Some(m) if m.phase == MachinePhase::Failed => {
+                    halt(format!("machine {} (the control plane machine set's replacement for {old}) failed to provision", m.name), vec![])
+                }
+                Some(m) => wait(format!("machine {} (replacing {old}) Running (phase {})", m.name, m.phase), 30, 45),
+                None => wait(format!("the control plane machine set to create a replacement for {old}"), 20, 30),
             }
         }
     }

@@ -18,6 +18,8 @@ use std::time::Duration;
 pub const DEFAULT_BACKUP_DIR: &str = "/home/core/assets/backup";
 /// Gate asked before anything destructive happens.
 pub const START_GATE: &str = "start";
+/// Gate asked when lost hosts are not re-created by this run (bare metal, user-provisioned).
+pub const LOST_HOSTS_GATE: &str = "lost-hosts";
 /// Gate asked when a host drctl cannot reach over SSH still has etcd answering on its ports.
 pub const UNREACHABLE_ETCD_GATE: &str = "unreachable-etcd";
 /// SSH attempts before a host is recorded as gone and skipped (the seed allows skipping it).
@@ -87,6 +89,10 @@ pub struct Plan {
     pub reachable: Vec<String>,
     /// Those that did not: recorded and skipped, their machines are re-created later.
     pub unreachable: Vec<String>,
+    /// Lost hosts this run does not bring back (their machines are not re-created on this
+    /// platform): a person replaces them; the restore goes on with the members it has.
+    #[serde(default)]
+    pub not_replaced: Vec<String>,
 }
 
 impl Plan {
@@ -158,6 +164,20 @@ pub enum RestoreStep {
     WaitOvnNodes,
     /// 16. Delete and re-create the lost control-plane machines, one at a time.
     PlanMachineReplacement,
+    /// 16, where machines are not re-created (bare metal IPI, user-provisioned, the 4.5
+    /// chapter): the reachable hosts' nodes deleted in step 13 register again after a kubelet
+    /// restart, and the etcd operator redeploys onto them.
+    RejoinNodes {
+        idx: usize,
+        why: String,
+    },
+    WaitNodesRejoined {
+        why: String,
+    },
+    /// Lost hosts that this platform does not re-create: a person replaces them.
+    ConfirmLostHosts {
+        why: String,
+    },
     ReplaceMachines {
         todo: Vec<String>,
         created: Vec<String>,
@@ -316,6 +336,46 @@ pub fn csr_matches_policy(c: &CsrInfo) -> bool {
             c.signer == "kubernetes.io/kubelet-serving" && c.node.as_deref().is_some_and(|n| c.requestor == format!("system:node:{n}"))
         }
         CsrKind::Other => false,
+    }
+}
+
+/// How step 16 brings lost control-plane machines back on this cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MachinePolicy {
+    /// Save, delete and re-create each machine by hand (cloud installer-provisioned).
+    Recreate,
+    /// Delete each machine; the Active control plane machine set creates its replacement.
+    ControlPlaneMachineSet,
+    /// Machines are not re-created; why, in the runbook's words.
+    NotRecreated(String),
+}
+
+/// Decide step 16 from the platform, the control plane machine set and the release.
+pub fn machine_policy(layout: &MachineLayout, cluster_version: &str, has_control_plane_machines: bool) -> MachinePolicy {
+    let minor = cluster_version.split('.').nth(1).and_then(|m| m.parse::<u32>().ok());
+    if cluster_version.starts_with("4.") && minor.is_some_and(|m| m <= 5) {
+        return MachinePolicy::NotRecreated(format!(
+            "the cluster runs {cluster_version}: OpenShift Container Platform 4.5 Backup and restore §5.3 re-creates no machines, the etcd \
+             operator redeploys onto the remaining masters"
+        ));
+    }
+    if layout.platform == "BareMetal" {
+        return MachinePolicy::NotRecreated(
+            "bare metal installer-provisioned: control plane machines are not re-created (deleting one deprovisions its BareMetalHost); \
+             see OpenShift Container Platform 4.14 Backup and restore §5.4.2.2 step 16 and Replacing a bare-metal control plane node"
+                .into(),
+        );
+    }
+    if !has_control_plane_machines {
+        return MachinePolicy::NotRecreated(format!(
+            "no control-plane Machine objects (platform {}: user-provisioned): re-create lost hosts by the installation method, \
+             OpenShift Container Platform 4.14 Backup and restore §5.4.2.2 step 16",
+            layout.platform
+        ));
+    }
+    match layout.control_plane_machine_set_active {
+        true => MachinePolicy::ControlPlaneMachineSet,
+        false => MachinePolicy::Recreate,
     }
 }
 
@@ -534,7 +594,7 @@ impl RestoreClusterState {
                 at_risk,
             }));
         }
-        let plan = Plan { recovery: recovery.clone(), others: others.to_vec(), reachable, unreachable };
+        let plan = Plan { recovery: recovery.clone(), others: others.to_vec(), reachable, unreachable, not_replaced: vec![] };
         match at_risk.is_empty() {
             true => next(&plan, RestoreStep::CopyBackup),
             false => Ok(Step::Next(RestoreState::ConfirmHostsDown { plan, at_risk })),
@@ -621,6 +681,9 @@ impl RestoreClusterState {
             RestoreStep::RestartOvnMasters | RestoreStep::RestartOvnNodes => r.restart_ovn(step),
             RestoreStep::WaitOvnMasters | RestoreStep::WaitOvnNodes => r.wait_ovn(step),
             RestoreStep::PlanMachineReplacement => r.plan_machine_replacement(),
+            RestoreStep::RejoinNodes { idx, why } => r.rejoin_nodes(idx, why),
+            RestoreStep::WaitNodesRejoined { why } => r.wait_nodes_rejoined(why),
+            RestoreStep::ConfirmLostHosts { why } => r.confirm_lost_hosts(why),
             RestoreStep::ReplaceMachines { todo, created, current } => r.replace_machine(todo, created, current),
             RestoreStep::QuorumGuardOff => r.quorum_guard_off(),
             RestoreStep::ForceEtcdRedeployment { reason, before_revision } => r.force_etcd_redeployment(reason, before_revision),
@@ -650,7 +713,12 @@ impl Restoring<'_> {
     /// older or newer backups in it would restore something other than what was approved.
     /// How many control-plane nodes a rollout must reach: every host the cluster had.
     fn control_plane_nodes(&self) -> usize {
-        self.plan.others.len() + 1
+        self.plan.others.len() + 1 - self.plan.not_replaced.len()
+    }
+
+    /// The reachable hosts other than the recovery host, by name.
+    fn reachable_others(&self) -> &[String] {
+        &self.plan.reachable
     }
 
     fn restore_dir(&self) -> String {
@@ -945,9 +1013,15 @@ impl Restoring<'_> {
         }
     }
 
+    /// Step 16: how the lost machines come back depends on the platform (the step's notes): re-created
+    /// by hand on cloud IPI, by the control plane machine set when it is Active, never on bare
+    /// metal IPI (deleting the machine deprovisions its host), and by the installation method on
+    /// user-provisioned clusters. The 4.5 chapter has no such step at all.
     fn plan_machine_replacement(&self) -> Result<Step<RestoreState>, StepError> {
         let api = &self.ports.api;
         let plan = self.plan;
+        let layout = api.machine_layout().map_err(|e| e.during("read infrastructure/cluster and the control plane machine set"))?;
+        let version = api.cluster_version().map_err(|e| e.during("read the cluster version"))?;
         let machines = api.list_machines().map_err(|e| e.during("list machines"))?;
         let other_nodes: Vec<&str> = plan.others.iter().map(|h| h.node.as_str()).collect();
         let todo: Vec<String> = machines
@@ -955,11 +1029,81 @@ impl Restoring<'_> {
             .filter(|m| m.control_plane && m.node.as_deref().is_some_and(|n| other_nodes.contains(&n)))
             .map(|m| m.name.clone())
             .collect();
-        match todo.first() {
-            None => next(plan, RestoreStep::QuorumGuardOff),
-            Some(first) => {
-                next(plan, RestoreStep::ReplaceMachines { current: ReplaceMachine::SaveSpec { old: first.clone() }, todo, created: vec![] })
+        let has_control_plane_machines = machines.iter().any(|m| m.control_plane);
+        match machine_policy(&layout, &version, has_control_plane_machines) {
+            MachinePolicy::NotRecreated(why) => next(plan, RestoreStep::RejoinNodes { idx: 0, why }),
+            _ if todo.is_empty() => next(plan, RestoreStep::QuorumGuardOff),
+            MachinePolicy::ControlPlaneMachineSet => {
+                let known = machines.iter().map(|m| m.name.clone()).collect();
+                let current = ReplaceMachine::CpmsDelete { old: todo[0].clone(), known };
+                next(plan, RestoreStep::ReplaceMachines { current, todo, created: vec![] })
             }
+            MachinePolicy::Recreate => {
+                let current = ReplaceMachine::SaveSpec { old: todo[0].clone() };
+                next(plan, RestoreStep::ReplaceMachines { current, todo, created: vec![] })
+            }
+        }
+    }
+
+    /// Restart kubelet on a reachable host whose Node object is gone (deleted in step 13), so
+    /// that it registers again.
+    fn rejoin_nodes(&self, idx: &usize, why: &str) -> Result<Step<RestoreState>, StepError> {
+        let plan = self.plan;
+        let Some(h) = self.reachable_others().get(*idx) else {
+            return next(plan, RestoreStep::WaitNodesRejoined { why: why.to_string() });
+        };
+        let node = plan.node_of(h).unwrap_or(h);
+        let nodes = self.ports.api.list_nodes().map_err(|e| e.during("list nodes"))?;
+        if !nodes.iter().any(|n| n.name == node) {
+            self.ports.hosts.run(h, &HostOp::RestartKubelet).map_err(|e| e.during(format!("restart kubelet on {h}")))?;
+        }
+        next(plan, RestoreStep::RejoinNodes { idx: idx + 1, why: why.to_string() })
+    }
+
+    fn wait_nodes_rejoined(&self, why: &str) -> Result<Step<RestoreState>, StepError> {
+        let plan = self.plan;
+        let nodes = self.ports.api.list_nodes().map_err(|e| e.during("list nodes"))?;
+        let missing: Vec<&str> = self
+            .reachable_others()
+            .iter()
+            .filter_map(|h| plan.node_of(h))
+            .filter(|node| !nodes.iter().any(|n| &n.name == node && n.ready))
+            .collect();
+        match (missing.is_empty(), plan.unreachable.is_empty()) {
+            (false, _) => wait(format!("nodes {} to register again and be Ready", missing.join(", ")), 20, 30),
+            (true, true) => next(plan, RestoreStep::QuorumGuardOff),
+            (true, false) => next(plan, RestoreStep::ConfirmLostHosts { why: why.to_string() }),
+        }
+    }
+
+    /// Lost hosts stay lost here: a person replaces them as the platform requires; the run says
+    /// so at a gate instead of passing over an empty machine list.
+    fn confirm_lost_hosts(&self, why: &str) -> Result<Step<RestoreState>, StepError> {
+        let plan = self.plan;
+        match self.cx.gate(LOST_HOSTS_GATE).map(|d| &d.decision) {
+            Some(Decision::Approved) => {
+                let mut plan = plan.clone();
+                plan.not_replaced = plan.unreachable.clone();
+                next(&plan, RestoreStep::QuorumGuardOff)
+            }
+            Some(Decision::Rejected) => halt(
+                format!(
+                    "stopped at the lost-hosts gate: {} must be replaced before the restore goes on; resume once they are",
+                    plan.unreachable.join(", ")
+                ),
+                vec![why.to_string()],
+            ),
+            None => Ok(Step::Gate {
+                gate: LOST_HOSTS_GATE.into(),
+                prompt: format!(
+                    "Control-plane hosts {} were lost and this run does not re-create their machines: {why}. Approve to finish the \
+                     restore with the {} members left (replace the lost hosts afterwards, as the platform's documentation says), or \
+                     reject to stop here.",
+                    plan.unreachable.join(", "),
+                    plan.others.len() + 1 - plan.unreachable.len()
+                ),
+                evidence: vec![why.to_string()],
+            }),
         }
     }
 
@@ -1103,6 +1247,9 @@ impl Procedure for RestoreClusterState {
                 RestoreStep::RestartKubelet { idx } => format!("RestartKubelet({})", plan.ssh_hosts()[*idx]),
                 RestoreStep::RemoveOvnDatabases { idx } => format!("RemoveOvnDatabases({})", plan.ssh_hosts()[*idx]),
                 RestoreStep::RunRestore { .. } => "RunRestore".into(),
+                RestoreStep::RejoinNodes { idx, .. } => format!("RejoinNodes({})", plan.reachable.get(*idx).map_or("-", String::as_str)),
+                RestoreStep::WaitNodesRejoined { .. } => "WaitNodesRejoined".into(),
+                RestoreStep::ConfirmLostHosts { .. } => "ConfirmLostHosts".into(),
                 RestoreStep::ReplaceMachines { current, .. } => current.state_name(),
                 RestoreStep::ForceEtcdRedeployment { .. } => "ForceEtcdRedeployment".into(),
                 RestoreStep::WaitEtcdRevisionCreated { .. } => "WaitEtcdRevisionCreated".into(),
@@ -1137,6 +1284,7 @@ impl Procedure for RestoreClusterState {
             RestoreStep::RemoveKubeletPki { hosts, idx } => *idx < hosts.len(),
             RestoreStep::RestartKubelet { idx } | RestoreStep::RemoveOvnDatabases { idx } => *idx < n_ssh,
             RestoreStep::ReplaceMachines { todo, created, .. } => created.len() <= todo.len(),
+            RestoreStep::RejoinNodes { idx, .. } => *idx <= plan.reachable.len(),
             _ => true,
         };
         match ok {
@@ -1207,7 +1355,12 @@ const STATE_CATALOG: &[(&str, &[&str])] = &[
     ("WaitOvnMasters", &["RestartOvnNodes"]),
     ("RestartOvnNodes", &["WaitOvnNodes"]),
     ("WaitOvnNodes", &["PlanMachineReplacement"]),
-    ("PlanMachineReplacement", &["ReplaceMachine.SaveSpec", "QuorumGuardOff"]),
+    ("PlanMachineReplacement", &["ReplaceMachine.SaveSpec", "ReplaceMachine.CpmsDelete", "RejoinNodes", "QuorumGuardOff"]),
+    ("RejoinNodes", &["RejoinNodes", "WaitNodesRejoined"]),
+    ("WaitNodesRejoined", &["ConfirmLostHosts", "QuorumGuardOff"]),
+    ("ConfirmLostHosts", &["QuorumGuardOff"]),
+    ("ReplaceMachine.CpmsDelete", &["ReplaceMachine.WaitReplacement"]),
+    ("ReplaceMachine.WaitReplacement", &["ReplaceMachine.CpmsDelete", "QuorumGuardOff"]),
     ("ReplaceMachine.SaveSpec", &["ReplaceMachine.DeleteOld"]),
     ("ReplaceMachine.DeleteOld", &["ReplaceMachine.WaitDeleted"]),
     ("ReplaceMachine.WaitDeleted", &["ReplaceMachine.Create"]),
@@ -1262,10 +1415,11 @@ mod tests {
     #[test]
     fn state_invariants_catch_a_recovery_host_among_the_others() {
         let h = |n: &str| HostRef { name: n.into(), node: n.into(), address: "10.0.0.1".into() };
-        let plan = Plan { recovery: h("m0"), others: vec![h("m0"), h("m1")], reachable: vec![], unreachable: vec![] };
+        let plan = Plan { recovery: h("m0"), others: vec![h("m0"), h("m1")], reachable: vec![], unreachable: vec![], not_replaced: vec![] };
         let s = RestoreState::Restoring { plan, step: RestoreStep::CopyBackup };
         assert!(RestoreClusterState.check_state(&RestoreParams::new("b"), &s).is_err());
-        let plan = Plan { recovery: h("m0"), others: vec![h("m1")], reachable: vec!["m1".into()], unreachable: vec![] };
+        let plan =
+            Plan { recovery: h("m0"), others: vec![h("m1")], reachable: vec!["m1".into()], unreachable: vec![], not_replaced: vec![] };
         let bad = RestoreState::Restoring {
             plan: plan.clone(),
             step: RestoreStep::StopStaticPods { host: 1, action: StopPods::MoveEtcdManifest },
@@ -1273,6 +1427,21 @@ mod tests {
         assert!(RestoreClusterState.check_state(&RestoreParams::new("b"), &bad).is_err());
         let good = RestoreState::Restoring { plan, step: RestoreStep::StopStaticPods { host: 0, action: StopPods::MoveEtcdManifest } };
         assert!(RestoreClusterState.check_state(&RestoreParams::new("b"), &good).is_ok());
+    }
+
+    #[test]
+    fn step_16_follows_the_platform() {
+        let layout = |platform: &str, cpms: bool| MachineLayout { platform: platform.into(), control_plane_machine_set_active: cpms };
+        assert_eq!(machine_policy(&layout("AWS", false), "4.14.8", true), MachinePolicy::Recreate);
+        assert_eq!(machine_policy(&layout("AWS", true), "4.14.8", true), MachinePolicy::ControlPlaneMachineSet);
+        let not = |l: &MachineLayout, v: &str, machines: bool, word: &str| match machine_policy(l, v, machines) {
+            MachinePolicy::NotRecreated(why) => assert!(why.contains(word), "{why}"),
+            other => panic!("{} {v}: {other:?}", l.platform),
+        };
+        not(&layout("BareMetal", false), "4.14.8", true, "BareMetalHost");
+        not(&layout("BareMetal", true), "4.14.8", true, "BareMetalHost");
+        not(&layout("None", false), "4.14.8", false, "installation method");
+        not(&layout("AWS", false), "4.5.41", true, "4.5 Backup and restore");
     }
 
     #[test]
