@@ -115,6 +115,11 @@ fn refused_when_etcd_still_has_quorum_though_the_api_is_unreachable() {
 }
 
 #[test]
+fn refused_when_keepalived_runs_and_the_ingress_vip_is_not_given() {
+    refused(&["--sim", "quorum-loss-reachable", "--api-vip", "10.0.0.5"], "pass --api-vip and --ingress-vip");
+}
+
+#[test]
 fn refused_when_a_backup_file_is_missing() {
     refused(&["--sim", "quorum-loss", "--sim-backup-defect", "drop-snapshot"], "must hold exactly one snapshot_<datetimestamp>.db");
     refused(&["--sim", "quorum-loss", "--sim-backup-defect", "drop-resources"], "static_kuberesources_<datetimestamp>.tar.gz");
