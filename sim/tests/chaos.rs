@@ -76,6 +76,9 @@ fn etcd_backup_keeps_every_invariant_over_seeds_1_to_2000() {
 
 /// Crash at every step execution, before and after its effect, for seeds covering every
 /// scenario of the procedure's row.
+/// Scenarios whose runs a guard refuses (they end within the first few transitions).
+const REFUSED_SCENARIOS: &[&str] = &["api-unreachable"];
+
 fn crash_everywhere(procedure: &str, per_scenario: usize, min_points: u64) -> u64 {
     let row = row(procedure).unwrap();
     let factory = registry_factory(procedure).unwrap();
@@ -94,7 +97,9 @@ fn crash_everywhere(procedure: &str, per_scenario: usize, min_points: u64) -> u6
                 })
                 .collect();
             assert!(failures.is_empty(), "{procedure} seed {seed} ({}):\n{}", sc.scenario, failures.join("\n"));
-            assert!(c.points >= min_points, "{procedure} seed {seed}: only {} crash points", c.points);
+            // A scenario the procedure refuses ends after its guards: fewer transitions to crash at.
+            let min = if REFUSED_SCENARIOS.contains(&sc.scenario) { 4 } else { min_points };
+            assert!(c.points >= min, "{procedure} seed {seed} ({}): only {} crash points", sc.scenario, c.points);
             println!("{procedure} seed {seed} ({}): {} crash points, all equivalent", sc.scenario, c.points);
             points += c.points;
         }
