@@ -92,4 +92,3 @@ fn restore_seed_21_a_restore_left_running_by_a_dropped_connection_is_waited_for_
     );
     assert_eq!(o.status, RunStatus::Succeeded, "{:?}", o.outcome);
 }
-
