@@ -120,6 +120,14 @@ fn refused_when_keepalived_runs_and_the_ingress_vip_is_not_given() {
 }
 
 #[test]
+fn refused_when_the_inventory_names_another_node_than_the_hosts_kubelet() {
+    refused(
+        &["--sim", "quorum-loss-misnamed", "--api-vip", "10.0.0.5", "--ingress-vip", "10.0.0.7"],
+        "the inventory names node master-1.ocp.example.com for host master-1, but its kubelet is node master-1",
+    );
+}
+
+#[test]
 fn refused_when_a_backup_file_is_missing() {
     refused(&["--sim", "quorum-loss", "--sim-backup-defect", "drop-snapshot"], "must hold exactly one snapshot_<datetimestamp>.db");
     refused(&["--sim", "quorum-loss", "--sim-backup-defect", "drop-resources"], "static_kuberesources_<datetimestamp>.tar.gz");
@@ -265,6 +273,30 @@ fn restore_brings_the_control_plane_back_as_each_platform_allows() {
             "quorum-loss-cpms" => assert_eq!((deleted, live), (2, 3), "{scenario}: two deleted, three control-plane machines left"),
             "quorum-loss-baremetal" => assert_eq!((deleted, live), (0, 3), "{scenario}"),
             _ => assert_eq!((deleted, live), (0, 0), "{scenario}"),
+        }
+    }
+}
+
+/// Steps 13-15 follow the network the cluster reports: OVN-Kubernetes interconnect resets each
+/// node's own databases (no node deletion, no ovnkube-master), OpenShift SDN has no OVN steps.
+#[test]
+fn restore_follows_the_network_plugin_the_cluster_reports() {
+    for (scenario, want, never) in [
+        ("quorum-loss-ovn-ic", &["RestartOvnControlPlane", "ResetOvnIcNode"][..], &["DeleteOtherNodes", "WaitOvnForgetsIps"][..]),
+        ("quorum-loss-sdn", &[][..], &["DeleteOtherNodes", "RemoveOvnDatabases", "RestartOvnControlPlane", "ResetOvnIcNode"][..]),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path();
+        let o = drctl(store, &["run", "restore-cluster-state", "--sim", scenario, "--yes"]);
+        assert_eq!(o.status.code(), Some(0), "{scenario}: {}", text(&o));
+        assert_eq!(sim_status(store)["healthy"], true, "{scenario}");
+        let h = history(store, "1");
+        let reached = |s: &str| h.iter().any(|e| e["outcome"] == "Transition" && e["to"].as_str().unwrap().starts_with(s));
+        for s in want {
+            assert!(reached(s), "{scenario}: never reached {s}");
+        }
+        for s in never {
+            assert!(!reached(s), "{scenario}: reached {s}");
         }
     }
 }

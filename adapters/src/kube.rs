@@ -20,7 +20,8 @@ use crate::clock::SystemClock;
 use drctl_runtime::clock::Clock;
 use drctl_workflows::ports::{
     control_plane_namespace, ClusterApi, ClusterOperatorInfo, ConditionInfo, CsrInfo, InstallerProgress, MachineInfo, MachineLayout,
-    MachinePhase, ManagementCluster, NodeInfo, Operator, PausableInfo, PodInfo, PodStatus, PortError, PortResult, PAUSED_BY_ANNOTATION,
+    MachinePhase, ManagementCluster, NetworkLayout, NodeInfo, Operator, PausableInfo, PodInfo, PodStatus, PortError, PortResult,
+    PAUSED_BY_ANNOTATION,
 };
 use k8s_openapi::api::certificates::v1::{CertificateSigningRequest, CertificateSigningRequestCondition};
 use k8s_openapi::api::core::v1::{Node, Pod, Secret};
@@ -254,6 +255,9 @@ pub fn cluster_version_resource() -> ApiResource {
 }
 pub fn cluster_operator_resource() -> ApiResource {
     resource("config.openshift.io", "v1", "ClusterOperator", "clusteroperators")
+}
+pub fn network_config_resource() -> ApiResource {
+    resource("config.openshift.io", "v1", "Network", "networks")
 }
 pub fn infrastructure_resource() -> ApiResource {
     resource("config.openshift.io", "v1", "Infrastructure", "infrastructures")
@@ -766,6 +770,18 @@ fn with_type(ar: &ApiResource, v: PortResult<Value>) -> PortResult<Value> {
 }
 
 impl ClusterApi for KubeApi {
+    fn network_layout(&self) -> PortResult<NetworkLayout> {
+        let network = self.get_required_json("get network.config/cluster", &network_config_resource(), None, "cluster")?;
+        let network_type = str_at(&network, "/status/networkType").to_string();
+        if network_type.is_empty() {
+            return Err(PortError::Permanent("network.config/cluster has no status.networkType".into()));
+        }
+        // Interconnect has no ovnkube-master DaemonSet (an ovnkube-control-plane Deployment).
+        let ovn_interconnect = network_type == "OVNKubernetes"
+            && self.get_json("get ds/ovnkube-master", &daemonset_resource(), Some("openshift-ovn-kubernetes"), "ovnkube-master")?.is_none();
+        Ok(NetworkLayout { network_type, ovn_interconnect })
+    }
+
     fn machine_layout(&self) -> PortResult<MachineLayout> {
         let infra = self.get_required_json("get infrastructure/cluster", &infrastructure_resource(), None, "cluster")?;
         // `status.platform` is the older field; `platformStatus.type` the current one.

@@ -136,6 +136,8 @@ const ASIDE: &str = "/tmp";
 const ETCD_DATA: &str = "/var/lib/etcd";
 const KUBELET_PKI: &str = "/var/lib/kubelet/pki";
 const OVN_DB_DIR: &str = "/var/lib/ovn/etc";
+const OVN_IC_DB_DIR: &str = "/var/lib/ovn-ic/etc";
+const KUBELET_CLIENT_CERT: &str = "/var/lib/kubelet/pki/kubelet-client-current.pem";
 /// The machine-config daemon's copy of the rendered MachineConfig the host runs; its
 /// `machineconfiguration.openshift.io/release-image-version` annotation is the release.
 const MCD_CURRENT_CONFIG: &str = "/etc/machine-config-daemon/currentconfig";
@@ -187,7 +189,10 @@ pub fn is_idempotent(op: &HostOp) -> bool {
         | HostOp::ListDir { .. }
         | HostOp::MakePrivateDir { .. }
         | HostOp::ReleaseVersion
-        | HostOp::ProbeEtcd { .. } => true,
+        | HostOp::ProbeEtcd { .. }
+        | HostOp::RemoveOvnIcDatabases
+        | HostOp::RestartOvs
+        | HostOp::KubeletNodeName => true,
     }
 }
 
@@ -283,6 +288,19 @@ pub fn render(op: &HostOp, l: &HostLayout) -> PortResult<String> {
         HostOp::RemoveKubeletPki => remove_matching_script(l, &l.fixed(KUBELET_PKI), "*.pem"),
         HostOp::RestartKubelet => format!("{}{}", l.preamble(), l.priv_cmd(&[&l.tool("systemctl"), "restart", "kubelet.service"])),
         HostOp::RemoveOvnDatabases => remove_matching_script(l, &l.fixed(OVN_DB_DIR), "*.db"),
+        HostOp::RemoveOvnIcDatabases => remove_matching_script(l, &l.fixed(OVN_IC_DB_DIR), "*.db"),
+        HostOp::RestartOvs => {
+            format!("{}{}", l.preamble(), l.priv_cmd(&[&l.tool("systemctl"), "restart", "ovs-vswitchd", "ovsdb-server"]))
+        }
+        HostOp::KubeletNodeName => {
+            let pem = l.fixed(KUBELET_CLIENT_CERT);
+            format!(
+                "{pre}if {test}; then {subject}; fi",
+                pre = l.preamble(),
+                test = l.priv_cmd(&["test", "-e", &pem]),
+                subject = l.priv_cmd(&[&l.tool("openssl"), "x509", "-noout", "-subject", "-nameopt", "RFC2253", "-in", &pem]),
+            )
+        }
         HostOp::RunBackup { dir } => {
             let d = l.path(dir)?;
             format!(
@@ -388,6 +406,14 @@ fn probe_etcd_script(l: &HostLayout, address: &str, client_node: &str) -> PortRe
         p1 = port_open("2379"),
         p2 = port_open("2380"),
     ))
+}
+
+/// The node name in `openssl x509 -subject -nameopt RFC2253` output
+/// (`subject=CN=system:node:master-0,O=system:nodes`); nothing printed: no certificate.
+fn parse_kubelet_subject(stdout: &str) -> Option<String> {
+    let (_, rest) = stdout.split_once("CN=system:node:")?;
+    let name: String = rest.chars().take_while(|c| *c != ',' && *c != '+' && !c.is_whitespace()).collect();
+    (!name.is_empty()).then_some(name)
 }
 
 /// The probe's answer: nothing listening, `/health` true, or what the member said instead.
@@ -558,10 +584,13 @@ pub fn interpret(op: &HostOp, out: &ExecOutput) -> PortResult<HostOutput> {
         }
         HostOp::ReleaseVersion => parse_release_version(&stdout).map(HostOutput::Version),
         HostOp::ProbeEtcd { .. } => parse_etcd_probe(&stdout).map(HostOutput::Etcd),
+        HostOp::KubeletNodeName => Ok(HostOutput::NodeName(parse_kubelet_subject(&stdout))),
         HostOp::RemoveAddress { .. }
         | HostOp::RemoveKubeletPki
         | HostOp::RestartKubelet
         | HostOp::RemoveOvnDatabases
+        | HostOp::RemoveOvnIcDatabases
+        | HostOp::RestartOvs
         | HostOp::RunRestore { .. }
         | HostOp::MakePrivateDir { .. }
         | HostOp::Shutdown { .. } => Ok(HostOutput::Done),
@@ -588,6 +617,9 @@ fn op_name(op: &HostOp) -> String {
         HostOp::ReleaseVersion => "read the release version".into(),
         HostOp::Shutdown { minutes } => format!("shutdown -h {minutes}"),
         HostOp::ProbeEtcd { address, .. } => format!("probe etcd at {address}"),
+        HostOp::RemoveOvnIcDatabases => "remove the OVN interconnect databases".into(),
+        HostOp::RestartOvs => "restart ovs-vswitchd and ovsdb-server".into(),
+        HostOp::KubeletNodeName => "read the kubelet's node name from its client certificate".into(),
     }
 }
 
@@ -1412,5 +1444,22 @@ mod tests {
         let tls = out("DRCTL_ETCD_ANSWERS\ncurl: (35) OpenSSL SSL_connect: Connection reset by peer\n");
         assert!(matches!(interpret(&op, &tls).unwrap(), HostOutput::Etcd(EtcdProbe::Unhealthy(r)) if r.contains("curl: (35)")));
         assert!(interpret(&op, &out("something else")).is_err());
+    }
+
+    #[test]
+    fn the_kubelet_node_name_comes_from_its_client_certificate_subject() {
+        let script = render(&HostOp::KubeletNodeName, &real()).unwrap();
+        assert!(
+            script.contains("sudo openssl x509 -noout -subject -nameopt RFC2253 -in /var/lib/kubelet/pki/kubelet-client-current.pem"),
+            "{script}"
+        );
+        let out = |stdout: &str| ExecOutput { code: 0, stdout: stdout.as_bytes().to_vec(), stderr: vec![] };
+        let named = out("subject=CN=system:node:ip-10-0-1-5.ec2.internal,O=system:nodes\n");
+        assert_eq!(interpret(&HostOp::KubeletNodeName, &named).unwrap(), HostOutput::NodeName(Some("ip-10-0-1-5.ec2.internal".into())));
+        assert_eq!(interpret(&HostOp::KubeletNodeName, &out("")).unwrap(), HostOutput::NodeName(None));
+        let ovs = render(&HostOp::RestartOvs, &real()).unwrap();
+        assert!(ovs.ends_with("sudo systemctl restart ovs-vswitchd ovsdb-server"), "{ovs}");
+        let ic = render(&HostOp::RemoveOvnIcDatabases, &real()).unwrap();
+        assert!(ic.contains("/var/lib/ovn-ic/etc") && ic.contains("'*.db'"), "{ic}");
     }
 }

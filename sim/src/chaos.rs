@@ -198,6 +198,9 @@ pub fn rows() -> Vec<ProcedureRow> {
                 ScenarioChoice { scenario: "quorum-loss-cpms", weight: 1, params: restore_params },
                 ScenarioChoice { scenario: "quorum-loss-baremetal", weight: 1, params: restore_params },
                 ScenarioChoice { scenario: "quorum-loss-upi", weight: 1, params: restore_params },
+                ScenarioChoice { scenario: "quorum-loss-ovn-ic", weight: 1, params: restore_params },
+                ScenarioChoice { scenario: "quorum-loss-sdn", weight: 1, params: restore_params },
+                ScenarioChoice { scenario: "quorum-loss-misnamed", weight: 1, params: restore_params_keepalived },
             ],
             gates: &["start"],
             guard_state: Some("AwaitApproval"),
@@ -217,6 +220,11 @@ pub fn rows() -> Vec<ProcedureRow> {
             sometimes: &[
                 Sometimes { name: "a run succeeded", needs: &[], holds: succeeded },
                 Sometimes { name: "a gate was waited on, then approved", needs: &[FaultKind::GateWait], holds: gate_waited },
+                Sometimes {
+                    name: "refused: the inventory named another node than the host's kubelet",
+                    needs: &[],
+                    holds: |o| o.outcome.as_deref().is_some_and(|t| t.contains("but its kubelet is node")),
+                },
                 Sometimes {
                     name: "refused: etcd still had quorum though the API did not answer",
                     needs: &[],

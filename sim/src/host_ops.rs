@@ -34,6 +34,13 @@ impl World {
             HostOp::Shutdown { minutes } => self.shutdown(host, *minutes),
             // Hosts reach each other's etcd ports whatever drctl's own machine can reach.
             HostOp::ProbeEtcd { address, .. } => Ok(HostOutput::Etcd(self.probe_etcd(address))),
+            HostOp::RemoveOvnIcDatabases => self.remove_ovn_ic_databases(host),
+            HostOp::RestartOvs => {
+                self.note(format!("ovs-vswitchd and ovsdb-server restarted on {host}"));
+                Ok(HostOutput::Done)
+            }
+            // The kubelet's client certificate names the host's own node (sim hosts are their nodes).
+            HostOp::KubeletNodeName => Ok(HostOutput::NodeName(self.hosts[host].kubelet_cert_gen.map(|_| host.to_string()))),
         }
     }
 
@@ -110,7 +117,18 @@ impl World {
         Ok(HostOutput::Done)
     }
 
+    /// `/var/lib/ovn-ic/etc` exists only with interconnect.
+    fn remove_ovn_ic_databases(&mut self, host: &str) -> PortResult<HostOutput> {
+        if self.network == NetworkType::OvnIc && self.host_mut(host).ovn_db.take().is_some() {
+            self.effect(EffectKind::OvnDatabasesRemoved, host);
+        }
+        Ok(HostOutput::Done)
+    }
+
     fn remove_ovn_databases(&mut self, host: &str) -> PortResult<HostOutput> {
+        if self.network != NetworkType::OvnCentral {
+            return Ok(HostOutput::Done); // no /var/lib/ovn/etc: nothing matches
+        }
         let h = self.host_mut(host);
         if h.ovn_db.take().is_some() {
             self.effect(EffectKind::OvnDatabasesRemoved, host);

@@ -263,6 +263,7 @@ impl ClusterApi for SimApi {
                 let role = match sel {
                     "app=ovnkube-master" => OvnRole::Master,
                     "app=ovnkube-node" => OvnRole::Node,
+                    "app=ovnkube-control-plane" => OvnRole::ControlPlane,
                     other => return Err(PortError::Permanent(format!("simulator has no pods for selector {other}"))),
                 };
                 Ok(w.ovn_pods
@@ -295,7 +296,16 @@ impl ClusterApi for SimApi {
 
     fn ovn_master_references(&self, ips: &[String]) -> PortResult<Vec<String>> {
         self.call(Read, format_args!("/apis/apps/v1/namespaces/openshift-ovn-kubernetes/daemonsets/ovnkube-master"), |w| {
+            if w.network != NetworkType::OvnCentral {
+                return Err(PortError::NotFound("daemonsets.apps \"ovnkube-master\" not found".into()));
+            }
             Ok(ips.iter().filter(|ip| w.ovn_master_ips.contains(*ip)).cloned().collect())
+        })
+    }
+
+    fn network_layout(&self) -> PortResult<NetworkLayout> {
+        self.call(Read, format_args!("/apis/config.openshift.io/v1/networks/cluster"), |w| {
+            Ok(NetworkLayout { network_type: w.network.status_type().to_string(), ovn_interconnect: w.network == NetworkType::OvnIc })
         })
     }
 
@@ -441,9 +451,15 @@ impl SimHosts {
 
 impl Hosts for SimHosts {
     fn control_plane_hosts(&self) -> PortResult<Vec<HostRef>> {
-        Ok(self
-            .0
-            .read(|w| w.hosts.values().map(|h| HostRef { name: h.name.clone(), node: h.name.clone(), address: h.ip.clone() }).collect()))
+        Ok(self.0.read(|w| {
+            w.hosts
+                .values()
+                .map(|h| {
+                    let node = w.inventory_nodes.get(&h.name).cloned().unwrap_or_else(|| h.name.clone());
+                    HostRef { name: h.name.clone(), node, address: h.ip.clone() }
+                })
+                .collect()
+        }))
     }
 
     fn connect(&self, host: &str) -> PortResult<()> {

@@ -94,6 +94,21 @@ pub const SCENARIOS: &[ScenarioInfo] = &[
         summary: "user-provisioned (no control-plane Machine objects): the etcd data of master-1 and master-2 lost (hosts reachable)",
     },
     ScenarioInfo {
+        name: "quorum-loss-ovn-ic",
+        topology: Topology::Standalone,
+        summary: "as quorum-loss, with OVN-Kubernetes interconnect: no ovnkube-master, a local OVN database on every node",
+    },
+    ScenarioInfo {
+        name: "quorum-loss-sdn",
+        topology: Topology::Standalone,
+        summary: "as quorum-loss, on OpenShift SDN: none of the runbook's OVN-Kubernetes steps apply",
+    },
+    ScenarioInfo {
+        name: "quorum-loss-misnamed",
+        topology: Topology::Standalone,
+        summary: "as quorum-loss-reachable, but the inventory names master-1's node master-1.ocp.example.com (its kubelet is master-1)",
+    },
+    ScenarioInfo {
         name: "hosted-healthy",
         topology: Topology::Hosted,
         summary: "a healthy management cluster running the HyperShift operator and HostedCluster clusters/example with 2 NodePools, reconciling",
@@ -117,6 +132,9 @@ pub fn build(name: &str, seed: u64) -> Result<World, String> {
         "quorum-loss-reachable" => Ok(quorum_loss_reachable(seed)),
         "api-unreachable" => Ok(api_unreachable(seed)),
         "quorum-loss-cpms" => Ok(quorum_loss_cpms(seed)),
+        "quorum-loss-ovn-ic" => Ok(quorum_loss_on_network(seed, "quorum-loss-ovn-ic", NetworkType::OvnIc)),
+        "quorum-loss-sdn" => Ok(quorum_loss_on_network(seed, "quorum-loss-sdn", NetworkType::Sdn)),
+        "quorum-loss-misnamed" => Ok(quorum_loss_misnamed(seed)),
         "quorum-loss-baremetal" => Ok(quorum_loss_data_lost(seed, "quorum-loss-baremetal", Platform::BareMetalIpi)),
         "quorum-loss-upi" => Ok(quorum_loss_data_lost(seed, "quorum-loss-upi", Platform::Upi)),
         "quorum-loss-partitioned" => Ok(quorum_loss_partitioned(seed)),
@@ -259,6 +277,8 @@ pub fn healthy(seed: u64) -> World {
         hosted: None,
         drctl_view: Default::default(),
         platform: Platform::CloudIpi,
+        network: NetworkType::OvnCentral,
+        inventory_nodes: BTreeMap::new(),
         track: Default::default(),
     }
 }
@@ -384,6 +404,38 @@ pub fn quorum_loss_reachable(seed: u64) -> World {
     w.note("machine of master-2 stopped; etcd data of master-1 lost");
     w.advance(5 * MINUTE);
     assert!(!w.api_available(), "quorum-loss-reachable scenario must start with the API down");
+    w
+}
+
+/// `quorum-loss` on another network plugin or layout.
+pub fn quorum_loss_on_network(seed: u64, scenario: &str, network: NetworkType) -> World {
+    let mut w = quorum_loss(seed);
+    w.scenario = scenario.into();
+    w.network = network;
+    let pods: Vec<(String, OvnPod)> = std::mem::take(&mut w.ovn_pods).into_iter().collect();
+    for (_, p) in pods {
+        for role in network.ovn_roles().iter().filter(|r| **r == p.role || (**r == OvnRole::ControlPlane && p.role == OvnRole::Master)) {
+            w.ovn_pods.insert(ovn_pod_name(*role, &p.node), OvnPod { role: *role, ..p.clone() });
+        }
+    }
+    if network != NetworkType::OvnCentral {
+        w.ovn_master_ips.clear();
+    }
+    if network == NetworkType::Sdn {
+        for h in w.hosts.values_mut() {
+            h.ovn_db = None;
+        }
+    }
+    w.note(format!("network: {}{}", network.status_type(), if network == NetworkType::OvnIc { " (interconnect)" } else { "" }));
+    w
+}
+
+/// An inventory that names a node the host's kubelet is not: nothing may act on a wrong name.
+pub fn quorum_loss_misnamed(seed: u64) -> World {
+    let mut w = quorum_loss_reachable(seed);
+    w.scenario = "quorum-loss-misnamed".into();
+    w.inventory_nodes.insert("master-1".into(), "master-1.ocp.example.com".into());
+    w.note("inventory: master-1 listed as node master-1.ocp.example.com");
     w
 }
 

@@ -198,6 +198,40 @@ pub struct EtcdCluster {
 pub enum OvnRole {
     Master,
     Node,
+    /// OVN-Kubernetes interconnect: a replica of the `ovnkube-control-plane` Deployment.
+    ControlPlane,
+}
+
+/// The cluster network plugin and its layout.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NetworkType {
+    /// OVN-Kubernetes with central databases (`ovnkube-master` DaemonSet, raft nbdb/sbdb).
+    #[default]
+    OvnCentral,
+    /// OVN-Kubernetes interconnect: local databases on every node (`/var/lib/ovn-ic/etc`).
+    OvnIc,
+    /// OpenShift SDN: no OVN at all.
+    Sdn,
+}
+
+impl NetworkType {
+    /// The OVN pods every control-plane node runs.
+    pub fn ovn_roles(self) -> &'static [OvnRole] {
+        match self {
+            NetworkType::OvnCentral => &[OvnRole::Master, OvnRole::Node],
+            NetworkType::OvnIc => &[OvnRole::ControlPlane, OvnRole::Node],
+            NetworkType::Sdn => &[],
+        }
+    }
+
+    /// `network.config/cluster` `status.networkType`.
+    pub fn status_type(self) -> &'static str {
+        match self {
+            NetworkType::OvnCentral | NetworkType::OvnIc => "OVNKubernetes",
+            NetworkType::Sdn => "OpenShiftSDN",
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -513,6 +547,13 @@ pub struct World {
     /// How the cluster was installed: decides what happens to a deleted control-plane machine.
     #[serde(default)]
     pub platform: Platform,
+    /// The network plugin: decides which of the runbook's network steps apply.
+    #[serde(default)]
+    pub network: NetworkType,
+    /// Inventory entries that name another node than the host's own (host → node), as an
+    /// operator's `--hosts` list may: the simulator's inventory reports these.
+    #[serde(default)]
+    pub inventory_nodes: BTreeMap<String, String>,
     #[serde(skip)]
     pub track: Tracking,
 }
@@ -863,6 +904,11 @@ impl World {
     }
 
     pub fn ovn_healthy(&self) -> bool {
+        match self.network {
+            NetworkType::Sdn => return true,
+            NetworkType::OvnIc => return self.ovn_ic_healthy(),
+            NetworkType::OvnCentral => {}
+        }
         let cp: BTreeSet<String> =
             self.control_plane_nodes().into_iter().filter_map(|n| self.api().nodes.get(&n).map(|o| o.internal_ip.clone())).collect();
         if self.ovn_master_ips != cp {
@@ -874,6 +920,20 @@ impl World {
                 && match p.role {
                     OvnRole::Master => self.hosts.get(&p.node).is_some_and(|h| h.ovn_db == Some(self.current_cluster)),
                     OvnRole::Node => p.started_at >= reset,
+                    OvnRole::ControlPlane => true,
+                }
+        })
+    }
+
+    /// Interconnect: every node's local databases are of the current cluster (rebuilt after the
+    /// restore, not the pre-restore copy) and the control-plane replicas restarted since.
+    fn ovn_ic_healthy(&self) -> bool {
+        let restored_at = self.effects.iter().rev().find(|e| matches!(e.kind, EffectKind::Restore { .. })).map(|e| e.at);
+        self.ovn_pods.values().all(|p| {
+            p.phase == "Running"
+                && match p.role {
+                    OvnRole::ControlPlane => restored_at.is_none_or(|t| p.started_at >= t),
+                    _ => self.hosts.get(&p.node).is_some_and(|h| h.ovn_db == Some(self.current_cluster)),
                 }
         })
     }
@@ -1345,9 +1405,10 @@ impl World {
         m.phase = "Running".into();
         m.phase_until = None;
         m.node = Some(host_name.clone());
-        for role in [OvnRole::Master, OvnRole::Node] {
-            let pod = ovn_pod_name(role, &host_name);
-            self.ovn_pods.insert(pod, OvnPod { node: host_name.clone(), role, phase: "Running".into(), started_at: now, start_at: None });
+        for role in self.network.ovn_roles() {
+            let pod = ovn_pod_name(*role, &host_name);
+            self.ovn_pods
+                .insert(pod, OvnPod { node: host_name.clone(), role: *role, phase: "Running".into(), started_at: now, start_at: None });
         }
         self.note(format!("machine {machine} running; node {host_name} joined"));
     }
@@ -1476,8 +1537,9 @@ impl World {
     fn reconcile_ovn(&mut self) {
         let now = self.now;
         // The cluster network operator re-renders the ovnkube-master daemonset some minutes
-        // after the set of control-plane nodes changes.
+        // after the set of control-plane nodes changes (there is none with interconnect).
         match self.cno_sync_at {
+            _ if self.network != NetworkType::OvnCentral => {}
             Some(at) if at <= now => {
                 self.ovn_master_ips = self.control_plane_ips().into_iter().map(str::to_string).collect();
                 self.cno_sync_at = None;
@@ -1506,12 +1568,18 @@ impl World {
                 self.ovn_pods.remove(&name);
                 continue;
             }
-            let stale = role == OvnRole::Master && self.hosts.get(&node).is_some_and(|h| h.ovn_db.is_some_and(|c| c != current));
+            // Central: a master with the pre-restore raft databases crashloops. Interconnect: a
+            // node pod with its pre-restore local databases does.
+            let db_role = match self.network {
+                NetworkType::OvnIc => OvnRole::Node,
+                _ => OvnRole::Master,
+            };
+            let stale = role == db_role && self.hosts.get(&node).is_some_and(|h| h.ovn_db.is_some_and(|c| c != current));
             let pm = self.ovn_pods.get_mut(&name).expect("pod");
             pm.start_at = None;
             pm.started_at = now;
             pm.phase = if stale { "CrashLoopBackOff".into() } else { "Running".into() };
-            if role == OvnRole::Master && !stale {
+            if role == db_role && !stale {
                 let fresh = self.hosts.get(&node).is_some_and(|h| h.ovn_db.is_none());
                 if let Some(h) = self.hosts.get_mut(&node) {
                     h.ovn_db = Some(current);
@@ -1616,6 +1684,7 @@ pub fn ovn_pod_name(role: OvnRole, node: &str) -> String {
     match role {
         OvnRole::Master => format!("ovnkube-master-{node}"),
         OvnRole::Node => format!("ovnkube-node-{node}"),
+        OvnRole::ControlPlane => format!("ovnkube-control-plane-{node}"),
     }
 }
 

@@ -176,6 +176,22 @@ pub struct MachineInfo {
     pub manifest: serde_json::Value,
 }
 
+/// Which branch of the runbook's network steps applies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkLayout {
+    /// `OVNKubernetes`, `OpenShiftSDN`, …
+    pub network_type: String,
+    /// OVN-Kubernetes with interconnect: a local database per node and an
+    /// `ovnkube-control-plane` Deployment instead of the `ovnkube-master` DaemonSet.
+    pub ovn_interconnect: bool,
+}
+
+impl NetworkLayout {
+    pub fn is_ovn(&self) -> bool {
+        self.network_type == "OVNKubernetes"
+    }
+}
+
 /// What decides how lost control-plane machines come back (4.14 Backup and restore §5.4.2.2
 /// step 16 and its notes).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -291,6 +307,9 @@ pub trait ClusterApi: Send + Sync {
     /// Internal IPs that the `ovnkube-master` daemonset still references, among `ips`.
     fn ovn_master_references(&self, ips: &[String]) -> PortResult<Vec<String>>;
     fn list_machines(&self) -> PortResult<Vec<MachineInfo>>;
+    /// The cluster network: `network.config/cluster` `status.networkType`, and for
+    /// OVN-Kubernetes whether it runs the interconnect layout (no `ovnkube-master` DaemonSet).
+    fn network_layout(&self) -> PortResult<NetworkLayout>;
     /// How the cluster's machines are provisioned: `infrastructure/cluster`
     /// `status.platformStatus.type` and whether `controlplanemachineset/cluster` is Active.
     fn machine_layout(&self) -> PortResult<MachineLayout>;
@@ -374,6 +393,13 @@ pub enum HostOp {
     RestartKubelet,
     /// `rm -f /var/lib/ovn/etc/*.db`.
     RemoveOvnDatabases,
+    /// OVN-Kubernetes interconnect: `rm -f /var/lib/ovn-ic/etc/*.db` (this node's own databases).
+    RemoveOvnIcDatabases,
+    /// `systemctl restart ovs-vswitchd ovsdb-server`.
+    RestartOvs,
+    /// The node name this host's kubelet authenticates as: the `CN=system:node:<name>` of its
+    /// client certificate (`/var/lib/kubelet/pki/kubelet-client-current.pem`); `None` if absent.
+    KubeletNodeName,
     /// `cluster-backup.sh <dir>`: snapshot + static pod resources into `dir`.
     RunBackup {
         dir: String,
@@ -457,6 +483,7 @@ pub enum HostOutput {
     Snapshot(SnapshotStatus),
     Version(String),
     Etcd(EtcdProbe),
+    NodeName(Option<String>),
 }
 
 /// `etcdctl snapshot status -w json`.

@@ -16,6 +16,8 @@ use std::time::Duration;
 
 /// Where the runbook expects the backup on the recovery host.
 pub const DEFAULT_BACKUP_DIR: &str = "/home/core/assets/backup";
+/// Where OVN-Kubernetes runs.
+const OVN_NS: &str = "openshift-ovn-kubernetes";
 /// Gate asked before anything destructive happens.
 pub const START_GATE: &str = "start";
 /// Gate asked when lost hosts are not re-created by this run (bare metal, user-provisioned).
@@ -41,7 +43,8 @@ pub struct RestoreParams {
     /// Restore even though the API answers reads (etcd looks available).
     #[serde(default)]
     pub force: bool,
-    /// The cluster uses OVN-Kubernetes (runbook steps 13-15).
+    /// Recorded by runs of earlier releases; the network is now read from the cluster
+    /// (`network.config/cluster`) when the runbook's network steps come.
     #[serde(default = "yes")]
     pub ovn_kubernetes: bool,
     /// Approve kubelet-serving CSRs too (user-provisioned installations).
@@ -93,6 +96,10 @@ pub struct Plan {
     /// platform): a person replaces them; the restore goes on with the members it has.
     #[serde(default)]
     pub not_replaced: Vec<String>,
+    /// Each inventory node's InternalIP as the restored API records it (read when the API first
+    /// answers after the restore): what OVN references, whatever address SSH uses.
+    #[serde(default)]
+    pub node_ips: std::collections::BTreeMap<String, String>,
 }
 
 impl Plan {
@@ -116,6 +123,16 @@ pub enum StopPods {
     MoveKeepalivedManifest,
     WaitKeepalivedStopped,
     RemoveVips,
+}
+
+/// The interconnect reset of one node's OVN (4.14 Backup and restore §5.4.2.2, OVN-Kubernetes
+/// interconnect branch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OvnIcReset {
+    RemoveDatabases,
+    RestartOvs,
+    DeleteNodePod,
+    WaitNodePod,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -162,6 +179,15 @@ pub enum RestoreStep {
     /// 15.4-15.5.
     RestartOvnNodes,
     WaitOvnNodes,
+    /// 13-14 with OVN-Kubernetes interconnect: restart the ovnkube-control-plane pods.
+    RestartOvnControlPlane,
+    WaitOvnControlPlane,
+    /// Then on each host in turn (recovery host first): remove its local OVN databases,
+    /// restart Open vSwitch, delete its ovnkube-node pod, wait for it to run again.
+    ResetOvnIcNode {
+        idx: usize,
+        action: OvnIcReset,
+    },
     /// 16. Delete and re-create the lost control-plane machines, one at a time.
     PlanMachineReplacement,
     /// 16, where machines are not re-created (bare metal IPI, user-provisioned, the 4.5
@@ -176,6 +202,12 @@ pub enum RestoreStep {
     },
     /// Lost hosts that this platform does not re-create: a person replaces them.
     ConfirmLostHosts {
+        why: String,
+    },
+    /// A host taken for lost answers SSH again: step 4 on it now, then steps 9.2-11.
+    StopLateHost {
+        host: String,
+        action: StopPods,
         why: String,
     },
     ReplaceMachines {
@@ -284,9 +316,6 @@ pub struct RestoreArgs {
     /// Restore even though the API answers (etcd looks available).
     #[arg(long)]
     force: bool,
-    /// The cluster does not use OVN-Kubernetes (skip runbook steps 13-15).
-    #[arg(long)]
-    no_ovn: bool,
     /// Do not approve kubelet-serving CSRs (installer-provisioned clusters approve them).
     #[arg(long)]
     no_serving_csrs: bool,
@@ -302,7 +331,7 @@ impl crate::catalog::IntoParams for RestoreArgs {
     fn into_params(self) -> serde_json::Value {
         serde_json::json!({
             "backup": self.backup, "recovery_host": self.recovery_host, "backup_dir": self.backup_dir, "force": self.force,
-            "ovn_kubernetes": !self.no_ovn, "approve_serving_csrs": !self.no_serving_csrs,
+            "approve_serving_csrs": !self.no_serving_csrs,
             "api_vip": self.api_vip, "ingress_vip": self.ingress_vip,
         })
     }
@@ -376,6 +405,31 @@ pub fn machine_policy(layout: &MachineLayout, cluster_version: &str, has_control
     match layout.control_plane_machine_set_active {
         true => MachinePolicy::ControlPlaneMachineSet,
         false => MachinePolicy::Recreate,
+    }
+}
+
+/// The inventory's node name for `h` against the one its kubelet authenticates as: a wrong name
+/// would make every later step act on (or skip) another node. A halt when they differ.
+fn node_name_mismatch(ports: &Ports, h: &HostRef) -> Result<Option<Result<Step<RestoreState>, StepError>>, StepError> {
+    let out =
+        ports.hosts.run(&h.name, &HostOp::KubeletNodeName).map_err(|e| e.during(format!("read the kubelet's node name on {}", h.name)))?;
+    let HostOutput::NodeName(name) = out else {
+        return Err(StepError::Bug(format!("KubeletNodeName answered {out:?}")));
+    };
+    match name {
+        Some(kubelet) if kubelet != h.node => Ok(Some(halt(
+            format!(
+                "the inventory names node {} for host {}, but its kubelet is node {kubelet}: correct the host list (host=address:node) \
+                 and start a new run; nothing was changed",
+                h.node, h.name
+            ),
+            vec![format!("{}: kubelet client certificate CN=system:node:{kubelet}", h.name)],
+        ))),
+        Some(_) => Ok(None),
+        None => {
+            tracing::warn!(host = %h.name, "no kubelet client certificate: the node name {} cannot be checked", h.node);
+            Ok(None)
+        }
     }
 }
 
@@ -567,11 +621,19 @@ impl RestoreClusterState {
         };
         if *idx == 0 {
             ports.hosts.connect(&recovery.name).map_err(|e| e.during(format!("ssh to recovery host {}", recovery.name)))?;
+            if let Some(mismatch) = node_name_mismatch(ports, recovery)? {
+                return mismatch;
+            }
         }
         let (mut reachable, mut unreachable, mut at_risk) = (reachable.to_vec(), unreachable.to_vec(), at_risk.to_vec());
         if let Some(h) = others.get(*idx) {
             match ports.hosts.connect(&h.name) {
-                Ok(()) => reachable.push(h.name.clone()),
+                Ok(()) => {
+                    if let Some(mismatch) = node_name_mismatch(ports, h)? {
+                        return mismatch;
+                    }
+                    reachable.push(h.name.clone())
+                }
                 Err(e) if e.is_transient() && cx.attempt + 1 < SSH_ATTEMPTS_BEFORE_SKIP => {
                     return Err(e.during(format!("ssh to {}", h.name)))
                 }
@@ -596,7 +658,14 @@ impl RestoreClusterState {
                 at_risk,
             }));
         }
-        let plan = Plan { recovery: recovery.clone(), others: others.to_vec(), reachable, unreachable, not_replaced: vec![] };
+        let plan = Plan {
+            recovery: recovery.clone(),
+            others: others.to_vec(),
+            reachable,
+            unreachable,
+            not_replaced: vec![],
+            node_ips: Default::default(),
+        };
         match at_risk.is_empty() {
             true => next(&plan, RestoreStep::CopyBackup),
             false => Ok(Step::Next(RestoreState::ConfirmHostsDown { plan, at_risk })),
@@ -682,10 +751,14 @@ impl RestoreClusterState {
             RestoreStep::RemoveOvnDatabases { idx } => r.remove_ovn_databases(idx),
             RestoreStep::RestartOvnMasters | RestoreStep::RestartOvnNodes => r.restart_ovn(step),
             RestoreStep::WaitOvnMasters | RestoreStep::WaitOvnNodes => r.wait_ovn(step),
+            RestoreStep::RestartOvnControlPlane => r.restart_ovn_control_plane(),
+            RestoreStep::WaitOvnControlPlane => r.wait_ovn_control_plane(),
+            RestoreStep::ResetOvnIcNode { idx, action } => r.reset_ovn_ic_node(idx, action),
             RestoreStep::PlanMachineReplacement => r.plan_machine_replacement(),
             RestoreStep::RejoinNodes { idx, why } => r.rejoin_nodes(idx, why),
             RestoreStep::WaitNodesRejoined { why } => r.wait_nodes_rejoined(why),
             RestoreStep::ConfirmLostHosts { why } => r.confirm_lost_hosts(why),
+            RestoreStep::StopLateHost { host, action, why } => r.stop_late_host(host, action, why),
             RestoreStep::ReplaceMachines { todo, created, current } => r.replace_machine(todo, created, current),
             RestoreStep::QuorumGuardOff => r.quorum_guard_off(),
             RestoreStep::ForceEtcdRedeployment { reason, before_revision } => r.force_etcd_redeployment(reason, before_revision),
@@ -761,16 +834,36 @@ impl Restoring<'_> {
     }
 
     fn stop_static_pods(&self, host: &usize, action: &StopPods) -> Result<Step<RestoreState>, StepError> {
-        let hosts = &self.ports.hosts;
-        let p = self.p;
         let plan = self.plan;
-        let h = plan.reachable[*host].as_str();
-        let run = |op: HostOp| hosts.run(h, &op).map_err(|e| e.during(format!("{op:?} on {h}")));
         let then = |action| next(plan, RestoreStep::StopStaticPods { host: *host, action });
         let next_host = || match *host + 1 < plan.reachable.len() {
             true => next(plan, RestoreStep::StopStaticPods { host: *host + 1, action: StopPods::MoveEtcdManifest }),
             false => next(plan, RestoreStep::CheckRecoveryVip),
         };
+        self.stop_pods_on(&plan.reachable[*host], action, then, next_host)
+    }
+
+    /// Step 4 on a host that was taken for lost and answers SSH again after the restore: its
+    /// static pods are stopped as the others' were, then it goes through steps 9.2-11 with them.
+    fn stop_late_host(&self, host: &str, action: &StopPods, why: &str) -> Result<Step<RestoreState>, StepError> {
+        let plan = self.plan;
+        let then = |action| next(plan, RestoreStep::StopLateHost { host: host.to_string(), action, why: why.to_string() });
+        let done = || next(plan, RestoreStep::RemoveKubeletPki { hosts: vec![host.to_string()], idx: 0 });
+        self.stop_pods_on(host, action, then, done)
+    }
+
+    /// One action of runbook step 4 on host `h`; `then` moves to another action on it, `done`
+    /// leaves it.
+    fn stop_pods_on(
+        &self,
+        h: &str,
+        action: &StopPods,
+        then: impl Fn(StopPods) -> Result<Step<RestoreState>, StepError>,
+        next_host: impl Fn() -> Result<Step<RestoreState>, StepError>,
+    ) -> Result<Step<RestoreState>, StepError> {
+        let hosts = &self.ports.hosts;
+        let p = self.p;
+        let run = |op: HostOp| hosts.run(h, &op).map_err(|e| e.during(format!("{op:?} on {h}")));
         let running = |name: &str| match run(HostOp::RunningContainers { name: name.into() })? {
             HostOutput::Names(n) => Ok(n),
             other => Err(StepError::Bug(format!("RunningContainers answered {other:?}"))),
@@ -860,6 +953,34 @@ impl Restoring<'_> {
         if !nodes.iter().any(|n| n.name == plan.recovery.node) {
             return wait(format!("node {} to report", plan.recovery.node), 15, 20);
         }
+        // The lost hosts' names could not be checked over SSH: the restored API must know them,
+        // or node deletion and machine re-creation would silently pass them over.
+        let unknown: Vec<String> = plan
+            .others
+            .iter()
+            .filter(|h| plan.unreachable.contains(&h.name) && !nodes.iter().any(|n| n.name == h.node))
+            .map(|h| format!("{} (node {})", h.name, h.node))
+            .collect();
+        if !unknown.is_empty() {
+            let known: Vec<String> = nodes.iter().filter(|n| n.control_plane).map(|n| format!("{} {}", n.name, n.internal_ip)).collect();
+            return halt(
+                format!(
+                    "the restored cluster has no node for {}: a wrong name in the host list, or a node that joined after the backup. \
+                     Its machine cannot be found to re-create; the restore itself is done, finish steps 13-24 by hand or start a \
+                     run with a corrected host list",
+                    unknown.join(", ")
+                ),
+                vec![format!("control-plane nodes in the restored API: {}", known.join(", "))],
+            );
+        }
+        if plan.node_ips.is_empty() {
+            let mut plan = plan.clone();
+            plan.node_ips = std::iter::once(&plan.recovery)
+                .chain(plan.others.iter())
+                .filter_map(|h| nodes.iter().find(|n| n.name == h.node).map(|n| (h.node.clone(), n.internal_ip.clone())))
+                .collect();
+            return next(&plan, RestoreStep::WaitNodes);
+        }
         let not_ready: Vec<String> = plan
             .ssh_hosts()
             .into_iter()
@@ -932,7 +1053,6 @@ impl Restoring<'_> {
         let hosts = &self.ports.hosts;
         let api = &self.ports.api;
         let rec = self.plan.recovery.name.as_str();
-        let p = self.p;
         let plan = self.plan;
         let HostOutput::Names(running) =
             hosts.run(rec, &HostOp::RunningContainers { name: "etcd".into() }).map_err(|e| e.during("crictl ps on the recovery host"))?
@@ -943,7 +1063,16 @@ impl Restoring<'_> {
         let running_pods: Vec<&PodInfo> = pods.iter().filter(|p| p.phase == PodStatus::Running).collect();
         match (running.is_empty(), running_pods.as_slice()) {
             (false, [one]) if one.node == plan.recovery.node => {
-                next(plan, if p.ovn_kubernetes { RestoreStep::DeleteOtherNodes } else { RestoreStep::PlanMachineReplacement })
+                // Steps 13-15 depend on the network plugin and its layout: read, not assumed.
+                let net = api.network_layout().map_err(|e| e.during("read network.config/cluster"))?;
+                match (net.is_ovn(), net.ovn_interconnect) {
+                    (true, false) => next(plan, RestoreStep::DeleteOtherNodes),
+                    (true, true) => next(plan, RestoreStep::RestartOvnControlPlane),
+                    (false, _) => {
+                        tracing::info!(network = %net.network_type, "not OVN-Kubernetes: the runbook's OVN steps do not apply");
+                        next(plan, RestoreStep::PlanMachineReplacement)
+                    }
+                }
             }
             _ => wait(format!("a single running etcd member on {rec}"), 15, 15),
         }
@@ -961,7 +1090,10 @@ impl Restoring<'_> {
     fn wait_ovn_forgets_ips(&self) -> Result<Step<RestoreState>, StepError> {
         let api = &self.ports.api;
         let plan = self.plan;
-        let ips: Vec<String> = plan.others.iter().map(|h| h.address.clone()).collect();
+        // The Nodes' InternalIPs as the API recorded them (the SSH address may be another one);
+        // runs recorded before they were kept fall back to the inventory address.
+        let ips: Vec<String> =
+            plan.others.iter().map(|h| plan.node_ips.get(&h.node).cloned().unwrap_or_else(|| h.address.clone())).collect();
         let still = api.ovn_master_references(&ips).map_err(|e| e.during("read ds/ovnkube-master"))?;
         match still.is_empty() {
             true => next(plan, RestoreStep::RemoveOvnDatabases { idx: 0 }),
@@ -1011,6 +1143,71 @@ impl Restoring<'_> {
         match !pods.is_empty() && not_running.is_empty() {
             true => next(plan, then),
             false => wait(format!("{sel} pods Running ({})", not_running.join(", ")), 15, 20),
+        }
+    }
+
+    /// Interconnect step 13: restart the OVN-Kubernetes control plane.
+    fn restart_ovn_control_plane(&self) -> Result<Step<RestoreState>, StepError> {
+        let api = &self.ports.api;
+        for pod in api.list_pods(OVN_NS, "app=ovnkube-control-plane").map_err(|e| e.during("list ovnkube-control-plane pods"))? {
+            api.delete_pod(OVN_NS, &pod.name).map_err(|e| e.during(format!("delete pod {}", pod.name)))?;
+        }
+        next(self.plan, RestoreStep::WaitOvnControlPlane)
+    }
+
+    fn wait_ovn_control_plane(&self) -> Result<Step<RestoreState>, StepError> {
+        let plan = self.plan;
+        let pods =
+            self.ports.api.list_pods(OVN_NS, "app=ovnkube-control-plane").map_err(|e| e.during("list ovnkube-control-plane pods"))?;
+        // Replicas on lost hosts cannot run until their machines are replaced (step 16): only
+        // the hosts this run reaches count.
+        let ours: Vec<&str> = plan.ssh_hosts().into_iter().filter_map(|h| plan.node_of(h)).collect();
+        let pods: Vec<&PodInfo> = pods.iter().filter(|p| ours.contains(&p.node.as_str())).collect();
+        let not_running: Vec<String> =
+            pods.iter().filter(|p| p.phase != PodStatus::Running).map(|p| format!("{} {}", p.name, p.phase)).collect();
+        match !pods.is_empty() && not_running.is_empty() {
+            true => next(self.plan, RestoreStep::ResetOvnIcNode { idx: 0, action: OvnIcReset::RemoveDatabases }),
+            false => wait(format!("ovnkube-control-plane pods Running ({})", not_running.join(", ")), 15, 20),
+        }
+    }
+
+    /// Interconnect step 14 on one host: its own databases, Open vSwitch, its ovnkube-node pod.
+    fn reset_ovn_ic_node(&self, idx: &usize, action: &OvnIcReset) -> Result<Step<RestoreState>, StepError> {
+        let (api, hosts, plan) = (&self.ports.api, &self.ports.hosts, self.plan);
+        let all = plan.ssh_hosts();
+        let h = all[*idx];
+        let node = plan.node_of(h).unwrap_or(h);
+        let then = |action| next(plan, RestoreStep::ResetOvnIcNode { idx: *idx, action });
+        let node_pods = || -> Result<Vec<PodInfo>, StepError> {
+            let pods = api.list_pods(OVN_NS, "app=ovnkube-node").map_err(|e| e.during("list ovnkube-node pods"))?;
+            Ok(pods.into_iter().filter(|p| p.node == node).collect())
+        };
+        match action {
+            OvnIcReset::RemoveDatabases => {
+                hosts.run(h, &HostOp::RemoveOvnIcDatabases).map_err(|e| e.during(format!("remove the OVN databases on {h}")))?;
+                then(OvnIcReset::RestartOvs)
+            }
+            OvnIcReset::RestartOvs => {
+                hosts.run(h, &HostOp::RestartOvs).map_err(|e| e.during(format!("restart Open vSwitch on {h}")))?;
+                then(OvnIcReset::DeleteNodePod)
+            }
+            OvnIcReset::DeleteNodePod => {
+                for pod in node_pods()? {
+                    api.delete_pod(OVN_NS, &pod.name).map_err(|e| e.during(format!("delete pod {}", pod.name)))?;
+                }
+                then(OvnIcReset::WaitNodePod)
+            }
+            OvnIcReset::WaitNodePod => {
+                let pods = node_pods()?;
+                match (!pods.is_empty() && pods.iter().all(|p| p.phase == PodStatus::Running), idx + 1 < all.len()) {
+                    (true, true) => next(plan, RestoreStep::ResetOvnIcNode { idx: idx + 1, action: OvnIcReset::RemoveDatabases }),
+                    (true, false) => next(plan, RestoreStep::PlanMachineReplacement),
+                    (false, _) => {
+                        let phases: Vec<String> = pods.iter().map(|p| format!("{} {}", p.name, p.phase)).collect();
+                        wait(format!("the ovnkube-node pod on {node} Running ({})", phases.join(", ")), 15, 20)
+                    }
+                }
+            }
         }
     }
 
@@ -1081,6 +1278,14 @@ impl Restoring<'_> {
     /// so at a gate instead of passing over an empty machine list.
     fn confirm_lost_hosts(&self, why: &str) -> Result<Step<RestoreState>, StepError> {
         let plan = self.plan;
+        // A host skipped for an SSH blip is not lost: bring it in instead of leaving it out.
+        if let Some(back) = plan.unreachable.iter().find(|h| self.ports.hosts.connect(h).is_ok()) {
+            let mut plan = plan.clone();
+            plan.unreachable.retain(|u| u != back);
+            plan.reachable.push(back.clone());
+            let step = RestoreStep::StopLateHost { host: back.clone(), action: StopPods::MoveEtcdManifest, why: why.to_string() };
+            return next(&plan, step);
+        }
         match self.cx.gate(LOST_HOSTS_GATE).map(|d| &d.decision) {
             Some(Decision::Approved) => {
                 let mut plan = plan.clone();
@@ -1250,7 +1455,9 @@ impl Procedure for RestoreClusterState {
                 RestoreStep::RunRestore { .. } => "RunRestore".into(),
                 RestoreStep::RejoinNodes { idx, .. } => format!("RejoinNodes({})", plan.reachable.get(*idx).map_or("-", String::as_str)),
                 RestoreStep::WaitNodesRejoined { .. } => "WaitNodesRejoined".into(),
+                RestoreStep::ResetOvnIcNode { idx, action } => format!("ResetOvnIcNode({}:{action:?})", plan.ssh_hosts()[*idx]),
                 RestoreStep::ConfirmLostHosts { .. } => "ConfirmLostHosts".into(),
+                RestoreStep::StopLateHost { host, action, .. } => format!("StopLateHost({host}:{action:?})"),
                 RestoreStep::ReplaceMachines { current, .. } => current.state_name(),
                 RestoreStep::ForceEtcdRedeployment { .. } => "ForceEtcdRedeployment".into(),
                 RestoreStep::WaitEtcdRevisionCreated { .. } => "WaitEtcdRevisionCreated".into(),
@@ -1283,7 +1490,9 @@ impl Procedure for RestoreClusterState {
         let ok = match step {
             RestoreStep::StopStaticPods { host, .. } => *host < plan.reachable.len(),
             RestoreStep::RemoveKubeletPki { hosts, idx } => *idx < hosts.len(),
-            RestoreStep::RestartKubelet { idx } | RestoreStep::RemoveOvnDatabases { idx } => *idx < n_ssh,
+            RestoreStep::RestartKubelet { idx } | RestoreStep::RemoveOvnDatabases { idx } | RestoreStep::ResetOvnIcNode { idx, .. } => {
+                *idx < n_ssh
+            }
             RestoreStep::ReplaceMachines { todo, created, .. } => created.len() <= todo.len(),
             RestoreStep::RejoinNodes { idx, .. } => *idx <= plan.reachable.len(),
             _ => true,
@@ -1344,11 +1553,14 @@ const STATE_CATALOG: &[(&str, &[&str])] = &[
     ("StopStaticPods", &["StopStaticPods", "CheckRecoveryVip"]),
     ("CheckRecoveryVip", &["RunRestore"]),
     ("RunRestore", &["WaitNodes"]),
-    ("WaitNodes", &["RemoveKubeletPki", "RestartKubelet"]),
+    ("WaitNodes", &["WaitNodes", "RemoveKubeletPki", "RestartKubelet"]),
     ("RemoveKubeletPki", &["RemoveKubeletPki", "RestartKubelet"]),
     ("RestartKubelet", &["RestartKubelet", "ApproveCsrs"]),
     ("ApproveCsrs", &["WaitSingleMemberEtcd"]),
-    ("WaitSingleMemberEtcd", &["DeleteOtherNodes", "PlanMachineReplacement"]),
+    ("WaitSingleMemberEtcd", &["DeleteOtherNodes", "RestartOvnControlPlane", "PlanMachineReplacement"]),
+    ("RestartOvnControlPlane", &["WaitOvnControlPlane"]),
+    ("WaitOvnControlPlane", &["ResetOvnIcNode"]),
+    ("ResetOvnIcNode", &["ResetOvnIcNode", "PlanMachineReplacement"]),
     ("DeleteOtherNodes", &["WaitOvnForgetsIps"]),
     ("WaitOvnForgetsIps", &["RemoveOvnDatabases"]),
     ("RemoveOvnDatabases", &["RemoveOvnDatabases", "RestartOvnMasters"]),
@@ -1359,7 +1571,8 @@ const STATE_CATALOG: &[(&str, &[&str])] = &[
     ("PlanMachineReplacement", &["ReplaceMachine.SaveSpec", "ReplaceMachine.CpmsDelete", "RejoinNodes", "QuorumGuardOff"]),
     ("RejoinNodes", &["RejoinNodes", "WaitNodesRejoined"]),
     ("WaitNodesRejoined", &["ConfirmLostHosts", "QuorumGuardOff"]),
-    ("ConfirmLostHosts", &["QuorumGuardOff"]),
+    ("ConfirmLostHosts", &["QuorumGuardOff", "StopLateHost"]),
+    ("StopLateHost", &["StopLateHost", "RemoveKubeletPki"]),
     ("ReplaceMachine.CpmsDelete", &["ReplaceMachine.WaitReplacement"]),
     ("ReplaceMachine.WaitReplacement", &["ReplaceMachine.CpmsDelete", "QuorumGuardOff"]),
     ("ReplaceMachine.SaveSpec", &["ReplaceMachine.DeleteOld"]),
@@ -1416,11 +1629,24 @@ mod tests {
     #[test]
     fn state_invariants_catch_a_recovery_host_among_the_others() {
         let h = |n: &str| HostRef { name: n.into(), node: n.into(), address: "10.0.0.1".into() };
-        let plan = Plan { recovery: h("m0"), others: vec![h("m0"), h("m1")], reachable: vec![], unreachable: vec![], not_replaced: vec![] };
+        let plan = Plan {
+            recovery: h("m0"),
+            others: vec![h("m0"), h("m1")],
+            reachable: vec![],
+            unreachable: vec![],
+            not_replaced: vec![],
+            node_ips: Default::default(),
+        };
         let s = RestoreState::Restoring { plan, step: RestoreStep::CopyBackup };
         assert!(RestoreClusterState.check_state(&RestoreParams::new("b"), &s).is_err());
-        let plan =
-            Plan { recovery: h("m0"), others: vec![h("m1")], reachable: vec!["m1".into()], unreachable: vec![], not_replaced: vec![] };
+        let plan = Plan {
+            recovery: h("m0"),
+            others: vec![h("m1")],
+            reachable: vec!["m1".into()],
+            unreachable: vec![],
+            not_replaced: vec![],
+            node_ips: Default::default(),
+        };
         let bad = RestoreState::Restoring {
             plan: plan.clone(),
             step: RestoreStep::StopStaticPods { host: 1, action: StopPods::MoveEtcdManifest },
