@@ -57,6 +57,10 @@ fn restore_after_quorum_loss_ends_healthy_and_shows_the_outage_it_crossed() {
     assert!(!outage.is_empty(), "no API outage recorded after the restore: {h:#?}");
     // And the outage before it: the guard saw the API down.
     assert!(h.iter().any(|e| e["to"] == "CheckBackup"), "guard passed");
+    // Steps 18-19 went through the recovery host's localhost-recovery kubeconfig.
+    let world = drctl_sim::Sim::load(&world_file(store)).unwrap();
+    let log = world.read(|w| w.log.join("\n"));
+    assert!(log.contains("forceRedeploymentReason=recovery-1-etcd") && log.contains("(recovery kubeconfig on master-0)"), "{log}");
 }
 
 #[test]
@@ -125,6 +129,11 @@ fn refused_when_the_inventory_names_another_node_than_the_hosts_kubelet() {
         &["--sim", "quorum-loss-misnamed", "--api-vip", "10.0.0.5", "--ingress-vip", "10.0.0.7"],
         "the inventory names node master-1.ocp.example.com for host master-1, but its kubelet is node master-1",
     );
+}
+
+#[test]
+fn refused_without_a_certificate_based_kubeconfig() {
+    refused(&["--sim", "quorum-loss-token-kubeconfig"], "a restore needs a certificate-based kubeconfig");
 }
 
 #[test]

@@ -19,9 +19,9 @@ use crate::blocking::Blocking;
 use crate::clock::SystemClock;
 use drctl_runtime::clock::Clock;
 use drctl_workflows::ports::{
-    control_plane_namespace, ClusterApi, ClusterOperatorInfo, ConditionInfo, CsrInfo, InstallerProgress, MachineInfo, MachineLayout,
-    MachinePhase, ManagementCluster, NetworkLayout, NodeInfo, Operator, PausableInfo, PodInfo, PodStatus, PortError, PortResult,
-    PAUSED_BY_ANNOTATION,
+    control_plane_namespace, ClusterApi, ClusterOperatorInfo, ConditionInfo, Credential, CsrInfo, InstallerProgress, MachineInfo,
+    MachineLayout, MachinePhase, ManagementCluster, NetworkLayout, NodeInfo, Operator, PausableInfo, PodInfo, PodStatus, PortError,
+    PortResult, PAUSED_BY_ANNOTATION,
 };
 use k8s_openapi::api::certificates::v1::{CertificateSigningRequest, CertificateSigningRequestCondition};
 use k8s_openapi::api::core::v1::{Node, Pod, Secret};
@@ -507,6 +507,21 @@ pub struct KubeApi {
     clock: Arc<dyn Clock>,
     /// The API server URL from the kubeconfig (for messages and records; not a secret).
     server: String,
+    /// What kind of credential the kubeconfig holds (never the credential itself).
+    credential: Credential,
+}
+
+/// The kind of credential a kubeconfig user holds.
+pub fn credential_of(a: &kube::config::AuthInfo) -> Credential {
+    if a.client_certificate.is_some() || a.client_certificate_data.is_some() {
+        Credential::ClientCertificate
+    } else if a.token.is_some() || a.token_file.is_some() {
+        Credential::BearerToken
+    } else if a.exec.is_some() || a.auth_provider.is_some() {
+        Credential::Plugin
+    } else {
+        Credential::Anonymous
+    }
 }
 
 /// Which context of a kubeconfig a client uses, and the server it names.
@@ -575,10 +590,11 @@ impl KubeApi {
         config.write_timeout = config.write_timeout.or(Some(Duration::from_secs(60)));
         // The client spawns its connection tasks on the runtime current at creation.
         let server = config.cluster_url.to_string();
+        let credential = credential_of(&config.auth_info);
         let client = rt
             .block_on(async { Client::try_from(config) })
             .map_err(|e| PortError::Permanent(format!("API client: {}", error_chain(&e))))?;
-        Ok(KubeApi { client, rt, clock: Arc::new(SystemClock), server })
+        Ok(KubeApi { client, rt, clock: Arc::new(SystemClock), server, credential })
     }
 
     /// Use `clock` for [`ClusterApi::cluster_age_secs`] (tests).
@@ -770,6 +786,10 @@ fn with_type(ar: &ApiResource, v: PortResult<Value>) -> PortResult<Value> {
 }
 
 impl ClusterApi for KubeApi {
+    fn credential(&self) -> Credential {
+        self.credential
+    }
+
     fn network_layout(&self) -> PortResult<NetworkLayout> {
         let network = self.get_required_json("get network.config/cluster", &network_config_resource(), None, "cluster")?;
         let network_type = str_at(&network, "/status/networkType").to_string();
@@ -1207,5 +1227,18 @@ mod tests {
         assert_eq!(p.reason, "NodeInstaller");
         assert!(!p.all_at_latest());
         assert_eq!(p.force_redeployment_reason.as_deref(), Some("recovery-2024"));
+    }
+
+    #[test]
+    fn the_credential_kind_comes_from_the_kubeconfig_user() {
+        let kind = |user: &str| {
+            let yaml = format!("apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers:\n- name: u\n  user:\n{user}");
+            let kc = Kubeconfig::from_yaml(&yaml).unwrap();
+            credential_of(kc.auth_infos[0].auth_info.as_ref().unwrap())
+        };
+        assert_eq!(kind("    client-certificate-data: AAAA\n    client-key-data: BBBB\n"), Credential::ClientCertificate);
+        assert_eq!(kind("    token: sha256~abcdef\n"), Credential::BearerToken);
+        assert_eq!(kind("    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: get-token\n"), Credential::Plugin);
+        assert_eq!(kind("    {}\n"), Credential::Anonymous);
     }
 }

@@ -137,6 +137,9 @@ const ETCD_DATA: &str = "/var/lib/etcd";
 const KUBELET_PKI: &str = "/var/lib/kubelet/pki";
 const OVN_DB_DIR: &str = "/var/lib/ovn/etc";
 const OVN_IC_DB_DIR: &str = "/var/lib/ovn-ic/etc";
+/// The kubeconfig the runbook exports on the recovery host for step 19.
+const RECOVERY_KUBECONFIG: &str =
+    "/etc/kubernetes/static-pod-resources/kube-apiserver-certs/secrets/node-kubeconfigs/localhost-recovery.kubeconfig";
 const KUBELET_CLIENT_CERT: &str = "/var/lib/kubelet/pki/kubelet-client-current.pem";
 /// The machine-config daemon's copy of the rendered MachineConfig the host runs; its
 /// `machineconfiguration.openshift.io/release-image-version` annotation is the release.
@@ -192,7 +195,8 @@ pub fn is_idempotent(op: &HostOp) -> bool {
         | HostOp::ProbeEtcd { .. }
         | HostOp::RemoveOvnIcDatabases
         | HostOp::RestartOvs
-        | HostOp::KubeletNodeName => true,
+        | HostOp::KubeletNodeName
+        | HostOp::ForceEtcdRedeploymentLocally { .. } => true,
     }
 }
 
@@ -289,6 +293,16 @@ pub fn render(op: &HostOp, l: &HostLayout) -> PortResult<String> {
         HostOp::RestartKubelet => format!("{}{}", l.preamble(), l.priv_cmd(&[&l.tool("systemctl"), "restart", "kubelet.service"])),
         HostOp::RemoveOvnDatabases => remove_matching_script(l, &l.fixed(OVN_DB_DIR), "*.db"),
         HostOp::RemoveOvnIcDatabases => remove_matching_script(l, &l.fixed(OVN_IC_DB_DIR), "*.db"),
+        HostOp::ForceEtcdRedeploymentLocally { reason } => {
+            let patch = serde_json::json!({ "spec": { "forceRedeploymentReason": reason } }).to_string();
+            let kubeconfig = l.fixed(RECOVERY_KUBECONFIG);
+            let oc = l.tool("oc");
+            format!(
+                "{}{}",
+                l.preamble(),
+                l.priv_cmd(&[&oc, "--kubeconfig", &kubeconfig, "patch", "etcd", "cluster", "--type=merge", "-p", &patch])
+            )
+        }
         HostOp::RestartOvs => {
             format!("{}{}", l.preamble(), l.priv_cmd(&[&l.tool("systemctl"), "restart", "ovs-vswitchd", "ovsdb-server"]))
         }
@@ -591,6 +605,7 @@ pub fn interpret(op: &HostOp, out: &ExecOutput) -> PortResult<HostOutput> {
         | HostOp::RemoveOvnDatabases
         | HostOp::RemoveOvnIcDatabases
         | HostOp::RestartOvs
+        | HostOp::ForceEtcdRedeploymentLocally { .. }
         | HostOp::RunRestore { .. }
         | HostOp::MakePrivateDir { .. }
         | HostOp::Shutdown { .. } => Ok(HostOutput::Done),
@@ -619,6 +634,9 @@ fn op_name(op: &HostOp) -> String {
         HostOp::ProbeEtcd { address, .. } => format!("probe etcd at {address}"),
         HostOp::RemoveOvnIcDatabases => "remove the OVN interconnect databases".into(),
         HostOp::RestartOvs => "restart ovs-vswitchd and ovsdb-server".into(),
+        HostOp::ForceEtcdRedeploymentLocally { reason } => {
+            format!("oc patch etcd cluster (forceRedeploymentReason {reason}, recovery kubeconfig)")
+        }
         HostOp::KubeletNodeName => "read the kubelet's node name from its client certificate".into(),
     }
 }
@@ -1459,6 +1477,14 @@ mod tests {
         assert_eq!(interpret(&HostOp::KubeletNodeName, &out("")).unwrap(), HostOutput::NodeName(None));
         let ovs = render(&HostOp::RestartOvs, &real()).unwrap();
         assert!(ovs.ends_with("sudo systemctl restart ovs-vswitchd ovsdb-server"), "{ovs}");
+        let patch = render(&HostOp::ForceEtcdRedeploymentLocally { reason: "recovery-1-etcd-x".into() }, &real()).unwrap();
+        assert!(
+            patch.ends_with(
+                "sudo oc --kubeconfig /etc/kubernetes/static-pod-resources/kube-apiserver-certs/secrets/node-kubeconfigs/localhost-recovery.kubeconfig \
+                 patch etcd cluster --type=merge -p '{\"spec\":{\"forceRedeploymentReason\":\"recovery-1-etcd-x\"}}'"
+            ),
+            "{patch}"
+        );
         let ic = render(&HostOp::RemoveOvnIcDatabases, &real()).unwrap();
         assert!(ic.contains("/var/lib/ovn-ic/etc") && ic.contains("'*.db'"), "{ic}");
     }

@@ -35,6 +35,7 @@ impl World {
             // Hosts reach each other's etcd ports whatever drctl's own machine can reach.
             HostOp::ProbeEtcd { address, .. } => Ok(HostOutput::Etcd(self.probe_etcd(address))),
             HostOp::RemoveOvnIcDatabases => self.remove_ovn_ic_databases(host),
+            HostOp::ForceEtcdRedeploymentLocally { reason } => self.force_etcd_redeployment_locally(host, reason),
             HostOp::RestartOvs => {
                 self.note(format!("ovs-vswitchd and ovsdb-server restarted on {host}"));
                 Ok(HostOutput::Done)
@@ -114,6 +115,27 @@ impl World {
         h.needs_register = true;
         self.note(format!("kubelet restarted on {host}"));
         self.effect(EffectKind::KubeletRestarted, host);
+        Ok(HostOutput::Done)
+    }
+
+    /// `oc patch etcd cluster` against the host's own API server (localhost:6443) with the
+    /// recovery kubeconfig: works when that API server runs and etcd has quorum.
+    fn force_etcd_redeployment_locally(&mut self, host: &str, reason: &str) -> PortResult<HostOutput> {
+        let kas = self.hosts[host].containers.get(&StaticPod::KubeApiServer) == Some(&Container::Running);
+        if !kas {
+            return Err(PortError::Transient(
+                "The connection to the server localhost:6443 was refused - did you specify the right host or port?".into(),
+            ));
+        }
+        if !self.has_quorum() {
+            return Err(PortError::Transient("Error from server: etcdserver: request timed out".into()));
+        }
+        let op = drctl_workflows::ports::Operator::Etcd;
+        if self.api().operators[&op].force_reason.as_deref() != Some(reason) {
+            self.api_mut().operators.get_mut(&op).expect("operator").force_reason = Some(reason.to_string());
+            self.note(format!("etcd: forceRedeploymentReason={reason} (recovery kubeconfig on {host})"));
+            self.effect(EffectKind::ForceRedeployment(op), op.resource());
+        }
         Ok(HostOutput::Done)
     }
 

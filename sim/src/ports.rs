@@ -64,6 +64,9 @@ impl SimApi {
                     "Get \"https://api.ocp.example.com:6443{path}\": dial tcp: lookup api.ocp.example.com on 192.168.122.1:53: no such host"
                 )));
             }
+            if w.drctl_view.token_kubeconfig && w.restored_from_revision.is_some() {
+                return Err(PortError::Permanent("HTTP 401 Unauthorized: Unauthorized".into()));
+            }
             if w.in_api_outage() || !w.kas_running() {
                 return Err(PortError::Transient(format!(
                     "Get \"https://api.ocp.example.com:6443{path}\": dial tcp 10.0.0.5:6443: connect: connection refused"
@@ -301,6 +304,13 @@ impl ClusterApi for SimApi {
             }
             Ok(ips.iter().filter(|ip| w.ovn_master_ips.contains(*ip)).cloned().collect())
         })
+    }
+
+    fn credential(&self) -> Credential {
+        match self.0.read(|w| w.drctl_view.token_kubeconfig) {
+            true => Credential::BearerToken,
+            false => Credential::ClientCertificate,
+        }
     }
 
     fn network_layout(&self) -> PortResult<NetworkLayout> {

@@ -109,6 +109,11 @@ pub const SCENARIOS: &[ScenarioInfo] = &[
         summary: "as quorum-loss-reachable, but the inventory names master-1's node master-1.ocp.example.com (its kubelet is master-1)",
     },
     ScenarioInfo {
+        name: "quorum-loss-token-kubeconfig",
+        topology: Topology::Standalone,
+        summary: "as quorum-loss, but drctl's kubeconfig holds an oc-login token issued after the backup: the restored cluster will not know it",
+    },
+    ScenarioInfo {
         name: "hosted-healthy",
         topology: Topology::Hosted,
         summary: "a healthy management cluster running the HyperShift operator and HostedCluster clusters/example with 2 NodePools, reconciling",
@@ -135,6 +140,12 @@ pub fn build(name: &str, seed: u64) -> Result<World, String> {
         "quorum-loss-ovn-ic" => Ok(quorum_loss_on_network(seed, "quorum-loss-ovn-ic", NetworkType::OvnIc)),
         "quorum-loss-sdn" => Ok(quorum_loss_on_network(seed, "quorum-loss-sdn", NetworkType::Sdn)),
         "quorum-loss-misnamed" => Ok(quorum_loss_misnamed(seed)),
+        "quorum-loss-token-kubeconfig" => {
+            let mut w = quorum_loss(seed);
+            w.scenario = "quorum-loss-token-kubeconfig".into();
+            w.drctl_view.token_kubeconfig = true;
+            Ok(w)
+        }
         "quorum-loss-baremetal" => Ok(quorum_loss_data_lost(seed, "quorum-loss-baremetal", Platform::BareMetalIpi)),
         "quorum-loss-upi" => Ok(quorum_loss_data_lost(seed, "quorum-loss-upi", Platform::Upi)),
         "quorum-loss-partitioned" => Ok(quorum_loss_partitioned(seed)),

@@ -595,6 +595,10 @@ pub struct DrctlView {
     /// Hosts drctl cannot reach over SSH (they may be up and reach each other).
     #[serde(default)]
     pub ssh_blocked: BTreeSet<String>,
+    /// drctl's kubeconfig holds an OAuth token (`oc login`) issued after the last backup, not a
+    /// client certificate: once etcd is restored, the API no longer knows it (401).
+    #[serde(default)]
+    pub token_kubeconfig: bool,
 }
 
 /// How many world changes `advance_to` may process in one call before it is a bug.

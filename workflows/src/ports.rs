@@ -176,6 +176,30 @@ pub struct MachineInfo {
     pub manifest: serde_json::Value,
 }
 
+/// The kind of credential drctl's kubeconfig holds: a restore needs one that survives going
+/// back in time (a client certificate), not a token stored in etcd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Credential {
+    ClientCertificate,
+    /// A bearer token (`oc login`): an OAuth access token lives in etcd.
+    BearerToken,
+    /// An exec plugin or auth provider: it hands out tokens.
+    Plugin,
+    /// No user credential at all.
+    Anonymous,
+}
+
+impl fmt::Display for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Credential::ClientCertificate => "a client certificate",
+            Credential::BearerToken => "a bearer token",
+            Credential::Plugin => "an exec plugin or auth provider",
+            Credential::Anonymous => "no credential",
+        })
+    }
+}
+
 /// Which branch of the runbook's network steps applies.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetworkLayout {
@@ -307,6 +331,8 @@ pub trait ClusterApi: Send + Sync {
     /// Internal IPs that the `ovnkube-master` daemonset still references, among `ips`.
     fn ovn_master_references(&self, ips: &[String]) -> PortResult<Vec<String>>;
     fn list_machines(&self) -> PortResult<Vec<MachineInfo>>;
+    /// How drctl authenticates to the API (from its kubeconfig; no request is sent).
+    fn credential(&self) -> Credential;
     /// The cluster network: `network.config/cluster` `status.networkType`, and for
     /// OVN-Kubernetes whether it runs the interconnect layout (no `ovnkube-master` DaemonSet).
     fn network_layout(&self) -> PortResult<NetworkLayout>;
@@ -393,6 +419,12 @@ pub enum HostOp {
     RestartKubelet,
     /// `rm -f /var/lib/ovn/etc/*.db`.
     RemoveOvnDatabases,
+    /// Runbook steps 18-19 on the recovery host: `oc patch etcd cluster` with the
+    /// `forceRedeploymentReason`, through the host's localhost-recovery kubeconfig (a
+    /// certificate the restored cluster trusts, served by the local API server).
+    ForceEtcdRedeploymentLocally {
+        reason: String,
+    },
     /// OVN-Kubernetes interconnect: `rm -f /var/lib/ovn-ic/etc/*.db` (this node's own databases).
     RemoveOvnIcDatabases,
     /// `systemctl restart ovs-vswitchd ovsdb-server`.

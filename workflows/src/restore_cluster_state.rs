@@ -451,6 +451,20 @@ fn redeploy_reason(cx: &StepContext, what: &str) -> String {
 
 impl RestoreClusterState {
     fn check_api_down(&self, ports: &Ports, p: &RestoreParams) -> Result<Step<RestoreState>, StepError> {
+        // Prerequisite: a certificate-based kubeconfig. A token lives in etcd; one issued after
+        // the backup is unknown to the restored cluster, and every step after the restore would
+        // fail with 401.
+        let credential = ports.api.credential();
+        if credential != Credential::ClientCertificate {
+            return halt(
+                format!(
+                    "the kubeconfig authenticates with {credential}: a restore needs a certificate-based kubeconfig (like the one the \
+                     installer wrote), because credentials kept in etcd are taken back in time with it (OpenShift Container Platform \
+                     4.14 Backup and restore §5.4.2.2, prerequisites); nothing was changed"
+                ),
+                vec![],
+            );
+        }
         match ports.api.list_nodes() {
         Err(PortError::Transient(e)) => {
             tracing::info!(error = %e, "API does not answer: consistent with quorum loss");
@@ -1323,9 +1337,13 @@ impl Restoring<'_> {
     }
 
     fn force_etcd_redeployment(&self, reason: &str, before_revision: &u64) -> Result<Step<RestoreState>, StepError> {
-        let api = &self.ports.api;
         let plan = self.plan;
-        api.force_redeployment(Operator::Etcd, reason).map_err(|e| e.during("force etcd redeployment"))?;
+        // Steps 18-19: from the recovery host, through its localhost-recovery kubeconfig.
+        let rec = self.plan.recovery.name.as_str();
+        self.ports
+            .hosts
+            .run(rec, &HostOp::ForceEtcdRedeploymentLocally { reason: reason.to_string() })
+            .map_err(|e| e.during(format!("force etcd redeployment on {rec} (recovery kubeconfig)")))?;
         next(plan, RestoreStep::WaitEtcdRevisionCreated { before_revision: *before_revision })
     }
 
