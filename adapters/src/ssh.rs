@@ -137,6 +137,12 @@ const ETCD_DATA: &str = "/var/lib/etcd";
 const KUBELET_PKI: &str = "/var/lib/kubelet/pki";
 const OVN_DB_DIR: &str = "/var/lib/ovn/etc";
 const OVN_IC_DB_DIR: &str = "/var/lib/ovn-ic/etc";
+/// The cluster-wide proxy as the Machine Config Operator writes it on every node
+/// (`HTTP_PROXY`, `HTTPS_PROXY`, `NO_PROXY`): sourced on the host itself, so the values (which
+/// may carry credentials) never pass through drctl.
+const MCO_PROXY_ENV: &str = "/etc/mco/proxy.env";
+/// Export the cluster-wide proxy, if the node has one, into the shell that runs a script.
+const SOURCE_PROXY: &str = "set -a; if [ -r \"$DRCTL_PROXY_ENV\" ]; then . \"$DRCTL_PROXY_ENV\"; fi; set +a";
 /// The kubeconfig the runbook exports on the recovery host for step 19.
 const RECOVERY_KUBECONFIG: &str =
     "/etc/kubernetes/static-pod-resources/kube-apiserver-certs/secrets/node-kubeconfigs/localhost-recovery.kubeconfig";
@@ -317,10 +323,14 @@ pub fn render(op: &HostOp, l: &HostLayout) -> PortResult<String> {
         }
         HostOp::RunBackup { dir } => {
             let d = l.path(dir)?;
+            // §5.1.1 step 3: with a cluster-wide proxy, the script runs with its variables
+            // exported (it may pull an image to get etcdctl).
+            let script = format!("{SOURCE_PROXY}; exec \"$0\" \"$1\"");
+            let proxy_env = format!("DRCTL_PROXY_ENV={}", l.fixed(MCO_PROXY_ENV));
             format!(
                 "{pre}{backup} && echo {FILES_MARK} && {list}",
                 pre = l.preamble(),
-                backup = l.priv_cmd(&[&l.tool("cluster-backup.sh"), &d]),
+                backup = l.priv_cmd(&["env", &proxy_env, "sh", "-c", &script, &l.tool("cluster-backup.sh"), &d]),
                 list = l.priv_cmd(&["find", &d, "-mindepth", "1", "-maxdepth", "1", "-type", "f", "-printf", "%f\\n"]),
             )
         }
@@ -339,7 +349,15 @@ pub fn render(op: &HostOp, l: &HostLayout) -> PortResult<String> {
             // so the pid is the script's), the `done` marker right after it succeeds. A host
             // with `started` but not `done` either still runs it (a dropped connection: wait)
             // or ran it halfway (a person must look): never started again.
-            let inner = format!("echo $$ > {} && exec {} {}", quote(&started), quote(&restore), quote(&d));
+            // §5.4.2.2 step 7: the cluster-wide proxy exported for the script, from the node's own
+            // copy (an SSH session has none for `sudo -E` to pass on).
+            let inner = format!(
+                "DRCTL_PROXY_ENV={}; {SOURCE_PROXY}; echo $$ > {} && exec {} {}",
+                quote(&l.fixed(MCO_PROXY_ENV)),
+                quote(&started),
+                quote(&restore),
+                quote(&d)
+            );
             // `sudo -E`: the restore script needs the proxy environment, as the runbook says.
             let cmd = if l.sudo { join(["sudo", "-E", "sh", "-c", inner.as_str()]) } else { join(["sh", "-c", inner.as_str()]) };
             let pid = format!("\"$({})\"", l.priv_cmd(&["cat", &started]));
@@ -1248,13 +1266,14 @@ mod tests {
         assert!(render(&HostOp::RestartKubelet, &real()).unwrap().ends_with("sudo systemctl restart kubelet.service"));
         let restore =
             render(&HostOp::RunRestore { dir: "/home/core/assets/backup".into(), fence: "drctl-r1-restore".into() }, &real()).unwrap();
-        assert!(restore.contains("sudo -E sh -c 'echo $$ > /var/lib/drctl/fences/drctl-r1-restore.started && exec /usr/local/bin/cluster-restore.sh /home/core/assets/backup' && sudo install -D -m 0600 /dev/null /var/lib/drctl/fences/drctl-r1-restore"), "{restore}");
+        assert!(restore.contains("sudo -E sh -c 'DRCTL_PROXY_ENV=/etc/mco/proxy.env; set -a; if [ -r \"$DRCTL_PROXY_ENV\" ]; then . \"$DRCTL_PROXY_ENV\"; fi; set +a; echo $$ > /var/lib/drctl/fences/drctl-r1-restore.started && exec /usr/local/bin/cluster-restore.sh /home/core/assets/backup' && sudo install -D -m 0600 /dev/null /var/lib/drctl/fences/drctl-r1-restore"), "{restore}");
         // A restore that an earlier attempt started is never started again.
         assert!(restore.contains("elif sudo test -e /var/lib/drctl/fences/drctl-r1-restore.started; then if sudo kill -0 \"$(sudo cat /var/lib/drctl/fences/drctl-r1-restore.started)\""), "{restore}");
         assert!(restore.contains("if sudo test -e /var/lib/drctl/fences/drctl-r1-restore; then"), "{restore}");
         assert!(render(&HostOp::RunRestore { dir: "/d".into(), fence: "../x".into() }, &real()).is_err());
         let backup = render(&HostOp::RunBackup { dir: "/home/core/assets/backup".into() }, &real()).unwrap();
-        assert!(backup.contains("sudo /usr/local/bin/cluster-backup.sh /home/core/assets/backup &&"), "{backup}");
+        assert!(backup.contains("sudo env DRCTL_PROXY_ENV=/etc/mco/proxy.env sh -c "), "{backup}");
+        assert!(backup.contains("exec \"$0\" \"$1\"' /usr/local/bin/cluster-backup.sh /home/core/assets/backup &&"), "{backup}");
         let del = render(&HostOp::RemoveAddress { address: "192.168.111.5".into(), device: "br-ex".into() }, &real()).unwrap();
         assert!(del.contains("ip -o address show dev br-ex"), "{del}");
         assert!(del.contains("sudo ip address del \"$cidr\" dev br-ex"), "{del}");

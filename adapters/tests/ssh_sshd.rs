@@ -382,3 +382,32 @@ fn a_restore_an_earlier_attempt_started_is_never_started_again() {
     assert!(sb.path("/var/lib/drctl/fences/drctl-twice-restore.started").exists());
     assert!(!sb.path("/var/lib/drctl/fences/drctl-twice-restore").exists(), "not finished: no done marker");
 }
+
+/// §5.1.1 step 3 and §5.4.2.2 step 7: behind a cluster-wide proxy the scripts run with its
+/// variables exported, taken from the node's own `/etc/mco/proxy.env` (an SSH session has
+/// none for `sudo -E` to pass on, and drctl never handles the values).
+#[test]
+fn backup_and_restore_scripts_run_with_the_cluster_wide_proxy_of_the_node() {
+    let w = world();
+    let h = w.hosts.clone();
+    let sb = &w.boxes[0];
+    // Without a proxy file nothing is exported and the backup works as before.
+    let dir = "/home/core/assets/backup";
+    assert!(matches!(h.run("master-0", &HostOp::RunBackup { dir: dir.into() }).unwrap(), HostOutput::Backup { .. }));
+    assert_eq!(sb.env_seen("backup"), vec!["HTTPS_PROXY="]);
+
+    std::fs::create_dir_all(sb.path("/etc/mco")).unwrap();
+    std::fs::write(
+        sb.path("/etc/mco/proxy.env"),
+        "HTTP_PROXY=http://proxy.example.com:3128\nHTTPS_PROXY=http://proxy.example.com:3128\nNO_PROXY=.cluster.local,10.0.0.0/16\n",
+    )
+    .unwrap();
+    let dir = "/home/core/assets/backup-2";
+    let out = h.run("master-0", &HostOp::RunBackup { dir: dir.into() });
+    assert!(matches!(out, Ok(HostOutput::Backup { .. })), "{out:?}");
+    assert_eq!(sb.env_seen("backup").last().map(String::as_str), Some("HTTPS_PROXY=http://proxy.example.com:3128"));
+
+    let out = h.run("master-0", &HostOp::RunRestore { dir: dir.into(), fence: "drctl-proxy-restore".into() });
+    assert_eq!(out.unwrap(), HostOutput::Done);
+    assert_eq!(sb.env_seen("restore"), vec!["HTTPS_PROXY=http://proxy.example.com:3128"]);
+}

@@ -113,7 +113,13 @@ esac
                 r#"#!/bin/sh
 ROOT='{root}'
 echo "$*" >> "$ROOT/state/backup.calls"
+echo "HTTPS_PROXY=$HTTPS_PROXY" >> "$ROOT/state/backup.env"
 [ -n "$1" ] || {{ echo "usage: cluster-backup.sh <dir>" >&2; exit 1; }}
+# Behind a cluster-wide proxy there is no direct egress: fetching etcdctl's image needs it.
+if [ -e "$ROOT/etc/mco/proxy.env" ] && [ -z "$HTTPS_PROXY" ]; then
+  echo 'Error: initializing source docker://quay.io/openshift-release-dev/ocp-v4.0-art-dev: pinging container registry quay.io: Get "https://quay.io/v2/": dial tcp 3.216.152.103:443: i/o timeout' >&2
+  exit 125
+fi
 mkdir -p "$1"
 ts=$(date +%Y-%m-%d_%H%M%S)
 ep=$(cat "$ROOT/state/etcd-endpoint" 2>/dev/null)
@@ -133,6 +139,7 @@ echo "snapshot db and kube resources are successfully saved to $1"
                 r#"#!/bin/sh
 ROOT='{root}'
 echo "$*" >> "$ROOT/state/restore.calls"
+echo "HTTPS_PROXY=$HTTPS_PROXY" >> "$ROOT/state/restore.env"
 if [ -e "$ROOT/state/slow" ]; then sleep "$(cat "$ROOT/state/slow")"; fi
 echo "...stopping etcd-pod.yaml"
 "#
@@ -144,6 +151,11 @@ echo "...stopping etcd-pod.yaml"
 
     pub fn path(&self, logical: &str) -> PathBuf {
         self.root.join(logical.trim_start_matches('/'))
+    }
+
+    /// What the scripts saw of the proxy environment, one line per run (`backup`, `restore`).
+    pub fn env_seen(&self, script: &str) -> Vec<String> {
+        std::fs::read_to_string(self.path(&format!("/state/{script}.env"))).unwrap_or_default().lines().map(str::to_string).collect()
     }
 
     pub fn calls(&self, tool: &str) -> Vec<String> {
