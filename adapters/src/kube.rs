@@ -436,12 +436,21 @@ pub fn node_info(n: &Node) -> NodeInfo {
             taints.push(t.key.clone());
         }
     }
+    // As RFC 3339 text whatever time type k8s-openapi is built with.
+    let time = |t: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>| {
+        t.and_then(|t| serde_json::to_value(t).ok()).and_then(|v| v.as_str().and_then(drctl_runtime::clock::Timestamp::parse_rfc3339))
+    };
+    let status_since = status
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
+        .and_then(|c| time(c.last_heartbeat_time.as_ref()).max(time(c.last_transition_time.as_ref())));
     NodeInfo {
         name: n.metadata.name.clone().unwrap_or_default(),
         ready,
         control_plane: has("node-role.kubernetes.io/master") || has("node-role.kubernetes.io/control-plane"),
         internal_ip,
         taints,
+        status_since,
     }
 }
 
@@ -1240,5 +1249,22 @@ mod tests {
         assert_eq!(kind("    token: sha256~abcdef\n"), Credential::BearerToken);
         assert_eq!(kind("    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: get-token\n"), Credential::Plugin);
         assert_eq!(kind("    {}\n"), Credential::Anonymous);
+    }
+
+    #[test]
+    fn a_nodes_status_time_is_its_ready_conditions_latest_write() {
+        let node: Node = serde_json::from_value(json!({
+            "metadata": {"name": "master-0", "labels": {"node-role.kubernetes.io/master": ""}},
+            "status": {"conditions": [
+                {"type": "MemoryPressure", "status": "False", "lastHeartbeatTime": "2026-01-05T10:00:00Z", "lastTransitionTime": "2026-01-05T10:00:00Z"},
+                {"type": "Ready", "status": "True", "lastHeartbeatTime": "2026-01-05T09:00:10Z", "lastTransitionTime": "2026-01-04T08:00:00Z"}]}
+        }))
+        .unwrap();
+        let info = node_info(&node);
+        assert!(info.ready);
+        let since = info.status_since.expect("a status time");
+        assert_eq!(since, drctl_runtime::clock::Timestamp::parse_rfc3339("2026-01-05T09:00:10Z").unwrap());
+        assert!(info.reported_since(Some(drctl_runtime::clock::Timestamp::parse_rfc3339("2026-01-05T09:00:00Z").unwrap())));
+        assert!(!info.reported_since(Some(drctl_runtime::clock::Timestamp::parse_rfc3339("2026-01-05T09:30:00Z").unwrap())));
     }
 }

@@ -185,14 +185,21 @@ impl ClusterApi for SimApi {
                 .nodes
                 .values()
                 .map(|n| {
-                    let ready = w.node_ready(&n.name);
+                    let (ready, since) = w.node_status(&n.name);
                     let powered = w.hosts.get(&n.name).is_some_and(|h| h.powered);
                     let taints = match (ready, powered) {
                         (true, _) => vec![],
                         (false, false) => vec!["node.kubernetes.io/unreachable".to_string()],
                         (false, true) => vec!["node.kubernetes.io/not-ready".to_string()],
                     };
-                    NodeInfo { name: n.name.clone(), ready, control_plane: n.control_plane, internal_ip: n.internal_ip.clone(), taints }
+                    NodeInfo {
+                        name: n.name.clone(),
+                        ready,
+                        control_plane: n.control_plane,
+                        internal_ip: n.internal_ip.clone(),
+                        taints,
+                        status_since: Some(since),
+                    }
                 })
                 .collect())
         })

@@ -262,6 +262,7 @@ pub fn healthy(seed: u64) -> World {
         operators,
         quorum_guard: true,
         next_csr: 0,
+        taken_at: None,
     };
     World {
         scenario: "healthy".into(),
@@ -287,6 +288,7 @@ pub fn healthy(seed: u64) -> World {
         fault_rng: None,
         hosted: None,
         drctl_view: Default::default(),
+        api_up_since: Some(EPOCH),
         platform: Platform::CloudIpi,
         network: NetworkType::OvnCentral,
         inventory_nodes: BTreeMap::new(),

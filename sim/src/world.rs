@@ -31,6 +31,10 @@ pub struct ApiData {
     /// False while `useUnsupportedUnsafeNonHANonProductionUnstableEtcd` is set.
     pub quorum_guard: bool,
     pub next_csr: u64,
+    /// When this data was written to a snapshot (set on the copy a backup keeps): the time of
+    /// the Node statuses a restored cluster serves until the kubelets report again.
+    #[serde(default)]
+    pub taken_at: Option<Timestamp>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -547,6 +551,10 @@ pub struct World {
     /// How the cluster was installed: decides what happens to a deleted control-plane machine.
     #[serde(default)]
     pub platform: Platform,
+    /// Since when the API has answered without a break (None while it is down): the node
+    /// lifecycle controller needs its grace period after that before it marks silent nodes.
+    #[serde(default)]
+    pub api_up_since: Option<Timestamp>,
     /// The network plugin: decides which of the runbook's network steps apply.
     #[serde(default)]
     pub network: NetworkType,
@@ -818,6 +826,40 @@ impl World {
         }
     }
 
+    /// Keep [`World::api_up_since`] as the API comes and goes.
+    fn watch_api_up(&mut self) {
+        let up = self.api_available();
+        match (up, self.api_up_since) {
+            (true, None) => {
+                self.api_up_since = Some(self.now);
+                self.touch();
+            }
+            (false, Some(_)) => {
+                self.api_up_since = None;
+                self.touch();
+            }
+            _ => {}
+        }
+    }
+
+    /// A Node's Ready status as the API serves it, with when it was written. After a restore the
+    /// API serves the snapshot's statuses: a kubelet that cannot report (its certificate was
+    /// signed after the backup) leaves its node Ready as of the backup until the node lifecycle
+    /// controller, a grace period after the API came back, marks it not ready.
+    pub fn node_status(&self, node: &str) -> (bool, Timestamp) {
+        const NODE_MONITOR_GRACE_MS: u64 = 100 * SECOND;
+        if self.node_ready(node) {
+            return (true, self.now);
+        }
+        let restored = self.restored_from_revision.is_some();
+        let grace_over = self.api_up_since.map(|t| t.plus(std::time::Duration::from_millis(NODE_MONITOR_GRACE_MS)));
+        match (restored, grace_over, self.api().taken_at) {
+            (true, Some(over), Some(taken)) if self.now < over => (true, taken),
+            (_, Some(over), _) => (false, over.min(self.now)),
+            _ => (false, self.now),
+        }
+    }
+
     /// Record split brain the moment a second cluster starts serving.
     fn watch_split_brain(&mut self) {
         let serving = self.serving_clusters();
@@ -1063,6 +1105,7 @@ impl World {
             }
             if self.track.changes == before {
                 self.watch_split_brain();
+                self.watch_api_up();
                 self.track.settled_at = Some(self.track.changes);
                 return;
             }
@@ -1662,7 +1705,8 @@ impl World {
         if self.faults.disk_full(host, self.now) {
             return Err(format!("write {dir}/{snap}.part: no space left on device"));
         }
-        let data = self.api().clone();
+        let mut data = self.api().clone();
+        data.taken_at = Some(self.now);
         let bytes = rmp_serde::to_vec(&data).expect("encodes");
         let status = SnapshotStatus {
             hash: mix(self.seed, &bytes) & 0xffff_ffff,

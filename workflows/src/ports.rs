@@ -53,6 +53,21 @@ pub struct NodeInfo {
     pub internal_ip: String,
     /// `node.kubernetes.io/unreachable` and friends.
     pub taints: Vec<String>,
+    /// When the Ready condition was last written (the later of its heartbeat and transition
+    /// times). Right after a restore the API serves the backup's Node statuses: a status
+    /// older than the restore says nothing about the node now.
+    #[serde(default)]
+    pub status_since: Option<drctl_runtime::clock::Timestamp>,
+}
+
+impl NodeInfo {
+    /// The status was written at or after `t` (a status without times counts as current).
+    pub fn reported_since(&self, t: Option<drctl_runtime::clock::Timestamp>) -> bool {
+        match (self.status_since, t) {
+            (Some(since), Some(t)) => since >= t,
+            _ => true,
+        }
+    }
 }
 
 /// Names a closed set of Kubernetes words, keeping any other the server may send as it is.

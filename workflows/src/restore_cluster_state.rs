@@ -100,6 +100,9 @@ pub struct Plan {
     /// answers after the restore): what OVN references, whatever address SSH uses.
     #[serde(default)]
     pub node_ips: std::collections::BTreeMap<String, String>,
+    /// When the restore ran (step 8): Node statuses written before it are the backup's.
+    #[serde(default)]
+    pub restored_at: Option<drctl_runtime::clock::Timestamp>,
 }
 
 impl Plan {
@@ -679,6 +682,7 @@ impl RestoreClusterState {
             unreachable,
             not_replaced: vec![],
             node_ips: Default::default(),
+            restored_at: None,
         };
         match at_risk.is_empty() {
             true => next(&plan, RestoreStep::CopyBackup),
@@ -956,7 +960,9 @@ impl Restoring<'_> {
         hosts
             .run(rec, &HostOp::RunRestore { dir: self.restore_dir(), fence: fence.to_string() })
             .map_err(|e| e.during(format!("cluster-restore.sh on {rec}")))?;
-        next(plan, RestoreStep::WaitNodes)
+        let mut plan = plan.clone();
+        plan.restored_at = Some(self.cx.now);
+        next(&plan, RestoreStep::WaitNodes)
     }
 
     fn wait_nodes(&self) -> Result<Step<RestoreState>, StepError> {
@@ -994,6 +1000,17 @@ impl Restoring<'_> {
                 .filter_map(|h| nodes.iter().find(|n| n.name == h.node).map(|n| (h.node.clone(), n.internal_ip.clone())))
                 .collect();
             return next(&plan, RestoreStep::WaitNodes);
+        }
+        // Right after the restore the API serves the backup's Node statuses: decide on statuses
+        // written since, or a node whose kubelet cannot report looks Ready (step 9.2 skipped).
+        let stale: Vec<&str> = plan
+            .ssh_hosts()
+            .into_iter()
+            .filter_map(|h| plan.node_of(h))
+            .filter(|node| nodes.iter().any(|n| &n.name == node && !n.reported_since(plan.restored_at)))
+            .collect();
+        if !stale.is_empty() {
+            return wait(format!("nodes {} to report a status since the restore", stale.join(", ")), 15, 20);
         }
         let not_ready: Vec<String> = plan
             .ssh_hosts()
@@ -1050,7 +1067,11 @@ impl Restoring<'_> {
             }
         }
         let nodes = api.list_nodes().map_err(|e| e.during("list nodes"))?;
-        let waiting: Vec<&str> = expected.iter().copied().filter(|n| !nodes.iter().any(|x| x.name == *n && x.ready)).collect();
+        let waiting: Vec<&str> = expected
+            .iter()
+            .copied()
+            .filter(|n| !nodes.iter().any(|x| x.name == *n && x.ready && x.reported_since(plan.restored_at)))
+            .collect();
         let pending_ours = api.list_csrs().map_err(|e| e.during("list CSRs"))?.into_iter().any(|c| {
             c.pending
                 && c.node.as_deref().is_some_and(|n| expected.contains(&n))
@@ -1654,6 +1675,7 @@ mod tests {
             unreachable: vec![],
             not_replaced: vec![],
             node_ips: Default::default(),
+            restored_at: None,
         };
         let s = RestoreState::Restoring { plan, step: RestoreStep::CopyBackup };
         assert!(RestoreClusterState.check_state(&RestoreParams::new("b"), &s).is_err());
@@ -1664,6 +1686,7 @@ mod tests {
             unreachable: vec![],
             not_replaced: vec![],
             node_ips: Default::default(),
+            restored_at: None,
         };
         let bad = RestoreState::Restoring {
             plan: plan.clone(),
