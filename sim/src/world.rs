@@ -1706,7 +1706,7 @@ impl World {
             return Err(format!("write {dir}/{snap}.part: no space left on device"));
         }
         let mut data = self.api().clone();
-        data.taken_at = Some(self.now);
+        // The hash is of the cluster's data, not of when it was taken.
         let bytes = rmp_serde::to_vec(&data).expect("encodes");
         let status = SnapshotStatus {
             hash: mix(self.seed, &bytes) & 0xffff_ffff,
@@ -1714,6 +1714,7 @@ impl World {
             total_key: (data.nodes.len() + data.machines.len() + data.csrs.len() + data.operators.len()) as u64 * 97 + 11_000,
             total_size: bytes.len() as u64 * 4096,
         };
+        data.taken_at = Some(self.now);
         let version = data.cluster_version.clone();
         let encryption_key = self.secrets.first().cloned().unwrap_or_default();
         let hm = self.host_mut(host);
