@@ -121,3 +121,13 @@ fn restore_seed_214_a_host_skipped_for_an_ssh_blip_is_brought_back_not_left_out(
     assert!(o.history.iter().any(|e| e.to.starts_with("StopLateHost(master-1")), "master-1 was not brought back");
     assert_eq!(o.status, RunStatus::Succeeded, "{:?}", o.outcome);
 }
+
+// Postmortem (found by a 20,000-seed sweep): the restore's time, against which Node statuses are
+// judged fresh, was taken when step 8 returned; a crash after the restore made the re-run (which
+// finds the fence and restores nothing) record a later time, after the node controller had
+// already marked the nodes, so no status ever looked fresh. It is now recorded before step 8.
+#[test]
+fn restore_seed_18959_a_crash_after_the_restore_does_not_move_the_restore_time() {
+    let o = replay_ok_in("restore-cluster-state", "quorum-loss", 18959, "crash-after(RunRestore)+258s");
+    assert_eq!(o.status, RunStatus::Succeeded, "{:?}", o.outcome);
+}

@@ -100,7 +100,8 @@ pub struct Plan {
     /// answers after the restore): what OVN references, whatever address SSH uses.
     #[serde(default)]
     pub node_ips: std::collections::BTreeMap<String, String>,
-    /// When the restore ran (step 8): Node statuses written before it are the backup's.
+    /// When the restore started (step 8 reached): Node statuses written before it are the
+    /// backup's.
     #[serde(default)]
     pub restored_at: Option<drctl_runtime::clock::Timestamp>,
 }
@@ -422,8 +423,8 @@ fn node_name_mismatch(ports: &Ports, h: &HostRef) -> Result<Option<Result<Step<R
     match name {
         Some(kubelet) if kubelet != h.node => Ok(Some(halt(
             format!(
-                "the inventory names node {} for host {}, but its kubelet is node {kubelet}: correct the host list (host=address:node) \
-                 and start a new run; nothing was changed",
+                "the inventory names node {} for host {}, but its kubelet is node {kubelet}: correct the host list (--hosts \
+                 NAME=ADDRESS@NODE) and start a new run; nothing was changed",
                 h.node, h.name
             ),
             vec![format!("{}: kubelet client certificate CN=system:node:{kubelet}", h.name)],
@@ -950,7 +951,11 @@ impl Restoring<'_> {
                 return wait(format!("keepalived on {rec} to take over the API VIP {vip} (has {})", have.join(", ")), 10, 10);
             }
         }
-        next(plan, RestoreStep::RunRestore { fence: format!("drctl-{}-restore", cx.run_id) })
+        // Recorded before the restore runs (and so before a crash could make a re-run of step 8
+        // find it done): Node statuses written since are the restored cluster's own.
+        let mut plan = plan.clone();
+        plan.restored_at = Some(cx.now);
+        next(&plan, RestoreStep::RunRestore { fence: format!("drctl-{}-restore", cx.run_id) })
     }
 
     fn run_restore(&self, fence: &str) -> Result<Step<RestoreState>, StepError> {
@@ -960,9 +965,7 @@ impl Restoring<'_> {
         hosts
             .run(rec, &HostOp::RunRestore { dir: self.restore_dir(), fence: fence.to_string() })
             .map_err(|e| e.during(format!("cluster-restore.sh on {rec}")))?;
-        let mut plan = plan.clone();
-        plan.restored_at = Some(self.cx.now);
-        next(&plan, RestoreStep::WaitNodes)
+        next(plan, RestoreStep::WaitNodes)
     }
 
     fn wait_nodes(&self) -> Result<Step<RestoreState>, StepError> {
