@@ -284,6 +284,7 @@ pub fn healthy(seed: u64) -> World {
         log: vec![],
         effects: vec![],
         vips: vec![],
+        vip_takeover_at: BTreeMap::new(),
         secrets: vec![encryption_key(seed)],
         fault_rng: None,
         hosted: None,

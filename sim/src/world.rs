@@ -532,6 +532,10 @@ pub struct World {
     /// a VIP no running keepalived holds.
     #[serde(default)]
     pub vips: Vec<String>,
+    /// A VIP nobody holds, and when a running keepalived takes it (the VRRP master-down
+    /// interval after the last holder stopped advertising).
+    #[serde(default)]
+    pub vip_takeover_at: BTreeMap<String, Timestamp>,
     /// Secret values the world holds (the etcd encryption key in the static-resources backup
     /// file): none of them may ever appear in a run's record or history.
     #[serde(default)]
@@ -1076,6 +1080,9 @@ impl World {
         if let Some(at) = self.cno_sync_at {
             see(at);
         }
+        for at in self.vip_takeover_at.values() {
+            see(*at);
+        }
         if let Some(at) = self.hosted.as_ref().and_then(|h| h.next_due()) {
             see(at);
         }
@@ -1132,20 +1139,34 @@ impl World {
         self.reconcile_keepalived();
     }
 
-    /// VRRP: a VIP that no running keepalived holds is taken by the first host (by name) whose
-    /// keepalived runs. A host whose keepalived stopped may keep a stale copy until it is removed
-    /// by hand (runbook step 4).
+    /// VRRP: a VIP that no running keepalived holds is taken, once the master-down interval
+    /// has passed (a few seconds without advertisements), by the first host (by name) whose
+    /// keepalived runs. A host whose keepalived stopped may keep a stale copy until it is
+    /// removed by hand (runbook step 4).
     fn reconcile_keepalived(&mut self) {
+        let now = self.now;
         for i in 0..self.vips.len() {
             let runs = |h: &Host| h.powered && h.containers.get(&StaticPod::Keepalived) == Some(&Container::Running);
-            let vip = &self.vips[i];
-            if self.hosts.values().any(|h| runs(h) && h.addresses.iter().any(|(a, _)| a == vip)) {
+            let vip = self.vips[i].clone();
+            if self.hosts.values().any(|h| runs(h) && h.addresses.iter().any(|(a, _)| *a == vip)) {
+                if self.vip_takeover_at.remove(&vip).is_some() {
+                    self.touch();
+                }
                 continue;
             }
             let Some(taker) = self.hosts.values().find(|h| runs(h)).map(|h| h.name.clone()) else { continue };
-            let vip = vip.clone();
-            self.host_mut(&taker).addresses.push((vip.clone(), "br-ex".into()));
-            self.note(format!("keepalived on {taker} took over VIP {vip}"));
+            match self.vip_takeover_at.get(&vip).copied() {
+                None => {
+                    let at = self.delay(3 * SECOND, 10 * SECOND);
+                    self.vip_takeover_at.insert(vip, at);
+                }
+                Some(at) if at <= now => {
+                    self.vip_takeover_at.remove(&vip);
+                    self.host_mut(&taker).addresses.push((vip.clone(), "br-ex".into()));
+                    self.note(format!("keepalived on {taker} took over VIP {vip}"));
+                }
+                Some(_) => {}
+            }
         }
     }
 

@@ -153,3 +153,25 @@ fn a_forced_restore_stops_at_the_unreachable_etcd_gate_before_changing_anything(
     assert!(gate.evidence.iter().any(|e| e.contains("healthy")), "{:?}", gate.evidence);
     assert_eq!(sim.read(drctl_sim::state_digest), before, "the world changed before the gate");
 }
+
+/// VRRP: a VIP whose holder's keepalived stopped is taken by another host's keepalived only
+/// after the master-down interval, not at once (what makes the restore's step 6 a wait).
+#[test]
+fn keepalived_takes_a_free_vip_over_after_a_few_seconds() {
+    use drctl_sim::world::Container;
+    use drctl_workflows::ports::StaticPod;
+    let sim = Sim::scenario("quorum-loss-reachable", 1).unwrap();
+    let holds = |host: &str| sim.read(|w| w.hosts[host].addresses.iter().any(|(a, _)| a == "10.0.0.5"));
+    assert!(holds("master-0") && !holds("master-1"));
+    sim.write(|w| {
+        let now = w.now;
+        let h = w.host_mut("master-0");
+        h.manifests.remove(&StaticPod::Keepalived);
+        h.containers.insert(StaticPod::Keepalived, Container::Stopping { at: now });
+        h.addresses.retain(|(a, _)| a != "10.0.0.5");
+        w.advance(500);
+    });
+    assert!(!holds("master-1"), "taken over at once");
+    sim.write(|w| w.advance(11_000));
+    assert!(holds("master-1"), "not taken over within the master-down interval: {:?}", sim.read(|w| w.log.clone()));
+}
