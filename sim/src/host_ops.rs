@@ -130,12 +130,7 @@ impl World {
         if !self.has_quorum() {
             return Err(PortError::Transient("Error from server: etcdserver: request timed out".into()));
         }
-        let op = drctl_workflows::ports::Operator::Etcd;
-        if self.api().operators[&op].force_reason.as_deref() != Some(reason) {
-            self.api_mut().operators.get_mut(&op).expect("operator").force_reason = Some(reason.to_string());
-            self.note(format!("etcd: forceRedeploymentReason={reason} (recovery kubeconfig on {host})"));
-            self.effect(EffectKind::ForceRedeployment(op), op.resource());
-        }
+        self.force_redeployment(drctl_workflows::ports::Operator::Etcd, reason, &format!(" (recovery kubeconfig on {host})"));
         Ok(HostOutput::Done)
     }
 

@@ -414,11 +414,7 @@ impl ClusterApi for SimApi {
 
     fn force_redeployment(&self, operator: Operator, reason: &str) -> PortResult<()> {
         self.call(Write, format_args!("/apis/operator.openshift.io/v1/{}/cluster", operator.resource()), |w| {
-            if w.api().operators[&operator].force_reason.as_deref() != Some(reason) {
-                w.api_mut().operators.get_mut(&operator).expect("operator").force_reason = Some(reason.to_string());
-                w.note(format!("{operator}: forceRedeploymentReason={reason}"));
-                w.effect(EffectKind::ForceRedeployment(operator), operator.resource());
-            }
+            w.force_redeployment(operator, reason, "");
             Ok(())
         })
     }

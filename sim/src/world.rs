@@ -867,11 +867,14 @@ impl World {
     /// Record split brain the moment a second cluster starts serving.
     fn watch_split_brain(&mut self) {
         let serving = self.serving_clusters();
+        if serving.len() < 2 {
+            return; // the common case, checked at every settled reconcile: no log scan
+        }
         let already = self.effects.iter().rev().find_map(|e| match &e.kind {
             EffectKind::SplitBrain { clusters } => Some(clusters.clone()),
             _ => None,
         });
-        if serving.len() > 1 && already.as_ref() != Some(&serving) {
+        if already.as_ref() != Some(&serving) {
             self.note(format!(
                 "split brain: etcd clusters {} all serve writes",
                 serving.iter().map(|c| format!("{c:x}")).collect::<Vec<_>>().join(", ")
@@ -1404,6 +1407,16 @@ impl World {
                 }
                 _ => {}
             }
+        }
+    }
+
+    /// `forceRedeploymentReason` of `op` set to `reason` (a repeat of the same value is a no-op);
+    /// `via` says how it was written, for the world's log.
+    pub fn force_redeployment(&mut self, op: Operator, reason: &str, via: &str) {
+        if self.api().operators[&op].force_reason.as_deref() != Some(reason) {
+            self.api_mut().operators.get_mut(&op).expect("operator").force_reason = Some(reason.to_string());
+            self.note(format!("{op}: forceRedeploymentReason={reason}{via}"));
+            self.effect(EffectKind::ForceRedeployment(op), op.resource());
         }
     }
 

@@ -114,6 +114,11 @@ impl Plan {
     fn node_of(&self, host: &str) -> Option<&str> {
         std::iter::once(&self.recovery).chain(self.others.iter()).find(|h| h.name == host).map(|h| h.node.as_str())
     }
+    /// A host taken for unreachable answers SSH again: it joins the reachable ones.
+    fn mark_reachable(&mut self, host: &str) {
+        self.unreachable.retain(|u| u != host);
+        self.reachable.push(host.to_string());
+    }
 }
 
 /// Runbook step 4 on one non-recovery host.
@@ -413,22 +418,22 @@ pub fn machine_policy(layout: &MachineLayout, cluster_version: &str, has_control
 }
 
 /// The inventory's node name for `h` against the one its kubelet authenticates as: a wrong name
-/// would make every later step act on (or skip) another node. A halt when they differ.
-fn node_name_mismatch(ports: &Ports, h: &HostRef) -> Result<Option<Result<Step<RestoreState>, StepError>>, StepError> {
+/// would make every later step act on (or skip) another node. The halt when they differ.
+fn node_name_mismatch(ports: &Ports, h: &HostRef) -> Result<Option<Step<RestoreState>>, StepError> {
     let out =
         ports.hosts.run(&h.name, &HostOp::KubeletNodeName).map_err(|e| e.during(format!("read the kubelet's node name on {}", h.name)))?;
     let HostOutput::NodeName(name) = out else {
         return Err(StepError::Bug(format!("KubeletNodeName answered {out:?}")));
     };
     match name {
-        Some(kubelet) if kubelet != h.node => Ok(Some(halt(
-            format!(
+        Some(kubelet) if kubelet != h.node => Ok(Some(Step::Halt {
+            reason: format!(
                 "the inventory names node {} for host {}, but its kubelet is node {kubelet}: correct the host list (--hosts \
                  NAME=ADDRESS@NODE) and start a new run; nothing was changed",
                 h.node, h.name
             ),
-            vec![format!("{}: kubelet client certificate CN=system:node:{kubelet}", h.name)],
-        ))),
+            evidence: vec![format!("{}: kubelet client certificate CN=system:node:{kubelet}", h.name)],
+        })),
         Some(_) => Ok(None),
         None => {
             tracing::warn!(host = %h.name, "no kubelet client certificate: the node name {} cannot be checked", h.node);
@@ -640,7 +645,7 @@ impl RestoreClusterState {
         if *idx == 0 {
             ports.hosts.connect(&recovery.name).map_err(|e| e.during(format!("ssh to recovery host {}", recovery.name)))?;
             if let Some(mismatch) = node_name_mismatch(ports, recovery)? {
-                return mismatch;
+                return Ok(mismatch);
             }
         }
         let (mut reachable, mut unreachable, mut at_risk) = (reachable.to_vec(), unreachable.to_vec(), at_risk.to_vec());
@@ -648,7 +653,7 @@ impl RestoreClusterState {
             match ports.hosts.connect(&h.name) {
                 Ok(()) => {
                     if let Some(mismatch) = node_name_mismatch(ports, h)? {
-                        return mismatch;
+                        return Ok(mismatch);
                     }
                     reachable.push(h.name.clone())
                 }
@@ -712,8 +717,7 @@ impl RestoreClusterState {
                 .cloned()
                 .ok_or_else(|| StepError::Bug(format!("{name} is not in the plan")))?;
             if ports.hosts.connect(name).is_ok() {
-                plan.unreachable.retain(|u| u != name);
-                plan.reachable.push(name.clone());
+                plan.mark_reachable(name);
                 continue;
             }
             let probe = probe_etcd(ports, &plan.recovery, &h)?;
@@ -801,20 +805,16 @@ struct Restoring<'a> {
 }
 
 impl Restoring<'_> {
-    /// Where the approved backup is copied and restored from: a directory of this run's own
-    /// under `--backup-dir`, holding exactly the approved pair. `cluster-restore.sh` takes the
-    /// newest snapshot and the newest resources it finds, each on its own, so a directory with
-    /// older or newer backups in it would restore something other than what was approved.
-    /// How many control-plane nodes a rollout must reach: every host the cluster had.
+    /// How many control-plane nodes a rollout must reach: every host the cluster had, less the
+    /// lost ones a person agreed to replace afterwards.
     fn control_plane_nodes(&self) -> usize {
         self.plan.others.len() + 1 - self.plan.not_replaced.len()
     }
 
-    /// The reachable hosts other than the recovery host, by name.
-    fn reachable_others(&self) -> &[String] {
-        &self.plan.reachable
-    }
-
+    /// Where the approved backup is copied and restored from: a directory of this run's own
+    /// under `--backup-dir`, holding exactly the approved pair. `cluster-restore.sh` takes the
+    /// newest snapshot and the newest resources it finds, each on its own, so a directory with
+    /// older or newer backups in it would restore something other than what was approved.
     fn restore_dir(&self) -> String {
         format!("{}/drctl-{}", self.p.backup_dir.trim_end_matches('/'), self.cx.run_id)
     }
@@ -1160,8 +1160,8 @@ impl Restoring<'_> {
             _ => ("app=ovnkube-node", RestoreStep::WaitOvnNodes),
         };
         // Deleting twice after a crash only restarts the pods again: idempotent enough.
-        for pod in api.list_pods("openshift-ovn-kubernetes", sel).map_err(|e| e.during("list OVN pods"))? {
-            api.delete_pod("openshift-ovn-kubernetes", &pod.name).map_err(|e| e.during(format!("delete pod {}", pod.name)))?;
+        for pod in api.list_pods(OVN_NS, sel).map_err(|e| e.during("list OVN pods"))? {
+            api.delete_pod(OVN_NS, &pod.name).map_err(|e| e.during(format!("delete pod {}", pod.name)))?;
         }
         next(plan, then)
     }
@@ -1173,7 +1173,7 @@ impl Restoring<'_> {
             RestoreStep::WaitOvnMasters => ("app=ovnkube-master", RestoreStep::RestartOvnNodes),
             _ => ("app=ovnkube-node", RestoreStep::PlanMachineReplacement),
         };
-        let pods = api.list_pods("openshift-ovn-kubernetes", sel).map_err(|e| e.during("list OVN pods"))?;
+        let pods = api.list_pods(OVN_NS, sel).map_err(|e| e.during("list OVN pods"))?;
         let not_running: Vec<String> =
             pods.iter().filter(|p| p.phase != PodStatus::Running).map(|p| format!("{} {}", p.name, p.phase)).collect();
         // A pod restarted right after its databases were removed may crashloop a few times
@@ -1285,7 +1285,7 @@ impl Restoring<'_> {
     /// that it registers again.
     fn rejoin_nodes(&self, idx: &usize, why: &str) -> Result<Step<RestoreState>, StepError> {
         let plan = self.plan;
-        let Some(h) = self.reachable_others().get(*idx) else {
+        let Some(h) = self.plan.reachable.get(*idx) else {
             return next(plan, RestoreStep::WaitNodesRejoined { why: why.to_string() });
         };
         let node = plan.node_of(h).unwrap_or(h);
@@ -1299,8 +1299,8 @@ impl Restoring<'_> {
     fn wait_nodes_rejoined(&self, why: &str) -> Result<Step<RestoreState>, StepError> {
         let plan = self.plan;
         let nodes = self.ports.api.list_nodes().map_err(|e| e.during("list nodes"))?;
-        let missing: Vec<&str> = self
-            .reachable_others()
+        let missing: Vec<&str> = plan
+            .reachable
             .iter()
             .filter_map(|h| plan.node_of(h))
             .filter(|node| !nodes.iter().any(|n| &n.name == node && n.ready))
@@ -1319,8 +1319,7 @@ impl Restoring<'_> {
         // A host skipped for an SSH blip is not lost: bring it in instead of leaving it out.
         if let Some(back) = plan.unreachable.iter().find(|h| self.ports.hosts.connect(h).is_ok()) {
             let mut plan = plan.clone();
-            plan.unreachable.retain(|u| u != back);
-            plan.reachable.push(back.clone());
+            plan.mark_reachable(back);
             let step = RestoreStep::StopLateHost { host: back.clone(), action: StopPods::MoveEtcdManifest, why: why.to_string() };
             return next(&plan, step);
         }
