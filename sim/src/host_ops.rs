@@ -10,6 +10,11 @@ fn started_marker(fence: &str) -> String {
     format!("{fence}.started")
 }
 
+/// What the real move answers when neither its source nor its destination exists.
+fn absent(src: &str, dst: &str) -> PortError {
+    PortError::NotFound(format!("drctl: neither {src} nor {dst} exists"))
+}
+
 impl World {
     /// Carry out `op` on `host` (reachable, checked by the caller) and answer as the real
     /// command would.
@@ -45,24 +50,32 @@ impl World {
         }
     }
 
+    /// `mv -v` as the real adapter renders it: moves what is there, answers "already moved"
+    /// when only the destination exists, and fails as `mv` does when neither does.
     fn move_manifest_out(&mut self, host: &str, p: &StaticPod) -> PortResult<HostOutput> {
         let h = self.host_mut(host);
-        let moved = h.manifests.remove(p);
-        if moved {
-            h.moved_manifests.insert(*p);
-            self.effect(EffectKind::ManifestMovedOut(*p), host);
+        if !h.manifests.remove(p) {
+            return match h.moved_manifests.contains(p) {
+                true => Ok(HostOutput::Moved { moved: false }),
+                false => Err(absent(&format!("/etc/kubernetes/manifests/{}", p.manifest_file()), &format!("/tmp/{}", p.manifest_file()))),
+            };
         }
-        Ok(HostOutput::Moved { moved })
+        h.moved_manifests.insert(*p);
+        self.effect(EffectKind::ManifestMovedOut(*p), host);
+        Ok(HostOutput::Moved { moved: true })
     }
 
     fn move_manifest_in(&mut self, host: &str, p: &StaticPod) -> PortResult<HostOutput> {
         let h = self.host_mut(host);
-        let moved = h.moved_manifests.remove(p);
-        if moved {
-            h.manifests.insert(*p);
-            self.effect(EffectKind::ManifestMovedIn(*p), host);
+        if !h.moved_manifests.remove(p) {
+            return match h.manifests.contains(p) {
+                true => Ok(HostOutput::Moved { moved: false }),
+                false => Err(absent(&format!("/tmp/{}", p.manifest_file()), &format!("/etc/kubernetes/manifests/{}", p.manifest_file()))),
+            };
         }
-        Ok(HostOutput::Moved { moved })
+        h.manifests.insert(*p);
+        self.effect(EffectKind::ManifestMovedIn(*p), host);
+        Ok(HostOutput::Moved { moved: true })
     }
 
     fn running_containers(&mut self, host: &str, name: &str) -> PortResult<HostOutput> {
@@ -84,7 +97,8 @@ impl World {
                 self.effect(EffectKind::EtcdDataMovedAside, host);
                 HostOutput::Moved { moved: true }
             }
-            None => HostOutput::Moved { moved: false },
+            None if !h.etcd_data_aside.is_empty() => HostOutput::Moved { moved: false },
+            None => return Err(absent("/var/lib/etcd", "/tmp/etcd")),
         })
     }
 

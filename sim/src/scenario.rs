@@ -407,8 +407,10 @@ pub fn quorum_loss_reachable(seed: u64) -> World {
         h.manifests.insert(StaticPod::Keepalived);
         h.containers.insert(StaticPod::Keepalived, Container::Running);
     }
-    w.hosts.get_mut("master-0").expect("host").addresses.push(("10.0.0.5".into(), "br-ex".into()));
-    w.hosts.get_mut("master-1").expect("host").addresses.push(("10.0.0.7".into(), "br-ex".into()));
+    // The API VIP sits on master-1, not on the host a restore picks: step 4 stops its
+    // keepalived there and step 6 waits for master-0's keepalived to take it over.
+    w.hosts.get_mut("master-1").expect("host").addresses.push(("10.0.0.5".into(), "br-ex".into()));
+    w.hosts.get_mut("master-0").expect("host").addresses.push(("10.0.0.7".into(), "br-ex".into()));
     w.vips = vec!["10.0.0.5".into(), "10.0.0.7".into()];
     w.hosts.get_mut("master-2").expect("host").powered = false;
     let m = w.hosts["master-2"].machine.clone();

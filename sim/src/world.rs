@@ -1149,7 +1149,10 @@ impl World {
     fn reconcile_keepalived(&mut self) {
         let now = self.now;
         for i in 0..self.vips.len() {
-            let runs = |h: &Host| h.powered && h.containers.get(&StaticPod::Keepalived) == Some(&Container::Running);
+            // A stopping keepalived still runs (and advertises) until its process exits.
+            let runs = |h: &Host| {
+                h.powered && matches!(h.containers.get(&StaticPod::Keepalived), Some(Container::Running | Container::Stopping { .. }))
+            };
             let vip = self.vips[i].clone();
             if self.hosts.values().any(|h| runs(h) && h.addresses.iter().any(|(a, _)| *a == vip)) {
                 if self.vip_takeover_at.remove(&vip).is_some() {

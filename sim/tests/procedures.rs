@@ -162,16 +162,59 @@ fn keepalived_takes_a_free_vip_over_after_a_few_seconds() {
     use drctl_workflows::ports::StaticPod;
     let sim = Sim::scenario("quorum-loss-reachable", 1).unwrap();
     let holds = |host: &str| sim.read(|w| w.hosts[host].addresses.iter().any(|(a, _)| a == "10.0.0.5"));
-    assert!(holds("master-0") && !holds("master-1"));
+    assert!(holds("master-1") && !holds("master-0"));
     sim.write(|w| {
         let now = w.now;
-        let h = w.host_mut("master-0");
+        let h = w.host_mut("master-1");
         h.manifests.remove(&StaticPod::Keepalived);
         h.containers.insert(StaticPod::Keepalived, Container::Stopping { at: now });
         h.addresses.retain(|(a, _)| a != "10.0.0.5");
         w.advance(500);
     });
-    assert!(!holds("master-1"), "taken over at once");
+    assert!(!holds("master-0"), "taken over at once");
     sim.write(|w| w.advance(11_000));
-    assert!(holds("master-1"), "not taken over within the master-down interval: {:?}", sim.read(|w| w.log.clone()));
+    assert!(holds("master-0"), "not taken over within the master-down interval: {:?}", sim.read(|w| w.log.clone()));
+}
+
+/// Runbook step 6: the API VIP was on master-1; once step 4 stopped its keepalived, the restore
+/// waits for the recovery host's keepalived to take the VIP over instead of halting.
+#[test]
+fn the_restore_waits_for_the_recovery_host_to_take_the_api_vip_over() {
+    use drctl_runtime::Outcome;
+    let params = serde_json::json!({"backup": "nightly", "api_vip": "10.0.0.5", "ingress_vip": "10.0.0.7"});
+    let mut waited = vec![];
+    for seed in 1..=12 {
+        let sim = Sim::scenario("quorum-loss-reachable", seed).unwrap();
+        let (fin, hist) = run(&sim, "restore-cluster-state", params.clone(), true);
+        assert_eq!(fin.status, RunStatus::Succeeded, "seed {seed}:\n{}", show(&hist));
+        assert!(sim.read(|w| w.log.iter().any(|l| l.contains("keepalived on master-0 took over VIP 10.0.0.5"))), "seed {seed}");
+        if hist.iter().any(|e| e.outcome == Outcome::Waiting && e.from == "CheckRecoveryVip") {
+            waited.push(seed);
+        }
+    }
+    assert!(!waited.is_empty(), "no seed made step 6 wait for the VIP takeover");
+}
+
+/// Moving a manifest or the etcd data directory answers as the real `mv` the SSH adapter runs:
+/// moved, "already moved" when only the destination exists, not found when neither does.
+#[test]
+fn moves_answer_as_the_real_command_does() {
+    use drctl_workflows::ports::{HostOp, HostOutput, PortError, StaticPod};
+    let sim = Sim::scenario("quorum-loss-reachable", 1).unwrap();
+    let ports = sim.ports();
+    let run = |op: HostOp| ports.hosts.run("master-1", &op);
+    assert_eq!(run(HostOp::MoveManifestOut(StaticPod::Etcd)).unwrap(), HostOutput::Moved { moved: true });
+    assert_eq!(run(HostOp::MoveManifestOut(StaticPod::Etcd)).unwrap(), HostOutput::Moved { moved: false });
+    // master-1 lost /var/lib/etcd: nothing to move, and `mv` says so.
+    let gone = run(HostOp::MoveEtcdDataDirAside);
+    assert!(matches!(&gone, Err(PortError::NotFound(m)) if m.contains("neither /var/lib/etcd")), "{gone:?}");
+    sim.write(|w| {
+        w.host_mut("master-1").manifests.remove(&StaticPod::KubeApiServer);
+        w.host_mut("master-1").manifests.remove(&StaticPod::KubeScheduler);
+    });
+    let absent = run(HostOp::MoveManifestOut(StaticPod::KubeApiServer));
+    assert!(matches!(&absent, Err(PortError::NotFound(m)) if m.contains("kube-apiserver-pod.yaml")), "{absent:?}");
+    assert_eq!(run(HostOp::MoveManifestIn(StaticPod::KubeControllerManager)).unwrap(), HostOutput::Moved { moved: false });
+    let back = run(HostOp::MoveManifestIn(StaticPod::KubeScheduler));
+    assert!(matches!(back, Err(PortError::NotFound(_))), "{back:?}");
 }

@@ -883,13 +883,23 @@ impl Restoring<'_> {
         let hosts = &self.ports.hosts;
         let p = self.p;
         let run = |op: HostOp| hosts.run(h, &op).map_err(|e| e.during(format!("{op:?} on {h}")));
+        // Neither in place nor already moved aside: nothing there to stop or set aside (a disk
+        // that lost /var/lib/etcd, a manifest someone moved elsewhere by hand). What matters
+        // is checked next: no container of it runs.
+        let move_aside = |op: HostOp| match hosts.run(h, &op) {
+            Err(PortError::NotFound(e)) => {
+                tracing::warn!(host = %h, "{op:?}: nothing to move ({e})");
+                Ok(())
+            }
+            other => other.map(|_| ()).map_err(|e| e.during(format!("{op:?} on {h}"))),
+        };
         let running = |name: &str| match run(HostOp::RunningContainers { name: name.into() })? {
             HostOutput::Names(n) => Ok(n),
             other => Err(StepError::Bug(format!("RunningContainers answered {other:?}"))),
         };
         match action {
             StopPods::MoveEtcdManifest => {
-                run(HostOp::MoveManifestOut(StaticPod::Etcd))?;
+                move_aside(HostOp::MoveManifestOut(StaticPod::Etcd))?;
                 then(StopPods::WaitEtcdStopped)
             }
             StopPods::WaitEtcdStopped => match running("etcd")?.is_empty() {
@@ -897,7 +907,7 @@ impl Restoring<'_> {
                 false => wait(format!("etcd containers on {h} to stop"), 10, 10),
             },
             StopPods::MoveApiServerManifest => {
-                run(HostOp::MoveManifestOut(StaticPod::KubeApiServer))?;
+                move_aside(HostOp::MoveManifestOut(StaticPod::KubeApiServer))?;
                 then(StopPods::WaitApiServerStopped)
             }
             StopPods::WaitApiServerStopped => match running("kube-apiserver")?.is_empty() {
@@ -905,14 +915,14 @@ impl Restoring<'_> {
                 false => wait(format!("kube-apiserver containers on {h} to stop"), 10, 10),
             },
             StopPods::MoveEtcdDataDir => {
-                run(HostOp::MoveEtcdDataDirAside)?;
+                move_aside(HostOp::MoveEtcdDataDirAside)?;
                 match run(HostOp::ManifestPresent(StaticPod::Keepalived))? {
                     HostOutput::Present(true) => then(StopPods::MoveKeepalivedManifest),
                     _ => next_host(),
                 }
             }
             StopPods::MoveKeepalivedManifest => {
-                run(HostOp::MoveManifestOut(StaticPod::Keepalived))?;
+                move_aside(HostOp::MoveManifestOut(StaticPod::Keepalived))?;
                 then(StopPods::WaitKeepalivedStopped)
             }
             StopPods::WaitKeepalivedStopped => match running("keepalived")?.is_empty() {
