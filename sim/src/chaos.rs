@@ -196,7 +196,7 @@ pub fn rows() -> Vec<ProcedureRow> {
                 ScenarioChoice { scenario: "quorum-loss-reachable", weight: 1, params: restore_params_keepalived },
                 ScenarioChoice { scenario: "api-unreachable", weight: 1, params: restore_params },
                 ScenarioChoice { scenario: "quorum-loss-cpms", weight: 1, params: restore_params },
-                ScenarioChoice { scenario: "quorum-loss-baremetal", weight: 1, params: restore_params },
+                ScenarioChoice { scenario: "quorum-loss-baremetal", weight: 1, params: restore_params_keepalived },
                 ScenarioChoice { scenario: "quorum-loss-upi", weight: 1, params: restore_params },
                 ScenarioChoice { scenario: "quorum-loss-ovn-ic", weight: 1, params: restore_params },
                 ScenarioChoice { scenario: "quorum-loss-sdn", weight: 1, params: restore_params },

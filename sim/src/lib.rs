@@ -354,6 +354,10 @@ impl SimStatus {
         if !ovn_healthy {
             problems.push("OVN-Kubernetes control plane not healthy".into());
         }
+        let without_keepalived = w.hosts_without_keepalived();
+        if !without_keepalived.is_empty() {
+            problems.push(format!("keepalived.yaml missing on {}: the VIPs cannot fail over there", without_keepalived.join(", ")));
+        }
         if pending_csrs > 0 {
             problems.push(format!("{pending_csrs} pending CSRs"));
         }

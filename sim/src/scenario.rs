@@ -86,7 +86,7 @@ pub const SCENARIOS: &[ScenarioInfo] = &[
     ScenarioInfo {
         name: "quorum-loss-baremetal",
         topology: Topology::Standalone,
-        summary: "bare metal installer-provisioned: the etcd data of master-1 and master-2 lost (hosts reachable); deleting a control-plane machine would deprovision its host",
+        summary: "bare metal installer-provisioned, keepalived VIPs 10.0.0.5/10.0.0.7: the etcd data of master-1 and master-2 lost (hosts reachable); deleting a control-plane machine would deprovision its host",
     },
     ScenarioInfo {
         name: "quorum-loss-upi",
@@ -403,15 +403,9 @@ pub fn quorum_loss(seed: u64) -> World {
 
 pub fn quorum_loss_reachable(seed: u64) -> World {
     let mut w = degraded_base(seed, "quorum-loss-reachable");
-    for h in w.hosts.values_mut() {
-        h.manifests.insert(StaticPod::Keepalived);
-        h.containers.insert(StaticPod::Keepalived, Container::Running);
-    }
     // The API VIP sits on master-1, not on the host a restore picks: step 4 stops its
     // keepalived there and step 6 waits for master-0's keepalived to take it over.
-    w.hosts.get_mut("master-1").expect("host").addresses.push(("10.0.0.5".into(), "br-ex".into()));
-    w.hosts.get_mut("master-0").expect("host").addresses.push(("10.0.0.7".into(), "br-ex".into()));
-    w.vips = vec!["10.0.0.5".into(), "10.0.0.7".into()];
+    with_keepalived(&mut w, "master-1", "master-0");
     w.hosts.get_mut("master-2").expect("host").powered = false;
     let m = w.hosts["master-2"].machine.clone();
     w.api_mut().machines.get_mut(&m).expect("machine").annotations.insert("machine.openshift.io/instance-state".into(), "stopped".into());
@@ -421,6 +415,18 @@ pub fn quorum_loss_reachable(seed: u64) -> World {
     w.advance(5 * MINUTE);
     assert!(!w.api_available(), "quorum-loss-reachable scenario must start with the API down");
     w
+}
+
+/// The API VIP (10.0.0.5) and the ingress VIP (10.0.0.7) that keepalived manages on every
+/// control-plane host of an on-premise installer-provisioned cluster.
+fn with_keepalived(w: &mut World, api_vip_on: &str, ingress_vip_on: &str) {
+    for h in w.hosts.values_mut() {
+        h.manifests.insert(StaticPod::Keepalived);
+        h.containers.insert(StaticPod::Keepalived, Container::Running);
+    }
+    w.hosts.get_mut(api_vip_on).expect("host").addresses.push(("10.0.0.5".into(), "br-ex".into()));
+    w.hosts.get_mut(ingress_vip_on).expect("host").addresses.push(("10.0.0.7".into(), "br-ex".into()));
+    w.vips = vec!["10.0.0.5".into(), "10.0.0.7".into()];
 }
 
 /// `quorum-loss` on another network plugin or layout.
@@ -480,6 +486,10 @@ pub fn quorum_loss_data_lost(seed: u64, scenario: &str, platform: Platform) -> W
                 m.provider_id = Some(format!("baremetalhost:///openshift-machine-api/{}", m.name));
             }
         }
+    }
+    if platform == Platform::BareMetalIpi {
+        // Bare metal IPI runs keepalived for its VIPs; the API VIP is on a host that stays.
+        with_keepalived(&mut w, "master-2", "master-0");
     }
     let mut w = degraded_base_of(w, scenario);
     for h in ["master-1", "master-2"] {

@@ -1451,6 +1451,31 @@ impl World {
         }
     }
 
+    /// What a new control-plane host starts with: the control-plane static pods the installers
+    /// lay down (etcd waits for membership) and, where keepalived manages VIPs, the keepalived
+    /// manifest the machine config writes.
+    fn joining_manifests(&self) -> BTreeSet<StaticPod> {
+        let mut m: BTreeSet<StaticPod> = [StaticPod::KubeApiServer, StaticPod::KubeControllerManager, StaticPod::KubeScheduler].into();
+        if !self.vips.is_empty() {
+            m.insert(StaticPod::Keepalived);
+        }
+        m
+    }
+
+    /// Control-plane hosts in the cluster (powered, their node registered) without the keepalived
+    /// manifest on a cluster whose VIPs keepalived manages: the VIPs cannot fail over to them,
+    /// and the machine config daemon finds its file missing.
+    pub fn hosts_without_keepalived(&self) -> Vec<String> {
+        if self.vips.is_empty() {
+            return vec![];
+        }
+        self.hosts
+            .values()
+            .filter(|h| h.powered && self.api().nodes.contains_key(&h.name) && !h.manifests.contains(&StaticPod::Keepalived))
+            .map(|h| h.name.clone())
+            .collect()
+    }
+
     /// A provisioned machine boots, its kubelet joins (the machine approver signs its CSRs) and
     /// the installers lay down the control-plane static pods, except etcd which needs membership.
     fn machine_joins(&mut self, machine: &str) {
@@ -1468,7 +1493,7 @@ impl World {
             kubelet_serving: true,
             needs_register: false,
             release_version: version,
-            manifests: [StaticPod::KubeApiServer, StaticPod::KubeControllerManager, StaticPod::KubeScheduler].into(),
+            manifests: self.joining_manifests(),
             moved_manifests: BTreeSet::new(),
             containers: BTreeMap::new(),
             etcd_data: None,

@@ -921,6 +921,9 @@ impl Restoring<'_> {
                     _ => next_host(),
                 }
             }
+            // 4.7 moves keepalived aside where the node is deleted; drctl moves it on every
+            // other host (step 6 needs the recovery host to own the API VIP) and puts it back
+            // on the hosts that stay (step 16, `RejoinNodes`).
             StopPods::MoveKeepalivedManifest => {
                 move_aside(HostOp::MoveManifestOut(StaticPod::Keepalived))?;
                 then(StopPods::WaitKeepalivedStopped)
@@ -1291,13 +1294,20 @@ impl Restoring<'_> {
         }
     }
 
-    /// Restart kubelet on a reachable host whose Node object is gone (deleted in step 13), so
-    /// that it registers again.
+    /// On a reachable host that stays in the cluster: put back the keepalived manifest step 4
+    /// moved aside (the runbook moves it only where the node is deleted; this host's is not, and
+    /// without it the VIPs cannot fail over here), then restart kubelet if its Node object is
+    /// gone (deleted in step 13), so that it registers again.
     fn rejoin_nodes(&self, idx: &usize, why: &str) -> Result<Step<RestoreState>, StepError> {
         let plan = self.plan;
         let Some(h) = self.plan.reachable.get(*idx) else {
             return next(plan, RestoreStep::WaitNodesRejoined { why: why.to_string() });
         };
+        match self.ports.hosts.run(h, &HostOp::MoveManifestIn(StaticPod::Keepalived)) {
+            // Neither in /tmp nor in place: this host runs no keepalived.
+            Ok(_) | Err(PortError::NotFound(_)) => {}
+            Err(e) => return Err(e.during(format!("put the keepalived manifest back on {h}"))),
+        }
         let node = plan.node_of(h).unwrap_or(h);
         let nodes = self.ports.api.list_nodes().map_err(|e| e.during("list nodes"))?;
         if !nodes.iter().any(|n| n.name == node) {
