@@ -425,11 +425,8 @@ pub fn node_info(n: &Node) -> NodeInfo {
     let status = n.status.as_ref();
     let ready =
         status.and_then(|s| s.conditions.as_ref()).map(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True")).unwrap_or(false);
-    let internal_ip = status
-        .and_then(|s| s.addresses.as_ref())
-        .and_then(|a| a.iter().find(|a| a.type_ == "InternalIP"))
-        .map(|a| a.address.clone())
-        .unwrap_or_default();
+    let addresses = status.and_then(|s| s.addresses.as_ref()).map(|a| a.as_slice()).unwrap_or(&[]);
+    let internal_ip = addresses.iter().find(|a| a.type_ == "InternalIP").map(|a| a.address.clone()).unwrap_or_default();
     let mut taints: Vec<String> = Vec::new();
     for t in n.spec.as_ref().and_then(|s| s.taints.as_ref()).map(|t| t.as_slice()).unwrap_or(&[]) {
         if !taints.contains(&t.key) {
@@ -451,6 +448,7 @@ pub fn node_info(n: &Node) -> NodeInfo {
         internal_ip,
         taints,
         status_since,
+        addresses: addresses.iter().map(|a| a.address.clone()).collect(),
     }
 }
 
@@ -492,7 +490,8 @@ pub fn csr_info(c: &CertificateSigningRequest) -> CsrInfo {
     // The node is named by the request itself (a first client certificate is requested by the
     // node-bootstrapper, not the node): one derivation, shared with the simulator.
     let (kind, node) = drctl_workflows::csr::classify(&signer, &requestor, &c.spec.request.0);
-    CsrInfo { name: c.metadata.name.clone().unwrap_or_default(), node, signer, requestor, kind, pending: !decided, approved }
+    let names = drctl_workflows::csr::requested_names(&c.spec.request.0).ok();
+    CsrInfo { name: c.metadata.name.clone().unwrap_or_default(), node, names, signer, requestor, kind, pending: !decided, approved }
 }
 
 fn cluster_operator_info(o: &Value) -> ClusterOperatorInfo {

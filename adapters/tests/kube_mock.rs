@@ -196,6 +196,8 @@ fn nodes_pods_and_csrs_read_like_the_runbook_output() {
     assert_eq!(nodes.len(), 4);
     assert!(!nodes[0].ready && nodes[0].control_plane);
     assert_eq!(nodes[0].internal_ip, "10.0.131.183");
+    // Every status address, which a serving CSR's names are checked against.
+    assert_eq!(nodes[0].addresses, ["10.0.131.183", "ip-10-0-131-183.ec2.internal"]);
     assert_eq!(nodes[0].taints, vec!["node-role.kubernetes.io/master", "node.kubernetes.io/unreachable"]);
     assert!(nodes[2].ready && nodes[2].control_plane, "the control-plane role label counts too");
     assert!(!nodes[3].control_plane);
@@ -243,6 +245,8 @@ fn nodes_pods_and_csrs_read_like_the_runbook_output() {
     assert_eq!(csrs[2].kind, CsrKind::NodeBootstrapper);
     assert_eq!(csrs[2].node.as_deref(), Some("ip-10-0-131-183.ec2.internal"));
     assert_eq!(csrs[3].node.as_deref(), Some("master-0"));
+    // These requests ask for no alternative names (read by the shared parser, not absent).
+    assert_eq!(csrs[2].names.as_deref(), Some(&[][..]));
     assert!(csrs[4].approved && !csrs[4].pending);
     assert_eq!(csrs[5].kind, CsrKind::Other);
 

@@ -21,8 +21,32 @@ fn attribute(oid: &[u8], value: &str) -> Vec<u8> {
     tlv(0x31, &tlv(0x30, &atv))
 }
 
-/// The PEM `CERTIFICATE REQUEST` of a kubelet for node `node`.
-pub fn kubelet_request_pem(node: &str) -> String {
+/// A subject alternative name a request asks for.
+pub enum AltName<'a> {
+    Dns(&'a str),
+    Ip(std::net::Ipv4Addr),
+}
+
+/// The extensionRequest attribute asking for `names` (none: no attribute).
+fn extension_request(names: &[AltName]) -> Vec<u8> {
+    if names.is_empty() {
+        return vec![];
+    }
+    let general: Vec<u8> = names
+        .iter()
+        .flat_map(|n| match n {
+            AltName::Dns(d) => tlv(0x82, d.as_bytes()),
+            AltName::Ip(ip) => tlv(0x87, &ip.octets()),
+        })
+        .collect();
+    let san = tlv(0x30, &[tlv(0x06, &[0x55, 0x1d, 0x11]), tlv(0x04, &tlv(0x30, &general))].concat());
+    let pkcs9_extension_request = [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x0e];
+    tlv(0x30, &[tlv(0x06, &pkcs9_extension_request), tlv(0x31, &tlv(0x30, &san))].concat())
+}
+
+/// The PEM `CERTIFICATE REQUEST` of a kubelet for node `node`: a client certificate request
+/// names no alternative names, a serving one its hostname and addresses (`names`).
+pub fn kubelet_request_pem(node: &str, names: &[AltName]) -> String {
     let name = tlv(
         0x30,
         &[attribute(&[0x55, 0x04, 0x0a], "system:nodes"), attribute(&[0x55, 0x04, 0x03], &format!("system:node:{node}"))].concat(),
@@ -34,7 +58,7 @@ pub fn kubelet_request_pem(node: &str) -> String {
     );
     let point: Vec<u8> = std::iter::once(0u8).chain(std::iter::once(4u8)).chain((0..64u8).map(|i| i.wrapping_mul(37))).collect();
     let spki = tlv(0x30, &[algorithm, tlv(0x03, &point)].concat());
-    let info = tlv(0x30, &[tlv(0x02, &[0]), name, spki, tlv(0xa0, &[])].concat());
+    let info = tlv(0x30, &[tlv(0x02, &[0]), name, spki, tlv(0xa0, &extension_request(names))].concat());
     let ecdsa_sha256 = tlv(0x30, &tlv(0x06, &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02]));
     let signature = tlv(0x03, &[&[0u8][..], &tlv(0x30, &[tlv(0x02, &[1; 32]), tlv(0x02, &[2; 32])].concat())].concat());
     let der = tlv(0x30, &[info, ecdsa_sha256, signature].concat());
@@ -61,8 +85,12 @@ mod tests {
 
     #[test]
     fn the_request_names_the_node_as_a_kubelets_does() {
-        let pem = kubelet_request_pem("master-1");
+        let pem = kubelet_request_pem("master-1", &[]);
         assert_eq!(drctl_workflows::csr::subject_common_name(pem.as_bytes()).unwrap(), "system:node:master-1");
+        assert_eq!(drctl_workflows::csr::requested_names(pem.as_bytes()).unwrap(), Vec::<String>::new());
+        let serving = kubelet_request_pem("master-1", &[AltName::Dns("master-1"), AltName::Ip([10, 0, 0, 11].into())]);
+        assert_eq!(drctl_workflows::csr::subject_common_name(serving.as_bytes()).unwrap(), "system:node:master-1");
+        assert_eq!(drctl_workflows::csr::requested_names(serving.as_bytes()).unwrap(), ["master-1", "10.0.0.11"]);
         assert_eq!(base64_encode(b"ab"), "YWI=");
         assert_eq!(base64_encode(b"abc"), "YWJj");
     }

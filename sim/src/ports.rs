@@ -199,6 +199,8 @@ impl ClusterApi for SimApi {
                         internal_ip: n.internal_ip.clone(),
                         taints,
                         status_since: Some(since),
+                        // As a kubelet reports them: its InternalIP and its hostname.
+                        addresses: vec![n.internal_ip.clone(), n.name.clone()],
                     }
                 })
                 .collect())
@@ -225,6 +227,7 @@ impl ClusterApi for SimApi {
                     // As the kube adapter reads it: kind and node from signer, user and request.
                     let (kind, node) = drctl_workflows::csr::classify(&c.signer, &c.requestor, c.request.as_bytes());
                     CsrInfo {
+                        names: drctl_workflows::csr::requested_names(c.request.as_bytes()).ok(),
                         name: c.name.clone(),
                         signer: c.signer.clone(),
                         requestor: c.requestor.clone(),

@@ -5,6 +5,7 @@
 //! happens either through an operation (a port call) or through [`World::advance_to`], which
 //! runs the cluster's own controllers deterministically from the world's seeded RNG.
 
+use crate::csr_request::AltName;
 use drctl_runtime::clock::Timestamp;
 use drctl_runtime::rng::{mix, DetRng};
 use drctl_workflows::ports::{CsrKind, Operator, SnapshotStatus, StaticPod};
@@ -1296,7 +1297,7 @@ impl World {
             }
             if h.kubelet_cert_gen.is_none() {
                 // Bootstrap: ask for a client certificate, use it once approved.
-                let csr = self.api().csrs.values().find(|c| c.kind == CsrKind::NodeBootstrapper && c.node == name).map(|c| c.approved);
+                let csr = self.own_csr(CsrKind::NodeBootstrapper, name);
                 match csr {
                     Some(true) => {
                         let gen = self.api().signer_generation;
@@ -1324,7 +1325,7 @@ impl World {
                 self.host_mut(name).needs_register = false;
             }
             if !serving {
-                let csr = self.api().csrs.values().find(|c| c.kind == CsrKind::KubeletServing && c.node == name).map(|c| c.approved);
+                let csr = self.own_csr(CsrKind::KubeletServing, name);
                 match csr {
                     Some(true) => self.host_mut(name).kubelet_serving = true,
                     Some(false) => {}
@@ -1332,6 +1333,24 @@ impl World {
                 }
             }
         }
+    }
+
+    /// The request a kubelet of `node` files for a certificate of `kind`: a serving certificate
+    /// is asked for the node's hostname and address, as its kubelet reports them.
+    fn kubelet_request(&self, kind: CsrKind, node: &str) -> String {
+        let ip = self.hosts.get(node).and_then(|h| h.ip.parse::<std::net::Ipv4Addr>().ok());
+        let names = match (kind, ip) {
+            (CsrKind::KubeletServing, Some(ip)) => vec![AltName::Dns(node), AltName::Ip(ip)],
+            _ => vec![],
+        };
+        crate::csr_request::kubelet_request_pem(node, &names)
+    }
+
+    /// Whether the CSR this kubelet filed is approved (`None`: it filed none). A kubelet knows
+    /// its own request; another CSR naming the same node is not its.
+    fn own_csr(&self, kind: CsrKind, node: &str) -> Option<bool> {
+        let request = self.kubelet_request(kind, node);
+        self.api().csrs.values().find(|c| c.kind == kind && c.node == node && c.request == request).map(|c| c.approved)
     }
 
     fn new_csr(&mut self, kind: CsrKind, node: &str) {
@@ -1345,6 +1364,7 @@ impl World {
             ),
             _ => ("kubernetes.io/kubelet-serving", format!("system:node:{node}")),
         };
+        let request = self.kubelet_request(kind, node);
         let now = self.now;
         let api = self.api_mut();
         api.next_csr += 1;
@@ -1358,7 +1378,7 @@ impl World {
                 node: node.into(),
                 approved: false,
                 created_at: now,
-                request: crate::csr_request::kubelet_request_pem(node),
+                request,
             },
         );
         self.note(format!("csr {name} ({kind:?}) pending for {node}"));

@@ -218,3 +218,42 @@ fn moves_answer_as_the_real_command_does() {
     let back = run(HostOp::MoveManifestIn(StaticPod::KubeScheduler));
     assert!(matches!(back, Err(PortError::NotFound(_))), "{back:?}");
 }
+
+/// Step 11 approves a kubelet-serving CSR only when it asks for nothing but its node's own names:
+/// one restored from the backup asking also for the API's name and VIP stays pending, and the
+/// restore still completes.
+#[test]
+fn a_serving_csr_asking_for_foreign_names_is_not_approved() {
+    use drctl_sim::csr_request::{kubelet_request_pem, AltName};
+    use drctl_sim::world::{CsrObj, SimFile};
+    use drctl_workflows::ports::CsrKind;
+    let sim = Sim::scenario("quorum-loss", 3).unwrap();
+    let rogue = "csr-rogue";
+    sim.write(|w| {
+        let names = [AltName::Dns("master-0"), AltName::Dns("api.ocp.example.com"), AltName::Ip([10, 0, 0, 10].into())];
+        let csr = CsrObj {
+            name: rogue.into(),
+            kind: CsrKind::KubeletServing,
+            signer: "kubernetes.io/kubelet-serving".into(),
+            requestor: "system:node:master-0".into(),
+            node: "master-0".into(),
+            approved: false,
+            created_at: w.now,
+            request: kubelet_request_pem("master-0", &names),
+        };
+        for f in w.backups.get_mut("nightly").unwrap().files.values_mut() {
+            if let SimFile::Snapshot { data, .. } = f {
+                data.csrs.insert(rogue.into(), csr.clone());
+            }
+        }
+    });
+    let (fin, hist) = run(&sim, "restore-cluster-state", serde_json::json!({"backup": "nightly"}), true);
+    assert_eq!(fin.status, RunStatus::Succeeded, "{}", show(&hist));
+    let (present, approved, others_pending) = sim.read(|w| {
+        let c = w.api().csrs.get(rogue);
+        (c.is_some(), c.is_some_and(|c| c.approved), w.api().csrs.values().filter(|c| c.name != rogue && !c.approved).count())
+    });
+    assert!(present, "the restored API lost the CSR");
+    assert!(!approved, "a serving CSR for api.ocp.example.com was approved");
+    assert_eq!(others_pending, 0, "the kubelets' own CSRs were not all approved");
+}

@@ -5,7 +5,7 @@
 //! names the node. One function, [`classify`], used by the kube adapter and the simulator alike,
 //! so both derive the node the same way.
 
-use crate::ports::CsrKind;
+use crate::ports::{CsrInfo, CsrKind, NodeInfo};
 
 /// The service account that requests a kubelet's first client certificate.
 pub const NODE_BOOTSTRAPPER: &str = "system:serviceaccount:openshift-machine-config-operator:node-bootstrapper";
@@ -56,7 +56,96 @@ pub fn subject_common_name(pem: &[u8]) -> Result<String, String> {
     cn.ok_or_else(|| "the request's subject has no common name".into())
 }
 
+/// The subject alternative names a PEM `CERTIFICATE REQUEST` asks for, in its
+/// extensionRequest attribute: DNS names and IP addresses as text, any other kind of name as
+/// `email:`, `uri:` or `other:` (so no node address can match it). No extension: none.
+pub fn requested_names(pem: &[u8]) -> Result<Vec<String>, String> {
+    let der = pem_body(pem)?;
+    let (request, _) = Der::new(&der).expect(SEQUENCE, "CertificationRequest")?;
+    let (info, _) = Der::new(request).expect(SEQUENCE, "certificationRequestInfo")?;
+    let (_, rest) = Der::new(info).expect(INTEGER, "version")?;
+    let (_, rest) = Der::new(rest).expect(SEQUENCE, "subject")?;
+    let (_, rest) = Der::new(rest).expect(SEQUENCE, "subjectPKInfo")?;
+    // attributes [0] IMPLICIT SET OF Attribute; Attribute ::= SEQUENCE { type, values SET }
+    let (mut attrs, _) = Der::new(rest).expect(ATTRIBUTES, "attributes")?;
+    let mut names = vec![];
+    while !attrs.is_empty() {
+        let (attr, more) = Der::new(attrs).expect(SEQUENCE, "attribute")?;
+        attrs = more;
+        let (oid, values) = Der::new(attr).expect(OID, "attribute type")?;
+        if oid != EXTENSION_REQUEST {
+            continue;
+        }
+        let (values, _) = Der::new(values).expect(SET, "extensionRequest values")?;
+        // Extensions ::= SEQUENCE OF Extension { extnID, critical BOOLEAN DEFAULT FALSE, extnValue }
+        let (mut exts, _) = Der::new(values).expect(SEQUENCE, "extensions")?;
+        while !exts.is_empty() {
+            let (ext, more) = Der::new(exts).expect(SEQUENCE, "extension")?;
+            exts = more;
+            let (id, rest) = Der::new(ext).expect(OID, "extension id")?;
+            let rest = match Der::new(rest).any("extension")? {
+                (BOOLEAN, _, after) => after,
+                _ => rest,
+            };
+            if id == SUBJECT_ALT_NAME {
+                let (value, _) = Der::new(rest).expect(OCTET_STRING, "extension value")?;
+                names.extend(general_names(value)?);
+            }
+        }
+    }
+    Ok(names)
+}
+
+/// GeneralNames ::= SEQUENCE OF GeneralName (RFC 5280 §4.2.1.6), as text.
+fn general_names(value: &[u8]) -> Result<Vec<String>, String> {
+    let (mut seq, _) = Der::new(value).expect(SEQUENCE, "subjectAltName")?;
+    let mut out = vec![];
+    while !seq.is_empty() {
+        let (tag, body, more) = Der::new(seq).any("general name")?;
+        seq = more;
+        let text = || String::from_utf8_lossy(body).into_owned();
+        out.push(match tag {
+            0x82 => text(),
+            0x87 => match body.len() {
+                4 => std::net::Ipv4Addr::new(body[0], body[1], body[2], body[3]).to_string(),
+                16 => std::net::Ipv6Addr::from(<[u8; 16]>::try_from(body).map_err(|_| "malformed request: iPAddress")?).to_string(),
+                n => return Err(format!("malformed request: an iPAddress of {n} bytes")),
+            },
+            0x81 => format!("email:{}", text()),
+            0x86 => format!("uri:{}", text()),
+            t => format!("other:{t:#04x}"),
+        });
+    }
+    Ok(out)
+}
+
+/// Whether a CSR may be approved without a person (OpenShift Container Platform 4.14 Backup and
+/// restore §5.4.2.2 step 11, "approve each valid ... CSR"): a node-bootstrapper client CSR, or a
+/// node's own kubelet-serving CSR asking for nothing but that node's name and the addresses the
+/// API records for it (`node`, the Node object) — each with the signer that kind must use.
+pub fn approvable(c: &CsrInfo, node: Option<&NodeInfo>) -> bool {
+    match c.kind {
+        CsrKind::NodeBootstrapper => c.signer == CLIENT_SIGNER && c.requestor == NODE_BOOTSTRAPPER,
+        CsrKind::KubeletServing => {
+            let Some(n) = node.filter(|n| c.node.as_deref() == Some(n.name.as_str())) else { return false };
+            let own = |name: &String| *name == n.name || n.addresses.contains(name);
+            c.signer == SERVING_SIGNER
+                && c.requestor == format!("{NODE_PREFIX}{}", n.name)
+                && c.names.as_ref().is_some_and(|names| !names.is_empty() && names.iter().all(own))
+        }
+        CsrKind::Other => false,
+    }
+}
+
 const SEQUENCE: u8 = 0x30;
+const BOOLEAN: u8 = 0x01;
+const OCTET_STRING: u8 = 0x04;
+/// `[0]` constructed: the request's attributes.
+const ATTRIBUTES: u8 = 0xa0;
+/// 1.2.840.113549.1.9.14 (pkcs-9 extensionRequest), DER-encoded.
+const EXTENSION_REQUEST: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x0e];
+/// 2.5.29.17 (id-ce-subjectAltName), DER-encoded.
+const SUBJECT_ALT_NAME: &[u8] = &[0x55, 0x1d, 0x11];
 const SET: u8 = 0x31;
 const INTEGER: u8 = 0x02;
 const OID: u8 = 0x06;
@@ -183,6 +272,86 @@ hjP4kaanGqIM/9ConFy2tHX30Hi+83g9
         }
     }
 
+    /// `-subj "/O=system:nodes/CN=system:node:ip-10-0-131-183.ec2.internal" -addext
+    /// subjectAltName=DNS:ip-10-0-131-183.ec2.internal,IP:10.0.131.183,IP:fd00::1`
+    const SERVING_OWN_NAMES: &str = "-----BEGIN CERTIFICATE REQUEST-----
+MIIBVzCB/gIBADBKMRUwEwYDVQQKDAxzeXN0ZW06bm9kZXMxMTAvBgNVBAMMKHN5
+c3RlbTpub2RlOmlwLTEwLTAtMTMxLTE4My5lYzIuaW50ZXJuYWwwWTATBgcqhkjO
+PQIBBggqhkjOPQMBBwNCAAQe3jkeDkvTTQrEHts5nLq6X3uEx9M/8d12EurEJ3Sb
++Fu1Oq1fGqQFDI6Y7hKRIWpPIwusVlWKyLM61S8gE8ttoFIwUAYJKoZIhvcNAQkO
+MUMwQTA/BgNVHREEODA2ghxpcC0xMC0wLTEzMS0xODMuZWMyLmludGVybmFshwQK
+AIO3hxD9AAAAAAAAAAAAAAAAAAABMAoGCCqGSM49BAMCA0gAMEUCIBG4H3IcGtIW
+sZtRMSDlDF7qUhnKjSeq7vsTrfxvKKVYAiEAvBNfuhTF/d4Mx2/AlUgav5wnEE+9
+za9whb+CqPQtTSI=
+-----END CERTIFICATE REQUEST-----
+";
+
+    /// The same subject, asking also for the API's name, an e-mail address and the API VIP.
+    const SERVING_FOREIGN_NAMES: &str = "-----BEGIN CERTIFICATE REQUEST-----
+MIIBYjCCAQgCAQAwSjEVMBMGA1UECgwMc3lzdGVtOm5vZGVzMTEwLwYDVQQDDChz
+eXN0ZW06bm9kZTppcC0xMC0wLTEzMS0xODMuZWMyLmludGVybmFsMFkwEwYHKoZI
+zj0CAQYIKoZIzj0DAQcDQgAEHt45Hg5L000KxB7bOZy6ul97hMfTP/HddhLqxCd0
+m/hbtTqtXxqkBQyOmO4SkSFqTyMLrFZVisizOtUvIBPLbaBcMFoGCSqGSIb3DQEJ
+DjFNMEswSQYDVR0RBEIwQIIcaXAtMTAtMC0xMzEtMTgzLmVjMi5pbnRlcm5hbIIT
+YXBpLm9jcC5leGFtcGxlLmNvbYEFYUBiLmOHBAoAAAUwCgYIKoZIzj0EAwIDSAAw
+RQIhAIXmlw7/v6+ho2WxWr0KeJiLU3QKPLNSzfaDJeC0mCdmAiAKOZWvnQCHMYo+
+CzLrTx/YJK6R58Rwwgb+3w1uTNPlmg==
+-----END CERTIFICATE REQUEST-----
+";
+
+    #[test]
+    fn subject_alternative_names_are_read_from_the_request() {
+        let node = "ip-10-0-131-183.ec2.internal";
+        assert_eq!(requested_names(SERVING_OWN_NAMES.as_bytes()).unwrap(), [node, "10.0.131.183", "fd00::1"]);
+        assert_eq!(requested_names(SERVING_FOREIGN_NAMES.as_bytes()).unwrap(), [node, "api.ocp.example.com", "email:a@b.c", "10.0.0.5"]);
+        assert_eq!(requested_names(CLIENT_IP_10_0_131_183.as_bytes()).unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn the_policy_approves_a_serving_csr_only_for_the_nodes_own_names() {
+        let name = "ip-10-0-131-183.ec2.internal";
+        let node = NodeInfo {
+            name: name.into(),
+            ready: false,
+            control_plane: true,
+            internal_ip: "10.0.131.183".into(),
+            taints: vec![],
+            status_since: None,
+            addresses: vec!["10.0.131.183".into(), "fd00::1".into(), name.into()],
+        };
+        let csr = |kind: CsrKind, signer: &str, requestor: &str, pem: &str| {
+            let (k, n) = classify(signer, requestor, pem.as_bytes());
+            assert_eq!(k, kind);
+            CsrInfo {
+                name: "csr-x".into(),
+                signer: signer.into(),
+                requestor: requestor.into(),
+                kind,
+                node: n,
+                names: requested_names(pem.as_bytes()).ok(),
+                pending: true,
+                approved: false,
+            }
+        };
+        let own = format!("{NODE_PREFIX}{name}");
+        let cases = [
+            (csr(CsrKind::NodeBootstrapper, CLIENT_SIGNER, NODE_BOOTSTRAPPER, CLIENT_IP_10_0_131_183), Some(&node), true),
+            (csr(CsrKind::KubeletServing, SERVING_SIGNER, &own, SERVING_OWN_NAMES), Some(&node), true),
+            // Asking for the API's name and VIP: never without a person.
+            (csr(CsrKind::KubeletServing, SERVING_SIGNER, &own, SERVING_FOREIGN_NAMES), Some(&node), false),
+            // No Node object to compare with, or no names at all.
+            (csr(CsrKind::KubeletServing, SERVING_SIGNER, &own, SERVING_OWN_NAMES), None, false),
+            (csr(CsrKind::KubeletServing, SERVING_SIGNER, &own, CLIENT_IP_10_0_131_183), Some(&node), false),
+            (csr(CsrKind::Other, CLIENT_SIGNER, "system:anonymous", CLIENT_IP_10_0_131_183), Some(&node), false),
+        ];
+        for (i, (c, n, want)) in cases.iter().enumerate() {
+            assert_eq!(approvable(c, *n), *want, "case {i}: {c:?}");
+        }
+        let mut unreadable = cases[1].0.clone();
+        unreadable.names = None;
+        assert!(!approvable(&unreadable, Some(&node)));
+    }
+
     #[test]
     fn malformed_requests_are_errors_not_panics() {
         for bad in [&b""[..], b"\x30", b"\x30\x84\xff\xff\xff\xff", b"\x30\x03\x30\x01", b"-----BEGIN X-----\n====\n-----END X-----\n"] {
@@ -192,6 +361,11 @@ hjP4kaanGqIM/9ConFy2tHX30Hi+83g9
         let der = pem_body(CLIENT_IP_10_0_131_183.as_bytes()).unwrap();
         for n in 0..der.len() {
             let _ = subject_common_name(&der[..n]);
+            let _ = requested_names(&der[..n]);
+        }
+        let der = pem_body(SERVING_FOREIGN_NAMES.as_bytes()).unwrap();
+        for n in 0..der.len() {
+            assert!(requested_names(&der[..n]).is_err(), "prefix {n}");
         }
     }
 }

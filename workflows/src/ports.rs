@@ -58,6 +58,9 @@ pub struct NodeInfo {
     /// older than the restore says nothing about the node now.
     #[serde(default)]
     pub status_since: Option<drctl_runtime::clock::Timestamp>,
+    /// Every address in the Node's status (InternalIP, ExternalIP, Hostname, InternalDNS...).
+    #[serde(default)]
+    pub addresses: Vec<String>,
 }
 
 impl NodeInfo {
@@ -174,8 +177,12 @@ pub struct CsrInfo {
     pub signer: String,
     pub requestor: String,
     pub kind: CsrKind,
-    /// For kubelet-serving CSRs, the node named by the requestor.
+    /// The node the CSR is for: from the request's subject, and for kubelet-serving CSRs only
+    /// when the requestor is that same node.
     pub node: Option<String>,
+    /// The subject alternative names the request asks for (`None`: the request cannot be read).
+    #[serde(default)]
+    pub names: Option<Vec<String>>,
     pub pending: bool,
     pub approved: bool,
 }

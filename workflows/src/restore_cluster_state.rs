@@ -362,21 +362,6 @@ fn halt(reason: impl Into<String>, evidence: Vec<String>) -> Result<Step<Restore
     Ok(Step::Halt { reason: reason.into(), evidence })
 }
 
-/// The CSRs the restore approves on its own: a node-bootstrapper client CSR or a node's own
-/// kubelet-serving CSR, each with the signer that kind must use. Anything else waits for a person.
-pub fn csr_matches_policy(c: &CsrInfo) -> bool {
-    match c.kind {
-        CsrKind::NodeBootstrapper => {
-            c.signer == "kubernetes.io/kube-apiserver-client-kubelet"
-                && c.requestor == "system:serviceaccount:openshift-machine-config-operator:node-bootstrapper"
-        }
-        CsrKind::KubeletServing => {
-            c.signer == "kubernetes.io/kubelet-serving" && c.node.as_deref().is_some_and(|n| c.requestor == format!("system:node:{n}"))
-        }
-        CsrKind::Other => false,
-    }
-}
-
 /// How step 16 brings lost control-plane machines back on this cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MachinePolicy {
@@ -1069,29 +1054,35 @@ impl Restoring<'_> {
         let plan = self.plan;
         let expected: Vec<&str> = plan.ssh_hosts().into_iter().filter_map(|h| plan.node_of(h)).collect();
         let csrs = api.list_csrs().map_err(|e| e.during("list CSRs"))?;
+        let nodes = api.list_nodes().map_err(|e| e.during("list nodes"))?;
         // Policy: only CSRs for the nodes we restarted; node-bootstrapper first, then
-        // kubelet-serving. Anything else is left for a person.
+        // kubelet-serving (asking for nothing but the node's own names). Anything else is left
+        // for a person.
         for kind in [CsrKind::NodeBootstrapper, CsrKind::KubeletServing] {
             if kind == CsrKind::KubeletServing && !p.approve_serving_csrs {
                 continue;
             }
             for c in csrs.iter().filter(|c| c.pending && c.kind == kind) {
-                let for_us = c.node.as_deref().is_some_and(|n| expected.contains(&n));
-                if for_us && csr_matches_policy(c) {
+                let Some(node) = c.node.as_deref().filter(|n| expected.contains(n)) else { continue };
+                if crate::csr::approvable(c, nodes.iter().find(|n| n.name == node)) {
                     api.approve_csr(&c.name).map_err(|e| e.during(format!("approve CSR {}", c.name)))?;
+                } else {
+                    tracing::warn!(csr = %c.name, node, names = ?c.names, "CSR outside the approval policy: left for a person");
                 }
             }
         }
-        let nodes = api.list_nodes().map_err(|e| e.during("list nodes"))?;
         let waiting: Vec<&str> = expected
             .iter()
             .copied()
             .filter(|n| !nodes.iter().any(|x| x.name == *n && x.ready && x.reported_since(plan.restored_at)))
             .collect();
+        // Pending CSRs of ours that the policy approves: the next call approves them. One outside
+        // the policy is not waited for (a person decides on it).
         let pending_ours = api.list_csrs().map_err(|e| e.during("list CSRs"))?.into_iter().any(|c| {
             c.pending
                 && c.node.as_deref().is_some_and(|n| expected.contains(&n))
                 && (c.kind == CsrKind::NodeBootstrapper || p.approve_serving_csrs)
+                && crate::csr::approvable(&c, nodes.iter().find(|n| Some(n.name.as_str()) == c.node.as_deref()))
         });
         match (waiting.is_empty(), pending_ours) {
             (true, false) => next(plan, RestoreStep::WaitSingleMemberEtcd),
@@ -1655,37 +1646,6 @@ const STATE_CATALOG: &[(&str, &[&str])] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn csr(kind: CsrKind, signer: &str, requestor: &str, node: &str) -> CsrInfo {
-        CsrInfo {
-            name: "csr-x".into(),
-            signer: signer.into(),
-            requestor: requestor.into(),
-            kind,
-            node: Some(node.into()),
-            pending: true,
-            approved: false,
-        }
-    }
-
-    #[test]
-    fn csr_policy_table() {
-        let boot = "system:serviceaccount:openshift-machine-config-operator:node-bootstrapper";
-        let client = "kubernetes.io/kube-apiserver-client-kubelet";
-        let serving = "kubernetes.io/kubelet-serving";
-        let cases = [
-            (csr(CsrKind::NodeBootstrapper, client, boot, "master-0"), true),
-            (csr(CsrKind::NodeBootstrapper, serving, boot, "master-0"), false),
-            (csr(CsrKind::NodeBootstrapper, client, "system:anonymous", "master-0"), false),
-            (csr(CsrKind::KubeletServing, serving, "system:node:master-0", "master-0"), true),
-            (csr(CsrKind::KubeletServing, serving, "system:node:master-1", "master-0"), false),
-            (csr(CsrKind::KubeletServing, client, "system:node:master-0", "master-0"), false),
-            (csr(CsrKind::Other, serving, "system:node:master-0", "master-0"), false),
-        ];
-        for (c, want) in cases {
-            assert_eq!(csr_matches_policy(&c), want, "{c:?}");
-        }
-    }
 
     #[test]
     fn state_invariants_catch_a_recovery_host_among_the_others() {
