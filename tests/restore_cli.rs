@@ -232,6 +232,14 @@ fn restore_with_a_reachable_other_host_stops_its_static_pods_and_moves_the_vips(
     );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert_eq!(sim_status(store)["healthy"], true);
+    // The runbook's notes that a person must act on are in the run's result: the fail-closed
+    // webhook (step 15) and restarting the pods that keep API data (after step 24).
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("validatingwebhookconfiguration/kyverno-resource-validating-webhook-cfg webhook validate.kyverno.svc-fail"),
+        "{out}"
+    );
+    assert!(out.contains("restart each pod that keeps Kubernetes API information"), "{out}");
     let h = history(store, "1");
     let steps: Vec<&str> = h.iter().filter(|e| e["outcome"] == "Transition").map(|e| e["to"].as_str().unwrap()).collect();
     let pos = |s: &str| steps.iter().position(|x| *x == s).unwrap_or_else(|| panic!("never reached {s}: {steps:#?}"));

@@ -21,7 +21,7 @@ use drctl_runtime::clock::Clock;
 use drctl_workflows::ports::{
     control_plane_namespace, ClusterApi, ClusterOperatorInfo, ConditionInfo, Credential, CsrInfo, InstallerProgress, MachineInfo,
     MachineLayout, MachinePhase, ManagementCluster, NetworkLayout, NodeInfo, Operator, PausableInfo, PodInfo, PodStatus, PortError,
-    PortResult, PAUSED_BY_ANNOTATION,
+    PortResult, WebhookInfo, PAUSED_BY_ANNOTATION,
 };
 use k8s_openapi::api::certificates::v1::{CertificateSigningRequest, CertificateSigningRequestCondition};
 use k8s_openapi::api::core::v1::{Node, Pod, Secret};
@@ -256,6 +256,32 @@ pub fn cluster_version_resource() -> ApiResource {
 pub fn cluster_operator_resource() -> ApiResource {
     resource("config.openshift.io", "v1", "ClusterOperator", "clusteroperators")
 }
+pub fn webhook_configuration_resource(kind: &str) -> ApiResource {
+    let plural = format!("{}s", kind.to_ascii_lowercase());
+    resource("admissionregistration.k8s.io", "v1", kind, &plural)
+}
+
+/// The webhooks of one `ValidatingWebhookConfiguration` or `MutatingWebhookConfiguration` that
+/// fail closed: `failurePolicy: Fail`, or no policy (v1 defaults to `Fail`).
+pub fn fail_closed_webhooks_of(configuration: &Value) -> Vec<WebhookInfo> {
+    let kind = str_at(configuration, "/kind").to_ascii_lowercase();
+    let name = str_at(configuration, "/metadata/name");
+    let hooks = configuration.get("webhooks").and_then(Value::as_array).map(|a| a.as_slice()).unwrap_or(&[]);
+    hooks
+        .iter()
+        .filter(|h| matches!(h.get("failurePolicy").and_then(Value::as_str), None | Some("Fail")))
+        .map(|h| {
+            let service = h.pointer("/clientConfig/service");
+            let target = match (service, h.pointer("/clientConfig/url").and_then(Value::as_str)) {
+                (Some(svc), _) => format!("service {}/{}", str_at(svc, "/namespace"), str_at(svc, "/name")),
+                (None, Some(url)) => format!("url {url}"),
+                (None, None) => "no client config".into(),
+            };
+            WebhookInfo { configuration: format!("{kind}/{name}"), webhook: str_at(h, "/name").to_string(), target }
+        })
+        .collect()
+}
+
 pub fn network_config_resource() -> ApiResource {
     resource("config.openshift.io", "v1", "Network", "networks")
 }
@@ -810,6 +836,17 @@ impl ClusterApi for KubeApi {
         Ok(NetworkLayout { network_type, ovn_interconnect })
     }
 
+    fn fail_closed_webhooks(&self) -> PortResult<Vec<WebhookInfo>> {
+        let mut out = vec![];
+        for kind in ["ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"] {
+            let what = format!("list {}s", kind.to_ascii_lowercase());
+            for c in self.list_json(&what, &webhook_configuration_resource(kind), None)? {
+                out.extend(fail_closed_webhooks_of(&c));
+            }
+        }
+        Ok(out)
+    }
+
     fn machine_layout(&self) -> PortResult<MachineLayout> {
         let infra = self.get_required_json("get infrastructure/cluster", &infrastructure_resource(), None, "cluster")?;
         // `status.platform` is the older field; `platformStatus.type` the current one.
@@ -1235,6 +1272,29 @@ mod tests {
         assert_eq!(p.reason, "NodeInstaller");
         assert!(!p.all_at_latest());
         assert_eq!(p.force_redeployment_reason.as_deref(), Some("recovery-2024"));
+    }
+
+    #[test]
+    fn fail_closed_webhooks_are_those_with_fail_or_no_policy() {
+        let cfg = json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": "kyverno-resource-validating-webhook-cfg"},
+        "webhooks": [
+            {"name": "validate.kyverno.svc-fail", "failurePolicy": "Fail",
+             "clientConfig": {"service": {"namespace": "kyverno", "name": "kyverno-svc", "path": "/validate/fail"}}},
+            {"name": "validate.kyverno.svc-ignore", "failurePolicy": "Ignore",
+             "clientConfig": {"service": {"namespace": "kyverno", "name": "kyverno-svc"}}},
+            {"name": "external.example.com", "clientConfig": {"url": "https://hooks.example.com/review"}}
+        ]});
+        let hooks = fail_closed_webhooks_of(&cfg);
+        let shown: Vec<String> = hooks.iter().map(|h| h.to_string()).collect();
+        assert_eq!(
+            shown,
+            [
+                "validatingwebhookconfiguration/kyverno-resource-validating-webhook-cfg webhook validate.kyverno.svc-fail (service kyverno/kyverno-svc)",
+                "validatingwebhookconfiguration/kyverno-resource-validating-webhook-cfg webhook external.example.com (url https://hooks.example.com/review)",
+            ]
+        );
+        assert!(fail_closed_webhooks_of(&json!({"kind": "MutatingWebhookConfiguration", "metadata": {"name": "x"}})).is_empty());
     }
 
     #[test]

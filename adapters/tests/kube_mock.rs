@@ -419,6 +419,34 @@ fn cluster_version_age_operators_and_ovn_references() {
     assert_eq!(api.ovn_master_references(&ips).unwrap(), vec!["10.0.154.194".to_string()]);
     mock.expect(Expect::get(ds).fail(404, "NotFound", "daemonsets.apps \"ovnkube-master\" not found"));
     assert_eq!(api.ovn_master_references(&ips).unwrap(), Vec::<String>::new());
+
+    // Step 15's note: the admission webhooks that fail closed, validating and mutating.
+    mock.expect(Expect::get("/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations").reply(
+        200,
+        json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfigurationList", "metadata": {}, "items": [
+        {"metadata": {"name": "kyverno-resource-validating-webhook-cfg"}, "webhooks": [
+            {"name": "validate.kyverno.svc-fail", "failurePolicy": "Fail", "sideEffects": "None", "admissionReviewVersions": ["v1"],
+             "clientConfig": {"service": {"namespace": "kyverno", "name": "kyverno-svc"}}},
+            {"name": "validate.kyverno.svc-ignore", "failurePolicy": "Ignore", "sideEffects": "None", "admissionReviewVersions": ["v1"],
+             "clientConfig": {"service": {"namespace": "kyverno", "name": "kyverno-svc"}}}]}]}),
+    ));
+    mock.expect(Expect::get("/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations").reply(
+        200,
+        json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfigurationList", "metadata": {}, "items": [
+        {"metadata": {"name": "sidecar-injector"}, "webhooks": [
+            {"name": "inject.example.com", "sideEffects": "None", "admissionReviewVersions": ["v1"],
+             "clientConfig": {"url": "https://inject.example.com/mutate"}}]}]}),
+    ));
+    let hooks: Vec<String> = api.fail_closed_webhooks().unwrap().iter().map(|h| h.to_string()).collect();
+    assert_eq!(
+        hooks,
+        [
+            "validatingwebhookconfiguration/kyverno-resource-validating-webhook-cfg webhook validate.kyverno.svc-fail (service kyverno/kyverno-svc)",
+            "mutatingwebhookconfiguration/sidecar-injector webhook inject.example.com (url https://inject.example.com/mutate)",
+        ]
+    );
     mock.verify();
 }
 

@@ -329,6 +329,20 @@ impl ClusterApi for SimApi {
         })
     }
 
+    fn fail_closed_webhooks(&self) -> PortResult<Vec<WebhookInfo>> {
+        self.call(Read, format_args!("/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations"), |w| {
+            Ok(w.api()
+                .fail_closed_webhooks
+                .iter()
+                .map(|h| WebhookInfo {
+                    configuration: h.configuration.clone(),
+                    webhook: h.webhook.clone(),
+                    target: format!("service {}", h.service),
+                })
+                .collect())
+        })
+    }
+
     fn list_machines(&self) -> PortResult<Vec<MachineInfo>> {
         self.call(Read, format_args!("/apis/machine.openshift.io/v1beta1/namespaces/openshift-machine-api/machines"), |w| {
             Ok(w.api().machines.values().map(machine_info).collect())

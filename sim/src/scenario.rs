@@ -66,7 +66,7 @@ pub const SCENARIOS: &[ScenarioInfo] = &[
     ScenarioInfo {
         name: "quorum-loss-reachable",
         topology: Topology::Standalone,
-        summary: "one control-plane machine stopped and another host's etcd data lost (host still reachable, with keepalived VIPs); a backup exists",
+        summary: "one control-plane machine stopped and another host's etcd data lost (host still reachable, with keepalived VIPs, a fail-closed admission webhook); a backup exists",
     },
     ScenarioInfo {
         name: "api-unreachable",
@@ -263,6 +263,7 @@ pub fn healthy(seed: u64) -> World {
         quorum_guard: true,
         next_csr: 0,
         taken_at: None,
+        fail_closed_webhooks: vec![],
     };
     World {
         scenario: "healthy".into(),
@@ -402,7 +403,14 @@ pub fn quorum_loss(seed: u64) -> World {
 }
 
 pub fn quorum_loss_reachable(seed: u64) -> World {
-    let mut w = degraded_base(seed, "quorum-loss-reachable");
+    let mut w = healthy(seed);
+    // A policy engine someone installed: its validating webhook fails closed.
+    w.api_mut().fail_closed_webhooks.push(WebhookObj {
+        configuration: "validatingwebhookconfiguration/kyverno-resource-validating-webhook-cfg".into(),
+        webhook: "validate.kyverno.svc-fail".into(),
+        service: "kyverno/kyverno-svc".into(),
+    });
+    let mut w = degraded_base_of(w, "quorum-loss-reachable");
     // The API VIP sits on master-1, not on the host a restore picks: step 4 stops its
     // keepalived there and step 6 waits for master-0's keepalived to take it over.
     with_keepalived(&mut w, "master-1", "master-0");

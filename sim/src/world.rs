@@ -36,6 +36,19 @@ pub struct ApiData {
     /// the Node statuses a restored cluster serves until the kubelets report again.
     #[serde(default)]
     pub taken_at: Option<Timestamp>,
+    /// Admission webhooks that fail closed (`failurePolicy: Fail`).
+    #[serde(default)]
+    pub fail_closed_webhooks: Vec<WebhookObj>,
+}
+
+/// One webhook of a webhook configuration that fails closed, and the service serving it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WebhookObj {
+    /// `validatingwebhookconfiguration/<name>` or `mutatingwebhookconfiguration/<name>`.
+    pub configuration: String,
+    pub webhook: String,
+    /// `<namespace>/<name>` of its service.
+    pub service: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

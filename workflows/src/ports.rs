@@ -222,6 +222,25 @@ impl fmt::Display for Credential {
     }
 }
 
+/// An admission webhook that rejects what it cannot review: `failurePolicy: Fail` (the
+/// `admissionregistration.k8s.io/v1` default). While its service is down it can reject the pods
+/// a restore recreates (OpenShift Container Platform 4.14 Backup and restore §5.4.2.2, step 15).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookInfo {
+    /// `validatingwebhookconfiguration/<name>` or `mutatingwebhookconfiguration/<name>`.
+    pub configuration: String,
+    /// The webhook's own name within the configuration.
+    pub webhook: String,
+    /// Where it is served: `service <namespace>/<name>` or `url <url>`.
+    pub target: String,
+}
+
+impl std::fmt::Display for WebhookInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} webhook {} ({})", self.configuration, self.webhook, self.target)
+    }
+}
+
 /// Which branch of the runbook's network steps applies.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetworkLayout {
@@ -353,6 +372,8 @@ pub trait ClusterApi: Send + Sync {
     /// Internal IPs that the `ovnkube-master` daemonset still references, among `ips`.
     fn ovn_master_references(&self, ips: &[String]) -> PortResult<Vec<String>>;
     fn list_machines(&self) -> PortResult<Vec<MachineInfo>>;
+    /// Validating and mutating admission webhooks with `failurePolicy: Fail` (set or defaulted).
+    fn fail_closed_webhooks(&self) -> PortResult<Vec<WebhookInfo>>;
     /// How drctl authenticates to the API (from its kubeconfig; no request is sent).
     fn credential(&self) -> Credential;
     /// The cluster network: `network.config/cluster` `status.networkType`, and for

@@ -104,6 +104,10 @@ pub struct Plan {
     /// backup's.
     #[serde(default)]
     pub restored_at: Option<drctl_runtime::clock::Timestamp>,
+    /// Admission webhooks that fail closed, read once the restored API answers: they can reject
+    /// the pods steps 15-23 recreate.
+    #[serde(default)]
+    pub fail_closed_webhooks: Vec<String>,
 }
 
 impl Plan {
@@ -674,6 +678,7 @@ impl RestoreClusterState {
             not_replaced: vec![],
             node_ips: Default::default(),
             restored_at: None,
+            fail_closed_webhooks: vec![],
         };
         match at_risk.is_empty() {
             true => next(&plan, RestoreStep::CopyBackup),
@@ -794,6 +799,18 @@ impl Restoring<'_> {
     /// lost ones a person agreed to replace afterwards.
     fn control_plane_nodes(&self) -> usize {
         self.plan.others.len() + 1 - self.plan.not_replaced.len()
+    }
+
+    /// What a wait for recreated pods adds when admission webhooks fail closed.
+    fn webhook_hint(&self) -> String {
+        match self.plan.fail_closed_webhooks.is_empty() {
+            true => String::new(),
+            false => format!(
+                "; if they are rejected, the webhooks with failurePolicy Fail may be why: {} (delete them or set failurePolicy \
+                 Ignore until the restore is done, OpenShift Container Platform 4.14 Backup and restore §5.4.2.2 step 15)",
+                self.plan.fail_closed_webhooks.join("; ")
+            ),
+        }
     }
 
     /// Where the approved backup is copied and restored from: a directory of this run's own
@@ -1107,12 +1124,19 @@ impl Restoring<'_> {
             (false, [one]) if one.node == plan.recovery.node => {
                 // Steps 13-15 depend on the network plugin and its layout: read, not assumed.
                 let net = api.network_layout().map_err(|e| e.during("read network.config/cluster"))?;
+                // Step 15's note: fail-closed webhooks can reject the pods recreated from here on.
+                let hooks = api.fail_closed_webhooks().map_err(|e| e.during("list admission webhook configurations"))?;
+                let mut plan = plan.clone();
+                plan.fail_closed_webhooks = hooks.iter().map(|h| h.to_string()).collect();
+                if !hooks.is_empty() {
+                    tracing::warn!(webhooks = ?plan.fail_closed_webhooks, "admission webhooks with failurePolicy Fail can reject the pods the restore recreates");
+                }
                 match (net.is_ovn(), net.ovn_interconnect) {
-                    (true, false) => next(plan, RestoreStep::DeleteOtherNodes),
-                    (true, true) => next(plan, RestoreStep::RestartOvnControlPlane),
+                    (true, false) => next(&plan, RestoreStep::DeleteOtherNodes),
+                    (true, true) => next(&plan, RestoreStep::RestartOvnControlPlane),
                     (false, _) => {
                         tracing::info!(network = %net.network_type, "not OVN-Kubernetes: the runbook's OVN steps do not apply");
-                        next(plan, RestoreStep::PlanMachineReplacement)
+                        next(&plan, RestoreStep::PlanMachineReplacement)
                     }
                 }
             }
@@ -1184,7 +1208,7 @@ impl Restoring<'_> {
         // before it settles: a wait (bounded), not a verdict on the first look.
         match !pods.is_empty() && not_running.is_empty() {
             true => next(plan, then),
-            false => wait(format!("{sel} pods Running ({})", not_running.join(", ")), 15, 20),
+            false => wait(format!("{sel} pods Running ({}){}", not_running.join(", "), self.webhook_hint()), 15, 20),
         }
     }
 
@@ -1209,7 +1233,7 @@ impl Restoring<'_> {
             pods.iter().filter(|p| p.phase != PodStatus::Running).map(|p| format!("{} {}", p.name, p.phase)).collect();
         match !pods.is_empty() && not_running.is_empty() {
             true => next(self.plan, RestoreStep::ResetOvnIcNode { idx: 0, action: OvnIcReset::RemoveDatabases }),
-            false => wait(format!("ovnkube-control-plane pods Running ({})", not_running.join(", ")), 15, 20),
+            false => wait(format!("ovnkube-control-plane pods Running ({}){}", not_running.join(", "), self.webhook_hint()), 15, 20),
         }
     }
 
@@ -1246,7 +1270,7 @@ impl Restoring<'_> {
                     (true, false) => next(plan, RestoreStep::PlanMachineReplacement),
                     (false, _) => {
                         let phases: Vec<String> = pods.iter().map(|p| format!("{} {}", p.name, p.phase)).collect();
-                        wait(format!("the ovnkube-node pod on {node} Running ({})", phases.join(", ")), 15, 20)
+                        wait(format!("the ovnkube-node pod on {node} Running ({}){}", phases.join(", "), self.webhook_hint()), 15, 20)
                     }
                 }
             }
@@ -1441,13 +1465,28 @@ impl Restoring<'_> {
         let running = pods.iter().filter(|p| p.phase == PodStatus::Running && p.ready).count();
         // 24. One etcd member per control-plane host the cluster had, not a fixed three.
         let want = self.control_plane_nodes();
+        let mut after = vec![
+            // The runbook's closing paragraph: what the restore cannot do for the workloads.
+            "restart each pod that keeps Kubernetes API information (routers, operators, third-party components); oc login may \
+             fail until the OAuth server pods restart (OpenShift Container Platform 4.14 Backup and restore §5.4.2.2, after \
+             step 24)"
+                .to_string(),
+        ];
+        if !plan.fail_closed_webhooks.is_empty() {
+            after.push(format!(
+                "webhooks with failurePolicy Fail were active during the restore: {} (if you changed or removed them for it, \
+                 restore them now)",
+                plan.fail_closed_webhooks.join("; ")
+            ));
+        }
         match running == want {
             true => Ok(Step::Done {
                 summary: format!(
-                    "cluster restored from backup {} on {}; {want} etcd members running; skipped unreachable hosts: {}",
+                    "cluster restored from backup {} on {}; {want} etcd members running; skipped unreachable hosts: {}. Next: {}",
                     p.backup,
                     rec,
-                    if plan.unreachable.is_empty() { "none".to_string() } else { plan.unreachable.join(", ") }
+                    if plan.unreachable.is_empty() { "none".to_string() } else { plan.unreachable.join(", ") },
+                    after.join(". ")
                 ),
             }),
             false => wait(format!("{want} running etcd pods (have {running})"), 30, 30),
@@ -1658,6 +1697,7 @@ mod tests {
             not_replaced: vec![],
             node_ips: Default::default(),
             restored_at: None,
+            fail_closed_webhooks: vec![],
         };
         let s = RestoreState::Restoring { plan, step: RestoreStep::CopyBackup };
         assert!(RestoreClusterState.check_state(&RestoreParams::new("b"), &s).is_err());
@@ -1669,6 +1709,7 @@ mod tests {
             not_replaced: vec![],
             node_ips: Default::default(),
             restored_at: None,
+            fail_closed_webhooks: vec![],
         };
         let bad = RestoreState::Restoring {
             plan: plan.clone(),
