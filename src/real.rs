@@ -24,6 +24,7 @@ pub const LABEL_KUBECONFIG: &str = "real.kubeconfig";
 pub const LABEL_CONTEXT: &str = "real.context";
 pub const LABEL_SERVER: &str = "real.server";
 pub const LABEL_HOSTS: &str = "real.hosts";
+pub const LABEL_WORKERS: &str = "real.workers";
 pub const LABEL_SSH_USER: &str = "real.ssh_user";
 pub const LABEL_SSH_CONFIG: &str = "real.ssh_config";
 pub const LABEL_SSH_IDENTITY: &str = "real.ssh_identity";
@@ -47,6 +48,11 @@ pub struct AccessArgs {
     /// e.g. master-0=10.0.131.183@ip-10-0-131-183.ec2.internal.
     #[arg(long, value_name = "NAME=ADDRESS[@NODE],...", help_heading = "Real cluster")]
     pub hosts: Option<String>,
+    /// Worker hosts the restore may log in to, in the same form: a worker NotReady after the
+    /// restore has its kubelet certificates renewed (OpenShift Container Platform 4.14 Backup and
+    /// restore §5.4.2.2 step 9.2); one not listed is named in the result for a person.
+    #[arg(long, value_name = "NAME=ADDRESS[@NODE],...", help_heading = "Real cluster")]
+    pub workers: Option<String>,
     /// User to log in as on the hosts (`core` on RHCOS); commands needing root use sudo.
     #[arg(long, value_name = "USER", help_heading = "Real cluster")]
     pub ssh_user: Option<String>,
@@ -71,6 +77,7 @@ impl AccessArgs {
         self.kubeconfig.is_some()
             || self.context.is_some()
             || self.hosts.is_some()
+            || self.workers.is_some()
             || self.ssh_user.is_some()
             || self.ssh_config.is_some()
             || self.ssh_identity.is_some()
@@ -89,11 +96,16 @@ pub struct InventoryHost {
 
 /// Parse `NAME=ADDRESS[@NODE],...`. Names are plain (letters, digits, `.`, `_`, `-`) and unique.
 pub fn parse_inventory(spec: &str) -> Result<Vec<InventoryHost>> {
+    parse_hosts_flag(spec, "--hosts", "control-plane")
+}
+
+/// [`parse_inventory`] for the option `flag`, listing `what` hosts.
+pub fn parse_hosts_flag(spec: &str, flag: &str, what: &str) -> Result<Vec<InventoryHost>> {
     let plain = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
     let mut out: Vec<InventoryHost> = Vec::new();
     for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let Some((name, rest)) = item.split_once('=') else {
-            bail!("--hosts entry '{item}' must be NAME=ADDRESS[@NODE], e.g. master-0=10.0.131.183@ip-10-0-131-183.ec2.internal");
+            bail!("{flag} entry '{item}' must be NAME=ADDRESS[@NODE], e.g. master-0=10.0.131.183@ip-10-0-131-183.ec2.internal");
         };
         let (address, node) = match rest.rsplit_once('@') {
             // user@host is not an address here: the user comes from --ssh-user.
@@ -101,24 +113,24 @@ pub fn parse_inventory(spec: &str) -> Result<Vec<InventoryHost>> {
             None => (rest, name),
         };
         if !plain(name) {
-            bail!("--hosts: host name '{name}' must be letters, digits, '.', '_' or '-'");
+            bail!("{flag}: host name '{name}' must be letters, digits, '.', '_' or '-'");
         }
         let address_ok = !address.is_empty()
             && !address.starts_with('-')
             && address.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':' | b'[' | b']' | b'%'));
         if !address_ok {
-            bail!("--hosts: address '{address}' of {name} is not a host name or IP address");
+            bail!("{flag}: address '{address}' of {name} is not a host name or IP address");
         }
         if !plain(node) {
-            bail!("--hosts: node name '{node}' of {name} must be letters, digits, '.', '_' or '-'");
+            bail!("{flag}: node name '{node}' of {name} must be letters, digits, '.', '_' or '-'");
         }
         if out.iter().any(|h| h.name == name) {
-            bail!("--hosts names {name} twice");
+            bail!("{flag} names {name} twice");
         }
         out.push(InventoryHost { name: name.into(), address: address.into(), node: node.into() });
     }
     if out.is_empty() {
-        bail!("--hosts is empty: name the control-plane hosts, NAME=ADDRESS[@NODE],...");
+        bail!("{flag} is empty: name the {what} hosts, NAME=ADDRESS[@NODE],...");
     }
     Ok(out)
 }
@@ -189,6 +201,8 @@ impl KubeSpec {
 #[derive(Debug, Clone)]
 pub struct SshSpec {
     pub hosts: Vec<InventoryHost>,
+    /// `--workers`: worker hosts a procedure may log in to.
+    pub workers: Vec<InventoryHost>,
     pub user: Option<String>,
     pub config: Option<PathBuf>,
     pub identity: Option<PathBuf>,
@@ -205,6 +219,7 @@ impl SshSpec {
                 (a.ssh_config.is_some(), "--ssh-config"),
                 (a.ssh_identity.is_some(), "--ssh-identity"),
                 (a.known_hosts.is_some(), "--known-hosts"),
+                (a.workers.is_some(), "--workers"),
             ] {
                 if set {
                     bail!("{flag} needs --hosts (the control-plane inventory)");
@@ -213,8 +228,14 @@ impl SshSpec {
             return Ok(None);
         };
         let opt_file = |p: &Option<PathBuf>, what: &str| p.as_deref().map(|p| existing_file(p, what)).transpose();
+        let hosts = parse_inventory(spec)?;
+        let workers = a.workers.as_deref().map(|w| parse_hosts_flag(w, "--workers", "worker")).transpose()?.unwrap_or_default();
+        if let Some(both) = workers.iter().find(|w| hosts.iter().any(|h| h.name == w.name)) {
+            bail!("{} is named by both --hosts and --workers: a host is a control-plane host or a worker", both.name);
+        }
         Ok(Some(SshSpec {
-            hosts: parse_inventory(spec)?,
+            hosts,
+            workers,
             user: a.ssh_user.clone().filter(|u| !u.is_empty()),
             config: opt_file(&a.ssh_config, "--ssh-config")?,
             identity: opt_file(&a.ssh_identity, "--ssh-identity")?,
@@ -233,11 +254,11 @@ impl SshSpec {
             known_hosts_file: self.known_hosts.clone(),
             ..SshOptions::default()
         };
-        let hosts = self
-            .hosts
-            .iter()
-            .map(|h| {
+        let roles = self.hosts.iter().map(|h| (h, false)).chain(self.workers.iter().map(|h| (h, true)));
+        let hosts = roles
+            .map(|(h, worker)| {
                 let host = SshHost::new(&h.name, &h.node, &h.address, &h.address);
+                let host = if worker { host.as_worker() } else { host };
                 match &self.host_root {
                     Some(root) => host.with_layout(HostLayout::sandbox(root.join(&h.name).display().to_string())),
                     None => host,
@@ -309,6 +330,9 @@ impl RealSpec {
         put(LABEL_CONTEXT, self.kube.context.clone());
         put(LABEL_SERVER, self.kube.server.clone());
         put(LABEL_HOSTS, inventory_spec(&self.ssh.hosts));
+        if !self.ssh.workers.is_empty() {
+            put(LABEL_WORKERS, inventory_spec(&self.ssh.workers));
+        }
         put(LABEL_BACKUP_ROOT, self.backup_root.display().to_string());
         if let Some(u) = &self.ssh.user {
             put(LABEL_SSH_USER, u.clone());
@@ -350,6 +374,7 @@ impl RealSpec {
         }
         let ssh = SshSpec {
             hosts: parse_inventory(&get(LABEL_HOSTS)?)?,
+            workers: l.get(LABEL_WORKERS).map(|w| parse_hosts_flag(w, "--workers", "worker")).transpose()?.unwrap_or_default(),
             user: l.get(LABEL_SSH_USER).cloned(),
             config: path(LABEL_SSH_CONFIG),
             identity: path(LABEL_SSH_IDENTITY),
@@ -443,5 +468,24 @@ mod tests {
         for bad in ["", "master-0", "=10.0.0.1", "m=", "m=a b", "a/b=1.2.3.4", "m=1.2.3.4,m=1.2.3.5", "m=1.2.3.4@", "m=$(id)"] {
             assert!(parse_inventory(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn workers_are_a_second_inventory_of_distinct_hosts() {
+        let args = |workers: &str| AccessArgs {
+            hosts: Some("master-0=10.0.0.10".into()),
+            workers: Some(workers.into()),
+            ssh_user: Some("core".into()),
+            ..AccessArgs::default()
+        };
+        let spec = SshSpec::from_args(&args("worker-0=10.0.1.10,worker-1=10.0.1.11@compute-1")).unwrap().unwrap();
+        assert_eq!(spec.workers.len(), 2);
+        assert_eq!(spec.workers[1].node, "compute-1");
+        let both = SshSpec::from_args(&args("master-0=10.0.1.10")).unwrap_err().to_string();
+        assert!(both.contains("both --hosts and --workers"), "{both}");
+        let bad = SshSpec::from_args(&args("worker-0")).unwrap_err().to_string();
+        assert!(bad.starts_with("--workers entry 'worker-0'"), "{bad}");
+        let alone = AccessArgs { workers: Some("worker-0=10.0.1.10".into()), ..AccessArgs::default() };
+        assert!(SshSpec::from_args(&alone).unwrap_err().to_string().contains("--workers needs --hosts"));
     }
 }

@@ -764,6 +764,8 @@ pub struct SshHost {
     /// What to give `ssh` (a `Host` alias of the ssh config, `core@10.0.0.5`, ...).
     pub destination: String,
     pub layout: HostLayout,
+    /// A worker of the inventory (`--workers`), not a control-plane host.
+    pub worker: bool,
 }
 
 impl SshHost {
@@ -775,10 +777,16 @@ impl SshHost {
             address: address.into(),
             destination: destination.into(),
             layout: HostLayout::real(),
+            worker: false,
         }
     }
     pub fn with_layout(mut self, layout: HostLayout) -> Self {
         self.layout = layout;
+        self
+    }
+    /// This host is a worker.
+    pub fn as_worker(mut self) -> Self {
+        self.worker = true;
         self
     }
 }
@@ -890,6 +898,12 @@ impl SshHosts {
         };
         let inner = Inner { rt, opts, hosts, backup_root: backup_root.into(), sessions: Mutex::new(HashMap::new()), control_dir };
         Ok(SshHosts { inner: Arc::new(inner) })
+    }
+
+    /// The inventory's workers (`worker`) or control-plane hosts.
+    fn refs(&self, worker: bool) -> Vec<HostRef> {
+        let of_role = self.inner.hosts.iter().filter(|h| h.worker == worker);
+        of_role.map(|h| HostRef { name: h.name.clone(), node: h.node.clone(), address: h.address.clone() }).collect()
     }
 
     pub fn host(&self, name: &str) -> PortResult<&SshHost> {
@@ -1147,7 +1161,11 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 impl Hosts for SshHosts {
     fn control_plane_hosts(&self) -> PortResult<Vec<HostRef>> {
-        Ok(self.inner.hosts.iter().map(|h| HostRef { name: h.name.clone(), node: h.node.clone(), address: h.address.clone() }).collect())
+        Ok(self.refs(false))
+    }
+
+    fn worker_hosts(&self) -> PortResult<Vec<HostRef>> {
+        Ok(self.refs(true))
     }
 
     fn connect(&self, host: &str) -> PortResult<()> {

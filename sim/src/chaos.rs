@@ -361,7 +361,7 @@ fn static_pods_rolled_out_on_every_control_plane_node(w: &World) -> Result<(), S
 }
 
 fn rolled_out(w: &World, operators: &[Operator]) -> Result<(), String> {
-    let hosts: Vec<&String> = w.hosts.keys().collect();
+    let hosts: Vec<&String> = w.control_plane_hosts().map(|h| &h.name).collect();
     for op in operators {
         let o = &w.api().operators[op];
         let at_latest =
@@ -467,7 +467,7 @@ impl ProcedureRow {
 
     fn context(&self, world: &World, catalog: &[(&'static str, &'static [&'static str])]) -> ScheduleContext {
         ScheduleContext {
-            hosts: world.hosts.keys().cloned().collect(),
+            hosts: world.control_plane_hosts().map(|h| h.name.clone()).collect(),
             gates: self.gates.iter().map(|g| g.to_string()).collect(),
             states: catalog.iter().map(|(s, _)| s.to_string()).collect(),
             horizon: self.horizon,

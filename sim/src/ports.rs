@@ -37,6 +37,12 @@ pub(crate) enum Verb {
 }
 use Verb::*;
 
+/// A host as the simulated inventory lists it (its node name as the world's inventory says).
+fn inventory_ref(w: &World, h: &Host) -> HostRef {
+    let node = w.inventory_nodes.get(&h.name).cloned().unwrap_or_else(|| h.name.clone());
+    HostRef { name: h.name.clone(), node, address: h.ip.clone() }
+}
+
 /// The text the kube adapter gives a failed request with this HTTP status (see
 /// `drctl_adapters::kube::classify`: `HTTP {code} {reason}: {message}`).
 pub fn api_status_text(code: u16) -> String {
@@ -481,15 +487,11 @@ impl SimHosts {
 
 impl Hosts for SimHosts {
     fn control_plane_hosts(&self) -> PortResult<Vec<HostRef>> {
-        Ok(self.0.read(|w| {
-            w.hosts
-                .values()
-                .map(|h| {
-                    let node = w.inventory_nodes.get(&h.name).cloned().unwrap_or_else(|| h.name.clone());
-                    HostRef { name: h.name.clone(), node, address: h.ip.clone() }
-                })
-                .collect()
-        }))
+        Ok(self.0.read(|w| w.control_plane_hosts().map(|h| inventory_ref(w, h)).collect()))
+    }
+
+    fn worker_hosts(&self) -> PortResult<Vec<HostRef>> {
+        Ok(self.0.read(|w| w.hosts.values().filter(|h| h.worker).map(|h| inventory_ref(w, h)).collect()))
     }
 
     fn connect(&self, host: &str) -> PortResult<()> {

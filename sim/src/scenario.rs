@@ -178,17 +178,7 @@ pub fn healthy(seed: u64) -> World {
         hosts.insert(
             name.clone(),
             Host {
-                name: name.clone(),
-                ip: ip.clone(),
-                machine: machine.clone(),
-                powered: true,
-                kubelet_running: true,
-                kubelet_cert_gen: Some(1),
-                kubelet_serving: true,
-                needs_register: false,
-                release_version: CLUSTER_VERSION.into(),
                 manifests: [StaticPod::Etcd, StaticPod::KubeApiServer, StaticPod::KubeControllerManager, StaticPod::KubeScheduler].into(),
-                moved_manifests: BTreeSet::new(),
                 containers: [
                     (StaticPod::Etcd, Container::Running),
                     (StaticPod::KubeApiServer, Container::Running),
@@ -197,14 +187,8 @@ pub fn healthy(seed: u64) -> World {
                 ]
                 .into(),
                 etcd_data: Some(DataDir { cluster_id, member_id }),
-                etcd_data_aside: vec![],
-                files: BTreeMap::new(),
-                dirs: BTreeSet::new(),
-                addresses: vec![(ip.clone(), "br-ex".into())],
                 ovn_db: Some(cluster_id),
-                markers: BTreeSet::new(),
-                shutdown_at: None,
-                restore_running: None,
+                ..Host::booted(&name, &ip, &machine, 1, CLUSTER_VERSION)
             },
         );
         nodes.insert(name.clone(), NodeObj { name: name.clone(), internal_ip: ip.clone(), control_plane: true });
@@ -233,10 +217,18 @@ pub fn healthy(seed: u64) -> World {
         }
         ips.insert(ip);
     }
+    // Two workers: kubelets whose certificates a restore can invalidate like the masters'.
+    for i in 0..WORKERS {
+        let name = format!("worker-{i}");
+        let ip = format!("10.0.1.{}", 10 + i);
+        hosts.insert(name.clone(), worker_host(&name, &ip));
+        nodes.insert(name.clone(), NodeObj { name: name.clone(), internal_ip: ip, control_plane: false });
+    }
     let operators = revisions
         .iter()
         .map(|(op, rev)| {
-            let node_revisions = nodes.keys().map(|n| (n.clone(), *rev)).collect();
+            let control_plane: Vec<&String> = nodes.values().filter(|n| n.control_plane).map(|n| &n.name).collect();
+            let node_revisions = control_plane.iter().map(|n| ((*n).clone(), *rev)).collect();
             (
                 *op,
                 OperatorObj {
@@ -246,7 +238,7 @@ pub fn healthy(seed: u64) -> World {
                     revision_allows_non_ha: false,
                     node_revisions,
                     next_install_at: None,
-                    condition: Some(("AllNodesAtLatestRevision".into(), format!("{} nodes are at revision {rev}", nodes.len()))),
+                    condition: Some(("AllNodesAtLatestRevision".into(), format!("{} nodes are at revision {rev}", control_plane.len()))),
                     condition_at: None,
                 },
             )
@@ -296,6 +288,14 @@ pub fn healthy(seed: u64) -> World {
         inventory_nodes: BTreeMap::new(),
         track: Default::default(),
     }
+}
+
+/// Worker hosts in every standalone world.
+pub const WORKERS: u32 = 2;
+
+/// A worker host: a running kubelet with a client certificate, nothing of the control plane.
+fn worker_host(name: &str, ip: &str) -> Host {
+    Host { worker: true, ..Host::booted(name, ip, "", 1, CLUSTER_VERSION) }
 }
 
 /// The management cluster of hosted control planes: a healthy standalone cluster holding

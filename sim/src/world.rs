@@ -195,6 +195,40 @@ pub struct Host {
     /// `cluster-restore.sh` still running after the connection that started it dropped.
     #[serde(default)]
     pub restore_running: Option<RestoreRun>,
+    /// A worker (compute) host: a kubelet and no control-plane static pods, never etcd.
+    #[serde(default)]
+    pub worker: bool,
+}
+
+impl Host {
+    /// A host that just booted: powered, its kubelet running with a client certificate of signer
+    /// generation `cert_gen`, only its own address, nothing of the control plane yet.
+    pub fn booted(name: &str, ip: &str, machine: &str, cert_gen: u64, release_version: &str) -> Host {
+        Host {
+            name: name.into(),
+            ip: ip.into(),
+            machine: machine.into(),
+            powered: true,
+            kubelet_running: true,
+            kubelet_cert_gen: Some(cert_gen),
+            kubelet_serving: true,
+            needs_register: false,
+            release_version: release_version.into(),
+            manifests: BTreeSet::new(),
+            moved_manifests: BTreeSet::new(),
+            containers: BTreeMap::new(),
+            etcd_data: None,
+            etcd_data_aside: vec![],
+            files: BTreeMap::new(),
+            dirs: BTreeSet::new(),
+            addresses: vec![(ip.into(), "br-ex".into())],
+            ovn_db: None,
+            markers: BTreeSet::new(),
+            shutdown_at: None,
+            restore_running: None,
+            worker: false,
+        }
+    }
 }
 
 /// A restore running on a host on its own: it finishes at `until` (and writes its fence).
@@ -935,6 +969,11 @@ impl World {
         matches!(h.kubelet_cert_gen, Some(g) if g <= self.api().signer_generation)
     }
 
+    /// The control-plane hosts (every host but the workers).
+    pub fn control_plane_hosts(&self) -> impl Iterator<Item = &Host> {
+        self.hosts.values().filter(|h| !h.worker)
+    }
+
     pub fn node_ready(&self, node: &str) -> bool {
         match self.hosts.get(node) {
             Some(h) => h.powered && h.kubelet_running && self.cert_valid(h) && self.api_available(),
@@ -1330,8 +1369,8 @@ impl World {
             }
             let (needs_register, serving) = (h.needs_register, h.kubelet_serving);
             if needs_register && !self.api().nodes.contains_key(name) {
-                let ip = h.ip.clone();
-                self.api_mut().nodes.insert(name.to_string(), NodeObj { name: name.to_string(), internal_ip: ip, control_plane: true });
+                let (ip, control_plane) = (h.ip.clone(), !h.worker);
+                self.api_mut().nodes.insert(name.to_string(), NodeObj { name: name.to_string(), internal_ip: ip, control_plane });
                 self.note(format!("node {name} registered"));
             }
             if needs_register {
@@ -1502,8 +1541,7 @@ impl World {
         if self.vips.is_empty() {
             return vec![];
         }
-        self.hosts
-            .values()
+        self.control_plane_hosts()
             .filter(|h| h.powered && self.api().nodes.contains_key(&h.name) && !h.manifests.contains(&StaticPod::Keepalived))
             .map(|h| h.name.clone())
             .collect()
@@ -1517,27 +1555,9 @@ impl World {
         let gen = self.api().signer_generation;
         let version = self.api().cluster_version.clone();
         let host = Host {
-            name: host_name.clone(),
-            ip: ip.clone(),
-            machine: machine.to_string(),
-            powered: true,
-            kubelet_running: true,
-            kubelet_cert_gen: Some(gen),
-            kubelet_serving: true,
-            needs_register: false,
-            release_version: version,
             manifests: self.joining_manifests(),
-            moved_manifests: BTreeSet::new(),
-            containers: BTreeMap::new(),
-            etcd_data: None,
-            etcd_data_aside: vec![],
-            files: BTreeMap::new(),
-            dirs: BTreeSet::new(),
-            addresses: vec![(ip.clone(), "br-ex".into())],
             ovn_db: Some(self.current_cluster),
-            markers: BTreeSet::new(),
-            shutdown_at: None,
-            restore_running: None,
+            ..Host::booted(&host_name, &ip, machine, gen, &version)
         };
         self.hosts.insert(host_name.clone(), host);
         let now = self.now;

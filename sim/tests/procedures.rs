@@ -55,6 +55,11 @@ fn restore_cluster_state_recovers_quorum_loss() {
     // (cluster-restore.sh takes the newest files it finds there).
     let approved = sim.read(|w| w.backups["nightly"].info.as_ref().unwrap().snapshot.revision);
     assert_eq!(st.restored_from_revision, Some(approved));
+    // The workers' kubelet certificates were issued after the backup: step 9.2 renewed them too.
+    for w in ["worker-0", "worker-1"] {
+        let step = format!("RemoveKubeletPki({w})");
+        assert!(hist.iter().any(|e| e.to == step), "no {step}:\n{}", show(&hist));
+    }
 }
 
 fn example(sim: &Sim) -> drctl_sim::hosted::HostedCluster {

@@ -581,6 +581,9 @@ pub struct HostRef {
 pub trait Hosts: Send + Sync {
     /// The control-plane hosts of the inventory (`--hosts`, or the simulator's world).
     fn control_plane_hosts(&self) -> PortResult<Vec<HostRef>>;
+    /// The worker hosts of the inventory (`--workers`; none unless given): the restore logs in
+    /// to NotReady workers as the runbook's step 9.2 does.
+    fn worker_hosts(&self) -> PortResult<Vec<HostRef>>;
     /// Open (or check) the SSH session to `host`. Transient when it cannot be reached now.
     fn connect(&self, host: &str) -> PortResult<()>;
     fn run(&self, host: &str, op: &HostOp) -> PortResult<HostOutput>;

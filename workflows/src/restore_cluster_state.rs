@@ -108,6 +108,13 @@ pub struct Plan {
     /// the pods steps 15-23 recreate.
     #[serde(default)]
     pub fail_closed_webhooks: Vec<String>,
+    /// The inventory's workers (`--workers`): steps 9.2-11 cover those NotReady after the
+    /// restore like the control-plane hosts.
+    #[serde(default)]
+    pub workers: Vec<HostRef>,
+    /// Workers that did not answer SSH when step 9.2 came to them: left for a person.
+    #[serde(default)]
+    pub workers_unreached: Vec<String>,
 }
 
 impl Plan {
@@ -116,7 +123,15 @@ impl Plan {
         std::iter::once(self.recovery.name.as_str()).chain(self.reachable.iter().map(String::as_str)).collect()
     }
     fn node_of(&self, host: &str) -> Option<&str> {
-        std::iter::once(&self.recovery).chain(self.others.iter()).find(|h| h.name == host).map(|h| h.node.as_str())
+        let all = std::iter::once(&self.recovery).chain(self.others.iter()).chain(self.workers.iter());
+        all.into_iter().find(|h| h.name == host).map(|h| h.node.as_str())
+    }
+    fn is_worker(&self, host: &str) -> bool {
+        self.workers.iter().any(|w| w.name == host)
+    }
+    /// Workers steps 9.2-11 act on: the inventory's, less those SSH did not reach.
+    fn reached_workers(&self) -> impl Iterator<Item = &str> {
+        self.workers.iter().map(|w| w.name.as_str()).filter(|w| !self.workers_unreached.iter().any(|u| u == w))
     }
     /// A host taken for unreachable answers SSH again: it joins the reachable ones.
     fn mark_reachable(&mut self, host: &str) {
@@ -679,6 +694,8 @@ impl RestoreClusterState {
             node_ips: Default::default(),
             restored_at: None,
             fail_closed_webhooks: vec![],
+            workers: ports.hosts.worker_hosts().map_err(|e| e.during("read the worker inventory"))?,
+            workers_unreached: vec![],
         };
         match at_risk.is_empty() {
             true => next(&plan, RestoreStep::CopyBackup),
@@ -1021,20 +1038,21 @@ impl Restoring<'_> {
         }
         // Right after the restore the API serves the backup's Node statuses: decide on statuses
         // written since, or a node whose kubelet cannot report looks Ready (step 9.2 skipped).
-        let stale: Vec<&str> = plan
-            .ssh_hosts()
-            .into_iter()
+        // Workers too: the runbook's step 9 watches every node, and a worker whose kubelet
+        // certificate the restored cluster does not trust stays NotReady until step 9.2.
+        let covered: Vec<&str> = plan.ssh_hosts().into_iter().chain(plan.reached_workers()).collect();
+        let stale: Vec<&str> = covered
+            .iter()
             .filter_map(|h| plan.node_of(h))
             .filter(|node| nodes.iter().any(|n| &n.name == node && !n.reported_since(plan.restored_at)))
             .collect();
         if !stale.is_empty() {
             return wait(format!("nodes {} to report a status since the restore", stale.join(", ")), 15, 20);
         }
-        let not_ready: Vec<String> = plan
-            .ssh_hosts()
-            .into_iter()
+        let not_ready: Vec<String> = covered
+            .iter()
             .filter(|h| plan.node_of(h).is_some_and(|node| nodes.iter().any(|n| n.name == node && !n.ready)))
-            .map(str::to_string)
+            .map(|h| h.to_string())
             .collect();
         match not_ready.is_empty() {
             true => next(plan, RestoreStep::RestartKubelet { idx: 0 }),
@@ -1044,12 +1062,30 @@ impl Restoring<'_> {
 
     fn remove_kubelet_pki(&self, pki_hosts: &[String], idx: &usize) -> Result<Step<RestoreState>, StepError> {
         let hosts = &self.ports.hosts;
-        let plan = self.plan;
         let h = &pki_hosts[*idx];
-        hosts.run(h, &HostOp::RemoveKubeletPki).map_err(|e| e.during(format!("remove kubelet PKI on {h}")))?;
+        let mut plan = self.plan.clone();
+        match plan.is_worker(h) {
+            false => {
+                hosts.run(h, &HostOp::RemoveKubeletPki).map_err(|e| e.during(format!("remove kubelet PKI on {h}")))?;
+            }
+            // Step 10 restarts the control-plane kubelets; a worker's restarts here, so that it
+            // asks for a new client certificate (step 11 approves it). A worker that does not
+            // answer is left for a person rather than holding the restore.
+            true => match hosts.run(h, &HostOp::RemoveKubeletPki).and_then(|_| hosts.run(h, &HostOp::RestartKubelet)) {
+                Ok(_) => {}
+                Err(e) if e.is_transient() && self.cx.attempt + 1 < SSH_ATTEMPTS_BEFORE_SKIP => {
+                    return Err(e.during(format!("renew the kubelet certificates of worker {h}")))
+                }
+                Err(e) if e.is_transient() => {
+                    tracing::warn!(host = %h, error = %e, "worker unreachable: its kubelet certificates are left for a person");
+                    plan.workers_unreached.push(h.clone());
+                }
+                Err(e) => return Err(e.during(format!("renew the kubelet certificates of worker {h}"))),
+            },
+        }
         match idx + 1 < pki_hosts.len() {
-            true => next(plan, RestoreStep::RemoveKubeletPki { hosts: pki_hosts.to_vec(), idx: idx + 1 }),
-            false => next(plan, RestoreStep::RestartKubelet { idx: 0 }),
+            true => next(&plan, RestoreStep::RemoveKubeletPki { hosts: pki_hosts.to_vec(), idx: idx + 1 }),
+            false => next(&plan, RestoreStep::RestartKubelet { idx: 0 }),
         }
     }
 
@@ -1069,7 +1105,7 @@ impl Restoring<'_> {
         let api = &self.ports.api;
         let p = self.p;
         let plan = self.plan;
-        let expected: Vec<&str> = plan.ssh_hosts().into_iter().filter_map(|h| plan.node_of(h)).collect();
+        let expected: Vec<&str> = plan.ssh_hosts().into_iter().chain(plan.reached_workers()).filter_map(|h| plan.node_of(h)).collect();
         let csrs = api.list_csrs().map_err(|e| e.during("list CSRs"))?;
         let nodes = api.list_nodes().map_err(|e| e.during("list nodes"))?;
         // Policy: only CSRs for the nodes we restarted; node-bootstrapper first, then
@@ -1472,6 +1508,16 @@ impl Restoring<'_> {
              step 24)"
                 .to_string(),
         ];
+        // Workers this run could not renew (not in --workers, or not answering SSH).
+        let nodes = api.list_nodes().map_err(|e| e.during("list nodes"))?;
+        let workers_not_ready: Vec<&str> = nodes.iter().filter(|n| !n.control_plane && !n.ready).map(|n| n.name.as_str()).collect();
+        if !workers_not_ready.is_empty() {
+            after.push(format!(
+                "workers NotReady: {}: on each, remove /var/lib/kubelet/pki/*.pem, restart kubelet and approve its CSRs \
+                 (steps 9.2 and 11; list them with --workers to let drctl do it)",
+                workers_not_ready.join(", ")
+            ));
+        }
         if !plan.fail_closed_webhooks.is_empty() {
             after.push(format!(
                 "webhooks with failurePolicy Fail were active during the restore: {} (if you changed or removed them for it, \
@@ -1698,6 +1744,8 @@ mod tests {
             node_ips: Default::default(),
             restored_at: None,
             fail_closed_webhooks: vec![],
+            workers: vec![],
+            workers_unreached: vec![],
         };
         let s = RestoreState::Restoring { plan, step: RestoreStep::CopyBackup };
         assert!(RestoreClusterState.check_state(&RestoreParams::new("b"), &s).is_err());
@@ -1710,6 +1758,8 @@ mod tests {
             node_ips: Default::default(),
             restored_at: None,
             fail_closed_webhooks: vec![],
+            workers: vec![],
+            workers_unreached: vec![],
         };
         let bad = RestoreState::Restoring {
             plan: plan.clone(),
