@@ -221,8 +221,29 @@ pub fn healthy(seed: u64) -> World {
     for i in 0..WORKERS {
         let name = format!("worker-{i}");
         let ip = format!("10.0.1.{}", 10 + i);
-        hosts.insert(name.clone(), worker_host(&name, &ip));
+        let machine = format!("ocp-7x2lq-worker-us-east-1a-{i}");
+        hosts.insert(name.clone(), worker_host(&name, &ip, &machine));
         nodes.insert(name.clone(), NodeObj { name: name.clone(), internal_ip: ip, control_plane: false });
+        // Its machine, from the workers' machine set (deterministic: the seed's draws are the
+        // control plane's).
+        let zone = "us-east-1a".to_string();
+        machines.insert(
+            machine.clone(),
+            MachineObj {
+                phase: "Running".into(),
+                node: Some(name.clone()),
+                control_plane: false,
+                provider_id: Some(format!("sim:///{zone}/i-0worker{i:09}")),
+                instance_type: "m6i.large".into(),
+                zone,
+                uid: format!("{:032x}", 0xa0 + i),
+                generation: 1,
+                resource_version: 14_000 + u64::from(i),
+                annotations: [("machine.openshift.io/instance-state".to_string(), "running".to_string())].into(),
+                phase_until: None,
+                name: machine,
+            },
+        );
     }
     let operators = revisions
         .iter()
@@ -294,8 +315,8 @@ pub fn healthy(seed: u64) -> World {
 pub const WORKERS: u32 = 2;
 
 /// A worker host: a running kubelet with a client certificate, nothing of the control plane.
-fn worker_host(name: &str, ip: &str) -> Host {
-    Host { worker: true, ..Host::booted(name, ip, "", 1, CLUSTER_VERSION) }
+fn worker_host(name: &str, ip: &str, machine: &str) -> Host {
+    Host { worker: true, ..Host::booted(name, ip, machine, 1, CLUSTER_VERSION) }
 }
 
 /// The management cluster of hosted control planes: a healthy standalone cluster holding
@@ -486,7 +507,7 @@ pub fn quorum_loss_data_lost(seed: u64, scenario: &str, platform: Platform) -> W
     w.platform = platform;
     let machines = &mut w.api_mut().machines;
     match platform {
-        Platform::Upi => machines.retain(|_, m| !m.control_plane),
+        Platform::Upi => machines.clear(),
         _ => {
             for m in machines.values_mut() {
                 let host = format!("openshift-machine-api/{}", m.name.replace(MACHINE_PREFIX, "openshift-master"));

@@ -200,6 +200,10 @@ pub struct Host {
     pub worker: bool,
 }
 
+/// How long the cluster machine approver takes to sign a CSR it approves (after a restore its
+/// pod comes back with the API and relists: not at once).
+const MACHINE_APPROVER_DELAY: std::time::Duration = std::time::Duration::from_secs(90);
+
 impl Host {
     /// A host that just booted: powered, its kubelet running with a client certificate of signer
     /// generation `cert_gen`, only its own address, nothing of the control plane yet.
@@ -1120,6 +1124,9 @@ impl World {
                 see(at);
             }
         }
+        for c in api.csrs.values().filter(|c| self.machine_approver_signs(c)) {
+            see(c.created_at.plus(MACHINE_APPROVER_DELAY));
+        }
         for o in api.operators.values() {
             if let Some(at) = o.next_install_at {
                 see(at);
@@ -1162,6 +1169,7 @@ impl World {
             self.reconcile_kubelets();
             if self.api_available_tracked() {
                 self.reconcile_machines();
+                self.reconcile_machine_approver();
                 self.reconcile_operators();
                 self.reconcile_ovn();
                 self.reconcile_hosted();
@@ -1492,6 +1500,34 @@ impl World {
             self.api_mut().operators.get_mut(&op).expect("operator").force_reason = Some(reason.to_string());
             self.note(format!("{op}: forceRedeploymentReason={reason}{via}"));
             self.effect(EffectKind::ForceRedeployment(op), op.resource());
+        }
+    }
+
+    /// The cluster machine approver of an installer-provisioned cluster signs, soon after it
+    /// appears, a kubelet-serving CSR whose node belongs to a Machine and which asks for nothing
+    /// but that node's name and address. A user-provisioned cluster has none: its serving CSRs
+    /// wait for a person (the runbook's step 11.4).
+    pub fn machine_approver_signs(&self, c: &CsrObj) -> bool {
+        let api = self.api();
+        let (Some(node), false) = (api.nodes.get(&c.node), c.approved || c.kind != CsrKind::KubeletServing) else { return false };
+        let own = |n: &String| *n == node.name || *n == node.internal_ip;
+        self.platform != Platform::Upi
+            && api.machines.values().any(|m| m.node.as_deref() == Some(c.node.as_str()))
+            && drctl_workflows::csr::requested_names(c.request.as_bytes()).is_ok_and(|n| !n.is_empty() && n.iter().all(own))
+    }
+
+    fn reconcile_machine_approver(&mut self) {
+        let now = self.now;
+        let due: Vec<String> = self
+            .api()
+            .csrs
+            .values()
+            .filter(|c| self.machine_approver_signs(c) && c.created_at.plus(MACHINE_APPROVER_DELAY) <= now)
+            .map(|c| c.name.clone())
+            .collect();
+        for name in due {
+            self.api_mut().csrs.get_mut(&name).expect("csr").approved = true;
+            self.note(format!("machine approver approved csr {name}"));
         }
     }
 

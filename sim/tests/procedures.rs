@@ -262,3 +262,23 @@ fn a_serving_csr_asking_for_foreign_names_is_not_approved() {
     assert!(!approved, "a serving CSR for api.ocp.example.com was approved");
     assert_eq!(others_pending, 0, "the kubelets' own CSRs were not all approved");
 }
+
+/// Step 11.4 approves kubelet-serving CSRs on user-provisioned clusters only: on an
+/// installer-provisioned one the cluster machine approver signs them, and drctl leaves them be.
+#[test]
+fn serving_csrs_are_approved_by_the_run_only_on_user_provisioned_clusters() {
+    use drctl_sim::world::EffectKind;
+    use drctl_workflows::ports::CsrKind;
+    for (scenario, run_approves_serving) in [("quorum-loss", false), ("quorum-loss-upi", true)] {
+        let sim = Sim::scenario(scenario, 2).unwrap();
+        let (fin, hist) = run(&sim, "restore-cluster-state", serde_json::json!({"backup": "nightly"}), true);
+        assert_eq!(fin.status, RunStatus::Succeeded, "{scenario}:\n{}", show(&hist));
+        let st = sim.status();
+        assert!(st.healthy, "{scenario}: {st:#?}");
+        let by_run = sim.read(|w| {
+            let approved: Vec<&str> = w.effects.iter().filter(|e| e.kind == EffectKind::CsrApproved).map(|e| e.target.as_str()).collect();
+            approved.iter().filter(|n| w.api().csrs.get(**n).is_some_and(|c| c.kind == CsrKind::KubeletServing)).count()
+        });
+        assert_eq!(by_run > 0, run_approves_serving, "{scenario}: the run approved {by_run} serving CSRs");
+    }
+}

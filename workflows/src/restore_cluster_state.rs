@@ -47,9 +47,11 @@ pub struct RestoreParams {
     /// (`network.config/cluster`) when the runbook's network steps come.
     #[serde(default = "yes")]
     pub ovn_kubernetes: bool,
-    /// Approve kubelet-serving CSRs too (user-provisioned installations).
-    #[serde(default = "yes")]
-    pub approve_serving_csrs: bool,
+    /// Approve kubelet-serving CSRs too: `None` decides from the cluster (only user-provisioned
+    /// installations, which have no control-plane Machine objects: elsewhere the cluster machine
+    /// approver signs them, 4.14 Backup and restore §5.4.2.2 step 11.4).
+    #[serde(default)]
+    pub approve_serving_csrs: Option<bool>,
     /// keepalived VIPs, needed when keepalived runs on the control plane.
     #[serde(default)]
     pub api_vip: Option<String>,
@@ -72,7 +74,7 @@ impl RestoreParams {
             backup_dir: default_backup_dir(),
             force: false,
             ovn_kubernetes: true,
-            approve_serving_csrs: true,
+            approve_serving_csrs: None,
             api_vip: None,
             ingress_vip: None,
         }
@@ -344,9 +346,14 @@ pub struct RestoreArgs {
     /// Restore even though the API answers (etcd looks available).
     #[arg(long)]
     force: bool,
-    /// Do not approve kubelet-serving CSRs (installer-provisioned clusters approve them).
-    #[arg(long)]
+    /// Never approve kubelet-serving CSRs (default: only on user-provisioned clusters; the
+    /// machine approver signs them elsewhere).
+    #[arg(long, conflicts_with = "serving_csrs")]
     no_serving_csrs: bool,
+    /// Approve kubelet-serving CSRs that ask only for their node's own names, whatever the
+    /// platform.
+    #[arg(long)]
+    serving_csrs: bool,
     /// keepalived API VIP (required when keepalived runs on the control plane).
     #[arg(long)]
     api_vip: Option<String>,
@@ -359,7 +366,7 @@ impl crate::catalog::IntoParams for RestoreArgs {
     fn into_params(self) -> serde_json::Value {
         serde_json::json!({
             "backup": self.backup, "recovery_host": self.recovery_host, "backup_dir": self.backup_dir, "force": self.force,
-            "approve_serving_csrs": !self.no_serving_csrs,
+            "approve_serving_csrs": match (self.serving_csrs, self.no_serving_csrs) { (true, _) => Some(true), (_, true) => Some(false), _ => None },
             "api_vip": self.api_vip, "ingress_vip": self.ingress_vip,
         })
     }
@@ -1108,11 +1115,16 @@ impl Restoring<'_> {
         let expected: Vec<&str> = plan.ssh_hosts().into_iter().chain(plan.reached_workers()).filter_map(|h| plan.node_of(h)).collect();
         let csrs = api.list_csrs().map_err(|e| e.during("list CSRs"))?;
         let nodes = api.list_nodes().map_err(|e| e.during("list nodes"))?;
+        let approve_serving = match p.approve_serving_csrs {
+            Some(yes) => yes,
+            // User-provisioned: no control-plane Machine objects, so no machine approver for them.
+            None => !api.list_machines().map_err(|e| e.during("list machines"))?.iter().any(|m| m.control_plane),
+        };
         // Policy: only CSRs for the nodes we restarted; node-bootstrapper first, then
         // kubelet-serving (asking for nothing but the node's own names). Anything else is left
         // for a person.
         for kind in [CsrKind::NodeBootstrapper, CsrKind::KubeletServing] {
-            if kind == CsrKind::KubeletServing && !p.approve_serving_csrs {
+            if kind == CsrKind::KubeletServing && !approve_serving {
                 continue;
             }
             for c in csrs.iter().filter(|c| c.pending && c.kind == kind) {
@@ -1134,7 +1146,7 @@ impl Restoring<'_> {
         let pending_ours = api.list_csrs().map_err(|e| e.during("list CSRs"))?.into_iter().any(|c| {
             c.pending
                 && c.node.as_deref().is_some_and(|n| expected.contains(&n))
-                && (c.kind == CsrKind::NodeBootstrapper || p.approve_serving_csrs)
+                && (c.kind == CsrKind::NodeBootstrapper || approve_serving)
                 && crate::csr::approvable(&c, nodes.iter().find(|n| Some(n.name.as_str()) == c.node.as_deref()))
         });
         match (waiting.is_empty(), pending_ours) {
