@@ -151,7 +151,7 @@ struct Common {
     #[arg(long = "sim-api-outage", value_name = "START+DURATION")]
     sim_api_outage: Vec<String>,
     /// Damage the scenario's backups to rehearse the guards: drop-snapshot, drop-resources,
-    /// rename-snapshot, other-z-stream.
+    /// rename-snapshot, other-z-stream; or no-info-file (a backup made by the runbook's script).
     #[arg(long = "sim-backup-defect", value_name = "DEFECT", value_parser = clap::builder::PossibleValuesParser::new(drctl_sim::scenario::BACKUP_DEFECTS))]
     sim_backup_defect: Option<String>,
     /// Approve every gate the procedure has, up front (see `drctl procedures -o json`).

@@ -152,6 +152,17 @@ fn refused_when_the_backup_is_from_another_z_stream() {
     refused(&["--sim", "quorum-loss", "--sim-backup-defect", "other-z-stream"], "same z-stream");
 }
 
+/// A backup taken by the runbook's `cluster-backup.sh` has no drctl info file: the z-stream
+/// guard reads the release from the snapshot and the restore goes on.
+#[test]
+fn a_backup_made_by_the_runbooks_script_is_accepted_by_its_release() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path();
+    let o = drctl(store, &["run", "restore-cluster-state", "--sim", "quorum-loss", "--yes", "--sim-backup-defect", "no-info-file"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_restored_healthy(&sim_status(store));
+}
+
 #[test]
 fn refused_when_the_backup_does_not_exist() {
     refused(&["--sim", "quorum-loss", "--backup", "last-tuesday"], "backup not found");

@@ -268,3 +268,25 @@ fn a_missing_etcdctl_is_permanent() {
     let e = EtcdCtl::new(Box::new(drctl_adapters::etcd::LocalExec), "/nonexistent/etcdctl", vec!["http://127.0.0.1:1".into()]);
     assert!(matches!(e.member_list(), Err(PortError::Permanent(m)) if m.contains("not installed")));
 }
+
+/// A backup made by the runbook's own script has no drctl info file: its release is read from
+/// the clusterversion object inside a real etcd snapshot (the newest revision of it).
+#[test]
+fn the_cluster_version_is_read_from_a_real_snapshot() {
+    let c = Cluster::start(1);
+    let e = ctl(&c);
+    let key = "/kubernetes.io/config.openshift.io/clusterversions/version";
+    let cv = |v: &str| {
+        format!(
+            r#"{{"apiVersion":"config.openshift.io/v1","kind":"ClusterVersion","metadata":{{"name":"version"}},"status":{{"desired":{{"version":"{v}"}},"history":[{{"state":"Completed","version":"{v}"}}]}}}}"#
+        )
+    };
+    put(&c.members[0].client_url(), key, &cv("4.15.2"));
+    for i in 0..50 {
+        put(&c.members[0].client_url(), &format!("/kubernetes.io/configmaps/ns/cm-{i}"), &"x".repeat(2000));
+    }
+    put(&c.members[0].client_url(), key, &cv("4.15.3"));
+    let snap = c.dir.path().join("snapshot_2026-11-21_181141.db");
+    e.snapshot_save(&snap.display().to_string()).unwrap();
+    assert_eq!(drctl_adapters::backup::snapshot_cluster_version(&snap).unwrap().as_deref(), Some("4.15.3"));
+}

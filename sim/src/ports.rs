@@ -554,6 +554,19 @@ impl BackupStore for SimBackups {
             None => Err(PortError::NotFound(format!("backup '{backup}'"))),
         })
     }
+
+    fn cluster_version(&self, backup: &str) -> PortResult<Option<String>> {
+        self.0.read(|w| match w.backups.get(backup) {
+            Some(s) => Ok(s.info.as_ref().map(|i| i.cluster_version.clone()).or_else(|| {
+                // The clusterversion object in the snapshot's data, as the real adapter reads it.
+                s.files.iter().find_map(|(name, f)| match f {
+                    SimFile::Snapshot { data, .. } if is_snapshot_name(name) => Some(data.cluster_version.clone()),
+                    _ => None,
+                })
+            })),
+            None => Err(PortError::NotFound(format!("backup '{backup}'"))),
+        })
+    }
 }
 
 impl SimEtcd {

@@ -558,7 +558,9 @@ pub fn quorum_loss_partitioned(seed: u64) -> World {
 }
 
 /// Damage to the scenario's backups, to rehearse the restore guards.
-pub const BACKUP_DEFECTS: &[&str] = &["drop-snapshot", "drop-resources", "rename-snapshot", "other-z-stream"];
+/// `no-info-file` is no damage: the set as the runbook's own `cluster-backup.sh` leaves it,
+/// without the info file drctl writes.
+pub const BACKUP_DEFECTS: &[&str] = &["drop-snapshot", "drop-resources", "rename-snapshot", "other-z-stream", "no-info-file"];
 
 pub fn apply_backup_defect(w: &mut World, defect: &str) -> Result<(), String> {
     if !BACKUP_DEFECTS.contains(&defect) {
@@ -583,9 +585,15 @@ pub fn apply_backup_defect(w: &mut World, defect: &str) -> Result<(), String> {
                     set.files.insert(f.replace("snapshot_", "etcd-snapshot-"), file);
                 }
             }
+            "no-info-file" => set.info = None,
             _ => {
                 if let Some(i) = set.info.as_mut() {
                     i.cluster_version = "4.15.2".into();
+                }
+                for f in set.files.values_mut() {
+                    if let SimFile::Snapshot { data, .. } = f {
+                        data.cluster_version = "4.15.2".into();
+                    }
                 }
             }
         }

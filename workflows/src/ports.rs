@@ -649,6 +649,10 @@ pub trait BackupStore: Send + Sync {
     /// File names in backup set `backup`; `NotFound` if the set does not exist.
     fn list(&self, backup: &str) -> PortResult<Vec<String>>;
     fn info(&self, backup: &str) -> PortResult<Option<BackupInfo>>;
+    /// The release the backup was taken from: the info file drctl writes with its backups, else
+    /// the `clusterversion/version` object inside the snapshot itself (a backup made by the
+    /// runbook's `cluster-backup.sh` has no info file). `None` when neither says.
+    fn cluster_version(&self, backup: &str) -> PortResult<Option<String>>;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -588,20 +588,28 @@ impl RestoreClusterState {
         recovery: &HostRef,
         others: &[HostRef],
     ) -> Result<Step<RestoreState>, StepError> {
-        let info = ports.backups.info(&p.backup).map_err(|e| e.during("read backup info"))?;
-        let Some(info) = info else {
-            return halt(format!("backup {} records no cluster version; cannot prove it is from this z-stream", p.backup), vec![]);
+        let version = ports.backups.cluster_version(&p.backup).map_err(|e| e.during("read the backup's cluster version"))?;
+        let Some(backup_version) = version else {
+            return halt(
+                format!(
+                    "backup {} records no cluster version and its snapshot holds no clusterversion object: it cannot be shown to be \
+                     from this z-stream",
+                    p.backup
+                ),
+                vec![],
+            );
         };
         let HostOutput::Version(running) =
             ports.hosts.run(&recovery.name, &HostOp::ReleaseVersion).map_err(|e| e.during("read release version"))?
         else {
             return Err(StepError::Bug("ReleaseVersion answered something else".into()));
         };
-        if running != info.cluster_version {
+        if running != backup_version {
             return halt(
                 format!(
-                    "backup {} was taken from {} but the cluster runs {running}: a restore must use a backup of the same z-stream",
-                    p.backup, info.cluster_version
+                    "backup {} was taken from {backup_version} but the cluster runs {running}: a restore must use a backup of the same \
+                     z-stream",
+                    p.backup
                 ),
                 vec![],
             );
