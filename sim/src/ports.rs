@@ -40,7 +40,8 @@ use Verb::*;
 /// A host as the simulated inventory lists it (its node name as the world's inventory says).
 fn inventory_ref(w: &World, h: &Host) -> HostRef {
     let node = w.inventory_nodes.get(&h.name).cloned().unwrap_or_else(|| h.name.clone());
-    HostRef { name: h.name.clone(), node, address: h.ip.clone() }
+    let address = w.inventory_addresses.get(&h.name).cloned().unwrap_or_else(|| h.ip.clone());
+    HostRef { name: h.name.clone(), node, address }
 }
 
 /// The text the kube adapter gives a failed request with this HTTP status (see

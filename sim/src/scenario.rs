@@ -86,7 +86,7 @@ pub const SCENARIOS: &[ScenarioInfo] = &[
     ScenarioInfo {
         name: "quorum-loss-baremetal",
         topology: Topology::Standalone,
-        summary: "bare metal installer-provisioned, keepalived VIPs 10.0.0.5/10.0.0.7: the etcd data of master-1 and master-2 lost (hosts reachable); deleting a control-plane machine would deprovision its host",
+        summary: "bare metal installer-provisioned, keepalived VIPs 10.0.0.5/10.0.0.7, hosts reached over a management network (192.168.111.0/24, not their InternalIPs): the etcd data of master-1 and master-2 lost (hosts reachable); deleting a control-plane machine would deprovision its host",
     },
     ScenarioInfo {
         name: "quorum-loss-upi",
@@ -307,6 +307,7 @@ pub fn healthy(seed: u64) -> World {
         platform: Platform::CloudIpi,
         network: NetworkType::OvnCentral,
         inventory_nodes: BTreeMap::new(),
+        inventory_addresses: BTreeMap::new(),
         track: Default::default(),
     }
 }
@@ -519,6 +520,10 @@ pub fn quorum_loss_data_lost(seed: u64, scenario: &str, platform: Platform) -> W
     if platform == Platform::BareMetalIpi {
         // Bare metal IPI runs keepalived for its VIPs; the API VIP is on a host that stays.
         with_keepalived(&mut w, "master-2", "master-0");
+        // The operator reaches the hosts over the management network, not their InternalIPs.
+        for i in 0..3 {
+            w.inventory_addresses.insert(format!("master-{i}"), format!("192.168.111.{}", 20 + i));
+        }
     }
     let mut w = degraded_base_of(w, scenario);
     for h in ["master-1", "master-2"] {

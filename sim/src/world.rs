@@ -618,6 +618,10 @@ pub struct World {
     /// operator's `--hosts` list may: the simulator's inventory reports these.
     #[serde(default)]
     pub inventory_nodes: BTreeMap<String, String>,
+    /// Inventory entries whose SSH address is not the node's InternalIP (host → address), as on
+    /// hosts reached over a management network.
+    #[serde(default)]
+    pub inventory_addresses: BTreeMap<String, String>,
     #[serde(skip)]
     pub track: Tracking,
 }
@@ -874,7 +878,9 @@ impl World {
     /// What answers at `address`'s etcd ports, as `/health` would report it.
     pub fn probe_etcd(&self, address: &str) -> drctl_workflows::ports::EtcdProbe {
         use drctl_workflows::ports::EtcdProbe;
-        let Some(h) = self.hosts.values().find(|h| h.ip == address) else { return EtcdProbe::NoAnswer };
+        // etcd listens on every address of its host: the InternalIP and a management address.
+        let at = |h: &&Host| h.ip == address || self.inventory_addresses.get(&h.name).is_some_and(|a| a == address);
+        let Some(h) = self.hosts.values().find(at) else { return EtcdProbe::NoAnswer };
         match self.runs_member_of(h) {
             None => EtcdProbe::NoAnswer,
             Some(c) if self.cluster_serves(c) => EtcdProbe::Healthy,

@@ -282,3 +282,23 @@ fn serving_csrs_are_approved_by_the_run_only_on_user_provisioned_clusters() {
         assert_eq!(by_run > 0, run_approves_serving, "{scenario}: the run approved {by_run} serving CSRs");
     }
 }
+
+/// The inventory's SSH addresses are not the nodes' InternalIPs (bare metal hosts reached over a
+/// management network): step 14 waits for ovnkube-master to forget the InternalIPs the API
+/// records, not the addresses drctl logs in to.
+#[test]
+fn step_14_waits_on_the_internal_ips_not_the_ssh_addresses() {
+    use drctl_runtime::Outcome;
+    let sim = Sim::scenario("quorum-loss-baremetal", 1).unwrap();
+    let params = serde_json::json!({"backup": "nightly", "api_vip": "10.0.0.5", "ingress_vip": "10.0.0.7"});
+    let (fin, hist) = run(&sim, "restore-cluster-state", params, true);
+    assert_eq!(fin.status, RunStatus::Succeeded, "{}", show(&hist));
+    let waits: Vec<String> = hist
+        .iter()
+        .filter(|e| e.outcome == Outcome::Waiting && e.from == "WaitOvnForgetsIps")
+        .map(|e| e.detail.clone().unwrap_or_default())
+        .collect();
+    assert!(waits.iter().any(|d| d.contains("10.0.0.11") || d.contains("10.0.0.12")), "{waits:?}\n{}", show(&hist));
+    assert!(waits.iter().all(|d| !d.contains("192.168.111.")), "{waits:?}");
+    assert!(sim.status().healthy);
+}
