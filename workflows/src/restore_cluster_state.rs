@@ -992,10 +992,30 @@ impl Restoring<'_> {
                 return Err(StepError::Bug("ListAddresses answered something else".into()));
             };
             if !addrs.iter().any(|(a, _)| a == vip) {
+                // A host skipped as unreachable may be up after all, its keepalived holding the
+                // VIP: one that answers SSH now goes through step 4 like the others, first.
+                if let Some(back) = plan.unreachable.iter().find(|h| hosts.connect(h).is_ok()) {
+                    let late =
+                        plan.others.iter().find(|h| &h.name == back).ok_or_else(|| StepError::Bug(format!("{back} not in the plan")))?;
+                    if let Some(mismatch) = node_name_mismatch(self.ports, late)? {
+                        return Ok(mismatch);
+                    }
+                    let mut plan = plan.clone();
+                    plan.mark_reachable(back);
+                    let host = plan.reachable.len() - 1;
+                    return next(&plan, RestoreStep::StopStaticPods { host, action: StopPods::MoveEtcdManifest });
+                }
                 // keepalived takes the VIP over once the others' keepalived stopped (VRRP
                 // advertisements time out): wait for it, bounded.
                 let have: Vec<String> = addrs.iter().map(|(a, d)| format!("{a} dev {d}")).collect();
-                return wait(format!("keepalived on {rec} to take over the API VIP {vip} (has {})", have.join(", ")), 10, 10);
+                let unreachable = match plan.unreachable.is_empty() {
+                    true => String::new(),
+                    false => format!(
+                        "; if {} still runs, its keepalived may hold the VIP: stop it out of band (console, power off)",
+                        plan.unreachable.join(", ")
+                    ),
+                };
+                return wait(format!("keepalived on {rec} to take over the API VIP {vip} (has {}){unreachable}", have.join(", ")), 10, 10);
             }
         }
         // Recorded before the restore runs (and so before a crash could make a re-run of step 8
@@ -1708,7 +1728,7 @@ const STATE_CATALOG: &[(&str, &[&str])] = &[
     ("ConfirmHostsDown", &["ConfirmHostsDown", "CopyBackup"]),
     ("CopyBackup", &["StopStaticPods", "CheckRecoveryVip"]),
     ("StopStaticPods", &["StopStaticPods", "CheckRecoveryVip"]),
-    ("CheckRecoveryVip", &["RunRestore"]),
+    ("CheckRecoveryVip", &["RunRestore", "StopStaticPods"]),
     ("RunRestore", &["WaitNodes"]),
     ("WaitNodes", &["WaitNodes", "RemoveKubeletPki", "RestartKubelet"]),
     ("RemoveKubeletPki", &["RemoveKubeletPki", "RestartKubelet"]),
