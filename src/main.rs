@@ -456,7 +456,7 @@ fn cmd_run(store: &Path, out: Output, cmd: RunCommand) -> Result<u8> {
     }
     check_params(procedure, &params)?;
 
-    std::fs::create_dir_all(store).with_context(|| format!("create store directory {}", store.display()))?;
+    drctl_runtime::store::create_private_dir(store).with_context(|| format!("create store directory {}", store.display()))?;
     let _lock = lock(store)?;
     let eng = engine(store)?;
     let (target, world) = target::new_sim(store, world, common.sim_speed)?;
@@ -513,7 +513,7 @@ fn run_real(
     check_params(procedure, &params)?;
     let target = real::new_target(&spec)?;
 
-    std::fs::create_dir_all(store).with_context(|| format!("create store directory {}", store.display()))?;
+    drctl_runtime::store::create_private_dir(store).with_context(|| format!("create store directory {}", store.display()))?;
     let _lock = lock(store)?;
     let eng = engine(store)?;
     let rec = eng.create_run(

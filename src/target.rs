@@ -31,7 +31,7 @@ pub fn new_sim(store: &Path, world: drctl_sim::world::World, speed: Option<f64>)
     let (scenario, seed) = (world.scenario.clone(), world.seed);
     let sim = Sim::new(world);
     let dir = sim_dir(store);
-    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    drctl_runtime::store::create_private_dir(&dir).with_context(|| format!("create {}", dir.display()))?;
     let name = (1..10_000)
         .map(|k| format!("{scenario}-seed{seed}-{k}.world"))
         .find(|n| !dir.join(n).exists())

@@ -558,6 +558,36 @@ pub fn credential_of(a: &kube::config::AuthInfo) -> Credential {
     }
 }
 
+/// Why a kubeconfig cannot be used, without its contents: a kubeconfig holds private keys and
+/// tokens, and a parser's message may quote the offending text (YAML errors print the lines
+/// around the fault). Kept: the first line of the message with every quoted or back-ticked text
+/// cut out, so what is left says what kind of fault and where (line and column).
+pub fn kubeconfig_error(path: &Path, e: &(dyn std::error::Error + 'static)) -> PortError {
+    kubeconfig_fault(path, &error_chain(e))
+}
+
+fn kubeconfig_fault(path: &Path, message: &str) -> PortError {
+    let first = message.lines().next().unwrap_or_default().to_string();
+    let mut reason = String::with_capacity(first.len());
+    let mut quote: Option<char> = None;
+    for ch in first.chars() {
+        match (quote, ch) {
+            (None, '"' | '\'' | '`') => {
+                quote = Some(ch);
+                reason.push('…');
+            }
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, c) => reason.push(c),
+        }
+    }
+    PortError::Permanent(format!(
+        "kubeconfig {} cannot be used: {} (its contents are not shown: a kubeconfig holds credentials)",
+        path.display(),
+        reason.trim_end_matches([':', ' '])
+    ))
+}
+
 /// Which context of a kubeconfig a client uses, and the server it names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KubeconfigTarget {
@@ -571,8 +601,7 @@ pub struct KubeconfigTarget {
 /// so a run can record exactly which context it acts on, and a resume uses that one even if the
 /// file's `current-context` changed meanwhile. Reads only names and the server URL.
 pub fn kubeconfig_target(path: &Path, context: Option<&str>) -> PortResult<KubeconfigTarget> {
-    let kc =
-        Kubeconfig::read_from(path).map_err(|e| PortError::Permanent(format!("kubeconfig {}: {}", path.display(), error_chain(&e))))?;
+    let kc = Kubeconfig::read_from(path).map_err(|e| kubeconfig_error(path, &e))?;
     let name = match context.map(str::to_string).or_else(|| kc.current_context.clone()).filter(|c| !c.is_empty()) {
         Some(c) => c,
         None => return Err(PortError::Permanent(format!("kubeconfig {} has no current-context; pass --context", path.display()))),
@@ -610,8 +639,13 @@ impl KubeApi {
                     None => Config::from_kubeconfig(&opts).await,
                 }
             })
-            .map_err(|e| PortError::Permanent(format!("kubeconfig: {}", error_chain(&e))))?;
-        Self::from_config(rt, config)
+            .map_err(|e| kubeconfig_error(kubeconfig.unwrap_or(Path::new("from $KUBECONFIG or ~/.kube/config")), &e))?;
+        // A client that cannot be made from it (a key that does not decode, a bad certificate)
+        // is the kubeconfig's fault too.
+        Self::from_config(rt, config).map_err(|e| match e {
+            PortError::Permanent(m) => kubeconfig_fault(kubeconfig.unwrap_or(Path::new("from $KUBECONFIG or ~/.kube/config")), &m),
+            other => other,
+        })
     }
 
     /// From a ready [`Config`]; sets bounded timeouts (connect 10 s, read/write at most 60 s)
@@ -1295,6 +1329,28 @@ mod tests {
             ]
         );
         assert!(fail_closed_webhooks_of(&json!({"kind": "MutatingWebhookConfiguration", "metadata": {"name": "x"}})).is_empty());
+    }
+
+    #[test]
+    fn kubeconfig_errors_say_where_never_what() {
+        let planted = "c2VjcmV0LWtleS1QTEFOVEVE";
+        let dir = std::env::temp_dir().join(format!("drctl-kc-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let bad = [
+            // YAML that does not parse: the parser quotes the lines around the fault.
+            format!("apiVersion: v1\nusers:\n- name: u\n  user:\n    client-key-data: {planted}\ncontexts: [ {{name: x\n"),
+            // Parses, but a field has the wrong type: the parser quotes the value.
+            format!("apiVersion: v1\nusers:\n- name: u\n  user:\n    client-key-data: [\"{planted}\"]\n"),
+            format!("apiVersion: v1\nclusters:\n- name: c\n  cluster:\n    insecure-skip-tls-verify: {planted}\n"),
+        ];
+        for (i, text) in bad.iter().enumerate() {
+            let path = dir.join(format!("bad-{i}.yaml"));
+            std::fs::write(&path, text).unwrap();
+            let e = kubeconfig_target(&path, None).unwrap_err().to_string();
+            assert!(!e.contains(planted) && !e.contains("client-key-data:"), "case {i} echoes the file: {e}");
+            assert!(e.contains(&path.display().to_string()) && e.contains("contents are not shown"), "case {i}: {e}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

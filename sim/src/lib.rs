@@ -169,7 +169,13 @@ fn save(path: &Path, world: &World) -> Result<(), SimError> {
     // Write then rename: a killed process leaves either the old world or the new one, whole.
     // No fsync: this must survive the runner being killed, not the machine losing power.
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).map_err(err)?;
+    // Owner-only, like the rest of the store: a world holds the cluster's backups and secrets.
+    let mut f = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(err)?
+    };
+    std::io::Write::write_all(&mut f, &bytes).map_err(err)?;
+    drop(f);
     std::fs::rename(&tmp, path).map_err(err)
 }
 

@@ -6,6 +6,13 @@
 mod mem;
 mod sled;
 
+/// Create `dir` (and its missing parents) owner-only: a store holds evidence about a cluster.
+/// A directory that exists already is left as it is (it may be one the user shares).
+pub fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
 pub use self::mem::MemStore;
 pub use self::sled::Store;
 

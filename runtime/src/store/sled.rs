@@ -169,8 +169,9 @@ impl Store {
             move |source| StoreError::Io { path, what, source }
         };
         let sled_err = |source| StoreError::Sled { path: dir.to_path_buf(), source };
-        std::fs::create_dir_all(dir).map_err(io("create store directory"))?;
+        super::create_private_dir(dir).map_err(io("create store directory"))?;
         let db_dir = dir.join("db");
+        super::create_private_dir(&db_dir).map_err(io("create the database directory"))?;
         let db = open_sled(&db_dir).map_err(sled_err)?;
         let runs = db.open_tree("runs").map_err(sled_err)?;
         let history = db.open_tree("history").map_err(sled_err)?;
