@@ -82,8 +82,11 @@ pub struct EtcdReport {
     pub members: Vec<MemberRow>,
     pub voting_members: usize,
     pub healthy_voting_members: usize,
-    /// Healthy voting members > voting members / 2.
+    /// Healthy voting members > voting members / 2; `None` when no member answered (unknown,
+    /// never "lost": a wrong URL or a firewall says nothing about etcd).
     pub quorum: Option<bool>,
+    /// No endpoint answered at all.
+    pub unreachable: bool,
     /// The member list could not be read at all.
     pub error: Option<String>,
     pub endpoint_status: Vec<EndpointStatus>,
@@ -112,6 +115,9 @@ pub struct MemberRow {
 pub fn inspect(a: &InspectArgs) -> Result<Report> {
     // Argument mistakes are errors (exit 1 with a message), before anything is contacted.
     let ssh_spec = SshSpec::from_args(&a.access)?;
+    for url in &a.etcd_endpoints {
+        check_endpoint(url)?;
+    }
     let want_api =
         a.access.kubeconfig.is_some() || a.access.context.is_some() || std::env::var_os("KUBECONFIG").is_some_and(|v| !v.is_empty());
     let kubeconfig = if want_api { kubeconfig_path(a.access.kubeconfig.as_deref())? } else { None };
@@ -146,7 +152,13 @@ pub fn inspect(a: &InspectArgs) -> Result<Report> {
         problems.push(format!("SSH to {} ({}) fails: {}", h.name, h.address, h.error.as_deref().unwrap_or("?")));
     }
     if etcd.checked {
-        if let Some(e) = &etcd.error {
+        if etcd.unreachable {
+            problems.push(format!(
+                "etcd UNREACHABLE: no endpoint of {} answered ({}); this says nothing about quorum",
+                etcd.endpoints.join(","),
+                etcd.error.as_deref().unwrap_or("no answer")
+            ));
+        } else if let Some(e) = &etcd.error {
             problems.push(format!("etcd: no member list from {}: {e}", etcd.endpoints.join(",")));
         }
         if etcd.quorum == Some(false) {
@@ -308,7 +320,45 @@ fn etcd_report(endpoints: &[String], tls: Option<&EtcdTls>) -> EtcdReport {
         r.healthy_voting_members = r.members.iter().filter(|m| !m.is_learner && m.healthy).count();
         r.quorum = Some(r.voting_members > 0 && r.healthy_voting_members * 2 > r.voting_members);
     } else {
-        r.quorum = Some(false);
+        // No member list: quorum is known only if some member answered at all (it runs, and
+        // without a leader it cannot list its members: quorum is lost). Nobody answering tells
+        // nothing.
+        let answered = r.endpoint_status.iter().any(|s| s.member_id.is_some()) || r.endpoint_health.iter().any(|h| h.healthy);
+        r.unreachable = !answered;
+        r.quorum = match r.unreachable {
+            true => None,
+            false => Some(false),
+        };
     }
     r
+}
+
+/// An etcd client URL as etcdctl takes it: `http(s)://HOST:PORT`, nothing after.
+fn check_endpoint(url: &str) -> Result<()> {
+    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+    let hostport = rest.map(|r| r.trim_end_matches('/')).filter(|r| !r.is_empty() && !r.contains('/'));
+    let valid = hostport.and_then(|hp| hp.rsplit_once(':')).is_some_and(|(host, port)| {
+        let host_ok = !host.is_empty() && host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'[' | b']' | b':'));
+        host_ok && port.parse::<u16>().is_ok_and(|p| p > 0)
+    });
+    match valid {
+        true => Ok(()),
+        false => {
+            anyhow::bail!("--etcd-endpoints: '{url}' is not an etcd client URL: write http(s)://HOST:PORT, e.g. https://10.0.0.5:2379")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn etcd_endpoints_must_be_client_urls() {
+        for ok in ["https://10.0.0.5:2379", "http://127.0.0.1:2379", "https://etcd-0.example.com:2379/", "https://[fd00::5]:2379"] {
+            assert!(super::check_endpoint(ok).is_ok(), "{ok}");
+        }
+        let bad = ["notaurl", "10.0.0.5:2379", "https://10.0.0.5", "https://:2379", "https://h:0", "https://h:99999", "https://h:2379/x"];
+        for bad in bad.into_iter().chain(["ftp://h:21", "https://h o:2379"]) {
+            assert!(super::check_endpoint(bad).is_err(), "{bad} accepted");
+        }
+    }
 }

@@ -373,9 +373,10 @@ pub fn inspect(out: Output, r: &crate::inspect::Report) {
             Some(true) => {
                 println!("       quorum: yes ({} of {} voting members healthy, {need} needed)", e.healthy_voting_members, e.voting_members)
             }
-            _ => {
+            Some(false) => {
                 println!("       quorum: LOST ({} of {} voting members healthy, {need} needed)", e.healthy_voting_members, e.voting_members)
             }
+            None => println!("       quorum: UNKNOWN (etcd UNREACHABLE: no endpoint answered)"),
         }
     }
     for w in &r.warnings {

@@ -82,12 +82,23 @@ fn inspect_etcd_endpoints_reports_three_healthy_members_then_lost_quorum() {
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("quorum: LOST"), "{}", text(&o));
 
-    // All gone: nothing answers at all; still a report, still exit 1.
+    // All gone: nothing answers at all. Still a report, still exit 1, but UNREACHABLE: nobody
+    // answering says nothing about quorum (a wrong URL or a firewall looks the same).
     c.members[0].kill();
-    let (code, v, o) = inspect(store.path(), &["--etcd-endpoints", &eps]);
-    assert_eq!(code, Some(1), "{}", text(&o));
-    assert_eq!(v["etcd"]["quorum"], false);
-    assert!(v["etcd"]["error"].is_string(), "{v:#}");
+    for eps in [eps.as_str(), "http://127.0.0.1:1"] {
+        let (code, v, o) = inspect(store.path(), &["--etcd-endpoints", eps]);
+        assert_eq!(code, Some(1), "{}", text(&o));
+        assert!(v["etcd"]["quorum"].is_null(), "{v:#}");
+        assert_eq!(v["etcd"]["unreachable"], true, "{v:#}");
+        assert!(v["problems"].to_string().contains("etcd UNREACHABLE"), "{v:#}");
+        let o = drctl(store.path(), &["inspect", "--etcd-endpoints", eps]);
+        let table = String::from_utf8_lossy(&o.stdout);
+        assert!(table.contains("quorum: UNKNOWN (etcd UNREACHABLE") && !table.contains("LOST"), "{table}");
+    }
+    // An endpoint that is not a URL is refused before anything is contacted.
+    let o = drctl(store.path(), &["inspect", "--etcd-endpoints", "notaurl"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("'notaurl' is not an etcd client URL"), "{}", text(&o));
     assert_eq!(std::fs::read_dir(store.path()).unwrap().count(), 0, "inspect stores nothing");
 }
 
