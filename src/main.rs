@@ -406,29 +406,43 @@ fn decide(store: &Path, out: Output, req: ControlRequest) -> Result<u8> {
     Ok(0)
 }
 
+/// The longest duration a command line may give (ten years): beyond it, time arithmetic on
+/// the run's clock could overflow, and no recovery is planned that far ahead.
+const MAX_DURATION_SECS: u64 = 3650 * 86_400;
+
 fn parse_duration(s: &str) -> Result<Duration> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(|| anyhow!("duration '{s}' needs a unit (s, m, h, d)"))?;
     let (n, unit) = s.split_at(split);
     let n: u64 = n.parse().map_err(|_| anyhow!("duration '{s}' must start with a whole number"))?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
+    let per = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
         _ => bail!("duration '{s}': unit must be s, m, h or d"),
     };
-    Ok(Duration::from_secs(secs))
+    match n.checked_mul(per).filter(|secs| *secs <= MAX_DURATION_SECS) {
+        Some(secs) => Ok(Duration::from_secs(secs)),
+        None => bail!("duration '{s}' is too long: at most 3650d"),
+    }
+}
+
+/// `--sim-speed` as given: finite and positive.
+fn check_sim_speed(speed: Option<f64>) -> Result<()> {
+    match speed {
+        Some(s) if !(s.is_finite() && s > 0.0) => bail!("--sim-speed must be a positive number, got {s}"),
+        _ => Ok(()),
+    }
 }
 
 fn cmd_run(store: &Path, out: Output, cmd: RunCommand) -> Result<u8> {
     let RunCommand { procedure, mut params, common } = cmd;
     let deadline = parse_duration(&common.deadline)?;
-    if let Some(s) = common.sim_speed {
-        if !(s.is_finite() && s > 0.0) {
-            bail!("--sim-speed must be a positive number, got {s}");
-        }
+    if deadline.is_zero() {
+        bail!("--deadline must be longer than 0s: it bounds the whole run");
     }
+    check_sim_speed(common.sim_speed)?;
     let row = catalog::row(procedure).ok_or_else(|| anyhow!("procedure {procedure} has no catalog row (a bug)"))?;
     let pre_approve = if common.yes { row.gates.iter().map(|g| g.to_string()).collect() } else { vec![] };
     let Some(scenario) = common.sim.clone() else {
@@ -550,6 +564,7 @@ fn parse_outage(s: &str) -> Result<(Duration, Duration)> {
 }
 
 fn cmd_resume(store: &Path, out: Output, run: Option<String>, sim_speed: Option<f64>) -> Result<u8> {
+    check_sim_speed(sim_speed)?;
     if !store.exists() {
         bail!("no drctl store at {} (nothing to resume)", store.display());
     }
@@ -686,5 +701,26 @@ fn default_log_level(c: &Command) -> &'static str {
     match c {
         Command::Sim(SimCommand::Chaos(_)) => "error",
         _ => "warn",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    proptest::proptest! {
+        /// Any text, or a number of any size with any unit, gives a duration or an error, never a
+        /// panic.
+        #[test]
+        fn durations_never_panic(any in ".{0,40}", n in proptest::num::u64::ANY, unit in "[smhdx]?") {
+            let _ = super::parse_duration(&any);
+            let _ = super::parse_duration(&format!("{n}{unit}"));
+        }
+    }
+
+    #[test]
+    fn durations_are_bounded() {
+        assert_eq!(super::parse_duration("3650d").unwrap().as_secs(), 3650 * 86_400);
+        for bad in ["3651d", "300000000000000d", "18446744073709551615s", "5", "d", "5w", "-5s"] {
+            assert!(super::parse_duration(bad).is_err(), "{bad} accepted");
+        }
     }
 }

@@ -332,3 +332,22 @@ fn restore_follows_the_network_plugin_the_cluster_reports() {
         }
     }
 }
+
+/// Out-of-range numbers on the command line are one-line errors, never panics.
+#[test]
+fn out_of_range_inputs_are_refused_with_a_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path();
+    for (args, want) in [
+        (&["run", "etcd-backup", "--sim", "healthy", "--deadline", "300000000000000d"][..], "too long"),
+        (&["run", "etcd-backup", "--sim", "healthy", "--deadline", "0s"][..], "--deadline must be longer than 0s"),
+        (&["run", "etcd-backup", "--sim", "healthy", "--sim-speed", "0"][..], "--sim-speed must be a positive number"),
+        (&["resume", "--sim-speed", "0"][..], "--sim-speed must be a positive number"),
+        (&["sim", "chaos", "--procedure", "etcd-backup", "--seeds", "1..2", "--faults", "api-slow@1s+1s:x50000000"][..], "at most x1000"),
+    ] {
+        let o = drctl(store, args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", text(&o));
+        assert!(err.contains(want) && !err.contains("panicked"), "{args:?}: {}", text(&o));
+    }
+}

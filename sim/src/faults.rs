@@ -581,11 +581,11 @@ fn parse_factor(s: &str) -> Result<u32, String> {
         2 => frac.parse().map_err(|_| format!("bad factor '{s}'"))?,
         _ => return Err(format!("factor '{s}': at most two decimals")),
     };
-    let p = int * 100 + frac;
-    if p < 100 {
-        return Err(format!("factor '{s}' must be at least x1"));
+    match int.checked_mul(100).and_then(|p| p.checked_add(frac)) {
+        Some(p) if p < 100 => Err(format!("factor '{s}' must be at least x1")),
+        Some(p) if p <= 100_000 => Ok(p),
+        _ => Err(format!("factor '{s}' is too large: at most x1000")),
     }
-    Ok(p)
 }
 
 fn parse_percent(s: &str) -> Result<u8, String> {
@@ -788,9 +788,26 @@ mod tests {
             ("slow-ops@0s+1m:x0.5", "at least x1"),
             ("crash-after", "#STEP or (STATE)"),
             ("api-outage@40+2h", "needs a unit"),
+            ("slow-ops@0s+1m:x50000000", "at most x1000"),
+            ("api-slow@1s+1s:x4294967295.99", "at most x1000"),
+            ("api-outage@99999999999999999s+1s", "overflows"),
         ] {
             let e = FaultSchedule::parse(bad).unwrap_err();
             assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
+
+    proptest::proptest! {
+        /// No text makes the schedule or duration parsers panic: any string, and strings shaped
+        /// like faults with numbers far out of range.
+        #[test]
+        fn no_text_makes_the_parsers_panic(
+            any in ".{0,80}",
+            shaped in "(api-outage|api-slow|slow-ops|ssh-down\\(master-1\\)|api-error\\(429\\)|etcd-crash\\(master-0\\))@[0-9]{1,25}(ms|s|m|h)\\+[0-9]{1,25}(s|m|h)(:x[0-9]{1,12}(\\.[0-9]{1,3})?|:[0-9]{1,4}%)?",
+        ) {
+            let _ = FaultSchedule::parse(&any);
+            let _ = parse_ms(&any);
+            let _ = FaultSchedule::parse(&shaped);
         }
     }
 
