@@ -221,6 +221,20 @@ fn scenario_names() -> clap::builder::PossibleValuesParser {
     clap::builder::PossibleValuesParser::new(drctl_sim::scenario::SCENARIOS.iter().map(|s| s.name))
 }
 
+/// ` --store PATH` for a command printed for the user to paste, when the store is not the
+/// default one (a pasted command must reach the same store, from any terminal).
+fn store_flag(store: &Path) -> String {
+    if store == default_store() {
+        return String::new();
+    }
+    let p = store.display().to_string();
+    let plain = p.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'.' | b'_' | b'-' | b'+' | b':' | b'@'));
+    match plain {
+        true => format!(" --store {p}"),
+        false => format!(" --store '{}'", p.replace('\'', "'\\''")),
+    }
+}
+
 fn default_store() -> PathBuf {
     match std::env::var_os("HOME") {
         Some(h) => Path::new(&h).join(".local/state/drctl"),
@@ -618,7 +632,7 @@ fn drive_all(store: &Path, eng: &Arc<Engine<Ports>>, runs: Vec<(String, Target)>
         let mut tasks = vec![];
         for (id, t) in runs {
             let eng = eng.clone();
-            let progress = output::progress_printer(id.clone());
+            let progress = output::progress_printer(id.clone(), store_flag(store));
             tasks.push(tokio::spawn(async move { eng.drive(&id, t.ports, t.clock, progress).await }));
         }
         let mut finals = vec![];

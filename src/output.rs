@@ -258,7 +258,10 @@ pub fn results(out: Output, views: &[RunView], sims: &[Option<SimStatus>]) {
 
 /// A progress callback: one stderr line per transition, and one when a wait or retry begins
 /// or changes what it says, with since/next. Repeated re-checks of the same wait stay quiet.
-pub fn progress_printer(run: String) -> Arc<dyn Fn(&RunRecord) + Send + Sync> {
+///
+/// At a gate it prints the question, its evidence and the exact commands that answer it from
+/// another terminal (`store_flag`: ` --store PATH` when the store is not the default one).
+pub fn progress_printer(run: String, store_flag: String) -> Arc<dyn Fn(&RunRecord) + Send + Sync> {
     let last = Mutex::new(String::new());
     Arc::new(move |r: &RunRecord| {
         let line = match r.status {
@@ -278,7 +281,17 @@ pub fn progress_printer(run: String) -> Arc<dyn Fn(&RunRecord) + Send + Sync> {
                 None => "retrying".into(),
             },
             RunStatus::AwaitingApproval => {
-                format!("awaiting approval at {}: run `drctl approve {}` (or `drctl reject {}`)", r.state_name, r.id, r.id)
+                let (id, store) = (&r.id, &store_flag);
+                let mut text = format!("awaiting approval at {}", r.state_name);
+                if let Some(g) = &r.pending_gate {
+                    text.push_str(&format!(" (gate '{}'):\n  {}", g.gate, g.prompt));
+                    for e in &g.evidence {
+                        text.push_str(&format!("\n  - {e}"));
+                    }
+                    text.push('\n');
+                }
+                text.push_str(&format!(" approve: `drctl{store} approve {id}`; reject: `drctl{store} reject {id}`"));
+                text
             }
             s => format!("{} ({})", r.state_name, s.as_str()),
         };

@@ -36,6 +36,12 @@ fn spawn(store: &Path, args: &[&str]) -> Reaped {
     Reaped(command(store, args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("drctl starts"))
 }
 
+/// [`spawn`], its stderr kept in `log`.
+fn spawn_logged(store: &Path, args: &[&str], log: &Path) -> Reaped {
+    let err = std::fs::File::create(log).unwrap();
+    Reaped(command(store, args).stdout(Stdio::null()).stderr(err).spawn().expect("drctl starts"))
+}
+
 /// Poll `f` every 20 ms for at most `bound`.
 fn eventually<T>(bound: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();
@@ -113,7 +119,8 @@ fn sigkill_at_twenty_moments_then_resume_always_ends_healthy_and_loses_nothing()
 fn a_second_terminal_sees_status_and_approves_through_the_running_process() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path();
-    let mut child = spawn(store, &["run", "restore-cluster-state", "--sim", "quorum-loss", "--sim-speed", "2000"]);
+    let log = dir.path().join("run.stderr");
+    let mut child = spawn_logged(store, &["run", "restore-cluster-state", "--sim", "quorum-loss", "--sim-speed", "2000"], &log);
     let pid = child.id();
 
     // The run stops at its start gate; a second process asks the running one.
@@ -142,6 +149,10 @@ fn a_second_terminal_sees_status_and_approves_through_the_running_process() {
     assert_eq!(status.code(), Some(0));
     assert_eq!(sim_status(store)["healthy"], true);
     assert!(!store.join("control.sock").exists(), "control socket left behind");
+    // The terminal that ran it showed the gate's question and commands that reach this store.
+    let err = std::fs::read_to_string(&log).unwrap();
+    assert!(err.contains("Restore etcd from backup nightly on recovery host master-0?"), "{err}");
+    assert!(err.contains(&format!("`drctl --store {} approve 1`", store.display())), "{err}");
 }
 
 #[test]
