@@ -500,8 +500,7 @@ fn cmd_run(store: &Path, out: Output, cmd: RunCommand) -> Result<u8> {
         &*target.clock,
     )?;
     eprintln!("drctl: run {} started: {procedure} against simulated scenario {scenario} (seed {})", rec.id, common.seed);
-    let finals = drive_all(store, &eng, vec![(rec.id.clone(), target)])?;
-    report(store, out, &eng, &finals)
+    drive_and_report(store, out, &eng, vec![(rec.id.clone(), target)])
 }
 
 /// `drctl run` against a real cluster: everything is checked and the cluster probed before the
@@ -549,8 +548,7 @@ fn run_real(
         &*target.clock,
     )?;
     eprintln!("drctl: run {} started: {procedure} against {}", rec.id, spec.describe());
-    let finals = drive_all(store, &eng, vec![(rec.id.clone(), target)])?;
-    report(store, out, &eng, &finals)
+    drive_and_report(store, out, &eng, vec![(rec.id.clone(), target)])
 }
 
 /// Refuse, before anything is stored, a run whose target lacks what the procedure talks to.
@@ -619,14 +617,45 @@ fn cmd_resume(store: &Path, out: Output, run: Option<String>, sim_speed: Option<
     if runs.is_empty() {
         bail!("no run could be resumed");
     }
-    let finals = drive_all(store, &eng, runs)?;
-    Ok(report(store, out, &eng, &finals)?.max(unresumable))
+    Ok(drive_and_report(store, out, &eng, runs)?.max(unresumable))
 }
 
-/// Drive runs concurrently on one engine, serving the control socket meanwhile.
-fn drive_all(store: &Path, eng: &Arc<Engine<Ports>>, runs: Vec<(String, Target)>) -> Result<Vec<RunRecord>> {
+/// Drive runs to their end and report them; the exit code. Interrupted by SIGINT or SIGTERM,
+/// say where each run stopped and how to continue instead.
+fn drive_and_report(store: &Path, out: Output, eng: &Arc<Engine<Ports>>, runs: Vec<(String, Target)>) -> Result<u8> {
+    let ids: Vec<String> = runs.iter().map(|(id, _)| id.clone()).collect();
+    match drive_all(store, eng, runs)? {
+        Driven::Finished(finals) => report(store, out, eng, &finals),
+        Driven::Interrupted { signal, code } => {
+            for id in ids {
+                let Some(r) = eng.store().get_run(&id)? else { continue };
+                eprintln!(
+                    "drctl: {signal}: run {id} ({}) stopped at {} ({}); nothing is lost: continue with `drctl{} resume {id}`",
+                    r.procedure,
+                    r.state_name,
+                    r.status.as_str(),
+                    store_flag(store)
+                );
+            }
+            Ok(code)
+        }
+    }
+}
+
+enum Driven {
+    Finished(Vec<RunRecord>),
+    Interrupted { signal: &'static str, code: u8 },
+}
+
+/// Drive runs concurrently on one engine, serving the control socket meanwhile. On SIGINT or
+/// SIGTERM the runs are abandoned where they are, as a crash would leave them (every step is
+/// re-run on resume; what was committed stays), the control socket is removed and the store's
+/// lock released.
+fn drive_all(store: &Path, eng: &Arc<Engine<Ports>>, runs: Vec<(String, Target)>) -> Result<Driven> {
+    use tokio::signal::unix::{signal, SignalKind};
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    rt.block_on(async {
+    let driven = rt.block_on(async {
+        let (mut sigint, mut sigterm) = (signal(SignalKind::interrupt())?, signal(SignalKind::terminate())?);
         let control_clock = runs[0].1.clock.clone();
         let server = control::serve_control(store, eng.clone(), control_clock).await?;
         let mut tasks = vec![];
@@ -635,14 +664,28 @@ fn drive_all(store: &Path, eng: &Arc<Engine<Ports>>, runs: Vec<(String, Target)>
             let progress = output::progress_printer(id.clone(), store_flag(store));
             tasks.push(tokio::spawn(async move { eng.drive(&id, t.ports, t.clock, progress).await }));
         }
-        let mut finals = vec![];
-        for t in tasks {
-            finals.push(t.await.map_err(|e| anyhow!("run task: {e}"))??);
-        }
+        let aborts: Vec<tokio::task::AbortHandle> = tasks.iter().map(|t| t.abort_handle()).collect();
+        let all = async {
+            let mut finals = vec![];
+            for t in tasks {
+                finals.push(t.await.map_err(|e| anyhow!("run task: {e}"))??);
+            }
+            Ok::<_, anyhow::Error>(finals)
+        };
+        let driven = tokio::select! {
+            finals = all => Driven::Finished(finals?),
+            _ = sigint.recv() => Driven::Interrupted { signal: "SIGINT", code: 130 },
+            _ = sigterm.recv() => Driven::Interrupted { signal: "SIGTERM", code: 143 },
+        };
+        aborts.iter().for_each(|a| a.abort());
         // Answer the request that may just have ended the run (an abort) before exiting.
         server.shutdown().await;
-        Ok(finals)
-    })
+        Ok::<_, anyhow::Error>(driven)
+    })?;
+    // A step in flight on a blocking thread gets a moment to finish; after that it is abandoned
+    // like a crash (its effect is fenced or idempotent, and re-run on resume).
+    rt.shutdown_timeout(Duration::from_secs(3));
+    Ok(driven)
 }
 
 fn report(store: &Path, out: Output, eng: &Engine<Ports>, finals: &[RunRecord]) -> Result<u8> {

@@ -193,3 +193,30 @@ fn a_host_out_of_ssh_reach_whose_etcd_answers_is_a_gate_not_a_skip() {
     let fresh = drctl_sim::scenario::build("quorum-loss-partitioned", 1).unwrap();
     assert_eq!(sim_status(store)["state_digest"], drctl_sim::state_digest(&fresh), "the world changed");
 }
+
+/// SIGTERM (or Ctrl-C) of a running `drctl run` says where the run stopped and how to continue,
+/// exits non-zero, leaves no control socket; the resume completes the run.
+#[test]
+fn sigterm_says_where_the_run_stopped_and_resume_completes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path();
+    let log = dir.path().join("run.stderr");
+    let mut child = spawn_logged(store, &["run", "restore-cluster-state", "--sim", "quorum-loss", "--yes", "--sim-speed", "20"], &log);
+    eventually(Duration::from_secs(30), "the run to be under way", || {
+        let o = drctl(store, &["history", "1", "-o", "json"]);
+        (o.status.success() && json(&o).as_array().is_some_and(|h| h.len() > 6)).then_some(())
+    });
+    // SAFETY: a plain kill(2) of our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let status = eventually(Duration::from_secs(30), "drctl to stop", || child.try_wait().unwrap());
+    assert_eq!(status.code(), Some(143), "SIGTERM exits 128+15");
+    let err = std::fs::read_to_string(&log).unwrap();
+    assert!(err.contains("SIGTERM: run 1 (restore-cluster-state) stopped at"), "{err}");
+    assert!(err.contains(&format!("`drctl --store {} resume 1`", store.display())), "{err}");
+    assert!(!store.join("control.sock").exists(), "control socket left behind");
+
+    // (Paced 20x while it ran; the resume needs no pacing.)
+    let o = drctl(store, &["resume", "1", "--sim-speed", "1000000"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(sim_status(store)["healthy"], true);
+}
