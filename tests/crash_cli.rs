@@ -189,7 +189,8 @@ fn a_host_out_of_ssh_reach_whose_etcd_answers_is_a_gate_not_a_skip() {
     let o = drctl(store, &["reject", "1"]);
     assert!(o.status.success(), "{}", text(&o));
     let status = eventually(Duration::from_secs(30), "the run to stop", || child.try_wait().unwrap());
-    assert_eq!(status.code(), Some(3), "a rejected gate halts the run");
+    assert_eq!(status.code(), Some(5), "a rejected gate ends the run aborted");
+    assert_eq!(json(&drctl(store, &["status", "1", "-o", "json"]))["status"], "aborted");
     let fresh = drctl_sim::scenario::build("quorum-loss-partitioned", 1).unwrap();
     assert_eq!(sim_status(store)["state_digest"], drctl_sim::state_digest(&fresh), "the world changed");
 }

@@ -405,14 +405,23 @@ pub fn apply_gate_decision(rec: &RunRecord, gate: &str, decision: GateDecision, 
     if let Some(c) = &decision.comment {
         detail.push_str(&format!(": {c}"));
     }
-    if rec.pending_gate.as_ref().is_some_and(|p| p.gate == gate) {
+    let pending = rec.pending_gate.as_ref().is_some_and(|p| p.gate == gate);
+    if pending {
         d.rec.pending_gate = None;
         if rec.status == RunStatus::AwaitingApproval {
             d.rec.status = stepping_status(rec);
         }
     }
+    let rejected_here = pending && decision.decision == Decision::Rejected && rec.abort.is_none();
+    let by = decision.by.clone();
     d.rec.gates.insert(gate.to_string(), decision);
     d.event(outcome, &name, &name, rec.attempt, Some(detail));
+    // Saying no to the question the run waits on ends it: aborted, after whatever undo its
+    // state needs (a gate decided ahead of time is the procedure's to interpret when it comes).
+    if rejected_here {
+        d.rec.abort = Some(AbortRequest { by: by.clone(), at: now, handled: false });
+        d.event(Outcome::AbortRequested, &name, &name, rec.attempt, Some(format!("by {by}: gate {gate} rejected")));
+    }
     (d.rec, d.events)
 }
 

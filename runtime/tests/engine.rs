@@ -465,7 +465,7 @@ async fn a_gate_waits_for_approval() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rejected_gate_lets_the_procedure_halt() {
+async fn rejecting_the_pending_gate_ends_the_run_aborted() {
     let dir = tempfile::tempdir().unwrap();
     let e = engine(dir.path());
     let c = clock();
@@ -474,7 +474,10 @@ async fn a_rejected_gate_lets_the_procedure_halt() {
     until(&mut rx, RunStatus::AwaitingApproval).await;
     e.reject(&rec.id, None, "bo", Some("not now".into()), &*c).unwrap();
     let done = h.await.unwrap().unwrap();
-    assert_eq!((done.status, done.outcome.as_deref()), (RunStatus::Halted, Some("rejected by bo")));
+    assert_eq!((done.status, done.outcome.as_deref()), (RunStatus::Aborted, Some("aborted by bo at Approve; nothing needed undoing")));
+    let hist = e.store().history(&rec.id).unwrap();
+    let why = hist.iter().find(|e| e.outcome == Outcome::AbortRequested).and_then(|e| e.detail.clone());
+    assert_eq!(why.as_deref(), Some("by bo: gate apply rejected"));
 }
 
 #[tokio::test]
