@@ -307,7 +307,7 @@ fn real_main(cli: Cli) -> Result<u8> {
         Command::Reject(a) => {
             decide(&cli.store, out, ControlRequest::Reject { run: a.run, gate: a.gate, by: whoami(), comment: a.comment })
         }
-        Command::Abort { run } => decide(&cli.store, out, ControlRequest::Abort { run, by: whoami() }),
+        Command::Abort { run } => cmd_abort(&cli.store, out, run),
         Command::Sim(SimCommand::Scenarios) => {
             output::scenarios(out);
             Ok(0)
@@ -409,6 +409,26 @@ fn clock_for_request(store: &Path, eng: &Engine<Ports>, req: &ControlRequest) ->
             Ok(target::load_sim(store, &rec, None)?.clock)
         }
         _ => Ok(Arc::new(drctl_adapters::clock::SystemClock::new())),
+    }
+}
+
+/// Abort a run. The process driving it acts on the request; a run nobody drives (halted, or
+/// its process gone) is driven here until its undo path is done and it ends Aborted.
+fn cmd_abort(store: &Path, out: Output, run: String) -> Result<u8> {
+    let ControlResponse::Run(view) = request(store, ControlRequest::Abort { run: run.clone(), by: whoami() })? else {
+        bail!("unexpected answer to abort");
+    };
+    let undriven = ProcessLock::acquire(store).is_ok();
+    let finished = matches!(view.status, RunStatus::Succeeded | RunStatus::Failed | RunStatus::Aborted);
+    match (undriven, finished) {
+        (true, false) => {
+            eprintln!("drctl: run {run} is not driven by any drctl process: carrying out the abort now");
+            cmd_resume(store, out, Some(run), None)
+        }
+        _ => {
+            output::run_detail(out, &view);
+            Ok(0)
+        }
     }
 }
 

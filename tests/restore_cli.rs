@@ -351,3 +351,21 @@ fn out_of_range_inputs_are_refused_with_a_line() {
         assert!(err.contains(want) && !err.contains("panicked"), "{args:?}: {}", text(&o));
     }
 }
+
+/// A halted run can be closed: `abort` carries out what undo its state needs and ends it
+/// Aborted (exit 5), instead of leaving it halted for ever.
+#[test]
+fn a_halted_run_is_closed_by_abort() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path();
+    let o = drctl(store, &["run", "restore-cluster-state", "--sim", "quorum-loss", "--yes", "--backup", "nosuch"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let o = drctl(store, &["abort", "1"]);
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o));
+    let view = drctl(store, &["status", "1", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&view.stdout).unwrap();
+    assert_eq!(v["status"], "aborted", "{v:#}");
+    // Nothing is left to abort, and it says so.
+    let o = drctl(store, &["abort", "1"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}

@@ -955,18 +955,14 @@ impl<E: ?Sized + Send + Sync + 'static> Engine<E> {
         let new = {
             let _g = slot.lock();
             let rec = self.load(id)?;
-            if rec.status == RunStatus::Halted {
-                return Err(EngineError::Refused {
-                    run: id.to_string(),
-                    reason: "it is halted, so nothing is running to abort; to roll it back, resume it and abort while it runs".into(),
-                });
-            }
+            // A halted run may be aborted too: the request is recorded, and the run carries it
+            // out (its undo path, from the state it halted in) when it is next driven.
             // Aborting an aborted run is what was asked for already (a retried request whose
             // first answer was lost): answer it, change nothing.
             if rec.status == RunStatus::Aborted {
                 return Ok(rec);
             }
-            if rec.status.is_terminal() {
+            if rec.status.is_terminal() && rec.status != RunStatus::Halted {
                 return Err(EngineError::Refused {
                     run: id.to_string(),
                     reason: format!("it is already {}; there is nothing to abort", rec.status.as_str()),

@@ -505,13 +505,32 @@ async fn a_halted_run_resumes_from_the_same_state_after_a_fix() {
     assert_eq!(halted.status, RunStatus::Halted);
     assert_eq!(halted.outcome.as_deref(), Some("guard violated\nevidence:\n- member m1 unhealthy"));
     assert!(e.resumable().unwrap().is_empty(), "halted runs are resumed only explicitly");
-    assert!(e.abort(&rec.id, "bo", &*c).unwrap_err().to_string().contains("halted"));
     env.fixed.store(true, Ordering::SeqCst);
     let done = e.drive(&rec.id, env, c, no_progress()).await.unwrap();
     assert_eq!((done.status, done.outcome.as_deref()), (RunStatus::Succeeded, Some("fixed")));
     let h = e.store().history(&rec.id).unwrap();
     assert_eq!(outcomes(&h), [Outcome::Created, Outcome::Transition, Outcome::Halted, Outcome::Resumed, Outcome::Succeeded]);
     assert_eq!(h[3].detail.as_deref(), Some("resumed at B after halt: guard violated"));
+}
+
+/// A halted run can be closed: the abort is recorded, and driving it carries the abort out
+/// from the state it halted in, instead of re-running the step that halted.
+#[tokio::test]
+async fn a_halted_run_is_aborted_when_next_driven() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = engine(dir.path());
+    let c = clock();
+    let env = Arc::new(ToyEnv::default());
+    let rec = e.create_run(req("halter", serde_json::Value::Null), &*c).unwrap();
+    let halted = e.drive(&rec.id, env.clone(), c.clone(), no_progress()).await.unwrap();
+    assert_eq!(halted.status, RunStatus::Halted);
+    assert!(e.abort(&rec.id, "bo", &*c).unwrap().abort.is_some());
+    env.fixed.store(true, Ordering::SeqCst);
+    let done = e.drive(&rec.id, env, c, no_progress()).await.unwrap();
+    assert_eq!(done.status, RunStatus::Aborted, "{:?}", done.outcome);
+    let h = e.store().history(&rec.id).unwrap();
+    assert!(h.iter().any(|e| e.outcome == Outcome::AbortRequested));
+    assert!(!h.iter().any(|e| e.outcome == Outcome::Succeeded), "the halting step ran again");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
