@@ -419,7 +419,7 @@ fn cmd_abort(store: &Path, out: Output, run: String) -> Result<u8> {
         bail!("unexpected answer to abort");
     };
     let undriven = ProcessLock::acquire(store).is_ok();
-    let finished = matches!(view.status, RunStatus::Succeeded | RunStatus::Failed | RunStatus::Aborted);
+    let finished = view.status.is_terminal() && view.status != RunStatus::Halted;
     match (undriven, finished) {
         (true, false) => {
             eprintln!("drctl: run {run} is not driven by any drctl process: carrying out the abort now");

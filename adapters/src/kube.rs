@@ -629,6 +629,8 @@ impl KubeApi {
     /// until the first call.
     pub fn connect(rt: Blocking, kubeconfig: Option<&Path>, context: Option<&str>) -> PortResult<Self> {
         let opts = KubeConfigOptions { context: context.map(str::to_string), cluster: None, user: None };
+        // What an error names as the kubeconfig.
+        let shown = kubeconfig.unwrap_or(Path::new("from $KUBECONFIG or ~/.kube/config"));
         let config = rt
             .block_on(async {
                 match kubeconfig {
@@ -639,11 +641,11 @@ impl KubeApi {
                     None => Config::from_kubeconfig(&opts).await,
                 }
             })
-            .map_err(|e| kubeconfig_error(kubeconfig.unwrap_or(Path::new("from $KUBECONFIG or ~/.kube/config")), &e))?;
+            .map_err(|e| kubeconfig_error(shown, &e))?;
         // A client that cannot be made from it (a key that does not decode, a bad certificate)
         // is the kubeconfig's fault too.
         Self::from_config(rt, config).map_err(|e| match e {
-            PortError::Permanent(m) => kubeconfig_fault(kubeconfig.unwrap_or(Path::new("from $KUBECONFIG or ~/.kube/config")), &m),
+            PortError::Permanent(m) => kubeconfig_fault(shown, &m),
             other => other,
         })
     }

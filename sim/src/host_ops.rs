@@ -20,8 +20,8 @@ impl World {
     /// command would.
     pub(crate) fn host_op(&mut self, host: &str, op: &HostOp) -> PortResult<HostOutput> {
         match op {
-            HostOp::MoveManifestOut(p) => self.move_manifest_out(host, p),
-            HostOp::MoveManifestIn(p) => self.move_manifest_in(host, p),
+            HostOp::MoveManifestOut(p) => self.move_manifest(host, p, true),
+            HostOp::MoveManifestIn(p) => self.move_manifest(host, p, false),
             HostOp::ManifestPresent(p) => Ok(HostOutput::Present(self.hosts[host].manifests.contains(p))),
             HostOp::RunningContainers { name } => self.running_containers(host, name),
             HostOp::MoveEtcdDataDirAside => self.move_etcd_data_aside(host),
@@ -50,31 +50,25 @@ impl World {
         }
     }
 
-    /// `mv -v` as the real adapter renders it: moves what is there, answers "already moved"
-    /// when only the destination exists, and fails as `mv` does when neither does.
-    fn move_manifest_out(&mut self, host: &str, p: &StaticPod) -> PortResult<HostOutput> {
+    /// `mv -v` as the real adapter renders it (out of the manifest directory to /tmp, or back
+    /// in): moves what is there, answers "already moved" when only the destination exists, and
+    /// fails as `mv` does when neither does.
+    fn move_manifest(&mut self, host: &str, p: &StaticPod, out: bool) -> PortResult<HostOutput> {
+        let (in_place, aside) = (format!("/etc/kubernetes/manifests/{}", p.manifest_file()), format!("/tmp/{}", p.manifest_file()));
         let h = self.host_mut(host);
-        if !h.manifests.remove(p) {
-            return match h.moved_manifests.contains(p) {
+        let (from, to, src, dst) = match out {
+            true => (&mut h.manifests, &mut h.moved_manifests, in_place, aside),
+            false => (&mut h.moved_manifests, &mut h.manifests, aside, in_place),
+        };
+        if !from.remove(p) {
+            return match to.contains(p) {
                 true => Ok(HostOutput::Moved { moved: false }),
-                false => Err(absent(&format!("/etc/kubernetes/manifests/{}", p.manifest_file()), &format!("/tmp/{}", p.manifest_file()))),
+                false => Err(absent(&src, &dst)),
             };
         }
-        h.moved_manifests.insert(*p);
-        self.effect(EffectKind::ManifestMovedOut(*p), host);
-        Ok(HostOutput::Moved { moved: true })
-    }
-
-    fn move_manifest_in(&mut self, host: &str, p: &StaticPod) -> PortResult<HostOutput> {
-        let h = self.host_mut(host);
-        if !h.moved_manifests.remove(p) {
-            return match h.manifests.contains(p) {
-                true => Ok(HostOutput::Moved { moved: false }),
-                false => Err(absent(&format!("/tmp/{}", p.manifest_file()), &format!("/etc/kubernetes/manifests/{}", p.manifest_file()))),
-            };
-        }
-        h.manifests.insert(*p);
-        self.effect(EffectKind::ManifestMovedIn(*p), host);
+        to.insert(*p);
+        let effect = if out { EffectKind::ManifestMovedOut(*p) } else { EffectKind::ManifestMovedIn(*p) };
+        self.effect(effect, host);
         Ok(HostOutput::Moved { moved: true })
     }
 
