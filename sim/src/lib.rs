@@ -105,7 +105,7 @@ impl Sim {
 
     /// [`Sim::write`] for operations that record their own changes with [`World::touch`] (the
     /// ports): a read-only request leaves the world settled, so time passes cheaply.
-    pub(crate) fn op<T>(&self, f: impl FnOnce(&mut World) -> T) -> T {
+    pub fn op<T>(&self, f: impl FnOnce(&mut World) -> T) -> T {
         let mut g = self.lock();
         let out = f(&mut g.world);
         if let Some(p) = g.file.clone() {

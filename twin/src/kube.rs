@@ -1,0 +1,738 @@
+//! The simulated cluster's Kubernetes/OpenShift API over HTTPS: real paths, real JSON, real
+//! `Status` errors, served from the same world the simulated ports act on.
+//!
+//! Every request passes [`drctl_sim::ports::api_request`] first — the one decision of whether the
+//! API answers (latency, outages, quorum, injected 429/5xx) — so faults apply at the HTTP layer:
+//! a refused API drops the connection, an injected 503 is a 503 with a `Status` body.
+//! Objects are rendered from the world's data as the API server serializes them; writes go
+//! through the same world methods as the simulated port.
+
+use bytes::Bytes;
+use drctl_sim::ports::{api_request, machine_manifest, ApiRefusal, Verb};
+use drctl_sim::world::{MachineObj, NetworkType, Platform, World};
+use drctl_sim::Sim;
+use drctl_workflows::ports::{NodeInfo, Operator, PodInfo, PodStatus, PortError};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::{json, Map, Value};
+
+pub type Body = Full<Bytes>;
+
+const MACHINE_API: &str = "openshift-machine-api";
+const OVN: &str = "openshift-ovn-kubernetes";
+/// `spec.unsupportedConfigOverrides` key that turns the etcd quorum guard off.
+const UNSAFE_NON_HA_ETCD: &str = "useUnsupportedUnsafeNonHANonProductionUnstableEtcd";
+
+/// Why a request got no answer at all: the connection is dropped, as with nothing listening.
+#[derive(Debug)]
+pub struct Dropped(pub &'static str);
+
+impl std::fmt::Display for Dropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+impl std::error::Error for Dropped {}
+
+/// One request, as read off the connection.
+pub struct ApiCall {
+    pub method: Method,
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    pub content_type: String,
+    pub body: Vec<u8>,
+}
+
+impl ApiCall {
+    pub async fn read(req: Request<Incoming>) -> Result<ApiCall, hyper::Error> {
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        let query = req.uri().query().map(parse_query).unwrap_or_default();
+        let content_type = req.headers().get(hyper::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        let body = req.into_body().collect().await?.to_bytes().to_vec();
+        Ok(ApiCall { method, path, query, content_type, body })
+    }
+
+    fn param(&self, key: &str) -> Option<&str> {
+        self.query.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+}
+
+fn parse_query(q: &str) -> Vec<(String, String)> {
+    q.split('&').filter(|p| !p.is_empty()).map(|p| p.split_once('=').unwrap_or((p, ""))).map(|(k, v)| (unescape(k), unescape(v))).collect()
+}
+
+/// Percent-decoding of a query component (`+` is a space in forms, not in Kubernetes queries).
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (b[i], b.get(i + 1).copied().and_then(hex), b.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// An answer: status and JSON body.
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Answer {
+    fn ok(body: Value) -> Answer {
+        Answer { status: 200, body }
+    }
+    fn created(body: Value) -> Answer {
+        Answer { status: 201, body }
+    }
+
+    /// A `metav1.Status` failure, as kube-apiserver writes it.
+    pub fn status(code: u16, reason: &str, message: impl Into<String>, details: Option<(&str, &str, &str)>) -> Answer {
+        let mut s = json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": message.into(), "reason": reason, "code": code,
+        });
+        if let Some((name, group, kind)) = details {
+            s["details"] = json!({ "name": name, "group": group, "kind": kind });
+        }
+        Answer { status: code, body: s }
+    }
+
+    /// `<kind>.<group> "<name>" not found`.
+    fn not_found(group: &str, plural: &str, name: &str) -> Answer {
+        let resource = if group.is_empty() { plural.to_string() } else { format!("{plural}.{group}") };
+        Answer::status(404, "NotFound", format!("{resource} \"{name}\" not found"), Some((name, group, plural)))
+    }
+
+    fn no_route() -> Answer {
+        Answer::status(404, "NotFound", "the server could not find the requested resource", None)
+    }
+
+    fn invalid(plural: &str, name: &str, why: &str) -> Answer {
+        Answer::status(422, "Invalid", format!("{plural} \"{name}\" is invalid: {why}"), Some((name, "", plural)))
+    }
+
+    fn from_port_error(e: PortError) -> Answer {
+        match e {
+            PortError::NotFound(m) => Answer::status(404, "NotFound", m, None),
+            PortError::Permanent(m) => Answer::status(422, "Invalid", m, None),
+            PortError::Transient(m) => Answer::status(503, "ServiceUnavailable", m, None),
+        }
+    }
+
+    pub fn into_response(self) -> Response<Body> {
+        let mut r = Response::new(Full::new(Bytes::from(self.body.to_string())));
+        *r.status_mut() = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+        r
+    }
+}
+
+/// Serve one request against the world: the API's admission decision, then the route.
+pub fn serve(sim: &Sim, call: &ApiCall) -> Result<Answer, Dropped> {
+    let verb = if call.method == Method::GET { Verb::Read } else { Verb::Write };
+    let r = sim.op(|w| {
+        let r = api_request(w, verb, |w| route(w, call));
+        if verb == Verb::Write {
+            // A write (even a refused one) may have changed what the controllers look at.
+            w.touch();
+        }
+        r
+    });
+    match r {
+        Ok(answer) => Ok(answer),
+        Err(ApiRefusal::Refused) => Err(Dropped("connection refused: no kube-apiserver answers")),
+        Err(ApiRefusal::Unresolvable) => Err(Dropped("the API's name does not resolve from drctl's machine")),
+        Err(ApiRefusal::Unauthorized) => Ok(Answer::status(401, "Unauthorized", "Unauthorized", None)),
+        Err(ApiRefusal::NoQuorum) => Ok(Answer::status(504, "Timeout", "etcdserver: request timed out", None)),
+        Err(ApiRefusal::Status(code)) => {
+            let (reason, message) = status_text(code);
+            Ok(Answer::status(code, reason, message, None))
+        }
+        Err(ApiRefusal::Etcd(kind)) => Ok(Answer::status(500, "InternalError", kind.message(), None)),
+    }
+}
+
+fn status_text(code: u16) -> (&'static str, &'static str) {
+    match code {
+        429 => ("TooManyRequests", "the server has received too many requests and has asked us to try again later"),
+        503 => ("ServiceUnavailable", "the server is currently unable to handle the request"),
+        504 => ("Timeout", "the server was unable to return a response in the time allotted, but may still be processing the request"),
+        _ => ("InternalError", "Internal error occurred: the server could not complete the request"),
+    }
+}
+
+fn route(w: &mut World, call: &ApiCall) -> Answer {
+    let segs: Vec<&str> = call.path.trim_matches('/').split('/').collect();
+    let m = &call.method;
+    match (m.as_str(), segs.as_slice()) {
+        ("GET", ["version"]) => Answer::ok(version(w)),
+        ("GET", ["api", "v1", "nodes"]) => Answer::ok(list("NodeList", "v1", w.node_infos().iter().map(|n| node(w, n)).collect())),
+        ("DELETE", ["api", "v1", "nodes", name]) => delete_node(w, name),
+        ("GET", ["api", "v1", "namespaces", ns, "pods"]) => list_pods(w, ns, call.param("labelSelector").unwrap_or("")),
+        ("DELETE", ["api", "v1", "namespaces", ns, "pods", name]) => delete_pod(w, ns, name),
+        ("GET", ["apis", "certificates.k8s.io", "v1", "certificatesigningrequests"]) => {
+            Answer::ok(list("CertificateSigningRequestList", "certificates.k8s.io/v1", w.api().csrs.values().map(|c| csr(w, c)).collect()))
+        }
+        ("GET", ["apis", "certificates.k8s.io", "v1", "certificatesigningrequests", name]) => match w.api().csrs.get(*name) {
+            Some(c) => Answer::ok(csr(w, c)),
+            None => Answer::not_found("certificates.k8s.io", "certificatesigningrequests", name),
+        },
+        ("PUT", ["apis", "certificates.k8s.io", "v1", "certificatesigningrequests", name, "approval"]) => approve_csr(w, name, call),
+        ("GET", ["apis", "config.openshift.io", "v1", "clusterversions", "version"]) => Answer::ok(cluster_version(w)),
+        ("GET", ["apis", "config.openshift.io", "v1", "clusteroperators"]) => Answer::ok(cluster_operators(w)),
+        ("GET", ["apis", "config.openshift.io", "v1", "networks", "cluster"]) => Answer::ok(network(w)),
+        ("GET", ["apis", "config.openshift.io", "v1", "infrastructures", "cluster"]) => Answer::ok(infrastructure(w)),
+        ("GET", ["apis", "apps", "v1", "namespaces", ns, "daemonsets", name]) => daemonset(w, ns, name),
+        ("GET", ["apis", "admissionregistration.k8s.io", "v1", plural]) => webhook_configurations(w, plural),
+        ("GET", ["apis", "machine.openshift.io", "v1", "namespaces", MACHINE_API, "controlplanemachinesets", "cluster"]) => {
+            control_plane_machine_set(w)
+        }
+        (_, ["apis", "machine.openshift.io", "v1beta1", "namespaces", MACHINE_API, "machines", rest @ ..]) => machines(w, call, rest),
+        (_, ["apis", "operator.openshift.io", "v1", plural, "cluster"]) => match operator_of(plural) {
+            Some(op) if m == Method::GET => Answer::ok(operator(w, op)),
+            Some(op) if m == Method::PATCH => patch_operator(w, op, call),
+            Some(_) => Answer::status(405, "MethodNotAllowed", format!("{m} is not supported on {plural}"), None),
+            None => Answer::no_route(),
+        },
+        _ => Answer::no_route(),
+    }
+}
+
+fn list(kind: &str, api_version: &str, items: Vec<Value>) -> Value {
+    json!({ "apiVersion": api_version, "kind": kind, "metadata": { "resourceVersion": "1" }, "items": items })
+}
+
+fn time(t: drctl_runtime::clock::Timestamp) -> String {
+    // Kubernetes writes whole seconds.
+    let s = t.to_string();
+    format!("{}Z", &s[..19])
+}
+
+fn version(w: &World) -> Value {
+    json!({
+        "major": "1", "minor": "28", "gitVersion": "v1.28.6+f1618d5", "gitCommit": "f1618d5", "gitTreeState": "clean",
+        "buildDate": time(w.installed_at), "goVersion": "go1.20.12 X:strictfipsruntime", "compiler": "gc", "platform": "linux/amd64",
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Core resources
+// ---------------------------------------------------------------------------------------------
+
+fn node(w: &World, n: &NodeInfo) -> Value {
+    let mut labels = Map::new();
+    labels.insert("kubernetes.io/hostname".into(), json!(n.name));
+    labels.insert("kubernetes.io/os".into(), json!("linux"));
+    if n.control_plane {
+        labels.insert("node-role.kubernetes.io/master".into(), json!(""));
+        labels.insert("node-role.kubernetes.io/control-plane".into(), json!(""));
+    } else {
+        labels.insert("node-role.kubernetes.io/worker".into(), json!(""));
+    }
+    // The node lifecycle controller puts each taint on twice: NoSchedule and NoExecute.
+    let taints: Vec<Value> =
+        n.taints.iter().flat_map(|k| ["NoSchedule", "NoExecute"].map(|effect| json!({ "key": k, "effect": effect }))).collect();
+    let since = time(n.status_since.unwrap_or(w.now));
+    let (status, reason, message) = match (n.ready, n.taints.iter().any(|t| t.ends_with("unreachable"))) {
+        (true, _) => ("True", "KubeletReady", "kubelet is posting ready status"),
+        (false, true) => ("Unknown", "NodeStatusUnknown", "Kubelet stopped posting node status."),
+        (false, false) => ("False", "KubeletNotReady", "container runtime network not ready"),
+    };
+    let mut addresses = vec![json!({ "type": "InternalIP", "address": n.internal_ip })];
+    addresses.extend(n.addresses.iter().filter(|a| **a != n.internal_ip).map(|a| json!({ "type": "Hostname", "address": a })));
+    json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": { "name": n.name, "labels": labels, "resourceVersion": "1" },
+        "spec": { "taints": taints },
+        "status": {
+            "conditions": [{ "type": "Ready", "status": status, "reason": reason, "message": message,
+                             "lastHeartbeatTime": since, "lastTransitionTime": since }],
+            "addresses": addresses,
+            "nodeInfo": { "kubeletVersion": "v1.28.6+f1618d5", "operatingSystem": "linux", "architecture": "amd64" },
+        },
+    })
+}
+
+fn delete_node(w: &mut World, name: &str) -> Answer {
+    if !w.api().nodes.contains_key(name) {
+        return Answer::not_found("", "nodes", name);
+    }
+    w.api_delete_node(name);
+    Answer::ok(
+        json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": { "name": name, "kind": "nodes" } }),
+    )
+}
+
+/// Every pod of `namespace` the world has, with its labels.
+fn pods_of(w: &World, namespace: &str) -> Vec<(PodInfo, &'static str, &'static str)> {
+    let selectors: &[(&str, &str, &str)] = match namespace {
+        "openshift-etcd" => &[("k8s-app=etcd", "k8s-app", "etcd")],
+        OVN => &[
+            ("app=ovnkube-master", "app", "ovnkube-master"),
+            ("app=ovnkube-node", "app", "ovnkube-node"),
+            ("app=ovnkube-control-plane", "app", "ovnkube-control-plane"),
+        ],
+        _ => &[],
+    };
+    selectors.iter().flat_map(|(sel, k, v)| w.pod_infos(namespace, sel).unwrap_or_default().into_iter().map(move |p| (p, *k, *v))).collect()
+}
+
+/// An equality-based label selector (`a=b,c==d,e!=f`); anything else is refused as the API does.
+fn selector_matches(selector: &str, labels: &Map<String, Value>) -> Result<bool, String> {
+    for term in selector.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        let (key, want, negate) = if let Some((k, v)) = term.split_once("!=") {
+            (k, v, true)
+        } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
+            (k, v, false)
+        } else {
+            return Err(format!("unable to parse requirement: {term}: only equality selectors are served by the drctl twin"));
+        };
+        let has = labels.get(key.trim()).and_then(Value::as_str) == Some(want.trim());
+        if has == negate {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn pod(namespace: &str, p: &PodInfo, label: (&str, &str)) -> Value {
+    let mut labels = Map::new();
+    labels.insert(label.0.into(), json!(label.1));
+    if namespace == "openshift-etcd" {
+        labels.insert("app".into(), json!("etcd"));
+        labels.insert("etcd".into(), json!("true"));
+    }
+    // `oc get pods` STATUS: a crash-looping container is Running with a waiting reason.
+    let (phase, state) = match &p.phase {
+        PodStatus::CrashLoopBackOff => {
+            ("Running", json!({ "waiting": { "reason": "CrashLoopBackOff", "message": "back-off 5m0s restarting failed container" } }))
+        }
+        PodStatus::Running => ("Running", json!({ "running": { "startedAt": "2026-01-05T09:00:00Z" } })),
+        // Not started yet: the kubelet reports no container state (STATUS shows the phase).
+        other => (other.as_str(), json!({})),
+    };
+    let container = label.1.trim_start_matches("ovnkube-");
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": { "name": p.name, "namespace": namespace, "labels": labels, "resourceVersion": "1" },
+        "spec": { "nodeName": p.node, "containers": [{ "name": container, "image": "quay.io/openshift-release-dev/ocp-v4.0-art-dev" }] },
+        "status": {
+            "phase": phase,
+            "conditions": [{ "type": "Ready", "status": if p.ready { "True" } else { "False" } }],
+            "containerStatuses": [{ "name": container, "ready": p.ready, "restartCount": 0, "state": state }],
+        },
+    })
+}
+
+fn list_pods(w: &World, namespace: &str, selector: &str) -> Answer {
+    let mut items = vec![];
+    for (p, k, v) in pods_of(w, namespace) {
+        let obj = pod(namespace, &p, (k, v));
+        let labels = obj["metadata"]["labels"].as_object().cloned().unwrap_or_default();
+        match selector_matches(selector, &labels) {
+            Ok(true) => items.push(obj),
+            Ok(false) => {}
+            Err(why) => return Answer::status(400, "BadRequest", why, None),
+        }
+    }
+    Answer::ok(list("PodList", "v1", items))
+}
+
+fn delete_pod(w: &mut World, namespace: &str, name: &str) -> Answer {
+    let Some((p, k, v)) = pods_of(w, namespace).into_iter().find(|(p, _, _)| p.name == name) else {
+        return Answer::not_found("", "pods", name);
+    };
+    w.api_delete_pod(namespace, name);
+    Answer::ok(pod(namespace, &p, (k, v)))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Certificate signing requests
+// ---------------------------------------------------------------------------------------------
+
+fn csr_resource_version(c: &drctl_sim::world::CsrObj) -> String {
+    format!("{}", c.created_at.millis() / 1000 * 10 + u64::from(c.approved))
+}
+
+fn csr(_w: &World, c: &drctl_sim::world::CsrObj) -> Value {
+    use base64::Engine;
+    let serving = c.signer == "kubernetes.io/kubelet-serving";
+    let usages = if serving { json!(["digital signature", "server auth"]) } else { json!(["digital signature", "client auth"]) };
+    let groups = if c.requestor.starts_with("system:node:") {
+        json!(["system:nodes", "system:authenticated"])
+    } else {
+        json!(["system:serviceaccounts", "system:serviceaccounts:openshift-machine-config-operator", "system:authenticated"])
+    };
+    let mut status = json!({});
+    if c.approved {
+        let at = time(c.created_at);
+        status = json!({ "conditions": [{ "type": "Approved", "status": "True", "reason": "NodeCSRApprove",
+                                          "message": "This CSR was approved by the Node CSR Approver", "lastUpdateTime": at, "lastTransitionTime": at }] });
+    }
+    json!({
+        "apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+        "metadata": { "name": c.name, "creationTimestamp": time(c.created_at), "resourceVersion": csr_resource_version(c) },
+        "spec": {
+            "request": base64::engine::general_purpose::STANDARD.encode(c.request.as_bytes()),
+            "signerName": c.signer, "username": c.requestor, "groups": groups, "usages": usages,
+        },
+        "status": status,
+    })
+}
+
+/// `PUT …/certificatesigningrequests/NAME/approval` with the object carrying an `Approved`
+/// condition; a stale `resourceVersion` is a 409, as optimistic concurrency makes it.
+fn approve_csr(w: &mut World, name: &str, call: &ApiCall) -> Answer {
+    let Some(current) = w.api().csrs.get(name).cloned() else {
+        return Answer::not_found("certificates.k8s.io", "certificatesigningrequests", name);
+    };
+    let Ok(body) = serde_json::from_slice::<Value>(&call.body) else {
+        return Answer::status(400, "BadRequest", "the request body is not a CertificateSigningRequest in JSON", None);
+    };
+    if body.pointer("/metadata/name").and_then(Value::as_str) != Some(name) {
+        return Answer::status(400, "BadRequest", "the name of the object does not match the name on the URL", None);
+    }
+    if let Some(rv) = body.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
+        if rv != csr_resource_version(&current) {
+            return Answer::status(
+                409,
+                "Conflict",
+                format!("Operation cannot be fulfilled on certificatesigningrequests.certificates.k8s.io \"{name}\": the object has been modified; please apply your changes to the latest version and try again"),
+                Some((name, "certificates.k8s.io", "certificatesigningrequests")),
+            );
+        }
+    }
+    let conditions = body.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
+    let has = |t: &str| conditions.iter().any(|c| c["type"] == t && c["status"] == "True");
+    if has("Denied") || !has("Approved") {
+        return Answer::invalid("certificatesigningrequests", name, "status.conditions: the drctl twin serves approvals only");
+    }
+    match w.api_approve_csr(name) {
+        Ok(()) => Answer::ok(csr(w, &w.api().csrs[name])),
+        Err(e) => Answer::from_port_error(e),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// config.openshift.io
+// ---------------------------------------------------------------------------------------------
+
+fn cluster_version(w: &World) -> Value {
+    let v = &w.api().cluster_version;
+    json!({
+        "apiVersion": "config.openshift.io/v1", "kind": "ClusterVersion",
+        "metadata": { "name": "version", "creationTimestamp": time(w.installed_at), "resourceVersion": "1" },
+        "spec": { "channel": "stable-4.15", "clusterID": "5f6ad8f0-1d9c-4b8b-9a4e-5b0f7c3c2d11" },
+        "status": {
+            "desired": { "version": v, "image": format!("quay.io/openshift-release-dev/ocp-release:{v}-x86_64") },
+            "history": [{ "state": "Completed", "version": v, "startedTime": time(w.installed_at), "completionTime": time(w.installed_at) }],
+        },
+    })
+}
+
+fn cluster_operators(w: &World) -> Value {
+    let cond = |t: &str, on: bool| json!({ "type": t, "status": if on { "True" } else { "False" }, "lastTransitionTime": time(w.now) });
+    let items = w
+        .cluster_operator_infos()
+        .iter()
+        .map(|o| {
+            json!({
+                "apiVersion": "config.openshift.io/v1", "kind": "ClusterOperator",
+                "metadata": { "name": o.name, "resourceVersion": "1" },
+                "status": { "conditions": [cond("Available", o.available), cond("Progressing", o.progressing), cond("Degraded", o.degraded)] },
+            })
+        })
+        .collect();
+    list("ClusterOperatorList", "config.openshift.io/v1", items)
+}
+
+fn network(w: &World) -> Value {
+    let t = w.network.status_type();
+    json!({
+        "apiVersion": "config.openshift.io/v1", "kind": "Network",
+        "metadata": { "name": "cluster", "resourceVersion": "1" },
+        "spec": { "networkType": t, "clusterNetwork": [{ "cidr": "10.128.0.0/14", "hostPrefix": 23 }], "serviceNetwork": ["172.30.0.0/16"] },
+        "status": { "networkType": t, "clusterNetwork": [{ "cidr": "10.128.0.0/14", "hostPrefix": 23 }], "serviceNetwork": ["172.30.0.0/16"] },
+    })
+}
+
+fn infrastructure(w: &World) -> Value {
+    let t = w.platform.infrastructure_type();
+    json!({
+        "apiVersion": "config.openshift.io/v1", "kind": "Infrastructure",
+        "metadata": { "name": "cluster", "resourceVersion": "1" },
+        "spec": { "platformSpec": { "type": t } },
+        "status": { "platform": t, "platformStatus": { "type": t }, "controlPlaneTopology": "HighlyAvailable" },
+    })
+}
+
+/// `ds/ovnkube-master` exists only with OVN-Kubernetes without interconnect; its northbound and
+/// southbound database addresses name the control-plane IPs.
+fn daemonset(w: &World, namespace: &str, name: &str) -> Answer {
+    if namespace != OVN || name != "ovnkube-master" || w.network != NetworkType::OvnCentral {
+        return Answer::not_found("apps", "daemonsets", name);
+    }
+    let ips: Vec<&String> = w.ovn_master_ips.iter().collect();
+    let nb = ips.iter().map(|ip| format!("ssl:{ip}:9641")).collect::<Vec<_>>().join(",");
+    let sb = ips.iter().map(|ip| format!("ssl:{ip}:9642")).collect::<Vec<_>>().join(",");
+    Answer::ok(json!({
+        "apiVersion": "apps/v1", "kind": "DaemonSet",
+        "metadata": { "name": name, "namespace": namespace, "resourceVersion": "1" },
+        "spec": { "template": { "spec": { "containers": [{
+            "name": "ovnkube-master",
+            "command": ["/bin/bash", "-c", format!("exec /usr/bin/ovnkube --init-master \"${{K8S_NODE}}\" --nb-address \"{nb}\" --sb-address \"{sb}\"")],
+            "env": [{ "name": "OVN_NB_DB_LIST", "value": nb }, { "name": "OVN_SB_DB_LIST", "value": sb }],
+        }] } } },
+        "status": { "desiredNumberScheduled": ips.len(), "numberReady": ips.len() },
+    }))
+}
+
+fn webhook_configurations(w: &World, plural: &str) -> Answer {
+    let kind = match plural {
+        "validatingwebhookconfigurations" => "ValidatingWebhookConfiguration",
+        "mutatingwebhookconfigurations" => "MutatingWebhookConfiguration",
+        _ => return Answer::no_route(),
+    };
+    let prefix = format!("{}/", kind.to_ascii_lowercase());
+    let mut by_config: std::collections::BTreeMap<&str, Vec<Value>> = Default::default();
+    for h in &w.api().fail_closed_webhooks {
+        if let Some(name) = h.configuration.strip_prefix(&prefix) {
+            let (ns, svc) = h.service.split_once('/').unwrap_or(("default", h.service.as_str()));
+            by_config.entry(name).or_default().push(json!({
+                "name": h.webhook, "failurePolicy": "Fail", "sideEffects": "None", "admissionReviewVersions": ["v1"],
+                "clientConfig": { "service": { "namespace": ns, "name": svc, "port": 443 } },
+            }));
+        }
+    }
+    let items = by_config
+        .into_iter()
+        .map(|(name, hooks)| json!({ "apiVersion": "admissionregistration.k8s.io/v1", "kind": kind, "metadata": { "name": name }, "webhooks": hooks }))
+        .collect();
+    Answer::ok(list(&format!("{kind}List"), "admissionregistration.k8s.io/v1", items))
+}
+
+// ---------------------------------------------------------------------------------------------
+// machine.openshift.io
+// ---------------------------------------------------------------------------------------------
+
+/// Clusters from 4.12 on AWS have the resource (Active when the set manages the control plane);
+/// bare metal and user-provisioned installs have none.
+fn control_plane_machine_set(w: &World) -> Answer {
+    let state = match w.platform {
+        Platform::CloudIpiCpms => "Active",
+        Platform::CloudIpi => "Inactive",
+        Platform::BareMetalIpi | Platform::Upi => return Answer::not_found("machine.openshift.io", "controlplanemachinesets", "cluster"),
+    };
+    Answer::ok(json!({
+        "apiVersion": "machine.openshift.io/v1", "kind": "ControlPlaneMachineSet",
+        "metadata": { "name": "cluster", "namespace": MACHINE_API, "resourceVersion": "1" },
+        "spec": { "state": state, "replicas": 3, "strategy": { "type": "RollingUpdate" } },
+    }))
+}
+
+/// A Machine as the API serves it: a machine being deleted carries its deletionTimestamp.
+fn machine(w: &World, m: &MachineObj) -> Value {
+    let mut v = machine_manifest(m);
+    v["metadata"]["creationTimestamp"] = json!(time(w.installed_at));
+    if m.phase == "Deleting" {
+        v["metadata"]["deletionTimestamp"] = json!(time(w.now));
+        v["metadata"]["finalizers"] = json!(["machine.machine.openshift.io"]);
+    }
+    v
+}
+
+fn machines(w: &mut World, call: &ApiCall, rest: &[&str]) -> Answer {
+    match (call.method.as_str(), rest) {
+        ("GET", []) => {
+            Answer::ok(list("MachineList", "machine.openshift.io/v1beta1", w.api().machines.values().map(|m| machine(w, m)).collect()))
+        }
+        ("GET", [name]) => match w.api().machines.get(*name) {
+            Some(m) => Answer::ok(machine(w, m)),
+            None => Answer::not_found("machine.openshift.io", "machines", name),
+        },
+        ("DELETE", [name]) => match w.api().machines.get(*name).cloned() {
+            Some(_) => {
+                w.api_delete_machine(name);
+                Answer::ok(machine(w, &w.api().machines[*name]))
+            }
+            None => Answer::not_found("machine.openshift.io", "machines", name),
+        },
+        ("POST", []) => create_machine(w, call),
+        _ => Answer::status(405, "MethodNotAllowed", format!("{} is not supported here", call.method), None),
+    }
+}
+
+fn create_machine(w: &mut World, call: &ApiCall) -> Answer {
+    if !call.content_type.starts_with("application/json") {
+        return Answer::status(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {:?})", call.content_type), None);
+    }
+    let Ok(body) = serde_json::from_slice::<Value>(&call.body) else {
+        return Answer::status(400, "BadRequest", "the request body is not a Machine in JSON", None);
+    };
+    if body["kind"] != "Machine" || body["apiVersion"] != "machine.openshift.io/v1beta1" {
+        return Answer::status(400, "BadRequest", "the object is not a machine.openshift.io/v1beta1 Machine", None);
+    }
+    let name = body.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
+    if let Some(ns) = body.pointer("/metadata/namespace").and_then(Value::as_str) {
+        if ns != MACHINE_API {
+            return Answer::status(
+                400,
+                "BadRequest",
+                "the namespace of the provided object does not match the namespace sent on the request",
+                None,
+            );
+        }
+    }
+    if w.api().machines.contains_key(&name) {
+        return Answer::status(
+            409,
+            "AlreadyExists",
+            format!("machines.machine.openshift.io \"{name}\" already exists"),
+            Some((&name, "machine.openshift.io", "machines")),
+        );
+    }
+    match w.api_create_machine(&body) {
+        Ok(()) => Answer::created(machine(w, &w.api().machines[&name])),
+        Err(e) => Answer::from_port_error(e),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// operator.openshift.io static-pod operators
+// ---------------------------------------------------------------------------------------------
+
+fn operator_of(plural: &str) -> Option<Operator> {
+    Operator::ALL.iter().copied().find(|op| op.resource() == plural)
+}
+
+fn operator_kind(op: Operator) -> &'static str {
+    match op {
+        Operator::Etcd => "Etcd",
+        Operator::KubeApiServer => "KubeAPIServer",
+        Operator::KubeControllerManager => "KubeControllerManager",
+        Operator::KubeScheduler => "KubeScheduler",
+    }
+}
+
+fn operator(w: &World, op: Operator) -> Value {
+    let o = &w.api().operators[&op];
+    let p = w.installer_progress_info(op);
+    let mut spec = json!({ "managementState": "Managed", "logLevel": "Normal", "operatorLogLevel": "Normal" });
+    if let Some(r) = &p.force_redeployment_reason {
+        spec["forceRedeploymentReason"] = json!(r);
+    }
+    if op == Operator::Etcd && !w.api().quorum_guard {
+        spec["unsupportedConfigOverrides"] = json!({ UNSAFE_NON_HA_ETCD: true });
+    }
+    let progressing = p.reason != "AllNodesAtLatestRevision";
+    let node_statuses: Vec<Value> = o
+        .node_revisions
+        .iter()
+        .map(|(node, rev)| json!({ "nodeName": node, "currentRevision": rev, "targetRevision": p.latest_revision }))
+        .collect();
+    json!({
+        "apiVersion": "operator.openshift.io/v1", "kind": operator_kind(op),
+        "metadata": { "name": "cluster", "resourceVersion": format!("{}", o.latest_revision), "generation": o.latest_revision },
+        "spec": spec,
+        "status": {
+            "latestAvailableRevision": p.latest_revision,
+            "conditions": [{ "type": "NodeInstallerProgressing", "status": if progressing { "True" } else { "False" },
+                             "reason": p.reason, "message": p.message, "lastTransitionTime": time(w.now) }],
+            "nodeStatuses": node_statuses,
+        },
+    })
+}
+
+/// RFC 7386 JSON merge patch.
+fn merge_patch(target: &mut Value, patch: &Value) {
+    let Some(p) = patch.as_object() else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = json!({});
+    }
+    let t = target.as_object_mut().expect("made an object above");
+    for (k, v) in p {
+        if v.is_null() {
+            t.remove(k);
+        } else {
+            merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
+        }
+    }
+}
+
+/// A merge patch of a static-pod operator: the fields the runbook changes (the quorum guard's
+/// override, `forceRedeploymentReason`) take effect; any other field is kept as the API's
+/// structural schema would keep it, but the simulated operator ignores it.
+fn patch_operator(w: &mut World, op: Operator, call: &ApiCall) -> Answer {
+    if call.content_type != "application/merge-patch+json" {
+        return Answer::status(
+            415,
+            "UnsupportedMediaType",
+            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
+            None,
+        );
+    }
+    let Ok(patch) = serde_json::from_slice::<Value>(&call.body) else {
+        return Answer::status(400, "BadRequest", "the patch is not JSON", None);
+    };
+    let mut obj = operator(w, op);
+    merge_patch(&mut obj, &patch);
+    if op == Operator::Etcd {
+        let off = obj.pointer(&format!("/spec/unsupportedConfigOverrides/{UNSAFE_NON_HA_ETCD}"));
+        let guard = !matches!(off, Some(Value::Bool(true))) && off.and_then(Value::as_str) != Some("true");
+        w.api_set_quorum_guard(guard);
+    }
+    let reason = obj.pointer("/spec/forceRedeploymentReason").and_then(Value::as_str).unwrap_or("").to_string();
+    if !reason.is_empty() && w.api().operators[&op].force_reason.as_deref() != Some(reason.as_str()) {
+        w.force_redeployment(op, &reason, "");
+    }
+    Answer::ok(operator(w, op))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_patch_follows_rfc_7386() {
+        let mut t = json!({"a": "b", "c": {"d": "e", "f": "g"}});
+        merge_patch(&mut t, &json!({"a": "z", "c": {"f": null}}));
+        assert_eq!(t, json!({"a": "z", "c": {"d": "e"}}));
+        let mut t = json!({"spec": {"unsupportedConfigOverrides": {"x": true}}});
+        merge_patch(&mut t, &json!({"spec": {"unsupportedConfigOverrides": null}}));
+        assert_eq!(t, json!({"spec": {}}));
+    }
+
+    #[test]
+    fn selectors_are_equality_terms() {
+        let labels: Map<String, Value> = serde_json::from_value(json!({"app": "ovnkube-node", "x": "y"})).unwrap();
+        assert!(selector_matches("app=ovnkube-node", &labels).unwrap());
+        assert!(selector_matches("app==ovnkube-node,x=y", &labels).unwrap());
+        assert!(!selector_matches("app=ovnkube-master", &labels).unwrap());
+        assert!(!selector_matches("x!=y", &labels).unwrap());
+        assert!(selector_matches("app in (a,b)", &labels).is_err());
+    }
+
+    #[test]
+    fn query_components_are_percent_decoded() {
+        assert_eq!(
+            parse_query("labelSelector=app%3Dovnkube-node&limit=5"),
+            vec![("labelSelector".to_string(), "app=ovnkube-node".to_string()), ("limit".to_string(), "5".to_string())]
+        );
+    }
+}

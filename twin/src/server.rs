@@ -1,0 +1,76 @@
+//! The served API's listener: TLS on 127.0.0.1, HTTP/1.1, one task per connection.
+
+use crate::kube::{serve, ApiCall, Body};
+use drctl_sim::Sim;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// How many requests the served API answered, and how many it refused by dropping them.
+#[derive(Default, Debug)]
+pub struct ApiCounters {
+    pub answered: AtomicU64,
+    pub dropped: AtomicU64,
+}
+
+/// Bind 127.0.0.1:`port` (0: any free port) and serve `sim` on `rt` until the runtime stops.
+pub fn start_api(
+    rt: &tokio::runtime::Runtime,
+    sim: Sim,
+    tls: Arc<rustls::ServerConfig>,
+    port: u16,
+) -> std::io::Result<(SocketAddr, Arc<ApiCounters>)> {
+    let listener = rt.block_on(TcpListener::bind(("127.0.0.1", port)))?;
+    let addr = listener.local_addr()?;
+    let counters = Arc::new(ApiCounters::default());
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let c = counters.clone();
+    rt.spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else { continue };
+            let (acceptor, sim, c) = (acceptor.clone(), sim.clone(), c.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                let service = service_fn(move |req| {
+                    let (sim, c) = (sim.clone(), c.clone());
+                    async move { answer(&sim, &c, req).await }
+                });
+                let _ = http1::Builder::new().serve_connection(TokioIo::new(tls), service).await;
+            });
+        }
+    });
+    Ok((addr, counters))
+}
+
+async fn answer(sim: &Sim, c: &ApiCounters, req: hyper::Request<hyper::body::Incoming>) -> Result<hyper::Response<Body>, ServeError> {
+    let call = ApiCall::read(req).await.map_err(|e| ServeError(format!("reading the request: {e}")))?;
+    // The world is a plain lock: served off the async workers so a long controller catch-up
+    // never stalls other connections' I/O.
+    let sim = sim.clone();
+    let r = tokio::task::spawn_blocking(move || serve(&sim, &call)).await.map_err(|e| ServeError(format!("serving: {e}")))?;
+    match r {
+        Ok(a) => {
+            c.answered.fetch_add(1, Ordering::Relaxed);
+            Ok(a.into_response())
+        }
+        Err(dropped) => {
+            c.dropped.fetch_add(1, Ordering::Relaxed);
+            Err(ServeError(dropped.to_string()))
+        }
+    }
+}
+
+/// Why a connection was closed without an answer.
+#[derive(Debug)]
+pub struct ServeError(String);
+
+impl std::fmt::Display for ServeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for ServeError {}

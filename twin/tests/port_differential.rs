@@ -1,0 +1,231 @@
+//! Every `ClusterApi` method, called through the real kube adapter (kube-rs, HTTPS) against the
+//! served world and through the simulated port on a copy of the same world, gives the same
+//! answer and leaves the same cluster. Where the two disagree, either the adapter misreads the
+//! real JSON or the simulator tells a kinder story than the API it stands for.
+
+use drctl_adapters::kube::KubeApi;
+use drctl_adapters::Blocking;
+use drctl_sim::chaos::{settled_summary, ChaosCase};
+use drctl_sim::faults::FaultSchedule;
+use drctl_sim::ports::SimApi;
+use drctl_sim::world::World;
+use drctl_sim::Sim;
+use drctl_twin::ServedApi;
+use drctl_workflows::ports::{ClusterApi, MachineInfo, NodeInfo, Operator, PortError, PortResult, StaticPod};
+use serde_json::json;
+
+/// One world twice: served over HTTPS to the kube adapter, and behind the simulated port.
+struct Pair {
+    served: Sim,
+    direct: Sim,
+    adapter: KubeApi,
+    sim_api: SimApi,
+    _api: ServedApi,
+    _dir: tempfile::TempDir,
+}
+
+impl Pair {
+    fn of(world: &World) -> Pair {
+        let dir = tempfile::tempdir().unwrap();
+        let served = Sim::new(world.clone());
+        let direct = Sim::new(world.clone());
+        let api = ServedApi::start(served.clone(), dir.path(), 0).unwrap();
+        let rt = Blocking::dedicated("twin-test").unwrap();
+        let adapter = KubeApi::connect(rt, Some(&api.kubeconfig), None).unwrap().with_clock(std::sync::Arc::new(served.clock()));
+        Pair { sim_api: SimApi(direct.clone()), served, direct, adapter, _api: api, _dir: dir }
+    }
+
+    /// The same call both ways; the answers, made comparable by `norm`, must be equal.
+    fn same<T: std::fmt::Debug + PartialEq, U: std::fmt::Debug + PartialEq>(
+        &self,
+        what: &str,
+        call: impl Fn(&dyn ClusterApi) -> PortResult<T>,
+        norm: impl Fn(T) -> U,
+    ) {
+        let a = call(&self.adapter).map(&norm);
+        let b = call(&self.sim_api).map(&norm);
+        match (&a, &b) {
+            (Ok(x), Ok(y)) => assert_eq!(x, y, "{what}: the adapter read {x:?} from the served API, the sim port says {y:?}"),
+            (Err(x), Err(y)) => assert_eq!(kind(x), kind(y), "{what}: adapter {x:?}, sim port {y:?}"),
+            _ => panic!("{what}: adapter {a:?}, sim port {b:?}"),
+        }
+    }
+
+    fn same_cluster(&self, after: &str) {
+        let (a, b) = (self.served.read(settled_summary), self.direct.read(settled_summary));
+        let diff = drctl_sim::chaos::settled_diff(&a, &b);
+        assert!(diff.is_empty(), "after {after}, the served world and the direct one differ:\n{}", diff.join("\n"));
+    }
+}
+
+fn kind(e: &PortError) -> &'static str {
+    match e {
+        PortError::Transient(_) => "transient",
+        PortError::NotFound(_) => "not found",
+        PortError::Permanent(_) => "permanent",
+    }
+}
+
+/// Kubernetes writes times in whole seconds.
+fn nodes_norm(mut v: Vec<NodeInfo>) -> Vec<NodeInfo> {
+    for n in &mut v {
+        n.status_since = n.status_since.map(|t| drctl_runtime::clock::Timestamp(t.0 / 1000 * 1000));
+    }
+    v.sort_by(|a, b| a.name.cmp(&b.name));
+    v
+}
+
+/// What the procedures read of a machine, and the manifest they would re-create it from.
+fn machine_norm(m: MachineInfo) -> (String, String, Option<String>, bool, serde_json::Value) {
+    (m.name.clone(), m.phase.to_string(), m.node.clone(), m.control_plane, drctl_workflows::machines::strip_for_create(&m.manifest))
+}
+
+fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
+    v.sort();
+    v
+}
+
+fn every_read(p: &Pair) {
+    p.same("cluster_version", |a| a.cluster_version(), |v| v);
+    p.same("cluster_operators", |a| a.cluster_operators(), |v| v);
+    p.same("list_nodes", |a| a.list_nodes(), nodes_norm);
+    p.same(
+        "list_csrs",
+        |a| a.list_csrs(),
+        |mut v| {
+            v.sort_by(|a, b| a.name.cmp(&b.name));
+            v
+        },
+    );
+    for (ns, sel) in [
+        ("openshift-etcd", "k8s-app=etcd"),
+        ("openshift-ovn-kubernetes", "app=ovnkube-node"),
+        ("openshift-ovn-kubernetes", "app=ovnkube-master"),
+        ("openshift-ovn-kubernetes", "app=ovnkube-control-plane"),
+    ] {
+        p.same(
+            &format!("list_pods {ns} {sel}"),
+            |a| a.list_pods(ns, sel),
+            |mut v| {
+                v.sort_by(|a, b| a.name.cmp(&b.name));
+                v
+            },
+        );
+    }
+    let ips: Vec<String> = p.direct.read(|w| w.api().nodes.values().map(|n| n.internal_ip.clone()).collect());
+    p.same("ovn_master_references", |a| a.ovn_master_references(&ips), sorted);
+    p.same(
+        "list_machines",
+        |a| a.list_machines(),
+        |v| {
+            let mut v: Vec<_> = v.into_iter().map(machine_norm).collect();
+            v.sort_by(|a, b| a.0.cmp(&b.0));
+            v
+        },
+    );
+    let names: Vec<String> = p.direct.read(|w| w.api().machines.keys().cloned().collect());
+    for name in names.iter().map(String::as_str).chain(["no-such-machine"]) {
+        p.same(&format!("get_machine {name}"), |a| a.get_machine(name), |m| m.map(machine_norm));
+    }
+    p.same("fail_closed_webhooks", |a| a.fail_closed_webhooks(), |v| v);
+    p.same("network_layout", |a| a.network_layout(), |v| v);
+    p.same("machine_layout", |a| a.machine_layout(), |v| v);
+    p.same("quorum_guard_enabled", |a| a.quorum_guard_enabled(), |v| v);
+    for op in Operator::ALL {
+        p.same(&format!("installer_progress {op}"), |a| a.installer_progress(op), |v| v);
+    }
+    assert_eq!(p.adapter.credential(), p.sim_api.credential(), "the kubeconfig the twin writes holds a client certificate");
+}
+
+/// Worlds a procedure meets: healthy ones of each platform and network, a restored one with
+/// NotReady nodes and pending CSRs, one with operators rolling out.
+fn worlds() -> Vec<(String, World)> {
+    let mut out = vec![];
+    let healthy = drctl_sim::scenario::build("healthy", 3).unwrap();
+    out.push(("healthy".to_string(), healthy.clone()));
+    // After a restore: every scenario's cluster once the direct-port restore ended.
+    for scenario in ["quorum-loss", "quorum-loss-baremetal", "quorum-loss-upi", "quorum-loss-ovn-ic", "quorum-loss-sdn", "quorum-loss-cpms"]
+    {
+        let row = drctl_sim::chaos::row("restore-cluster-state").unwrap();
+        let factory = drctl_sim::chaos::registry_factory("restore-cluster-state").unwrap();
+        let seed = (0..200).find(|s| row.scenario_for(*s).scenario == scenario).unwrap();
+        let (_, sim) = drctl_sim::chaos::run_case_in(&row, &factory, &ChaosCase { seed, schedule: FaultSchedule::default() }, false);
+        out.push((format!("{scenario} restored"), sim.read(|w| w.clone())));
+    }
+    // Mid-recovery: kubelets without certificates (CSRs pending, nodes NotReady), a machine
+    // being deleted, the quorum guard off and an etcd rollout under way.
+    let mut w = healthy;
+    let hosts: Vec<String> = w.hosts.keys().take(2).cloned().collect();
+    for h in &hosts {
+        let host = w.host_mut(h);
+        host.kubelet_cert_gen = None;
+        host.kubelet_serving = false;
+        host.needs_register = true;
+    }
+    w.pass_time(5 * drctl_sim::world::MINUTE);
+    if let Some(m) = w.api().machines.keys().next().cloned() {
+        w.api_delete_machine(&m);
+    }
+    w.api_set_quorum_guard(false);
+    w.force_redeployment(Operator::Etcd, "recovery-differential", "");
+    w.host_mut(&hosts[0]).manifests.remove(&StaticPod::Etcd);
+    w.pass_time(30 * drctl_sim::world::SECOND);
+    out.push(("mid-recovery".to_string(), w));
+    out
+}
+
+#[test]
+fn every_read_agrees_on_every_world() {
+    for (name, w) in worlds() {
+        eprintln!("world: {name}");
+        let p = Pair::of(&w);
+        every_read(&p);
+        p.same_cluster(&format!("the reads of {name}"));
+    }
+}
+
+#[test]
+fn every_write_leaves_the_same_cluster() {
+    for (name, w) in worlds() {
+        let p = Pair::of(&w);
+        let csrs: Vec<String> = p.direct.read(|w| w.api().csrs.values().filter(|c| !c.approved).map(|c| c.name.clone()).collect());
+        for c in csrs.iter().map(String::as_str).chain(["csr-none"]) {
+            p.same(&format!("{name}: approve_csr {c}"), |a| a.approve_csr(c), |v| v);
+        }
+        p.same(&format!("{name}: set_quorum_guard off"), |a| a.set_quorum_guard(false), |v| v);
+        p.same(&format!("{name}: force_redeployment"), |a| a.force_redeployment(Operator::Etcd, "differential-1"), |v| v);
+        p.same(&format!("{name}: set_quorum_guard on"), |a| a.set_quorum_guard(true), |v| v);
+        let pods = p.direct.read(|w| w.ovn_pods.keys().next().cloned());
+        if let Some(pod) = pods {
+            p.same(&format!("{name}: delete_pod {pod}"), |a| a.delete_pod("openshift-ovn-kubernetes", &pod), |v| v);
+        }
+        let machine = p.direct.read(|w| w.api().machines.values().next().cloned());
+        if let Some(m) = machine {
+            let info = p.sim_api.get_machine(&m.name).unwrap().unwrap();
+            p.same(&format!("{name}: delete_machine {}", m.name), |a| a.delete_machine(&m.name), |v| v);
+            let mut manifest = drctl_workflows::machines::strip_for_create(&info.manifest);
+            manifest["metadata"]["name"] = json!(format!("{}-new", m.name));
+            p.same(&format!("{name}: create_machine"), |a| a.create_machine(&manifest), |v| v);
+            p.same(&format!("{name}: create_machine again"), |a| a.create_machine(&manifest), |v| v);
+        }
+        let node = p.direct.read(|w| w.api().nodes.keys().last().cloned());
+        if let Some(n) = node {
+            p.same(&format!("{name}: delete_node {n}"), |a| a.delete_node(&n), |v| v);
+            p.same(&format!("{name}: delete_node {n} again"), |a| a.delete_node(&n), |v| v);
+        }
+        p.same_cluster(&format!("the writes on {name}"));
+        every_read(&p);
+    }
+}
+
+#[test]
+fn a_broken_api_fails_alike() {
+    // Quorum lost: the API refuses (no kube-apiserver) or times out (no etcd quorum), both ways.
+    for scenario in ["quorum-loss", "quorum-loss-reachable", "api-unreachable"] {
+        let w = drctl_sim::scenario::build(scenario, 5).unwrap();
+        let p = Pair::of(&w);
+        p.same(&format!("{scenario}: list_nodes"), |a| a.list_nodes(), nodes_norm);
+        p.same(&format!("{scenario}: approve_csr"), |a| a.approve_csr("csr-x"), |v| v);
+        p.same(&format!("{scenario}: cluster_version"), |a| a.cluster_version(), |v| v);
+    }
+}
