@@ -17,7 +17,7 @@ mod parse;
 mod tools;
 
 use crate::world::World;
-use parse::{AndOr, Command, Joint, List, Part, RedirOp, Redir, Simple, Word};
+use parse::{AndOr, Command, Joint, List, Part, Redir, RedirOp, Simple, Word};
 use std::collections::{BTreeMap, BTreeSet};
 
 pub use codec::{file_bytes, file_from_bytes};
@@ -39,7 +39,8 @@ impl World {
         if !self.hosts.contains_key(host) {
             return ShellOutput { stdout: vec![], stderr: format!("{REFUSED}: no host {host:?}\n").into_bytes(), code: 255 };
         }
-        let mut s = Session { world: self, host: host.to_string(), bufs: vec![vec![], vec![]], stdin: Some(stdin.to_vec()), next_pid: 4242 };
+        let mut s =
+            Session { world: self, host: host.to_string(), bufs: vec![vec![], vec![]], stdin: Some(stdin.to_vec()), next_pid: 4242 };
         let code = s.login(command);
         let stderr = std::mem::take(&mut s.bufs[1]);
         let stdout = std::mem::take(&mut s.bufs[0]);
@@ -119,7 +120,9 @@ impl Frame {
         match name {
             "$" => self.pid.to_string(),
             "?" => self.status.to_string(),
-            n if n.chars().all(|c| c.is_ascii_digit()) => n.parse::<usize>().ok().and_then(|i| self.args.get(i)).cloned().unwrap_or_default(),
+            n if n.chars().all(|c| c.is_ascii_digit()) => {
+                n.parse::<usize>().ok().and_then(|i| self.args.get(i)).cloned().unwrap_or_default()
+            }
             n => self.vars.get(n).cloned().unwrap_or_default(),
         }
     }

@@ -25,7 +25,8 @@ pub const RECOVERY_KUBECONFIG: &str =
 pub const ETCD_SERVING_CA: &str = "/etc/kubernetes/static-pod-resources/etcd-certs/configmaps/etcd-serving-ca/ca-bundle.crt";
 pub const ETCD_ALL_CERTS: &str = "/etc/kubernetes/static-pod-resources/etcd-certs/secrets/etcd-all-certs";
 /// Tools OpenShift installs on control-plane hosts only.
-pub const CONTROL_PLANE_TOOLS: [&str; 3] = ["/usr/local/bin/cluster-backup.sh", "/usr/local/bin/cluster-restore.sh", "/usr/local/bin/etcdctl"];
+pub const CONTROL_PLANE_TOOLS: [&str; 3] =
+    ["/usr/local/bin/cluster-backup.sh", "/usr/local/bin/cluster-restore.sh", "/usr/local/bin/etcdctl"];
 
 /// Directories every RHCOS host has.
 const BASE_DIRS: [&str; 10] = [

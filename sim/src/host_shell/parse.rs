@@ -49,9 +49,16 @@ pub struct Simple {
 pub enum Command {
     Simple(Simple),
     /// `if C; then B; [elif C; then B;]… [else B;] fi`: the (condition, body) arms in order.
-    If { arms: Vec<(List, List)>, otherwise: Option<List>, redirs: Vec<Redir> },
+    If {
+        arms: Vec<(List, List)>,
+        otherwise: Option<List>,
+        redirs: Vec<Redir>,
+    },
     /// `{ …; }`.
-    Group { body: List, redirs: Vec<Redir> },
+    Group {
+        body: List,
+        redirs: Vec<Redir>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -102,13 +102,24 @@ fn same_answer(a: &PortResult<HostOutput>, b: &PortResult<HostOutput>) -> bool {
     }
 }
 
+/// How many operations were checked, how many failed (both ways), and how many failed with
+/// the known difference of classification.
+#[derive(Debug, Default)]
+struct Tally {
+    checks: usize,
+    errors: usize,
+    divergences: usize,
+}
+
 /// One operation both ways, from the same world; returns the variant's name.
-fn differential(w: &World, host: &str, op: &HostOp, divergences: &mut usize) -> &'static str {
+fn differential(w: &World, host: &str, op: &HostOp, tally: &mut Tally) -> &'static str {
     let (mut direct, mut shell) = (w.clone(), w.clone());
     let a = direct.host_op(host, op);
     let b = via_shell(&mut shell, host, op);
+    tally.checks += 1;
+    tally.errors += usize::from(a.is_err());
     if known_divergence(op, &a, &b) {
-        *divergences += 1;
+        tally.divergences += 1;
     } else {
         assert!(same_answer(&a, &b), "{} on {host} ({}): direct {a:?}, shell {b:?}", w.scenario, variant(op));
     }
@@ -119,14 +130,18 @@ fn differential(w: &World, host: &str, op: &HostOp, divergences: &mut usize) -> 
 fn world_diff(a: &World, b: &World) -> String {
     let (ja, jb) = (serde_json::to_value(a).unwrap(), serde_json::to_value(b).unwrap());
     let (oa, ob) = (ja.as_object().unwrap(), jb.as_object().unwrap());
-    oa.iter().filter(|(k, v)| ob.get(*k) != Some(v)).map(|(k, v)| format!("{k}:\n  direct {v}\n  shell  {}", ob[k])).collect::<Vec<_>>().join("\n")
+    oa.iter()
+        .filter(|(k, v)| ob.get(*k) != Some(v))
+        .map(|(k, v)| format!("{k}:\n  direct {v}\n  shell  {}", ob[k]))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Every operation on every host of `w`, both ways.
-fn check_all(w: &World, seen: &mut BTreeSet<&'static str>, divergences: &mut usize) {
+fn check_all(w: &World, seen: &mut BTreeSet<&'static str>, tally: &mut Tally) {
     for host in w.hosts.keys() {
         for op in ops_for(w, host) {
-            seen.insert(differential(w, host, &op, divergences));
+            seen.insert(differential(w, host, &op, tally));
         }
     }
 }
@@ -196,7 +211,7 @@ fn recovery_steps(w: &World) -> Vec<(String, HostOp)> {
 #[test]
 fn every_operation_answers_and_acts_as_the_direct_simulator() {
     let mut seen = BTreeSet::new();
-    let mut divergences = 0;
+    let mut tally = Tally::default();
     let mut checked = 0;
     for name in SCENARIOS {
         for seed in [1, 7] {
@@ -209,16 +224,20 @@ fn every_operation_answers_and_acts_as_the_direct_simulator() {
                 assert!(direct == shell, "{name}: copies differ\n{}", world_diff(&direct, &shell));
             }
             for (host, op) in recovery_steps(&base) {
-                check_all(&direct, &mut seen, &mut divergences);
+                check_all(&direct, &mut seen, &mut tally);
                 lockstep(&mut direct, &mut shell, &host, &op);
                 checked += 1;
             }
-            check_all(&direct, &mut seen, &mut divergences);
+            check_all(&direct, &mut seen, &mut tally);
+            if !base.backups.is_empty() {
+                assert_ne!(shell.current_cluster, base.current_cluster, "{name}: the restore through the shell made a new cluster");
+            }
         }
     }
     assert_eq!(seen.len(), VARIANTS, "variants covered: {seen:?}");
     assert!(checked > 50, "{checked}");
-    eprintln!("differential: {} variants, {checked} lockstep steps, {divergences} known divergences", seen.len());
+    assert!(tally.checks > 10_000 && tally.errors > 100, "{tally:?}");
+    eprintln!("differential: {} variants, {checked} lockstep steps, {tally:?}", seen.len());
 }
 
 #[test]
@@ -228,15 +247,15 @@ fn a_restore_left_running_or_half_done_is_reported_as_the_fence_says() {
     copy_direct(&mut w, &set, "master-0", BACKUP_DIR);
     w.restore_left_running("master-0", BACKUP_DIR, FENCE);
     let op = HostOp::RunRestore { dir: BACKUP_DIR.into(), fence: FENCE.into() };
-    let mut d = 0;
-    differential(&w, "master-0", &op, &mut d);
+    let mut tally = Tally::default();
+    differential(&w, "master-0", &op, &mut tally);
     assert!(matches!(via_shell(&mut w.clone(), "master-0", &op), Err(PortError::Transient(_))));
     // The script ended without its fence: half done.
     w.host_mut("master-0").restore_running = None;
-    differential(&w, "master-0", &op, &mut d);
+    differential(&w, "master-0", &op, &mut tally);
     assert!(matches!(via_shell(&mut w.clone(), "master-0", &op), Err(PortError::Permanent(m)) if m.contains("half")
         || m.contains("without finishing")));
-    assert_eq!(d, 0);
+    assert_eq!(tally.divergences, 0);
 }
 
 #[test]

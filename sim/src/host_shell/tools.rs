@@ -104,7 +104,8 @@ impl Session<'_> {
 
     /// A tool named by its path: only the ones OpenShift installs, where it installs them.
     fn tool_at(&mut self, path: &str) -> Result<String, Flow> {
-        let exists = fs::canonical(path).filter(|p| fs::CONTROL_PLANE_TOOLS.contains(&p.path.as_str())).is_some_and(|p| self.is_file(&p.path));
+        let exists =
+            fs::canonical(path).filter(|p| fs::CONTROL_PLANE_TOOLS.contains(&p.path.as_str())).is_some_and(|p| self.is_file(&p.path));
         if exists {
             return Ok(fs::base_name(path).to_string());
         }
@@ -190,7 +191,9 @@ impl Session<'_> {
         }
         let env = match keep_env {
             true => c.env.clone(),
-            false => [("PATH", SUDO_PATH), ("HOME", "/root"), ("USER", "root")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            false => {
+                [("PATH", SUDO_PATH), ("HOME", "/root"), ("USER", "root")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+            }
         };
         self.external(rest, &env, true, c.fds)
     }
@@ -526,11 +529,19 @@ impl Session<'_> {
             return Err(self.unsupported(c.argv));
         }
         if !c.root {
-            return self.fail(c, 1, "time=\"0\" level=fatal msg=\"validate service connection: dial unix /var/run/crio/crio.sock: connect: permission denied\"");
+            return self.fail(
+                c,
+                1,
+                "time=\"0\" level=fatal msg=\"validate service connection: dial unix /var/run/crio/crio.sock: connect: permission denied\"",
+            );
         }
         let h = &self.world.hosts[&self.host];
-        let running = h.containers.iter().filter(|(p, st)| p.container().contains(&name) && matches!(st, Container::Running | Container::Stopping { .. }));
-        let containers: Vec<serde_json::Value> = running.map(|(p, _)| container_json(&h.name, p.container(), self.world.installed_at.millis())).collect();
+        let running = h
+            .containers
+            .iter()
+            .filter(|(p, st)| p.container().contains(&name) && matches!(st, Container::Running | Container::Stopping { .. }));
+        let containers: Vec<serde_json::Value> =
+            running.map(|(p, _)| container_json(&h.name, p.container(), self.world.installed_at.millis())).collect();
         let text = serde_json::to_string_pretty(&serde_json::json!({ "containers": containers })).unwrap_or_default();
         self.say(c.fds.out, &text);
         Ok(0)
@@ -623,7 +634,9 @@ impl Session<'_> {
     /// `openssl x509 -noout -subject -nameopt RFC2253 -in PEM` of a kubelet certificate.
     fn openssl(&mut self, c: &Call) -> Status {
         let pem = match c.args().as_slice() {
-            ["x509", "-noout", "-subject", "-nameopt", "RFC2253", "-in", pem @ (fs::KUBELET_CLIENT_PEM | fs::KUBELET_SERVER_PEM)] => pem.to_string(),
+            ["x509", "-noout", "-subject", "-nameopt", "RFC2253", "-in", pem @ (fs::KUBELET_CLIENT_PEM | fs::KUBELET_SERVER_PEM)] => {
+                pem.to_string()
+            }
             _ => return Err(self.unsupported(c.argv)),
         };
         if !self.is_file(&pem) || !c.root {
@@ -655,7 +668,7 @@ impl Session<'_> {
     /// `curl -sS --max-time N --cacert CA --cert CRT --key KEY https://ADDRESS:2379/health`.
     fn curl(&mut self, c: &Call) -> Status {
         let args = c.args();
-        let [ "-sS", "--max-time", secs, "--cacert", ca, "--cert", cert, "--key", key, url] = args.as_slice() else {
+        let ["-sS", "--max-time", secs, "--cacert", ca, "--cert", cert, "--key", key, url] = args.as_slice() else {
             return Err(self.unsupported(c.argv));
         };
         let Some(address) = health_url_address(url).filter(|_| secs.parse::<u32>().is_ok()) else { return Err(self.unsupported(c.argv)) };
@@ -674,7 +687,11 @@ impl Session<'_> {
             EtcdProbe::Healthy => self.write(c.fds.out, br#"{"health":"true","reason":""}"#),
             EtcdProbe::Unhealthy(said) => self.write(c.fds.out, said.as_bytes()),
             EtcdProbe::NoAnswer => {
-                return self.fail(c, 7, &format!("curl: (7) Failed to connect to {address} port 2379 after 0 ms: Couldn't connect to server"));
+                return self.fail(
+                    c,
+                    7,
+                    &format!("curl: (7) Failed to connect to {address} port 2379 after 0 ms: Couldn't connect to server"),
+                );
             }
         }
         Ok(0)
