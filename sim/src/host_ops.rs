@@ -42,7 +42,7 @@ impl World {
             HostOp::RemoveOvnIcDatabases => self.remove_ovn_ic_databases(host),
             HostOp::ForceEtcdRedeploymentLocally { reason } => self.force_etcd_redeployment_locally(host, reason),
             HostOp::RestartOvs => {
-                self.note(format!("ovs-vswitchd and ovsdb-server restarted on {host}"));
+                self.restart_ovs(host);
                 Ok(HostOutput::Done)
             }
             // The kubelet's client certificate names the host's own node (sim hosts are their nodes).
@@ -53,7 +53,7 @@ impl World {
     /// `mv -v` as the real adapter renders it (out of the manifest directory to /tmp, or back
     /// in): moves what is there, answers "already moved" when only the destination exists, and
     /// fails as `mv` does when neither does.
-    fn move_manifest(&mut self, host: &str, p: &StaticPod, out: bool) -> PortResult<HostOutput> {
+    pub(crate) fn move_manifest(&mut self, host: &str, p: &StaticPod, out: bool) -> PortResult<HostOutput> {
         let (in_place, aside) = (format!("/etc/kubernetes/manifests/{}", p.manifest_file()), format!("/tmp/{}", p.manifest_file()));
         let h = self.host_mut(host);
         let (from, to, src, dst) = match out {
@@ -83,7 +83,7 @@ impl World {
         ))
     }
 
-    fn move_etcd_data_aside(&mut self, host: &str) -> PortResult<HostOutput> {
+    pub(crate) fn move_etcd_data_aside(&mut self, host: &str) -> PortResult<HostOutput> {
         let h = self.host_mut(host);
         Ok(match h.etcd_data.take() {
             Some(d) => {
@@ -96,7 +96,7 @@ impl World {
         })
     }
 
-    fn remove_address(&mut self, host: &str, address: &str, device: &str) -> PortResult<HostOutput> {
+    pub(crate) fn remove_address(&mut self, host: &str, address: &str, device: &str) -> PortResult<HostOutput> {
         let h = self.host_mut(host);
         let before = h.addresses.len();
         h.addresses.retain(|(a, d)| !(a == address && d == device));
@@ -106,7 +106,7 @@ impl World {
         Ok(HostOutput::Done)
     }
 
-    fn remove_kubelet_pki(&mut self, host: &str) -> PortResult<HostOutput> {
+    pub(crate) fn remove_kubelet_pki(&mut self, host: &str) -> PortResult<HostOutput> {
         let h = self.host_mut(host);
         let had = h.kubelet_cert_gen.is_some() || h.kubelet_serving;
         h.kubelet_cert_gen = None;
@@ -117,7 +117,7 @@ impl World {
         Ok(HostOutput::Done)
     }
 
-    fn restart_kubelet(&mut self, host: &str) -> PortResult<HostOutput> {
+    pub(crate) fn restart_kubelet(&mut self, host: &str) -> PortResult<HostOutput> {
         let h = self.host_mut(host);
         h.kubelet_running = true;
         h.needs_register = true;
@@ -126,9 +126,14 @@ impl World {
         Ok(HostOutput::Done)
     }
 
+    /// `systemctl restart ovs-vswitchd ovsdb-server`.
+    pub(crate) fn restart_ovs(&mut self, host: &str) {
+        self.note(format!("ovs-vswitchd and ovsdb-server restarted on {host}"));
+    }
+
     /// `oc patch etcd cluster` against the host's own API server (localhost:6443) with the
     /// recovery kubeconfig: works when that API server runs and etcd has quorum.
-    fn force_etcd_redeployment_locally(&mut self, host: &str, reason: &str) -> PortResult<HostOutput> {
+    pub(crate) fn force_etcd_redeployment_locally(&mut self, host: &str, reason: &str) -> PortResult<HostOutput> {
         let kas = self.hosts[host].containers.get(&StaticPod::KubeApiServer) == Some(&Container::Running);
         if !kas {
             return Err(PortError::Transient(
@@ -143,14 +148,14 @@ impl World {
     }
 
     /// `/var/lib/ovn-ic/etc` exists only with interconnect.
-    fn remove_ovn_ic_databases(&mut self, host: &str) -> PortResult<HostOutput> {
+    pub(crate) fn remove_ovn_ic_databases(&mut self, host: &str) -> PortResult<HostOutput> {
         if self.network == NetworkType::OvnIc && self.host_mut(host).ovn_db.take().is_some() {
             self.effect(EffectKind::OvnDatabasesRemoved, host);
         }
         Ok(HostOutput::Done)
     }
 
-    fn remove_ovn_databases(&mut self, host: &str) -> PortResult<HostOutput> {
+    pub(crate) fn remove_ovn_databases(&mut self, host: &str) -> PortResult<HostOutput> {
         if self.network != NetworkType::OvnCentral {
             return Ok(HostOutput::Done); // no /var/lib/ovn/etc: nothing matches
         }
@@ -161,7 +166,7 @@ impl World {
         Ok(HostOutput::Done)
     }
 
-    fn run_backup(&mut self, host: &str, dir: &str) -> PortResult<HostOutput> {
+    pub(crate) fn run_backup(&mut self, host: &str, dir: &str) -> PortResult<HostOutput> {
         self.pass_time(45 * SECOND);
         // cluster-backup.sh takes its snapshot with etcdctl.
         if let Some(kind) = self.etcd_error_now() {
@@ -207,7 +212,9 @@ impl World {
         }
         self.host_mut(host).markers.insert(started_marker(fence));
         self.pass_time(2 * MINUTE);
-        self.restore(host, dir, fence).map_err(PortError::Permanent)?;
+        // The fence is written after the script succeeded, as the rendered command does.
+        self.restore_snapshot(host, dir).map_err(PortError::Permanent)?;
+        self.host_mut(host).markers.insert(fence.to_string());
         Ok(HostOutput::Done)
     }
 
@@ -237,12 +244,12 @@ impl World {
         ))
     }
 
-    fn make_private_dir(&mut self, host: &str, dir: &str) -> PortResult<HostOutput> {
+    pub(crate) fn make_private_dir(&mut self, host: &str, dir: &str) -> PortResult<HostOutput> {
         self.host_mut(host).dirs.insert(dir.to_string());
         Ok(HostOutput::Done)
     }
 
-    fn shutdown(&mut self, host: &str, minutes: u32) -> PortResult<HostOutput> {
+    pub(crate) fn shutdown(&mut self, host: &str, minutes: u32) -> PortResult<HostOutput> {
         let at = self.now.plus(std::time::Duration::from_secs(60 * u64::from(minutes)));
         self.host_mut(host).shutdown_at = Some(at);
         self.effect(EffectKind::HostShutdown, host);

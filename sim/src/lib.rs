@@ -16,6 +16,7 @@ pub mod chaos;
 pub mod csr_request;
 pub mod faults;
 pub mod host_ops;
+pub mod host_shell;
 pub mod hosted;
 pub mod ports;
 pub mod scenario;

@@ -145,6 +145,8 @@ pub enum SimFile {
         encryption_key: String,
     },
     Info(String),
+    /// Bytes that are no simulated file of the kinds above (a copy cut short, a corrupt one).
+    Bytes(Vec<u8>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -1801,10 +1803,17 @@ impl World {
 
     /// `cluster-restore.sh` on `host`: a new single-member cluster from the snapshot in `dir`.
     pub fn restore(&mut self, host: &str, dir: &str, fence: &str) -> Result<bool, String> {
-        let h = self.hosts.get(host).ok_or_else(|| format!("no host {host}"))?.clone();
-        if h.markers.contains(fence) {
+        if self.hosts.get(host).ok_or_else(|| format!("no host {host}"))?.markers.contains(fence) {
             return Ok(false);
         }
+        self.restore_snapshot(host, dir)?;
+        self.host_mut(host).markers.insert(fence.to_string());
+        Ok(true)
+    }
+
+    /// What `cluster-restore.sh <dir>` itself does on `host` (without drctl's fence).
+    pub fn restore_snapshot(&mut self, host: &str, dir: &str) -> Result<(), String> {
+        let h = self.hosts.get(host).ok_or_else(|| format!("no host {host}"))?.clone();
         let prefix = format!("{}/", dir.trim_end_matches('/'));
         let in_dir: Vec<(&String, &SimFile)> = h.files.iter().filter(|(p, _)| p.starts_with(&prefix)).collect();
         // As the real script does (`ls -vd …/snapshot*.db | tail -1`, and the same for the
@@ -1827,7 +1836,6 @@ impl World {
         }
         hm.etcd_data = Some(DataDir { cluster_id: cid, member_id: mid });
         hm.manifests.extend([StaticPod::Etcd, StaticPod::KubeApiServer, StaticPod::KubeControllerManager, StaticPod::KubeScheduler]);
-        hm.markers.insert(fence.to_string());
         let mut data = *data;
         data.revision = status.revision;
         self.etcd.insert(cid, EtcdCluster { members: [(mid, host.to_string())].into(), data });
@@ -1835,7 +1843,7 @@ impl World {
         self.restored_from_revision = Some(status.revision);
         self.note(format!("restore on {host}: new etcd cluster {cid:x} from snapshot at revision {}", status.revision));
         self.effect(EffectKind::Restore { cluster_id: cid, machine: h.machine.clone() }, host);
-        Ok(true)
+        Ok(())
     }
 
     /// `cluster-backup.sh` on `host` into `dir`: returns the two file names.
