@@ -4,6 +4,7 @@
 
 mod inspect;
 mod output;
+mod practice;
 mod real;
 mod target;
 
@@ -109,6 +110,48 @@ enum SimCommand {
     /// seed twice) and crash equivalence; a failure is shrunk and printed with the one command
     /// that replays it. Exits 1 when anything failed.
     Chaos(ChaosArgs),
+    /// Create a persistent simulated cluster (a practice range) from a scenario.
+    New {
+        /// Scenario to start from (see `drctl sim scenarios`).
+        scenario: String,
+        /// Name of the world (default: the scenario's name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Seed: everything the simulated cluster does follows from it.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// List the persistent simulated clusters of the store.
+    Worlds,
+    /// Serve a persistent simulated cluster over the real protocols: its Kubernetes API over
+    /// HTTPS and each control-plane host behind a real sshd on 127.0.0.1, and print the options
+    /// that make `drctl run` act on it through the same adapters a real recovery uses. Runs until
+    /// interrupted; the world is kept in the store.
+    Serve(ServeArgs),
+    /// The forced command of a served host's sshd (internal).
+    #[command(hide = true)]
+    HostShell {
+        #[arg(long)]
+        socket: PathBuf,
+        #[arg(long)]
+        host: String,
+    },
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// The world to serve (see `drctl sim worlds`).
+    world: String,
+    /// Port of the API on 127.0.0.1 (default: a free one).
+    #[arg(long, default_value_t = 0)]
+    api_port: u16,
+    /// Virtual seconds per real second for the cluster's own controllers (rollouts, machine
+    /// provisioning). Above 1 the cluster's timestamps run ahead of the runner's clock.
+    #[arg(long, default_value_t = 1.0)]
+    speed: f64,
+    /// Stop after this long (e.g. `10m`); default: until interrupted.
+    #[arg(long)]
+    for_: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -314,6 +357,12 @@ fn real_main(cli: Cli) -> Result<u8> {
         }
         Command::Sim(SimCommand::Status { run }) => cmd_sim_status(&cli.store, out, run),
         Command::Sim(SimCommand::Chaos(a)) => cmd_sim_chaos(out, a),
+        Command::Sim(SimCommand::New { scenario, name, seed }) => cmd_sim_new(&cli.store, &scenario, name, seed),
+        Command::Sim(SimCommand::Worlds) => cmd_sim_worlds(&cli.store, out),
+        Command::Sim(SimCommand::Serve(a)) => cmd_sim_serve(&cli.store, a),
+        Command::Sim(SimCommand::HostShell { socket, host }) => {
+            Ok(u8::try_from(drctl_twin::hosts::host_shell_client(&socket, &host)).unwrap_or(255))
+        }
         Command::Inspect(a) => {
             if !a.access.any() && a.etcd_endpoints.is_empty() && std::env::var_os("KUBECONFIG").is_none_or(|v| v.is_empty()) {
                 bail!("nothing to inspect: pass --kubeconfig/--context (the API), --hosts with --ssh-user (SSH) and/or --etcd-endpoints (etcd)");
@@ -735,6 +784,30 @@ fn cmd_sim_status(store: &Path, out: Output, run: Option<String>) -> Result<u8> 
     let st = sim.status();
     output::sim_status(out, &view.id, &st);
     Ok(if st.healthy { 0 } else { EXIT_ERROR })
+}
+
+fn cmd_sim_new(store: &Path, scenario: &str, name: Option<String>, seed: u64) -> Result<u8> {
+    let name = practice::create(store, scenario, name.as_deref(), seed)?;
+    println!("{name}");
+    eprintln!(
+        "drctl: simulated cluster {name} ({scenario}, seed {seed}) created; serve it with: drctl --store {} sim serve {name}",
+        store.display()
+    );
+    Ok(0)
+}
+
+fn cmd_sim_worlds(store: &Path, out: Output) -> Result<u8> {
+    let worlds = practice::list(store)?;
+    output::worlds(out, &worlds);
+    Ok(0)
+}
+
+fn cmd_sim_serve(store: &Path, a: ServeArgs) -> Result<u8> {
+    if !(a.speed.is_finite() && a.speed > 0.0 && a.speed <= 1000.0) {
+        bail!("--speed {} must be above 0 and at most 1000", a.speed);
+    }
+    let limit = a.for_.as_deref().map(parse_duration).transpose()?;
+    practice::serve(store, &a.world, a.api_port, a.speed, limit)
 }
 
 fn parse_seeds(s: &str) -> Result<std::ops::Range<u64>> {

@@ -400,3 +400,16 @@ pub fn inspect(out: Output, r: &crate::inspect::Report) {
     }
     println!("{}", if r.ok { "OK: everything checked is fine" } else { "NOT OK" });
 }
+
+pub fn worlds(out: Output, worlds: &[crate::practice::WorldSummary]) {
+    match out {
+        Output::Json => json(&worlds),
+        Output::Table => {
+            println!("{:<24} {:<28} {:>6} {:<26} HEALTH", "NAME", "SCENARIO", "SEED", "TIME");
+            for w in worlds {
+                let health = if w.healthy { "healthy".to_string() } else { format!("not healthy: {}", w.problems.join("; ")) };
+                println!("{:<24} {:<28} {:>6} {:<26} {health}", w.name, w.scenario, w.seed, w.time);
+            }
+        }
+    }
+}

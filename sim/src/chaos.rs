@@ -1058,12 +1058,33 @@ pub fn run_case(row: &ProcedureRow, factory: &Factory, case: &ChaosCase) -> RunO
 /// [`run_case`], with the settled summary and digest if `summarize`, also giving the world as
 /// the run left it (settled), to look into.
 pub fn run_case_in(row: &ProcedureRow, factory: &Factory, case: &ChaosCase, summarize: bool) -> (RunObservation, Sim) {
-    let sc = row.scenario_for(case.seed);
-    let mut world = scenario_world(sc.scenario, case.seed);
-    let started_at = world.now;
+    let sim = Sim::new(case_world(row, case));
+    let ports = sim.ports();
+    let obs = run_case_through(row, factory, case, summarize, &sim, ports);
+    (obs, sim)
+}
+
+/// The world a case starts from: its scenario's, with the case's faults scheduled.
+pub fn case_world(row: &ProcedureRow, case: &ChaosCase) -> World {
+    let mut world = scenario_world(row.scenario_for(case.seed).scenario, case.seed);
     case.schedule.apply_to(&mut world);
-    let sim = Sim::new(world);
-    let mut d = Driver::start(row, factory, &sc, case, &sim);
+    world
+}
+
+/// [`run_case_in`] on a world already made from [`case_world`], with the procedure talking
+/// through `ports`: the simulated ports, or the real adapters against the world served over
+/// the real protocols (`drctl-twin`).
+pub fn run_case_through(
+    row: &ProcedureRow,
+    factory: &Factory,
+    case: &ChaosCase,
+    summarize: bool,
+    sim: &Sim,
+    ports: Ports,
+) -> RunObservation {
+    let sc = row.scenario_for(case.seed);
+    let started_at = sim.now();
+    let mut d = Driver::start(row, factory, &sc, case, sim, ports);
     d.drive();
     let faults_over = started_at.plus(Duration::from_millis(case.schedule.windows_end()));
     let resumed_after = d.resume_after_passing_trouble(faults_over);
@@ -1117,7 +1138,7 @@ pub fn run_case_in(row: &ProcedureRow, factory: &Factory, case: &ChaosCase, summ
         settled,
         history: std::mem::take(&mut d.history),
     };
-    (obs, sim)
+    obs
 }
 
 /// What a schedule asks of the people and the runner process (the world's own faults are
@@ -1156,7 +1177,7 @@ impl PeoplePlan {
 
 impl<'a> Driver<'a> {
     /// Create the run through the engine on a fresh in-memory store, as `drctl run` would.
-    fn start(row: &'a ProcedureRow, factory: &Factory, sc: &ScenarioChoice, case: &ChaosCase, sim: &Sim) -> Driver<'a> {
+    fn start(row: &'a ProcedureRow, factory: &Factory, sc: &ScenarioChoice, case: &ChaosCase, sim: &Sim, ports: Ports) -> Driver<'a> {
         let (started_at, secrets, effects_seen) =
             sim.read(|w| (w.now, w.secrets.iter().map(|s| s.as_bytes().to_vec()).collect::<Vec<_>>(), w.effects.len()));
         let people = PeoplePlan::of(&case.schedule, started_at);
@@ -1189,7 +1210,7 @@ impl<'a> Driver<'a> {
             registry,
             store,
             clock,
-            ports: sim.ports(),
+            ports,
             sim: sim.clone(),
             rec,
             history: vec![],

@@ -754,6 +754,50 @@ impl Etcd for SimEtcd {
 const HYPERSHIFT: &str = "/apis/hypershift.openshift.io/v1beta1";
 
 /// The 404 the API server gives for a missing HyperShift object.
+/// Pausing, on the world: one implementation for the simulated port and the served API.
+impl World {
+    /// A merge patch of a HostedCluster's `spec.pausedUntil` and paused-by annotation.
+    pub fn set_hosted_cluster_paused(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        paused_until: Option<&str>,
+        paused_by: Option<&str>,
+    ) -> PortResult<()> {
+        let at = self.schedule_operator();
+        let h = self.hosted.as_mut().ok_or_else(|| hypershift_not_found("hostedclusters", name))?;
+        let hc = h.clusters.get_mut(&crate::hosted::key(namespace, name)).ok_or_else(|| hypershift_not_found("hostedclusters", name))?;
+        if hc.cluster.set_paused(paused_until, paused_by) {
+            hc.cluster.sync_at.get_or_insert(at);
+            self.note(format!("hostedcluster {namespace}/{name}: pausedUntil={paused_until:?} paused-by={paused_by:?}"));
+            self.effect(
+                EffectKind::Paused { paused_until: paused_until.map(str::to_string) },
+                format!("hostedclusters/{namespace}/{name}"),
+            );
+        }
+        Ok(())
+    }
+
+    /// A merge patch of a NodePool's `spec.pausedUntil` and paused-by annotation.
+    pub fn set_node_pool_paused(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        paused_until: Option<&str>,
+        paused_by: Option<&str>,
+    ) -> PortResult<()> {
+        let at = self.schedule_operator();
+        let h = self.hosted.as_mut().ok_or_else(|| hypershift_not_found("nodepools", name))?;
+        let np = h.node_pools.get_mut(&crate::hosted::key(namespace, name)).ok_or_else(|| hypershift_not_found("nodepools", name))?;
+        if np.pool.set_paused(paused_until, paused_by) {
+            np.pool.sync_at.get_or_insert(at);
+            self.note(format!("nodepool {namespace}/{name}: pausedUntil={paused_until:?} paused-by={paused_by:?}"));
+            self.effect(EffectKind::Paused { paused_until: paused_until.map(str::to_string) }, format!("nodepools/{namespace}/{name}"));
+        }
+        Ok(())
+    }
+}
+
 fn hypershift_not_found(resource: &str, name: &str) -> PortError {
     PortError::NotFound(format!("HTTP 404 NotFound: {resource}.hypershift.openshift.io \"{name}\" not found"))
 }
@@ -789,19 +833,7 @@ impl ManagementCluster for SimManagement {
         paused_by: Option<&str>,
     ) -> PortResult<()> {
         self.hosted(Write, format_args!("{HYPERSHIFT}/namespaces/{namespace}/hostedclusters/{name}"), |w| {
-            let at = w.schedule_operator();
-            let h = w.hosted.as_mut().expect("checked");
-            let hc =
-                h.clusters.get_mut(&crate::hosted::key(namespace, name)).ok_or_else(|| hypershift_not_found("hostedclusters", name))?;
-            if hc.cluster.set_paused(paused_until, paused_by) {
-                hc.cluster.sync_at.get_or_insert(at);
-                w.note(format!("hostedcluster {namespace}/{name}: pausedUntil={paused_until:?} paused-by={paused_by:?}"));
-                w.effect(
-                    EffectKind::Paused { paused_until: paused_until.map(str::to_string) },
-                    format!("hostedclusters/{namespace}/{name}"),
-                );
-            }
-            Ok(())
+            w.set_hosted_cluster_paused(namespace, name, paused_until, paused_by)
         })
     }
 
@@ -814,15 +846,7 @@ impl ManagementCluster for SimManagement {
 
     fn set_node_pool_paused(&self, namespace: &str, name: &str, paused_until: Option<&str>, paused_by: Option<&str>) -> PortResult<()> {
         self.hosted(Write, format_args!("{HYPERSHIFT}/namespaces/{namespace}/nodepools/{name}"), |w| {
-            let at = w.schedule_operator();
-            let h = w.hosted.as_mut().expect("checked");
-            let np = h.node_pools.get_mut(&crate::hosted::key(namespace, name)).ok_or_else(|| hypershift_not_found("nodepools", name))?;
-            if np.pool.set_paused(paused_until, paused_by) {
-                np.pool.sync_at.get_or_insert(at);
-                w.note(format!("nodepool {namespace}/{name}: pausedUntil={paused_until:?} paused-by={paused_by:?}"));
-                w.effect(EffectKind::Paused { paused_until: paused_until.map(str::to_string) }, format!("nodepools/{namespace}/{name}"));
-            }
-            Ok(())
+            w.set_node_pool_paused(namespace, name, paused_until, paused_by)
         })
     }
 

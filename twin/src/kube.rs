@@ -201,6 +201,8 @@ fn route(w: &mut World, call: &ApiCall) -> Answer {
             control_plane_machine_set(w)
         }
         (_, ["apis", "machine.openshift.io", "v1beta1", "namespaces", MACHINE_API, "machines", rest @ ..]) => machines(w, call, rest),
+        (_, ["apis", "hypershift.openshift.io", "v1beta1", "namespaces", ns, plural, rest @ ..]) => hypershift(w, call, ns, plural, rest),
+        ("GET", ["apis", "apps", "v1", "namespaces", "hypershift", "deployments", "operator"]) => hypershift_operator(w),
         (_, ["apis", "operator.openshift.io", "v1", plural, "cluster"]) => match operator_of(plural) {
             Some(op) if m == Method::GET => Answer::ok(operator(w, op)),
             Some(op) if m == Method::PATCH => patch_operator(w, op, call),
@@ -702,6 +704,136 @@ fn patch_operator(w: &mut World, op: Operator, call: &ApiCall) -> Answer {
         w.force_redeployment(op, &reason, "");
     }
     Answer::ok(operator(w, op))
+}
+
+// ---------------------------------------------------------------------------------------------
+// hypershift.openshift.io (a management cluster)
+// ---------------------------------------------------------------------------------------------
+
+const PAUSED_BY: &str = drctl_workflows::ports::PAUSED_BY_ANNOTATION;
+
+fn pausable(kind: &str, namespace: &str, p: &drctl_sim::hosted::Pausable, spec: Value, w: &World) -> Value {
+    let mut meta =
+        json!({ "name": p.name, "namespace": namespace, "generation": p.generation, "resourceVersion": format!("{}", p.generation) });
+    if let Some(by) = &p.paused_by {
+        meta["annotations"] = json!({ PAUSED_BY: by });
+    }
+    if p.deleting {
+        meta["deletionTimestamp"] = json!(time(w.now));
+    }
+    let mut spec = spec;
+    if let Some(u) = &p.paused_until {
+        spec["pausedUntil"] = json!(u);
+    }
+    let c = &p.reconciliation_active;
+    json!({
+        "apiVersion": "hypershift.openshift.io/v1beta1", "kind": kind, "metadata": meta, "spec": spec,
+        "status": { "conditions": [{ "type": "ReconciliationActive", "status": c.status, "reason": c.reason,
+                                     "observedGeneration": c.observed_generation, "lastTransitionTime": time(w.now) }] },
+    })
+}
+
+/// The HyperShift objects; a cluster without the CRDs has no such resource types.
+fn hypershift(w: &mut World, call: &ApiCall, ns: &str, plural: &str, rest: &[&str]) -> Answer {
+    let Some(h) = w.hosted.clone() else { return Answer::no_route() };
+    let key = |name: &str| drctl_sim::hosted::key(ns, name);
+    match (call.method.as_str(), plural, rest) {
+        ("GET", "hostedclusters", [name]) => match h.clusters.get(&key(name)) {
+            Some(c) => Answer::ok(pausable(
+                "HostedCluster",
+                ns,
+                &c.cluster,
+                json!({ "release": { "image": "quay.io/openshift-release-dev/ocp-release:4.15.3-x86_64" } }),
+                w,
+            )),
+            None => Answer::not_found("hypershift.openshift.io", "hostedclusters", name),
+        },
+        ("GET", "nodepools", []) => {
+            let items = h
+                .node_pools
+                .values()
+                .filter(|p| p.namespace == ns)
+                .map(|p| pausable("NodePool", ns, &p.pool, json!({ "clusterName": p.cluster_name, "replicas": 2 }), w))
+                .collect();
+            Answer::ok(list("NodePoolList", "hypershift.openshift.io/v1beta1", items))
+        }
+        ("GET", "hostedcontrolplanes", [name]) => {
+            let owner = h
+                .clusters
+                .values()
+                .find(|c| drctl_workflows::ports::control_plane_namespace(&c.namespace, &c.cluster.name) == ns && c.cluster.name == *name);
+            match owner {
+                Some(c) => {
+                    let mut spec = json!({});
+                    if let Some(u) = &c.hcp_paused_until {
+                        spec["pausedUntil"] = json!(u);
+                    }
+                    Answer::ok(json!({ "apiVersion": "hypershift.openshift.io/v1beta1", "kind": "HostedControlPlane",
+                                       "metadata": { "name": name, "namespace": ns }, "spec": spec }))
+                }
+                None => Answer::not_found("hypershift.openshift.io", "hostedcontrolplanes", name),
+            }
+        }
+        ("PATCH", "hostedclusters" | "nodepools", [name]) => patch_pause(w, call, ns, plural, name),
+        _ => Answer::status(405, "MethodNotAllowed", format!("{} is not served for {plural} by the drctl twin", call.method), None),
+    }
+}
+
+/// A merge patch of `spec.pausedUntil` and the paused-by annotation: read back from the patched
+/// object, so a patch of any shape has the effect the API would give it.
+fn patch_pause(w: &mut World, call: &ApiCall, ns: &str, plural: &str, name: &str) -> Answer {
+    if call.content_type != "application/merge-patch+json" {
+        return Answer::status(415, "UnsupportedMediaType", "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml", None);
+    }
+    let Ok(patch) = serde_json::from_slice::<Value>(&call.body) else {
+        return Answer::status(400, "BadRequest", "the patch is not JSON", None);
+    };
+    let current = {
+        let Some(h) = w.hosted.as_ref() else { return Answer::no_route() };
+        let key = drctl_sim::hosted::key(ns, name);
+        let found = match plural {
+            "hostedclusters" => h.clusters.get(&key).map(|c| pausable("HostedCluster", ns, &c.cluster, json!({}), w)),
+            _ => h.node_pools.get(&key).map(|p| pausable("NodePool", ns, &p.pool, json!({}), w)),
+        };
+        match found {
+            Some(v) => v,
+            None => return Answer::not_found("hypershift.openshift.io", plural, name),
+        }
+    };
+    let mut obj = current;
+    merge_patch(&mut obj, &patch);
+    let until = obj.pointer("/spec/pausedUntil").and_then(Value::as_str).map(str::to_string);
+    if until.as_deref() == Some("") {
+        // Newer CRDs validate the field: an empty string is not a time and not "true".
+        return Answer::invalid(
+            plural,
+            name,
+            "spec.pausedUntil: Invalid value: \"\": spec.pausedUntil in body should match '^([Tt]rue|[0-9]{4}-.*)$'",
+        );
+    }
+    let by = obj
+        .pointer(&format!("/metadata/annotations/{}", PAUSED_BY.replace('~', "~0").replace('/', "~1")))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let r = match plural {
+        "hostedclusters" => w.set_hosted_cluster_paused(ns, name, until.as_deref(), by.as_deref()),
+        _ => w.set_node_pool_paused(ns, name, until.as_deref(), by.as_deref()),
+    };
+    match r {
+        Ok(()) => Answer::ok(obj),
+        Err(e) => Answer::from_port_error(e),
+    }
+}
+
+fn hypershift_operator(w: &World) -> Answer {
+    let Some(h) = &w.hosted else { return Answer::not_found("apps", "deployments", "operator") };
+    let available = u32::from(h.operator_available);
+    Answer::ok(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": { "name": "operator", "namespace": "hypershift" },
+        "spec": { "replicas": 1 },
+        "status": { "replicas": 1, "availableReplicas": available, "readyReplicas": available },
+    }))
 }
 
 #[cfg(test)]

@@ -67,3 +67,117 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
         .map_err(|e| format!("{}: {e}", path.display()))?;
     f.write_all(bytes).map_err(|e| format!("{}: {e}", path.display()))
 }
+
+pub mod backups;
+pub mod hosts;
+pub mod sshd;
+
+/// A world served whole: its API over HTTPS, its hosts behind sshd, its backup location as a
+/// directory. What `drctl sim serve` runs, and what the twin tests drive the real adapters at.
+pub struct Twin {
+    pub dir: PathBuf,
+    pub backup_root: PathBuf,
+    pub inventory: Vec<drctl_workflows::ports::HostRef>,
+    pub workers: Vec<drctl_workflows::ports::HostRef>,
+    /// The world is a management cluster of hosted control planes.
+    pub hosted: bool,
+    // Drop order: the watcher first, then the servers it starts, then the API.
+    _reach: sshd::Reachability,
+    pub farm: Arc<sshd::SshFarm>,
+    pub hosts: hosts::HostsServer,
+    pub api: ServedApi,
+}
+
+impl Twin {
+    /// Serve `sim` with everything under `dir`; `drctl` is the binary sshd runs as each host's
+    /// forced command (`drctl sim host-shell`). `api_port` 0 picks a free port.
+    pub fn start(sim: &Sim, dir: &Path, drctl: &Path, api_port: u16) -> Result<Twin, String> {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let backup_root = dir.join("backups");
+        std::fs::create_dir_all(&backup_root).map_err(|e| format!("{}: {e}", backup_root.display()))?;
+        sim.read(|w| backups::materialize(w, &backup_root))?;
+        // The inventory a person would write for this cluster: as the simulated port lists it.
+        let (inventory, workers) = {
+            use drctl_workflows::ports::Hosts;
+            let listed = drctl_sim::ports::SimHosts(sim.clone());
+            (listed.control_plane_hosts().map_err(|e| e.to_string())?, listed.worker_hosts().map_err(|e| e.to_string())?)
+        };
+        let api = ServedApi::start(sim.clone(), dir, api_port)?;
+        let hosts = hosts::HostsServer::start(sim.clone(), dir)?;
+        let addresses: Vec<(String, String)> = inventory.iter().chain(&workers).map(|h| (h.name.clone(), h.address.clone())).collect();
+        let farm = Arc::new(sshd::SshFarm::start(&dir.join("ssh"), &addresses, drctl, &hosts.socket)?);
+        let reach = sshd::Reachability::watch(sim.clone(), farm.clone())?;
+        let hosted = sim.read(|w| w.hosted.is_some());
+        Ok(Twin { dir: dir.to_path_buf(), backup_root, inventory, workers, hosted, _reach: reach, farm, hosts, api })
+    }
+
+    /// `NAME=ADDRESS@NODE,...` as `--hosts` takes it.
+    pub fn inventory_spec(hosts: &[drctl_workflows::ports::HostRef]) -> String {
+        hosts.iter().map(|h| format!("{}={}@{}", h.name, h.address, h.node)).collect::<Vec<_>>().join(",")
+    }
+
+    /// The options of `drctl run` that make it act on this world through the real adapters.
+    pub fn access_flags(&self) -> Vec<String> {
+        let mut f = vec![
+            "--kubeconfig".to_string(),
+            self.api.kubeconfig.display().to_string(),
+            "--hosts".into(),
+            Self::inventory_spec(&self.inventory),
+        ];
+        if !self.workers.is_empty() {
+            f.extend(["--workers".into(), Self::inventory_spec(&self.workers)]);
+        }
+        f.extend([
+            "--ssh-user".into(),
+            self.farm.user.clone(),
+            "--ssh-config".into(),
+            self.farm.client_config.display().to_string(),
+            "--ssh-identity".into(),
+            self.farm.user_key.display().to_string(),
+            "--known-hosts".into(),
+            self.farm.known_hosts.display().to_string(),
+            "--backup-root".into(),
+            self.backup_root.display().to_string(),
+        ]);
+        f
+    }
+
+    /// The real adapters aimed at this world, as `drctl run` builds them from
+    /// [`Twin::access_flags`]; `clock` is the engine's (the world's own clock in tests).
+    pub fn real_ports(&self, clock: Arc<dyn drctl_runtime::clock::Clock>) -> Result<drctl_workflows::ports::Ports, String> {
+        use drctl_adapters::{Blocking, DirBackupStore, KubeApi, SshHost, SshHosts, SshOptions};
+        let rt = Blocking::dedicated("drctl-twin-io").map_err(|e| format!("I/O runtime: {e}"))?;
+        let api = KubeApi::connect(rt.clone(), Some(&self.api.kubeconfig), None).map_err(|e| e.to_string())?.with_clock(clock);
+        let opts = SshOptions {
+            user: Some(self.farm.user.clone()),
+            config_file: Some(self.farm.client_config.clone()),
+            identity: Some(self.farm.user_key.clone()),
+            known_hosts_file: Some(self.farm.known_hosts.clone()),
+            ..SshOptions::default()
+        };
+        let hosts = self
+            .inventory
+            .iter()
+            .map(|h| SshHost::new(&h.name, &h.node, &h.address, &h.address))
+            .chain(self.workers.iter().map(|h| SshHost::new(&h.name, &h.node, &h.address, &h.address).as_worker()))
+            .collect();
+        let ssh = SshHosts::new(rt.clone(), opts, hosts, &self.backup_root).map_err(|e| e.to_string())?;
+        // A management cluster is reached through the same kubeconfig: its API serves the
+        // HyperShift objects.
+        let management: Option<Box<dyn drctl_workflows::ports::ManagementCluster>> = match self.hosted {
+            true => Some(Box::new(KubeApi::connect(rt, Some(&self.api.kubeconfig), None).map_err(|e| e.to_string())?)),
+            false => None,
+        };
+        Ok(drctl_workflows::ports::Ports {
+            api: Box::new(api),
+            hosts: Box::new(ssh),
+            backups: Box::new(DirBackupStore::new(&self.backup_root)),
+            management,
+        })
+    }
+
+    /// Take what the run left in the backup directory back into the world.
+    pub fn absorb_backups(&self, sim: &Sim) -> Result<(), String> {
+        sim.write(|w| backups::absorb(&self.backup_root, w))
+    }
+}

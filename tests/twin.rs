@@ -1,0 +1,145 @@
+//! Twin tests: each procedure runs through the real adapters (kube-rs over HTTPS, OpenSSH to a
+//! real sshd per host) against the simulated cluster served over those protocols, and must end
+//! exactly as the direct-port run of the same seed does: same outcome, same final state, same
+//! cluster (the settled summary crash equivalence uses). The harness, invariants and engine are
+//! the chaos harness's; only the ports differ.
+
+mod twin_common;
+
+use drctl_sim::chaos::{self, settled_summary, ChaosCase};
+use drctl_sim::faults::FaultSchedule;
+use twin_common::{served_case, Served};
+
+/// Seeds of `procedure` whose scenario is `scenario`.
+fn seed_for(procedure: &str, scenario: &str) -> u64 {
+    let row = chaos::row(procedure).unwrap();
+    (0..10_000).find(|s| row.scenario_for(*s).scenario == scenario).unwrap_or_else(|| panic!("no seed of {procedure} plays {scenario}"))
+}
+
+/// File names carry the time they were made (`snapshot_2026-01-05_090045.db`): the twin's
+/// requests cost their own time, so compare what was made, not the second it was made in.
+fn timeless(v: &serde_json::Value) -> serde_json::Value {
+    let text = v.to_string();
+    let mut out = String::with_capacity(text.len());
+    let b = text.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        // `_YYYY-MM-DD_HHMMSS`
+        let stamp = b.len() >= i + 18
+            && b[i] == b'_'
+            && b[i + 5] == b'-'
+            && b[i + 8] == b'-'
+            && b[i + 11] == b'_'
+            && [1..5, 6..8, 9..11, 12..18].iter().all(|r| b[i + r.start..i + r.end].iter().all(u8::is_ascii_digit));
+        if stamp {
+            out.push_str("_<time>");
+            i += 18;
+        } else {
+            out.push(b[i] as char);
+            i += 1;
+        }
+    }
+    serde_json::from_str(&out).expect("still JSON")
+}
+
+/// Run `procedure` with `seed` both ways; what differs, if anything.
+fn twin_differences(procedure: &str, seed: u64) -> (Served, Vec<String>) {
+    let row = chaos::row(procedure).unwrap();
+    let factory = chaos::registry_factory(procedure).unwrap();
+    let case = ChaosCase { seed, schedule: FaultSchedule::default() };
+    let (direct, direct_sim) = chaos::run_case_in(&row, &factory, &case, true);
+    let served = served_case(procedure, &case);
+    let o = &served.obs;
+    let mut diffs = vec![];
+    if let Some(v) = &o.violation {
+        diffs.push(format!("through the real adapters an invariant broke: {v:?}"));
+    }
+    // The outcome's first line says what happened; the evidence after it quotes the errors
+    // each side met, which legitimately differ in wording (a TLS error, not a simulated one).
+    let headline = |o: &Option<String>| o.as_deref().map(|t| t.lines().next().unwrap_or("").to_string());
+    if (o.status, headline(&o.outcome), &o.final_state) != (direct.status, headline(&direct.outcome), &direct.final_state) {
+        diffs.push(format!(
+            "the twin ended {:?} in {} ({:?}), the direct run {:?} in {} ({:?})",
+            o.status, o.final_state, o.outcome, direct.status, direct.final_state, direct.outcome
+        ));
+    }
+    let (a, b) = (served.sim.read(settled_summary), direct_sim.read(settled_summary));
+    diffs.extend(chaos::settled_diff(&timeless(&a), &timeless(&b)).into_iter().map(|d| format!("served vs direct cluster: {d}")));
+    (served, diffs)
+}
+
+fn twin_matches_direct(procedure: &str, seed: u64) -> Served {
+    let (served, diffs) = twin_differences(procedure, seed);
+    let scenario = served.obs.scenario.clone();
+    assert!(diffs.is_empty(), "{procedure} seed {seed} ({scenario}):\n{}\nthe hosts' log:\n{}", diffs.join("\n"), served.log_text());
+    served
+}
+
+/// The twin tier of the catalog: every procedure the twin serves, in every scenario its chaos
+/// row plays, through the real adapters, ends as its direct-port run of the same seed. A new
+/// procedure is in this test by its row.
+#[test]
+fn every_procedure_in_every_scenario_ends_as_its_direct_run() {
+    let mut failures = vec![];
+    let mut ran = 0;
+    for row in chaos::rows() {
+        let mut seen = std::collections::BTreeSet::new();
+        for seed in 0..400u64 {
+            let scenario = row.scenario_for(seed).scenario;
+            if !seen.insert(scenario) {
+                continue;
+            }
+            let (served, diffs) = twin_differences(row.procedure, seed);
+            ran += 1;
+            if !diffs.is_empty() {
+                failures.push(format!("{} seed {seed} ({scenario}):\n  {}\n{}", row.procedure, diffs.join("\n  "), served.log_text()));
+            }
+        }
+    }
+    assert!(ran >= 12, "only {ran} procedure/scenario pairs ran");
+    assert!(failures.is_empty(), "{} of {ran} twin runs differ from their direct runs:\n{}", failures.len(), failures.join("\n\n"));
+}
+
+#[test]
+fn restore_quorum_loss_through_the_real_adapters_ends_as_the_direct_run() {
+    let served = twin_matches_direct("restore-cluster-state", seed_for("restore-cluster-state", "quorum-loss"));
+    assert!(served.sim.status().healthy, "the served cluster is not healthy: {:?}", served.sim.status().problems);
+    // The hosts received the runbook's commands, in the runbook's order (§5.4.2.2 steps 4-7).
+    let recovery = served.recovery_host();
+    let log = served.commands_on(&recovery);
+    // Quorum loss with the other two machines gone: on the recovery host, copy the backup,
+    // restore (§5.4.2.2 step 7), renew the kubelet's certificates and restart it (step 9), check
+    // etcd runs (step 11), reset OVN (step 13), force the etcd redeployment (step 19).
+    let order = [
+        "sudo tee -- /home/core/assets/backup/",
+        "/usr/local/bin/cluster-restore.sh",
+        "sudo find /var/lib/kubelet/pki -maxdepth 1 -name '*.pem'",
+        "sudo systemctl restart kubelet.service",
+        "sudo crictl ps --name etcd -o json",
+        "sudo find /var/lib/ovn/etc -maxdepth 1 -name '*.db'",
+        "patch etcd cluster --type=merge -p",
+    ];
+    let mut at = 0;
+    for want in order {
+        let found = log[at..].iter().position(|c| c.contains(want));
+        assert!(found.is_some(), "{want:?} not sent to {recovery} after the commands before it; the hosts' log:\n{}", served.log_text());
+        at += found.unwrap_or(0) + 1;
+    }
+}
+
+#[test]
+fn etcd_backup_through_the_real_adapters_ends_as_the_direct_run() {
+    let seed = seed_for("etcd-backup", "healthy");
+    let served = twin_matches_direct("etcd-backup", seed);
+    // The set the run copied into the backup directory is complete: the snapshot, the static
+    // resources and the info file written last.
+    let root = served.twin.backup_root.clone();
+    let sets: Vec<std::path::PathBuf> = std::fs::read_dir(&root).unwrap().flatten().map(|e| e.path()).collect();
+    let complete = sets.iter().any(|d| {
+        let names: Vec<String> = std::fs::read_dir(d).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        names.iter().any(|n| n.starts_with("snapshot_") && n.ends_with(".db"))
+            && names.iter().any(|n| n.starts_with("static_kuberesources_"))
+            && names.iter().any(|n| n == "backup-info.json")
+    });
+    assert!(complete, "no complete backup set in {}: {sets:?}", root.display());
+}

@@ -1,0 +1,65 @@
+//! Running a chaos case through the real adapters against the served world.
+
+#![allow(dead_code)]
+
+use drctl_sim::chaos::{self, ChaosCase, RunObservation};
+use drctl_sim::Sim;
+use drctl_twin::Twin;
+use std::path::Path;
+use std::sync::Arc;
+
+pub const DRCTL: &str = env!("CARGO_BIN_EXE_drctl");
+
+/// A case run through the twin, with what it left.
+pub struct Served {
+    pub obs: RunObservation,
+    pub sim: Sim,
+    pub twin: Twin,
+    pub dir: tempfile::TempDir,
+}
+
+impl Served {
+    /// Every command a host received, in order.
+    pub fn commands_on(&self, host: &str) -> Vec<String> {
+        self.twin.hosts.commands().into_iter().filter(|c| c.host == host).map(|c| c.command).collect()
+    }
+
+    /// The whole command log, one line per command (without the sudo preamble), for messages.
+    pub fn log_text(&self) -> String {
+        let pre = "sudo -n true 2>/dev/null || { echo 'drctl: passwordless sudo is required' >&2; exit 45; }; ";
+        self.twin
+            .hosts
+            .commands()
+            .iter()
+            .map(|c| {
+                format!("{} {} [{}] {}", c.at, c.host, c.code, c.command.trim_start_matches(pre).chars().take(160).collect::<String>())
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// The host `cluster-restore.sh` ran on.
+    pub fn recovery_host(&self) -> String {
+        let ran = self.twin.hosts.commands().into_iter().find(|c| c.command.contains("cluster-restore.sh") && c.code == 0);
+        ran.map(|c| c.host).expect("cluster-restore.sh ran on no host")
+    }
+}
+
+fn require(path: &str) {
+    assert!(Path::new(path).exists(), "{path} is missing: the twin tests need it (scripts/install-test-deps.sh installs it)");
+}
+
+/// Serve the case's world and run the procedure through the real adapters on the world's clock.
+pub fn served_case(procedure: &str, case: &ChaosCase) -> Served {
+    require(drctl_twin::sshd::SSHD);
+    require("/usr/bin/ssh");
+    let row = chaos::row(procedure).unwrap();
+    let factory = chaos::registry_factory(procedure).unwrap();
+    let sim = Sim::new(chaos::case_world(&row, case));
+    let dir = tempfile::Builder::new().prefix("drctl-twin").tempdir().unwrap();
+    let twin = Twin::start(&sim, dir.path(), Path::new(DRCTL), 0).unwrap_or_else(|e| panic!("serve the world: {e}"));
+    let ports = twin.real_ports(Arc::new(sim.clock())).unwrap();
+    let obs = chaos::run_case_through(&row, &factory, case, false, &sim, ports);
+    twin.absorb_backups(&sim).unwrap();
+    Served { obs, sim, twin, dir }
+}
