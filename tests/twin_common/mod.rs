@@ -51,6 +51,16 @@ fn require(path: &str) {
 
 /// Serve the case's world and run the procedure through the real adapters on the world's clock.
 pub fn served_case(procedure: &str, case: &ChaosCase) -> Served {
+    served_case_with(procedure, case, |twin, clock| twin.real_ports(clock).unwrap())
+}
+
+/// [`served_case`] with the ports `ports` builds from the twin (e.g. an adapter with one
+/// renderer changed).
+pub fn served_case_with(
+    procedure: &str,
+    case: &ChaosCase,
+    ports: impl FnOnce(&Twin, Arc<dyn drctl_runtime::clock::Clock>) -> drctl_workflows::ports::Ports,
+) -> Served {
     require(drctl_twin::sshd::SSHD);
     require("/usr/bin/ssh");
     let row = chaos::row(procedure).unwrap();
@@ -58,7 +68,7 @@ pub fn served_case(procedure: &str, case: &ChaosCase) -> Served {
     let sim = Sim::new(chaos::case_world(&row, case));
     let dir = tempfile::Builder::new().prefix("drctl-twin").tempdir().unwrap();
     let twin = Twin::start(&sim, dir.path(), Path::new(DRCTL), 0).unwrap_or_else(|e| panic!("serve the world: {e}"));
-    let ports = twin.real_ports(Arc::new(sim.clock())).unwrap();
+    let ports = ports(&twin, Arc::new(sim.clock()));
     let obs = chaos::run_case_through(&row, &factory, case, false, &sim, ports);
     twin.absorb_backups(&sim).unwrap();
     Served { obs, sim, twin, dir }

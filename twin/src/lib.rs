@@ -145,9 +145,29 @@ impl Twin {
     /// The real adapters aimed at this world, as `drctl run` builds them from
     /// [`Twin::access_flags`]; `clock` is the engine's (the world's own clock in tests).
     pub fn real_ports(&self, clock: Arc<dyn drctl_runtime::clock::Clock>) -> Result<drctl_workflows::ports::Ports, String> {
-        use drctl_adapters::{Blocking, DirBackupStore, KubeApi, SshHost, SshHosts, SshOptions};
-        let rt = Blocking::dedicated("drctl-twin-io").map_err(|e| format!("I/O runtime: {e}"))?;
-        let api = KubeApi::connect(rt.clone(), Some(&self.api.kubeconfig), None).map_err(|e| e.to_string())?.with_clock(clock);
+        let rt = drctl_adapters::Blocking::dedicated("drctl-twin-io").map_err(|e| format!("I/O runtime: {e}"))?;
+        // A management cluster is reached through the same kubeconfig: its API serves the
+        // HyperShift objects.
+        let management: Option<Box<dyn drctl_workflows::ports::ManagementCluster>> = match self.hosted {
+            true => Some(Box::new(self.kube_api(&rt, clock.clone())?)),
+            false => None,
+        };
+        Ok(drctl_workflows::ports::Ports {
+            api: Box::new(self.kube_api(&rt, clock)?),
+            hosts: Box::new(self.ssh_hosts(&rt)?),
+            backups: Box::new(drctl_adapters::DirBackupStore::new(&self.backup_root)),
+            management,
+        })
+    }
+
+    /// The kube adapter with the kubeconfig written for this world.
+    pub fn kube_api(&self, rt: &drctl_adapters::Blocking, clock: Arc<dyn drctl_runtime::clock::Clock>) -> Result<drctl_adapters::KubeApi, String> {
+        Ok(drctl_adapters::KubeApi::connect(rt.clone(), Some(&self.api.kubeconfig), None).map_err(|e| e.to_string())?.with_clock(clock))
+    }
+
+    /// The ssh adapter with this world's inventory, ssh config, key and known_hosts.
+    pub fn ssh_hosts(&self, rt: &drctl_adapters::Blocking) -> Result<drctl_adapters::SshHosts, String> {
+        use drctl_adapters::{SshHost, SshHosts, SshOptions};
         let opts = SshOptions {
             user: Some(self.farm.user.clone()),
             config_file: Some(self.farm.client_config.clone()),
@@ -161,19 +181,7 @@ impl Twin {
             .map(|h| SshHost::new(&h.name, &h.node, &h.address, &h.address))
             .chain(self.workers.iter().map(|h| SshHost::new(&h.name, &h.node, &h.address, &h.address).as_worker()))
             .collect();
-        let ssh = SshHosts::new(rt.clone(), opts, hosts, &self.backup_root).map_err(|e| e.to_string())?;
-        // A management cluster is reached through the same kubeconfig: its API serves the
-        // HyperShift objects.
-        let management: Option<Box<dyn drctl_workflows::ports::ManagementCluster>> = match self.hosted {
-            true => Some(Box::new(KubeApi::connect(rt, Some(&self.api.kubeconfig), None).map_err(|e| e.to_string())?)),
-            false => None,
-        };
-        Ok(drctl_workflows::ports::Ports {
-            api: Box::new(api),
-            hosts: Box::new(ssh),
-            backups: Box::new(DirBackupStore::new(&self.backup_root)),
-            management,
-        })
+        SshHosts::new(rt.clone(), opts, hosts, &self.backup_root).map_err(|e| e.to_string())
     }
 
     /// Take what the run left in the backup directory back into the world.
