@@ -33,7 +33,7 @@ const BASH_TCP_PROBE: &str = "exec 3<>\"/dev/tcp/$0/$1\"";
 const SUDO_PATH: &str = "/sbin:/bin:/usr/sbin:/usr/bin";
 
 /// Tools every host has on its PATH.
-const TOOLS: [&str; 25] = [
+const TOOLS: [&str; 24] = [
     "sudo",
     "test",
     "[",
@@ -58,7 +58,6 @@ const TOOLS: [&str; 25] = [
     "true",
     "false",
     "oc",
-    "bash",
 ];
 
 impl Session<'_> {
