@@ -589,9 +589,37 @@ pub fn pick_backup_files(dir: &str, names: &[&str]) -> PortResult<(String, Strin
     })
 }
 
+/// What `oc` and `etcdctl` print when the cluster is not answering yet (a local kube-apiserver
+/// still starting, etcd without quorum or electing a leader): a passing condition, not a fault
+/// of the command.
+const CLUSTER_NOT_ANSWERING: &[&str] = &[
+    "The connection to the server",
+    "Unable to connect to the server",
+    "connection refused",
+    "etcdserver: request timed out",
+    "etcdserver: no leader",
+    "etcdserver: leader changed",
+    "context deadline exceeded",
+    "the server is currently unable to handle the request",
+    "TLS handshake timeout",
+    "i/o timeout",
+];
+
+/// Operations whose command talks to the cluster (the local API server or etcd) rather than
+/// only to the host.
+fn talks_to_cluster(op: &HostOp) -> bool {
+    matches!(op, HostOp::RunBackup { .. } | HostOp::ForceEtcdRedeploymentLocally { .. })
+}
+
 /// Turn a finished command's output into the operation's result.
 pub fn interpret(op: &HostOp, out: &ExecOutput) -> PortResult<HostOutput> {
     let what = op_name(op);
+    if out.code != 0 && talks_to_cluster(op) {
+        let err = out.stderr_str();
+        if CLUSTER_NOT_ANSWERING.iter().any(|p| err.contains(p)) {
+            return Err(PortError::Transient(format!("{what}: exit status {}: {err}", out.code)));
+        }
+    }
     classify_exit(&what, out)?;
     let stdout = out.stdout_str();
     match op {

@@ -161,7 +161,11 @@ impl Twin {
     }
 
     /// The kube adapter with the kubeconfig written for this world.
-    pub fn kube_api(&self, rt: &drctl_adapters::Blocking, clock: Arc<dyn drctl_runtime::clock::Clock>) -> Result<drctl_adapters::KubeApi, String> {
+    pub fn kube_api(
+        &self,
+        rt: &drctl_adapters::Blocking,
+        clock: Arc<dyn drctl_runtime::clock::Clock>,
+    ) -> Result<drctl_adapters::KubeApi, String> {
         Ok(drctl_adapters::KubeApi::connect(rt.clone(), Some(&self.api.kubeconfig), None).map_err(|e| e.to_string())?.with_clock(clock))
     }
 

@@ -86,14 +86,6 @@ fn via_shell(w: &mut World, host: &str, op: &HostOp) -> PortResult<HostOutput> {
     interpret(op, &ExecOutput { code: out.code, stdout: out.stdout, stderr: out.stderr })
 }
 
-/// The direct simulator calls these failures passing; the real adapter classifies every
-/// failed command as permanent (only its restore fence has a passing exit status), so through
-/// the shell they are permanent.
-fn known_divergence(op: &HostOp, direct: &PortResult<HostOutput>, shell: &PortResult<HostOutput>) -> bool {
-    let script = matches!(op, HostOp::RunBackup { .. } | HostOp::ForceEtcdRedeploymentLocally { .. });
-    script && matches!((direct, shell), (Err(PortError::Transient(_)), Err(PortError::Permanent(_))))
-}
-
 fn same_answer(a: &PortResult<HostOutput>, b: &PortResult<HostOutput>) -> bool {
     match (a, b) {
         (Ok(x), Ok(y)) => x == y,
@@ -108,7 +100,6 @@ fn same_answer(a: &PortResult<HostOutput>, b: &PortResult<HostOutput>) -> bool {
 struct Tally {
     checks: usize,
     errors: usize,
-    divergences: usize,
 }
 
 /// One operation both ways, from the same world; returns the variant's name.
@@ -118,11 +109,7 @@ fn differential(w: &World, host: &str, op: &HostOp, tally: &mut Tally) -> &'stat
     let b = via_shell(&mut shell, host, op);
     tally.checks += 1;
     tally.errors += usize::from(a.is_err());
-    if known_divergence(op, &a, &b) {
-        tally.divergences += 1;
-    } else {
-        assert!(same_answer(&a, &b), "{} on {host} ({}): direct {a:?}, shell {b:?}", w.scenario, variant(op));
-    }
+    assert!(same_answer(&a, &b), "{} on {host} ({}): direct {a:?}, shell {b:?}", w.scenario, variant(op));
     assert!(direct == shell, "{} on {host} ({op:?}): the worlds differ\n{}", w.scenario, world_diff(&direct, &shell));
     variant(op)
 }
@@ -186,7 +173,7 @@ fn copy_direct(w: &mut World, name: &str, host: &str, dest: &str) {
 fn lockstep(direct: &mut World, shell: &mut World, host: &str, op: &HostOp) {
     let a = direct.host_op(host, op);
     let b = via_shell(shell, host, op);
-    assert!(same_answer(&a, &b) || known_divergence(op, &a, &b), "{host} {op:?}: direct {a:?}, shell {b:?}");
+    assert!(same_answer(&a, &b), "{host} {op:?}: direct {a:?}, shell {b:?}");
     assert!(direct == shell, "{host} {op:?}\n{}", world_diff(direct, shell));
 }
 
@@ -255,7 +242,7 @@ fn a_restore_left_running_or_half_done_is_reported_as_the_fence_says() {
     differential(&w, "master-0", &op, &mut tally);
     assert!(matches!(via_shell(&mut w.clone(), "master-0", &op), Err(PortError::Permanent(m)) if m.contains("half")
         || m.contains("without finishing")));
-    assert_eq!(tally.divergences, 0);
+    assert_eq!(tally.checks, 2);
 }
 
 #[test]
