@@ -155,6 +155,9 @@ pub fn machine_manifest(m: &MachineObj) -> serde_json::Value {
         ("uid", text(&m.uid)),
         ("generation", m.generation.into()),
         ("resourceVersion", m.resource_version.to_string().into()),
+        // The machine controller puts its finalizer on every machine it reconciles (the
+        // runbook's saved manifest carries it into the re-created machine, harmlessly).
+        ("finalizers", serde_json::Value::Array(vec![text("machine.machine.openshift.io")])),
         (
             "labels",
             obj([
@@ -883,7 +886,7 @@ mod tests {
                 "name": m.name, "namespace": "openshift-machine-api", "uid": m.uid, "generation": m.generation,
                 "resourceVersion": m.resource_version.to_string(),
                 "labels": {"machine.openshift.io/cluster-api-machine-role": "master", "machine.openshift.io/cluster-api-machine-type": "master"},
-                "annotations": m.annotations,
+                "annotations": m.annotations, "finalizers": ["machine.machine.openshift.io"],
             },
             "spec": {"providerSpec": {"value": {"instanceType": m.instance_type, "placement": {"availabilityZone": m.zone}}}, "providerID": m.provider_id},
             "status": {"phase": "Running", "nodeRef": {"kind": "Node", "name": "master-0"}},

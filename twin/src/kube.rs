@@ -551,7 +551,6 @@ fn machine(w: &World, m: &MachineObj) -> Value {
     v["metadata"]["creationTimestamp"] = json!(time(w.installed_at));
     if m.phase == "Deleting" {
         v["metadata"]["deletionTimestamp"] = json!(time(w.now));
-        v["metadata"]["finalizers"] = json!(["machine.machine.openshift.io"]);
     }
     v
 }

@@ -46,9 +46,6 @@ const SERVER_SET_METADATA: &[&str] = &[
     "selfLink",
     "deletionTimestamp",
     "deletionGracePeriodSeconds",
-    // Controllers own their finalizers and add them to a new machine themselves; a copy taken
-    // from a machine being deleted would carry the machine controller's along.
-    "finalizers",
 ];
 
 /// `ocp-7x2lq-master-0` -> (`ocp-7x2lq-master`, 0).
