@@ -6,66 +6,13 @@
 
 mod twin_common;
 
-use drctl_sim::chaos::{self, settled_summary, ChaosCase};
-use drctl_sim::faults::FaultSchedule;
-use twin_common::{served_case, Served};
+use drctl_sim::chaos;
+use twin_common::{twin_differences, Served};
 
 /// Seeds of `procedure` whose scenario is `scenario`.
 fn seed_for(procedure: &str, scenario: &str) -> u64 {
     let row = chaos::row(procedure).unwrap();
     (0..10_000).find(|s| row.scenario_for(*s).scenario == scenario).unwrap_or_else(|| panic!("no seed of {procedure} plays {scenario}"))
-}
-
-/// File names carry the time they were made (`snapshot_2026-01-05_090045.db`): the twin's
-/// requests cost their own time, so compare what was made, not the second it was made in.
-fn timeless(v: &serde_json::Value) -> serde_json::Value {
-    let text = v.to_string();
-    let mut out = String::with_capacity(text.len());
-    let b = text.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        // `_YYYY-MM-DD_HHMMSS`
-        let stamp = b.len() >= i + 18
-            && b[i] == b'_'
-            && b[i + 5] == b'-'
-            && b[i + 8] == b'-'
-            && b[i + 11] == b'_'
-            && [1..5, 6..8, 9..11, 12..18].iter().all(|r| b[i + r.start..i + r.end].iter().all(u8::is_ascii_digit));
-        if stamp {
-            out.push_str("_<time>");
-            i += 18;
-        } else {
-            out.push(b[i] as char);
-            i += 1;
-        }
-    }
-    serde_json::from_str(&out).expect("still JSON")
-}
-
-/// Run `procedure` with `seed` both ways; what differs, if anything.
-fn twin_differences(procedure: &str, seed: u64) -> (Served, Vec<String>) {
-    let row = chaos::row(procedure).unwrap();
-    let factory = chaos::registry_factory(procedure).unwrap();
-    let case = ChaosCase { seed, schedule: FaultSchedule::default() };
-    let (direct, direct_sim) = chaos::run_case_in(&row, &factory, &case, true);
-    let served = served_case(procedure, &case);
-    let o = &served.obs;
-    let mut diffs = vec![];
-    if let Some(v) = &o.violation {
-        diffs.push(format!("through the real adapters an invariant broke: {v:?}"));
-    }
-    // The outcome's first line says what happened; the evidence after it quotes the errors
-    // each side met, which legitimately differ in wording (a TLS error, not a simulated one).
-    let headline = |o: &Option<String>| o.as_deref().map(|t| t.lines().next().unwrap_or("").to_string());
-    if (o.status, headline(&o.outcome), &o.final_state) != (direct.status, headline(&direct.outcome), &direct.final_state) {
-        diffs.push(format!(
-            "the twin ended {:?} in {} ({:?}), the direct run {:?} in {} ({:?})",
-            o.status, o.final_state, o.outcome, direct.status, direct.final_state, direct.outcome
-        ));
-    }
-    let (a, b) = (served.sim.read(settled_summary), direct_sim.read(settled_summary));
-    diffs.extend(chaos::settled_diff(&timeless(&a), &timeless(&b)).into_iter().map(|d| format!("served vs direct cluster: {d}")));
-    (served, diffs)
 }
 
 fn twin_matches_direct(procedure: &str, seed: u64) -> Served {

@@ -2,7 +2,8 @@
 
 #![allow(dead_code)]
 
-use drctl_sim::chaos::{self, ChaosCase, RunObservation};
+use drctl_sim::chaos::{self, settled_summary, ChaosCase, RunObservation};
+use drctl_sim::faults::FaultSchedule;
 use drctl_sim::Sim;
 use drctl_twin::Twin;
 use std::path::Path;
@@ -72,4 +73,65 @@ pub fn served_case_with(
     let obs = chaos::run_case_through(&row, &factory, case, false, &sim, ports);
     twin.absorb_backups(&sim).unwrap();
     Served { obs, sim, twin, dir }
+}
+
+/// File names carry the time they were made (`snapshot_2026-01-05_090045.db`): the twin's
+/// requests cost their own time, so compare what was made, not the second it was made in.
+pub fn timeless(v: &serde_json::Value) -> serde_json::Value {
+    let text = v.to_string();
+    let mut out = String::with_capacity(text.len());
+    let b = text.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        // `_YYYY-MM-DD_HHMMSS`
+        let stamp = b.len() >= i + 18
+            && b[i] == b'_'
+            && b[i + 5] == b'-'
+            && b[i + 8] == b'-'
+            && b[i + 11] == b'_'
+            && [1..5, 6..8, 9..11, 12..18].iter().all(|r| b[i + r.start..i + r.end].iter().all(u8::is_ascii_digit));
+        if stamp {
+            out.push_str("_<time>");
+            i += 18;
+        } else {
+            out.push(b[i] as char);
+            i += 1;
+        }
+    }
+    serde_json::from_str(&out).expect("still JSON")
+}
+
+/// Run `procedure` with `seed` both ways; what differs, if anything.
+pub fn twin_differences(procedure: &str, seed: u64) -> (Served, Vec<String>) {
+    twin_differences_with(procedure, seed, |twin, clock| twin.real_ports(clock).unwrap())
+}
+
+/// [`twin_differences`] with the twin's ports built by `ports`.
+pub fn twin_differences_with(
+    procedure: &str,
+    seed: u64,
+    ports: impl FnOnce(&Twin, Arc<dyn drctl_runtime::clock::Clock>) -> drctl_workflows::ports::Ports,
+) -> (Served, Vec<String>) {
+    let row = chaos::row(procedure).unwrap();
+    let factory = chaos::registry_factory(procedure).unwrap();
+    let case = ChaosCase { seed, schedule: FaultSchedule::default() };
+    let (direct, direct_sim) = chaos::run_case_in(&row, &factory, &case, true);
+    let served = served_case_with(procedure, &case, ports);
+    let o = &served.obs;
+    let mut diffs = vec![];
+    if let Some(v) = &o.violation {
+        diffs.push(format!("through the real adapters an invariant broke: {v:?}"));
+    }
+    // The outcome's first line says what happened; the evidence after it quotes the errors
+    // each side met, which legitimately differ in wording (a TLS error, not a simulated one).
+    let headline = |o: &Option<String>| o.as_deref().map(|t| t.lines().next().unwrap_or("").to_string());
+    if (o.status, headline(&o.outcome), &o.final_state) != (direct.status, headline(&direct.outcome), &direct.final_state) {
+        diffs.push(format!(
+            "the twin ended {:?} in {} ({:?}), the direct run {:?} in {} ({:?})",
+            o.status, o.final_state, o.outcome, direct.status, direct.final_state, direct.outcome
+        ));
+    }
+    let (a, b) = (served.sim.read(settled_summary), direct_sim.read(settled_summary));
+    diffs.extend(chaos::settled_diff(&timeless(&a), &timeless(&b)).into_iter().map(|d| format!("served vs direct cluster: {d}")));
+    (served, diffs)
 }
