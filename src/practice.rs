@@ -122,6 +122,7 @@ pub fn serve(store: &Path, name: &str, api_port: u16, speed: f64, limit: Option<
         std::thread::sleep(Duration::from_millis(100));
         let elapsed = start_wall.elapsed();
         sim.advance_to(start_virtual.plus(Duration::from_secs_f64(elapsed.as_secs_f64() * speed)));
+        twin.sync_hosts();
         if limit.is_some_and(|l| elapsed >= l) || STOP.load(std::sync::atomic::Ordering::SeqCst) != 0 {
             break;
         }

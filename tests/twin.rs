@@ -90,3 +90,44 @@ fn etcd_backup_through_the_real_adapters_ends_as_the_direct_run() {
     });
     assert!(complete, "no complete backup set in {}: {sets:?}", root.display());
 }
+
+/// A run through the real adapters is reproducible from its seed: every request costs its
+/// modelled time on the world's clock, so two twin runs of the same case write the same history
+/// and leave the same world log.
+#[test]
+fn a_twin_run_is_reproducible_from_its_seed() {
+    let row = chaos::row("restore-cluster-state").unwrap();
+    let seed = (0..10_000).find(|s| row.scenario_for(*s).scenario == "quorum-loss-ovn-ic").unwrap();
+    let case = chaos::ChaosCase { seed, schedule: row.schedule_for(seed, &drctl_sim::faults::FaultKind::ALL) };
+    let a = twin_common::served_case("restore-cluster-state", &case);
+    let b = twin_common::served_case("restore-cluster-state", &case);
+    // Each served world listens on ports of its own: error texts quote them.
+    let unported = |o: &chaos::RunObservation| -> Vec<String> {
+        o.history
+            .iter()
+            .map(|e| {
+                let text = format!("{} {} {} {} {:?} {:?}", e.at.0, e.from, e.to, e.attempt, e.outcome, e.detail);
+                let mut out = String::new();
+                let mut rest = text.as_str();
+                while let Some(i) = rest.find("127.0.0.1") {
+                    out.push_str(&rest[..i + 9]);
+                    rest =
+                        rest[i + 9..].trim_start_matches([' ', ':', 'p', 'o', 'r', 't']).trim_start_matches(|c: char| c.is_ascii_digit());
+                    out.push_str(":<port>");
+                }
+                out + rest
+            })
+            .collect()
+    };
+    let (ha, hb) = (unported(&a.obs), unported(&b.obs));
+    let i = ha.iter().zip(&hb).position(|(x, y)| x != y);
+    assert!(
+        i.is_none() && ha.len() == hb.len(),
+        "seed {seed} [{}]: two twin runs differ at event {i:?}: {:?} vs {:?}",
+        case.schedule,
+        i.map(|i| &ha[i]),
+        i.map(|i| &hb[i])
+    );
+    assert_eq!(a.twin.hosts.commands(), b.twin.hosts.commands());
+    assert_eq!(a.sim.read(drctl_sim::world_digest), b.sim.read(drctl_sim::world_digest), "the worlds differ");
+}

@@ -19,9 +19,9 @@
 
 use crate::faults::{CrashPoint, Fault, FaultKind, FaultSchedule, ScheduleContext};
 use crate::world::{EffectKind, World, MINUTE};
-use crate::{Sim, SimClock, SimStatus};
+use crate::{Sim, SimStatus};
 use drctl_runtime::backoff::RetryPolicy;
-use drctl_runtime::clock::Timestamp;
+use drctl_runtime::clock::{Clock, Timestamp};
 use drctl_runtime::executor::{due, Due, Engine, EngineError, NewRun, Tick};
 use drctl_runtime::procedure::{ErasedProcedure, Registry};
 use drctl_runtime::record::{Decision, HistoryEvent, Outcome, RunRecord, RunStatus};
@@ -698,7 +698,8 @@ struct Driver<'a> {
     engine: Engine<Ports>,
     registry: Arc<Registry<Ports>>,
     store: Arc<MemStore>,
-    clock: SimClock,
+    /// The engine's clock: the world's (a twin run's clock also keeps its servers in step).
+    clock: Arc<dyn Clock>,
     sim: Sim,
     ports: Ports,
     /// The run's record as last committed, and its history as observed so far.
@@ -905,7 +906,10 @@ impl<'a> Driver<'a> {
             Some(a) if !self.abort_fired && a < t => a,
             _ => t,
         };
-        self.sim.advance_to(t);
+        // Both clocks a run can have here (the world's, the twin's) are done when called.
+        let mut done = self.clock.sleep_until(t);
+        let ready = done.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop()));
+        debug_assert!(ready.is_ready(), "a simulated clock's sleep completes at once");
     }
 
     /// The runner process dies and a new one resumes the run from its last commit.
@@ -914,7 +918,7 @@ impl<'a> Driver<'a> {
         let t = self.sim.now().plus(Duration::from_millis(restart));
         self.sim.advance_to(t);
         self.engine = Engine::new(self.store.clone(), self.registry.clone(), RetryPolicy::default());
-        let r = self.engine.attach(&self.rec.id, &self.clock);
+        let r = self.engine.attach(&self.rec.id, self.clock.as_ref());
         self.after("resume after a crash", r);
     }
 
@@ -947,7 +951,7 @@ impl<'a> Driver<'a> {
                 || self.abort_in.as_deref().is_some_and(|s| s == base_state(&self.rec.state_name));
             if abort_due && !self.abort_fired {
                 self.abort_fired = true;
-                let r = self.engine.abort(&self.rec.id, APPROVER, &self.clock);
+                let r = self.engine.abort(&self.rec.id, APPROVER, self.clock.as_ref());
                 self.after("request an abort", r);
                 continue;
             }
@@ -955,7 +959,7 @@ impl<'a> Driver<'a> {
                 Due::Stop => return,
                 Due::AwaitChild(_) => self.child_tick(),
                 Due::ActOnAbort => {
-                    let r = self.engine.act_on_abort(&self.rec.id, &self.clock);
+                    let r = self.engine.act_on_abort(&self.rec.id, self.clock.as_ref());
                     self.after("act on the abort", r);
                 }
                 Due::SleepUntil(t) => self.sleep_until(t),
@@ -970,13 +974,13 @@ impl<'a> Driver<'a> {
     /// approved as they come.
     fn child_tick(&mut self) {
         self.step_index += 1;
-        let r = self.engine.tick(&self.rec.id, &self.ports, &self.clock);
+        let r = self.engine.tick(&self.rec.id, &self.ports, self.clock.as_ref());
         self.check_effects();
         match r {
             Ok(Tick::SleepUntil(t)) => self.sleep_until(t),
             Ok(Tick::AwaitDecision(child)) => {
                 let gate = child.pending_gate.as_ref().map(|g| g.gate.clone());
-                let r = self.engine.approve(&child.id, gate.as_deref(), APPROVER, None, &self.clock);
+                let r = self.engine.approve(&child.id, gate.as_deref(), APPROVER, None, self.clock.as_ref());
                 self.after("approve a child's gate", r);
             }
             other => self.after("step a child run", other),
@@ -996,9 +1000,9 @@ impl<'a> Driver<'a> {
         self.gates_used += 1;
         let (id, gate) = (self.rec.id.clone(), Some(g.gate.as_str()));
         let r = if reject {
-            self.engine.reject(&id, gate, APPROVER, None, &self.clock)
+            self.engine.reject(&id, gate, APPROVER, None, self.clock.as_ref())
         } else {
-            self.engine.approve(&id, gate, APPROVER, None, &self.clock)
+            self.engine.approve(&id, gate, APPROVER, None, self.clock.as_ref())
         };
         self.after("record a gate decision", r);
     }
@@ -1016,14 +1020,14 @@ impl<'a> Driver<'a> {
         };
         if let Some((after_effect, restart)) = self.crash_here(idx, &state, nth) {
             if after_effect {
-                let _lost = self.engine.perform_step(&self.rec, &self.ports, &self.clock);
+                let _lost = self.engine.perform_step(&self.rec, &self.ports, self.clock.as_ref());
                 self.check_effects();
             }
             return self.crash_and_restart(restart);
         }
-        let result = self.engine.perform_step(&self.rec, &self.ports, &self.clock);
+        let result = self.engine.perform_step(&self.rec, &self.ports, self.clock.as_ref());
         self.check_effects();
-        let r = self.engine.commit_step(&self.rec, result, &self.clock);
+        let r = self.engine.commit_step(&self.rec, result, self.clock.as_ref());
         self.after("commit a step", r);
     }
 }
@@ -1060,7 +1064,7 @@ pub fn run_case(row: &ProcedureRow, factory: &Factory, case: &ChaosCase) -> RunO
 pub fn run_case_in(row: &ProcedureRow, factory: &Factory, case: &ChaosCase, summarize: bool) -> (RunObservation, Sim) {
     let sim = Sim::new(case_world(row, case));
     let ports = sim.ports();
-    let obs = run_case_through(row, factory, case, summarize, &sim, ports);
+    let obs = run_case_through(row, factory, case, summarize, &sim, ports, Arc::new(sim.clock()));
     (obs, sim)
 }
 
@@ -1073,7 +1077,8 @@ pub fn case_world(row: &ProcedureRow, case: &ChaosCase) -> World {
 
 /// [`run_case_in`] on a world already made from [`case_world`], with the procedure talking
 /// through `ports`: the simulated ports, or the real adapters against the world served over
-/// the real protocols (`drctl-twin`).
+/// the real protocols (`drctl-twin`), with `clock` (the world's own, or one that also keeps the
+/// twin's servers in step with it).
 pub fn run_case_through(
     row: &ProcedureRow,
     factory: &Factory,
@@ -1081,10 +1086,11 @@ pub fn run_case_through(
     summarize: bool,
     sim: &Sim,
     ports: Ports,
+    clock: Arc<dyn Clock>,
 ) -> RunObservation {
     let sc = row.scenario_for(case.seed);
     let started_at = sim.now();
-    let mut d = Driver::start(row, factory, &sc, case, sim, ports);
+    let mut d = Driver::start(row, factory, &sc, case, sim, ports, clock);
     d.drive();
     let faults_over = started_at.plus(Duration::from_millis(case.schedule.windows_end()));
     let resumed_after = d.resume_after_passing_trouble(faults_over);
@@ -1177,7 +1183,15 @@ impl PeoplePlan {
 
 impl<'a> Driver<'a> {
     /// Create the run through the engine on a fresh in-memory store, as `drctl run` would.
-    fn start(row: &'a ProcedureRow, factory: &Factory, sc: &ScenarioChoice, case: &ChaosCase, sim: &Sim, ports: Ports) -> Driver<'a> {
+    fn start(
+        row: &'a ProcedureRow,
+        factory: &Factory,
+        sc: &ScenarioChoice,
+        case: &ChaosCase,
+        sim: &Sim,
+        ports: Ports,
+        clock: Arc<dyn Clock>,
+    ) -> Driver<'a> {
         let (started_at, secrets, effects_seen) =
             sim.read(|w| (w.now, w.secrets.iter().map(|s| s.as_bytes().to_vec()).collect::<Vec<_>>(), w.effects.len()));
         let people = PeoplePlan::of(&case.schedule, started_at);
@@ -1190,7 +1204,6 @@ impl<'a> Driver<'a> {
         let registry = Arc::new(registry);
         let store = Arc::new(MemStore::new());
         let engine = Engine::new(store.clone(), registry.clone(), RetryPolicy::default());
-        let clock = sim.clock();
         let request = NewRun {
             procedure: name,
             params: (sc.params)(),
@@ -1200,7 +1213,7 @@ impl<'a> Driver<'a> {
             approver: APPROVER.into(),
             labels: BTreeMap::new(),
         };
-        let rec = match engine.create_run(request, &clock) {
+        let rec = match engine.create_run(request, clock.as_ref()) {
             Ok(r) => r,
             Err(e) => panic!("the table's parameters for {} are invalid: {e}", row.procedure),
         };
@@ -1246,7 +1259,7 @@ impl<'a> Driver<'a> {
         self.sim.advance_to(faults_over);
         self.engine = Engine::new(self.store.clone(), self.registry.clone(), RetryPolicy::default());
         let id = self.rec.id.clone();
-        let r = self.engine.attach(&id, &self.clock);
+        let r = self.engine.attach(&id, self.clock.as_ref());
         self.after("resume the halted run", r);
         self.drive();
         if passing(self) {

@@ -69,8 +69,9 @@ pub fn served_case_with(
     let sim = Sim::new(chaos::case_world(&row, case));
     let dir = tempfile::Builder::new().prefix("drctl-twin").tempdir().unwrap();
     let twin = Twin::start(&sim, dir.path(), Path::new(DRCTL), 0).unwrap_or_else(|e| panic!("serve the world: {e}"));
-    let ports = ports(&twin, Arc::new(sim.clock()));
-    let obs = chaos::run_case_through(&row, &factory, case, false, &sim, ports);
+    let clock: Arc<dyn drctl_runtime::clock::Clock> = Arc::new(twin.clock());
+    let ports = ports(&twin, clock.clone());
+    let obs = chaos::run_case_through(&row, &factory, case, false, &sim, ports, clock);
     twin.absorb_backups(&sim).unwrap();
     Served { obs, sim, twin, dir }
 }

@@ -56,7 +56,7 @@ pub struct HostsServer {
 
 impl HostsServer {
     /// Listen on `dir/hosts.sock`; every command is also appended to `dir/commands.jsonl`.
-    pub fn start(sim: Sim, dir: &Path) -> Result<HostsServer, String> {
+    pub fn start(sim: Sim, dir: &Path, after: crate::AfterChange) -> Result<HostsServer, String> {
         let socket = dir.join("hosts.sock");
         let _ = std::fs::remove_file(&socket);
         let listener = UnixListener::bind(&socket).map_err(|e| format!("listen on {}: {e}", socket.display()))?;
@@ -72,10 +72,10 @@ impl HostsServer {
                         break;
                     }
                     let Ok(conn) = conn else { continue };
-                    let (sim, l, f) = (sim.clone(), l.clone(), f.clone());
+                    let (sim, l, f, after) = (sim.clone(), l.clone(), f.clone(), after.clone());
                     // One thread per command: commands on different hosts run at once, as over SSH.
                     let _ = std::thread::Builder::new().name("drctl-twin-cmd".into()).spawn(move || {
-                        if let Err(e) = serve_one(&sim, conn, &l, &f) {
+                        if let Err(e) = serve_one(&sim, conn, &l, &f, &after) {
                             tracing::warn!(error = %e, "twin host command failed");
                         }
                     });
@@ -107,7 +107,13 @@ impl Drop for HostsServer {
     }
 }
 
-fn serve_one(sim: &Sim, conn: UnixStream, log: &Mutex<Vec<CommandRecord>>, log_file: &Path) -> std::io::Result<()> {
+fn serve_one(
+    sim: &Sim,
+    conn: UnixStream,
+    log: &Mutex<Vec<CommandRecord>>,
+    log_file: &Path,
+    after: &crate::AfterChange,
+) -> std::io::Result<()> {
     let mut reader = BufReader::new(conn.try_clone()?);
     let mut header = String::new();
     reader.read_line(&mut header)?;
@@ -135,6 +141,7 @@ fn serve_one(sim: &Sim, conn: UnixStream, log: &Mutex<Vec<CommandRecord>>, log_f
         w.touch();
         (Some(out), false, w.now)
     });
+    crate::after_change(after);
     let code = out.as_ref().map(|o| o.code).unwrap_or(255);
     let record = CommandRecord { at: at.to_string(), host: req.host.clone(), command: req.command.clone(), code };
     append(log, log_file, &record);

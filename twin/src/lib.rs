@@ -30,7 +30,7 @@ pub struct ServedApi {
 impl ServedApi {
     /// Serve `sim` on a free port (or `port`); the kubeconfig is written to `dir/kubeconfig`
     /// (owner-only: it holds the client key).
-    pub fn start(sim: Sim, dir: &Path, port: u16) -> Result<ServedApi, String> {
+    pub fn start(sim: Sim, dir: &Path, port: u16, after: AfterChange) -> Result<ServedApi, String> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("drctl-twin-api")
@@ -39,7 +39,7 @@ impl ServedApi {
             .map_err(|e| format!("twin API runtime: {e}"))?;
         let pki = tls::Pki::generate()?;
         let (addr, counters) =
-            server::start_api(&rt, sim, pki.server_config()?, port).map_err(|e| format!("listen on 127.0.0.1:{port}: {e}"))?;
+            server::start_api(&rt, sim, pki.server_config()?, port, after).map_err(|e| format!("listen on 127.0.0.1:{port}: {e}"))?;
         let kubeconfig = dir.join("kubeconfig");
         write_private(&kubeconfig, pki.kubeconfig(&format!("https://{addr}")).as_bytes())?;
         Ok(ServedApi { rt, addr, kubeconfig, counters })
@@ -51,6 +51,37 @@ impl ServedApi {
 
     pub fn runtime(&self) -> &tokio::runtime::Runtime {
         &self.rt
+    }
+}
+
+/// What must happen after every change the servers make to the world, before the client hears
+/// back (set once the servers it needs exist): the hosts' sshd follow the world's reachability.
+pub type AfterChange = Arc<std::sync::OnceLock<Arc<sshd::Reachability>>>;
+
+/// Run the after-change hook, if set.
+pub fn after_change(after: &AfterChange) {
+    if let Some(r) = after.get() {
+        if let Err(e) = r.sync() {
+            tracing::warn!(error = %e, "twin: sshd do not follow the world");
+        }
+    }
+}
+
+/// The engine's clock for a run against the served world: the world's virtual time, and after
+/// every advance the hosts' sshd follow the world.
+pub struct TwinClock {
+    sim: Sim,
+    after: AfterChange,
+}
+
+impl drctl_runtime::clock::Clock for TwinClock {
+    fn now(&self) -> drctl_runtime::clock::Timestamp {
+        self.sim.now()
+    }
+    fn sleep_until(&self, t: drctl_runtime::clock::Timestamp) -> drctl_runtime::clock::BoxFuture<'_, ()> {
+        self.sim.advance_to(t);
+        after_change(&self.after);
+        Box::pin(async {})
     }
 }
 
@@ -81,9 +112,11 @@ pub struct Twin {
     pub workers: Vec<drctl_workflows::ports::HostRef>,
     /// The world is a management cluster of hosted control planes.
     pub hosted: bool,
-    // Drop order: the watcher first, then the servers it starts, then the API.
-    _reach: sshd::Reachability,
+    // Drop order: the sshd first, then the servers they talk to.
+    pub reach: Arc<sshd::Reachability>,
     pub farm: Arc<sshd::SshFarm>,
+    after: AfterChange,
+    sim: Sim,
     pub hosts: hosts::HostsServer,
     pub api: ServedApi,
 }
@@ -102,13 +135,25 @@ impl Twin {
             let listed = drctl_sim::ports::SimHosts(sim.clone());
             (listed.control_plane_hosts().map_err(|e| e.to_string())?, listed.worker_hosts().map_err(|e| e.to_string())?)
         };
-        let api = ServedApi::start(sim.clone(), dir, api_port)?;
-        let hosts = hosts::HostsServer::start(sim.clone(), dir)?;
+        let after = AfterChange::default();
+        let api = ServedApi::start(sim.clone(), dir, api_port, after.clone())?;
+        let hosts = hosts::HostsServer::start(sim.clone(), dir, after.clone())?;
         let addresses: Vec<(String, String)> = inventory.iter().chain(&workers).map(|h| (h.name.clone(), h.address.clone())).collect();
         let farm = Arc::new(sshd::SshFarm::start(&dir.join("ssh"), &addresses, drctl, &hosts.socket)?);
-        let reach = sshd::Reachability::watch(sim.clone(), farm.clone())?;
+        let reach = sshd::Reachability::new(sim.clone(), farm.clone())?;
+        let _ = after.set(reach.clone());
         let hosted = sim.read(|w| w.hosted.is_some());
-        Ok(Twin { dir: dir.to_path_buf(), backup_root, inventory, workers, hosted, _reach: reach, farm, hosts, api })
+        Ok(Twin { dir: dir.to_path_buf(), backup_root, inventory, workers, hosted, reach, farm, after, sim: sim.clone(), hosts, api })
+    }
+
+    /// The clock a run against this world waits on (see [`TwinClock`]).
+    pub fn clock(&self) -> TwinClock {
+        TwinClock { sim: self.sim.clone(), after: self.after.clone() }
+    }
+
+    /// Bring the hosts' sshd in line with the world (after the world's time moved).
+    pub fn sync_hosts(&self) {
+        after_change(&self.after);
     }
 
     /// `NAME=ADDRESS@NODE,...` as `--hosts` takes it.

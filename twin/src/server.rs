@@ -23,6 +23,7 @@ pub fn start_api(
     sim: Sim,
     tls: Arc<rustls::ServerConfig>,
     port: u16,
+    after: crate::AfterChange,
 ) -> std::io::Result<(SocketAddr, Arc<ApiCounters>)> {
     let listener = rt.block_on(TcpListener::bind(("127.0.0.1", port)))?;
     let addr = listener.local_addr()?;
@@ -32,12 +33,12 @@ pub fn start_api(
     rt.spawn(async move {
         loop {
             let Ok((tcp, _)) = listener.accept().await else { continue };
-            let (acceptor, sim, c) = (acceptor.clone(), sim.clone(), c.clone());
+            let (acceptor, sim, c, after) = (acceptor.clone(), sim.clone(), c.clone(), after.clone());
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(tcp).await else { return };
                 let service = service_fn(move |req| {
-                    let (sim, c) = (sim.clone(), c.clone());
-                    async move { answer(&sim, &c, req).await }
+                    let (sim, c, after) = (sim.clone(), c.clone(), after.clone());
+                    async move { answer(&sim, &c, &after, req).await }
                 });
                 let _ = http1::Builder::new().serve_connection(TokioIo::new(tls), service).await;
             });
@@ -46,12 +47,23 @@ pub fn start_api(
     Ok((addr, counters))
 }
 
-async fn answer(sim: &Sim, c: &ApiCounters, req: hyper::Request<hyper::body::Incoming>) -> Result<hyper::Response<Body>, ServeError> {
+async fn answer(
+    sim: &Sim,
+    c: &ApiCounters,
+    after: &crate::AfterChange,
+    req: hyper::Request<hyper::body::Incoming>,
+) -> Result<hyper::Response<Body>, ServeError> {
     let call = ApiCall::read(req).await.map_err(|e| ServeError(format!("reading the request: {e}")))?;
     // The world is a plain lock: served off the async workers so a long controller catch-up
     // never stalls other connections' I/O.
-    let sim = sim.clone();
-    let r = tokio::task::spawn_blocking(move || serve(&sim, &call)).await.map_err(|e| ServeError(format!("serving: {e}")))?;
+    let (sim, after) = (sim.clone(), after.clone());
+    let r = tokio::task::spawn_blocking(move || {
+        let r = serve(&sim, &call);
+        crate::after_change(&after);
+        r
+    })
+    .await
+    .map_err(|e| ServeError(format!("serving: {e}")))?;
     match r {
         Ok(a) => {
             c.answered.fetch_add(1, Ordering::Relaxed);

@@ -227,44 +227,31 @@ fn kill_tree(mut child: Child) {
     let _ = child.wait();
 }
 
-/// Keeps the servers in step with the world: polls which hosts are reachable.
+/// Keeps the servers in step with the world: after anything that may have changed which hosts
+/// are reachable (a request served, the clock advanced), before the client sees the answer. So
+/// whether a host refuses a connection depends only on the world, never on a race with a
+/// watcher, and a twin run is reproducible from its seed.
 pub struct Reachability {
-    stop: Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    sim: drctl_sim::Sim,
+    farm: Arc<SshFarm>,
+    last: Mutex<Option<BTreeSet<String>>>,
 }
 
 impl Reachability {
-    pub fn watch(sim: drctl_sim::Sim, farm: Arc<SshFarm>) -> Result<Reachability, String> {
-        let reachable =
-            |sim: &drctl_sim::Sim| -> BTreeSet<String> { sim.read(|w| w.hosts.keys().filter(|h| w.ssh_reachable(h)).cloned().collect()) };
-        farm.reconcile(&reachable(&sim))?;
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let s = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("drctl-twin-reach".into())
-            .spawn(move || {
-                let mut last = BTreeSet::new();
-                while !s.load(std::sync::atomic::Ordering::SeqCst) {
-                    let now = reachable(&sim);
-                    if now != last {
-                        if let Err(e) = farm.reconcile(&now) {
-                            tracing::warn!(error = %e, "twin sshd reconcile");
-                        }
-                        last = now;
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-            })
-            .map_err(|e| format!("start the reachability thread: {e}"))?;
-        Ok(Reachability { stop, thread: Some(thread) })
+    pub fn new(sim: drctl_sim::Sim, farm: Arc<SshFarm>) -> Result<Arc<Reachability>, String> {
+        let r = Arc::new(Reachability { sim, farm, last: Mutex::new(None) });
+        r.sync()?;
+        Ok(r)
     }
-}
 
-impl Drop for Reachability {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+    /// Start and stop servers to match the world now.
+    pub fn sync(&self) -> Result<(), String> {
+        let now: BTreeSet<String> = self.sim.read(|w| w.hosts.keys().filter(|h| w.ssh_reachable(h)).cloned().collect());
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if last.as_ref() != Some(&now) {
+            self.farm.reconcile(&now)?;
+            *last = Some(now);
         }
+        Ok(())
     }
 }

@@ -29,7 +29,7 @@ impl Pair {
         let dir = tempfile::tempdir().unwrap();
         let served = Sim::new(world.clone());
         let direct = Sim::new(world.clone());
-        let api = ServedApi::start(served.clone(), dir.path(), 0).unwrap();
+        let api = ServedApi::start(served.clone(), dir.path(), 0, Default::default()).unwrap();
         let rt = Blocking::dedicated("twin-test").unwrap();
         let adapter = KubeApi::connect(rt, Some(&api.kubeconfig), None).unwrap().with_clock(std::sync::Arc::new(served.clock()));
         Pair { sim_api: SimApi(direct.clone()), served, direct, adapter, _api: api, _dir: dir }

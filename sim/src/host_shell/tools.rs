@@ -319,6 +319,9 @@ impl Session<'_> {
         };
         let bytes = self.read_input(c.fds.input);
         self.write(c.fds.out, &bytes);
+        if !bytes.is_empty() && self.world.faults.disk_full(&self.host, self.world.now) {
+            return self.fail(c, 1, &format!("tee: {path}: No space left on device"));
+        }
         match self.writable(&path, c.root, c.argv)? {
             Ok(p) => {
                 self.store(&p, &bytes);

@@ -1,0 +1,100 @@
+//! The practice range from the command line: `drctl sim new`, `drctl sim serve`, and a run of
+//! the production path (`drctl run … --kubeconfig … --hosts … --ssh-config …`) against the
+//! served simulated cluster.
+
+#![allow(clippy::disallowed_methods)] // waits for another process in real time
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const DRCTL: &str = env!("CARGO_BIN_EXE_drctl");
+
+fn drctl(store: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(DRCTL).arg("--store").arg(store).args(args).output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn a_served_world_takes_a_backup_through_the_real_adapters() {
+    assert!(Path::new(drctl_twin::sshd::SSHD).exists(), "{} is missing: scripts/install-test-deps.sh installs it", drctl_twin::sshd::SSHD);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let out = drctl(&store, &["sim", "new", "healthy", "--name", "lab", "--seed", "3"]);
+    assert!(out.status.success(), "sim new: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "lab");
+
+    // Bad input is refused with a clear message and changes nothing.
+    let again = drctl(&store, &["sim", "new", "healthy", "--name", "lab"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(text(&again.stderr).contains("exists already"), "{}", text(&again.stderr));
+    let bogus = drctl(&store, &["sim", "new", "no-such-scenario"]);
+    assert_eq!(bogus.status.code(), Some(1));
+    assert!(text(&bogus.stderr).contains("unknown scenario"), "{}", text(&bogus.stderr));
+    let missing = drctl(&store, &["sim", "serve", "nothing"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(text(&missing.stderr).contains("no simulated cluster named nothing"), "{}", text(&missing.stderr));
+    let bad_name = drctl(&store, &["sim", "new", "healthy", "--name", "../x"]);
+    assert_eq!(bad_name.status.code(), Some(1));
+
+    let mut serve = Command::new(DRCTL)
+        .arg("--store")
+        .arg(&store)
+        .args(["sim", "serve", "lab", "--speed", "10", "--for", "5m"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut flags = String::new();
+    BufReader::new(serve.stdout.take().unwrap()).read_line(&mut flags).unwrap();
+    let flags: Vec<&str> = flags.split_whitespace().collect();
+    assert!(flags.contains(&"--kubeconfig") && flags.contains(&"--ssh-config"), "serve printed {flags:?}");
+
+    let runs = dir.path().join("runs");
+    let mut args = vec!["run", "etcd-backup"];
+    args.extend(&flags);
+    args.push("--yes");
+    let out = drctl(&runs, &args);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "the backup through the served world failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("succeeded"), "{stdout}");
+    assert!(stderr.contains("answers (Kubernetes"), "the run probed the served API: {stderr}");
+
+    // The hosts received the runbook's backup command (OpenShift Container Platform 4.14 Backup
+    // and restore §5.1.1 step 3) through sshd.
+    let log = std::fs::read_to_string(store.join("sim/practice/lab.served/commands.jsonl")).unwrap();
+    assert!(log.contains("/usr/local/bin/cluster-backup.sh"), "{log}");
+
+    // Ctrl-C stops serving, keeps the world, and the run's backup is in it.
+    unsafe {
+        libc::kill(serve.id() as i32, libc::SIGINT);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = serve.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "sim serve did not stop on SIGINT");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut serve.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(err.contains("stopped serving lab") && err.contains("healthy"), "{err}");
+    let worlds = drctl(&store, &["-o", "json", "sim", "worlds"]);
+    let listed: serde_json::Value = serde_json::from_slice(&worlds.stdout).unwrap();
+    assert_eq!(listed[0]["name"], "lab");
+    // The served world follows the wall clock: it is no longer at its scenario's start.
+    assert!(listed[0]["time"].as_str().unwrap() > "2026-01-05T10", "{listed}");
+    // No sshd of the world is left behind.
+    let ssh_dir = store.join("sim/practice/lab.served/ssh");
+    for pid_file in std::fs::read_dir(&ssh_dir).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().ends_with(".pid")) {
+        let pid: i32 = std::fs::read_to_string(pid_file.path()).unwrap().trim().parse().unwrap();
+        let alive = unsafe { libc::kill(pid, 0) } == 0;
+        assert!(!alive, "sshd {pid} of the served world still runs");
+    }
+}
