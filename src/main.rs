@@ -123,6 +123,19 @@ enum SimCommand {
     },
     /// List the persistent simulated clusters of the store.
     Worlds,
+    /// Break a persistent simulated cluster, to practise a recovery on it (e.g. after taking a
+    /// backup of it with `etcd-backup` through `drctl sim serve`).
+    Break {
+        /// The world (see `drctl sim worlds`).
+        world: String,
+        /// Stop these control-plane hosts' machines (power lost), e.g. master-1,master-2: with
+        /// two of three gone, etcd loses quorum.
+        #[arg(long, value_name = "HOST,...")]
+        power_off: Option<String>,
+        /// This control-plane host's disk loses /var/lib/etcd.
+        #[arg(long, value_name = "HOST")]
+        lose_etcd_data: Option<String>,
+    },
     /// Serve a persistent simulated cluster over the real protocols: its Kubernetes API over
     /// HTTPS and each control-plane host behind a real sshd on 127.0.0.1, and print the options
     /// that make `drctl run` act on it through the same adapters a real recovery uses. Runs until
@@ -359,6 +372,24 @@ fn real_main(cli: Cli) -> Result<u8> {
         Command::Sim(SimCommand::Chaos(a)) => cmd_sim_chaos(out, a),
         Command::Sim(SimCommand::New { scenario, name, seed }) => cmd_sim_new(&cli.store, &scenario, name, seed),
         Command::Sim(SimCommand::Worlds) => cmd_sim_worlds(&cli.store, out),
+        Command::Sim(SimCommand::Break { world, power_off, lose_etcd_data }) => {
+            let mut breakages = vec![];
+            if let Some(hosts) = power_off {
+                let hosts: Vec<String> = hosts.split(',').map(str::trim).filter(|h| !h.is_empty()).map(str::to_string).collect();
+                if hosts.is_empty() {
+                    bail!("--power-off needs host names, e.g. master-1,master-2");
+                }
+                breakages.push(drctl_sim::scenario::Breakage::PowerOff(hosts));
+            }
+            if let Some(h) = lose_etcd_data {
+                breakages.push(drctl_sim::scenario::Breakage::LoseEtcdData(h));
+            }
+            if breakages.is_empty() {
+                bail!("nothing to break: pass --power-off HOST,... and/or --lose-etcd-data HOST");
+            }
+            practice::break_world(&cli.store, &world, &breakages)?;
+            Ok(0)
+        }
         Command::Sim(SimCommand::Serve(a)) => cmd_sim_serve(&cli.store, a),
         Command::Sim(SimCommand::HostShell { socket, host }) => {
             Ok(u8::try_from(drctl_twin::hosts::host_shell_client(&socket, &host)).unwrap_or(255))

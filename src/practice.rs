@@ -74,6 +74,28 @@ pub fn list(store: &Path) -> Result<Vec<WorldSummary>> {
     Ok(out)
 }
 
+/// Apply `breakages` to world `name`, all or nothing (the world is checked and changed in
+/// memory, then written once).
+pub fn break_world(store: &Path, name: &str, breakages: &[drctl_sim::scenario::Breakage]) -> Result<()> {
+    let path = world_file(store, name)?;
+    if !path.exists() {
+        bail!("no simulated cluster named {name} in {}; create one with `drctl sim new SCENARIO --name {name}`", store.display());
+    }
+    let mut world = Sim::load(&path)?.read(|w| w.clone());
+    for b in breakages {
+        drctl_sim::scenario::apply_breakage(&mut world, b).map_err(|e| anyhow::anyhow!("cannot break {name}: {e}"))?;
+    }
+    // Let the cluster notice (members time out, the API goes down) before anyone looks.
+    world.advance(5 * drctl_sim::world::MINUTE);
+    Sim::new(world).persist_to(&path)?;
+    let st = Sim::load(&path)?.status();
+    eprintln!(
+        "drctl: {name} broken; now {}",
+        if st.healthy { "still healthy".to_string() } else { format!("not healthy: {}", st.problems.join("; ")) }
+    );
+    Ok(())
+}
+
 static STOP: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
 
 extern "C" fn on_signal(sig: libc::c_int) {

@@ -90,6 +90,18 @@ fn a_served_world_takes_a_backup_through_the_real_adapters() {
     assert_eq!(listed[0]["name"], "lab");
     // The served world follows the wall clock: it is no longer at its scenario's start.
     assert!(listed[0]["time"].as_str().unwrap() > "2026-01-05T10", "{listed}");
+    // Practise the next step on the same cluster: break it. A wrong host changes nothing.
+    let wrong = drctl(&store, &["sim", "break", "lab", "--power-off", "master-1,master-9"]);
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(text(&wrong.stderr).contains("no host master-9"), "{}", text(&wrong.stderr));
+    let unchanged: serde_json::Value = serde_json::from_slice(&drctl(&store, &["-o", "json", "sim", "worlds"]).stdout).unwrap();
+    assert_eq!(unchanged[0]["healthy"], true, "a refused break changed the world: {unchanged}");
+    let broke = drctl(&store, &["sim", "break", "lab", "--power-off", "master-1,master-2"]);
+    assert!(broke.status.success(), "{}", text(&broke.stderr));
+    assert!(text(&broke.stderr).contains("not healthy"), "{}", text(&broke.stderr));
+    let broken: serde_json::Value = serde_json::from_slice(&drctl(&store, &["-o", "json", "sim", "worlds"]).stdout).unwrap();
+    assert_eq!(broken[0]["healthy"], false, "{broken}");
+
     // No sshd of the world is left behind.
     let ssh_dir = store.join("sim/practice/lab.served/ssh");
     for pid_file in std::fs::read_dir(&ssh_dir).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().ends_with(".pid")) {

@@ -864,7 +864,9 @@ impl ManagementCluster for SimManagement {
     }
 
     fn operator_available(&self) -> PortResult<bool> {
-        self.hosted(Read, format_args!("/apis/apps/v1/namespaces/hypershift/deployments/operator"), |w| {
+        // A Deployment, not a HyperShift resource: on a cluster without HyperShift it is simply
+        // absent (404), which the kube adapter reads as "no operator available".
+        SimApi(self.0.clone()).call(Read, format_args!("/apis/apps/v1/namespaces/hypershift/deployments/operator"), |w| {
             Ok(w.hosted.as_ref().is_some_and(|h| h.operator_available))
         })
     }

@@ -406,6 +406,52 @@ fn degraded_base_of(mut w: World, scenario: &str) -> World {
     w
 }
 
+/// What `drctl sim break` can do to a persistent world.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Breakage {
+    /// The machine of each host stops (power lost): its etcd member, API server and kubelet
+    /// with it.
+    PowerOff(Vec<String>),
+    /// The host's disk lost `/var/lib/etcd`: its member cannot start again.
+    LoseEtcdData(String),
+}
+
+/// Break `w` as `b` says; an error names what is wrong (an unknown host, a worker).
+pub fn apply_breakage(w: &mut World, b: &Breakage) -> Result<(), String> {
+    let control_plane = |w: &World, h: &str| -> Result<(), String> {
+        match w.hosts.get(h) {
+            Some(host) if !host.worker => Ok(()),
+            Some(_) => Err(format!("{h} is a worker: it has no etcd member to break")),
+            None => Err(format!(
+                "no host {h} (control-plane hosts: {})",
+                w.control_plane_hosts().map(|h| h.name.as_str()).collect::<Vec<_>>().join(", ")
+            )),
+        }
+    };
+    match b {
+        Breakage::PowerOff(hosts) => {
+            for h in hosts {
+                control_plane(w, h)?;
+            }
+            for h in hosts {
+                w.hosts.get_mut(h).expect("checked").powered = false;
+                let m = w.hosts[h].machine.clone();
+                if let Some(machine) = w.api_mut().machines.get_mut(&m) {
+                    machine.annotations.insert("machine.openshift.io/instance-state".into(), "stopped".into());
+                }
+                w.note(format!("machine of {h} stopped (drctl sim break)"));
+            }
+        }
+        Breakage::LoseEtcdData(h) => {
+            control_plane(w, h)?;
+            w.hosts.get_mut(h).expect("checked").etcd_data = None;
+            w.note(format!("etcd data of {h} lost (drctl sim break)"));
+        }
+    }
+    w.touch();
+    Ok(())
+}
+
 pub fn quorum_loss(seed: u64) -> World {
     let mut w = degraded_base(seed, "quorum-loss");
     for h in ["master-1", "master-2"] {

@@ -565,7 +565,10 @@ fn machines(w: &mut World, call: &ApiCall, rest: &[&str]) -> Answer {
             None => Answer::not_found("machine.openshift.io", "machines", name),
         },
         ("DELETE", [name]) => match w.api().machines.get(*name).cloned() {
-            Some(_) => {
+            Some(m) => {
+                if let Err(conflict) = delete_precondition(call, &machine(w, &m)) {
+                    return conflict;
+                }
                 w.api_delete_machine(name);
                 Answer::ok(machine(w, &w.api().machines[*name]))
             }
@@ -657,6 +660,132 @@ fn operator(w: &World, op: Operator) -> Value {
     })
 }
 
+/// The object `current` with the request's patch applied: a JSON merge patch (RFC 7386) or a
+/// JSON patch (RFC 6902), as the content type says; any other is refused as the API does.
+fn patched(call: &ApiCall, current: Value) -> Result<Value, Answer> {
+    let Ok(patch) = serde_json::from_slice::<Value>(&call.body) else {
+        return Err(Answer::status(400, "BadRequest", "the patch is not JSON", None));
+    };
+    let mut obj = current;
+    match call.content_type.as_str() {
+        "application/merge-patch+json" => merge_patch(&mut obj, &patch),
+        "application/json-patch+json" => {
+            json_patch(&mut obj, &patch).map_err(|why| Answer::status(422, "Invalid", format!("the server rejected our request due to an error in our request: {why}"), None))?
+        }
+        _ => {
+            return Err(Answer::status(
+                415,
+                "UnsupportedMediaType",
+                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
+                None,
+            ))
+        }
+    }
+    Ok(obj)
+}
+
+/// The parent of a JSON pointer's target and the last reference token, unescaped.
+fn split_pointer(path: &str) -> Result<(String, String), String> {
+    if !path.starts_with('/') {
+        return Err(format!("path {path:?} is not a JSON pointer"));
+    }
+    let (parent, last) = path.rsplit_once('/').expect("starts with /");
+    Ok((parent.to_string(), last.replace("~1", "/").replace("~0", "~")))
+}
+
+/// RFC 6902 JSON patch: add, remove, replace, test, move, copy; all or nothing.
+fn json_patch(target: &mut Value, ops: &Value) -> Result<(), String> {
+    let ops = ops.as_array().ok_or("a JSON patch is an array of operations")?;
+    let mut doc = target.clone();
+    for op in ops {
+        let kind = op["op"].as_str().ok_or("an operation without \"op\"")?;
+        let path = op["path"].as_str().ok_or("an operation without \"path\"")?;
+        match kind {
+            "add" | "replace" => {
+                put(&mut doc, path, op.get("value").cloned().ok_or("an add or replace without \"value\"")?, kind == "replace")?
+            }
+            "remove" => {
+                take(&mut doc, path)?;
+            }
+            "test" => {
+                if doc.pointer(path) != op.get("value") {
+                    return Err(format!("test operation failed at {path}"));
+                }
+            }
+            "move" | "copy" => {
+                let from = op["from"].as_str().ok_or("a move or copy without \"from\"")?;
+                let v =
+                    if kind == "move" { take(&mut doc, from)? } else { doc.pointer(from).cloned().ok_or(format!("no value at {from}"))? };
+                put(&mut doc, path, v, false)?;
+            }
+            other => return Err(format!("unknown operation {other:?}")),
+        }
+    }
+    *target = doc;
+    Ok(())
+}
+
+fn put(doc: &mut Value, path: &str, v: Value, must_exist: bool) -> Result<(), String> {
+    if path.is_empty() {
+        *doc = v;
+        return Ok(());
+    }
+    let (parent, key) = split_pointer(path)?;
+    let p = doc.pointer_mut(&parent).ok_or(format!("no parent for {path}"))?;
+    match p {
+        Value::Object(m) => {
+            if must_exist && !m.contains_key(&key) {
+                return Err(format!("replace of a missing value at {path}"));
+            }
+            m.insert(key, v);
+        }
+        Value::Array(a) => {
+            let i = if key == "-" { a.len() } else { key.parse::<usize>().map_err(|_| format!("{key:?} is not an index"))? };
+            match (must_exist, i < a.len(), i == a.len()) {
+                (true, true, _) => a[i] = v,
+                (false, _, true) | (false, true, _) => a.insert(i, v),
+                _ => return Err(format!("index {i} out of range at {path}")),
+            }
+        }
+        _ => return Err(format!("{parent} is not an object or array")),
+    }
+    Ok(())
+}
+
+fn take(doc: &mut Value, path: &str) -> Result<Value, String> {
+    let (parent, key) = split_pointer(path)?;
+    let p = doc.pointer_mut(&parent).ok_or(format!("no parent for {path}"))?;
+    match p {
+        Value::Object(m) => m.remove(&key).ok_or(format!("no value at {path}")),
+        Value::Array(a) => {
+            let i = key.parse::<usize>().map_err(|_| format!("{key:?} is not an index"))?;
+            (i < a.len()).then(|| a.remove(i)).ok_or(format!("index {i} out of range at {path}"))
+        }
+        _ => Err(format!("{parent} is not an object or array")),
+    }
+}
+
+/// `DeleteOptions.preconditions` (uid, resourceVersion) against the object about to go: a
+/// mismatch is a 409, as the API server's optimistic concurrency makes it.
+fn delete_precondition(call: &ApiCall, obj: &Value) -> Result<(), Answer> {
+    let Ok(opts) = serde_json::from_slice::<Value>(&call.body) else { return Ok(()) };
+    let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+    for (field, label) in [("uid", "UID"), ("resourceVersion", "ResourceVersion")] {
+        if let Some(want) = opts.pointer(&format!("/preconditions/{field}")).and_then(Value::as_str) {
+            let have = obj.pointer(&format!("/metadata/{field}")).and_then(Value::as_str).unwrap_or("");
+            if want != have {
+                return Err(Answer::status(
+                    409,
+                    "Conflict",
+                    format!("Operation cannot be fulfilled on {name}: Precondition failed: {label} in precondition: {want}, {label} in object meta: {have}"),
+                    None,
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// RFC 7386 JSON merge patch.
 fn merge_patch(target: &mut Value, patch: &Value) {
     let Some(p) = patch.as_object() else {
@@ -680,19 +809,10 @@ fn merge_patch(target: &mut Value, patch: &Value) {
 /// override, `forceRedeploymentReason`) take effect; any other field is kept as the API's
 /// structural schema would keep it, but the simulated operator ignores it.
 fn patch_operator(w: &mut World, op: Operator, call: &ApiCall) -> Answer {
-    if call.content_type != "application/merge-patch+json" {
-        return Answer::status(
-            415,
-            "UnsupportedMediaType",
-            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
-            None,
-        );
-    }
-    let Ok(patch) = serde_json::from_slice::<Value>(&call.body) else {
-        return Answer::status(400, "BadRequest", "the patch is not JSON", None);
+    let obj = match patched(call, operator(w, op)) {
+        Ok(obj) => obj,
+        Err(a) => return a,
     };
-    let mut obj = operator(w, op);
-    merge_patch(&mut obj, &patch);
     if op == Operator::Etcd {
         let off = obj.pointer(&format!("/spec/unsupportedConfigOverrides/{UNSAFE_NON_HA_ETCD}"));
         let guard = !matches!(off, Some(Value::Bool(true))) && off.and_then(Value::as_str) != Some("true");
@@ -781,12 +901,6 @@ fn hypershift(w: &mut World, call: &ApiCall, ns: &str, plural: &str, rest: &[&st
 /// A merge patch of `spec.pausedUntil` and the paused-by annotation: read back from the patched
 /// object, so a patch of any shape has the effect the API would give it.
 fn patch_pause(w: &mut World, call: &ApiCall, ns: &str, plural: &str, name: &str) -> Answer {
-    if call.content_type != "application/merge-patch+json" {
-        return Answer::status(415, "UnsupportedMediaType", "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml", None);
-    }
-    let Ok(patch) = serde_json::from_slice::<Value>(&call.body) else {
-        return Answer::status(400, "BadRequest", "the patch is not JSON", None);
-    };
     let current = {
         let Some(h) = w.hosted.as_ref() else { return Answer::no_route() };
         let key = drctl_sim::hosted::key(ns, name);
@@ -799,8 +913,10 @@ fn patch_pause(w: &mut World, call: &ApiCall, ns: &str, plural: &str, name: &str
             None => return Answer::not_found("hypershift.openshift.io", plural, name),
         }
     };
-    let mut obj = current;
-    merge_patch(&mut obj, &patch);
+    let obj = match patched(call, current) {
+        Ok(obj) => obj,
+        Err(a) => return a,
+    };
     let until = obj.pointer("/spec/pausedUntil").and_then(Value::as_str).map(str::to_string);
     if until.as_deref() == Some("") {
         // Newer CRDs validate the field: an empty string is not a time and not "true".
@@ -847,6 +963,50 @@ mod tests {
         let mut t = json!({"spec": {"unsupportedConfigOverrides": {"x": true}}});
         merge_patch(&mut t, &json!({"spec": {"unsupportedConfigOverrides": null}}));
         assert_eq!(t, json!({"spec": {}}));
+    }
+
+    #[test]
+    fn json_patch_follows_rfc_6902() {
+        let mut t = json!({"spec": {"a": 1, "list": [1, 2]}, "metadata": {"annotations": {"x/y": "1"}}});
+        json_patch(
+            &mut t,
+            &json!([
+                {"op": "test", "path": "/spec/a", "value": 1},
+                {"op": "replace", "path": "/spec/a", "value": 2},
+                {"op": "add", "path": "/spec/list/-", "value": 3},
+                {"op": "remove", "path": "/metadata/annotations/x~1y"},
+                {"op": "add", "path": "/spec/forceRedeploymentReason", "value": "r"},
+            ]),
+        )
+        .unwrap();
+        assert_eq!(t, json!({"spec": {"a": 2, "list": [1, 2, 3], "forceRedeploymentReason": "r"}, "metadata": {"annotations": {}}}));
+        // All or nothing: a failed test leaves the object as it was.
+        let before = t.clone();
+        assert!(json_patch(
+            &mut t,
+            &json!([{"op": "replace", "path": "/spec/a", "value": 9}, {"op": "test", "path": "/spec/a", "value": 1}])
+        )
+        .is_err());
+        assert_eq!(t, before);
+        assert!(json_patch(&mut t, &json!([{"op": "replace", "path": "/spec/missing", "value": 1}])).is_err());
+        assert!(json_patch(&mut t, &json!([{"op": "remove", "path": "/spec/list/7"}])).is_err());
+    }
+
+    #[test]
+    fn delete_preconditions_must_match() {
+        let obj = json!({"metadata": {"name": "m", "uid": "u1", "resourceVersion": "5"}});
+        let call = |body: Value| ApiCall {
+            method: Method::DELETE,
+            path: String::new(),
+            query: vec![],
+            content_type: "application/json".into(),
+            body: body.to_string().into_bytes(),
+        };
+        assert!(delete_precondition(&call(json!({"preconditions": {"uid": "u1"}})), &obj).is_ok());
+        let e = delete_precondition(&call(json!({"preconditions": {"uid": "u2"}})), &obj).err().unwrap();
+        assert_eq!(e.status, 409);
+        assert!(delete_precondition(&call(json!({"preconditions": {"resourceVersion": "4"}})), &obj).is_err());
+        assert!(delete_precondition(&call(json!({})), &obj).is_ok());
     }
 
     #[test]

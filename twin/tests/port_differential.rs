@@ -229,3 +229,44 @@ fn a_broken_api_fails_alike() {
         p.same(&format!("{scenario}: cluster_version"), |a| a.cluster_version(), |v| v);
     }
 }
+
+/// The `ManagementCluster` port (HyperShift objects) both ways, reads and pause writes.
+#[test]
+fn the_management_cluster_agrees() {
+    use drctl_sim::ports::SimManagement;
+    use drctl_workflows::ports::ManagementCluster;
+    for scenario in ["hosted-healthy", "hosted-paused", "hosted-paused-by-other", "healthy"] {
+        let w = drctl_sim::scenario::build(scenario, 2).unwrap();
+        let p = Pair::of(&w);
+        let sim = SimManagement(p.direct.clone());
+        let both = |what: &str, f: &dyn Fn(&dyn ManagementCluster) -> PortResult<String>| {
+            let (a, b) = (f(&p.adapter), f(&sim));
+            match (&a, &b) {
+                (Ok(x), Ok(y)) => assert_eq!(x, y, "{scenario}: {what}"),
+                (Err(x), Err(y)) => assert_eq!(kind(x), kind(y), "{scenario}: {what}: adapter {x:?}, sim {y:?}"),
+                _ => panic!("{scenario}: {what}: adapter {a:?}, sim port {b:?}"),
+            }
+        };
+        let reads = |when: &str| {
+            both(&format!("{when} hosted_cluster"), &|m| m.hosted_cluster("clusters", "example").map(|v| format!("{v:?}")));
+            both(&format!("{when} node_pools"), &|m| m.node_pools("clusters", "example").map(|v| format!("{v:?}")));
+            both(&format!("{when} control_plane_paused_until"), &|m| {
+                m.control_plane_paused_until("clusters", "example").map(|v| format!("{v:?}"))
+            });
+            both(&format!("{when} operator_available"), &|m| m.operator_available().map(|v| format!("{v:?}")));
+            both(&format!("{when} missing cluster"), &|m| m.hosted_cluster("clusters", "nope").map(|v| format!("{v:?}")));
+        };
+        reads("before");
+        both("pause", &|m| m.set_hosted_cluster_paused("clusters", "example", Some("true"), Some("drctl run 9")).map(|v| format!("{v:?}")));
+        let pools: Vec<String> = sim.node_pools("clusters", "example").map(|v| v.into_iter().map(|p| p.name).collect()).unwrap_or_default();
+        for pool in &pools {
+            both("pause pool", &|m| m.set_node_pool_paused("clusters", pool, Some("true"), Some("drctl run 9")).map(|v| format!("{v:?}")));
+        }
+        p.served.advance_to(p.served.now().plus(std::time::Duration::from_secs(60)));
+        p.direct.advance_to(p.served.now());
+        reads("paused");
+        both("unpause", &|m| m.set_hosted_cluster_paused("clusters", "example", None, None).map(|v| format!("{v:?}")));
+        reads("unpaused");
+        p.same_cluster(&format!("{scenario}: pausing"));
+    }
+}
