@@ -131,3 +131,28 @@ fn a_twin_run_is_reproducible_from_its_seed() {
     assert_eq!(a.twin.hosts.commands(), b.twin.hosts.commands());
     assert_eq!(a.sim.read(drctl_sim::world_digest), b.sim.read(drctl_sim::world_digest), "the worlds differ");
 }
+
+/// Scenarios no chaos row plays, through both paths: a kubeconfig holding an `oc login` token
+/// (refused before anything changes: a restored cluster would not know the token), and a host
+/// drctl cannot reach whose etcd still answers (the unreachable-etcd gate).
+#[test]
+fn cli_only_scenarios_end_as_their_direct_runs() {
+    let row = chaos::row("restore-cluster-state").unwrap();
+    let factory = chaos::registry_factory("restore-cluster-state").unwrap();
+    let seed = (0..10_000).find(|s| row.scenario_for(*s).scenario == "quorum-loss").unwrap();
+    let case = chaos::ChaosCase { seed, schedule: Default::default() };
+    for scenario in ["quorum-loss-token-kubeconfig", "quorum-loss-partitioned"] {
+        let world = drctl_sim::scenario::build(scenario, seed).unwrap();
+        let direct_sim = drctl_sim::Sim::new(world.clone());
+        let direct =
+            chaos::run_case_through(&row, &factory, &case, false, &direct_sim, direct_sim.ports(), std::sync::Arc::new(direct_sim.clock()));
+        let served = twin_common::served_world_with("restore-cluster-state", &case, world, |twin, clock| twin.real_ports(clock).unwrap());
+        let headline = |o: &Option<String>| o.as_deref().map(|t| t.lines().next().unwrap_or("").to_string());
+        assert_eq!(
+            (served.obs.status, &served.obs.final_state, headline(&served.obs.outcome)),
+            (direct.status, &direct.final_state, headline(&direct.outcome)),
+            "{scenario}: the twin ended unlike the direct run; hosts' log:\n{}",
+            served.log_text()
+        );
+    }
+}

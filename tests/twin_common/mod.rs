@@ -62,11 +62,23 @@ pub fn served_case_with(
     case: &ChaosCase,
     ports: impl FnOnce(&Twin, Arc<dyn drctl_runtime::clock::Clock>) -> drctl_workflows::ports::Ports,
 ) -> Served {
+    let world = chaos::case_world(&chaos::row(procedure).unwrap(), case);
+    served_world_with(procedure, case, world, ports)
+}
+
+/// [`served_case_with`] on `world` instead of the case's own scenario (the case's seed still
+/// picks the parameters).
+pub fn served_world_with(
+    procedure: &str,
+    case: &ChaosCase,
+    world: drctl_sim::world::World,
+    ports: impl FnOnce(&Twin, Arc<dyn drctl_runtime::clock::Clock>) -> drctl_workflows::ports::Ports,
+) -> Served {
     require(drctl_twin::sshd::SSHD);
     require("/usr/bin/ssh");
     let row = chaos::row(procedure).unwrap();
     let factory = chaos::registry_factory(procedure).unwrap();
-    let sim = Sim::new(chaos::case_world(&row, case));
+    let sim = Sim::new(world);
     let dir = tempfile::Builder::new().prefix("drctl-twin").tempdir().unwrap();
     let twin = Twin::start(&sim, dir.path(), Path::new(DRCTL), 0).unwrap_or_else(|e| panic!("serve the world: {e}"));
     let clock: Arc<dyn drctl_runtime::clock::Clock> = Arc::new(twin.clock());

@@ -37,6 +37,8 @@ impl std::error::Error for Dropped {}
 
 /// One request, as read off the connection.
 pub struct ApiCall {
+    /// The bearer token the request carries, if any.
+    pub bearer: Option<String>,
     pub method: Method,
     pub path: String,
     pub query: Vec<(String, String)>,
@@ -50,8 +52,14 @@ impl ApiCall {
         let path = req.uri().path().to_string();
         let query = req.uri().query().map(parse_query).unwrap_or_default();
         let content_type = req.headers().get(hyper::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        let bearer = req
+            .headers()
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::to_string);
         let body = req.into_body().collect().await?.to_bytes().to_vec();
-        Ok(ApiCall { method, path, query, content_type, body })
+        Ok(ApiCall { bearer, method, path, query, content_type, body })
     }
 
     fn param(&self, key: &str) -> Option<&str> {
@@ -996,6 +1004,7 @@ mod tests {
     fn delete_preconditions_must_match() {
         let obj = json!({"metadata": {"name": "m", "uid": "u1", "resourceVersion": "5"}});
         let call = |body: Value| ApiCall {
+            bearer: None,
             method: Method::DELETE,
             path: String::new(),
             query: vec![],

@@ -38,10 +38,14 @@ impl ServedApi {
             .build()
             .map_err(|e| format!("twin API runtime: {e}"))?;
         let pki = tls::Pki::generate()?;
-        let (addr, counters) =
-            server::start_api(&rt, sim, pki.server_config()?, port, after).map_err(|e| format!("listen on 127.0.0.1:{port}: {e}"))?;
+        let token = Arc::new(new_token());
+        // drctl's kubeconfig holds what the world says it holds: a client certificate, or a
+        // token from `oc login` (which a restored cluster no longer knows).
+        let with_token = sim.read(|w| w.drctl_view.token_kubeconfig);
+        let (addr, counters) = server::start_api(&rt, sim, pki.server_config()?, port, after, token.clone())
+            .map_err(|e| format!("listen on 127.0.0.1:{port}: {e}"))?;
         let kubeconfig = dir.join("kubeconfig");
-        write_private(&kubeconfig, pki.kubeconfig(&format!("https://{addr}")).as_bytes())?;
+        write_private(&kubeconfig, pki.kubeconfig(&format!("https://{addr}"), with_token.then_some(token.as_str())).as_bytes())?;
         Ok(ServedApi { rt, addr, kubeconfig, counters })
     }
 
@@ -83,6 +87,18 @@ impl drctl_runtime::clock::Clock for TwinClock {
         after_change(&self.after);
         Box::pin(async {})
     }
+}
+
+/// An OAuth access token as `oc login` gets one: unguessable, so the served API can tell it from
+/// anything else.
+fn new_token() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let part = || {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(0x6f63_2d6c_6f67_696e);
+        h.finish()
+    };
+    format!("sha256~{:016x}{:016x}{:016x}", part(), part(), part())
 }
 
 /// Write a file only its owner can read.

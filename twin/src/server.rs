@@ -24,6 +24,7 @@ pub fn start_api(
     tls: Arc<rustls::ServerConfig>,
     port: u16,
     after: crate::AfterChange,
+    token: Arc<String>,
 ) -> std::io::Result<(SocketAddr, Arc<ApiCounters>)> {
     let listener = rt.block_on(TcpListener::bind(("127.0.0.1", port)))?;
     let addr = listener.local_addr()?;
@@ -33,12 +34,14 @@ pub fn start_api(
     rt.spawn(async move {
         loop {
             let Ok((tcp, _)) = listener.accept().await else { continue };
-            let (acceptor, sim, c, after) = (acceptor.clone(), sim.clone(), c.clone(), after.clone());
+            let (acceptor, sim, c, after, token) = (acceptor.clone(), sim.clone(), c.clone(), after.clone(), token.clone());
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(tcp).await else { return };
+                // Our CA signed the client's certificate (the handshake checked it), if it sent one.
+                let has_cert = tls.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty());
                 let service = service_fn(move |req| {
-                    let (sim, c, after) = (sim.clone(), c.clone(), after.clone());
-                    async move { answer(&sim, &c, &after, req).await }
+                    let (sim, c, after, token) = (sim.clone(), c.clone(), after.clone(), token.clone());
+                    async move { answer(&sim, &c, &after, Credentials { has_cert, token: &token }, req).await }
                 });
                 let _ = http1::Builder::new().serve_connection(TokioIo::new(tls), service).await;
             });
@@ -47,13 +50,24 @@ pub fn start_api(
     Ok((addr, counters))
 }
 
+/// How a connection's requests may authenticate: its client certificate, or the one token.
+struct Credentials<'a> {
+    has_cert: bool,
+    token: &'a str,
+}
+
 async fn answer(
     sim: &Sim,
     c: &ApiCounters,
     after: &crate::AfterChange,
+    creds: Credentials<'_>,
     req: hyper::Request<hyper::body::Incoming>,
 ) -> Result<hyper::Response<Body>, ServeError> {
     let call = ApiCall::read(req).await.map_err(|e| ServeError(format!("reading the request: {e}")))?;
+    if !creds.has_cert && call.bearer.as_deref() != Some(creds.token) {
+        c.answered.fetch_add(1, Ordering::Relaxed);
+        return Ok(crate::kube::Answer::status(401, "Unauthorized", "Unauthorized", None).into_response());
+    }
     // The world is a plain lock: served off the async workers so a long controller catch-up
     // never stalls other connections' I/O.
     let (sim, after) = (sim.clone(), after.clone());

@@ -50,7 +50,10 @@ impl Pki {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut roots = rustls::RootCertStore::empty();
         roots.add(self.ca.der().clone()).map_err(|e| err("CA root", e))?;
+        // A client may also come with a bearer token instead (an `oc login` kubeconfig): the API
+        // decides per request, as kube-apiserver's authenticators do.
         let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            .allow_unauthenticated()
             .build()
             .map_err(|e| err("client verifier", e))?;
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.server_key.serialize_der()));
@@ -65,18 +68,25 @@ impl Pki {
         Ok(Arc::new(cfg))
     }
 
-    /// A kubeconfig for `server` (`https://127.0.0.1:PORT`), context `admin`, user `admin` with
-    /// the client certificate embedded, as the installer writes `auth/kubeconfig`.
-    pub fn kubeconfig(&self, server: &str) -> String {
+    /// A kubeconfig for `server` (`https://127.0.0.1:PORT`), context `admin`: with the client
+    /// certificate embedded, as the installer writes `auth/kubeconfig`, or with `token` (as
+    /// `oc login` writes one).
+    pub fn kubeconfig(&self, server: &str, token: Option<&str>) -> String {
         use base64::Engine;
         let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
         format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- name: twin\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\n\
              contexts:\n- name: admin\n  context:\n    cluster: twin\n    user: admin\ncurrent-context: admin\n\
-             users:\n- name: admin\n  user:\n    client-certificate-data: {cert}\n    client-key-data: {key}\npreferences: {{}}\n",
+             users:\n- name: admin\n  user:\n{user}preferences: {{}}\n",
             ca = b64(&self.ca.pem()),
-            cert = b64(&self.client_cert.pem()),
-            key = b64(&self.client_key.serialize_pem()),
+            user = match token {
+                Some(t) => format!("    token: {t}\n"),
+                None => format!(
+                    "    client-certificate-data: {}\n    client-key-data: {}\n",
+                    b64(&self.client_cert.pem()),
+                    b64(&self.client_key.serialize_pem())
+                ),
+            },
         )
     }
 }

@@ -270,3 +270,23 @@ fn the_management_cluster_agrees() {
         p.same_cluster(&format!("{scenario}: pausing"));
     }
 }
+
+/// The served API authenticates as kube-apiserver does: a client certificate of its CA or the
+/// token of the kubeconfig it wrote; anything else is 401, which the adapter holds permanent.
+#[test]
+fn the_api_wants_credentials() {
+    let w = drctl_sim::scenario::build("healthy", 1).unwrap();
+    let p = Pair::of(&w);
+    assert!(p.adapter.list_nodes().is_ok());
+    let kubeconfig = std::fs::read_to_string(&p._api.kubeconfig).unwrap();
+    let user_at = kubeconfig.find("    client-certificate-data").unwrap();
+    let anonymous = format!("{}    token: sha256~not-the-one\npreferences: {{}}\n", &kubeconfig[..user_at]);
+    let path = p._dir.path().join("anonymous");
+    std::fs::write(&path, anonymous).unwrap();
+    let rt = Blocking::dedicated("twin-test-anon").unwrap();
+    let stranger = KubeApi::connect(rt, Some(&path), None).unwrap();
+    match stranger.list_nodes() {
+        Err(PortError::Permanent(m)) => assert!(m.contains("401"), "{m}"),
+        other => panic!("a wrong token was answered with {other:?}"),
+    }
+}
