@@ -756,7 +756,6 @@ impl Etcd for SimEtcd {
 
 const HYPERSHIFT: &str = "/apis/hypershift.openshift.io/v1beta1";
 
-/// The 404 the API server gives for a missing HyperShift object.
 /// Pausing, on the world: one implementation for the simulated port and the served API.
 impl World {
     /// A merge patch of a HostedCluster's `spec.pausedUntil` and paused-by annotation.
@@ -767,18 +766,7 @@ impl World {
         paused_until: Option<&str>,
         paused_by: Option<&str>,
     ) -> PortResult<()> {
-        let at = self.schedule_operator();
-        let h = self.hosted.as_mut().ok_or_else(|| hypershift_not_found("hostedclusters", name))?;
-        let hc = h.clusters.get_mut(&crate::hosted::key(namespace, name)).ok_or_else(|| hypershift_not_found("hostedclusters", name))?;
-        if hc.cluster.set_paused(paused_until, paused_by) {
-            hc.cluster.sync_at.get_or_insert(at);
-            self.note(format!("hostedcluster {namespace}/{name}: pausedUntil={paused_until:?} paused-by={paused_by:?}"));
-            self.effect(
-                EffectKind::Paused { paused_until: paused_until.map(str::to_string) },
-                format!("hostedclusters/{namespace}/{name}"),
-            );
-        }
-        Ok(())
+        self.set_paused("hostedclusters", namespace, name, paused_until, paused_by)
     }
 
     /// A merge patch of a NodePool's `spec.pausedUntil` and paused-by annotation.
@@ -789,18 +777,37 @@ impl World {
         paused_until: Option<&str>,
         paused_by: Option<&str>,
     ) -> PortResult<()> {
+        self.set_paused("nodepools", namespace, name, paused_until, paused_by)
+    }
+
+    /// The pause of the `plural` object `namespace/name`; the operator acts on a change later.
+    fn set_paused(
+        &mut self,
+        plural: &str,
+        namespace: &str,
+        name: &str,
+        paused_until: Option<&str>,
+        paused_by: Option<&str>,
+    ) -> PortResult<()> {
         let at = self.schedule_operator();
-        let h = self.hosted.as_mut().ok_or_else(|| hypershift_not_found("nodepools", name))?;
-        let np = h.node_pools.get_mut(&crate::hosted::key(namespace, name)).ok_or_else(|| hypershift_not_found("nodepools", name))?;
-        if np.pool.set_paused(paused_until, paused_by) {
-            np.pool.sync_at.get_or_insert(at);
-            self.note(format!("nodepool {namespace}/{name}: pausedUntil={paused_until:?} paused-by={paused_by:?}"));
-            self.effect(EffectKind::Paused { paused_until: paused_until.map(str::to_string) }, format!("nodepools/{namespace}/{name}"));
+        let key = crate::hosted::key(namespace, name);
+        let h = self.hosted.as_mut().ok_or_else(|| hypershift_not_found(plural, name))?;
+        let object = match plural {
+            "hostedclusters" => h.clusters.get_mut(&key).map(|c| &mut c.cluster),
+            _ => h.node_pools.get_mut(&key).map(|p| &mut p.pool),
+        };
+        let object = object.ok_or_else(|| hypershift_not_found(plural, name))?;
+        if object.set_paused(paused_until, paused_by) {
+            object.sync_at.get_or_insert(at);
+            let kind = plural.trim_end_matches('s');
+            self.note(format!("{kind} {namespace}/{name}: pausedUntil={paused_until:?} paused-by={paused_by:?}"));
+            self.effect(EffectKind::Paused { paused_until: paused_until.map(str::to_string) }, format!("{plural}/{namespace}/{name}"));
         }
         Ok(())
     }
 }
 
+/// The 404 the API server gives for a missing HyperShift object.
 fn hypershift_not_found(resource: &str, name: &str) -> PortError {
     PortError::NotFound(format!("HTTP 404 NotFound: {resource}.hypershift.openshift.io \"{name}\" not found"))
 }
