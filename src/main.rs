@@ -197,6 +197,10 @@ struct Common {
     /// Run against the built-in simulator, starting from this scenario (see `drctl sim scenarios`).
     #[arg(long, value_name = "SCENARIO", value_parser = scenario_names())]
     sim: Option<String>,
+    /// Run against a persistent simulated cluster of the store (`drctl sim new`), as it is now:
+    /// what the run changes stays in it (practise back up, break, restore on one cluster).
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["sim", "sim_backup_defect"])]
+    sim_world: Option<String>,
     /// Seed of the simulation: the same seed gives the same run.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -559,15 +563,20 @@ fn cmd_run(store: &Path, out: Output, cmd: RunCommand) -> Result<u8> {
     check_sim_speed(common.sim_speed)?;
     let row = catalog::row(procedure).ok_or_else(|| anyhow!("procedure {procedure} has no catalog row (a bug)"))?;
     let pre_approve = if common.yes { row.gates.iter().map(|g| g.to_string()).collect() } else { vec![] };
-    let Some(scenario) = common.sim.clone() else {
+    if common.sim.is_none() && common.sim_world.is_none() {
         return run_real(store, out, row, params, &common, deadline, pre_approve);
-    };
+    }
     if common.access.any() || common.backup_root.is_some() {
         bail!("--sim runs against the simulator: drop --kubeconfig, --context, --hosts, --ssh-* and --backup-root, or drop --sim to act on that cluster");
     }
     // Check everything before touching the store: the world, its damage and faults, the params.
     let outages = common.sim_api_outage.iter().map(|o| parse_outage(o)).collect::<Result<Vec<_>>>()?;
-    let mut world = drctl_sim::scenario::build(&scenario, common.seed).map_err(|e| anyhow!(e))?;
+    let mut world = match (&common.sim, &common.sim_world) {
+        (Some(scenario), _) => drctl_sim::scenario::build(scenario, common.seed).map_err(|e| anyhow!(e))?,
+        (None, Some(name)) => practice::load_for_run(store, name)?,
+        (None, None) => unreachable!("checked above"),
+    };
+    let scenario = world.scenario.clone();
     check_capabilities(row, drctl_sim::scenario::capabilities(&scenario), &format!("a simulated world of scenario {scenario}"))?;
     if let Some(d) = &common.sim_backup_defect {
         drctl_sim::scenario::apply_backup_defect(&mut world, d).map_err(|e| anyhow!(e))?;
@@ -587,7 +596,10 @@ fn cmd_run(store: &Path, out: Output, cmd: RunCommand) -> Result<u8> {
     drctl_runtime::store::create_private_dir(store).with_context(|| format!("create store directory {}", store.display()))?;
     let _lock = lock(store)?;
     let eng = engine(store)?;
-    let (target, world) = target::new_sim(store, world, common.sim_speed)?;
+    let (target, world) = match &common.sim_world {
+        Some(name) => practice::run_target(store, name, world, common.sim_speed)?,
+        None => target::new_sim(store, world, common.sim_speed)?,
+    };
     let mut labels = BTreeMap::new();
     labels.insert(target::LABEL_TARGET.to_string(), "sim".to_string());
     labels.insert(target::LABEL_SCENARIO.to_string(), scenario.clone());
@@ -599,7 +611,10 @@ fn cmd_run(store: &Path, out: Output, cmd: RunCommand) -> Result<u8> {
         NewRun { procedure: procedure.into(), params, seed: common.seed, deadline, pre_approve, approver: whoami(), labels },
         &*target.clock,
     )?;
-    eprintln!("drctl: run {} started: {procedure} against simulated scenario {scenario} (seed {})", rec.id, common.seed);
+    match &common.sim_world {
+        Some(name) => eprintln!("drctl: run {} started: {procedure} against simulated cluster {name} ({scenario})", rec.id),
+        None => eprintln!("drctl: run {} started: {procedure} against simulated scenario {scenario} (seed {})", rec.id, common.seed),
+    }
     drive_and_report(store, out, &eng, vec![(rec.id.clone(), target)])
 }
 

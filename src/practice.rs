@@ -96,6 +96,35 @@ pub fn break_world(store: &Path, name: &str, breakages: &[drctl_sim::scenario::B
     Ok(())
 }
 
+/// Whether `drctl sim serve` serves world `name` now (its hosts' socket answers).
+fn served_now(store: &Path, name: &str) -> bool {
+    let socket = practice_dir(store).join(format!("{name}.served")).join("hosts.sock");
+    std::os::unix::net::UnixStream::connect(socket).is_ok()
+}
+
+/// World `name` as it is, for `drctl run --sim-world`: refused while it is served (two writers
+/// of one world would each lose the other's changes).
+pub fn load_for_run(store: &Path, name: &str) -> Result<drctl_sim::world::World> {
+    let path = world_file(store, name)?;
+    if !path.exists() {
+        bail!("no simulated cluster named {name} in {}; create one with `drctl sim new SCENARIO --name {name}`", store.display());
+    }
+    if served_now(store, name) {
+        bail!("{name} is being served by `drctl sim serve`: run through the options it printed, or stop serving it first");
+    }
+    Ok(Sim::load(&path)?.read(|w| w.clone()))
+}
+
+/// The target of a run on world `name` (with `world`, checked and perhaps given faults): the
+/// run acts on the world's own file.
+pub fn run_target(store: &Path, name: &str, world: drctl_sim::world::World, speed: Option<f64>) -> Result<(crate::target::Target, String)> {
+    let path = world_file(store, name)?;
+    let sim = Sim::new(world);
+    sim.persist_to(&path)?;
+    let label = path.strip_prefix(sim_dir(store)).context("practice worlds live in the store's sim directory")?.display().to_string();
+    Ok((crate::target::sim_target(sim, speed), label))
+}
+
 static STOP: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
 
 extern "C" fn on_signal(sig: libc::c_int) {

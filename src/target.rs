@@ -54,7 +54,7 @@ pub fn load_sim(store: &Path, rec: &RunRecord, speed_override: Option<f64>) -> R
     Ok(sim_target(sim, speed))
 }
 
-fn sim_target(sim: Sim, speed: Option<f64>) -> Target {
+pub fn sim_target(sim: Sim, speed: Option<f64>) -> Target {
     let clock: Arc<dyn Clock> = match speed {
         Some(s) => Arc::new(PacedClock { sim: sim.clone(), speed: s }),
         None => Arc::new(sim.clock()),

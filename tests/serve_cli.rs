@@ -64,6 +64,11 @@ fn a_served_world_takes_a_backup_through_the_real_adapters() {
     assert!(stdout.contains("succeeded"), "{stdout}");
     assert!(stderr.contains("answers (Kubernetes"), "the run probed the served API: {stderr}");
 
+    // While it is served, a direct run on it is refused: two writers would lose changes.
+    let both = drctl(&store, &["run", "etcd-backup", "--sim-world", "lab", "--yes"]);
+    assert_eq!(both.status.code(), Some(1), "{}", text(&both.stderr));
+    assert!(text(&both.stderr).contains("is being served"), "{}", text(&both.stderr));
+
     // The hosts received the runbook's backup command (OpenShift Container Platform 4.14 Backup
     // and restore §5.1.1 step 3) through sshd.
     let log = std::fs::read_to_string(store.join("sim/practice/lab.served/commands.jsonl")).unwrap();
@@ -109,4 +114,27 @@ fn a_served_world_takes_a_backup_through_the_real_adapters() {
         let alive = unsafe { libc::kill(pid, 0) } == 0;
         assert!(!alive, "sshd {pid} of the served world still runs");
     }
+}
+
+/// The practice range on the direct ports: back up a cluster, break it, restore it from that very
+/// backup — one persistent world through three commands.
+#[test]
+fn a_practice_world_is_backed_up_broken_and_restored() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    assert!(drctl(&store, &["sim", "new", "healthy", "--name", "range"]).status.success());
+    let backup = drctl(&store, &["run", "etcd-backup", "--sim-world", "range", "--yes"]);
+    assert_eq!(backup.status.code(), Some(0), "{}", text(&backup.stderr));
+    assert!(text(&backup.stdout).contains("backup backup-1"), "{}", text(&backup.stdout));
+    let broke = drctl(&store, &["sim", "break", "range", "--power-off", "master-1,master-2"]);
+    assert!(broke.status.success(), "{}", text(&broke.stderr));
+    let restore = drctl(&store, &["run", "restore-cluster-state", "--sim-world", "range", "--backup", "backup-1", "--yes"]);
+    assert_eq!(restore.status.code(), Some(0), "{}\n{}", text(&restore.stdout), text(&restore.stderr));
+    assert!(text(&restore.stdout).contains("restored from backup backup-1"), "{}", text(&restore.stdout));
+    let worlds: serde_json::Value = serde_json::from_slice(&drctl(&store, &["-o", "json", "sim", "worlds"]).stdout).unwrap();
+    assert_eq!(worlds[0]["healthy"], true, "{worlds}");
+    // A world that does not exist is a clear error, before anything is stored.
+    let none = drctl(&store, &["run", "etcd-backup", "--sim-world", "nowhere", "--yes"]);
+    assert_eq!(none.status.code(), Some(1));
+    assert!(text(&none.stderr).contains("no simulated cluster named nowhere"), "{}", text(&none.stderr));
 }
