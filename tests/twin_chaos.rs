@@ -22,32 +22,51 @@ fn seeds() -> u64 {
     std::env::var("DRCTL_TWIN_CHAOS_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(50)
 }
 
+/// How many seeds of one procedure run at once: a twin run mostly waits on processes (sshd,
+/// the forced command) and sockets, so two at a time use the cores better.
+const PARALLEL: u64 = 2;
+
 fn sweep(procedure: &str) {
     let row = chaos::row(procedure).unwrap();
-    let mut failures = vec![];
-    let (mut faults, mut ran) = (0, 0);
-    for seed in 1..=seeds() {
-        let case = ChaosCase { seed, schedule: row.schedule_for(seed, &FaultKind::ALL) };
-        let t0 = std::time::Instant::now();
-        let served = served_case(procedure, &case);
-        if std::env::var_os("DRCTL_TWIN_CHAOS_TIMES").is_some() {
-            eprintln!("{procedure} seed {seed} ({}): {:?} [{}]", served.obs.scenario, t0.elapsed(), case.schedule);
-        }
-        ran += 1;
-        faults += served.obs.faults_injected;
-        if let Some(v) = &served.obs.violation {
-            failures.push(format!(
-                "seed {seed} ({}): {v:?}\n  replay on the direct ports: {}\n  hosts' log:\n{}",
-                served.obs.scenario,
-                replay_command(procedure, seed, &case.schedule),
-                served.log_text()
-            ));
-        }
-    }
+    let seeds = seeds();
+    let results: Vec<(u64, u32, Option<String>)> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..PARALLEL)
+            .map(|lane| {
+                let row = &row;
+                s.spawn(move || {
+                    let mut out = vec![];
+                    for seed in (1..=seeds).filter(|k| k % PARALLEL == lane) {
+                        let case = ChaosCase { seed, schedule: row.schedule_for(seed, &FaultKind::ALL) };
+                        let t0 = std::time::Instant::now();
+                        let served = served_case(procedure, &case);
+                        if std::env::var_os("DRCTL_TWIN_CHAOS_TIMES").is_some() {
+                            eprintln!("{procedure} seed {seed} ({}): {:?} [{}]", served.obs.scenario, t0.elapsed(), case.schedule);
+                        }
+                        let failure = served.obs.violation.as_ref().map(|v| {
+                            format!(
+                                "seed {seed} ({}): {v:?}\n  replay on the direct ports: {}\n  hosts' log:\n{}",
+                                served.obs.scenario,
+                                replay_command(procedure, seed, &case.schedule),
+                                served.log_text()
+                            )
+                        });
+                        out.push((seed, served.obs.faults_injected, failure));
+                    }
+                    out
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().expect("a sweep lane panicked")).collect()
+    });
+    let ran = results.len();
+    let faults: u32 = results.iter().map(|r| r.1).sum();
+    let mut failures: Vec<&(u64, u32, Option<String>)> = results.iter().filter(|r| r.2.is_some()).collect();
+    failures.sort_by_key(|r| r.0);
     eprintln!("{procedure}: {ran} seeds through the real adapters, {faults} faults injected, {} violations", failures.len());
     // Short procedures end before most windows open (as on the direct ports); some must land.
     assert!(faults > 0, "{procedure}: no fault over {ran} seeds reached the twin");
-    assert!(failures.is_empty(), "{procedure}: {} of {ran} twin chaos runs broke an invariant:\n{}", failures.len(), failures.join("\n\n"));
+    let text: Vec<&str> = failures.iter().filter_map(|r| r.2.as_deref()).collect();
+    assert!(failures.is_empty(), "{procedure}: {} of {ran} twin chaos runs broke an invariant:\n{}", failures.len(), text.join("\n\n"));
 }
 
 #[test]
