@@ -414,3 +414,23 @@ fn tools_print_what_the_real_ones_print() {
     let (out, _, _) = run(&mut w, &format!("curl -sS --max-time 10 --cacert x --cert y --key z https://{ip}:2379/health"));
     assert_eq!(out, "");
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config { cases: 400, ..Default::default() })]
+
+    /// The command line comes from the network (sshd hands it over): whatever it is, the shell
+    /// answers with an exit status, never a panic, and one it cannot parse changes nothing (it
+    /// is parsed whole before anything runs).
+    #[test]
+    fn any_command_line_is_answered(
+        line in proptest::string::string_regex("[a-z/ '\"$(){};|&<>=.*!0-9\\\\-]{0,80}").unwrap(),
+        stdin in proptest::collection::vec(proptest::num::u8::ANY, 0..32),
+    ) {
+        let w = scenario::build("healthy", 1).unwrap();
+        let mut after = w.clone();
+        let out = after.host_shell("master-0", &line, &stdin);
+        if out.code == 2 {
+            proptest::prop_assert!(after == w, "{line:?} did not parse but changed the world");
+        }
+    }
+}
