@@ -9,7 +9,8 @@ use drctl_workflows::ports::*;
 const API_LATENCY_MS: u64 = 40;
 /// kube-apiserver's etcd request timeout, spent when etcd has no quorum.
 const ETCD_REQUEST_TIMEOUT_MS: u64 = 7 * SECOND;
-const SSH_LATENCY_MS: u64 = 250;
+/// Virtual time one SSH command costs before it runs (the served hosts charge it too).
+pub const SSH_LATENCY_MS: u64 = 250;
 
 pub fn sim_ports(sim: &Sim) -> Ports {
     let management = sim.read(|w| w.hosted.is_some()).then(|| Box::new(SimManagement(sim.clone())) as Box<dyn ManagementCluster>);
@@ -44,16 +45,21 @@ fn inventory_ref(w: &World, h: &Host) -> HostRef {
     HostRef { name: h.name.clone(), node, address }
 }
 
-/// The text the kube adapter gives a failed request with this HTTP status (see
-/// `drctl_adapters::kube::classify`: `HTTP {code} {reason}: {message}`).
-pub fn api_status_text(code: u16) -> String {
-    let (reason, message) = match code {
+/// The `reason` and `message` of the `Status` kube-apiserver answers with this HTTP status.
+pub fn api_status(code: u16) -> (&'static str, &'static str) {
+    match code {
         429 => ("TooManyRequests", "the server has received too many requests and has asked us to try again later"),
         500 => ("InternalError", "Internal error occurred: the server could not complete the request"),
         503 => ("ServiceUnavailable", "the server is currently unable to handle the request"),
         504 => ("Timeout", "the server was unable to return a response in the time allotted, but may still be processing the request"),
         _ => ("InternalError", "Internal error occurred"),
-    };
+    }
+}
+
+/// The text the kube adapter gives a failed request with this HTTP status (see
+/// `drctl_adapters::kube::classify`: `HTTP {code} {reason}: {message}`).
+pub fn api_status_text(code: u16) -> String {
+    let (reason, message) = api_status(code);
     format!("HTTP {code} {reason}: {message}")
 }
 

@@ -14,8 +14,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// Virtual time one SSH command costs before it runs (as the simulated port charges).
-const SSH_LATENCY_MS: u64 = 250;
 /// Largest stdin a command may carry (a simulated snapshot is small; a real one is not sent here).
 const MAX_STDIN: u64 = 64 << 20;
 
@@ -124,7 +122,7 @@ fn serve_one(
     let mut stdin = vec![0u8; req.stdin_len as usize];
     reader.read_exact(&mut stdin)?;
     let (out, drop, at) = sim.op(|w| {
-        w.pass_time(SSH_LATENCY_MS);
+        w.pass_time(drctl_sim::ports::SSH_LATENCY_MS);
         if !w.hosts.contains_key(&req.host) || !w.ssh_reachable(&req.host) {
             // The host went away while the session was open: the connection dies.
             return (None, true, w.now);

@@ -166,19 +166,10 @@ pub fn serve(sim: &Sim, call: &ApiCall) -> Result<Answer, Dropped> {
         Err(ApiRefusal::Unauthorized) => Ok(Answer::status(401, "Unauthorized", "Unauthorized", None)),
         Err(ApiRefusal::NoQuorum) => Ok(Answer::status(504, "Timeout", "etcdserver: request timed out", None)),
         Err(ApiRefusal::Status(code)) => {
-            let (reason, message) = status_text(code);
+            let (reason, message) = drctl_sim::ports::api_status(code);
             Ok(Answer::status(code, reason, message, None))
         }
         Err(ApiRefusal::Etcd(kind)) => Ok(Answer::status(500, "InternalError", kind.message(), None)),
-    }
-}
-
-fn status_text(code: u16) -> (&'static str, &'static str) {
-    match code {
-        429 => ("TooManyRequests", "the server has received too many requests and has asked us to try again later"),
-        503 => ("ServiceUnavailable", "the server is currently unable to handle the request"),
-        504 => ("Timeout", "the server was unable to return a response in the time allotted, but may still be processing the request"),
-        _ => ("InternalError", "Internal error occurred: the server could not complete the request"),
     }
 }
 
@@ -192,10 +183,10 @@ fn route(w: &mut World, call: &ApiCall) -> Answer {
         ("GET", ["api", "v1", "namespaces", ns, "pods"]) => list_pods(w, ns, call.param("labelSelector").unwrap_or("")),
         ("DELETE", ["api", "v1", "namespaces", ns, "pods", name]) => delete_pod(w, ns, name),
         ("GET", ["apis", "certificates.k8s.io", "v1", "certificatesigningrequests"]) => {
-            Answer::ok(list("CertificateSigningRequestList", "certificates.k8s.io/v1", w.api().csrs.values().map(|c| csr(w, c)).collect()))
+            Answer::ok(list("CertificateSigningRequestList", "certificates.k8s.io/v1", w.api().csrs.values().map(csr).collect()))
         }
         ("GET", ["apis", "certificates.k8s.io", "v1", "certificatesigningrequests", name]) => match w.api().csrs.get(*name) {
-            Some(c) => Answer::ok(csr(w, c)),
+            Some(c) => Answer::ok(csr(c)),
             None => Answer::not_found("certificates.k8s.io", "certificatesigningrequests", name),
         },
         ("PUT", ["apis", "certificates.k8s.io", "v1", "certificatesigningrequests", name, "approval"]) => approve_csr(w, name, call),
@@ -377,7 +368,7 @@ fn csr_resource_version(c: &drctl_sim::world::CsrObj) -> String {
     format!("{}", c.created_at.millis() / 1000 * 10 + u64::from(c.approved))
 }
 
-fn csr(_w: &World, c: &drctl_sim::world::CsrObj) -> Value {
+fn csr(c: &drctl_sim::world::CsrObj) -> Value {
     use base64::Engine;
     let serving = c.signer == "kubernetes.io/kubelet-serving";
     let usages = if serving { json!(["digital signature", "server auth"]) } else { json!(["digital signature", "client auth"]) };
@@ -431,7 +422,7 @@ fn approve_csr(w: &mut World, name: &str, call: &ApiCall) -> Answer {
         return Answer::invalid("certificatesigningrequests", name, "status.conditions: the drctl twin serves approvals only");
     }
     match w.api_approve_csr(name) {
-        Ok(()) => Answer::ok(csr(w, &w.api().csrs[name])),
+        Ok(()) => Answer::ok(csr(&w.api().csrs[name])),
         Err(e) => Answer::from_port_error(e),
     }
 }

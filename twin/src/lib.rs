@@ -21,10 +21,9 @@ use std::sync::Arc;
 /// A world's Kubernetes API served on 127.0.0.1, with the kubeconfig to reach it.
 pub struct ServedApi {
     /// Owns the listener and connection tasks: dropping it stops serving.
-    rt: tokio::runtime::Runtime,
+    _rt: tokio::runtime::Runtime,
     pub addr: std::net::SocketAddr,
     pub kubeconfig: PathBuf,
-    pub counters: Arc<server::ApiCounters>,
 }
 
 impl ServedApi {
@@ -42,19 +41,15 @@ impl ServedApi {
         // drctl's kubeconfig holds what the world says it holds: a client certificate, or a
         // token from `oc login` (which a restored cluster no longer knows).
         let with_token = sim.read(|w| w.drctl_view.token_kubeconfig);
-        let (addr, counters) = server::start_api(&rt, sim, pki.server_config()?, port, after, token.clone())
+        let addr = server::start_api(&rt, sim, pki.server_config()?, port, after, token.clone())
             .map_err(|e| format!("listen on 127.0.0.1:{port}: {e}"))?;
         let kubeconfig = dir.join("kubeconfig");
         write_private(&kubeconfig, pki.kubeconfig(&format!("https://{addr}"), with_token.then_some(token.as_str())).as_bytes())?;
-        Ok(ServedApi { rt, addr, kubeconfig, counters })
+        Ok(ServedApi { _rt: rt, addr, kubeconfig })
     }
 
     pub fn server_url(&self) -> String {
         format!("https://{}", self.addr)
-    }
-
-    pub fn runtime(&self) -> &tokio::runtime::Runtime {
-        &self.rt
     }
 }
 
@@ -122,7 +117,6 @@ pub mod sshd;
 /// A world served whole: its API over HTTPS, its hosts behind sshd, its backup location as a
 /// directory. What `drctl sim serve` runs, and what the twin tests drive the real adapters at.
 pub struct Twin {
-    pub dir: PathBuf,
     pub backup_root: PathBuf,
     pub inventory: Vec<drctl_workflows::ports::HostRef>,
     pub workers: Vec<drctl_workflows::ports::HostRef>,
@@ -159,7 +153,7 @@ impl Twin {
         let reach = sshd::Reachability::new(sim.clone(), farm.clone())?;
         let _ = after.set(reach.clone());
         let hosted = sim.read(|w| w.hosted.is_some());
-        Ok(Twin { dir: dir.to_path_buf(), backup_root, inventory, workers, hosted, reach, farm, after, sim: sim.clone(), hosts, api })
+        Ok(Twin { backup_root, inventory, workers, hosted, reach, farm, after, sim: sim.clone(), hosts, api })
     }
 
     /// The clock a run against this world waits on (see [`TwinClock`]).

@@ -6,16 +6,8 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::net::TcpListener;
-
-/// How many requests the served API answered, and how many it refused by dropping them.
-#[derive(Default, Debug)]
-pub struct ApiCounters {
-    pub answered: AtomicU64,
-    pub dropped: AtomicU64,
-}
 
 /// Bind 127.0.0.1:`port` (0: any free port) and serve `sim` on `rt` until the runtime stops.
 pub fn start_api(
@@ -25,29 +17,27 @@ pub fn start_api(
     port: u16,
     after: crate::AfterChange,
     token: Arc<String>,
-) -> std::io::Result<(SocketAddr, Arc<ApiCounters>)> {
+) -> std::io::Result<SocketAddr> {
     let listener = rt.block_on(TcpListener::bind(("127.0.0.1", port)))?;
     let addr = listener.local_addr()?;
-    let counters = Arc::new(ApiCounters::default());
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let c = counters.clone();
     rt.spawn(async move {
         loop {
             let Ok((tcp, _)) = listener.accept().await else { continue };
-            let (acceptor, sim, c, after, token) = (acceptor.clone(), sim.clone(), c.clone(), after.clone(), token.clone());
+            let (acceptor, sim, after, token) = (acceptor.clone(), sim.clone(), after.clone(), token.clone());
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(tcp).await else { return };
                 // Our CA signed the client's certificate (the handshake checked it), if it sent one.
                 let has_cert = tls.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty());
                 let service = service_fn(move |req| {
-                    let (sim, c, after, token) = (sim.clone(), c.clone(), after.clone(), token.clone());
-                    async move { answer(&sim, &c, &after, Credentials { has_cert, token: &token }, req).await }
+                    let (sim, after, token) = (sim.clone(), after.clone(), token.clone());
+                    async move { answer(&sim, &after, Credentials { has_cert, token: &token }, req).await }
                 });
                 let _ = http1::Builder::new().serve_connection(TokioIo::new(tls), service).await;
             });
         }
     });
-    Ok((addr, counters))
+    Ok(addr)
 }
 
 /// How a connection's requests may authenticate: its client certificate, or the one token.
@@ -58,14 +48,12 @@ struct Credentials<'a> {
 
 async fn answer(
     sim: &Sim,
-    c: &ApiCounters,
     after: &crate::AfterChange,
     creds: Credentials<'_>,
     req: hyper::Request<hyper::body::Incoming>,
 ) -> Result<hyper::Response<Body>, ServeError> {
     let call = ApiCall::read(req).await.map_err(|e| ServeError(format!("reading the request: {e}")))?;
     if !creds.has_cert && call.bearer.as_deref() != Some(creds.token) {
-        c.answered.fetch_add(1, Ordering::Relaxed);
         return Ok(crate::kube::Answer::status(401, "Unauthorized", "Unauthorized", None).into_response());
     }
     // The world is a plain lock: served off the async workers so a long controller catch-up
@@ -78,16 +66,7 @@ async fn answer(
     })
     .await
     .map_err(|e| ServeError(format!("serving: {e}")))?;
-    match r {
-        Ok(a) => {
-            c.answered.fetch_add(1, Ordering::Relaxed);
-            Ok(a.into_response())
-        }
-        Err(dropped) => {
-            c.dropped.fetch_add(1, Ordering::Relaxed);
-            Err(ServeError(dropped.to_string()))
-        }
-    }
+    r.map(|a| a.into_response()).map_err(|dropped| ServeError(dropped.to_string()))
 }
 
 /// Why a connection was closed without an answer.
