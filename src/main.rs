@@ -348,8 +348,8 @@ fn real_main(cli: Cli) -> Result<u8> {
         Command::Resume { run, sim_speed } => cmd_resume(&cli.store, out, run, sim_speed),
         Command::Status { run } => {
             match request(&cli.store, ControlRequest::Status { run })? {
-                ControlResponse::Runs(runs) => output::runs(out, &runs),
-                ControlResponse::Run(run) => output::run_detail(out, &run),
+                ControlResponse::Runs(runs) => output::runs(out, &runs, &store_flag(&cli.store)),
+                ControlResponse::Run(run) => output::run_detail(out, &run, &store_flag(&cli.store)),
                 other => bail!("unexpected answer: {other:?}"),
             }
             Ok(0)
@@ -510,16 +510,26 @@ fn cmd_abort(store: &Path, out: Output, run: String) -> Result<u8> {
             cmd_resume(store, out, Some(run), None)
         }
         _ => {
-            output::run_detail(out, &view);
+            output::run_detail(out, &view, &store_flag(store));
             Ok(0)
         }
     }
 }
 
+/// Approve or reject: what was decided, in one line; and, for a run no process drives, that
+/// the decision waits for `drctl resume`.
 fn decide(store: &Path, out: Output, req: ControlRequest) -> Result<u8> {
-    match request(store, req)? {
-        ControlResponse::Run(run) => output::run_detail(out, &run),
+    let view = match request(store, req)? {
+        ControlResponse::Run(run) => run,
         other => bail!("unexpected answer: {other:?}"),
+    };
+    output::decision(out, &view);
+    if output::undriven(&view) {
+        eprintln!(
+            "drctl: run {id} is not driven by any drctl process: the decision is recorded and takes effect when it is resumed: `drctl{} resume {id}`",
+            store_flag(store),
+            id = view.id
+        );
     }
     Ok(0)
 }

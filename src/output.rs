@@ -68,8 +68,23 @@ fn reference(name: &str) -> Option<String> {
     drctl_workflows::catalog::row(name).map(|r| r.doc().to_string())
 }
 
-/// What a run is doing, in one line.
-fn doing(v: &RunView) -> String {
+/// Whether a run should be moving yet no drctl process drives it (its process was killed, or
+/// it was interrupted): it moves again only at `drctl resume`.
+pub fn undriven(v: &RunView) -> bool {
+    !v.status.is_terminal() && v.driver.is_none()
+}
+
+/// What a run is doing, in one line (multi-line prompts and errors are joined with ` / `).
+fn doing(v: &RunView, store_flag: &str) -> String {
+    let d = doing_text(v, store_flag);
+    let d = d.split('\n').map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" / ");
+    match undriven(v) {
+        true => format!("NOT RUNNING: no drctl process drives it; continue with `drctl{store_flag} resume {}`. Was: {d}", v.id),
+        false => d,
+    }
+}
+
+fn doing_text(v: &RunView, store_flag: &str) -> String {
     match v.status {
         RunStatus::Waiting => match &v.wait {
             Some(w) => format!("waiting for {} since {} (next check {})", w.waiting_for, w.since, w.next_check_at),
@@ -80,42 +95,48 @@ fn doing(v: &RunView) -> String {
             None => "retrying".into(),
         },
         RunStatus::AwaitingApproval => match &v.pending_gate {
-            Some(g) => format!("awaiting approval of gate '{}' since {}: {} (drctl approve {})", g.gate, g.since, g.prompt, v.id),
+            Some(g) => {
+                format!("awaiting approval of gate '{}' since {}: {} (drctl{store_flag} approve {})", g.gate, g.since, g.prompt, v.id)
+            }
             None => "awaiting approval".into(),
         },
         RunStatus::AwaitingChild => match v.children.iter().find(|(_, c)| c.ended.is_none()) {
             Some((key, c)) => format!("waiting for child run {} ({}, {key})", c.run, c.procedure),
             None => "waiting for a child run".into(),
         },
+        RunStatus::Halted => {
+            let outcome = v.outcome.clone().unwrap_or_default();
+            format!("{outcome} (fix, then `drctl{store_flag} resume {id}`, or close it: `drctl{store_flag} abort {id}`)", id = v.id)
+        }
         _ => v.outcome.clone().unwrap_or_default(),
     }
 }
 
-pub fn runs(out: Output, runs: &[RunView]) {
+pub fn runs(out: Output, runs: &[RunView], store_flag: &str) {
     match out {
         Output::Json => json(&runs),
         Output::Table => {
             println!("{:<7} {:<28} {:<18} {:<36} DETAIL", "RUN", "PROCEDURE", "STATUS", "STATE");
             // Children are listed under their parent, indented: the tree of a run at a glance.
-            fn row(all: &[RunView], v: &RunView, depth: usize) {
+            fn row(all: &[RunView], v: &RunView, depth: usize, store_flag: &str) {
                 let indent = "  ".repeat(depth);
                 let (id, procedure) = (format!("{indent}{}", v.id), format!("{indent}{}", v.procedure));
-                println!("{id:<7} {procedure:<28} {:<18} {:<36} {}", v.status.as_str(), v.state_name, doing(v));
+                println!("{id:<7} {procedure:<28} {:<18} {:<36} {}", v.status.as_str(), v.state_name, doing(v, store_flag));
                 for c in v.children.values() {
                     if let Some(child) = all.iter().find(|r| r.id == c.run) {
-                        row(all, child, depth + 1);
+                        row(all, child, depth + 1, store_flag);
                     }
                 }
             }
             let known = |id: &Option<String>| id.as_ref().is_some_and(|p| runs.iter().any(|r| &r.id == p));
             for v in runs.iter().filter(|v| !known(&v.parent)) {
-                row(runs, v, 0);
+                row(runs, v, 0, store_flag);
             }
         }
     }
 }
 
-pub fn run_detail(out: Output, v: &RunView) {
+pub fn run_detail(out: Output, v: &RunView, store_flag: &str) {
     match out {
         Output::Json => json(v),
         Output::Table => {
@@ -128,12 +149,20 @@ pub fn run_detail(out: Output, v: &RunView) {
             println!("state:      {}", v.state_name);
             println!("started:    {}", v.created_at);
             println!("updated:    {}", v.updated_at);
-            let d = doing(v);
+            match (v.driver, undriven(v)) {
+                (Some(pid), _) => println!("driven by:  drctl process {pid}"),
+                (None, true) => {
+                    println!("driven by:  NOBODY: no drctl process drives it; continue with `drctl{store_flag} resume {}`", v.id)
+                }
+                (None, false) => {}
+            }
+            let d = doing_text(v, store_flag);
             if !d.is_empty() {
-                println!("detail:     {d}");
+                println!("detail:     {}", d.replace('\n', "\n            "));
             }
             for (gate, g) in &v.gates {
-                println!("gate:       {gate}: {:?} by {} at {}", g.decision, g.by, g.at);
+                let comment = g.comment.as_deref().map(|c| format!(": \"{c}\"")).unwrap_or_default();
+                println!("gate:       {gate}: {} by {} at {}{comment}", g.decision.as_str(), g.by, g.at);
             }
             if let Some(a) = &v.abort {
                 println!("abort:      requested by {} at {}", a.by, a.at);
@@ -153,6 +182,21 @@ pub fn run_detail(out: Output, v: &RunView) {
             }
         }
     }
+}
+
+/// The answer to `approve`/`reject`: the decision just recorded and where the run is now.
+pub fn decision(out: Output, v: &RunView) {
+    if out == Output::Json {
+        return json(v);
+    }
+    match v.gates.iter().max_by_key(|(_, g)| g.at) {
+        Some((gate, g)) => {
+            let comment = g.comment.as_deref().map(|c| format!(" (\"{c}\")")).unwrap_or_default();
+            println!("run {}: gate '{gate}' {} by {} at {}{comment}", v.id, g.decision.as_str(), g.by, g.at);
+        }
+        None => println!("run {}: no gate decided", v.id),
+    }
+    println!("run {}: now {} at {}", v.id, v.status.as_str(), v.state_name);
 }
 
 pub fn history(out: Output, h: &[HistoryEvent]) {

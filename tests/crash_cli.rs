@@ -221,3 +221,46 @@ fn sigterm_says_where_the_run_stopped_and_resume_completes_it() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert_eq!(sim_status(store)["healthy"], true);
 }
+
+/// A run whose process was killed at its gate is not mistaken for a live one: `status` says
+/// nobody drives it and how to continue; an approval is recorded and said to take effect at
+/// `resume`, which then completes the run.
+#[test]
+fn a_run_whose_process_died_at_its_gate_is_shown_as_not_driven() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path();
+    let mut child = spawn(store, &["run", "restore-cluster-state", "--sim", "quorum-loss", "--sim-speed", "2000"]);
+    let pid = child.id();
+    let live = eventually(Duration::from_secs(20), "the start gate", || {
+        let o = drctl(store, &["status", "1", "-o", "json"]);
+        let v = o.status.success().then(|| json(&o))?;
+        (v["status"] == "awaiting-approval").then_some(v)
+    });
+    assert_eq!(live["driver"], pid, "{live}");
+    let o = drctl(store, &["status", "1"]);
+    assert!(text(&o).contains(&format!("driven by:  drctl process {pid}")), "{}", text(&o));
+
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let o = drctl(store, &["status"]);
+    let table = String::from_utf8_lossy(&o.stdout).to_string();
+    let resume = format!("`drctl --store {} resume 1`", store.display());
+    assert!(table.contains("NOT RUNNING: no drctl process drives it") && table.contains(&resume), "{table}");
+    assert!(json(&drctl(store, &["status", "1", "-o", "json"]))["driver"].is_null());
+
+    let o = drctl(store, &["approve", "1", "--comment", "ticket OPS-2"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(out.starts_with("run 1: gate 'start' approved by ") && out.contains("(\"ticket OPS-2\")"), "{out}");
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(
+        err.contains("not driven by any drctl process") && err.contains("takes effect when it is resumed") && err.contains(&resume),
+        "{err}"
+    );
+    let detail = text(&drctl(store, &["status", "1"]));
+    assert!(detail.contains("gate:       start: approved by") && detail.contains("\"ticket OPS-2\""), "{detail}");
+
+    let o = drctl(store, &["resume", "1"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(sim_status(store)["healthy"], true);
+}

@@ -150,6 +150,10 @@ pub struct RunView {
     pub children: BTreeMap<String, ChildRun>,
     /// Set when params/state could not be decoded by this binary, saying why.
     pub note: Option<String>,
+    /// The pid of the drctl process driving this run (itself or through its parent run), or
+    /// `None` when no process drives it: it moves only at `drctl resume`.
+    #[serde(default)]
+    pub driver: Option<u32>,
 }
 
 impl<E: ?Sized + Send + Sync + 'static> Engine<E> {
@@ -189,6 +193,7 @@ impl<E: ?Sized + Send + Sync + 'static> Engine<E> {
             parent: rec.parent.clone(),
             children: rec.children.clone(),
             note,
+            driver: self.is_driven(rec).then(std::process::id),
         }
     }
 }

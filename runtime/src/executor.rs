@@ -500,6 +500,27 @@ impl<E: ?Sized + Send + Sync + 'static> Engine<E> {
         slots.entry(id.to_string()).or_default().clone()
     }
 
+    /// Whether this process drives `rec`: its own driver, or its parent's (which descends into
+    /// its active child). A run nobody drives moves only when someone resumes it.
+    pub fn is_driven(&self, rec: &RunRecord) -> bool {
+        let driving = |id: &str| {
+            let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            slots.get(id).is_some_and(|s| s.driving.load(Ordering::SeqCst))
+        };
+        let mut id = rec.id.clone();
+        let mut parent = rec.parent.clone();
+        // Bounded: a parent chain is as deep as child runs nest, and ids never repeat.
+        for _ in 0..16 {
+            if driving(&id) {
+                return true;
+            }
+            let Some(p) = parent.take() else { return false };
+            parent = self.store.get_run(&p).ok().flatten().and_then(|r| r.parent);
+            id = p;
+        }
+        false
+    }
+
     fn load(&self, id: &str) -> Result<RunRecord, EngineError> {
         self.store.get_run(id)?.ok_or_else(|| EngineError::NoSuchRun(id.to_string()))
     }
