@@ -55,10 +55,16 @@ enum Command {
     History { run: String },
     /// Continue every unfinished run (or a halted one, by id) from its last committed state.
     Resume {
+        /// The run to resume (default: every unfinished run; a halted run only by its id).
         run: Option<String>,
         /// Override the pace of simulated time for simulated runs.
         #[arg(long)]
         sim_speed: Option<f64>,
+        /// Correct a parameter of the halted RUN before resuming it, e.g. `--set backup=nightly`
+        /// (repeatable; keys as `drctl status RUN -o json` shows its params). Checked as `run`
+        /// checks it, refused once the run has changed the cluster, recorded in its history.
+        #[arg(long = "set", value_name = "KEY=VALUE", requires = "run")]
+        set: Vec<String>,
     },
     /// Approve the gate a run waits at.
     Approve(DecideArgs),
@@ -345,7 +351,7 @@ fn real_main(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Run(cmd) => cmd_run(&cli.store, out, cmd),
-        Command::Resume { run, sim_speed } => cmd_resume(&cli.store, out, run, sim_speed),
+        Command::Resume { run, sim_speed, set } => cmd_resume(&cli.store, out, run, sim_speed, &set),
         Command::Status { run } => {
             match request(&cli.store, ControlRequest::Status { run })? {
                 ControlResponse::Runs(runs) => output::runs(out, &runs, &store_flag(&cli.store)),
@@ -507,7 +513,7 @@ fn cmd_abort(store: &Path, out: Output, run: String) -> Result<u8> {
     match (undriven, finished) {
         (true, false) => {
             eprintln!("drctl: run {run} is not driven by any drctl process: carrying out the abort now");
-            cmd_resume(store, out, Some(run), None)
+            cmd_resume(store, out, Some(run), None, &[])
         }
         _ => {
             output::run_detail(out, &view, &store_flag(store));
@@ -602,6 +608,7 @@ fn cmd_run(store: &Path, out: Output, cmd: RunCommand) -> Result<u8> {
         }
     }
     check_params(procedure, &params)?;
+    preflight(row, &params, &target::sim_facts(&world))?;
 
     drctl_runtime::store::create_private_dir(store).with_context(|| format!("create store directory {}", store.display()))?;
     let _lock = lock(store)?;
@@ -663,6 +670,7 @@ fn run_real(
     }
     // Parameters first (cheap, and no reason to contact the cluster for a typo).
     check_params(procedure, &params)?;
+    preflight(row, &params, &spec.facts())?;
     let target = real::new_target(&spec)?;
 
     drctl_runtime::store::create_private_dir(store).with_context(|| format!("create store directory {}", store.display()))?;
@@ -694,14 +702,28 @@ fn check_params(procedure: &str, params: &serde_json::Value) -> Result<()> {
     Ok(())
 }
 
+/// The procedure's own checks of input against what is known of the target.
+fn preflight(row: &CatalogRow, params: &serde_json::Value, facts: &catalog::TargetFacts) -> Result<()> {
+    (row.preflight)(params, facts).map_err(|e| anyhow!("cannot start {}: {e}", row.name))
+}
+
+/// `KEY=VALUE` of `resume --set`.
+fn parse_setting(s: &str) -> Result<(String, String)> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().replace('-', "_"), v.to_string())),
+        _ => bail!("--set '{s}' must be KEY=VALUE, e.g. --set backup=nightly"),
+    }
+}
+
 /// `40m+2h` -> (40 minutes, 2 hours).
 fn parse_outage(s: &str) -> Result<(Duration, Duration)> {
     let (at, dur) = s.split_once('+').ok_or_else(|| anyhow!("--sim-api-outage '{s}' must be START+DURATION, e.g. 40m+2h"))?;
     Ok((parse_duration(at)?, parse_duration(dur)?))
 }
 
-fn cmd_resume(store: &Path, out: Output, run: Option<String>, sim_speed: Option<f64>) -> Result<u8> {
+fn cmd_resume(store: &Path, out: Output, run: Option<String>, sim_speed: Option<f64>, set: &[String]) -> Result<u8> {
     check_sim_speed(sim_speed)?;
+    let settings = set.iter().map(|s| parse_setting(s)).collect::<Result<Vec<_>>>()?;
     if !store.exists() {
         bail!("no drctl store at {} (nothing to resume)", store.display());
     }
@@ -728,6 +750,10 @@ fn cmd_resume(store: &Path, out: Output, run: Option<String>, sim_speed: Option<
             }),
             other => Err(anyhow!("unknown target {other:?}; this build resumes simulated and real runs")),
         };
+        let target = match (target, settings.is_empty()) {
+            (Ok(t), false) => correct(&eng, &rec, &t, &settings).map(|()| t),
+            (t, _) => t,
+        };
         match target {
             Ok(t) => runs.push((rec.id.clone(), t)),
             // One run whose target cannot be rebuilt (a kubeconfig gone) must not keep the others
@@ -743,6 +769,21 @@ fn cmd_resume(store: &Path, out: Output, run: Option<String>, sim_speed: Option<
         bail!("no run could be resumed");
     }
     Ok(drive_and_report(store, out, &eng, runs)?.max(unresumable))
+}
+
+/// `resume RUN --set …`: correct the halted run's parameters, checked as `run` checks them
+/// against the run's own target, before it is driven again.
+fn correct(eng: &Engine<Ports>, rec: &RunRecord, t: &Target, settings: &[(String, String)]) -> Result<()> {
+    let row = catalog::row(&rec.procedure).ok_or_else(|| anyhow!("procedure {} is not in this build's catalog", rec.procedure))?;
+    let facts = match (&t.sim, real::RealSpec::from_labels(rec)) {
+        (Some(sim), _) => sim.read(target::sim_facts),
+        (None, Ok(spec)) => spec.facts(),
+        (None, Err(_)) => catalog::TargetFacts::default(),
+    };
+    let fixed = eng.correct(&rec.id, settings, &whoami(), &*t.clock, |params| (row.preflight)(params, &facts))?;
+    let what: Vec<String> = settings.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    eprintln!("drctl: run {} corrected ({}): starts again from {}", rec.id, what.join(", "), fixed.state_name);
+    Ok(())
 }
 
 /// Drive runs to their end and report them; the exit code. Interrupted by SIGINT or SIGTERM,

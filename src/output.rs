@@ -106,7 +106,11 @@ fn doing_text(v: &RunView, store_flag: &str) -> String {
         },
         RunStatus::Halted => {
             let outcome = v.outcome.clone().unwrap_or_default();
-            format!("{outcome} (fix, then `drctl{store_flag} resume {id}`, or close it: `drctl{store_flag} abort {id}`)", id = v.id)
+            format!(
+                "{outcome} (fix, then `drctl{store_flag} resume {id}`; a wrong setting: `drctl{store_flag} resume {id} --set KEY=VALUE`; \
+                 or close it: `drctl{store_flag} abort {id}`)",
+                id = v.id
+            )
         }
         _ => v.outcome.clone().unwrap_or_default(),
     }

@@ -295,6 +295,24 @@ impl RealSpec {
         &[Capability::ClusterApi, Capability::Hosts, Capability::Etcd, Capability::BackupLocation]
     }
 
+    /// What the up-front checks can know without contacting the cluster: the backup sets under
+    /// the backup root (unknown when it cannot be read: the run's own check says why) and the
+    /// inventory's control-plane hosts.
+    pub fn facts(&self) -> drctl_workflows::catalog::TargetFacts {
+        let backups = std::fs::read_dir(&self.backup_root).ok().map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| !n.starts_with('.'))
+                .collect()
+        });
+        drctl_workflows::catalog::TargetFacts {
+            backups,
+            control_plane_hosts: Some(self.ssh.hosts.iter().map(|h| h.name.clone()).collect()),
+            keepalived: None,
+        }
+    }
+
     /// From `drctl run`'s options. Checks what can be checked without the network.
     pub fn from_args(a: &AccessArgs, backup_root: Option<&Path>) -> Result<RealSpec> {
         let Some(kubeconfig) = kubeconfig_path(a.kubeconfig.as_deref())? else {

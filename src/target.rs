@@ -22,6 +22,16 @@ pub struct Target {
     pub sim: Option<Sim>,
 }
 
+/// What a simulated world tells the up-front checks (`drctl run`, `resume --set`).
+pub fn sim_facts(w: &drctl_sim::world::World) -> drctl_workflows::catalog::TargetFacts {
+    use drctl_workflows::ports::StaticPod;
+    drctl_workflows::catalog::TargetFacts {
+        backups: Some(w.backups.keys().cloned().collect()),
+        control_plane_hosts: Some(w.control_plane_hosts().map(|h| h.name.clone()).collect()),
+        keepalived: Some(w.control_plane_hosts().any(|h| h.manifests.contains(&StaticPod::Keepalived))),
+    }
+}
+
 pub fn sim_dir(store: &Path) -> PathBuf {
     store.join("sim")
 }

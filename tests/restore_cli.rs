@@ -103,12 +103,21 @@ fn refused(args: &[&str], want: &str) {
     assert_eq!(world.status().state_digest, before, "the refused run changed the world");
 }
 
+/// On a healthy cluster (a practice world backed up by `etcd-backup`), the API answers: the
+/// restore halts at its first guard and the world is untouched.
 #[test]
 fn refused_when_the_api_answers_normally() {
     let dir = tempfile::tempdir().unwrap();
-    // The healthy scenario has no backup of its own; any name will do, the API guard comes first.
-    let _ = dir;
-    refused(&["--sim", "healthy", "--backup", "nightly"], "the API answers reads normally");
+    let store = dir.path();
+    assert!(drctl(store, &["sim", "new", "healthy", "--name", "lab"]).status.success());
+    let o = drctl(store, &["run", "etcd-backup", "--sim-world", "lab", "--yes"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let world = store.join("sim/practice/lab.world");
+    let before = drctl_sim::Sim::load(&world).unwrap().status().state_digest;
+    let o = drctl(store, &["run", "restore-cluster-state", "--sim-world", "lab", "--backup", "backup-1", "--yes"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("the API answers reads normally"), "{}", text(&o));
+    assert_eq!(drctl_sim::Sim::load(&world).unwrap().status().state_digest, before, "the refused run changed the world");
 }
 
 #[test]
@@ -118,9 +127,32 @@ fn refused_when_etcd_still_has_quorum_though_the_api_is_unreachable() {
     refused(&["--sim", "api-unreachable"], "etcd has not lost quorum");
 }
 
+/// Input a step would halt on is refused before the run is stored: exit 1, one line saying what
+/// is wrong, no store left behind.
+fn refused_up_front(args: &[&str], want: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("s");
+    let mut all = vec!["run", "restore-cluster-state", "--yes"];
+    all.extend_from_slice(args);
+    let o = drctl(&store, &all);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(want) && err.lines().count() == 1, "message should say '{want}' in one line:\n{}", text(&o));
+    assert!(!store.exists(), "a refused run left {} behind", store.display());
+}
+
 #[test]
 fn refused_when_keepalived_runs_and_the_ingress_vip_is_not_given() {
-    refused(&["--sim", "quorum-loss-reachable", "--api-vip", "10.0.0.5"], "pass --api-vip and --ingress-vip");
+    refused_up_front(&["--sim", "quorum-loss-reachable", "--api-vip", "10.0.0.5"], "pass --api-vip and --ingress-vip");
+    refused_up_front(&["--sim", "quorum-loss-baremetal"], "pass --api-vip and --ingress-vip");
+}
+
+#[test]
+fn refused_when_the_recovery_host_is_not_a_control_plane_host() {
+    refused_up_front(
+        &["--sim", "quorum-loss", "--recovery-host", "master-9"],
+        "recovery host master-9 is not a control-plane host (control-plane hosts: master-0, master-1, master-2)",
+    );
 }
 
 #[test]
@@ -165,7 +197,10 @@ fn a_backup_made_by_the_runbooks_script_is_accepted_by_its_release() {
 
 #[test]
 fn refused_when_the_backup_does_not_exist() {
-    refused(&["--sim", "quorum-loss", "--backup", "last-tuesday"], "backup not found");
+    refused_up_front(
+        &["--sim", "quorum-loss", "--backup", "last-tuesday"],
+        "backup not found: backup set 'last-tuesday' is not in the backup location (it holds: nightly)",
+    );
 }
 
 #[test]
@@ -232,8 +267,8 @@ fn restore_with_a_reachable_other_host_stops_its_static_pods_and_moves_the_vips(
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path();
     let o = drctl(store, &["run", "restore-cluster-state", "--sim", "quorum-loss-reachable", "--yes"]);
-    assert_eq!(o.status.code(), Some(3), "keepalived without VIPs must halt\n{}", text(&o));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("--api-vip"), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(1), "keepalived without VIPs is refused up front\n{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--api-vip"), "{}", text(&o));
 
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path();
@@ -358,8 +393,7 @@ fn out_of_range_inputs_are_refused_with_a_line() {
 fn a_halted_run_is_closed_by_abort() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path();
-    let o = drctl(store, &["run", "restore-cluster-state", "--sim", "quorum-loss", "--yes", "--backup", "nosuch"]);
-    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    halt_on_a_dead_recovery_host(store);
     let o = drctl(store, &["abort", "1"]);
     assert_eq!(o.status.code(), Some(5), "{}", text(&o));
     let view = drctl(store, &["status", "1", "-o", "json"]);
@@ -368,4 +402,78 @@ fn a_halted_run_is_closed_by_abort() {
     // Nothing is left to abort, and it says so.
     let o = drctl(store, &["abort", "1"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
+
+/// A run told to restore on master-1, a host lost with its machine: SSH to it never answers, and
+/// the run halts once its 30-minute deadline is spent (exit 3), having changed nothing.
+fn halt_on_a_dead_recovery_host(store: &std::path::Path) {
+    let o = drctl(
+        store,
+        &["run", "restore-cluster-state", "--sim", "quorum-loss", "--yes", "--recovery-host", "master-1", "--deadline", "30m"],
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert_eq!(json(&drctl(store, &["status", "1", "-o", "json"]))["state_name"], "SelectRecoveryHost");
+}
+
+/// A halted run's setting is corrected with `resume --set`: checked as `run` checks it, refused
+/// for keys the procedure does not have, recorded in history with who and old -> new; the run
+/// starts again from its first guard and ends healthy.
+#[test]
+fn a_halted_run_is_corrected_with_resume_set_and_ends_healthy() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path();
+    halt_on_a_dead_recovery_host(store);
+    let events = || history(store, "1").len();
+    let before = events();
+    for (set, want) in [
+        ("recovery_host=master-9", "recovery host master-9 is not a control-plane host"),
+        ("backup=last-tuesday", "backup not found"),
+        ("backup_dir=relative", "absolute path"),
+        ("no_such_key=1", "has no parameter 'no_such_key' (its parameters: "),
+        ("ovn_kubernetes=false", "no longer used"),
+        ("recovery_host", "must be KEY=VALUE"),
+    ] {
+        let o = drctl(store, &["resume", "1", "--set", set]);
+        assert_eq!(o.status.code(), Some(1), "{set}: {}", text(&o));
+        assert!(String::from_utf8_lossy(&o.stderr).contains(want), "{set}: {}", text(&o));
+    }
+    assert_eq!(events(), before, "a refused correction was recorded");
+    assert_eq!(json(&drctl(store, &["status", "1", "-o", "json"]))["status"], "halted");
+
+    let o = drctl(store, &["resume", "1", "--set", "recovery-host=master-0"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("run 1 corrected (recovery_host=master-0): starts again from CheckApiDown"),
+        "{}",
+        text(&o)
+    );
+    assert_restored_healthy(&sim_status(store));
+    let h = history(store, "1");
+    let fix = h.iter().find(|e| e["outcome"] == "Corrected").expect("the correction is in the history");
+    let detail = fix["detail"].as_str().unwrap();
+    assert!(detail.starts_with("by ") && detail.contains(r#"recovery_host: "master-1" -> "master-0""#), "{detail}");
+    assert_eq!((fix["from"].as_str(), fix["to"].as_str()), (Some("SelectRecoveryHost"), Some("CheckApiDown")));
+    let view = json(&drctl(store, &["status", "1", "-o", "json"]));
+    assert_eq!(view["params"]["recovery_host"], "master-0");
+}
+
+/// Once the restore has changed the cluster, a setting can no longer be corrected: resuming with
+/// `--set` is refused and the run stays as it was.
+#[test]
+fn a_setting_cannot_be_corrected_once_the_run_changed_the_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path();
+    // Halts at step 6: the API VIP never reaches the recovery host (its keepalived was stopped
+    // on every host by a fault), long after static pods were moved.
+    let o =
+        drctl(store, &["run", "restore-cluster-state", "--sim", "quorum-loss", "--yes", "--sim-api-outage", "0s+1h", "--deadline", "20m"]);
+    let state = json(&drctl(store, &["status", "1", "-o", "json"]))["state_name"].as_str().unwrap().to_string();
+    if o.status.code() != Some(3) || ["CheckApiDown", "CheckBackup", "SelectRecoveryHost"].iter().any(|s| state.starts_with(s)) {
+        panic!("the run should halt after changing the cluster, at {state}: {}", text(&o));
+    }
+    let before = history(store, "1").len();
+    let o = drctl(store, &["resume", "1", "--set", "backup=nightly"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("changing it now is unsafe"), "{}", text(&o));
+    assert_eq!(history(store, "1").len(), before);
 }

@@ -971,6 +971,49 @@ impl<E: ?Sized + Send + Sync + 'static> Engine<E> {
 
     /// Request an abort. The driver acts on it at its next step (or right away if it is
     /// sleeping or at a gate). Requesting again is a no-op. Blocking (durable commit).
+    /// Correct parameters of halted run `id` (`drctl resume RUN --set KEY=VALUE`): each key must
+    /// be one its procedure declares correctable in the state it halted in. The run starts again
+    /// from its first state with the new values, still halted until resumed; the history records
+    /// who changed what from what. `check` sees the corrected params (JSON) first: the checks
+    /// `drctl run` makes against the target. Nothing is written when anything is refused.
+    /// Blocking.
+    pub fn correct(
+        &self,
+        id: &str,
+        changes: &[(String, String)],
+        by: &str,
+        clock: &dyn Clock,
+        check: impl FnOnce(&serde_json::Value) -> Result<(), String>,
+    ) -> Result<RunRecord, EngineError> {
+        let slot = self.slot(id);
+        let _g = slot.lock();
+        let rec = self.load(id)?;
+        let refused = |reason: String| EngineError::Refused { run: id.to_string(), reason };
+        if rec.status != RunStatus::Halted {
+            return Err(refused(format!("it is {}: only a halted run's parameters may be corrected", rec.status.as_str())));
+        }
+        if rec.abort.is_some() {
+            return Err(refused("an abort was requested: resume it to carry out the abort".into()));
+        }
+        let p = self.procedure_for(&rec)?;
+        let (params, changed) = p.correct(&rec.params, &rec.state, changes).map_err(refused)?;
+        check(&p.params_json(&params).map_err(EngineError::Internal)?).map_err(refused)?;
+        let state = p.initial_state(&params).map_err(|e| EngineError::Internal(format!("corrected parameters: {e}")))?;
+        let state_name = p.state_name(&state).map_err(|e| EngineError::Internal(format!("corrected parameters: {e}")))?;
+        let mut d = Draft::new(&rec, clock.now());
+        let what: Vec<String> = changed.iter().map(|(k, old, new)| format!("{k}: {old} -> {new}")).collect();
+        let detail = format!("by {by}: {}; starts again from {state_name} (halted in {})", what.join(", "), rec.state_name);
+        d.rec.params = params;
+        // It starts again: with the whole allowance it was started with, from now.
+        d.rec.deadline = d.now.plus(rec.deadline.since(rec.created_at));
+        d.rec.state = state;
+        d.rec.state_name = state_name.clone();
+        d.event(Outcome::Corrected, &rec.state_name, &state_name, 0, Some(detail));
+        self.store.commit(&d.rec, &d.events)?;
+        tracing::info!(run_id = %id, by, "parameters corrected");
+        Ok(d.rec)
+    }
+
     pub fn abort(&self, id: &str, by: &str, clock: &dyn Clock) -> Result<RunRecord, EngineError> {
         let slot = self.slot(id);
         let new = {

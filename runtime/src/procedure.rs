@@ -105,6 +105,15 @@ pub trait Procedure: Send + Sync + 'static {
     fn on_abort(&self, _params: &Self::Params, _state: &Self::State) -> Option<Self::State> {
         None
     }
+    /// Whether parameter `key` of a run halted in `state` may be corrected (`drctl resume RUN
+    /// --set KEY=VALUE`): `Err` says why not. A corrected run starts again from
+    /// `initial_state`, so a procedure allows this only in states before its first change to
+    /// the world (every guard then re-runs with the new value). By default nothing may be
+    /// corrected.
+    fn correctable(&self, key: &str, state: &Self::State) -> Result<(), String> {
+        let _ = (key, state);
+        Err(format!("{} declares no parameter that may be corrected on a halted run", Self::NAME))
+    }
     /// True for states the engine must never abort out of without running them (undo steps).
     fn is_undo_state(&self, _state: &Self::State) -> bool {
         false
@@ -155,8 +164,28 @@ pub trait ErasedProcedure<E: ?Sized>: Send + Sync {
     fn step(&self, env: &E, cx: &StepContext, params: &[u8], state: &[u8]) -> Result<Step<Vec<u8>>, StepError>;
     fn on_abort(&self, params: &[u8], state: &[u8]) -> Result<Option<Vec<u8>>, String>;
     fn is_undo_state(&self, state: &[u8]) -> Result<bool, String>;
+    /// Apply corrections (`key`, new value as typed) to stored params, refusing a key the
+    /// params do not have, one [`Procedure::correctable`] refuses in `state`, or a result
+    /// `validate` refuses. The new params and what changed (key, old value, new value).
+    fn correct(&self, params: &[u8], state: &[u8], changes: &[(String, String)]) -> Result<Corrected, String>;
     /// See [`Procedure::state_catalog`].
     fn state_catalog(&self) -> &'static [(&'static str, &'static [&'static str])];
+}
+
+/// Params after [`ErasedProcedure::correct`]: encoded, and each change as (key, old, new).
+pub type Corrected = (Vec<u8>, Vec<(String, serde_json::Value, serde_json::Value)>);
+
+/// A value typed on the command line, as JSON of the kind the parameter holds: text for a text
+/// parameter; otherwise a number, boolean or `null` when it reads as one (`--set force=true`),
+/// else text (`--set api_vip=10.0.0.5` where the VIP was unset).
+fn typed_like(old: &serde_json::Value, typed: &str) -> serde_json::Value {
+    if old.is_string() {
+        return serde_json::Value::String(typed.to_string());
+    }
+    match serde_json::from_str::<serde_json::Value>(typed) {
+        Ok(v) if !v.is_object() && !v.is_array() => v,
+        _ => serde_json::Value::String(typed.to_string()),
+    }
 }
 
 fn enc<T: Serialize>(v: &T) -> Result<Vec<u8>, String> {
@@ -226,6 +255,26 @@ where
     }
     fn is_undo_state(&self, state: &[u8]) -> Result<bool, String> {
         Ok(Procedure::is_undo_state(self, &dec::<P::State>("state", state)?))
+    }
+    fn correct(&self, params: &[u8], state: &[u8], changes: &[(String, String)]) -> Result<Corrected, String> {
+        let s: P::State = dec("state", state)?;
+        let mut json = self.params_json(params)?;
+        let Some(fields) = json.as_object_mut() else { return Err(format!("{} has no named parameters", P::NAME)) };
+        let mut changed = vec![];
+        for (key, value) in changes {
+            let Some(old) = fields.get(key).cloned() else {
+                let known: Vec<&str> = fields.keys().map(String::as_str).collect();
+                return Err(format!("{} has no parameter '{key}' (its parameters: {})", P::NAME, known.join(", ")));
+            };
+            self.correctable(key, &s)?;
+            let value = typed_like(&old, value);
+            fields.insert(key.clone(), value.clone());
+            changed.push((key.clone(), old, value));
+        }
+        let encoded = self.encode_params(json)?;
+        let p: P::Params = dec("params", &encoded)?;
+        self.check_state(&p, &Procedure::initial_state(self, &p))?;
+        Ok((encoded, changed))
     }
     fn state_catalog(&self) -> &'static [(&'static str, &'static [&'static str])] {
         Procedure::state_catalog(self)

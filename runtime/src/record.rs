@@ -230,6 +230,9 @@ pub enum Outcome {
     AbortRequested,
     /// The run was resumed by a new process.
     Resumed,
+    /// A person corrected parameters of the halted run (detail: who, old -> new); it starts
+    /// again from its first state.
+    Corrected,
     /// A step started a child run (detail: which).
     ChildStarted,
     /// A child run ended (detail: how).

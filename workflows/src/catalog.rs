@@ -128,6 +128,28 @@ pub const fn cli<A: clap::Args + IntoParams>() -> CliArgs {
     CliArgs { augment: A::augment_args, params: params_of::<A> }
 }
 
+/// What is known about a run's target before anything is stored (from the simulated world, or
+/// from the real access options without contacting the cluster), for the checks a procedure
+/// makes up front. `None`: not known before the run looks.
+#[derive(Clone, Debug, Default)]
+pub struct TargetFacts {
+    /// The backup sets the backup location holds.
+    pub backups: Option<Vec<String>>,
+    /// The control-plane hosts (the inventory, or the simulated cluster's).
+    pub control_plane_hosts: Option<Vec<String>>,
+    /// Whether keepalived runs on the control plane (its VIPs must then be named).
+    pub keepalived: Option<bool>,
+}
+
+/// Input a step would only halt on later, refused before the run is stored (or before a
+/// correction is recorded): `Err` says what is wrong and what to pass.
+pub type Preflight = fn(&serde_json::Value, &TargetFacts) -> Result<(), String>;
+
+/// A procedure with nothing to check up front beyond its own `validate`.
+pub fn no_preflight(_: &serde_json::Value, _: &TargetFacts) -> Result<(), String> {
+    Ok(())
+}
+
 /// One procedure, as everything outside its module sees it.
 #[derive(Clone, Copy, Serialize)]
 pub struct CatalogRow {
@@ -149,6 +171,9 @@ pub struct CatalogRow {
     /// Its arguments on the command line.
     #[serde(skip)]
     pub cli: CliArgs,
+    /// Its checks of input against the target before a run is stored.
+    #[serde(skip)]
+    pub preflight: Preflight,
 }
 
 impl fmt::Debug for CatalogRow {
@@ -208,6 +233,7 @@ pub const CATALOG: &[CatalogRow] = &[
         scenarios: &["healthy"],
         register: |r| r.register(crate::EtcdBackup),
         cli: cli::<crate::etcd_backup::BackupArgs>(),
+        preflight: no_preflight,
     },
     CatalogRow {
         name: <crate::RestoreClusterState as Procedure>::NAME,
@@ -234,6 +260,7 @@ pub const CATALOG: &[CatalogRow] = &[
         scenarios: &["quorum-loss", "quorum-loss-reachable", "healthy"],
         register: |r| r.register(crate::RestoreClusterState),
         cli: cli::<crate::restore_cluster_state::RestoreArgs>(),
+        preflight: crate::restore_cluster_state::preflight,
     },
     CatalogRow {
         name: <crate::HostedPauseReconciliation as Procedure>::NAME,
@@ -251,6 +278,7 @@ pub const CATALOG: &[CatalogRow] = &[
         scenarios: &["hosted-healthy", "hosted-paused", "hosted-paused-by-other"],
         register: |r| r.register(crate::HostedPauseReconciliation),
         cli: cli::<crate::hosted::pause_reconciliation::PauseArgs>(),
+        preflight: no_preflight,
     },
 ];
 
@@ -298,6 +326,7 @@ mod tests {
             scenarios: &[],
             register: |_| {},
             cli: cli::<crate::etcd_backup::BackupArgs>(),
+            preflight: no_preflight,
         };
         let p = bad.problems();
         for want in ["kebab-case", "no summary", "not a public OpenShift document", "no capabilities", "no simulator scenario"] {

@@ -1586,6 +1586,28 @@ impl Restoring<'_> {
     }
 }
 
+/// What the first guards would halt on, checked before the run is stored: the backup set
+/// exists, the recovery host is a control-plane host, and both VIPs are named where keepalived
+/// runs on the control plane. The same messages as the steps'.
+pub fn preflight(params: &serde_json::Value, facts: &crate::catalog::TargetFacts) -> Result<(), String> {
+    let p: RestoreParams = serde_json::from_value(params.clone()).map_err(|e| format!("invalid parameters: {e}"))?;
+    if let Some(backups) = &facts.backups {
+        if !backups.contains(&p.backup) {
+            let known = if backups.is_empty() { "none".to_string() } else { backups.join(", ") };
+            return Err(format!("backup not found: backup set '{}' is not in the backup location (it holds: {known})", p.backup));
+        }
+    }
+    if let (Some(name), Some(hosts)) = (&p.recovery_host, &facts.control_plane_hosts) {
+        if !hosts.contains(name) {
+            return Err(format!("recovery host {name} is not a control-plane host (control-plane hosts: {})", hosts.join(", ")));
+        }
+    }
+    if facts.keepalived == Some(true) && (p.api_vip.is_none() || p.ingress_vip.is_none()) {
+        return Err("keepalived runs on the control plane: pass --api-vip and --ingress-vip so both VIPs can be handled".into());
+    }
+    Ok(())
+}
+
 impl Procedure for RestoreClusterState {
     type Env = Ports;
     type Params = RestoreParams;
@@ -1703,6 +1725,27 @@ impl Procedure for RestoreClusterState {
             | RestoreStep::WaitEtcdRevisionCreated { .. }
             | RestoreStep::QuorumGuardOn { .. } => Some(RestoreState::Restoring { plan: plan.clone(), step: RestoreStep::UndoQuorumGuard }),
             _ => None,
+        }
+    }
+
+    /// Every setting may be corrected until the run is approved and acts (step 2 on): up to
+    /// then it has only looked, and it starts again from its first guard with the new value.
+    fn correctable(&self, key: &str, s: &RestoreState) -> Result<(), String> {
+        if key == "ovn_kubernetes" {
+            return Err("ovn_kubernetes is no longer used (the network is read from the cluster)".into());
+        }
+        match s {
+            RestoreState::CheckApiDown
+            | RestoreState::CheckBackup
+            | RestoreState::SelectRecoveryHost
+            | RestoreState::CheckQuorumLost { .. }
+            | RestoreState::CheckZStream { .. }
+            | RestoreState::AwaitApproval { .. } => Ok(()),
+            _ => Err(format!(
+                "it halted at {}, after the restore began changing the cluster with the {key} it has: changing it now is unsafe; \
+                 fix what halted it and resume, or abort it",
+                self.state_name(s)
+            )),
         }
     }
 
