@@ -74,8 +74,12 @@ fn yes_approves_the_gates_of_the_procedure_being_run_and_no_other() {
 fn a_halted_run_points_to_the_public_runbook_it_follows() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path();
-    // The API answers on a healthy cluster: the restore's guard halts it.
-    let o = drctl(store, &["run", "restore-cluster-state", "--sim", "healthy", "--backup", "nightly", "--yes"]);
+    // A restore told to work on master-1, whose machine is gone: SSH never answers and the run
+    // halts when its deadline is spent.
+    let o = drctl(
+        store,
+        &["run", "restore-cluster-state", "--sim", "quorum-loss", "--recovery-host", "master-1", "--deadline", "10m", "--yes"],
+    );
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout).to_string();
     assert!(out.contains("runbook: OpenShift Container Platform 4.14, Backup and restore, §5.4.2.2"), "{out}");
