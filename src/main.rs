@@ -50,7 +50,17 @@ enum Command {
     #[command(subcommand)]
     Run(RunCommand),
     /// Show all runs, or one run in detail.
-    Status { run: Option<String> },
+    Status {
+        /// The run to show in detail (default: a table of every run).
+        run: Option<String>,
+        /// Refresh until the run (or, without RUN, every run) has ended or Ctrl-C: in place on a
+        /// terminal; otherwise printed again whenever it changes.
+        #[arg(long)]
+        watch: bool,
+        /// How often --watch refreshes (e.g. 2s, 1m).
+        #[arg(long, default_value = "2s", requires = "watch")]
+        interval: String,
+    },
     /// Show a run's append-only history.
     History { run: String },
     /// Continue every unfinished run (or a halted one, by id) from its last committed state.
@@ -352,14 +362,13 @@ fn real_main(cli: Cli) -> Result<u8> {
         }
         Command::Run(cmd) => cmd_run(&cli.store, out, cmd),
         Command::Resume { run, sim_speed, set } => cmd_resume(&cli.store, out, run, sim_speed, &set),
-        Command::Status { run } => {
-            match request(&cli.store, ControlRequest::Status { run })? {
-                ControlResponse::Runs(runs) => output::runs(out, &runs, &store_flag(&cli.store)),
-                ControlResponse::Run(run) => output::run_detail(out, &run, &store_flag(&cli.store)),
-                other => bail!("unexpected answer: {other:?}"),
+        Command::Status { run, watch, interval } => match watch {
+            false => {
+                print!("{}", status_text(&cli.store, out, run)?.0);
+                Ok(0)
             }
-            Ok(0)
-        }
+            true => cmd_status_watch(&cli.store, out, run, parse_duration(&interval)?),
+        },
         Command::History { run } => {
             match request(&cli.store, ControlRequest::History { run })? {
                 ControlResponse::History(h) => output::history(out, &h),
@@ -412,6 +421,44 @@ fn real_main(cli: Cli) -> Result<u8> {
             output::inspect(out, &report);
             Ok(if report.ok { 0 } else { EXIT_ERROR })
         }
+    }
+}
+
+/// What `status` prints, and whether what it shows has ended (every run shown is finished or
+/// halted).
+fn status_text(store: &Path, out: Output, run: Option<String>) -> Result<(String, bool)> {
+    let flag = store_flag(store);
+    Ok(match request(store, ControlRequest::Status { run })? {
+        ControlResponse::Runs(runs) => (output::runs_text(out, &runs, &flag), runs.iter().all(|r| r.status.is_terminal())),
+        ControlResponse::Run(run) => (output::run_detail_text(out, &run, &flag), run.status.is_terminal()),
+        other => bail!("unexpected answer: {other:?}"),
+    })
+}
+
+/// `status --watch`: the status again every `interval` (real time: it watches other processes)
+/// until what it shows has ended.
+#[allow(clippy::disallowed_methods)]
+fn cmd_status_watch(store: &Path, out: Output, run: Option<String>, interval: Duration) -> Result<u8> {
+    if interval.is_zero() {
+        bail!("--interval must be longer than 0s");
+    }
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let mut shown = String::new();
+    loop {
+        let (text, ended) = status_text(store, out, run.clone())?;
+        if text != shown {
+            match tty {
+                // Home and clear, then the table: refreshed in place.
+                true => print!("\x1b[H\x1b[2J{text}"),
+                false => print!("{text}"),
+            }
+            std::io::Write::flush(&mut std::io::stdout())?;
+            shown = text;
+        }
+        if ended {
+            return Ok(0);
+        }
+        std::thread::sleep(interval);
     }
 }
 

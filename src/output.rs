@@ -1,7 +1,7 @@
 //! What drctl prints: data to stdout (tables or JSON), progress and diagnostics to stderr.
 
 use clap::ValueEnum;
-use drctl_runtime::clock::fmt_duration;
+use drctl_runtime::clock::{fmt_duration, Timestamp};
 use drctl_runtime::control::RunView;
 use drctl_runtime::{HistoryEvent, Registry, RunRecord, RunStatus};
 use drctl_sim::SimStatus;
@@ -15,7 +15,19 @@ pub enum Output {
 }
 
 fn json<T: serde::Serialize>(v: &T) {
-    println!("{}", serde_json::to_string_pretty(v).expect("serialisable"));
+    print!("{}", json_text(v));
+}
+
+fn json_text<T: serde::Serialize>(v: &T) -> String {
+    format!("{}\n", serde_json::to_string_pretty(v).expect("serialisable"))
+}
+
+/// `writeln!` into a String (which cannot fail).
+macro_rules! wln {
+    ($o:expr, $($arg:tt)*) => {{
+        use std::fmt::Write as _;
+        let _ = writeln!($o, $($arg)*);
+    }};
 }
 
 pub fn procedures(out: Output, reg: &Registry<Ports>) {
@@ -116,76 +128,86 @@ fn doing_text(v: &RunView, store_flag: &str) -> String {
     }
 }
 
-pub fn runs(out: Output, runs: &[RunView], store_flag: &str) {
+/// The table (or JSON) of runs `drctl status` prints.
+pub fn runs_text(out: Output, runs: &[RunView], store_flag: &str) -> String {
+    let mut o = String::new();
     match out {
-        Output::Json => json(&runs),
+        Output::Json => o = json_text(&runs),
         Output::Table => {
-            println!("{:<7} {:<28} {:<18} {:<36} DETAIL", "RUN", "PROCEDURE", "STATUS", "STATE");
+            wln!(o, "{:<7} {:<28} {:<18} {:<36} DETAIL", "RUN", "PROCEDURE", "STATUS", "STATE");
             // Children are listed under their parent, indented: the tree of a run at a glance.
-            fn row(all: &[RunView], v: &RunView, depth: usize, store_flag: &str) {
+            fn row(o: &mut String, all: &[RunView], v: &RunView, depth: usize, store_flag: &str) {
                 let indent = "  ".repeat(depth);
                 let (id, procedure) = (format!("{indent}{}", v.id), format!("{indent}{}", v.procedure));
-                println!("{id:<7} {procedure:<28} {:<18} {:<36} {}", v.status.as_str(), v.state_name, doing(v, store_flag));
+                wln!(o, "{id:<7} {procedure:<28} {:<18} {:<36} {}", v.status.as_str(), v.state_name, doing(v, store_flag));
                 for c in v.children.values() {
                     if let Some(child) = all.iter().find(|r| r.id == c.run) {
-                        row(all, child, depth + 1, store_flag);
+                        row(o, all, child, depth + 1, store_flag);
                     }
                 }
             }
             let known = |id: &Option<String>| id.as_ref().is_some_and(|p| runs.iter().any(|r| &r.id == p));
             for v in runs.iter().filter(|v| !known(&v.parent)) {
-                row(runs, v, 0, store_flag);
+                row(&mut o, runs, v, 0, store_flag);
             }
         }
     }
+    o
 }
 
 pub fn run_detail(out: Output, v: &RunView, store_flag: &str) {
+    print!("{}", run_detail_text(out, v, store_flag));
+}
+
+/// [`run_detail`], as text.
+pub fn run_detail_text(out: Output, v: &RunView, store_flag: &str) -> String {
+    let mut o = String::new();
     match out {
-        Output::Json => json(v),
+        Output::Json => o = json_text(v),
         Output::Table => {
-            println!("run:        {}", v.id);
-            println!("procedure:  {} v{}", v.procedure, v.version);
+            wln!(o, "run:        {}", v.id);
+            wln!(o, "procedure:  {} v{}", v.procedure, v.version);
             if let Some(doc) = reference(&v.procedure) {
-                println!("follows:    {doc}");
+                wln!(o, "follows:    {doc}");
             }
-            println!("status:     {}", v.status.as_str());
-            println!("state:      {}", v.state_name);
-            println!("started:    {}", v.created_at);
-            println!("updated:    {}", v.updated_at);
+            wln!(o, "status:     {}", v.status.as_str());
+            wln!(o, "state:      {}", v.state_name);
+            wln!(o, "started:    {}", v.created_at);
+            wln!(o, "updated:    {}", v.updated_at);
             match (v.driver, undriven(v)) {
-                (Some(pid), _) => println!("driven by:  drctl process {pid}"),
+                (Some(pid), _) => wln!(o, "driven by:  drctl process {pid}"),
                 (None, true) => {
-                    println!("driven by:  NOBODY: no drctl process drives it; continue with `drctl{store_flag} resume {}`", v.id)
+                    wln!(o, "driven by:  NOBODY: no drctl process drives it; continue with `drctl{store_flag} resume {}`", v.id)
                 }
                 (None, false) => {}
             }
             let d = doing_text(v, store_flag);
             if !d.is_empty() {
-                println!("detail:     {}", d.replace('\n', "\n            "));
+                wln!(o, "detail:     {}", d.replace('\n', "\n            "));
             }
             for (gate, g) in &v.gates {
                 let comment = g.comment.as_deref().map(|c| format!(": \"{c}\"")).unwrap_or_default();
-                println!("gate:       {gate}: {} by {} at {}{comment}", g.decision.as_str(), g.by, g.at);
+                wln!(o, "gate:       {gate}: {} by {} at {}{comment}", g.decision.as_str(), g.by, g.at);
             }
             if let Some(a) = &v.abort {
-                println!("abort:      requested by {} at {}", a.by, a.at);
+                wln!(o, "abort:      requested by {} at {}", a.by, a.at);
             }
             if let Some(p) = &v.parent {
-                println!("parent:     run {p} (drives this run)");
+                wln!(o, "parent:     run {p} (drives this run)");
             }
             for (key, c) in &v.children {
                 let how = c.ended.as_ref().map_or("running".to_string(), |e| format!("{}: {}", e.status.as_str(), e.outcome));
-                println!("child:      {key}: run {} ({}) {how}", c.run, c.procedure);
+                wln!(o, "child:      {key}: run {} ({}) {how}", c.run, c.procedure);
             }
             if let Some(n) = &v.note {
-                println!("note:       {n}");
+                wln!(o, "note:       {n}");
             }
             for (k, val) in &v.labels {
-                println!("label:      {k}={val}");
+                wln!(o, "label:      {k}={val}");
             }
         }
     }
+    o
 }
 
 /// The answer to `approve`/`reject`: the decision just recorded and where the run is now.
@@ -304,57 +326,133 @@ pub fn results(out: Output, views: &[RunView], sims: &[Option<SimStatus>]) {
     }
 }
 
-/// A progress callback: one stderr line per transition, and one when a wait or retry begins
-/// or changes what it says, with since/next. Repeated re-checks of the same wait stay quiet.
+/// While a run waits or retries, at least one progress line per this much of its own time.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The last progress line printed for a run.
+struct Printed {
+    /// What the line was about (a wait's condition, a retried step, or the whole line).
+    key: String,
+    /// The run's time when it was printed.
+    at: Timestamp,
+    /// Commits seen with this key (re-checks of a wait, tries of a step).
+    checks: u32,
+    /// Written in place on a terminal (no newline yet).
+    in_place: bool,
+}
+
+/// Whether a commit about `key` at `now` (next check or try at `next`) gets a line: always when
+/// it is about something new; while the same wait or retry goes on, whenever 30 s of the run's
+/// time passed since the last line, or would pass before the next check (so no gap exceeds 30 s
+/// while checks are at most 30 s apart, and "next check at" never goes stale).
+fn progress_due(last: Option<&Printed>, key: &str, now: Timestamp, next: Option<Timestamp>) -> bool {
+    match last {
+        Some(p) if p.key == key => {
+            // A second of slack absorbs the few milliseconds each check itself takes.
+            let (due, slack) = (p.at.plus(PROGRESS_EVERY), std::time::Duration::from_secs(1));
+            now.plus(slack) >= due || next.is_some_and(|n| n > due.plus(slack))
+        }
+        _ => true,
+    }
+}
+
+/// A progress callback for the terminal driving a run: a line per transition; while it waits
+/// or retries, a line at least every 30 s of the run's time (simulated or real) saying what,
+/// since when, which check or try, and when the next comes — rewritten in place on a terminal,
+/// plain lines otherwise.
 ///
 /// At a gate it prints the question, its evidence and the exact commands that answer it from
 /// another terminal (`store_flag`: ` --store PATH` when the store is not the default one).
 pub fn progress_printer(run: String, store_flag: String) -> Arc<dyn Fn(&RunRecord) + Send + Sync> {
-    let last = Mutex::new(String::new());
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let last: Mutex<Option<Printed>> = Mutex::new(None);
     Arc::new(move |r: &RunRecord| {
-        let line = match r.status {
-            RunStatus::Waiting => match &r.wait {
-                Some(w) => format!(
-                    "waiting for {} since {}, next check at {} (gives up at {}, after {})",
-                    w.waiting_for,
-                    w.since,
-                    w.next_check_at,
-                    w.deadline,
-                    fmt_duration(w.deadline.since(w.since))
-                ),
-                None => "waiting".into(),
-            },
-            RunStatus::Retrying => match &r.retry {
-                Some(x) => format!("{} unavailable since {}, next try at {}: {}", r.state_name, x.since, x.next_try_at, x.last_error),
-                None => "retrying".into(),
-            },
-            RunStatus::AwaitingApproval => {
-                let (id, store) = (&r.id, &store_flag);
-                let mut text = format!("awaiting approval at {}", r.state_name);
-                if let Some(g) = &r.pending_gate {
-                    text.push_str(&format!(" (gate '{}'):\n  {}", g.gate, g.prompt));
-                    for e in &g.evidence {
-                        text.push_str(&format!("\n  - {e}"));
-                    }
-                    text.push('\n');
-                }
-                text.push_str(&format!(" approve: `drctl{store} approve {id}`; reject: `drctl{store} reject {id}`"));
-                text
+        let mut last = last.lock().unwrap_or_else(|p| p.into_inner());
+        let (key, next) = match (&r.status, &r.wait, &r.retry) {
+            (RunStatus::Waiting, Some(w), _) => (format!("wait {} {}", r.state_name, w.waiting_for), Some(w.next_check_at)),
+            (RunStatus::Retrying, _, Some(x)) => (format!("retry {}", r.state_name), Some(x.next_try_at)),
+            _ => (format!("{} {} {}", r.state_name, r.status.as_str(), r.next_seq), None),
+        };
+        let checks = match last.as_ref() {
+            Some(p) if p.key == key => p.checks + 1,
+            _ => 1,
+        };
+        if !progress_due(last.as_ref(), &key, r.updated_at, next) {
+            if let Some(p) = last.as_mut() {
+                p.checks = checks;
             }
-            s => format!("{} ({})", r.state_name, s.as_str()),
-        };
-        let mut l = last.lock().unwrap_or_else(|p| p.into_inner());
-        // Retry lines change every attempt; show the first of a streak and every tenth.
-        let key = match (&r.status, &r.wait) {
-            (RunStatus::Retrying, _) => format!("retry {} {}", r.state_name, r.attempt / 10),
-            (RunStatus::Waiting, Some(w)) => format!("wait {} {}", r.state_name, w.waiting_for),
-            _ => line.clone(),
-        };
-        if *l != key {
-            eprintln!("drctl: run {run} [{}] {line}", r.updated_at);
-            *l = key;
+            return;
         }
+        let line = progress_line(r, checks, &store_flag);
+        let ongoing = next.is_some();
+        let was_in_place = last.as_ref().is_some_and(|p| p.in_place);
+        let text = format!("drctl: run {run} [{}] {line}", r.updated_at);
+        match (tty && ongoing, was_in_place) {
+            (true, _) => eprint!("\r\x1b[2K{text}"),
+            (false, true) => eprint!("\n{text}\n"),
+            (false, false) => eprintln!("{text}"),
+        }
+        *last = Some(Printed { key, at: r.updated_at, checks, in_place: tty && ongoing });
     })
+}
+
+fn progress_line(r: &RunRecord, checks: u32, store_flag: &str) -> String {
+    match r.status {
+        RunStatus::Waiting => match &r.wait {
+            Some(w) => format!(
+                "waiting for {} since {} ({}check {checks}), next check at {} (gives up at {}, after {})",
+                w.waiting_for,
+                w.since,
+                so_far(r.updated_at.since(w.since)),
+                w.next_check_at,
+                w.deadline,
+                fmt_duration(w.deadline.since(w.since))
+            ),
+            None => "waiting".into(),
+        },
+        RunStatus::Retrying => match &r.retry {
+            Some(x) => format!(
+                "{} unavailable since {} ({}{}), next try at {}: {}",
+                r.state_name,
+                x.since,
+                so_far(r.updated_at.since(x.since)),
+                plural(r.attempt as u64, "failed try", "failed tries"),
+                x.next_try_at,
+                x.last_error
+            ),
+            None => "retrying".into(),
+        },
+        RunStatus::AwaitingApproval => {
+            let id = &r.id;
+            let mut text = format!("awaiting approval at {}", r.state_name);
+            if let Some(g) = &r.pending_gate {
+                text.push_str(&format!(" (gate '{}'):\n  {}", g.gate, g.prompt));
+                for e in &g.evidence {
+                    text.push_str(&format!("\n  - {e}"));
+                }
+                text.push('\n');
+            }
+            text.push_str(&format!(" approve: `drctl{store_flag} approve {id}`; reject: `drctl{store_flag} reject {id}`"));
+            text
+        }
+        s => format!("{} ({})", r.state_name, s.as_str()),
+    }
+}
+
+/// `4m10s so far, ` (nothing at the start of a wait).
+fn so_far(d: std::time::Duration) -> String {
+    match d.as_secs() {
+        0 => String::new(),
+        _ => format!("{} so far, ", fmt_duration(d)),
+    }
+}
+
+/// `1 node`, `3 nodes`.
+pub fn plural(n: u64, one: &str, many: &str) -> String {
+    match n {
+        1 => format!("1 {one}"),
+        _ => format!("{n} {many}"),
+    }
 }
 
 /// `drctl inspect`: one section per part, each saying "not checked" when its options were absent.
@@ -459,5 +557,35 @@ pub fn worlds(out: Output, worlds: &[crate::practice::WorldSummary]) {
                 println!("{:<24} {:<28} {:>6} {:<26} {health}", w.name, w.scenario, w.seed, w.time);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_wait_gets_a_line_at_least_every_30_seconds() {
+        let t = |s: u64| Timestamp(1_000_000 + s * 1000);
+        let printed = |at: u64| Printed { key: "wait A x".into(), at: t(at), checks: 1, in_place: false };
+        // Something new is always printed.
+        assert!(progress_due(None, "wait A x", t(0), Some(t(20))));
+        assert!(progress_due(Some(&printed(0)), "wait B y", t(5), Some(t(25))));
+        // Checks every 20 s: the one at 20 s is printed, since the next (40 s) would leave a
+        // gap over 30 s; checks every 10 or 15 s (each a little late): every third or second.
+        assert!(progress_due(Some(&printed(0)), "wait A x", t(20), Some(t(40))));
+        assert!(!progress_due(Some(&printed(0)), "wait A x", t(10), Some(t(20))));
+        assert!(!progress_due(Some(&printed(0)), "wait A x", t(20), Some(t(30))));
+        assert!(progress_due(Some(&printed(0)), "wait A x", t(30), Some(t(40))));
+        let late = |ms: u64| Timestamp(t(0).millis() + ms);
+        assert!(!progress_due(Some(&printed(0)), "wait A x", late(15_040), Some(late(30_080))));
+        assert!(progress_due(Some(&printed(0)), "wait A x", late(30_080), Some(late(45_120))));
+    }
+
+    #[test]
+    fn plurals_agree_with_their_number() {
+        assert_eq!(plural(1, "node", "nodes"), "1 node");
+        assert_eq!(plural(0, "node", "nodes"), "0 nodes");
+        assert_eq!(plural(2, "failed try", "failed tries"), "2 failed tries");
     }
 }

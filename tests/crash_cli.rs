@@ -264,3 +264,34 @@ fn a_run_whose_process_died_at_its_gate_is_shown_as_not_driven() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert_eq!(sim_status(store)["healthy"], true);
 }
+
+/// `status --watch` follows a run from another terminal: it shows the run at its gate, again
+/// after the approval, and returns once the run has ended.
+#[test]
+fn status_watch_follows_a_run_until_it_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path();
+    let _run = spawn(store, &["run", "restore-cluster-state", "--sim", "quorum-loss", "--sim-speed", "2000"]);
+    eventually(Duration::from_secs(20), "the start gate", || {
+        let o = drctl(store, &["status", "1", "-o", "json"]);
+        (o.status.success() && json(&o)["status"] == "awaiting-approval").then_some(())
+    });
+    let out = dir.path().join("watch.out");
+    let mut watch = Reaped(
+        command(store, &["status", "1", "--watch", "--interval", "1s"])
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    eventually(Duration::from_secs(10), "the watch to show the gate", || {
+        std::fs::read_to_string(&out).unwrap().contains("awaiting-approval").then_some(())
+    });
+    assert!(drctl(store, &["approve", "1"]).status.success());
+    let status = eventually(Duration::from_secs(90), "the watch to end with the run", || watch.try_wait().unwrap());
+    assert_eq!(status.code(), Some(0));
+    let shown = std::fs::read_to_string(&out).unwrap();
+    let gate = shown.find("status:     awaiting-approval").expect("the gate was shown");
+    let end = shown.rfind("status:     succeeded").expect("the end was shown");
+    assert!(gate < end && shown.matches("run:        1").count() >= 3, "{shown}");
+}

@@ -63,6 +63,28 @@ fn restore_after_quorum_loss_ends_healthy_and_shows_the_outage_it_crossed() {
     assert!(log.contains("forceRedeploymentReason=recovery-1-etcd") && log.contains("(recovery kubeconfig on master-0)"), "{log}");
 }
 
+/// While a run waits or retries, the terminal gets a line at least every 30 s of the run's time
+/// (a second of slack for the checks' own latency), each saying when the next check comes.
+fn assert_progress_at_least_every_30s(stderr: &str) {
+    let lines: Vec<(u64, &str)> = stderr
+        .lines()
+        .filter_map(|l| {
+            let at = l.strip_prefix("drctl: run 1 [")?.split(']').next()?;
+            Some((drctl_runtime::Timestamp::parse_rfc3339(at)?.millis(), l))
+        })
+        .collect();
+    let mut waits = 0;
+    for pair in lines.windows(2) {
+        let ((t0, l0), (t1, l1)) = (pair[0], pair[1]);
+        if l0.contains("waiting for") || l0.contains("unavailable since") {
+            waits += 1;
+            assert!(l0.contains("next check at") || l0.contains("next try at"), "{l0}");
+            assert!(t1 - t0 <= 31_000, "{} s without a line while waiting:\n{l0}\n{l1}", (t1 - t0) / 1000);
+        }
+    }
+    assert!(waits > 200, "a two-hour outage gave only {waits} progress lines");
+}
+
 #[test]
 fn a_two_hour_api_outage_mid_restore_is_waited_out() {
     let dir = tempfile::tempdir().unwrap();
@@ -72,6 +94,7 @@ fn a_two_hour_api_outage_mid_restore_is_waited_out() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("unavailable since") && err.contains("next try at"), "progress did not report the wait:\n{err}");
+    assert_progress_at_least_every_30s(&err);
     assert_restored_healthy(&sim_status(store));
     let h = history(store, "1");
     let retry_times: Vec<u64> = h
