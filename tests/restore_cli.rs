@@ -100,7 +100,7 @@ fn a_two_hour_api_outage_mid_restore_is_waited_out() {
     let retry_times: Vec<u64> = h
         .iter()
         .filter(|e| e["outcome"] == "Retry" && e["detail"].as_str().unwrap_or("").contains("connection refused"))
-        .map(|e| e["at"].as_u64().unwrap())
+        .map(|e| drctl_runtime::Timestamp::parse_rfc3339(e["at"].as_str().unwrap()).unwrap().millis())
         .collect();
     let span = retry_times.iter().max().unwrap() - retry_times.iter().min().unwrap();
     assert!(span >= 110 * 60 * 1000, "retries span only {} minutes", span / 60_000);
@@ -478,6 +478,11 @@ fn a_halted_run_is_corrected_with_resume_set_and_ends_healthy() {
     assert_eq!((fix["from"].as_str(), fix["to"].as_str()), (Some("SelectRecoveryHost"), Some("CheckApiDown")));
     let view = json(&drctl(store, &["status", "1", "-o", "json"]));
     assert_eq!(view["params"]["recovery_host"], "master-0");
+    // One time format in JSON: RFC 3339 in UTC with milliseconds, as `sim status` writes it.
+    for t in [&view["created_at"], &view["updated_at"], &h[0]["at"], &sim_status(store)["time"]] {
+        let t = t.as_str().unwrap_or_else(|| panic!("{t} is not RFC 3339 text"));
+        assert!(t.len() == 24 && t.ends_with('Z') && drctl_runtime::Timestamp::parse_rfc3339(t).is_some(), "{t}");
+    }
 }
 
 /// Once the restore has changed the cluster, a setting can no longer be corrected: resuming with

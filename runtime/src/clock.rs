@@ -12,8 +12,47 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Milliseconds since the Unix epoch, on whatever clock was injected.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+///
+/// Serialised as RFC 3339 with milliseconds in UTC (`2026-01-05T16:05:07.040Z`) for people and
+/// scripts (JSON output, the control socket), and as the number of milliseconds in the binary
+/// store and world files. Either form is read back from either kind of format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Timestamp(pub u64);
+
+impl Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match s.is_human_readable() {
+            true => s.collect_str(self),
+            false => s.serialize_u64(self.0),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Timestamp;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an RFC 3339 time in UTC or milliseconds since the Unix epoch")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Timestamp, E> {
+                Ok(Timestamp(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Timestamp, E> {
+                u64::try_from(v).map(Timestamp).map_err(|_| E::custom(format!("time {v} is before 1970")))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Timestamp, E> {
+                Timestamp::parse_rfc3339(v)
+                    .ok_or_else(|| E::custom(format!("'{v}' is not an RFC 3339 time (e.g. 2026-01-05T16:05:07.040Z)")))
+            }
+        }
+        match d.is_human_readable() {
+            true => d.deserialize_any(Visitor),
+            false => d.deserialize_u64(Visitor),
+        }
+    }
+}
 
 impl Timestamp {
     pub fn millis(self) -> u64 {
@@ -199,6 +238,18 @@ mod tests {
         ] {
             assert_eq!(Timestamp::parse_rfc3339(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn json_says_rfc3339_and_the_store_keeps_milliseconds() {
+        let t = Timestamp(1_795_284_701_250);
+        assert_eq!(serde_json::to_string(&t).unwrap(), "\"2026-11-21T18:11:41.250Z\"");
+        assert_eq!(serde_json::from_str::<Timestamp>("\"2026-11-21T18:11:41.250Z\"").unwrap(), t);
+        assert_eq!(serde_json::from_str::<Timestamp>("1795284701250").unwrap(), t, "older JSON");
+        assert!(serde_json::from_str::<Timestamp>("\"yesterday\"").is_err());
+        let packed = rmp_serde::to_vec(&t).unwrap();
+        assert_eq!(rmp_serde::from_slice::<u64>(&packed).unwrap(), t.0, "the store keeps a number");
+        assert_eq!(rmp_serde::from_slice::<Timestamp>(&packed).unwrap(), t);
     }
 
     #[test]
