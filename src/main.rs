@@ -6,6 +6,7 @@ mod inspect;
 mod output;
 mod practice;
 mod real;
+mod reporter;
 mod target;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -336,13 +337,7 @@ fn exit_for(status: RunStatus) -> u8 {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("DRCTL_LOG").unwrap_or_else(|_| default_log_level(&cli.command).into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    reporter::init(default_log_level(&cli.command));
     match real_main(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -870,6 +865,7 @@ fn drive_all(store: &Path, eng: &Arc<Engine<Ports>>, runs: Vec<(String, Target)>
     let driven = rt.block_on(async {
         let (mut sigint, mut sigterm) = (signal(SignalKind::interrupt())?, signal(SignalKind::terminate())?);
         let control_clock = runs[0].1.clock.clone();
+        reporter::use_run_clock(control_clock.clone());
         let server = control::serve_control(store, eng.clone(), control_clock).await?;
         let mut tasks = vec![];
         for (id, t) in runs {
