@@ -25,13 +25,16 @@ use std::sync::Arc;
 use std::time::Duration;
 use target::Target;
 
+/// `drctl --version`: the release and the exact commit.
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("DRCTL_GIT_COMMIT"), ")");
+
 /// Durable, crash-safe control-plane disaster recovery for OpenShift/Kubernetes.
 ///
 /// Every run is persisted after each step; kill drctl at any moment and `drctl resume`
 /// continues exactly where it was. Exit codes: 0 success, 1 error, 2 usage, 3 run halted
 /// (needs a person), 4 run failed (a bug), 5 run aborted.
 #[derive(Parser, Debug)]
-#[command(name = "drctl", version, about, long_about)]
+#[command(name = "drctl", version = VERSION, about, long_about)]
 struct Cli {
     /// Store directory (runs, history, simulated worlds).
     #[arg(long, global = true, env = "DRCTL_STORE", default_value_os_t = default_store())]
@@ -63,7 +66,10 @@ enum Command {
         interval: String,
     },
     /// Show a run's append-only history.
-    History { run: String },
+    History {
+        /// The run (see `drctl status`).
+        run: String,
+    },
     /// Continue every unfinished run (or a halted one, by id) from its last committed state.
     Resume {
         /// The run to resume (default: every unfinished run; a halted run only by its id).
@@ -82,10 +88,25 @@ enum Command {
     /// Reject the gate a run waits at.
     Reject(DecideArgs),
     /// Abort a run; required undo steps (e.g. quorum guard back on) still run.
-    Abort { run: String },
+    Abort {
+        /// The run to abort: running, waiting, at a gate, or halted.
+        run: String,
+    },
     /// The built-in simulator.
     #[command(subcommand)]
     Sim(SimCommand),
+    /// Print a shell completion script, e.g. `drctl completions bash > /etc/bash_completion.d/drctl`.
+    Completions {
+        /// The shell to complete in.
+        shell: clap_complete::Shell,
+    },
+    /// Print drctl's man page (roff), e.g. `drctl man | man -l -`; with --out-dir, write one
+    /// page per command there (drctl.1, drctl-run.1, ...).
+    Man {
+        /// Directory to write every page to.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
     /// Check access to a real cluster before a run: what the procedures would see through the
     /// real adapters. Read-only.
     ///
@@ -103,10 +124,12 @@ enum Command {
 
 #[derive(Args, Debug)]
 struct DecideArgs {
+    /// The run whose gate to decide (see `drctl status`).
     run: String,
     /// Gate name (default: the one the run waits at).
     #[arg(long)]
     gate: Option<String>,
+    /// Why, for the record (e.g. a ticket): kept with the decision, shown by `status`.
     #[arg(long)]
     comment: Option<String>,
 }
@@ -337,6 +360,13 @@ fn exit_for(status: RunStatus) -> u8 {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !drives_runs(&cli.command) {
+        // A command that only prints (`drctl status | head -1`) ends quietly when its reader goes
+        // away, as Unix tools do. One that drives runs keeps going: its runs matter more than
+        // its terminal.
+        // SAFETY: restoring the default disposition of one signal, before any thread starts.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     reporter::init(default_log_level(&cli.command));
     match real_main(cli) {
         Ok(code) => ExitCode::from(code),
@@ -408,6 +438,14 @@ fn real_main(cli: Cli) -> Result<u8> {
         Command::Sim(SimCommand::HostShell { socket, host }) => {
             Ok(u8::try_from(drctl_twin::hosts::host_shell_client(&socket, &host)).unwrap_or(255))
         }
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "drctl", &mut script);
+            std::io::Write::write_all(&mut std::io::stdout(), &script).context("write the completion script")?;
+            Ok(0)
+        }
+        Command::Man { out_dir } => cmd_man(out_dir),
         Command::Inspect(a) => {
             if !a.access.any() && a.etcd_endpoints.is_empty() && std::env::var_os("KUBECONFIG").is_none_or(|v| v.is_empty()) {
                 bail!("nothing to inspect: pass --kubeconfig/--context (the API), --hosts with --ssh-user (SSH) and/or --etcd-endpoints (etcd)");
@@ -455,6 +493,20 @@ fn cmd_status_watch(store: &Path, out: Output, run: Option<String>, interval: Du
         }
         std::thread::sleep(interval);
     }
+}
+
+/// `drctl man`: the page of drctl itself on stdout, or every command's page into a directory.
+fn cmd_man(out_dir: Option<PathBuf>) -> Result<u8> {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    match out_dir {
+        None => clap_mangen::Man::new(cmd).render(&mut std::io::stdout()).context("write the man page")?,
+        Some(dir) => {
+            std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+            clap_mangen::generate_to(cmd, &dir).with_context(|| format!("write the man pages to {}", dir.display()))?;
+            eprintln!("drctl: man pages written to {}", dir.display());
+        }
+    }
+    Ok(0)
 }
 
 /// Who is deciding, for the gate record.
@@ -985,6 +1037,17 @@ fn cmd_sim_chaos(out: Output, a: ChaosArgs) -> Result<u8> {
     Ok(if r.passed { 0 } else { EXIT_ERROR })
 }
 
+/// Commands that drive runs (or serve a world) for as long as they take.
+fn drives_runs(c: &Command) -> bool {
+    matches!(
+        c,
+        Command::Run(_)
+            | Command::Resume { .. }
+            | Command::Abort { .. }
+            | Command::Sim(SimCommand::Serve(_) | SimCommand::HostShell { .. })
+    )
+}
+
 /// A sweep runs thousands of simulated procedures: their warnings are the point of the report,
 /// not of the log.
 fn default_log_level(c: &Command) -> &'static str {
@@ -1004,6 +1067,32 @@ mod tests {
             let _ = super::parse_duration(&any);
             let _ = super::parse_duration(&format!("{n}{unit}"));
         }
+    }
+
+    /// Every command and argument says what it is for in `--help` (the man page and the
+    /// completions are generated from the same definitions).
+    #[test]
+    fn every_command_and_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let path = format!("{path} {}", cmd.get_name());
+            if cmd.is_hide_set() {
+                return;
+            }
+            if cmd.get_about().is_none() && cmd.get_long_about().is_none() {
+                missing.push(path.clone());
+            }
+            for a in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
+                if a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{path} {}", a.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+                walk(sub, &path, missing);
+            }
+        }
+        let mut missing = vec![];
+        walk(&<super::Cli as clap::CommandFactory>::command(), "", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:#?}");
     }
 
     #[test]

@@ -86,3 +86,33 @@ fn a_halted_run_points_to_the_public_runbook_it_follows() {
     let o = drctl(store, &["status", "1"]);
     assert!(String::from_utf8_lossy(&o.stdout).contains("follows:    OpenShift Container Platform 4.14"), "{}", text(&o));
 }
+
+/// Completions, man pages and `--version` come from the same definitions as the commands:
+/// every procedure of the catalog is in them, and the version names the commit.
+#[test]
+fn completions_man_pages_and_version_come_from_the_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path();
+    let v = drctl(store, &["--version"]);
+    let v = String::from_utf8_lossy(&v.stdout).to_string();
+    let commit = v.split("(commit ").nth(1).unwrap_or_else(|| panic!("no commit in {v}"));
+    assert!(commit.starts_with("unknown") || commit[..12].bytes().all(|b| b.is_ascii_hexdigit()), "{v}");
+
+    for shell in ["bash", "zsh", "fish"] {
+        let o = drctl(store, &["completions", shell]);
+        assert!(o.status.success(), "{}", text(&o));
+        let script = String::from_utf8_lossy(&o.stdout);
+        for word in ["restore-cluster-state", "hosted-pause-reconciliation", "sim-world", "recovery-host", "interval"] {
+            assert!(script.contains(word), "{shell} completion lacks {word}");
+        }
+    }
+    assert_eq!(drctl(store, &["completions", "tcsh"]).status.code(), Some(2));
+
+    let o = drctl(store, &["man"]);
+    let page = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && page.contains(".TH drctl 1") && page.contains("resume"), "{}", text(&o));
+    let pages = dir.path().join("man");
+    assert!(drctl(store, &["man", "--out-dir", pages.to_str().unwrap()]).status.success());
+    let restore = std::fs::read_to_string(pages.join("drctl-run-restore-cluster-state.1")).unwrap();
+    assert!(restore.contains("recovery\\-host") && restore.contains("5.4.2.2"), "{restore}");
+}
