@@ -673,6 +673,9 @@ fn cmd_run(store: &Path, out: Output, cmd: RunCommand) -> Result<u8> {
     check_sim_speed(common.sim_speed)?;
     let row = catalog::row(procedure).ok_or_else(|| anyhow!("procedure {procedure} has no catalog row (a bug)"))?;
     let pre_approve = if common.yes { row.gates.iter().map(|g| g.to_string()).collect() } else { vec![] };
+    if common.yes && row.gates.is_empty() {
+        eprintln!("drctl: {procedure} stops at no gate: --yes has nothing to approve");
+    }
     if common.sim.is_none() && common.sim_world.is_none() {
         return run_real(store, out, row, params, &common, deadline, pre_approve);
     }
@@ -964,7 +967,11 @@ fn cmd_sim_status(store: &Path, out: Output, run: Option<String>) -> Result<u8> 
     };
     let sim_runs: Vec<&RunView> = views.iter().filter(|v| v.labels.get(target::LABEL_TARGET).map(String::as_str) == Some("sim")).collect();
     let view = match &run {
-        Some(id) => sim_runs.iter().find(|v| &v.id == id).ok_or_else(|| anyhow!("run {id} is not a simulated run"))?,
+        Some(id) => match (sim_runs.iter().find(|v| &v.id == id), views.iter().any(|v| &v.id == id)) {
+            (Some(v), _) => v,
+            (None, true) => bail!("run {id} acts on a real cluster, not a simulated one: see `drctl status {id}`"),
+            (None, false) => bail!("no run {id} in {} (see `drctl status`)", store.display()),
+        },
         None => sim_runs
             .iter()
             .max_by_key(|v| v.id.parse::<u64>().unwrap_or(0))

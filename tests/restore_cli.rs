@@ -461,6 +461,9 @@ fn a_halted_run_is_corrected_with_resume_set_and_ends_healthy() {
         assert!(String::from_utf8_lossy(&o.stderr).contains(want), "{set}: {}", text(&o));
     }
     assert_eq!(events(), before, "a refused correction was recorded");
+    let o = drctl(store, &["sim", "status", "--run", "999"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no run 999 in "), "{}", text(&o));
     assert_eq!(json(&drctl(store, &["status", "1", "-o", "json"]))["status"], "halted");
 
     let o = drctl(store, &["resume", "1", "--set", "recovery-host=master-0"]);

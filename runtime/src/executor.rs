@@ -257,7 +257,8 @@ pub fn apply(
             d.rec.attempt = attempt;
             d.rec.pending_gate = None;
             if next > rec.deadline {
-                d.halt(format!("gave up after {attempt} attempts since {since}: {msg}"), &[]);
+                let tries = if attempt == 1 { "1 attempt".to_string() } else { format!("{attempt} attempts") };
+                d.halt(format!("gave up after {tries} since {since}: {msg}"), &[]);
                 return d.done(NextAction::Stop);
             }
             d.rec.retry = Some(RetryInfo { since, next_try_at: next, last_error: msg });
@@ -914,7 +915,7 @@ impl<E: ?Sized + Send + Sync + 'static> Engine<E> {
             let _g = slot.lock();
             let rec = self.load(id)?;
             if rec.status.is_terminal() {
-                return Err(refuse(format!("it is {}; there is no gate left to {verb}", rec.status.as_str())));
+                return Err(refuse(format!("{}; there is no gate left to {verb}", rec.status.as_phrase())));
             }
             let target = match (gate, &rec.pending_gate) {
                 (Some(g), _) => g.to_string(),
@@ -990,7 +991,7 @@ impl<E: ?Sized + Send + Sync + 'static> Engine<E> {
         let rec = self.load(id)?;
         let refused = |reason: String| EngineError::Refused { run: id.to_string(), reason };
         if rec.status != RunStatus::Halted {
-            return Err(refused(format!("it is {}: only a halted run's parameters may be corrected", rec.status.as_str())));
+            return Err(refused(format!("{}: only a halted run's parameters may be corrected", rec.status.as_phrase())));
         }
         if rec.abort.is_some() {
             return Err(refused("an abort was requested: resume it to carry out the abort".into()));
@@ -1029,7 +1030,7 @@ impl<E: ?Sized + Send + Sync + 'static> Engine<E> {
             if rec.status.is_terminal() && rec.status != RunStatus::Halted {
                 return Err(EngineError::Refused {
                     run: id.to_string(),
-                    reason: format!("it is already {}; there is nothing to abort", rec.status.as_str()),
+                    reason: format!("{} already; there is nothing to abort", rec.status.as_phrase()),
                 });
             }
             if rec.abort.is_some() {

@@ -36,6 +36,21 @@ impl RunStatus {
     pub fn is_terminal(self) -> bool {
         matches!(self, RunStatus::Succeeded | RunStatus::Failed | RunStatus::Aborted | RunStatus::Halted)
     }
+    /// The status in a sentence about the run: "it has succeeded", "it is awaiting approval".
+    pub fn as_phrase(self) -> &'static str {
+        match self {
+            RunStatus::Running => "it is running",
+            RunStatus::Waiting => "it is waiting",
+            RunStatus::Retrying => "it is retrying",
+            RunStatus::AwaitingApproval => "it is awaiting approval",
+            RunStatus::Aborting => "it is aborting",
+            RunStatus::AwaitingChild => "it is waiting for a child run",
+            RunStatus::Succeeded => "it has succeeded",
+            RunStatus::Halted => "it has halted",
+            RunStatus::Failed => "it has failed",
+            RunStatus::Aborted => "it was aborted",
+        }
+    }
     pub fn as_str(self) -> &'static str {
         match self {
             RunStatus::Running => "running",

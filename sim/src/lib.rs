@@ -346,11 +346,21 @@ impl SimStatus {
         if running.len() > 1 {
             problems.push(format!("etcd running with {} different cluster ids", running.len()));
         }
-        if nodes.len() < 3 || nodes.iter().any(|n| !n.ready) {
-            problems.push(format!(
-                "nodes not ready: {}",
-                nodes.iter().filter(|n| !n.ready).map(|n| n.name.as_str()).collect::<Vec<_>>().join(", ")
-            ));
+        let not_ready: Vec<&str> = nodes.iter().filter(|n| !n.ready).map(|n| n.name.as_str()).collect();
+        if !not_ready.is_empty() {
+            problems.push(format!("nodes not ready: {}", not_ready.join(", ")));
+        }
+        // A control-plane host whose Node object is gone (deleted, never re-registered) is not
+        // "not ready": it is missing, and says so.
+        let control_plane_nodes = w.control_plane_nodes().len();
+        if control_plane_nodes < 3 {
+            let missing: Vec<&str> = w
+                .control_plane_hosts()
+                .filter(|h| !w.api().nodes.values().any(|n| n.control_plane && n.internal_ip == h.ip))
+                .map(|h| h.name.as_str())
+                .collect();
+            let which = if missing.is_empty() { String::new() } else { format!(": no Node for host {}", missing.join(", ")) };
+            problems.push(format!("{control_plane_nodes} of 3 control-plane nodes registered{which}"));
         }
         for o in &operators {
             if o.reason != "AllNodesAtLatestRevision" {
@@ -396,5 +406,23 @@ impl SimStatus {
             hosted_clusters: w.hosted.as_ref().map(hosted_status).unwrap_or_default(),
             state_digest: String::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A control-plane host whose Node is gone is reported missing, by host name; not as an
+    /// empty "nodes not ready" list.
+    #[test]
+    fn a_missing_control_plane_node_is_named() {
+        let mut w = scenario::build("healthy", 1).unwrap();
+        assert!(SimStatus::health(&w).healthy, "{:?}", SimStatus::health(&w).problems);
+        w.api_mut().nodes.remove("master-1");
+        let st = SimStatus::health(&w);
+        assert!(!st.healthy);
+        assert_eq!(st.problems[0], "2 of 3 control-plane nodes registered: no Node for host master-1");
+        assert!(!st.problems.iter().any(|p| p.starts_with("nodes not ready")), "{:?}", st.problems);
     }
 }
