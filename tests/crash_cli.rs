@@ -295,3 +295,29 @@ fn status_watch_follows_a_run_until_it_ends() {
     let end = shown.rfind("status:     succeeded").expect("the end was shown");
     assert!(gate < end && shown.matches("run:        1").count() >= 3, "{shown}");
 }
+
+/// A simulated world that cannot be saved mid-run (here: a directory where its next version is
+/// written) is waited out like an API outage: the run retries, changes nothing meanwhile, and
+/// once the world can be saved again it ends healthy, never Failed.
+#[test]
+fn an_unsavable_world_is_waited_out_not_a_failed_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path();
+    let mut child = spawn(store, &["run", "restore-cluster-state", "--sim", "quorum-loss", "--yes", "--sim-speed", "600"]);
+    eventually(Duration::from_secs(30), "the run to be under way", || {
+        let o = drctl(store, &["history", "1", "-o", "json"]);
+        (o.status.success() && json(&o).as_array().is_some_and(|h| h.len() > 4)).then_some(())
+    });
+    let blocker = world_file(store).with_extension("tmp");
+    // (Between a save's write and its rename the path is briefly a file: try again.)
+    eventually(Duration::from_secs(10), "the blocker in place", || std::fs::create_dir(&blocker).ok());
+    let view = eventually(Duration::from_secs(30), "the run to retry", || {
+        let v = json(&drctl(store, &["status", "1", "-o", "json"]));
+        (v["status"] == "retrying" && v["retry"]["last_error"].as_str().is_some_and(|e| e.contains("nothing was changed"))).then_some(v)
+    });
+    assert!(view["retry"]["last_error"].as_str().unwrap().contains("simulated world file"), "{view}");
+    std::fs::remove_dir(&blocker).unwrap();
+    let status = eventually(Duration::from_secs(120), "the run to finish", || child.try_wait().unwrap());
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(sim_status(store)["healthy"], true);
+}

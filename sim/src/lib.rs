@@ -23,7 +23,7 @@ pub mod scenario;
 pub mod world;
 
 use drctl_runtime::clock::{BoxFuture, Clock, Timestamp};
-use drctl_workflows::ports::Operator;
+use drctl_workflows::ports::{Operator, PortError, PortResult};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -104,18 +104,34 @@ impl Sim {
         })
     }
 
-    /// [`Sim::write`] for operations that record their own changes with [`World::touch`] (the
-    /// ports): a read-only request leaves the world settled, so time passes cheaply.
+    /// [`Sim::write`] for operations that record their own changes with [`World::touch`]: a
+    /// read-only request leaves the world settled, so time passes cheaply. A world that cannot
+    /// be saved stays changed in memory and is saved with the next change that can be (only the
+    /// passing of time and the served twin use this; the ports use [`Sim::port_op`]).
     pub fn op<T>(&self, f: impl FnOnce(&mut World) -> T) -> T {
         let mut g = self.lock();
         let out = f(&mut g.world);
         if let Some(p) = g.file.clone() {
-            if let Err(e) = save(&p, &g.world) {
-                // The simulated world cannot be kept: continuing would make the run lie.
-                panic!("{e}");
-            }
+            let _ = save(&p, &g.world);
         }
         out
+    }
+
+    /// One request of a run through a port: the world changes and is saved, or, when its file
+    /// cannot be written (a full disk, a directory in the way), nothing changed and the request
+    /// fails as a transient error the run waits out, as it would a cluster that does not answer.
+    pub fn port_op<T>(&self, f: impl FnOnce(&mut World) -> PortResult<T>) -> PortResult<T> {
+        let mut g = self.lock();
+        let Some(path) = g.file.clone() else { return f(&mut g.world) };
+        let before = g.world.clone();
+        let out = f(&mut g.world);
+        match save(&path, &g.world) {
+            Ok(()) => out,
+            Err(e) => {
+                g.world = before;
+                Err(PortError::Transient(format!("{e} (nothing was changed; drctl retries until it can be saved)")))
+            }
+        }
     }
 
     pub fn now(&self) -> Timestamp {
@@ -424,5 +440,35 @@ mod tests {
         assert!(!st.healthy);
         assert_eq!(st.problems[0], "2 of 3 control-plane nodes registered: no Node for host master-1");
         assert!(!st.problems.iter().any(|p| p.starts_with("nodes not ready")), "{:?}", st.problems);
+    }
+}
+
+#[cfg(test)]
+mod persist_tests {
+    use super::*;
+    use drctl_workflows::ports::{HostOp, StaticPod};
+
+    /// A world that cannot be saved changes nothing and says so as a transient failure; once it
+    /// can be saved again, the same request goes through.
+    #[test]
+    fn an_unsavable_world_is_a_transient_failure_that_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("w.world");
+        let sim = Sim::scenario("healthy", 1).unwrap();
+        sim.persist_to(&file).unwrap();
+        let before = sim.digest();
+        // A directory where the next version of the file is written: even root cannot write it.
+        std::fs::create_dir(file.with_extension("tmp")).unwrap();
+        let ports = sim.ports();
+        let stop = HostOp::MoveManifestOut(StaticPod::Etcd);
+        match ports.hosts.run("master-1", &stop) {
+            Err(PortError::Transient(e)) => assert!(e.contains("w.world") && e.contains("nothing was changed"), "{e}"),
+            other => panic!("expected a transient failure, got {other:?}"),
+        }
+        assert_eq!(sim.digest(), before, "the refused request changed the world");
+        assert_eq!(Sim::load(&file).unwrap().digest(), before);
+        std::fs::remove_dir(file.with_extension("tmp")).unwrap();
+        assert!(ports.hosts.run("master-1", &stop).is_ok());
+        assert_ne!(Sim::load(&file).unwrap().digest(), before, "the change was saved");
     }
 }

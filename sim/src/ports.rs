@@ -140,7 +140,7 @@ impl ApiRefusal {
 impl SimApi {
     /// One API request: time passes, then it is answered or fails as a real one would.
     pub(crate) fn call<T>(&self, verb: Verb, path: std::fmt::Arguments<'_>, f: impl FnOnce(&mut World) -> PortResult<T>) -> PortResult<T> {
-        self.0.op(|w| api_request(w, verb, f).unwrap_or_else(|refusal| Err(refusal.port_error(path))))
+        self.0.port_op(|w| api_request(w, verb, f).unwrap_or_else(|refusal| Err(refusal.port_error(path))))
     }
 }
 
@@ -541,7 +541,7 @@ impl SimHosts {
     /// One SSH command on `host`: time passes, then it runs, or the host cannot be reached, or
     /// the connection drops while the command runs (which may or may not have taken effect).
     fn on_host<T>(&self, host: &str, op: Option<&HostOp>, f: impl FnOnce(&mut World) -> PortResult<T>) -> PortResult<T> {
-        self.0.op(|w| {
+        self.0.port_op(|w| {
             w.pass_time(SSH_LATENCY_MS);
             let addr = w.hosts.get(host).map(|h| h.ip.clone()).unwrap_or_else(|| host.to_string());
             if !w.ssh_reachable(host) {
@@ -656,7 +656,7 @@ impl BackupStore for SimBackups {
 
 impl SimEtcd {
     fn call<T>(&self, linearizable: bool, f: impl FnOnce(&mut World) -> PortResult<T>) -> PortResult<T> {
-        self.0.op(|w| {
+        self.0.port_op(|w| {
             w.pass_time(20);
             if w.started_members() == 0 {
                 return Err(PortError::Transient("context deadline exceeded".into()));
@@ -717,7 +717,7 @@ impl Etcd for SimEtcd {
     }
 
     fn endpoint_health(&self) -> PortResult<Vec<EndpointHealth>> {
-        self.0.op(|w| {
+        self.0.port_op(|w| {
             w.pass_time(20);
             let quorum = w.has_quorum();
             Ok(w.etcd[&w.current_cluster]
@@ -743,7 +743,11 @@ impl Etcd for SimEtcd {
         let host = host.ok_or_else(|| PortError::Transient("context deadline exceeded".into()))?;
         let (dir, _) = path.rsplit_once('/').unwrap_or((".", path));
         let dir = dir.to_string();
-        let (snap, _) = self.0.write(|w| w.backup(&host, &dir)).map_err(PortError::Transient)?;
+        let (snap, _) = self.0.port_op(|w| {
+            let taken = w.backup(&host, &dir).map_err(PortError::Transient);
+            w.touch();
+            taken
+        })?;
         self.snapshot_status(&format!("{dir}/{snap}"))
     }
 
