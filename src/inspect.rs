@@ -334,7 +334,7 @@ fn etcd_report(endpoints: &[String], tls: Option<&EtcdTls>) -> EtcdReport {
 }
 
 /// An etcd client URL as etcdctl takes it: `http(s)://HOST:PORT`, nothing after.
-fn check_endpoint(url: &str) -> Result<()> {
+pub(crate) fn check_endpoint(url: &str) -> Result<()> {
     let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
     let hostport = rest.map(|r| r.trim_end_matches('/')).filter(|r| !r.is_empty() && !r.contains('/'));
     let valid = hostport.and_then(|hp| hp.rsplit_once(':')).is_some_and(|(host, port)| {

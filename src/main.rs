@@ -1074,6 +1074,30 @@ mod tests {
             let _ = super::parse_duration(&any);
             let _ = super::parse_duration(&format!("{n}{unit}"));
         }
+
+        /// Every parser of command-line text — durations, outage windows, seed ranges, settings,
+        /// fault schedules and kinds, host inventories, etcd endpoints, VIPs, times — answers any
+        /// text, or text shaped like its input, with a value or an error, never a panic.
+        #[test]
+        fn command_line_parsers_never_panic(
+            any in ".{0,60}",
+            shaped in "[a-z0-9=@,.:/\\[\\]+x-]{0,48}",
+            n in proptest::num::u64::ANY,
+        ) {
+            for text in [any.as_str(), shaped.as_str(), &format!("{n}s+{n}h"), &format!("{n}..{n}"), &format!("https://h:{n}")] {
+                let _ = super::parse_duration(text);
+                let _ = super::parse_outage(text);
+                let _ = super::parse_seeds(text);
+                let _ = super::parse_setting(text);
+                let _ = drctl_sim::faults::FaultSchedule::parse(text);
+                let _ = drctl_sim::faults::FaultKind::parse_list(text);
+                let _ = crate::real::parse_inventory(text);
+                let _ = crate::inspect::check_endpoint(text);
+                let _ = drctl_runtime::Timestamp::parse_rfc3339(text);
+                let restore = serde_json::json!({"backup": "nightly", "api_vip": text, "ingress_vip": text, "recovery_host": text});
+                let _ = super::check_params("restore-cluster-state", &restore);
+            }
+        }
     }
 
     /// Every command and argument says what it is for in `--help` (the man page and the

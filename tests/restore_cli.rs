@@ -238,6 +238,7 @@ fn invalid_input_is_refused_before_anything_is_stored() {
     for (args, want) in [
         (vec!["run", "restore-cluster-state", "--sim", "quorum-loss", "--backup-dir", "relative/dir"], "absolute path"),
         (vec!["run", "restore-cluster-state", "--sim", "quorum-loss", "--deadline", "soon"], "duration"),
+        (vec!["run", "restore-cluster-state", "--sim", "quorum-loss", "--api-vip", "10.0.0.5; reboot"], "is not an IP address"),
         (vec!["run", "restore-cluster-state", "--yes"], "--sim"),
     ] {
         let o = drctl(&store, &args);

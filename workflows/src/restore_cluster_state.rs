@@ -1627,6 +1627,14 @@ impl Procedure for RestoreClusterState {
                 return Err("--recovery-host must not be empty".into());
             }
         }
+        // The VIPs go into `ip addr` commands on the hosts: an address, nothing else.
+        for (flag, vip) in [("--api-vip", &p.api_vip), ("--ingress-vip", &p.ingress_vip)] {
+            if let Some(v) = vip {
+                if v.parse::<std::net::IpAddr>().is_err() {
+                    return Err(format!("{flag} '{v}' is not an IP address (e.g. 10.0.0.5)"));
+                }
+            }
+        }
         Ok(())
     }
 
