@@ -831,6 +831,15 @@ fn cmd_resume(store: &Path, out: Output, run: Option<String>, sim_speed: Option<
         Some(id) => vec![eng.store().get_run(&id)?.ok_or_else(|| anyhow!("no run {id} in {}", store.display()))?],
         None => eng.resumable()?,
     };
+    if let [rec] = recs.as_slice() {
+        if rec.status.is_terminal() && rec.status != RunStatus::Halted {
+            if !settings.is_empty() {
+                bail!("run {} cannot be corrected: {}", rec.id, rec.status.as_phrase());
+            }
+            eprintln!("drctl: run {} ({}): {}; nothing to resume", rec.id, rec.procedure, rec.status.as_phrase());
+            return Ok(0);
+        }
+    }
     if recs.is_empty() {
         eprintln!("drctl: nothing to resume");
         return Ok(0);

@@ -89,7 +89,8 @@ impl Clock for PacedClock {
     fn sleep_until(&self, t: Timestamp) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             let virtual_wait = t.since(self.sim.now());
-            let real = Duration::from_secs_f64(virtual_wait.as_secs_f64() / self.speed).min(MAX_REAL_SLEEP);
+            // (A speed far below 1 would make this longer than any Duration: saturate.)
+            let real = Duration::try_from_secs_f64(virtual_wait.as_secs_f64() / self.speed).unwrap_or(MAX_REAL_SLEEP).min(MAX_REAL_SLEEP);
             if !real.is_zero() {
                 tokio::time::sleep(real).await;
             }

@@ -19,6 +19,18 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// Every file under `dir`, recursively.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = vec![];
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        match e.path().is_dir() {
+            true => out.extend(walk(&e.path())),
+            false => out.push(e.path()),
+        }
+    }
+    out
+}
+
 #[test]
 fn a_served_world_takes_a_backup_through_the_real_adapters() {
     assert!(Path::new(drctl_twin::sshd::SSHD).exists(), "{} is missing: scripts/install-test-deps.sh installs it", drctl_twin::sshd::SSHD);
@@ -63,6 +75,26 @@ fn a_served_world_takes_a_backup_through_the_real_adapters() {
     assert_eq!(out.status.code(), Some(0), "the backup through the served world failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("succeeded"), "{stdout}");
     assert!(stderr.contains("answers (Kubernetes"), "the run probed the served API: {stderr}");
+
+    // A restore on this healthy cluster halts at its first guard (the API answers). If its
+    // kubeconfig is then damaged, `resume` names the file and its fault, never its contents.
+    let mut args = vec!["run", "restore-cluster-state", "--backup", "backup-1"];
+    args.extend(&flags);
+    args.push("--yes");
+    let halted = drctl(&runs, &args);
+    assert_eq!(halted.status.code(), Some(3), "{}\n{}", text(&halted.stdout), text(&halted.stderr));
+    let kubeconfig = flags[flags.iter().position(|f| *f == "--kubeconfig").unwrap() + 1];
+    let good = std::fs::read(kubeconfig).unwrap();
+    const PLANTED: &str = "UExBTlRFRC1mYWtlLWtleS1kcmN0bC0xMjM0NQ";
+    std::fs::write(kubeconfig, format!("apiVersion: v1\nusers:\n- name: u\n  user:\n    client-key-data: [\"{PLANTED}\"]\n")).unwrap();
+    let resumed = drctl(&runs, &["resume", "2"]);
+    let said = format!("{}{}", text(&resumed.stdout), text(&resumed.stderr));
+    assert_eq!(resumed.status.code(), Some(1), "{said}");
+    assert!(said.contains(kubeconfig) && !said.contains(PLANTED), "{said}");
+    for f in walk(&runs) {
+        assert!(!String::from_utf8_lossy(&std::fs::read(&f).unwrap()).contains(PLANTED), "the key is in {}", f.display());
+    }
+    std::fs::write(kubeconfig, good).unwrap();
 
     // While it is served, a direct run on it is refused: two writers would lose changes.
     let both = drctl(&store, &["run", "etcd-backup", "--sim-world", "lab", "--yes"]);
