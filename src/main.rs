@@ -95,6 +95,18 @@ enum Command {
     /// The built-in simulator.
     #[command(subcommand)]
     Sim(SimCommand),
+    /// Retention: remove finished runs (succeeded, failed, aborted) that ended longer ago than
+    /// --finished-before, each first written to an archive file with what an incident review
+    /// needs (the run, its gate decisions, every event but wait re-checks and retries, which are
+    /// counted). Unfinished and halted runs are never touched.
+    Gc {
+        /// Age bound, e.g. 90d: runs that ended before now minus this go.
+        #[arg(long, value_name = "DURATION")]
+        finished_before: String,
+        /// Where the archive files go (default: the store's archive/ directory).
+        #[arg(long, value_name = "DIR")]
+        archive_dir: Option<PathBuf>,
+    },
     /// Print a shell completion script, e.g. `drctl completions bash > /etc/bash_completion.d/drctl`.
     Completions {
         /// The shell to complete in.
@@ -438,6 +450,7 @@ fn real_main(cli: Cli) -> Result<u8> {
         Command::Sim(SimCommand::HostShell { socket, host }) => {
             Ok(u8::try_from(drctl_twin::hosts::host_shell_client(&socket, &host)).unwrap_or(255))
         }
+        Command::Gc { finished_before, archive_dir } => cmd_gc(&cli.store, out, &finished_before, archive_dir),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             let mut script = Vec::new();
@@ -493,6 +506,37 @@ fn cmd_status_watch(store: &Path, out: Output, run: Option<String>, interval: Du
         }
         std::thread::sleep(interval);
     }
+}
+
+/// `drctl gc`: archive, then remove, finished runs older than the bound (wall clock).
+fn cmd_gc(store: &Path, out: Output, finished_before: &str, archive_dir: Option<PathBuf>) -> Result<u8> {
+    let age = parse_duration(finished_before)?;
+    if !store.exists() {
+        bail!("no drctl store at {} (nothing to collect)", store.display());
+    }
+    let _lock = lock(store)?;
+    let db = Store::open(store).with_context(|| format!("open store {}", store.display()))?;
+    let now = drctl_adapters::clock::SystemClock::new().now();
+    let bound = drctl_runtime::Timestamp(now.millis().saturating_sub(age.as_millis() as u64));
+    let archive = archive_dir.unwrap_or_else(|| store.join("archive"));
+    let report = drctl_runtime::gc::collect(&db, bound, Some(&archive))?;
+    match out {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Output::Table => {
+            println!(
+                "removed {} finished before {bound} ({} history events); archived in {}",
+                output::plural(report.runs_deleted, "run", "runs"),
+                report.events_removed,
+                archive.display()
+            );
+            println!(
+                "kept {} unfinished or halted, {} finished since",
+                output::plural(report.runs_kept_unfinished, "run", "runs"),
+                output::plural(report.runs_kept_recent, "run", "runs")
+            );
+        }
+    }
+    Ok(0)
 }
 
 /// `drctl man`: the page of drctl itself on stdout, or every command's page into a directory.
@@ -925,7 +969,7 @@ enum Driven {
 /// lock released.
 fn drive_all(store: &Path, eng: &Arc<Engine<Ports>>, runs: Vec<(String, Target)>) -> Result<Driven> {
     use tokio::signal::unix::{signal, SignalKind};
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let rt = drctl_runtime::executor::driver_runtime()?;
     let driven = rt.block_on(async {
         let (mut sigint, mut sigterm) = (signal(SignalKind::interrupt())?, signal(SignalKind::terminate())?);
         let control_clock = runs[0].1.clock.clone();

@@ -572,7 +572,7 @@ mod tests {
         assert_eq!(done.status, RunStatus::Succeeded);
         // Deciding again is refused with a reason, through the same path as the local CLI.
         match request(dir, approve).await {
-            ControlResponse::Error(e) => assert!(e.contains("is succeeded"), "{e}"),
+            ControlResponse::Error(e) => assert!(e.contains("it has succeeded; there is no gate left"), "{e}"),
             other => panic!("{other:?}"),
         }
         match request(dir, ControlRequest::History { run: rec.id.clone() }).await {

@@ -464,6 +464,17 @@ impl Drop for DrivingGuard {
     }
 }
 
+/// Threads that may perform steps and commits at once. Group commit shares each device flush
+/// among the commits waiting for it, so a few dozen committers keep the disk busy; thousands of
+/// runs need not mean thousands of threads (each costs memory while it lives).
+pub const MAX_STEP_THREADS: usize = 64;
+
+/// The tokio runtime that drives runs: two workers (drctl's control work is light), at most
+/// [`MAX_STEP_THREADS`] blocking threads for steps and commits.
+pub fn driver_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).max_blocking_threads(MAX_STEP_THREADS).enable_all().build()
+}
+
 type Proc<E> = Arc<dyn ErasedProcedure<E>>;
 pub type Progress = Arc<dyn Fn(&RunRecord) + Send + Sync>;
 
@@ -648,7 +659,9 @@ impl<E: ?Sized + Send + Sync + 'static> Engine<E> {
             // run, or is a wait/retry that halts at its bound or the run's deadline; gates wait
             // for a person by design.
             loop {
-                let (rec, action) = self.step_inner(id, &env, &clock, &slot, &progress).await?;
+                // Boxed: a run spends its life waiting, and its waiting future should not carry
+                // the room a step needs (thousands of waiting runs, kilobytes each).
+                let (rec, action) = Box::pin(self.step_inner(id, &env, &clock, &slot, &progress)).await?;
                 progress(&rec);
                 match action {
                     NextAction::Stop => return Ok(rec),
@@ -1059,7 +1072,7 @@ impl<E: ?Sized + Send + Sync + 'static> Engine<E> {
     /// Runs that `drctl resume` continues: those not terminal (children through their parent).
     pub fn resumable(&self) -> Result<Vec<RunRecord>, EngineError> {
         // A child run is driven by its parent's driver.
-        Ok(self.store.list_runs()?.into_iter().filter(|r| !r.status.is_terminal() && r.parent.is_none()).collect())
+        Ok(self.store.list_unfinished()?.into_iter().filter(|r| r.parent.is_none()).collect())
     }
 }
 

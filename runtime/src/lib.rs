@@ -9,6 +9,7 @@ pub mod backoff;
 pub mod clock;
 pub mod control;
 pub mod executor;
+pub mod gc;
 pub mod procedure;
 pub mod record;
 pub mod rng;

@@ -461,7 +461,7 @@ async fn a_gate_waits_for_approval() {
     let hist = e.store().history(&rec.id).unwrap();
     assert!(hist.iter().any(|e| e.outcome == Outcome::Approved && e.detail.as_deref() == Some("apply approved by ana: diff reviewed")));
     let err = e.approve(&rec.id, None, "ana", None, &*c).unwrap_err();
-    assert!(err.to_string().contains("it is succeeded"), "{err}");
+    assert!(err.to_string().contains("it has succeeded"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,5 @@
-//! Simulations per second of full restore-cluster-state runs with fault injection (each seed's
-//! own fault schedule, invariants checked after every transition), on one core.
+//! Simulations per CPU-second of full runs of every procedure in the catalog with fault injection
+//! (each seed's own fault schedule, invariants checked after every transition), on one core.
 //!
 //! `cargo bench -p drctl-sim --bench chaos`. Wall-clock time is used here only to measure.
 #![allow(clippy::disallowed_methods)] // a bench measures real time
@@ -55,7 +55,9 @@ fn measure(procedure: &str, faults: bool) {
 
 fn main() {
     let only = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
-    for (p, faults) in [("restore-cluster-state", true), ("restore-cluster-state", false), ("etcd-backup", true)] {
+    // Every procedure of the catalog with faults, and the restore without them for contrast.
+    let runs = drctl_workflows::catalog::CATALOG.iter().map(|r| (r.name, true)).chain([("restore-cluster-state", false)]);
+    for (p, faults) in runs {
         if only.as_deref().is_some_and(|o| o != p) {
             continue;
         }

@@ -4,7 +4,7 @@
 //! thousands of simulated runs tests the engine that ships without touching a disk).
 
 mod mem;
-mod sled;
+pub(crate) mod sled;
 
 /// Create `dir` (and its missing parents) owner-only: a store holds evidence about a cluster.
 /// A directory that exists already is left as it is (it may be one the user shares).
@@ -35,6 +35,10 @@ pub trait RunStore: Send + Sync + 'static {
     fn list_runs(&self) -> Result<Vec<RunRecord>, StoreError>;
     /// A run's history in seq order, checked contiguous from 0 and consistent with its record.
     fn history(&self, id: &str) -> Result<Vec<HistoryEvent>, StoreError>;
+    /// The runs that are not terminal, ordered by numeric id (what a restart resumes).
+    fn list_unfinished(&self) -> Result<Vec<RunRecord>, StoreError> {
+        Ok(self.list_runs()?.into_iter().filter(|r| !r.status.is_terminal()).collect())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

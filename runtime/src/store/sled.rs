@@ -1,8 +1,11 @@
 //! The durable store: runs and their append-only history in sled, with group commit.
 //!
-//! Layout (three sled trees):
+//! Layout (four sled trees):
 //! - `runs`: run id -> rmp-serde [`RunRecord`]
 //! - `history`: run id bytes + `0x00` + seq (big-endian u64) -> rmp-serde [`HistoryEvent`]
+//! - `unfinished`: run id -> empty, for every run that is not terminal, written in the same
+//!   transaction as its record: a restart finds the runs to resume without reading the finished
+//!   ones (schema 2; a schema-1 store gets the index built once when opened)
 //! - `meta`: `schema` (u32 BE) and `next_run_id` (u64 BE)
 //!
 //! Durability: sled 0.34's `flush()` writes its log with `sync_file_range`, which neither flushes
@@ -73,6 +76,7 @@ pub struct Store {
     db: sled::Db,
     runs: sled::Tree,
     history: sled::Tree,
+    unfinished: sled::Tree,
     meta: sled::Tree,
     group: Arc<Group>,
     committer: Mutex<Option<JoinHandle<()>>>,
@@ -126,6 +130,32 @@ fn tx_abort<T>(e: StoreError) -> TxResult<T> {
     Err(ConflictableTransactionError::Abort(e))
 }
 
+/// Keep the `unfinished` index in step with the record written in the same transaction.
+fn mark_unfinished(unfinished: &TransactionalTree, rec: &RunRecord) -> TxResult<()> {
+    match rec.status.is_terminal() {
+        true => unfinished.remove(rec.id.as_bytes())?,
+        false => unfinished.insert(rec.id.as_bytes(), &[] as &[u8])?,
+    };
+    Ok(())
+}
+
+/// Schema 1 -> 2: build the `unfinished` index from every record, then mark the store schema 2
+/// (an older binary then refuses it rather than write runs the index would miss).
+fn index_unfinished(runs: &sled::Tree, unfinished: &sled::Tree, meta: &sled::Tree) -> Result<(), StoreError> {
+    let sled_err = |source| StoreError::Sled { path: PathBuf::new(), source };
+    for kv in runs.iter() {
+        let (k, v) = kv.map_err(sled_err)?;
+        let id = String::from_utf8_lossy(&k).to_string();
+        if !decode_record(&id, &v)?.status.is_terminal() {
+            unfinished.insert(k, &[] as &[u8]).map_err(sled_err)?;
+        }
+    }
+    unfinished.flush().map_err(sled_err)?;
+    meta.insert(KEY_SCHEMA, &STORE_SCHEMA.to_be_bytes()).map_err(sled_err)?;
+    meta.flush().map_err(sled_err)?;
+    Ok(())
+}
+
 fn put_events(history: &TransactionalTree, id: &str, encoded: &[(u64, Vec<u8>)]) -> TxResult<()> {
     for (seq, bytes) in encoded {
         let key = history_key(id, *seq);
@@ -175,6 +205,7 @@ impl Store {
         let db = open_sled(&db_dir).map_err(sled_err)?;
         let runs = db.open_tree("runs").map_err(sled_err)?;
         let history = db.open_tree("history").map_err(sled_err)?;
+        let unfinished = db.open_tree("unfinished").map_err(sled_err)?;
         let meta = db.open_tree("meta").map_err(sled_err)?;
 
         // Refuse a store we cannot read before writing anything to it.
@@ -183,6 +214,10 @@ impl Store {
                 let found = <[u8; 4]>::try_from(v.as_ref()).map(u32::from_be_bytes);
                 match found {
                     Ok(STORE_SCHEMA) => {}
+                    Ok(1) => index_unfinished(&runs, &unfinished, &meta).map_err(|e| match e {
+                        StoreError::Sled { source, .. } => StoreError::Sled { path: path.clone(), source },
+                        other => other,
+                    })?,
                     Ok(n) if n > STORE_SCHEMA => return Err(StoreError::NewerSchema { path, found: n }),
                     _ => return Err(StoreError::UnknownSchema { path, found: v.to_vec() }),
                 }
@@ -226,7 +261,7 @@ impl Store {
             .name("drctl-committer".into())
             .spawn(move || committer.run())
             .map_err(io("spawn committer thread"))?;
-        Ok(Store { path, db, runs, history, meta, group, committer: Mutex::new(Some(handle)), commits: AtomicU64::new(0) })
+        Ok(Store { path, db, runs, history, unfinished, meta, group, committer: Mutex::new(Some(handle)), commits: AtomicU64::new(0) })
     }
 
     /// The directory this store lives in (the `db/` sled directory is inside it).
@@ -278,20 +313,22 @@ impl Store {
         let evs = events.iter().map(|e| Ok((e.seq, encode("event", e)?))).collect::<Result<Vec<_>, StoreError>>()?;
         let numeric = rec.id.parse::<u64>().ok();
         self.admit()?;
-        let res: Result<(), TransactionError<StoreError>> = (&self.runs, &self.history, &self.meta).transaction(|(runs, history, meta)| {
-            if runs.get(rec.id.as_bytes())?.is_some() {
-                return tx_abort(StoreError::RunExists(rec.id.clone()));
-            }
-            runs.insert(rec.id.as_bytes(), rec_bytes.as_slice())?;
-            put_events(history, &rec.id, &evs)?;
-            if let Some(n) = numeric {
-                let cur = meta.get(KEY_NEXT_RUN_ID)?.and_then(|v| u64_of(&v)).unwrap_or(1);
-                if cur <= n {
-                    meta.insert(KEY_NEXT_RUN_ID, &(n + 1).to_be_bytes())?;
+        let res: Result<(), TransactionError<StoreError>> =
+            (&self.runs, &self.history, &self.unfinished, &self.meta).transaction(|(runs, history, unfinished, meta)| {
+                if runs.get(rec.id.as_bytes())?.is_some() {
+                    return tx_abort(StoreError::RunExists(rec.id.clone()));
                 }
-            }
-            Ok(())
-        });
+                runs.insert(rec.id.as_bytes(), rec_bytes.as_slice())?;
+                put_events(history, &rec.id, &evs)?;
+                mark_unfinished(unfinished, rec)?;
+                if let Some(n) = numeric {
+                    let cur = meta.get(KEY_NEXT_RUN_ID)?.and_then(|v| u64_of(&v)).unwrap_or(1);
+                    if cur <= n {
+                        meta.insert(KEY_NEXT_RUN_ID, &(n + 1).to_be_bytes())?;
+                    }
+                }
+                Ok(())
+            });
         self.finish(res)
     }
 
@@ -302,26 +339,28 @@ impl Store {
         let rec_bytes = encode("record", rec)?;
         let evs = events.iter().map(|e| Ok((e.seq, encode("event", e)?))).collect::<Result<Vec<_>, StoreError>>()?;
         self.admit()?;
-        let res: Result<(), TransactionError<StoreError>> = (&self.runs, &self.history).transaction(|(runs, history)| {
-            let stored = match runs.get(rec.id.as_bytes())? {
-                Some(b) => match decode_record(&rec.id, &b) {
-                    Ok(r) => r,
-                    Err(e) => return tx_abort(e),
-                },
-                None => return tx_abort(StoreError::NoSuchRun(rec.id.clone())),
-            };
-            // The stored record is the single writer's previous commit: if its history does not
-            // end exactly where these events begin, someone else wrote in between.
-            if stored.next_seq != first {
-                return tx_abort(StoreError::Bug(format!(
+        let res: Result<(), TransactionError<StoreError>> =
+            (&self.runs, &self.history, &self.unfinished).transaction(|(runs, history, unfinished)| {
+                let stored = match runs.get(rec.id.as_bytes())? {
+                    Some(b) => match decode_record(&rec.id, &b) {
+                        Ok(r) => r,
+                        Err(e) => return tx_abort(e),
+                    },
+                    None => return tx_abort(StoreError::NoSuchRun(rec.id.clone())),
+                };
+                // The stored record is the single writer's previous commit: if its history does not
+                // end exactly where these events begin, someone else wrote in between.
+                if stored.next_seq != first {
+                    return tx_abort(StoreError::Bug(format!(
                     "run {}: commit appends history from seq {first} but the stored run is at seq {} (concurrent writer or lost update)",
                     rec.id, stored.next_seq
                 )));
-            }
-            runs.insert(rec.id.as_bytes(), rec_bytes.as_slice())?;
-            put_events(history, &rec.id, &evs)?;
-            Ok(())
-        });
+                }
+                runs.insert(rec.id.as_bytes(), rec_bytes.as_slice())?;
+                put_events(history, &rec.id, &evs)?;
+                mark_unfinished(unfinished, rec)?;
+                Ok(())
+            });
         self.finish(res)
     }
 
@@ -390,6 +429,26 @@ impl Store {
         }
     }
 
+    /// Remove a run and its whole history atomically and durably (`drctl gc`); the number of
+    /// history events removed. Removing a run that is not there removes nothing.
+    pub fn delete_run(&self, id: &str) -> Result<u64, StoreError> {
+        check_id(id)?;
+        let keys: Vec<sled::IVec> =
+            self.history.scan_prefix(history_prefix(id)).keys().collect::<Result<_, _>>().map_err(|e| self.sled_err(e))?;
+        self.admit()?;
+        let res: Result<(), TransactionError<StoreError>> =
+            (&self.runs, &self.history, &self.unfinished).transaction(|(runs, history, unfinished)| {
+                runs.remove(id.as_bytes())?;
+                unfinished.remove(id.as_bytes())?;
+                for k in &keys {
+                    history.remove(k)?;
+                }
+                Ok(())
+            });
+        self.finish(res)?;
+        Ok(keys.len() as u64)
+    }
+
     pub fn get_run(&self, id: &str) -> Result<Option<RunRecord>, StoreError> {
         match self.runs.get(id.as_bytes()).map_err(|e| self.sled_err(e))? {
             Some(b) => decode_record(id, &b).map(Some),
@@ -405,6 +464,24 @@ impl Store {
             let id = String::from_utf8(k.to_vec())
                 .map_err(|_| StoreError::Corrupt { run: format!("{:?}", k.as_ref()), detail: "run id is not UTF-8".into() })?;
             out.push(decode_record(&id, &v)?);
+        }
+        out.sort_by(|a, b| id_order(&a.id).cmp(&id_order(&b.id)));
+        Ok(out)
+    }
+
+    /// The runs that are not finished (not terminal), ordered by numeric id, read through the
+    /// `unfinished` index: the cost does not grow with finished runs.
+    pub fn list_unfinished(&self) -> Result<Vec<RunRecord>, StoreError> {
+        let mut out = Vec::new();
+        for k in self.unfinished.iter().keys() {
+            let k = k.map_err(|e| self.sled_err(e))?;
+            let id = String::from_utf8(k.to_vec())
+                .map_err(|_| StoreError::Corrupt { run: format!("{:?}", k.as_ref()), detail: "run id is not UTF-8".into() })?;
+            match self.get_run(&id)? {
+                Some(r) if !r.status.is_terminal() => out.push(r),
+                Some(_) => return Err(StoreError::Corrupt { run: id, detail: "indexed as unfinished but its record is finished".into() }),
+                None => return Err(StoreError::Corrupt { run: id, detail: "indexed as unfinished but has no record".into() }),
+            }
         }
         out.sort_by(|a, b| id_order(&a.id).cmp(&id_order(&b.id)));
         Ok(out)
@@ -454,6 +531,9 @@ impl RunStore for Store {
     }
     fn list_runs(&self) -> Result<Vec<RunRecord>, StoreError> {
         Store::list_runs(self)
+    }
+    fn list_unfinished(&self) -> Result<Vec<RunRecord>, StoreError> {
+        Store::list_unfinished(self)
     }
     fn history(&self, id: &str) -> Result<Vec<HistoryEvent>, StoreError> {
         Store::history(self, id)
@@ -558,7 +638,7 @@ impl Committer {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::clock::Timestamp;
     use crate::record::{Outcome, RunStatus};
@@ -669,7 +749,34 @@ mod tests {
         let err = Store::open(dir.path()).unwrap_err();
         let msg = err.to_string();
         assert!(matches!(err, StoreError::NewerSchema { found, .. } if found == STORE_SCHEMA + 1));
-        assert!(msg.contains("newer drctl (schema 2)") && msg.contains("understands schema 1"), "{msg}");
+        assert!(msg.contains("newer drctl (schema 3)") && msg.contains("understands schema 2"), "{msg}");
+    }
+
+    /// The runs a restart resumes come from the `unfinished` index, kept in the same transaction
+    /// as each record; a schema-1 store (no index) gets it built when opened.
+    #[test]
+    fn unfinished_runs_are_indexed_and_a_schema_1_store_is_indexed_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids = |runs: Vec<RunRecord>| runs.into_iter().map(|r| r.id).collect::<Vec<_>>();
+        {
+            let s = Store::open(dir.path()).unwrap();
+            for id in ["1", "2", "3"] {
+                s.create_run(&record(id, 1, 0), &[event(0)]).unwrap();
+            }
+            let mut done = record("2", 2, 1);
+            done.status = RunStatus::Succeeded;
+            s.commit(&done, &[event(1)]).unwrap();
+            assert_eq!(ids(s.list_unfinished().unwrap()), ["1", "3"]);
+            assert_eq!(s.delete_run("3").unwrap(), 1);
+            assert_eq!(ids(s.list_unfinished().unwrap()), ["1"]);
+            // As a schema-1 store would be: no index.
+            s.unfinished.clear().unwrap();
+            s.meta.insert(KEY_SCHEMA, &1u32.to_be_bytes()).unwrap();
+            s.db.flush().unwrap();
+        }
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(ids(s.list_unfinished().unwrap()), ["1"]);
+        assert_eq!(s.meta.get(KEY_SCHEMA).unwrap().unwrap().as_ref(), STORE_SCHEMA.to_be_bytes());
     }
 
     #[test]
@@ -838,6 +945,9 @@ mod tests {
             assert_eq!(&r, mr);
             assert_eq!(&s.history(&r.id).unwrap(), mh);
         }
+        let unfinished: Vec<String> = s.list_unfinished().unwrap().into_iter().map(|r| r.id).collect();
+        let expected: Vec<String> = s.list_runs().unwrap().into_iter().filter(|r| !r.status.is_terminal()).map(|r| r.id).collect();
+        assert_eq!(unfinished, expected, "the unfinished index disagrees with the records");
     }
 
     proptest! {
@@ -864,7 +974,10 @@ mod tests {
                         let id = model.keys().nth(r as usize % model.len()).unwrap().clone();
                         let (mr, mh) = model.get_mut(&id).unwrap();
                         let from = mr.next_seq;
-                        let rec = record(&id, from + n as u64, state);
+                        let mut rec = record(&id, from + n as u64, state);
+                        // Some commits finish the run (and a later one may "un-finish" it: the
+                        // store does not judge, it must only index what it holds).
+                        rec.status = [RunStatus::Running, RunStatus::Succeeded, RunStatus::Waiting, RunStatus::Halted][state as usize % 4];
                         let evs = events(from, from + n as u64);
                         store.commit(&rec, &evs).unwrap();
                         *mr = rec;
