@@ -973,7 +973,7 @@ fn drive_all(store: &Path, eng: &Arc<Engine<Ports>>, runs: Vec<(String, Target)>
     let driven = rt.block_on(async {
         let (mut sigint, mut sigterm) = (signal(SignalKind::interrupt())?, signal(SignalKind::terminate())?);
         let control_clock = runs[0].1.clock.clone();
-        reporter::use_run_clock(control_clock.clone());
+        reporter::use_run_time(control_clock.now());
         let server = control::serve_control(store, eng.clone(), control_clock).await?;
         let mut tasks = vec![];
         for (id, t) in runs {

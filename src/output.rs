@@ -367,6 +367,7 @@ pub fn progress_printer(run: String, store_flag: String) -> Arc<dyn Fn(&RunRecor
     let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let last: Mutex<Option<Printed>> = Mutex::new(None);
     Arc::new(move |r: &RunRecord| {
+        crate::reporter::note_run_time(r.updated_at);
         let mut last = last.lock().unwrap_or_else(|p| p.into_inner());
         let (key, next) = match (&r.status, &r.wait, &r.retry) {
             (RunStatus::Waiting, Some(w), _) => (format!("wait {} {}", r.state_name, w.waiting_for), Some(w.next_check_at)),

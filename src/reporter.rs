@@ -2,24 +2,33 @@
 //! events of the engine, procedures and adapters carry the same prefix and the same time — the
 //! driven run's clock (simulated time in a simulated run), the wall clock otherwise.
 
-use drctl_runtime::Clock;
-use std::sync::{Arc, Mutex};
+use drctl_runtime::{Clock, Timestamp};
+use std::sync::atomic::{AtomicU64, Ordering};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::FormatTime;
 
-static RUN_CLOCK: Mutex<Option<Arc<dyn Clock>>> = Mutex::new(None);
+/// The driven run's time at its latest commit (milliseconds; 0 while no run is driven). Kept
+/// as a number, not a clock: reading a simulated clock takes its world's lock, and a tracing
+/// event emitted while that lock is held would then wait on itself.
+static RUN_TIME: AtomicU64 = AtomicU64::new(0);
 
-/// From now on, stderr lines carry `clock`'s time (the clock of the run being driven).
-pub fn use_run_clock(clock: Arc<dyn Clock>) {
-    *RUN_CLOCK.lock().unwrap_or_else(|p| p.into_inner()) = Some(clock);
+/// From now on, stderr lines carry the run's time: `t` now, then each later [`note_run_time`].
+pub fn use_run_time(t: Timestamp) {
+    RUN_TIME.store(t.millis().max(1), Ordering::Relaxed);
+}
+
+/// The driven run committed at `t` (its clock's time).
+pub fn note_run_time(t: Timestamp) {
+    if RUN_TIME.load(Ordering::Relaxed) != 0 {
+        RUN_TIME.fetch_max(t.millis(), Ordering::Relaxed);
+    }
 }
 
 /// The time a line is stamped with.
-fn now() -> drctl_runtime::Timestamp {
-    let run = RUN_CLOCK.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    match run {
-        Some(c) => c.now(),
-        None => drctl_adapters::clock::SystemClock::new().now(),
+fn now() -> Timestamp {
+    match RUN_TIME.load(Ordering::Relaxed) {
+        0 => drctl_adapters::clock::SystemClock::new().now(),
+        ms => Timestamp(ms),
     }
 }
 

@@ -38,6 +38,12 @@ fn restore_after_quorum_loss_ends_healthy_and_shows_the_outage_it_crossed() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("succeeded"), "{}", text(&o));
     assert_restored_healthy(&sim_status(store));
+    // One reporter: the procedure's warnings carry drctl's prefix and the run's simulated time
+    // (the scenario starts on 2026-01-05), never the wall clock.
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    let warns: Vec<&str> = err.lines().filter(|l| l.contains("WARN")).collect();
+    assert!(!warns.is_empty(), "{err}");
+    assert!(warns.iter().all(|l| l.starts_with("drctl: [2026-01-05T")), "{warns:#?}");
 
     let h = history(store, "1");
     let idx = |to: &str| {
