@@ -293,8 +293,16 @@ fn bench_timers(dir: &Path, quick: bool) {
     println!("\n## Memory with {waiting} runs waiting on timers");
     let clock: Arc<dyn Clock> = Arc::new(WallClock);
     let path = dir.join("timers-store");
-    let store = Arc::new(Store::open(&path).unwrap());
-    let eng = engine(store);
+    // DRCTL_BENCH_MEMSTORE=1: the same runs on the in-memory store, to tell the engine's own
+    // memory from sled's.
+    let eng = match std::env::var_os("DRCTL_BENCH_MEMSTORE") {
+        Some(_) => {
+            let mut reg = Registry::default();
+            reg.register(NoopSteps);
+            Arc::new(Engine::new(Arc::new(drctl_runtime::store::MemStore::new()), Arc::new(reg), RetryPolicy::default()))
+        }
+        None => engine(Arc::new(Store::open(&path).unwrap())),
+    };
     let before = rss_bytes();
     let ids: Vec<String> = (0..waiting).map(|_| eng.create_run(new_run(3, true), &WallClock).unwrap().id).collect();
     let created = rss_bytes();
