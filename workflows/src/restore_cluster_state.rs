@@ -619,7 +619,7 @@ impl RestoreClusterState {
         // Step 4.7 removes every VIP a stopped keepalived leaves behind: both must be known, or
         // a stale ingress VIP stays on a host beside the one keepalived moves it to.
         if keepalived == HostOutput::Present(true) && (p.api_vip.is_none() || p.ingress_vip.is_none()) {
-            return halt("keepalived runs on the control plane: pass --api-vip and --ingress-vip so both VIPs can be handled", vec![]);
+            return halt(NEEDS_VIPS, vec![]);
         }
         Ok(Step::Next(RestoreState::AwaitApproval { recovery: recovery.clone(), others: others.to_vec() }))
     }
@@ -1586,6 +1586,10 @@ impl Restoring<'_> {
     }
 }
 
+/// Why a restore cannot go on where keepalived runs without both VIPs named (step 4.7 removes
+/// every VIP a stopped keepalived leaves behind): said up front and by the z-stream guard.
+const NEEDS_VIPS: &str = "keepalived runs on the control plane: pass --api-vip and --ingress-vip so both VIPs can be handled";
+
 /// What the first guards would halt on, checked before the run is stored: the backup set
 /// exists, the recovery host is a control-plane host, and both VIPs are named where keepalived
 /// runs on the control plane. The same messages as the steps'.
@@ -1603,7 +1607,7 @@ pub fn preflight(params: &serde_json::Value, facts: &crate::catalog::TargetFacts
         }
     }
     if facts.keepalived == Some(true) && (p.api_vip.is_none() || p.ingress_vip.is_none()) {
-        return Err("keepalived runs on the control plane: pass --api-vip and --ingress-vip so both VIPs can be handled".into());
+        return Err(NEEDS_VIPS.into());
     }
     Ok(())
 }

@@ -141,8 +141,8 @@ fn mark_unfinished(unfinished: &TransactionalTree, rec: &RunRecord) -> TxResult<
 
 /// Schema 1 -> 2: build the `unfinished` index from every record, then mark the store schema 2
 /// (an older binary then refuses it rather than write runs the index would miss).
-fn index_unfinished(runs: &sled::Tree, unfinished: &sled::Tree, meta: &sled::Tree) -> Result<(), StoreError> {
-    let sled_err = |source| StoreError::Sled { path: PathBuf::new(), source };
+fn index_unfinished(path: &Path, runs: &sled::Tree, unfinished: &sled::Tree, meta: &sled::Tree) -> Result<(), StoreError> {
+    let sled_err = |source| StoreError::Sled { path: path.to_path_buf(), source };
     for kv in runs.iter() {
         let (k, v) = kv.map_err(sled_err)?;
         let id = String::from_utf8_lossy(&k).to_string();
@@ -214,10 +214,7 @@ impl Store {
                 let found = <[u8; 4]>::try_from(v.as_ref()).map(u32::from_be_bytes);
                 match found {
                     Ok(STORE_SCHEMA) => {}
-                    Ok(1) => index_unfinished(&runs, &unfinished, &meta).map_err(|e| match e {
-                        StoreError::Sled { source, .. } => StoreError::Sled { path: path.clone(), source },
-                        other => other,
-                    })?,
+                    Ok(1) => index_unfinished(&path, &runs, &unfinished, &meta)?,
                     Ok(n) if n > STORE_SCHEMA => return Err(StoreError::NewerSchema { path, found: n }),
                     _ => return Err(StoreError::UnknownSchema { path, found: v.to_vec() }),
                 }
