@@ -678,26 +678,8 @@ fn decide(store: &Path, out: Output, req: ControlRequest) -> Result<u8> {
     Ok(0)
 }
 
-/// The longest duration a command line may give (ten years): beyond it, time arithmetic on
-/// the run's clock could overflow, and no recovery is planned that far ahead.
-const MAX_DURATION_SECS: u64 = 3650 * 86_400;
-
 fn parse_duration(s: &str) -> Result<Duration> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(|| anyhow!("duration '{s}' needs a unit (s, m, h, d)"))?;
-    let (n, unit) = s.split_at(split);
-    let n: u64 = n.parse().map_err(|_| anyhow!("duration '{s}' must start with a whole number"))?;
-    let per = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => bail!("duration '{s}': unit must be s, m, h or d"),
-    };
-    match n.checked_mul(per).filter(|secs| *secs <= MAX_DURATION_SECS) {
-        Some(secs) => Ok(Duration::from_secs(secs)),
-        None => bail!("duration '{s}' is too long: at most 3650d"),
-    }
+    drctl_workflows::catalog::parse_duration(s).map_err(|e| anyhow!(e))
 }
 
 /// `--sim-speed` as given: finite and positive.

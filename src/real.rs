@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use drctl_adapters::kube::{kubeconfig_target, KubeApi};
 use drctl_adapters::ssh::{HostLayout, SshHost, SshHosts, SshOptions};
-use drctl_adapters::{Blocking, DirBackupStore, SystemClock};
+use drctl_adapters::{Blocking, DirBackupStore, KubeEtcdPods, SystemClock};
 use drctl_runtime::RunRecord;
 use drctl_workflows::catalog::Capability;
 use drctl_workflows::ports::{Hosts, PortError, Ports};
@@ -413,8 +413,13 @@ impl RealSpec {
     }
 
     fn target(&self, api: KubeApi, ssh: SshHosts) -> Target {
-        let ports =
-            Ports { api: Box::new(api), hosts: Box::new(ssh), backups: Box::new(DirBackupStore::new(&self.backup_root)), management: None };
+        let ports = Ports {
+            etcd: Box::new(KubeEtcdPods(api.clone())),
+            api: Box::new(api),
+            hosts: Box::new(ssh),
+            backups: Box::new(DirBackupStore::new(&self.backup_root)),
+            management: None,
+        };
         Target { ports: Arc::new(ports), clock: Arc::new(SystemClock::new()), sim: None }
     }
 }

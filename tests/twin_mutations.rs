@@ -59,8 +59,10 @@ fn restore_differences(
     let seed = (0..10_000).find(|s| row.scenario_for(*s).scenario == scenario).unwrap();
     let (_, diffs) = twin_differences_with("restore-cluster-state", seed, |twin, clock| {
         let rt = drctl_adapters::Blocking::dedicated("twin-mutation").unwrap();
+        let kube = twin.kube_api(&rt, clock).unwrap();
         Ports {
-            api: api(twin.kube_api(&rt, clock).unwrap()),
+            etcd: Box::new(drctl_adapters::KubeEtcdPods(kube.clone())),
+            api: api(kube),
             hosts: hosts(twin.ssh_hosts(&rt).unwrap()),
             backups: Box::new(drctl_adapters::DirBackupStore::new(&twin.backup_root)),
             management: None,
@@ -195,6 +197,15 @@ impl ClusterApi for RequestorNamesTheNode {
     }
     fn list_machines(&self) -> PortResult<Vec<MachineInfo>> {
         self.0.list_machines()
+    }
+    fn etcd_members_available(&self) -> PortResult<Option<drctl_workflows::ports::OperatorCondition>> {
+        ClusterApi::etcd_members_available(&self.0)
+    }
+    fn list_secrets(&self, namespace: &str) -> PortResult<Vec<String>> {
+        ClusterApi::list_secrets(&self.0, namespace)
+    }
+    fn delete_secret(&self, namespace: &str, name: &str) -> PortResult<()> {
+        ClusterApi::delete_secret(&self.0, namespace, name)
     }
     fn fail_closed_webhooks(&self) -> PortResult<Vec<WebhookInfo>> {
         self.0.fail_closed_webhooks()

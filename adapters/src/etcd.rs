@@ -585,6 +585,17 @@ impl EtcdCtl {
     /// `member list` as the member etcdctl reaches answers it, WITHOUT the linearizable read
     /// [`Etcd::member_list`] makes first: etcd 3.4 serves it from that member's own view, so it
     /// answers without quorum (and may be stale). For showing a broken cluster, not for acting.
+    /// `etcdctl endpoint health --cluster`: every member of the cluster, found through the
+    /// configured endpoints (unhealthy ones included, as JSON).
+    pub fn endpoint_health_cluster(&self) -> PortResult<Vec<EndpointHealth>> {
+        let out = self.raw(&self.endpoints, &["endpoint", "health", "--cluster", "-w", "json"])?;
+        match parse_endpoint_health(&out.stdout_str()) {
+            Ok(v) if !v.is_empty() => Ok(v),
+            _ if out.code != 0 => Err(classify_etcdctl(&out.stderr_str())),
+            other => other,
+        }
+    }
+
     pub fn member_list_local(&self) -> PortResult<EtcdMemberList> {
         parse_member_list(&self.run(&["member", "list", "-w", "json"])?)
     }

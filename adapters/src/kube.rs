@@ -20,8 +20,8 @@ use crate::clock::SystemClock;
 use drctl_runtime::clock::Clock;
 use drctl_workflows::ports::{
     control_plane_namespace, ClusterApi, ClusterOperatorInfo, ConditionInfo, Credential, CsrInfo, InstallerProgress, MachineInfo,
-    MachineLayout, MachinePhase, ManagementCluster, NetworkLayout, NodeInfo, Operator, PausableInfo, PodInfo, PodStatus, PortError,
-    PortResult, WebhookInfo, PAUSED_BY_ANNOTATION,
+    MachineLayout, MachinePhase, ManagementCluster, NetworkLayout, NodeInfo, Operator, OperatorCondition, PausableInfo, PodInfo, PodStatus,
+    PortError, PortResult, WebhookInfo, PAUSED_BY_ANNOTATION,
 };
 use k8s_openapi::api::certificates::v1::{CertificateSigningRequest, CertificateSigningRequestCondition};
 use k8s_openapi::api::core::v1::{Node, Pod, Secret};
@@ -534,7 +534,9 @@ fn cluster_operator_info(o: &Value) -> ClusterOperatorInfo {
 // The adapter
 // ---------------------------------------------------------------------------------------------
 
-/// [`ClusterApi`] through kube-rs. Synchronous: see [`crate::blocking`].
+/// [`ClusterApi`] through kube-rs. Synchronous: see [`crate::blocking`]. A clone shares the
+/// client (one connection pool).
+#[derive(Clone)]
 pub struct KubeApi {
     client: Client,
     rt: Blocking,
@@ -1077,6 +1079,46 @@ impl ClusterApi for KubeApi {
 
     fn installer_progress(&self, operator: Operator) -> PortResult<InstallerProgress> {
         Ok(installer_progress_of(&self.operator(operator)?))
+    }
+
+    fn etcd_members_available(&self) -> PortResult<Option<OperatorCondition>> {
+        let c = self.operator_condition(Operator::Etcd, "EtcdMembersAvailable")?;
+        Ok(c.map(|(status, reason, message)| OperatorCondition { status, reason, message }))
+    }
+
+    fn list_secrets(&self, namespace: &str) -> PortResult<Vec<String>> {
+        KubeApi::list_secrets(self, namespace)
+    }
+
+    fn delete_secret(&self, namespace: &str, name: &str) -> PortResult<()> {
+        KubeApi::delete_secret(self, namespace, name)
+    }
+}
+
+/// `etcdctl` in the `etcdctl` container of etcd pod `etcd-<node>` (`oc rsh -n openshift-etcd
+/// etcd-<node>`), with the endpoints and certificates of the container's own environment.
+pub struct KubeEtcdPods(pub KubeApi);
+
+impl KubeEtcdPods {
+    fn in_pod(&self, node: &str) -> crate::etcd::EtcdCtl {
+        crate::etcd::EtcdCtl::in_pod(&self.0, &format!("etcd-{node}"))
+    }
+}
+
+impl drctl_workflows::ports::EtcdPods for KubeEtcdPods {
+    fn member_list(&self, node: &str) -> PortResult<drctl_workflows::ports::EtcdMemberList> {
+        use drctl_workflows::ports::Etcd;
+        self.in_pod(node).member_list()
+    }
+
+    fn member_remove(&self, node: &str, id: u64) -> PortResult<()> {
+        use drctl_workflows::ports::Etcd;
+        self.in_pod(node).member_remove(id)
+    }
+
+    fn endpoint_health(&self, node: &str) -> PortResult<Vec<drctl_workflows::ports::EndpointHealth>> {
+        // Every member, not only the pod's own ETCDCTL_ENDPOINTS default: `--cluster`.
+        self.in_pod(node).endpoint_health_cluster()
     }
 }
 

@@ -27,6 +27,7 @@
 //! let etcd = EtcdCtl::local(vec!["https://10.0.131.183:2379".into()]);
 //! let etcd_on_host = EtcdCtl::over_ssh(&ssh, "master-0", vec![]).unwrap();
 //! let ports = drctl_workflows::ports::Ports {
+//!     etcd: Box::new(drctl_adapters::KubeEtcdPods(api.clone())),
 //!     api: Box::new(api),
 //!     hosts: Box::new(ssh),
 //!     backups: Box::new(DirBackupStore::new("/srv/etcd-backups")),
@@ -68,5 +69,5 @@ pub use backup::DirBackupStore;
 pub use blocking::Blocking;
 pub use clock::SystemClock;
 pub use etcd::EtcdCtl;
-pub use kube::KubeApi;
+pub use kube::{KubeApi, KubeEtcdPods};
 pub use ssh::{HostLayout, SshHost, SshHosts, SshOptions};

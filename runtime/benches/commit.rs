@@ -42,6 +42,7 @@ fn record(id: &str, next_seq: u64) -> RunRecord {
         labels: BTreeMap::new(),
         parent: None,
         children: Default::default(),
+        resumed_after_halt: false,
     }
 }
 

@@ -182,6 +182,7 @@ pub fn apply(
     policy: &RetryPolicy,
 ) -> (RunRecord, Vec<HistoryEvent>, NextAction) {
     let mut d = Draft::new(rec, now);
+    d.rec.resumed_after_halt = false;
     let from = rec.state_name.as_str();
     match result {
         Ok(Step::Next(next)) => {
@@ -379,6 +380,7 @@ pub fn apply_resume(rec: &RunRecord, now: Timestamp) -> (RunRecord, Vec<HistoryE
         }
         // A person fixed what halted the run: step the same state again, with fresh bounds.
         d.rec.status = stepping_status(rec);
+        d.rec.resumed_after_halt = true;
         d.rec.outcome = None;
         d.rec.attempt = 0;
         d.rec.wait = None;
@@ -654,6 +656,16 @@ impl<E: ?Sized + Send + Sync + 'static> Engine<E> {
             other => StepError::Bug(format!("cannot start child {key}: {other}")),
         })?;
         rec.parent = Some(parent.id.clone());
+        // A gate the parent passed is passed for the child too: the person who approved the
+        // parent's gate approved what the child does under the same name (a triage's
+        // `remove-member` is the replacement's).
+        let mut d = Draft::new(&rec, now);
+        for (gate, decision) in parent.gates.iter().filter(|(_, d)| d.decision == Decision::Approved) {
+            d.rec.gates.insert(gate.clone(), decision.clone());
+            let state = d.rec.state_name.clone();
+            d.event(Outcome::Approved, &state, &state, 0, Some(format!("{gate} approved by {} in parent run {}", decision.by, parent.id)));
+        }
+        let (rec, events) = (d.rec, [events, d.events].concat());
         Ok((rec, events))
     }
 
@@ -1190,6 +1202,7 @@ pub fn step_context(rec: &RunRecord, now: Timestamp) -> StepContext {
         seed: rec.seed,
         aborting: rec.abort.is_some(),
         waiting_since: rec.wait.as_ref().map(|w| w.since),
+        resumed: rec.resumed_after_halt,
         gates: rec.gates.clone(),
         children: rec.children.clone(),
     }
@@ -1330,6 +1343,7 @@ mod tests {
             labels: BTreeMap::new(),
             parent: None,
             children: Default::default(),
+            resumed_after_halt: false,
         }
     }
 

@@ -59,6 +59,8 @@ pub struct StepContext {
     pub aborting: bool,
     /// When the current wait began, if the step is being re-checked inside a wait.
     pub waiting_since: Option<Timestamp>,
+    /// A person resumed the run after it halted in this state, and this is the first step since.
+    pub resumed: bool,
     pub gates: BTreeMap<String, GateDecision>,
     /// The child runs started so far, by key (each with how it ended).
     pub children: BTreeMap<String, ChildRun>,

@@ -182,6 +182,10 @@ pub struct RunRecord {
     /// The child runs this run's steps started, by the key the step gave.
     #[serde(default)]
     pub children: BTreeMap<String, ChildRun>,
+    /// A person resumed the run after it halted, and its state has not been stepped since
+    /// (the step then knows the halt was dealt with: [`crate::StepContext::resumed`]).
+    #[serde(default)]
+    pub resumed_after_halt: bool,
 }
 
 /// What a new run starts from; everything else starts empty.
@@ -225,6 +229,7 @@ impl RunRecord {
             labels: n.labels,
             parent: None,
             children: BTreeMap::new(),
+            resumed_after_halt: false,
         }
     }
 }

@@ -773,6 +773,7 @@ mod wait_bounds {
             labels: Default::default(),
             parent: None,
             children: Default::default(),
+            resumed_after_halt: false,
         }
     }
 

@@ -88,6 +88,7 @@ impl World {
         Ok(match h.etcd_data.take() {
             Some(d) => {
                 h.etcd_data_aside.push(d);
+                h.etcd_data_corrupt = false;
                 self.effect(EffectKind::EtcdDataMovedAside, host);
                 HostOutput::Moved { moved: true }
             }

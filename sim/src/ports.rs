@@ -18,6 +18,7 @@ pub fn sim_ports(sim: &Sim) -> Ports {
         api: Box::new(SimApi(sim.clone())),
         hosts: Box::new(SimHosts(sim.clone())),
         backups: Box::new(SimBackups(sim.clone())),
+        etcd: Box::new(SimEtcdPods(sim.clone())),
         management,
     }
 }
@@ -183,6 +184,9 @@ pub fn machine_manifest(m: &MachineObj) -> serde_json::Value {
         spec["providerID"] = text(p);
     }
     let mut status = obj([("phase", text(&m.phase))]);
+    if let Some(state) = m.annotations.get("machine.openshift.io/instance-state") {
+        status["providerStatus"] = obj([("instanceState", text(state))]);
+    }
     if let Some(n) = &m.node {
         status["nodeRef"] = obj([("kind", text("Node")), ("name", text(n))]);
     }
@@ -210,7 +214,7 @@ fn machine_info(m: &MachineObj) -> MachineInfo {
 impl World {
     /// The cluster operators as `oc get clusteroperators` summarises them.
     pub fn cluster_operator_infos(&self) -> Vec<ClusterOperatorInfo> {
-        Operator::ALL
+        let mut ops: Vec<ClusterOperatorInfo> = Operator::ALL
             .iter()
             .map(|op| {
                 let (reason, _) = self.installer_progress(*op);
@@ -221,7 +225,11 @@ impl World {
                     degraded: false,
                 }
             })
-            .collect()
+            .collect();
+        // The network operator progresses while the OVN-Kubernetes control plane rolls out
+        // (after the set of control-plane nodes changed, or its databases were reset).
+        ops.push(ClusterOperatorInfo { name: "network".into(), available: true, progressing: !self.ovn_healthy(), degraded: false });
+        ops
     }
 
     /// Every Node as the API serves it (the snapshot's status after a restore, see
@@ -232,8 +240,11 @@ impl World {
             .values()
             .map(|n| {
                 let (ready, since) = self.node_status(&n.name);
-                let powered = self.hosts.get(&n.name).is_some_and(|h| h.powered);
-                let taints = match (ready, powered) {
+                // A kubelet that no longer reports (host off, kubelet stopped, its certificate
+                // not trusted) leaves Ready Unknown: the unreachable taint. One that reports
+                // NotReady gets the not-ready taint.
+                let reports = self.hosts.get(&n.name).is_some_and(|h| h.powered && h.kubelet_running && self.cert_valid(h));
+                let taints = match (ready, reports) {
                     (true, _) => vec![],
                     (false, false) => vec!["node.kubernetes.io/unreachable".to_string()],
                     (false, true) => vec!["node.kubernetes.io/not-ready".to_string()],
@@ -534,6 +545,92 @@ impl ClusterApi for SimApi {
         self.call(Read, format_args!("/apis/operator.openshift.io/v1/{}/cluster", operator.resource()), |w| {
             Ok(w.installer_progress_info(operator))
         })
+    }
+
+    fn etcd_members_available(&self) -> PortResult<Option<OperatorCondition>> {
+        self.call(Read, format_args!("/apis/operator.openshift.io/v1/etcds/cluster"), |w| Ok(Some(w.etcd_members_available_condition())))
+    }
+
+    fn list_secrets(&self, namespace: &str) -> PortResult<Vec<String>> {
+        self.call(Read, format_args!("/api/v1/namespaces/{namespace}/secrets"), |w| Ok(w.secret_names(namespace)))
+    }
+
+    fn delete_secret(&self, namespace: &str, name: &str) -> PortResult<()> {
+        self.call(Write, format_args!("/api/v1/namespaces/{namespace}/secrets/{name}"), |w| {
+            w.api_delete_secret(namespace, name);
+            Ok(())
+        })
+    }
+}
+
+/// The namespace of the etcd operator's secrets and pods.
+const ETCD_NAMESPACE: &str = "openshift-etcd";
+
+impl World {
+    /// `EtcdMembersAvailable` as the API serves it.
+    pub fn etcd_members_available_condition(&self) -> OperatorCondition {
+        let (quorate, message) = self.etcd_members_available();
+        let (status, reason) = if quorate { ("True", "EtcdQuorate") } else { ("False", "NoQuorum") };
+        OperatorCondition { status: status.into(), reason: reason.into(), message }
+    }
+
+    /// The secrets of `namespace` the world keeps (the etcd operator's; none elsewhere).
+    pub fn secret_names(&self, namespace: &str) -> Vec<String> {
+        match namespace {
+            ETCD_NAMESPACE => self.api().etcd_secrets.iter().cloned().collect(),
+            _ => vec![],
+        }
+    }
+
+    pub fn api_delete_secret(&mut self, namespace: &str, name: &str) {
+        if namespace == ETCD_NAMESPACE && self.api().etcd_secrets.contains(name) {
+            self.api_mut().etcd_secrets.remove(name);
+            self.note(format!("secret {namespace}/{name} deleted"));
+            self.effect(EffectKind::SecretDeleted, name);
+        }
+    }
+
+    /// Whether `kubectl exec` into the etcdctl container of pod `etcd-<node>` gets in: the API
+    /// relays it to the node's kubelet, and the pod must run its member (the runbook enters a
+    /// pod on a healthy node).
+    pub fn etcd_pod_exec(&self, node: &str) -> PortResult<()> {
+        let pod = format!("etcd-{node}");
+        let Some(h) = self.hosts.get(node).filter(|h| h.manifests.contains(&StaticPod::Etcd) && self.api().nodes.contains_key(node)) else {
+            return Err(PortError::NotFound(format!("pods \"{pod}\" not found")));
+        };
+        if !(h.powered && h.kubelet_running) {
+            return Err(PortError::Transient(format!("error dialing backend: dial tcp {}:10250: connect: no route to host", h.ip)));
+        }
+        if !self.member_started(h) {
+            return Err(PortError::Transient("unable to upgrade connection: container not found (\"etcdctl\")".into()));
+        }
+        Ok(())
+    }
+}
+
+/// `etcdctl` in the etcd pods of the simulated cluster: through the API (exec), then as
+/// [`SimEtcd`] answers.
+pub struct SimEtcdPods(pub Sim);
+
+impl SimEtcdPods {
+    fn exec<T>(&self, node: &str, op: impl FnOnce(&SimEtcd) -> PortResult<T>) -> PortResult<T> {
+        SimApi(self.0.clone())
+            .call(Read, format_args!("/api/v1/namespaces/{ETCD_NAMESPACE}/pods/etcd-{node}/exec"), |w| w.etcd_pod_exec(node))?;
+        op(&SimEtcd(self.0.clone()))
+    }
+}
+
+impl EtcdPods for SimEtcdPods {
+    fn member_list(&self, node: &str) -> PortResult<EtcdMemberList> {
+        self.exec(node, |e| e.member_list())
+    }
+
+    fn member_remove(&self, node: &str, id: u64) -> PortResult<()> {
+        self.exec(node, |e| e.member_remove(id))
+    }
+
+    fn endpoint_health(&self, node: &str) -> PortResult<Vec<EndpointHealth>> {
+        self.exec(node, |e| e.endpoint_health())
     }
 }
 
@@ -908,7 +1005,7 @@ mod tests {
                 "annotations": m.annotations, "finalizers": ["machine.machine.openshift.io"],
             },
             "spec": {"providerSpec": {"value": {"instanceType": m.instance_type, "placement": {"availabilityZone": m.zone}}}, "providerID": m.provider_id},
-            "status": {"phase": "Running", "nodeRef": {"kind": "Node", "name": "master-0"}},
+            "status": {"phase": "Running", "nodeRef": {"kind": "Node", "name": "master-0"}, "providerStatus": {"instanceState": "running"}},
         });
         assert_eq!(v, expected);
     }

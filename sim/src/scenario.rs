@@ -114,6 +114,21 @@ pub const SCENARIOS: &[ScenarioInfo] = &[
         summary: "as quorum-loss, but drctl's kubeconfig holds an oc-login token issued after the backup: the restored cluster will not know it",
     },
     ScenarioInfo {
+        name: "member-machine-stopped",
+        topology: Topology::Standalone,
+        summary: "one control-plane machine's instance stopped (which one follows the seed): its etcd member is down, its node unreachable; etcd keeps quorum with the other two",
+    },
+    ScenarioInfo {
+        name: "member-node-notready",
+        topology: Topology::Standalone,
+        summary: "one control-plane machine running but its kubelet stopped (which one follows the seed): the node is unreachable, its etcd member down; etcd keeps quorum",
+    },
+    ScenarioInfo {
+        name: "member-crashloop",
+        topology: Topology::Standalone,
+        summary: "one control-plane node Ready but its etcd pod crashlooping on a corrupt data directory (which one follows the seed); etcd keeps quorum",
+    },
+    ScenarioInfo {
         name: "hosted-healthy",
         topology: Topology::Hosted,
         summary: "a healthy management cluster running the HyperShift operator and HostedCluster clusters/example with 2 NodePools, reconciling",
@@ -149,6 +164,9 @@ pub fn build(name: &str, seed: u64) -> Result<World, String> {
         "quorum-loss-baremetal" => Ok(quorum_loss_data_lost(seed, "quorum-loss-baremetal", Platform::BareMetalIpi)),
         "quorum-loss-upi" => Ok(quorum_loss_data_lost(seed, "quorum-loss-upi", Platform::Upi)),
         "quorum-loss-partitioned" => Ok(quorum_loss_partitioned(seed)),
+        "member-machine-stopped" => Ok(member_down(seed, "member-machine-stopped", |h| h.powered = false)),
+        "member-node-notready" => Ok(member_down(seed, "member-node-notready", |h| h.kubelet_running = false)),
+        "member-crashloop" => Ok(member_down(seed, "member-crashloop", |h| h.etcd_data_corrupt = true)),
         "hosted-healthy" => Ok(hosted_healthy(seed)),
         "hosted-paused" => Ok(hosted_paused(seed, "hosted-paused", DRCTL_PAUSED_BY, true)),
         "hosted-paused-by-other" => Ok(hosted_paused(seed, "hosted-paused-by-other", OADP_PAUSED_BY, false)),
@@ -277,6 +295,7 @@ pub fn healthy(seed: u64) -> World {
         next_csr: 0,
         taken_at: None,
         fail_closed_webhooks: vec![],
+        etcd_secrets: (0..3).flat_map(|i| etcd_node_secrets(&format!("master-{i}"))).collect(),
     };
     World {
         scenario: "healthy".into(),
@@ -310,6 +329,26 @@ pub fn healthy(seed: u64) -> World {
         inventory_addresses: BTreeMap::new(),
         track: Default::default(),
     }
+}
+
+/// The control-plane host whose etcd member a `member-*` scenario of `seed` breaks.
+pub fn member_victim(seed: u64) -> String {
+    format!("master-{}", mix(seed, b"member-victim") % 3)
+}
+
+/// A healthy cluster, then one control-plane host broken by `breaks` (its etcd member goes
+/// down, the other two keep quorum), settled for a few minutes so the API and the operators
+/// show it.
+fn member_down(seed: u64, name: &str, breaks: fn(&mut Host)) -> World {
+    let mut w = healthy(seed);
+    w.scenario = name.into();
+    let victim = member_victim(seed);
+    breaks(w.hosts.get_mut(&victim).expect("victim host"));
+    w.touch();
+    w.note(format!("{name}: {victim} broken"));
+    w.advance(5 * MINUTE);
+    debug_assert!(w.api_available() && w.has_quorum() && w.started_members() == 2, "{name}: one member down, quorum kept");
+    w
 }
 
 /// Worker hosts in every standalone world.

@@ -39,6 +39,17 @@ pub struct ApiData {
     /// Admission webhooks that fail closed (`failurePolicy: Fail`).
     #[serde(default)]
     pub fail_closed_webhooks: Vec<WebhookObj>,
+    /// Secrets of `openshift-etcd` by name: each control-plane node's `etcd-peer-<node>`,
+    /// `etcd-serving-<node>` and `etcd-serving-metrics-<node>` (the etcd operator's cert signer
+    /// writes them for every control-plane node that lacks them).
+    #[serde(default)]
+    pub etcd_secrets: BTreeSet<String>,
+}
+
+/// The three TLS secrets the etcd operator keeps for a control-plane node (OpenShift Container
+/// Platform 4.14 Backup and restore §5.2.4.1 step 3).
+pub fn etcd_node_secrets(node: &str) -> [String; 3] {
+    [format!("etcd-peer-{node}"), format!("etcd-serving-{node}"), format!("etcd-serving-metrics-{node}")]
 }
 
 /// One webhook of a webhook configuration that fails closed, and the service serving it.
@@ -200,6 +211,10 @@ pub struct Host {
     /// A worker (compute) host: a kubelet and no control-plane static pods, never etcd.
     #[serde(default)]
     pub worker: bool,
+    /// The data directory at `/var/lib/etcd` is corrupt: etcd crashes reading it, over and over.
+    /// Moving it aside (or a restore replacing it) leaves a fresh one.
+    #[serde(default)]
+    pub etcd_data_corrupt: bool,
 }
 
 /// How long the cluster machine approver takes to sign a CSR it approves (after a restore its
@@ -233,6 +248,7 @@ impl Host {
             shutdown_at: None,
             restore_running: None,
             worker: false,
+            etcd_data_corrupt: false,
         }
     }
 }
@@ -489,6 +505,8 @@ pub enum EffectKind {
     },
     /// A bare-metal host was deprovisioned (its disks wiped) because its machine was deleted.
     BareMetalHostDeprovisioned,
+    /// A secret of `openshift-etcd` was deleted.
+    SecretDeleted,
     /// An etcd member was removed; counts are of the cluster right after.
     MemberRemoved {
         members_after: usize,
@@ -1300,6 +1318,8 @@ impl World {
                     // it goes on serving that cluster (the split brain the runbook's step 4 and
                     // the unreachable-host checks exist to prevent).
                     (true, Some(Container::Running)) if !can_start && self.runs_member_of(h).is_none() => Some(Container::CrashLoop),
+                    // A corrupt data directory crashes etcd whatever cluster it belongs to.
+                    (true, Some(Container::Running)) if pod == StaticPod::Etcd && h.etcd_data_corrupt => Some(Container::CrashLoop),
                     (false, Some(Container::Running | Container::Starting { .. })) => {
                         Some(Container::Stopping { at: self.delay(5 * SECOND, 40 * SECOND) })
                     }
@@ -1326,6 +1346,9 @@ impl World {
     }
 
     fn etcd_can_start(&self, h: &Host) -> bool {
+        if h.etcd_data_corrupt {
+            return false;
+        }
         match h.etcd_data {
             Some(d) => d.cluster_id == self.current_cluster && self.etcd[&self.current_cluster].members.get(&d.member_id) == Some(&h.name),
             None => false,
@@ -1334,6 +1357,9 @@ impl World {
 
     /// Why etcd on `h` would refuse to run, empty when it can.
     fn etcd_refusal(&self, h: &Host) -> String {
+        if h.etcd_data_corrupt && h.etcd_data.is_some() {
+            return "panic: freepages: failed to get all reachable pages (page 1405: multiple references): /var/lib/etcd/member/snap/db is corrupt".into();
+        }
         match h.etcd_data {
             None => "no data directory and no membership".into(),
             Some(d) if d.cluster_id != self.current_cluster => format!(
@@ -1453,6 +1479,7 @@ impl World {
     }
 
     fn reconcile_machines(&mut self) {
+        self.sync_instance_states();
         let now = self.now;
         let due: Vec<(String, String, Option<String>)> = self
             .api()
@@ -1498,6 +1525,25 @@ impl World {
                 }
                 _ => {}
             }
+        }
+    }
+
+    /// The machine controller records each cloud instance's state on its machine: `stopped`
+    /// once the host is powered off, `running` again when it is back.
+    fn sync_instance_states(&mut self) {
+        const INSTANCE_STATE: &str = "machine.openshift.io/instance-state";
+        let changes: Vec<(String, &'static str)> = self
+            .api()
+            .machines
+            .values()
+            .filter_map(|m| {
+                let host = self.hosts.values().find(|h| h.machine == m.name)?;
+                let state = if host.powered { "running" } else { "stopped" };
+                (m.annotations.get(INSTANCE_STATE).map(String::as_str) != Some(state)).then(|| (m.name.clone(), state))
+            })
+            .collect();
+        for (name, state) in changes {
+            self.api_mut().machines.get_mut(&name).expect("machine").annotations.insert(INSTANCE_STATE.into(), state.into());
         }
     }
 
@@ -1620,8 +1666,43 @@ impl World {
     }
 
     fn reconcile_operators(&mut self) {
+        self.sign_etcd_certificates();
         self.roll_out_revisions();
         self.write_operator_conditions();
+    }
+
+    /// The etcd operator's cert signer: every control-plane node has its peer, serving and
+    /// metrics secrets (a deleted one is signed again).
+    fn sign_etcd_certificates(&mut self) {
+        let nodes: Vec<String> = self.api().nodes.values().filter(|n| n.control_plane).map(|n| n.name.clone()).collect();
+        for node in nodes {
+            let missing: Vec<String> = etcd_node_secrets(&node).into_iter().filter(|s| !self.api().etcd_secrets.contains(s)).collect();
+            if !missing.is_empty() {
+                self.api_mut().etcd_secrets.extend(missing);
+                self.note(format!("etcd operator: certificates for {node} signed"));
+            }
+        }
+    }
+
+    /// `EtcdMembersAvailable` of `etcds/cluster`, as the etcd operator words it: `N of M members
+    /// are available, NAME is unhealthy` (or `NAME has not started` for a member whose etcd was
+    /// never up yet), `M members are available` when all are. True while etcd has quorum.
+    pub fn etcd_members_available(&self) -> (bool, String) {
+        let members = &self.etcd[&self.current_cluster].members;
+        let mut down = vec![];
+        for (id, host) in members {
+            if self.member_running(*id, host) {
+                continue;
+            }
+            let starting =
+                self.hosts.get(host).is_some_and(|h| matches!(h.containers.get(&StaticPod::Etcd), Some(Container::Starting { .. })));
+            down.push(if starting { format!("{host} has not started") } else { format!("{host} is unhealthy") });
+        }
+        let message = match down.is_empty() {
+            true => format!("{} members are available", members.len()),
+            false => format!("{} of {} members are available, {}", members.len() - down.len(), members.len(), down.join(", ")),
+        };
+        (self.has_quorum(), message)
     }
 
     /// The operators write `NodeInstallerProgressing` a while after the revisions change.
@@ -1718,8 +1799,20 @@ impl World {
         let is_member = matches!(h.etcd_data, Some(d) if d.cluster_id == cid && self.etcd[&cid].members.contains_key(&d.member_id));
         if !is_member && h.etcd_data.is_none() {
             let members = self.etcd[&cid].members.len();
-            if members < 3 && !allows_non_ha {
+            // A new member counts toward the quorum before it has started: with the guard on,
+            // the operator adds one only when the members already started stay a quorum of the
+            // larger cluster (scaling 2 -> 3), never 1 -> 2 (OpenShift Container Platform 4.14
+            // Backup and restore §5.2.4.1 step 2, §5.4.2.2 step 17).
+            let after = members + 1;
+            let quorum_after = after / 2 + 1;
+            let keeps_quorum = self.started_members() >= quorum_after;
+            let guard_allows = allows_non_ha || !self.api().quorum_guard || (members >= 2 && keeps_quorum);
+            if members < 3 && !guard_allows {
                 self.note(format!("etcd: not scaling to {node}: quorum guard requires 3 members, have {members}"));
+                return false;
+            }
+            if !etcd_node_secrets(node).iter().all(|s| self.api().etcd_secrets.contains(s)) {
+                self.note(format!("etcd: not scaling to {node}: its peer and serving certificates are not signed yet"));
                 return false;
             }
             let id = self.new_id();
@@ -1834,6 +1927,7 @@ impl World {
         if let Some(d) = hm.etcd_data.take() {
             hm.etcd_data_aside.push(d);
         }
+        hm.etcd_data_corrupt = false;
         hm.etcd_data = Some(DataDir { cluster_id: cid, member_id: mid });
         hm.manifests.extend([StaticPod::Etcd, StaticPod::KubeApiServer, StaticPod::KubeControllerManager, StaticPod::KubeScheduler]);
         let mut data = *data;

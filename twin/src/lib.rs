@@ -207,8 +207,10 @@ impl Twin {
             true => Some(Box::new(self.kube_api(&rt, clock.clone())?)),
             false => None,
         };
+        let api = self.kube_api(&rt, clock)?;
         Ok(drctl_workflows::ports::Ports {
-            api: Box::new(self.kube_api(&rt, clock)?),
+            etcd: Box::new(drctl_adapters::KubeEtcdPods(api.clone())),
+            api: Box::new(api),
             hosts: Box::new(self.ssh_hosts(&rt)?),
             backups: Box::new(drctl_adapters::DirBackupStore::new(&self.backup_root)),
             management,

@@ -119,6 +119,29 @@ pub struct CliArgs {
     pub params: fn(&clap::ArgMatches) -> Result<serde_json::Value, clap::Error>,
 }
 
+/// The longest duration a command line may give (ten years): beyond it, time arithmetic on a
+/// run's clock could overflow, and no recovery is planned that far ahead.
+const MAX_DURATION_SECS: u64 = 3650 * 86_400;
+
+/// A duration as typed on the command line: a whole number and a unit, `90s`, `30m`, `2h`, `1d`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(|| format!("duration '{s}' needs a unit (s, m, h, d)"))?;
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().map_err(|_| format!("duration '{s}' must start with a whole number"))?;
+    let per = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("duration '{s}': unit must be s, m, h or d")),
+    };
+    match n.checked_mul(per).filter(|secs| *secs <= MAX_DURATION_SECS) {
+        Some(secs) => Ok(std::time::Duration::from_secs(secs)),
+        None => Err(format!("duration '{s}' is too long: at most 3650d")),
+    }
+}
+
 fn params_of<A: clap::FromArgMatches + IntoParams>(m: &clap::ArgMatches) -> Result<serde_json::Value, clap::Error> {
     A::from_arg_matches(m).map(IntoParams::into_params)
 }
@@ -261,6 +284,64 @@ pub const CATALOG: &[CatalogRow] = &[
         register: |r| r.register(crate::RestoreClusterState),
         cli: cli::<crate::restore_cluster_state::RestoreArgs>(),
         preflight: crate::restore_cluster_state::preflight,
+    },
+    CatalogRow {
+        name: <crate::EtcdMemberTriage as Procedure>::NAME,
+        family: Family::Standalone,
+        summary: "Find the one unhealthy etcd member, decide why it is unhealthy, and run the replacement that calls for (as a child run)",
+        docs: &[
+            DocRef {
+                product: OCP,
+                version: "4.14",
+                document: BACKUP_AND_RESTORE,
+                section: "5.2.3",
+                title: "Determining the state of the unhealthy etcd member",
+            },
+            DocRef { product: OCP, version: "4.14", document: BACKUP_AND_RESTORE, section: "5.2.2", title: "Identifying an unhealthy etcd member" },
+            DocRef { product: OCP, version: "4.5", document: BACKUP_AND_RESTORE, section: "ch.2", title: "Replacing an unhealthy etcd member" },
+        ],
+        capabilities: &[Capability::ClusterApi, Capability::Hosts, Capability::Etcd, Capability::BackupLocation],
+        gates: &[crate::etcd_member::REMOVE_GATE],
+        scenarios: &["member-machine-stopped", "member-node-notready", "member-crashloop"],
+        register: |r| r.register(crate::EtcdMemberTriage),
+        cli: cli::<crate::etcd_member_triage::TriageArgs>(),
+        preflight: no_preflight,
+    },
+    CatalogRow {
+        name: <crate::ReplaceEtcdMemberMachine as Procedure>::NAME,
+        family: Family::Standalone,
+        summary: "Replace an unhealthy etcd member whose machine is not running or whose node is not ready: remove it, re-create its machine, verify three members",
+        docs: &[DocRef {
+            product: OCP,
+            version: "4.14",
+            document: BACKUP_AND_RESTORE,
+            section: "5.2.4.1",
+            title: "Replacing an unhealthy etcd member whose machine is not running or whose node is not ready",
+        }],
+        capabilities: &[Capability::ClusterApi, Capability::Hosts, Capability::Etcd, Capability::BackupLocation],
+        gates: &[crate::etcd_member::REMOVE_GATE],
+        scenarios: &["member-machine-stopped", "member-node-notready"],
+        register: |r| r.register(crate::ReplaceEtcdMemberMachine),
+        cli: cli::<crate::replace_etcd_member_machine::MemberMachineArgs>(),
+        preflight: no_preflight,
+    },
+    CatalogRow {
+        name: <crate::ReplaceEtcdMemberCrashloop as Procedure>::NAME,
+        family: Family::Standalone,
+        summary: "Replace an etcd member whose pod crashloops: stop it and move its data aside over SSH, remove it, redeploy, verify every endpoint healthy",
+        docs: &[DocRef {
+            product: OCP,
+            version: "4.14",
+            document: BACKUP_AND_RESTORE,
+            section: "5.2.4.2",
+            title: "Replacing an unhealthy etcd member whose etcd pod is crashlooping",
+        }],
+        capabilities: &[Capability::ClusterApi, Capability::Hosts, Capability::Etcd, Capability::BackupLocation],
+        gates: &[crate::etcd_member::REMOVE_GATE],
+        scenarios: &["member-crashloop"],
+        register: |r| r.register(crate::ReplaceEtcdMemberCrashloop),
+        cli: cli::<crate::replace_etcd_member_crashloop::CrashloopArgs>(),
+        preflight: no_preflight,
     },
     CatalogRow {
         name: <crate::HostedPauseReconciliation as Procedure>::NAME,

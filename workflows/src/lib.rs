@@ -7,14 +7,21 @@ pub mod backup_files;
 pub mod catalog;
 pub mod csr;
 pub mod etcd_backup;
+pub mod etcd_member;
+pub mod etcd_member_triage;
 pub mod hosted;
 pub mod machines;
 pub mod ports;
+pub mod replace_etcd_member_crashloop;
+pub mod replace_etcd_member_machine;
 pub mod replace_machine;
 pub mod restore_cluster_state;
 
 pub use etcd_backup::EtcdBackup;
+pub use etcd_member_triage::EtcdMemberTriage;
 pub use hosted::HostedPauseReconciliation;
+pub use replace_etcd_member_crashloop::ReplaceEtcdMemberCrashloop;
+pub use replace_etcd_member_machine::ReplaceEtcdMemberMachine;
 pub use restore_cluster_state::RestoreClusterState;
 
 /// Every procedure this build knows (the [`catalog`]), for the engine's registry.

@@ -48,6 +48,17 @@ const SERVER_SET_METADATA: &[&str] = &[
     "deletionGracePeriodSeconds",
 ];
 
+/// The cloud instance's state as the machine controller last saw it: the provider status'
+/// `instanceState` (what the runbook's §5.2.3 step 1 prints), else the
+/// `machine.openshift.io/instance-state` annotation. `None` when neither is set (bare metal,
+/// user-provisioned).
+pub fn instance_state(manifest: &Value) -> Option<&str> {
+    manifest
+        .pointer("/status/providerStatus/instanceState")
+        .and_then(Value::as_str)
+        .or_else(|| manifest.pointer("/metadata/annotations/machine.openshift.io~1instance-state").and_then(Value::as_str))
+}
+
 /// `ocp-7x2lq-master-0` -> (`ocp-7x2lq-master`, 0).
 pub fn split_index(name: &str) -> Option<(&str, u32)> {
     let (base, idx) = name.rsplit_once('-')?;
@@ -65,6 +76,16 @@ pub fn next_machine_name<'a>(old: &str, taken: impl IntoIterator<Item = &'a str>
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_instance_state_is_read_from_the_provider_status_first() {
+        let both = json!({"metadata": {"annotations": {"machine.openshift.io/instance-state": "running"}},
+                          "status": {"providerStatus": {"instanceState": "stopped"}}});
+        assert_eq!(instance_state(&both), Some("stopped"));
+        let annotated = json!({"metadata": {"annotations": {"machine.openshift.io/instance-state": "running"}}});
+        assert_eq!(instance_state(&annotated), Some("running"));
+        assert_eq!(instance_state(&json!({"status": {"phase": "Running"}})), None);
+    }
 
     #[test]
     fn strips_what_the_runbook_says_and_renames() {

@@ -395,6 +395,51 @@ pub trait ClusterApi: Send + Sync {
     /// Merge-patch `spec.forceRedeploymentReason`. Setting the value already there is a no-op.
     fn force_redeployment(&self, operator: Operator, reason: &str) -> PortResult<()>;
     fn installer_progress(&self, operator: Operator) -> PortResult<InstallerProgress>;
+    /// The `EtcdMembersAvailable` condition of `etcds/cluster` (`2 of 3 members are available,
+    /// NODE is unhealthy`); `None` before the operator wrote one.
+    fn etcd_members_available(&self) -> PortResult<Option<OperatorCondition>>;
+    /// Names of the secrets in `namespace`.
+    fn list_secrets(&self, namespace: &str) -> PortResult<Vec<String>>;
+    /// Delete a secret; an absent secret is success.
+    fn delete_secret(&self, namespace: &str, name: &str) -> PortResult<()>;
+}
+
+/// A status condition of an operator resource, as `oc get … -o jsonpath` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorCondition {
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    pub reason: String,
+    pub message: String,
+}
+
+impl OperatorCondition {
+    /// The members `EtcdMembersAvailable` names as not available: `NAME is unhealthy` or `NAME
+    /// has not started` (the etcd operator's wording), in the order it names them.
+    pub fn unavailable_members(&self) -> Vec<String> {
+        let Some((_, names)) = self.message.split_once("available, ") else { return vec![] };
+        names
+            .split(", ")
+            .filter_map(|part| part.strip_suffix(" is unhealthy").or_else(|| part.strip_suffix(" has not started")))
+            .map(|n| n.trim().to_string())
+            .filter(|n| !n.is_empty())
+            .collect()
+    }
+
+    /// `(available, of)` from `N of M members are available`, or `(M, M)` from `M members are
+    /// available`.
+    pub fn member_counts(&self) -> Option<(usize, usize)> {
+        let head = self.message.split(',').next()?.trim();
+        let words: Vec<&str> = head.split_whitespace().collect();
+        match words.as_slice() {
+            [n, "of", m, "members", "are", "available"] => Some((n.parse().ok()?, m.parse().ok()?)),
+            [m, "members", "are", "available"] => {
+                let m = m.parse().ok()?;
+                Some((m, m))
+            }
+            _ => None,
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -620,6 +665,20 @@ pub struct EndpointHealth {
     pub error: Option<String>,
 }
 
+/// `etcdctl` in the etcd pod of one control-plane node (`oc rsh -n openshift-etcd etcd-<node>`,
+/// OpenShift Container Platform 4.14 Backup and restore §5.2.4.1 step 1): the way the runbooks
+/// reach etcd while the cluster serves. A pod whose etcd container does not run cannot be
+/// entered (transient: choose another node, or wait).
+pub trait EtcdPods: Send + Sync {
+    /// The member list, read through the etcd pod on `node`.
+    fn member_list(&self, node: &str) -> PortResult<EtcdMemberList>;
+    /// `etcdctl member remove <id>` in the etcd pod on `node`; an id that is no longer a member
+    /// is success.
+    fn member_remove(&self, node: &str, id: u64) -> PortResult<()>;
+    /// `etcdctl endpoint health` over every member, from the etcd pod on `node`.
+    fn endpoint_health(&self, node: &str) -> PortResult<Vec<EndpointHealth>>;
+}
+
 pub trait Etcd: Send + Sync {
     /// Linearizable member list; fails transiently without quorum.
     fn member_list(&self) -> PortResult<EtcdMemberList>;
@@ -723,6 +782,8 @@ pub struct Ports {
     pub api: Box<dyn ClusterApi>,
     pub hosts: Box<dyn Hosts>,
     pub backups: Box<dyn BackupStore>,
+    /// etcdctl in the etcd pods of the cluster (through its API).
+    pub etcd: Box<dyn EtcdPods>,
     /// The management cluster of hosted control planes.
     pub management: Option<Box<dyn ManagementCluster>>,
 }

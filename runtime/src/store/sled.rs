@@ -666,6 +666,7 @@ pub(crate) mod tests {
             labels: BTreeMap::new(),
             parent: None,
             children: Default::default(),
+            resumed_after_halt: false,
         }
     }
 
