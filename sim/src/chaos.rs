@@ -67,7 +67,9 @@ pub const MIN_SEEDS_FOR_SOMETIMES: u64 = 500;
 pub struct ScenarioChoice {
     pub scenario: &'static str,
     pub weight: u64,
-    pub params: fn() -> serde_json::Value,
+    /// The run's parameters, from the world it starts on (a member replacement names the
+    /// scenario's broken member).
+    pub params: fn(&World) -> serde_json::Value,
 }
 
 /// A rare path a large enough sweep must reach ("sometimes" assertion).
@@ -116,18 +118,31 @@ pub struct ProcedureRow {
     /// run arrives in that state (by its kind, `state_kind`).
     pub arrivals: &'static [(&'static str, Postcondition)],
     pub sometimes: &'static [Sometimes],
+    /// The quorum guard must be on at a halt too (a person may leave a halted run for hours).
+    pub guard_on_when_halted: bool,
+    /// How many child runs the run itself may start.
+    pub max_children: usize,
 }
 
-fn restore_params() -> serde_json::Value {
+fn restore_params(_: &World) -> serde_json::Value {
     serde_json::json!({ "backup": "nightly" })
 }
 
-fn restore_params_keepalived() -> serde_json::Value {
+fn restore_params_keepalived(_: &World) -> serde_json::Value {
     serde_json::json!({ "backup": "nightly", "api_vip": "10.0.0.5", "ingress_vip": "10.0.0.7" })
 }
 
-fn backup_params() -> serde_json::Value {
+fn backup_params(_: &World) -> serde_json::Value {
     serde_json::json!({})
+}
+
+fn triage_params(_: &World) -> serde_json::Value {
+    serde_json::json!({})
+}
+
+/// A replacement of the member the scenario broke.
+fn member_params(w: &World) -> serde_json::Value {
+    serde_json::json!({ "node": crate::scenario::member_victim(w.seed) })
 }
 
 fn retried_with(o: &RunObservation, text: &str) -> bool {
@@ -253,6 +268,8 @@ pub fn rows() -> Vec<ProcedureRow> {
                     holds: |o| o.history.iter().any(|e| e.outcome == Outcome::Transition && e.to == "UndoQuorumGuard"),
                 },
             ],
+            guard_on_when_halted: false,
+            max_children: 0,
         },
         ProcedureRow {
             procedure: "etcd-backup",
@@ -288,6 +305,8 @@ pub fn rows() -> Vec<ProcedureRow> {
                 },
                 Sometimes { name: "the runner crashed and resumed", needs: CRASHES, holds: crashed_and_resumed },
             ],
+            guard_on_when_halted: false,
+            max_children: 0,
         },
         ProcedureRow {
             procedure: "hosted-pause-reconciliation",
@@ -322,6 +341,104 @@ pub fn rows() -> Vec<ProcedureRow> {
                 },
                 Sometimes { name: "the runner crashed and resumed", needs: CRASHES, holds: crashed_and_resumed },
             ],
+            guard_on_when_halted: false,
+            max_children: 0,
+        },
+        ProcedureRow {
+            procedure: "etcd-member-triage",
+            scenarios: &[
+                ScenarioChoice { scenario: "member-machine-stopped", weight: 2, params: triage_params },
+                ScenarioChoice { scenario: "member-node-notready", weight: 2, params: triage_params },
+                ScenarioChoice { scenario: "member-crashloop", weight: 2, params: triage_params },
+                ScenarioChoice { scenario: "quorum-loss", weight: 1, params: triage_params },
+            ],
+            gates: &["remove-member"],
+            guard_state: Some("AwaitApproval"),
+            horizon: Duration::from_secs(3600),
+            ssh_phase: (Duration::ZERO, Duration::from_secs(10 * 60)),
+            typical_steps: 120,
+            liveness_bound: Duration::from_secs(12 * 3600),
+            max_steps: 10_000,
+            healthy_at_success: true,
+            postcondition: None,
+            undone: None,
+            always: Some(only_the_broken_member_replaced),
+            arrivals: &[],
+            sometimes: &[
+                Sometimes { name: "a run succeeded", needs: &[], holds: succeeded },
+                Sometimes {
+                    name: "refused: etcd lost a majority (restore-cluster-state)",
+                    needs: &[],
+                    holds: |o| o.outcome.as_deref().is_some_and(|t| t.contains("restore-cluster-state")),
+                },
+                Sometimes { name: "the runner crashed and resumed", needs: CRASHES, holds: crashed_and_resumed },
+                Sometimes { name: "a gate was waited on, then approved", needs: &[FaultKind::GateWait], holds: gate_waited },
+            ],
+            guard_on_when_halted: true,
+            max_children: 1,
+        },
+        ProcedureRow {
+            procedure: "replace-etcd-member-machine",
+            scenarios: &[
+                ScenarioChoice { scenario: "member-machine-stopped", weight: 1, params: member_params },
+                ScenarioChoice { scenario: "member-node-notready", weight: 1, params: member_params },
+            ],
+            gates: &["remove-member"],
+            guard_state: Some("AwaitApproval"),
+            horizon: Duration::from_secs(3600),
+            ssh_phase: (Duration::ZERO, Duration::from_secs(5 * 60)),
+            typical_steps: 100,
+            liveness_bound: Duration::from_secs(12 * 3600),
+            max_steps: 10_000,
+            healthy_at_success: false,
+            postcondition: Some(three_started_members),
+            undone: None,
+            always: Some(only_the_broken_member_replaced),
+            arrivals: &[],
+            sometimes: &[
+                Sometimes { name: "a run succeeded", needs: &[], holds: succeeded },
+                Sometimes { name: "the runner crashed and resumed", needs: CRASHES, holds: crashed_and_resumed },
+                Sometimes {
+                    name: "an abort turned the quorum guard back on (UndoQuorumGuard)",
+                    needs: &[FaultKind::Abort],
+                    holds: |o| o.history.iter().any(|e| e.outcome == Outcome::Transition && e.to == "UndoQuorumGuard"),
+                },
+                Sometimes { name: "a retry after HTTP 504", needs: &[FaultKind::ApiError], holds: |o| retried_with(o, "HTTP 504") },
+            ],
+            guard_on_when_halted: true,
+            max_children: 1,
+        },
+        ProcedureRow {
+            procedure: "replace-etcd-member-crashloop",
+            scenarios: &[ScenarioChoice { scenario: "member-crashloop", weight: 1, params: member_params }],
+            gates: &["remove-member"],
+            guard_state: Some("AwaitApproval"),
+            horizon: Duration::from_secs(3600),
+            ssh_phase: (Duration::ZERO, Duration::from_secs(5 * 60)),
+            typical_steps: 80,
+            liveness_bound: Duration::from_secs(12 * 3600),
+            max_steps: 10_000,
+            healthy_at_success: false,
+            postcondition: Some(three_started_members),
+            undone: None,
+            always: Some(only_the_broken_member_replaced),
+            arrivals: &[],
+            sometimes: &[
+                Sometimes { name: "a run succeeded", needs: &[], holds: succeeded },
+                Sometimes { name: "the runner crashed and resumed", needs: CRASHES, holds: crashed_and_resumed },
+                Sometimes {
+                    name: "an abort turned the quorum guard back on (UndoQuorumGuard)",
+                    needs: &[FaultKind::Abort],
+                    holds: |o| o.history.iter().any(|e| e.outcome == Outcome::Transition && e.to == "UndoQuorumGuard"),
+                },
+                Sometimes {
+                    name: "a retry after an SSH connection dropped mid-command",
+                    needs: &[FaultKind::SshDrop],
+                    holds: |o| retried_with(o, "closed by remote host"),
+                },
+            ],
+            guard_on_when_halted: true,
+            max_children: 1,
         },
     ]
 }
@@ -378,11 +495,60 @@ fn rolled_out(w: &World, operators: &[Operator]) -> Result<(), String> {
     Ok(())
 }
 
-fn pause_params() -> serde_json::Value {
+/// A member replacement touches only the member the scenario broke: at most one member removed
+/// (the broken one), only its machine deleted, and a machine created only under a name no
+/// machine of the cluster ever had.
+fn only_the_broken_member_replaced(w: &World) -> Result<(), String> {
+    let start = crate::scenario::build(&w.scenario, w.seed)?;
+    let victim = crate::scenario::member_victim(w.seed);
+    let victim_member = start.hosts.get(&victim).and_then(|h| h.etcd_data).map(|d| format!("{:x}", d.member_id));
+    let removed: Vec<&crate::world::Effect> = w.effects.iter().filter(|e| matches!(e.kind, EffectKind::MemberRemoved { .. })).collect();
+    if removed.len() > 1 {
+        return Err(format!(
+            "{} etcd members removed by one run: {}",
+            removed.len(),
+            removed.iter().map(|e| e.target.as_str()).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    if let Some(e) = removed.iter().find(|e| Some(&e.target) != victim_member.as_ref()) {
+        return Err(format!("etcd member {} removed at {}, but the broken member is {victim}'s ({victim_member:?})", e.target, e.at));
+    }
+    let victim_machine = start.hosts.get(&victim).map(|h| h.machine.clone());
+    for e in &w.effects {
+        match &e.kind {
+            EffectKind::MachineDeleted { node }
+                if node.as_deref() != Some(victim.as_str()) && Some(&e.target) != victim_machine.as_ref() =>
+            {
+                return Err(format!("machine {} (node {node:?}) deleted at {}: only {victim}'s may be", e.target, e.at));
+            }
+            EffectKind::MachineCreated if start.api().machines.contains_key(&e.target) => {
+                return Err(format!("machine {} created at {} under a name the cluster's machines already had", e.target, e.at));
+            }
+            _ => {}
+        }
+    }
+    let created: Vec<&str> = w.effects.iter().filter(|e| e.kind == EffectKind::MachineCreated).map(|e| e.target.as_str()).collect();
+    if created.len() > 1 {
+        return Err(format!("{} machines created for one member: {}", created.len(), created.join(", ")));
+    }
+    Ok(())
+}
+
+/// A replacement's success: three members, all started, of one cluster.
+fn three_started_members(w: &World) -> Result<(), String> {
+    let members = w.etcd[&w.current_cluster].members.len();
+    let started = w.started_members();
+    match (members, started) {
+        (3, 3) => Ok(()),
+        _ => Err(format!("succeeded with {members} etcd members, {started} started")),
+    }
+}
+
+fn pause_params(_: &World) -> serde_json::Value {
     serde_json::json!({"namespace": "clusters", "name": "example", "node_pools": true})
 }
 
-fn unpause_params() -> serde_json::Value {
+fn unpause_params(_: &World) -> serde_json::Value {
     serde_json::json!({"namespace": "clusters", "name": "example", "node_pools": true, "unpause": true})
 }
 
@@ -1199,14 +1365,18 @@ impl<'a> Driver<'a> {
         // The procedure under test, possibly a deliberately broken variant under its own name.
         let procedure = factory(sim);
         let name = procedure.name().to_string();
+        // The procedure under test, and the catalog's others for the child runs it starts.
         let mut registry = Registry::default();
+        for other in drctl_workflows::registry().iter().filter(|p| p.name() != name) {
+            registry.insert(other.clone());
+        }
         registry.insert(procedure);
         let registry = Arc::new(registry);
         let store = Arc::new(MemStore::new());
         let engine = Engine::new(store.clone(), registry.clone(), RetryPolicy::default());
         let request = NewRun {
             procedure: name,
-            params: (sc.params)(),
+            params: sim.read(|w| (sc.params)(w)),
             seed: case.seed,
             deadline: RUN_DEADLINE,
             pre_approve: pre,
@@ -1281,6 +1451,10 @@ impl<'a> Driver<'a> {
                 let o = self.rec.outcome.clone().unwrap_or_default();
                 self.fail(Invariant::NoBug, o);
             }
+            RunStatus::Halted if row.guard_on_when_halted => {
+                let guard = sim.read(|w| w.api().quorum_guard);
+                self.check(guard, Invariant::QuorumGuardOnAtEnd, || "the run halted with the etcd quorum guard off".to_string());
+            }
             RunStatus::Succeeded | RunStatus::Aborted => {
                 let guard = sim.read(|w| w.api().quorum_guard);
                 self.check(guard, Invariant::QuorumGuardOnAtEnd, || {
@@ -1308,6 +1482,10 @@ impl<'a> Driver<'a> {
             _ => {}
         }
         self.check_world(row.always, Invariant::Untouched);
+        let children = self.rec.children.len();
+        self.check(children <= row.max_children, Invariant::Untouched, || {
+            format!("the run started {children} child runs (at most {})", row.max_children)
+        });
     }
 
     fn check_world(&mut self, condition: Option<Postcondition>, invariant: Invariant) {
@@ -1652,6 +1830,11 @@ impl Coverage {
 /// a disk was full.
 fn halted_on_passing_trouble(outcome: Option<&str>) -> bool {
     outcome.is_some_and(|o| {
+        // A run halted because its child did: judged by the child's reason.
+        let o = match o.strip_prefix("child run ") {
+            Some(rest) => rest.split_once(" halted: ").map_or(o, |(_, why)| why),
+            None => o,
+        };
         o.starts_with("timed out after") || o.starts_with("gave up after") || o.to_ascii_lowercase().contains("no space left on device")
     })
 }
@@ -1941,7 +2124,7 @@ pub fn crash_equivalence(row: &ProcedureRow, factory: &Factory, seed: u64) -> Cr
             out.points += 1;
             out.checks += obs.checks + 1;
             if obs.violation.is_none() {
-                let diff = settled_diff(&base.settled, &obs.settled);
+                let diff = settled_diff(&timeless(&base.settled), &timeless(&obs.settled));
                 if obs.status != base.status || obs.final_state != base.final_state || !diff.is_empty() {
                     obs.violation = Some(Violation {
                         invariant: Invariant::CrashEquivalent,
@@ -1968,6 +2151,33 @@ pub fn crash_equivalence(row: &ProcedureRow, factory: &Factory, seed: u64) -> Cr
         }
     }
     out
+}
+
+/// File names carry the time they were made (`snapshot_2026-01-05_090045.db`): a crash shifts
+/// time, and the twin's requests cost their own, so compare what was made, not the second it
+/// was made in.
+pub fn timeless(v: &serde_json::Value) -> serde_json::Value {
+    let text = v.to_string();
+    let b = text.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        // `_YYYY-MM-DD_HHMMSS`
+        let stamp = b.len() >= i + 18
+            && b[i] == b'_'
+            && b[i + 5] == b'-'
+            && b[i + 8] == b'-'
+            && b[i + 11] == b'_'
+            && [1..5, 6..8, 9..11, 12..18].iter().all(|r| b[i + r.start..i + r.end].iter().all(u8::is_ascii_digit));
+        if stamp {
+            out.extend_from_slice(b"_<time>");
+            i += 18;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    serde_json::from_slice(&out).expect("still JSON")
 }
 
 /// Where two settled summaries differ, as `path: a vs b` (at most eight).

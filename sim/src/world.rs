@@ -535,6 +535,7 @@ impl EffectKind {
                 | NodeDeleted
                 | MachineDeleted { .. }
                 | BareMetalHostDeprovisioned
+                | SecretDeleted
                 | QuorumGuard { .. }
                 | MemberRemoved { .. }
         )

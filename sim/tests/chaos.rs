@@ -36,7 +36,7 @@ fn every_procedure_of_the_registry_has_a_chaos_row_and_a_state_catalog() {
         for sc in row.scenarios {
             let w = drctl_sim::scenario::build(sc.scenario, 1).expect("the row's scenario exists");
             assert!(!w.hosts.is_empty());
-            p.encode_params((sc.params)())
+            p.encode_params((sc.params)(&w))
                 .unwrap_or_else(|e| panic!("{}: the row's parameters for {} are invalid: {e}", p.name(), sc.scenario));
         }
         // Every state a transition leads to is itself in the catalog.

@@ -88,31 +88,7 @@ pub fn served_world_with(
     Served { obs, sim, twin, dir }
 }
 
-/// File names carry the time they were made (`snapshot_2026-01-05_090045.db`): the twin's
-/// requests cost their own time, so compare what was made, not the second it was made in.
-pub fn timeless(v: &serde_json::Value) -> serde_json::Value {
-    let text = v.to_string();
-    let mut out = String::with_capacity(text.len());
-    let b = text.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        // `_YYYY-MM-DD_HHMMSS`
-        let stamp = b.len() >= i + 18
-            && b[i] == b'_'
-            && b[i + 5] == b'-'
-            && b[i + 8] == b'-'
-            && b[i + 11] == b'_'
-            && [1..5, 6..8, 9..11, 12..18].iter().all(|r| b[i + r.start..i + r.end].iter().all(u8::is_ascii_digit));
-        if stamp {
-            out.push_str("_<time>");
-            i += 18;
-        } else {
-            out.push(b[i] as char);
-            i += 1;
-        }
-    }
-    serde_json::from_str(&out).expect("still JSON")
-}
+pub use drctl_sim::chaos::timeless;
 
 /// Run `procedure` with `seed` both ways; what differs, if anything.
 pub fn twin_differences(procedure: &str, seed: u64) -> (Served, Vec<String>) {
