@@ -1512,6 +1512,11 @@ impl<'a> Driver<'a> {
             });
         }
         sim.advance_to(ended_at.max(quiet_from).plus(Duration::from_millis(SETTLE_MS)));
+        // A re-render the network operator scheduled while operations were slowed may be due
+        // later still: settling includes it.
+        if let Some(at) = sim.read(|w| w.cno_sync_at) {
+            sim.advance_to(at.plus(Duration::from_secs(1)));
+        }
         if self.violation.is_none() && succeeded {
             let st: SimStatus = sim.read(SimStatus::health);
             self.check(st.healthy, Invariant::HealthyOnSuccess, || {
