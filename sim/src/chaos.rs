@@ -675,7 +675,8 @@ pub enum Invariant {
     RecoveryMachineKept,
     /// No destructive effect before the guard passed and the gate was approved.
     DestructiveAfterGuardAndGate,
-    /// The quorum guard is on at every Succeeded or Aborted end.
+    /// The quorum guard is on at every Succeeded or Aborted end (and at every halt, where the
+    /// row says so).
     QuorumGuardOnAtEnd,
     /// No static pod left moved out on a live host at a Succeeded end.
     NothingLeftStopped,
@@ -939,6 +940,13 @@ impl<'a> Driver<'a> {
             self.check(to == name, Invariant::HistoryAppendOnly, || {
                 format!("the last transition went to {to} but the record is in {name}")
             });
+        }
+        // A halt leaves the run for a person, maybe for hours: where the row says so, the
+        // quorum guard must be on by then (checked at each halt, a resume may hide it later).
+        if self.row.guard_on_when_halted && new.status == RunStatus::Halted && self.rec.status != RunStatus::Halted {
+            let guard = self.sim.read(|w| w.api().quorum_guard);
+            let state = new.state_name.clone();
+            self.check(guard, Invariant::QuorumGuardOnAtEnd, || format!("the run halted in {state} with the etcd quorum guard off"));
         }
         // No secret in what the store would hold. rmp-serde writes strings and byte strings
         // as they are, so scanning the record's and the events' fields is scanning the bytes.
@@ -1450,10 +1458,6 @@ impl<'a> Driver<'a> {
             RunStatus::Failed => {
                 let o = self.rec.outcome.clone().unwrap_or_default();
                 self.fail(Invariant::NoBug, o);
-            }
-            RunStatus::Halted if row.guard_on_when_halted => {
-                let guard = sim.read(|w| w.api().quorum_guard);
-                self.check(guard, Invariant::QuorumGuardOnAtEnd, || "the run halted with the etcd quorum guard off".to_string());
             }
             RunStatus::Succeeded | RunStatus::Aborted => {
                 let guard = sim.read(|w| w.api().quorum_guard);

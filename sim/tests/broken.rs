@@ -392,3 +392,123 @@ fn an_abort_that_leaves_its_pause_behind_is_caught() {
         Invariant::UndoneOnAbort,
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Member replacements
+// ---------------------------------------------------------------------------------------------
+
+use drctl_workflows::replace_etcd_member_machine::{MemberMachineParams, MemberMachineState, ReplaceEtcdMemberMachine};
+use drctl_workflows::replace_machine::ReplaceMachine;
+
+/// Removes the member of a healthy node instead of the broken one, forcing it past etcd's strict
+/// reconfiguration check (through the port etcd refuses, as real etcd does).
+struct RemovesTheMemberOfAHealthyNode;
+
+impl Alteration<ReplaceEtcdMemberMachine> for RemovesTheMemberOfAHealthyNode {
+    const NAME: &'static str = "broken-removes-the-member-of-a-healthy-node";
+    fn step(
+        &self,
+        sim: &Sim,
+        _: &Ports,
+        _: &StepContext,
+        _: &MemberMachineParams,
+        s: &MemberMachineState,
+    ) -> Option<Result<Step<MemberMachineState>, StepError>> {
+        let MemberMachineState::RemoveMember { member } = s else { return None };
+        let healthy = sim.read(|w| w.etcd[&w.current_cluster].members.iter().find(|(_, h)| **h == member.via).map(|(id, _)| *id))?;
+        if let Err(e) = sim.write(|w| w.remove_member(healthy, false)) {
+            return Some(Err(StepError::Transient { what: "remove the member".into(), error: e }));
+        }
+        Some(Ok(Step::Next(MemberMachineState::QuorumGuardOff { member: member.clone() })))
+    }
+}
+
+#[test]
+fn a_replacement_that_removes_the_member_of_a_healthy_node_is_caught_shrunk_and_replayable() {
+    let mut opts = SweepOptions::new("", 1..20);
+    opts.max_failures = 1;
+    let f = caught(
+        "broken-removes-the-member-of-a-healthy-node",
+        "replace-etcd-member-machine",
+        factory(|| ReplaceEtcdMemberMachine, || RemovesTheMemberOfAHealthyNode),
+        opts,
+        Invariant::QuorumOnMemberRemoval,
+    );
+    assert_eq!(f.schedule, "none", "{f:?}");
+}
+
+/// Halts without turning the quorum guard back on first.
+struct LeavesTheGuardOffOnHalt;
+
+impl Alteration<ReplaceEtcdMemberMachine> for LeavesTheGuardOffOnHalt {
+    const NAME: &'static str = "broken-leaves-the-guard-off-on-halt";
+    fn step(
+        &self,
+        _: &Sim,
+        _: &Ports,
+        cx: &StepContext,
+        _: &MemberMachineParams,
+        s: &MemberMachineState,
+    ) -> Option<Result<Step<MemberMachineState>, StepError>> {
+        match s {
+            MemberMachineState::GuardOnThenHalt { reason, evidence, .. } if !cx.resumed => {
+                Some(Ok(Step::Halt { reason: reason.clone(), evidence: evidence.clone() }))
+            }
+            _ => None,
+        }
+    }
+}
+
+#[test]
+fn a_replacement_that_halts_with_the_guard_off_is_caught_shrunk_and_replayable() {
+    // A long API outage while the new machine provisions times its wait out.
+    let mut opts = SweepOptions::new("", 1..400);
+    opts.allowed = vec![FaultKind::ApiOutage, FaultKind::SlowOps];
+    opts.max_failures = 1;
+    caught(
+        "broken-leaves-the-guard-off-on-halt",
+        "replace-etcd-member-machine",
+        factory(|| ReplaceEtcdMemberMachine, || LeavesTheGuardOffOnHalt),
+        opts,
+        Invariant::QuorumGuardOnAtEnd,
+    );
+}
+
+/// Re-creates the machine under the name it had (the runbook: the next free index).
+struct RecreatesUnderAUsedName;
+
+impl Alteration<ReplaceEtcdMemberMachine> for RecreatesUnderAUsedName {
+    const NAME: &'static str = "broken-recreates-under-a-used-name";
+    fn step(
+        &self,
+        _: &Sim,
+        ports: &Ports,
+        _: &StepContext,
+        _: &MemberMachineParams,
+        s: &MemberMachineState,
+    ) -> Option<Result<Step<MemberMachineState>, StepError>> {
+        let MemberMachineState::ReplaceMachine { member, replace: ReplaceMachine::SaveSpec { old }, created } = s else { return None };
+        let m = match ports.api.get_machine(old) {
+            Ok(Some(m)) => m,
+            Ok(None) => return None,
+            Err(e) => return Some(Err(e.during("get machine"))),
+        };
+        let manifest = drctl_workflows::machines::machine_for_recreate(&m.manifest, old);
+        let replace = ReplaceMachine::DeleteOld { old: old.clone(), new_name: old.clone(), manifest };
+        Some(Ok(Step::Next(MemberMachineState::ReplaceMachine { member: member.clone(), replace, created: created.clone() })))
+    }
+}
+
+#[test]
+fn a_replacement_that_reuses_a_machine_name_is_caught_shrunk_and_replayable() {
+    let mut opts = SweepOptions::new("", 1..20);
+    opts.max_failures = 1;
+    let f = caught(
+        "broken-recreates-under-a-used-name",
+        "replace-etcd-member-machine",
+        factory(|| ReplaceEtcdMemberMachine, || RecreatesUnderAUsedName),
+        opts,
+        Invariant::Untouched,
+    );
+    assert_eq!(f.schedule, "none", "{f:?}");
+}
