@@ -4,7 +4,7 @@
 //! quorum guard is back on before a run that turned it off stops.
 
 use crate::ports::*;
-use drctl_runtime::{Step, StepContext, StepError};
+use drctl_runtime::{Decision, Step, StepContext, StepError};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -68,6 +68,86 @@ pub fn other_control_plane_trouble(api: &dyn ClusterApi, node: &str) -> Result<V
         }
     }
     Ok(trouble)
+}
+
+/// The member of `node`, looked up through the etcd pod of a healthy node, if removing it is
+/// allowed ([`removal_allowed`]); else the halt that says why, with the member list as evidence.
+pub fn member_to_remove(ports: &Ports, node: &str, machine: Option<String>) -> Result<Result<Member, (String, Vec<String>)>, StepError> {
+    let via = pick_via(&*ports.api, node)?;
+    let list = ports.etcd.member_list(&via).map_err(|e| e.during(format!("etcdctl member list in etcd-{via}")))?;
+    let health = ports.etcd.endpoint_health(&via).map_err(|e| e.during(format!("etcdctl endpoint health in etcd-{via}")))?;
+    Ok(match removal_allowed(&list, &health, node) {
+        Ok(id) => Ok(Member { id, node: node.to_string(), via, machine }),
+        Err(why) => Err((format!("refusing to remove the member of {node}: {why}"), describe_members(&list, &health))),
+    })
+}
+
+/// `etcdctl member remove` from the etcd pod of the healthy node, then the member list must no
+/// longer have it (an id already gone is success: a re-run after a crash).
+pub fn remove_member(ports: &Ports, member: &Member) -> Result<(), StepError> {
+    let (id, via) = (member.id, &member.via);
+    ports.etcd.member_remove(via, id).map_err(|e| e.during(format!("etcdctl member remove {id:x} in etcd-{via}")))?;
+    let list = ports.etcd.member_list(via).map_err(|e| e.during(format!("etcdctl member list in etcd-{via}")))?;
+    if list.members.iter().any(|m| m.id == id) {
+        return Err(StepError::Transient { what: format!("remove member {id:x}"), error: "still listed as a member".into() });
+    }
+    Ok(())
+}
+
+/// The remove-member gate: approved goes on to `approved`, rejected halts with nothing changed.
+pub fn remove_gate<S>(cx: &StepContext, prompt: String, evidence: Vec<String>, approved: S) -> Result<Step<S>, StepError> {
+    match cx.gate(REMOVE_GATE).map(|d| &d.decision) {
+        Some(Decision::Approved) => Ok(Step::Next(approved)),
+        Some(Decision::Rejected) => {
+            Ok(Step::Halt { reason: "removing the member was rejected; nothing was changed".into(), evidence: vec![] })
+        }
+        None => Ok(Step::Gate { gate: REMOVE_GATE.into(), prompt, evidence }),
+    }
+}
+
+/// Turn the etcd quorum guard on or off (§5.2.4.1 steps 2 and 5).
+pub fn set_quorum_guard(ports: &Ports, on: bool) -> Result<(), StepError> {
+    let what = if on { "turn the etcd quorum guard back on" } else { "turn the etcd quorum guard off" };
+    ports.api.set_quorum_guard(on).map_err(|e| e.during(what))
+}
+
+/// The first step of a halt after the guard went off: the guard back on, then the halt.
+pub fn halt_with_guard_on<S>(ports: &Ports, reason: &str, evidence: &[String]) -> Result<Step<S>, StepError> {
+    set_quorum_guard(ports, true)?;
+    Ok(Step::Halt {
+        reason: format!("{reason} (the quorum guard was turned back on; resuming turns it off again and goes on)"),
+        evidence: evidence.to_vec(),
+    })
+}
+
+/// An abort after the guard went off: the guard back on, and the run ends.
+pub fn undo_quorum_guard<S>(ports: &Ports) -> Result<Step<S>, StepError> {
+    set_quorum_guard(ports, true)?;
+    Ok(Step::Done { summary: "aborted: the quorum guard is back on".into() })
+}
+
+/// A node name as Kubernetes allows it (a DNS subdomain): it goes into secret and pod names.
+pub fn validate_node(node: &str) -> Result<(), String> {
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    match !node.is_empty() && node.len() <= 253 && node.split('.').all(label_ok) {
+        true => Ok(()),
+        false => Err(format!("--node '{node}' is not a node name (lowercase letters, digits, '-' and '.')")),
+    }
+}
+
+/// `--backup NAME`: the plain name of a backup set.
+pub fn validate_backup(backup: &Option<String>) -> Result<(), String> {
+    match backup {
+        Some(b) if b.is_empty() || b.contains('/') || b.starts_with('.') => {
+            Err(format!("--backup '{b}' must be the plain name of a backup set"))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Whether member `node` may be removed from `list` given `health`: it must be a member, it
@@ -152,6 +232,41 @@ pub fn bounded_wait<S>(cx: &StepContext, what: String, recheck: Duration, bound:
         return Ok(Step::Halt { reason: format!("timed out after {} min waiting for {what}", bound.as_secs() / 60), evidence: vec![] });
     }
     Ok(Step::Wait { waiting_for: what, recheck_after: recheck, bound: bound * 2 + recheck })
+}
+
+/// What keeps the control plane from being whole again after a member was replaced: a
+/// static-pod operator not rolled out to every control-plane node, or a cluster operator still
+/// progressing (the network re-renders for a new node) or degraded. Empty once whole.
+pub fn control_plane_unsettled(api: &dyn ClusterApi) -> Result<Vec<String>, StepError> {
+    let nodes = api.list_nodes().map_err(|e| e.during("list nodes"))?;
+    let control_plane = nodes.iter().filter(|n| n.control_plane).count();
+    let mut unsettled = vec![];
+    for op in Operator::ALL {
+        let p = api.installer_progress(op).map_err(|e| e.during(format!("read {op} installer progress")))?;
+        if !p.rolled_out_to(control_plane) {
+            unsettled.push(format!("{op}: {}", p.message));
+        }
+    }
+    let ops = api.cluster_operators().map_err(|e| e.during("list cluster operators"))?;
+    unsettled.extend(
+        ops.iter()
+            .filter(|o| !o.available || o.progressing || o.degraded)
+            .map(|o| format!("{} (available {}, progressing {}, degraded {})", o.name, o.available, o.progressing, o.degraded)),
+    );
+    Ok(unsettled)
+}
+
+/// Wait until [`control_plane_unsettled`] finds nothing, then `done`.
+pub fn await_control_plane<S>(api: &dyn ClusterApi, done: String) -> Result<Step<S>, StepError> {
+    let unsettled = control_plane_unsettled(api)?;
+    if unsettled.is_empty() {
+        return Ok(Step::Done { summary: done });
+    }
+    Ok(Step::Wait {
+        waiting_for: format!("the control plane to settle: {}", unsettled.join("; ")),
+        recheck_after: Duration::from_secs(60),
+        bound: Duration::from_secs(60 * 60),
+    })
 }
 
 /// How the backup of §5.2.1 stands: taken by the child run, or the named one checked.

@@ -7,9 +7,9 @@
 //! (restore-cluster-state), when the member's node waits for certificates (recover-expired-certs),
 //! when more than one member is unhealthy, and when none is.
 
+use crate::etcd_member::{validate_backup, validate_node};
 use crate::etcd_member::{ETCD_NAMESPACE, ETCD_PODS, REMOVE_GATE};
 use crate::ports::*;
-use crate::replace_etcd_member_machine::validate_node;
 use drctl_runtime::clock::Timestamp;
 use drctl_runtime::{Decision, Procedure, RunStatus, Step, StepContext, StepError};
 use serde::{Deserialize, Serialize};
@@ -272,28 +272,12 @@ impl EtcdMemberTriage {
                 bound: Duration::from_secs(30 * 60),
             });
         }
-        // The new control-plane node also gets the other static pods and the network: the
-        // cluster is whole again when no operator is still rolling out, or degraded.
-        let ops = ports.api.cluster_operators().map_err(|e| e.during("list cluster operators"))?;
-        let unsettled: Vec<String> = ops
-            .iter()
-            .filter(|o| !o.available || o.progressing || o.degraded)
-            .map(|o| format!("{} (available {}, progressing {}, degraded {})", o.name, o.available, o.progressing, o.degraded))
-            .collect();
-        if !unsettled.is_empty() {
-            return Ok(Step::Wait {
-                waiting_for: format!("every cluster operator settled: {}", unsettled.join(", ")),
-                recheck_after: Duration::from_secs(60),
-                bound: Duration::from_secs(60 * 60),
-            });
-        }
         let child = cx.children.get(REPLACEMENT_CHILD).map_or("-", |c| c.run.as_str());
-        Ok(Step::Done {
-            summary: format!(
-                "the unhealthy etcd member of {node} was replaced by child run {child} ({procedure}); {}",
-                cond.map(|c| c.message).unwrap_or_default()
-            ),
-        })
+        let done = format!(
+            "the unhealthy etcd member of {node} was replaced by child run {child} ({procedure}); {}",
+            cond.map(|c| c.message).unwrap_or_default()
+        );
+        crate::etcd_member::await_control_plane(&*ports.api, done)
     }
 }
 
@@ -308,12 +292,7 @@ impl Procedure for EtcdMemberTriage {
         if p.expect_back_secs > 7 * 24 * 3600 {
             return Err("--expect-back is at most 7d: a member gone longer is replaced".into());
         }
-        match &p.backup {
-            Some(b) if b.is_empty() || b.contains('/') || b.starts_with('.') => {
-                Err(format!("--backup '{b}' must be the plain name of a backup set"))
-            }
-            _ => Ok(()),
-        }
+        validate_backup(&p.backup)
     }
 
     fn initial_state(&self, _p: &TriageParams) -> TriageState {

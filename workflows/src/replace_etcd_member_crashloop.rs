@@ -8,8 +8,7 @@
 
 use crate::etcd_member::*;
 use crate::ports::*;
-use crate::replace_etcd_member_machine::validate_node;
-use drctl_runtime::{Decision, Procedure, Step, StepContext, StepError};
+use drctl_runtime::{Procedure, Step, StepContext, StepError};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -72,6 +71,8 @@ pub enum CrashloopState {
     QuorumGuardOn { c: Crashing },
     /// Verification: three members, every endpoint healthy, one of them on the node again.
     VerifyHealth { c: Crashing },
+    /// Every static pod rolled out and no cluster operator progressing or degraded.
+    VerifyControlPlane { c: Crashing },
     /// A halt after step 3: the guard goes back on, then the run halts. Resumed, it turns the
     /// guard off again and goes on from `resume`.
     GuardOnThenHalt { reason: String, evidence: Vec<String>, resume: Box<CrashloopState> },
@@ -109,7 +110,8 @@ impl CrashloopState {
             | DeleteSecrets { c }
             | ForceRedeployment { c, .. }
             | QuorumGuardOn { c }
-            | VerifyHealth { c } => Some(c),
+            | VerifyHealth { c }
+            | VerifyControlPlane { c } => Some(c),
             CheckMember | GuardOnThenHalt { .. } | ResumeGuardOff { .. } | UndoQuorumGuard => None,
         }
     }
@@ -152,49 +154,23 @@ impl ReplaceEtcdMemberCrashloop {
                 evidence: inventory.iter().map(|h| format!("{} (node {})", h.name, h.node)).collect(),
             });
         };
-        let via = pick_via(&*ports.api, &p.node)?;
-        let list = ports.etcd.member_list(&via).map_err(|e| e.during(format!("etcdctl member list in etcd-{via}")))?;
-        let health = ports.etcd.endpoint_health(&via).map_err(|e| e.during(format!("etcdctl endpoint health in etcd-{via}")))?;
-        match removal_allowed(&list, &health, &p.node) {
-            Ok(id) => Ok(Step::Next(CrashloopState::TakeBackup {
-                c: Crashing { member: Member { id, node: p.node.clone(), via, machine: None }, host },
-            })),
-            Err(why) => Ok(Step::Halt {
-                reason: format!("refusing to remove the member of {}: {why}", p.node),
-                evidence: describe_members(&list, &health),
-            }),
+        match member_to_remove(ports, &p.node, None)? {
+            Ok(member) => Ok(Step::Next(CrashloopState::TakeBackup { c: Crashing { member, host } })),
+            Err((reason, evidence)) => Ok(Step::Halt { reason, evidence }),
         }
     }
 
     fn await_approval(&self, cx: &StepContext, c: &Crashing) -> Result<Step<CrashloopState>, StepError> {
-        match cx.gate(REMOVE_GATE).map(|d| &d.decision) {
-            Some(Decision::Approved) => Ok(Step::Next(CrashloopState::StopEtcdPod { c: c.clone() })),
-            Some(Decision::Rejected) => {
-                Ok(Step::Halt { reason: "removing the member was rejected; nothing was changed".into(), evidence: vec![] })
-            }
-            None => Ok(Step::Gate {
-                gate: REMOVE_GATE.into(),
-                prompt: format!(
-                    "Stop etcd on {} (its data directory is moved aside), remove member {:x} and let the operator add a new one?",
-                    c.host, c.member.id
-                ),
-                evidence: vec![format!("etcdctl runs in etcd-{}", c.member.via)],
-            }),
-        }
+        let prompt = format!(
+            "Stop etcd on {} (its data directory is moved aside), remove member {:x} and let the operator add a new one?",
+            c.host, c.member.id
+        );
+        let evidence = vec![format!("etcdctl runs in etcd-{}", c.member.via)];
+        remove_gate(cx, prompt, evidence, CrashloopState::StopEtcdPod { c: c.clone() })
     }
 
     fn host_op(&self, ports: &Ports, host: &str, op: HostOp) -> Result<HostOutput, StepError> {
         ports.hosts.run(host, &op).map_err(|e| e.during(format!("{op:?} on {host}")))
-    }
-
-    fn remove_member(&self, ports: &Ports, c: &Crashing) -> Result<Step<CrashloopState>, StepError> {
-        let (id, via) = (c.member.id, &c.member.via);
-        ports.etcd.member_remove(via, id).map_err(|e| e.during(format!("etcdctl member remove {id:x} in etcd-{via}")))?;
-        let list = ports.etcd.member_list(via).map_err(|e| e.during(format!("etcdctl member list in etcd-{via}")))?;
-        if list.members.iter().any(|m| m.id == id) {
-            return Err(StepError::Transient { what: format!("remove member {id:x}"), error: "still listed as a member".into() });
-        }
-        Ok(Step::Next(CrashloopState::QuorumGuardOff { c: c.clone() }))
     }
 
     fn verify_health(&self, ports: &Ports, c: &Crashing) -> Result<Step<CrashloopState>, StepError> {
@@ -221,14 +197,7 @@ impl ReplaceEtcdMemberCrashloop {
                 bound: Duration::from_secs(45 * 60),
             });
         }
-        Ok(Step::Done {
-            summary: format!(
-                "etcd member {:x} of {} replaced by a new one; {} members, every endpoint healthy; quorum guard on",
-                c.member.id,
-                c.member.node,
-                list.members.len()
-            ),
-        })
+        Ok(Step::Next(CrashloopState::VerifyControlPlane { c: c.clone() }))
     }
 
     fn step_inner(
@@ -251,9 +220,12 @@ impl ReplaceEtcdMemberCrashloop {
                 self.host_op(ports, &c.host, HostOp::MoveEtcdDataDirAside)?;
                 Ok(Step::Next(RemoveMember { c: c.clone() }))
             }
-            RemoveMember { c } => self.remove_member(ports, c),
+            RemoveMember { c } => {
+                remove_member(ports, &c.member)?;
+                Ok(Step::Next(QuorumGuardOff { c: c.clone() }))
+            }
             QuorumGuardOff { c } => {
-                ports.api.set_quorum_guard(false).map_err(|e| e.during("turn the etcd quorum guard off"))?;
+                set_quorum_guard(ports, false)?;
                 Ok(Step::Next(DeleteSecrets { c: c.clone() }))
             }
             DeleteSecrets { c } => {
@@ -265,26 +237,24 @@ impl ReplaceEtcdMemberCrashloop {
                 Ok(Step::Next(QuorumGuardOn { c: c.clone() }))
             }
             QuorumGuardOn { c } => {
-                ports.api.set_quorum_guard(true).map_err(|e| e.during("turn the etcd quorum guard back on"))?;
+                set_quorum_guard(ports, true)?;
                 Ok(Step::Next(VerifyHealth { c: c.clone() }))
             }
             VerifyHealth { c } => self.verify_health(ports, c),
+            VerifyControlPlane { c } => await_control_plane(
+                &*ports.api,
+                format!(
+                    "etcd member {:x} of {} replaced by a new one; 3 members, every endpoint healthy; quorum guard on",
+                    c.member.id, c.member.node
+                ),
+            ),
             GuardOnThenHalt { resume, .. } if cx.resumed => Ok(Step::Next(ResumeGuardOff { resume: resume.clone() })),
-            GuardOnThenHalt { reason, evidence, .. } => {
-                ports.api.set_quorum_guard(true).map_err(|e| e.during("turn the etcd quorum guard back on"))?;
-                Ok(Step::Halt {
-                    reason: format!("{reason} (the quorum guard was turned back on; resuming turns it off again and goes on)"),
-                    evidence: evidence.clone(),
-                })
-            }
+            GuardOnThenHalt { reason, evidence, .. } => halt_with_guard_on(ports, reason, evidence),
             ResumeGuardOff { resume } => {
-                ports.api.set_quorum_guard(false).map_err(|e| e.during("turn the etcd quorum guard off"))?;
+                set_quorum_guard(ports, false)?;
                 Ok(Step::Next((**resume).clone()))
             }
-            UndoQuorumGuard => {
-                ports.api.set_quorum_guard(true).map_err(|e| e.during("turn the etcd quorum guard back on"))?;
-                Ok(Step::Done { summary: "aborted: the quorum guard is back on".into() })
-            }
+            UndoQuorumGuard => undo_quorum_guard(ports),
         }
     }
 }
@@ -298,12 +268,7 @@ impl Procedure for ReplaceEtcdMemberCrashloop {
 
     fn validate(&self, p: &CrashloopParams) -> Result<(), String> {
         validate_node(&p.node)?;
-        match &p.backup {
-            Some(b) if b.is_empty() || b.contains('/') || b.starts_with('.') => {
-                Err(format!("--backup '{b}' must be the plain name of a backup set"))
-            }
-            _ => Ok(()),
-        }
+        validate_backup(&p.backup)
     }
 
     fn initial_state(&self, _p: &CrashloopParams) -> CrashloopState {
@@ -324,6 +289,7 @@ impl Procedure for ReplaceEtcdMemberCrashloop {
             ForceRedeployment { .. } => "ForceRedeployment".into(),
             QuorumGuardOn { .. } => "QuorumGuardOn".into(),
             VerifyHealth { .. } => "VerifyHealth".into(),
+            VerifyControlPlane { .. } => "VerifyControlPlane".into(),
             GuardOnThenHalt { .. } => "GuardOnThenHalt".into(),
             ResumeGuardOff { resume } => format!("ResumeGuardOff({})", self.state_name(resume)),
             UndoQuorumGuard => "UndoQuorumGuard".into(),
@@ -387,7 +353,8 @@ impl Procedure for ReplaceEtcdMemberCrashloop {
             ("DeleteSecrets", &["ForceRedeployment", "GuardOnThenHalt", "UndoQuorumGuard"]),
             ("ForceRedeployment", &["QuorumGuardOn", "GuardOnThenHalt", "UndoQuorumGuard"]),
             ("QuorumGuardOn", &["VerifyHealth", "GuardOnThenHalt", "UndoQuorumGuard"]),
-            ("VerifyHealth", &[]),
+            ("VerifyHealth", &["VerifyControlPlane"]),
+            ("VerifyControlPlane", &[]),
             ("GuardOnThenHalt", &["ResumeGuardOff", "UndoQuorumGuard"]),
             (
                 "ResumeGuardOff",

@@ -10,7 +10,7 @@
 use crate::etcd_member::*;
 use crate::ports::*;
 use crate::replace_machine::{self, Progress, ReplaceMachine};
-use drctl_runtime::{Decision, Procedure, Step, StepContext, StepError};
+use drctl_runtime::{Procedure, Step, StepContext, StepError};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -68,6 +68,9 @@ pub enum MemberMachineState {
     ForceRedeployment { member: Member, reason: String },
     /// Verification 2: exactly three started, healthy members.
     VerifyMembers { member: Member },
+    /// The new node runs every static pod at its operator's latest revision and no cluster
+    /// operator is still progressing or degraded (the control plane is whole again).
+    VerifyControlPlane { member: Member },
     /// A halt after step 2: the guard goes back on, then the run halts with `reason`. Resumed,
     /// it turns the guard off again and goes on from `resume`.
     GuardOnThenHalt { reason: String, evidence: Vec<String>, resume: Box<MemberMachineState> },
@@ -128,45 +131,21 @@ impl ReplaceEtcdMemberMachine {
                 evidence: machines.iter().map(|m| format!("machine {} (node {})", m.name, m.node.as_deref().unwrap_or("-"))).collect(),
             });
         }
-        let via = pick_via(&*ports.api, &p.node)?;
-        let list = ports.etcd.member_list(&via).map_err(|e| e.during(format!("etcdctl member list in etcd-{via}")))?;
-        let health = ports.etcd.endpoint_health(&via).map_err(|e| e.during(format!("etcdctl endpoint health in etcd-{via}")))?;
-        match removal_allowed(&list, &health, &p.node) {
-            Ok(id) => Ok(Step::Next(MemberMachineState::TakeBackup { member: Member { id, node: p.node.clone(), via, machine } })),
-            Err(why) => Ok(Step::Halt {
-                reason: format!("refusing to remove the member of {}: {why}", p.node),
-                evidence: describe_members(&list, &health),
-            }),
+        match member_to_remove(ports, &p.node, machine)? {
+            Ok(member) => Ok(Step::Next(MemberMachineState::TakeBackup { member })),
+            Err((reason, evidence)) => Ok(Step::Halt { reason, evidence }),
         }
     }
 
     fn await_approval(&self, cx: &StepContext, member: &Member) -> Result<Step<MemberMachineState>, StepError> {
-        match cx.gate(REMOVE_GATE).map(|d| &d.decision) {
-            Some(Decision::Approved) => Ok(Step::Next(MemberMachineState::RemoveMember { member: member.clone() })),
-            Some(Decision::Rejected) => {
-                Ok(Step::Halt { reason: "removing the member was rejected; nothing was changed".into(), evidence: vec![] })
-            }
-            None => Ok(Step::Gate {
-                gate: REMOVE_GATE.into(),
-                prompt: format!(
-                    "Remove etcd member {:x} ({}) and replace machine {}? etcd runs on two members until the new one joins.",
-                    member.id,
-                    member.node,
-                    member.machine.as_deref().unwrap_or("-")
-                ),
-                evidence: vec![format!("etcdctl runs in etcd-{}", member.via)],
-            }),
-        }
-    }
-
-    fn remove_member(&self, ports: &Ports, member: &Member) -> Result<Step<MemberMachineState>, StepError> {
-        let via = &member.via;
-        ports.etcd.member_remove(via, member.id).map_err(|e| e.during(format!("etcdctl member remove {:x} in etcd-{via}", member.id)))?;
-        let list = ports.etcd.member_list(via).map_err(|e| e.during(format!("etcdctl member list in etcd-{via}")))?;
-        if list.members.iter().any(|m| m.id == member.id) {
-            return Err(StepError::Transient { what: format!("remove member {:x}", member.id), error: "still listed as a member".into() });
-        }
-        Ok(Step::Next(MemberMachineState::QuorumGuardOff { member: member.clone() }))
+        let prompt = format!(
+            "Remove etcd member {:x} ({}) and replace machine {}? etcd runs on two members until the new one joins.",
+            member.id,
+            member.node,
+            member.machine.as_deref().unwrap_or("-")
+        );
+        let evidence = vec![format!("etcdctl runs in etcd-{}", member.via)];
+        remove_gate(cx, prompt, evidence, MemberMachineState::RemoveMember { member: member.clone() })
     }
 
     fn replace_machine(
@@ -238,15 +217,21 @@ impl ReplaceEtcdMemberMachine {
                 bound: Duration::from_secs(30 * 60),
             });
         }
-        Ok(Step::Done {
-            summary: format!(
+        Ok(Step::Next(MemberMachineState::VerifyControlPlane { member: member.clone() }))
+    }
+
+    fn verify_control_plane(&self, ports: &Ports, member: &Member) -> Result<Step<MemberMachineState>, StepError> {
+        let list = ports.etcd.member_list(&member.via).map_err(|e| e.during(format!("etcdctl member list in etcd-{}", member.via)))?;
+        await_control_plane(
+            &*ports.api,
+            format!(
                 "etcd member {:x} ({}) replaced: {} started members ({}); quorum guard on",
                 member.id,
                 member.node,
                 list.members.len(),
                 list.members.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", ")
             ),
-        })
+        )
     }
 
     fn step_inner(
@@ -261,9 +246,12 @@ impl ReplaceEtcdMemberMachine {
             CheckMember => self.check_member(ports, p),
             TakeBackup { member } => backup_step(ports, cx, p.backup.as_deref(), AwaitApproval { member: member.clone() }),
             AwaitApproval { member } => self.await_approval(cx, member),
-            RemoveMember { member } => self.remove_member(ports, member),
+            RemoveMember { member } => {
+                remove_member(ports, member)?;
+                Ok(Step::Next(QuorumGuardOff { member: member.clone() }))
+            }
             QuorumGuardOff { member } => {
-                ports.api.set_quorum_guard(false).map_err(|e| e.during("turn the etcd quorum guard off"))?;
+                set_quorum_guard(ports, false)?;
                 Ok(Step::Next(DeleteSecrets { member: member.clone() }))
             }
             DeleteSecrets { member } => {
@@ -281,7 +269,7 @@ impl ReplaceEtcdMemberMachine {
             }
             ReplaceMachine { member, replace, created } => self.replace_machine(ports, cx, member, replace, created),
             QuorumGuardOn { member } => {
-                ports.api.set_quorum_guard(true).map_err(|e| e.during("turn the etcd quorum guard back on"))?;
+                set_quorum_guard(ports, true)?;
                 Ok(Step::Next(VerifyPods { member: member.clone(), forced: None }))
             }
             VerifyPods { member, forced } => self.verify_pods(ports, cx, member, forced),
@@ -290,22 +278,14 @@ impl ReplaceEtcdMemberMachine {
                 Ok(Step::Next(VerifyPods { member: member.clone(), forced: Some(reason.clone()) }))
             }
             VerifyMembers { member } => self.verify_members(ports, member),
+            VerifyControlPlane { member } => self.verify_control_plane(ports, member),
             GuardOnThenHalt { resume, .. } if cx.resumed => Ok(Step::Next(ResumeGuardOff { resume: resume.clone() })),
-            GuardOnThenHalt { reason, evidence, .. } => {
-                ports.api.set_quorum_guard(true).map_err(|e| e.during("turn the etcd quorum guard back on"))?;
-                Ok(Step::Halt {
-                    reason: format!("{reason} (the quorum guard was turned back on; resuming turns it off again and goes on)"),
-                    evidence: evidence.clone(),
-                })
-            }
+            GuardOnThenHalt { reason, evidence, .. } => halt_with_guard_on(ports, reason, evidence),
             ResumeGuardOff { resume } => {
-                ports.api.set_quorum_guard(false).map_err(|e| e.during("turn the etcd quorum guard off"))?;
+                set_quorum_guard(ports, false)?;
                 Ok(Step::Next((**resume).clone()))
             }
-            UndoQuorumGuard => {
-                ports.api.set_quorum_guard(true).map_err(|e| e.during("turn the etcd quorum guard back on"))?;
-                Ok(Step::Done { summary: "aborted: the quorum guard is back on".into() })
-            }
+            UndoQuorumGuard => undo_quorum_guard(ports),
         }
     }
 }
@@ -319,12 +299,7 @@ impl Procedure for ReplaceEtcdMemberMachine {
 
     fn validate(&self, p: &MemberMachineParams) -> Result<(), String> {
         validate_node(&p.node)?;
-        if let Some(b) = &p.backup {
-            if b.is_empty() || b.contains('/') || b.starts_with('.') {
-                return Err(format!("--backup '{b}' must be the plain name of a backup set"));
-            }
-        }
-        Ok(())
+        validate_backup(&p.backup)
     }
 
     fn initial_state(&self, _p: &MemberMachineParams) -> MemberMachineState {
@@ -345,6 +320,7 @@ impl Procedure for ReplaceEtcdMemberMachine {
             VerifyPods { .. } => "VerifyPods".into(),
             ForceRedeployment { .. } => "ForceRedeployment".into(),
             VerifyMembers { .. } => "VerifyMembers".into(),
+            VerifyControlPlane { .. } => "VerifyControlPlane".into(),
             GuardOnThenHalt { .. } => "GuardOnThenHalt".into(),
             ResumeGuardOff { resume } => format!("ResumeGuardOff({})", self.state_name(resume)),
             UndoQuorumGuard => "UndoQuorumGuard".into(),
@@ -363,7 +339,8 @@ impl Procedure for ReplaceEtcdMemberMachine {
             | QuorumGuardOn { member }
             | VerifyPods { member, .. }
             | ForceRedeployment { member, .. }
-            | VerifyMembers { member } => member,
+            | VerifyMembers { member }
+            | VerifyControlPlane { member } => member,
             GuardOnThenHalt { resume, .. } | ResumeGuardOff { resume } => {
                 return match **resume {
                     GuardOnThenHalt { .. } | ResumeGuardOff { .. } => Err("a resume point inside a resume point".into()),
@@ -435,7 +412,8 @@ impl Procedure for ReplaceEtcdMemberMachine {
             ("QuorumGuardOn", &["VerifyPods", "GuardOnThenHalt", "UndoQuorumGuard"]),
             ("VerifyPods", &["VerifyMembers", "ForceRedeployment"]),
             ("ForceRedeployment", &["VerifyPods"]),
-            ("VerifyMembers", &[]),
+            ("VerifyMembers", &["VerifyControlPlane"]),
+            ("VerifyControlPlane", &[]),
             ("GuardOnThenHalt", &["ResumeGuardOff", "UndoQuorumGuard"]),
             (
                 "ResumeGuardOff",
@@ -456,22 +434,5 @@ impl Procedure for ReplaceEtcdMemberMachine {
             ),
             ("UndoQuorumGuard", &[]),
         ]
-    }
-}
-
-/// A node name as Kubernetes allows it (a DNS subdomain): it goes into secret and pod names.
-pub fn validate_node(node: &str) -> Result<(), String> {
-    let ok = !node.is_empty()
-        && node.len() <= 253
-        && node.split('.').all(|l| {
-            !l.is_empty()
-                && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-        });
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("--node '{node}' is not a node name (lowercase letters, digits, '-' and '.')"))
     }
 }

@@ -1,0 +1,133 @@
+//! The member replacements through the binary: `etcd-member-triage` on each scenario it is
+//! built for, its refusal on a cluster that lost quorum, and a replacement killed with SIGKILL
+//! at many moments and resumed.
+// A real process in real time: the kill test waits on the wall clock.
+#![allow(clippy::disallowed_methods)]
+
+mod common;
+use common::*;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+/// The world is healthy with exactly three started members of one etcd cluster and the guard on.
+fn assert_three_started_members(store: &Path, what: &str) {
+    let st = sim_status(store);
+    assert_eq!(st["healthy"], true, "{what}: {st:#}");
+    let members = st["etcd_members"].as_array().unwrap();
+    assert_eq!(members.len(), 3, "{what}: {members:?}");
+    assert!(members.iter().all(|m| m["started"] == true), "{what}: {members:?}");
+    assert_eq!(st["running_cluster_ids"].as_array().unwrap().len(), 1, "{what}: {st:#}");
+    assert_eq!(st["quorum_guard"], true, "{what}");
+}
+
+#[test]
+fn triage_replaces_the_broken_member_of_each_scenario_through_a_child_run() {
+    for (scenario, procedure) in [
+        ("member-machine-stopped", "replace-etcd-member-machine"),
+        ("member-node-notready", "replace-etcd-member-machine"),
+        ("member-crashloop", "replace-etcd-member-crashloop"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path();
+        let o = drctl(store, &["run", "etcd-member-triage", "--sim", scenario, "--yes"]);
+        assert_eq!(o.status.code(), Some(0), "{scenario}: {}", text(&o));
+        let victim = drctl_sim::scenario::member_victim(1);
+        let h = history(store, "1");
+        let started = h.iter().find(|e| e["outcome"] == "ChildStarted").unwrap_or_else(|| panic!("{scenario}: no child run: {h:#?}"));
+        let detail = started["detail"].as_str().unwrap();
+        assert!(detail.contains(&format!("child run 1.1 ({procedure})")), "{scenario}: {detail}");
+        assert!(h.iter().any(|e| e["to"].as_str().is_some_and(|t| t.contains(&victim))), "{scenario}: the history names {victim}");
+        assert_three_started_members(store, scenario);
+        // The replacement took its backup first, as its own child.
+        let child = json(&drctl(store, &["status", "1.1", "-o", "json"]));
+        assert_eq!(child["status"], "succeeded", "{scenario}: {child:#}");
+        assert_eq!(json(&drctl(store, &["status", "1.1.1", "-o", "json"]))["procedure"], "etcd-backup");
+        // The world no longer has the broken member's id.
+        let before = drctl_sim::scenario::build(scenario, 1).unwrap();
+        let old_id = format!("{:x}", before.hosts[&victim].etcd_data.unwrap().member_id);
+        let st = sim_status(store);
+        assert!(!st["etcd_members"].to_string().contains(&old_id), "{scenario}: member {old_id} still there: {st:#}");
+    }
+}
+
+#[test]
+fn triage_refuses_a_cluster_that_lost_quorum_naming_the_restore_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path();
+    let o = drctl(store, &["run", "etcd-member-triage", "--sim", "quorum-loss", "--yes"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(text(&o).contains("restore-cluster-state"), "{}", text(&o));
+    let fresh = drctl_sim::scenario::build("quorum-loss", 1).unwrap();
+    assert_eq!(sim_status(store)["state_digest"], drctl_sim::state_digest(&fresh), "the refused run changed the world");
+}
+
+#[test]
+fn triage_refuses_when_nothing_is_unhealthy() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path();
+    let o = drctl(store, &["run", "etcd-member-triage", "--sim", "healthy", "--yes"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(text(&o).contains("nothing to replace"), "{}", text(&o));
+}
+
+#[test]
+fn a_replacement_refuses_the_member_of_a_healthy_node_before_changing_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path();
+    let o = drctl(store, &["run", "replace-etcd-member-machine", "--sim", "healthy", "--node", "master-1", "--yes"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(text(&o).contains("is healthy: only an unhealthy member is replaced"), "{}", text(&o));
+    // With another member down, the guard on the other nodes refuses first.
+    let victim = drctl_sim::scenario::member_victim(1);
+    let healthy = ["master-0", "master-1", "master-2"].into_iter().find(|h| *h != victim).unwrap();
+    let dir2 = tempfile::tempdir().unwrap();
+    let o = drctl(dir2.path(), &["run", "replace-etcd-member-machine", "--sim", "member-machine-stopped", "--node", healthy, "--yes"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(text(&o).contains(&format!("node {victim} is NotReady")), "{}", text(&o));
+    let fresh = drctl_sim::scenario::build("member-machine-stopped", 1).unwrap();
+    assert_eq!(sim_status(dir2.path())["state_digest"], drctl_sim::state_digest(&fresh), "the refused run changed the world");
+    let fresh = drctl_sim::scenario::build("healthy", 1).unwrap();
+    assert_eq!(sim_status(store)["state_digest"], drctl_sim::state_digest(&fresh), "the refused run changed the world");
+}
+
+/// Start the replacement and SIGKILL it after `lines` progress lines (plus `extra_ms`).
+fn run_and_kill_after(store: &Path, node: &str, lines: usize, extra_ms: u64) {
+    use std::io::BufRead;
+    let args = ["run", "replace-etcd-member-machine", "--sim", "member-machine-stopped", "--node", node, "--yes", "--sim-speed", "20000"];
+    let mut child = command(store, &args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("drctl starts");
+    let stderr = child.stderr.take().unwrap();
+    for (seen, line) in std::io::BufReader::new(stderr).lines().enumerate() {
+        if line.is_err() || seen + 1 >= lines {
+            std::thread::sleep(Duration::from_millis(extra_ms));
+            break;
+        }
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().unwrap();
+}
+
+#[test]
+fn sigkill_at_many_moments_of_a_member_replacement_then_resume_always_ends_with_three_members() {
+    let node = drctl_sim::scenario::member_victim(1);
+    let mut killed_at = std::collections::BTreeSet::new();
+    for i in 0..30usize {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path();
+        run_and_kill_after(store, &node, 1 + i, (i as u64 * 7) % 5);
+        let st = drctl(store, &["status", "1", "-o", "json"]);
+        assert!(st.status.success(), "kill #{i}: {}", text(&st));
+        let before = history(store, "1");
+        let finished = json(&st)["status"] == "succeeded";
+        let o = drctl(store, &["resume", "--sim-speed", "1000000"]);
+        assert_eq!(o.status.code(), Some(0), "kill #{i}: resume failed\n{}", text(&o));
+        let after = history(store, "1");
+        assert_eq!(&after[..before.len()], &before[..], "kill #{i}: committed history changed");
+        assert_eq!(json(&drctl(store, &["status", "1", "-o", "json"]))["status"], "succeeded", "kill #{i}");
+        assert_three_started_members(store, &format!("kill #{i}"));
+        if !finished {
+            killed_at.insert(before.last().unwrap()["seq"].as_u64().unwrap());
+        }
+    }
+    assert!(killed_at.len() >= 10, "only {} distinct kill points: {killed_at:?}", killed_at.len());
+}
