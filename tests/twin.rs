@@ -156,3 +156,12 @@ fn cli_only_scenarios_end_as_their_direct_runs() {
         );
     }
 }
+
+#[test]
+fn member_triage_through_the_real_adapters_ends_as_the_direct_run() {
+    for scenario in ["member-machine-stopped", "member-crashloop"] {
+        let served = twin_matches_direct("etcd-member-triage", seed_for("etcd-member-triage", scenario));
+        assert_eq!(served.obs.status, drctl_runtime::RunStatus::Succeeded, "{scenario}: {:?}", served.obs.outcome);
+        assert!(served.sim.status().healthy, "{scenario}: {:?}", served.sim.status().problems);
+    }
+}

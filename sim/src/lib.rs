@@ -18,6 +18,7 @@ pub mod faults;
 pub mod host_ops;
 pub mod host_shell;
 pub mod hosted;
+pub mod pod_exec;
 pub mod ports;
 pub mod scenario;
 pub mod world;

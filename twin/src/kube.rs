@@ -52,12 +52,7 @@ impl ApiCall {
         let path = req.uri().path().to_string();
         let query = req.uri().query().map(parse_query).unwrap_or_default();
         let content_type = req.headers().get(hyper::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-        let bearer = req
-            .headers()
-            .get(hyper::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::to_string);
+        let bearer = bearer(req.headers());
         let body = req.into_body().collect().await?.to_bytes().to_vec();
         Ok(ApiCall { bearer, method, path, query, content_type, body })
     }
@@ -67,7 +62,12 @@ impl ApiCall {
     }
 }
 
-fn parse_query(q: &str) -> Vec<(String, String)> {
+/// The bearer token of a request, if it carries one.
+pub fn bearer(headers: &hyper::HeaderMap) -> Option<String> {
+    headers.get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).map(str::to_string)
+}
+
+pub fn parse_query(q: &str) -> Vec<(String, String)> {
     q.split('&').filter(|p| !p.is_empty()).map(|p| p.split_once('=').unwrap_or((p, ""))).map(|(k, v)| (unescape(k), unescape(v))).collect()
 }
 
@@ -161,15 +161,23 @@ pub fn serve(sim: &Sim, call: &ApiCall) -> Result<Answer, Dropped> {
     });
     match r {
         Ok(answer) => Ok(answer),
-        Err(ApiRefusal::Refused) => Err(Dropped("connection refused: no kube-apiserver answers")),
-        Err(ApiRefusal::Unresolvable) => Err(Dropped("the API's name does not resolve from drctl's machine")),
-        Err(ApiRefusal::Unauthorized) => Ok(Answer::status(401, "Unauthorized", "Unauthorized", None)),
-        Err(ApiRefusal::NoQuorum) => Ok(Answer::status(504, "Timeout", "etcdserver: request timed out", None)),
-        Err(ApiRefusal::Status(code)) => {
+        Err(refusal) => refused(refusal),
+    }
+}
+
+/// How the served API shows a refusal of the one admission decision: a dropped connection, or
+/// the `Status` kube-apiserver answers.
+fn refused(refusal: ApiRefusal) -> Result<Answer, Dropped> {
+    match refusal {
+        ApiRefusal::Refused => Err(Dropped("connection refused: no kube-apiserver answers")),
+        ApiRefusal::Unresolvable => Err(Dropped("the API's name does not resolve from drctl's machine")),
+        ApiRefusal::Unauthorized => Ok(Answer::status(401, "Unauthorized", "Unauthorized", None)),
+        ApiRefusal::NoQuorum => Ok(Answer::status(504, "Timeout", "etcdserver: request timed out", None)),
+        ApiRefusal::Status(code) => {
             let (reason, message) = drctl_sim::ports::api_status(code);
             Ok(Answer::status(code, reason, message, None))
         }
-        Err(ApiRefusal::Etcd(kind)) => Ok(Answer::status(500, "InternalError", kind.message(), None)),
+        ApiRefusal::Etcd(kind) => Ok(Answer::status(500, "InternalError", kind.message(), None)),
     }
 }
 
@@ -182,6 +190,8 @@ fn route(w: &mut World, call: &ApiCall) -> Answer {
         ("DELETE", ["api", "v1", "nodes", name]) => delete_node(w, name),
         ("GET", ["api", "v1", "namespaces", ns, "pods"]) => list_pods(w, ns, call.param("labelSelector").unwrap_or("")),
         ("DELETE", ["api", "v1", "namespaces", ns, "pods", name]) => delete_pod(w, ns, name),
+        ("GET", ["api", "v1", "namespaces", ns, "secrets"]) => Answer::ok(list("SecretList", "v1", secrets(w, ns))),
+        ("DELETE", ["api", "v1", "namespaces", ns, "secrets", name]) => delete_secret(w, ns, name),
         ("GET", ["apis", "certificates.k8s.io", "v1", "certificatesigningrequests"]) => {
             Answer::ok(list("CertificateSigningRequestList", "certificates.k8s.io/v1", w.api().csrs.values().map(csr).collect()))
         }
@@ -209,6 +219,47 @@ fn route(w: &mut World, call: &ApiCall) -> Answer {
             None => Answer::no_route(),
         },
         _ => Answer::no_route(),
+    }
+}
+
+/// The secrets of `ns` (the etcd operator's TLS secrets), names and types only.
+fn secrets(w: &World, ns: &str) -> Vec<Value> {
+    w.secret_names(ns)
+        .into_iter()
+        .map(|name| json!({ "apiVersion": "v1", "kind": "Secret", "metadata": { "name": name, "namespace": ns }, "type": "kubernetes.io/tls" }))
+        .collect()
+}
+
+fn delete_secret(w: &mut World, ns: &str, name: &str) -> Answer {
+    if !w.secret_names(ns).iter().any(|s| s == name) {
+        return Answer::not_found("", "secrets", name);
+    }
+    w.api_delete_secret(ns, name);
+    Answer::ok(
+        json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": { "name": name, "kind": "secrets" } }),
+    )
+}
+
+/// Admit `kubectl exec` into container `container` of pod `pod` in `ns`: the API's admission
+/// decision, then the pod's (the kube adapter's exec of `etcdctl` in an etcd pod). `Ok(None)`:
+/// go on and upgrade; `Ok(Some(answer))`: refused with that `Status`.
+pub fn admit_exec(sim: &Sim, ns: &str, pod: &str, container: &str) -> Result<Option<Answer>, Dropped> {
+    let r = sim.op(|w| {
+        api_request(w, Verb::Read, |w| {
+            let node = pod.strip_prefix("etcd-").filter(|_| ns == "openshift-etcd" && container == "etcdctl");
+            match node {
+                Some(node) => w.etcd_pod_exec(node).err(),
+                None => Some(PortError::NotFound(format!("pods \"{pod}\" not found (the twin execs only etcdctl in etcd pods)"))),
+            }
+        })
+    });
+    match r {
+        Ok(None) => Ok(None),
+        Ok(Some(PortError::NotFound(m))) => Ok(Some(Answer::status(404, "NotFound", m, Some((pod, "", "pods"))))),
+        // What a kubelet that cannot be reached, or a container that does not run, makes the
+        // API server answer.
+        Ok(Some(e)) => Ok(Some(Answer::status(500, "InternalError", e.to_string(), None))),
+        Err(refusal) => refused(refusal).map(Some),
     }
 }
 
@@ -641,6 +692,13 @@ fn operator(w: &World, op: Operator) -> Value {
         spec["unsupportedConfigOverrides"] = json!({ UNSAFE_NON_HA_ETCD: true });
     }
     let progressing = p.reason != "AllNodesAtLatestRevision";
+    let mut conditions = vec![json!({ "type": "NodeInstallerProgressing", "status": if progressing { "True" } else { "False" },
+                                      "reason": p.reason, "message": p.message, "lastTransitionTime": time(w.now) })];
+    if op == Operator::Etcd {
+        let c = w.etcd_members_available_condition();
+        conditions.push(json!({ "type": "EtcdMembersAvailable", "status": c.status, "reason": c.reason, "message": c.message,
+                                "lastTransitionTime": time(w.now) }));
+    }
     let node_statuses: Vec<Value> = o
         .node_revisions
         .iter()
@@ -652,8 +710,7 @@ fn operator(w: &World, op: Operator) -> Value {
         "spec": spec,
         "status": {
             "latestAvailableRevision": p.latest_revision,
-            "conditions": [{ "type": "NodeInstallerProgressing", "status": if progressing { "True" } else { "False" },
-                             "reason": p.reason, "message": p.message, "lastTransitionTime": time(w.now) }],
+            "conditions": conditions,
             "nodeStatuses": node_statuses,
         },
     })

@@ -10,6 +10,7 @@
 //! This crate does I/O (TLS, sockets, processes) and so lives outside the deterministic core;
 //! the world it serves still evolves only from its seed and the requests it is sent.
 
+pub mod exec;
 pub mod kube;
 pub mod server;
 pub mod tls;

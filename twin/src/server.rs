@@ -33,7 +33,8 @@ pub fn start_api(
                     let (sim, after, token) = (sim.clone(), after.clone(), token.clone());
                     async move { answer(&sim, &after, Credentials { has_cert, token: &token }, req).await }
                 });
-                let _ = http1::Builder::new().serve_connection(TokioIo::new(tls), service).await;
+                // Upgrades: `kubectl exec` goes over a WebSocket.
+                let _ = http1::Builder::new().serve_connection(TokioIo::new(tls), service).with_upgrades().await;
             });
         }
     });
@@ -52,6 +53,12 @@ async fn answer(
     creds: Credentials<'_>,
     req: hyper::Request<hyper::body::Incoming>,
 ) -> Result<hyper::Response<Body>, ServeError> {
+    if crate::exec::is_exec(&req) {
+        if !creds.has_cert && crate::kube::bearer(req.headers()).as_deref() != Some(creds.token) {
+            return Ok(crate::kube::Answer::status(401, "Unauthorized", "Unauthorized", None).into_response());
+        }
+        return crate::exec::upgrade(sim, after, req).await.map_err(|e| ServeError(e.to_string()));
+    }
     let call = ApiCall::read(req).await.map_err(|e| ServeError(format!("reading the request: {e}")))?;
     if !creds.has_cert && call.bearer.as_deref() != Some(creds.token) {
         return Ok(crate::kube::Answer::status(401, "Unauthorized", "Unauthorized", None).into_response());

@@ -131,6 +131,8 @@ fn every_read(p: &Pair) {
     p.same("network_layout", |a| a.network_layout(), |v| v);
     p.same("machine_layout", |a| a.machine_layout(), |v| v);
     p.same("quorum_guard_enabled", |a| a.quorum_guard_enabled(), |v| v);
+    p.same("etcd_members_available", |a| a.etcd_members_available(), |v| v);
+    p.same("list_secrets openshift-etcd", |a| a.list_secrets("openshift-etcd"), sorted);
     for op in Operator::ALL {
         p.same(&format!("installer_progress {op}"), |a| a.installer_progress(op), |v| v);
     }
@@ -207,6 +209,11 @@ fn every_write_leaves_the_same_cluster() {
             manifest["metadata"]["name"] = json!(format!("{}-new", m.name));
             p.same(&format!("{name}: create_machine"), |a| a.create_machine(&manifest), |v| v);
             p.same(&format!("{name}: create_machine again"), |a| a.create_machine(&manifest), |v| v);
+        }
+        let secret = p.direct.read(|w| w.api().etcd_secrets.iter().next().cloned());
+        if let Some(sec) = secret {
+            p.same(&format!("{name}: delete_secret {sec}"), |a| a.delete_secret("openshift-etcd", &sec), |v| v);
+            p.same(&format!("{name}: delete_secret {sec} again"), |a| a.delete_secret("openshift-etcd", &sec), |v| v);
         }
         let node = p.direct.read(|w| w.api().nodes.keys().last().cloned());
         if let Some(n) = node {
@@ -288,5 +295,40 @@ fn the_api_wants_credentials() {
     match stranger.list_nodes() {
         Err(PortError::Permanent(m)) => assert!(m.contains("401"), "{m}"),
         other => panic!("a wrong token was answered with {other:?}"),
+    }
+}
+
+/// `etcdctl` in an etcd pod (kube exec over a WebSocket, the pod's etcdctl answering as the
+/// simulated port does): member list, endpoint health and member remove agree both ways, and a
+/// pod that cannot be entered fails alike.
+#[test]
+fn etcdctl_in_an_etcd_pod_agrees() {
+    use drctl_adapters::KubeEtcdPods;
+    use drctl_sim::ports::SimEtcdPods;
+    use drctl_workflows::ports::EtcdPods;
+    for scenario in ["member-machine-stopped", "member-crashloop", "quorum-loss"] {
+        let w = drctl_sim::scenario::build(scenario, 1).unwrap();
+        let p = Pair::of(&w);
+        let (real, sim) = (KubeEtcdPods(p.adapter.clone()), SimEtcdPods(p.direct.clone()));
+        let victim = drctl_sim::scenario::member_victim(1);
+        let both = |what: &str, f: &dyn Fn(&dyn EtcdPods) -> PortResult<String>| {
+            let (a, b) = (f(&real), f(&sim));
+            match (&a, &b) {
+                (Ok(x), Ok(y)) => assert_eq!(x, y, "{scenario}: {what}"),
+                (Err(x), Err(y)) => assert_eq!(kind(x), kind(y), "{scenario}: {what}: adapter {x:?}, sim {y:?}"),
+                _ => panic!("{scenario}: {what}: adapter {a:?}, sim port {b:?}"),
+            }
+        };
+        for node in ["master-0", "master-1", "master-2"] {
+            both(&format!("member_list via {node}"), &|e| e.member_list(node).map(|v| format!("{v:?}")));
+            both(&format!("endpoint_health via {node}"), &|e| e.endpoint_health(node).map(|v| format!("{v:?}")));
+        }
+        both("member_list via a node that is none", &|e| e.member_list("master-9").map(|v| format!("{v:?}")));
+        let id = w.hosts[&victim].etcd_data.map(|d| d.member_id).unwrap_or(0);
+        let via = ["master-0", "master-1", "master-2"].into_iter().find(|n| *n != victim).unwrap();
+        both("member_remove", &|e| e.member_remove(via, id).map(|v| format!("{v:?}")));
+        both("member_remove again", &|e| e.member_remove(via, id).map(|v| format!("{v:?}")));
+        both("member_list after", &|e| e.member_list(via).map(|v| format!("{v:?}")));
+        p.same_cluster(&format!("{scenario}: etcdctl in pods"));
     }
 }
