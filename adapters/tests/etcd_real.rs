@@ -290,3 +290,42 @@ fn the_cluster_version_is_read_from_a_real_snapshot() {
     e.snapshot_save(&snap.display().to_string()).unwrap();
     assert_eq!(drctl_adapters::backup::snapshot_cluster_version(&snap).unwrap().as_deref(), Some("4.15.3"));
 }
+
+/// `etcdctl` in an etcd pod through the kube exec API (kube-rs over a WebSocket to the mock API
+/// server, which runs the command here against the real cluster, as a pod's etcdctl container
+/// runs it against its cluster): the member list, health, and removing the member of a stopped
+/// node, once and again.
+#[test]
+fn member_remove_through_etcdctl_in_a_pod_reaches_the_real_cluster() {
+    use drctl_adapters::kube::{KubeApi, KubeEtcdPods};
+    use drctl_workflows::ports::EtcdPods;
+    use support::mockapi::{Expect, MockApi};
+    let mut c = Cluster::start(3);
+    let api = MockApi::start();
+    let env = [("ETCDCTL_ENDPOINTS", c.endpoints()[..2].join(","))];
+    api.expect(Expect::exec("/api/v1/namespaces/openshift-etcd/pods/etcd-node-0", "etcdctl", &env).repeated());
+    let rt = Blocking::dedicated("pod-exec").unwrap();
+    let pods = KubeEtcdPods(KubeApi::connect(rt, Some(&api.kubeconfig()), Some("admin")).unwrap());
+    let list = retry_transient("member list in the pod", 60, || pods.member_list("node-0"));
+    assert_eq!(list.members.len(), 3);
+    let m2 = list.members.iter().find(|m| m.name == "m2").unwrap().clone();
+    // The member of a stopped node: unhealthy in the pod's view, then removed.
+    c.members[2].kill();
+    let health = retry_transient("endpoint health in the pod", 60, || {
+        let h = pods.endpoint_health("node-0")?;
+        match h.iter().filter(|e| !e.healthy).count() {
+            1 => Ok(h),
+            _ => Err(PortError::Transient(format!("{h:?}"))),
+        }
+    });
+    assert!(health.iter().any(|h| !h.healthy && h.endpoint == c.members[2].client_url()), "{health:?}");
+    retry_transient("member remove in the pod", 60, || pods.member_remove("node-0", m2.id));
+    retry_transient("member remove in the pod again", 60, || pods.member_remove("node-0", m2.id));
+    let after = retry_transient("member list after", 60, || pods.member_list("node-0"));
+    assert_eq!(after.members.len(), 2);
+    assert!(!after.members.iter().any(|m| m.id == m2.id));
+    // The cluster itself agrees, asked directly.
+    let direct = EtcdCtl::local(c.endpoints()[..2].to_vec()).member_list().unwrap();
+    assert_eq!(direct.members.len(), 2);
+    api.verify();
+}

@@ -33,6 +33,10 @@ pub struct Expect {
     pub repeat: bool,
     /// Requests this expectation answered.
     pub hits: u32,
+    /// An exec (`kubectl exec` over a WebSocket): upgrade and run the requested command on this
+    /// machine with this environment added (e.g. `ETCDCTL_ENDPOINTS` of a real etcd), its output
+    /// and exit status sent back as a kubelet's streams.
+    pub exec_env: Option<Vec<(String, String)>>,
 }
 
 impl Expect {
@@ -49,6 +53,16 @@ impl Expect {
             delay: None,
             repeat: false,
             hits: 0,
+            exec_env: None,
+        }
+    }
+    /// `GET <pod>/exec` in container `container`, run here with `env` added (see
+    /// [`Expect::exec_env`]); the command is whatever the client asks.
+    pub fn exec(pod_path: &str, container: &str, env: &[(&str, String)]) -> Expect {
+        let query = [("container", container), ("stdout", "true"), ("stderr", "true")];
+        Expect {
+            exec_env: Some(env.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()),
+            ..Expect::new("GET", &format!("{pod_path}/exec")).query(&query)
         }
     }
     pub fn get(path: &str) -> Expect {
@@ -106,6 +120,8 @@ pub fn status_failure(code: u16, reason: &str, message: &str) -> Value {
 #[derive(Default)]
 struct State {
     expected: VecDeque<Expect>,
+    /// The expectation the last request matched.
+    matched: Option<Expect>,
     failures: Vec<String>,
     seen: Vec<String>,
 }
@@ -163,7 +179,10 @@ fn query_pairs(q: Option<&str>) -> Vec<(String, String)> {
     v
 }
 
-async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+async fn handle(state: Arc<Mutex<State>>, mut req: Request<Incoming>) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+    if req.headers().get("upgrade").is_some() {
+        return Ok(exec(&state, &mut req));
+    }
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
     let query = query_pairs(req.uri().query());
@@ -205,6 +224,7 @@ fn check(
         if exp.repeat {
             if problems.is_empty() {
                 st.expected.front_mut().expect("front").hits += 1;
+                st.matched = Some(exp.clone());
                 return (json_response(exp.status, &exp.response, exp.response_type), exp.delay);
             }
             if exp.hits > 0 {
@@ -220,8 +240,63 @@ fn check(
                 None,
             );
         }
+        st.matched = Some(exp.clone());
         return (json_response(exp.status, &exp.response, exp.response_type), exp.delay);
     }
+}
+
+/// An exec request: matched like any other (its `command` parameters aside), then upgraded to a
+/// WebSocket (`v5.channel.k8s.io`) on which the command's stdout, stderr and exit `Status` go
+/// back on channels 1, 2 and 3.
+fn exec(state: &Mutex<State>, req: &mut Request<Incoming>) -> Response<Full<Bytes>> {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+    use tokio_tungstenite::tungstenite::protocol::{Message, Role};
+    let path = req.uri().path().to_string();
+    let all = query_pairs(req.uri().query());
+    let argv: Vec<String> = all.iter().filter(|(k, _)| k == "command").map(|(_, v)| v.clone()).collect();
+    // query_pairs sorts: the command's order comes from the raw query.
+    let argv: Vec<String> = match req.uri().query() {
+        Some(q) => q.split('&').filter_map(|p| p.strip_prefix("command=")).map(percent_decode).collect(),
+        None => argv,
+    };
+    let query: Vec<(String, String)> = all.into_iter().filter(|(k, _)| k != "command").collect();
+    let auth = req.headers().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let line = format!("EXEC {path} {query:?} {argv:?}");
+    let (resp, _) = check(state, line, "GET".into(), path, query, None, auth, Bytes::new());
+    let env = state.lock().unwrap().matched.take().and_then(|e| e.exec_env);
+    let (Some(env), true) = (env, resp.status() == 200) else { return resp };
+    let key = req.headers().get("sec-websocket-key").map(|k| derive_accept_key(k.as_bytes())).unwrap_or_default();
+    let on_upgrade = hyper::upgrade::on(req);
+    tokio::spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else { return };
+        let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+        let out = tokio::task::spawn_blocking(move || std::process::Command::new(&argv[0]).args(&argv[1..]).envs(env).output()).await;
+        let (code, stdout, stderr) = match out {
+            Ok(Ok(o)) => (o.status.code().unwrap_or(1), o.stdout, o.stderr),
+            other => (127, vec![], format!("mock exec: {other:?}").into_bytes()),
+        };
+        for (channel, bytes) in [(1u8, stdout), (2u8, stderr)] {
+            if !bytes.is_empty() {
+                let _ = ws.send(Message::binary([vec![channel], bytes].concat())).await;
+            }
+        }
+        let status = match code {
+            0 => json!({"metadata": {}, "status": "Success"}),
+            n => json!({"metadata": {}, "status": "Failure", "reason": "NonZeroExitCode",
+                        "details": {"causes": [{"reason": "ExitCode", "message": n.to_string()}]}}),
+        };
+        let _ = ws.send(Message::binary([vec![3u8], status.to_string().into_bytes()].concat())).await;
+        let _ = ws.close(None).await;
+    });
+    Response::builder()
+        .status(101)
+        .header("upgrade", "websocket")
+        .header("connection", "Upgrade")
+        .header("sec-websocket-accept", key)
+        .header("sec-websocket-protocol", "v5.channel.k8s.io")
+        .body(Full::default())
+        .unwrap()
 }
 
 struct Seen<'a> {
@@ -281,7 +356,7 @@ impl MockApi {
                 let st = st.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| handle(st.clone(), req));
-                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).with_upgrades().await;
                 });
             }
         });
