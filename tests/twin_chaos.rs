@@ -83,3 +83,9 @@ fn etcd_backup_under_protocol_faults() {
 fn hosted_pause_reconciliation_under_protocol_faults() {
     sweep("hosted-pause-reconciliation");
 }
+
+/// The triage and, as its child runs, both member replacements and the backup they take first.
+#[test]
+fn etcd_member_triage_under_protocol_faults() {
+    sweep("etcd-member-triage");
+}
