@@ -140,6 +140,12 @@ fn triage_params(_: &World) -> serde_json::Value {
     serde_json::json!({})
 }
 
+/// `--expect-back 10m`: the member does not come back in these scenarios; the triage waits, then
+/// replaces it.
+fn triage_expect_back_params(_: &World) -> serde_json::Value {
+    serde_json::json!({ "expect_back_secs": 600 })
+}
+
 /// A replacement of the member the scenario broke.
 fn member_params(w: &World) -> serde_json::Value {
     serde_json::json!({ "node": crate::scenario::member_victim(w.seed) })
@@ -353,6 +359,7 @@ pub fn rows() -> Vec<ProcedureRow> {
                 ScenarioChoice { scenario: "member-machine-stopped", weight: 2, params: triage_params },
                 ScenarioChoice { scenario: "member-node-notready", weight: 2, params: triage_params },
                 ScenarioChoice { scenario: "member-crashloop", weight: 2, params: triage_params },
+                ScenarioChoice { scenario: "member-node-notready", weight: 1, params: triage_expect_back_params },
                 ScenarioChoice { scenario: "quorum-loss", weight: 1, params: triage_params },
             ],
             gates: &["remove-member"],

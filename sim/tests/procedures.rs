@@ -24,7 +24,7 @@ fn run(sim: &Sim, procedure: &str, params: serde_json::Value, yes: bool) -> (Run
                 params,
                 seed: 7,
                 deadline: Duration::from_secs(24 * 3600),
-                pre_approve: if yes { vec!["start".into()] } else { vec![] },
+                pre_approve: if yes { vec!["start".into(), "remove-member".into()] } else { vec![] },
                 approver: "test".into(),
                 labels: Default::default(),
             },
@@ -301,4 +301,34 @@ fn step_14_waits_on_the_internal_ips_not_the_ssh_addresses() {
     assert!(waits.iter().any(|d| d.contains("10.0.0.11") || d.contains("10.0.0.12")), "{waits:?}\n{}", show(&hist));
     assert!(waits.iter().all(|d| !d.contains("192.168.111.")), "{waits:?}");
     assert!(sim.status().healthy);
+}
+
+/// `--expect-back`: a member whose etcd comes back within the wait is left alone (the runbook's
+/// "if you expect it back soon, you do not need to replace it"); one that does not is replaced
+/// once the wait is over.
+#[test]
+fn etcd_member_triage_waits_for_a_member_expected_back() {
+    use drctl_sim::world::{HostWindow, Window, MINUTE};
+    let mut w = drctl_sim::scenario::healthy(4);
+    let from = w.now;
+    let until = from.plus(Duration::from_millis(20 * MINUTE));
+    w.faults.etcd_down.push(HostWindow { host: "master-1".into(), window: Window { from, until } });
+    w.touch();
+    w.advance(2 * MINUTE);
+    let sim = Sim::new(w);
+    let (fin, hist) = run(&sim, "etcd-member-triage", serde_json::json!({ "expect_back_secs": 1800 }), true);
+    assert_eq!(fin.status, RunStatus::Succeeded, "{}", show(&hist));
+    assert!(fin.outcome.as_deref().unwrap_or("").contains("came back on its own"), "{:?}", fin.outcome);
+    assert!(hist.iter().any(|e| e.to.starts_with("ExpectBack(master-1)")), "{}", show(&hist));
+    assert!(fin.children.is_empty(), "nothing was replaced");
+    assert!(sim.read(|w| w.effects.iter().all(|e| !e.kind.destructive())), "the triage changed the cluster");
+
+    // Not back within the wait: the replacement runs once it is over.
+    let sim = Sim::scenario("member-machine-stopped", 4).unwrap();
+    let (fin, hist) = run(&sim, "etcd-member-triage", serde_json::json!({ "expect_back_secs": 600 }), true);
+    assert_eq!(fin.status, RunStatus::Succeeded, "{}", show(&hist));
+    assert_eq!(fin.children.len(), 1, "one replacement");
+    let waited = hist.iter().find(|e| e.to.starts_with("DetermineState")).map(|e| e.at).unwrap();
+    let started = hist.first().unwrap().at;
+    assert!(waited.since(started) >= Duration::from_secs(600), "acted after {:?}", waited.since(started));
 }
