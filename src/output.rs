@@ -271,6 +271,17 @@ pub fn sim_status(out: Output, run: &str, st: &SimStatus) {
                 Some(r) => println!("data:           revision {} (restored from a snapshot at revision {r})", st.data_revision),
                 None => println!("data:           revision {}", st.data_revision),
             }
+            for b in &st.bare_metal_hosts {
+                let error = b.error.as_deref().map_or(String::new(), |e| format!("; error: {e}"));
+                let consumer = b.consumer.as_deref().unwrap_or("-");
+                println!(
+                    "baremetalhost:  {} {} (consumer {consumer}; bmc {}; boot MAC {}{error})",
+                    b.name, b.state, b.bmc_address, b.boot_mac_address
+                );
+            }
+            for sp in &st.spare_servers {
+                println!("spare server:   bmc {} boot MAC {}", sp.bmc_address, sp.boot_mac_address);
+            }
             for hc in &st.hosted_clusters {
                 let paused = |v: &Option<String>| v.as_deref().map_or("not paused".to_string(), |v| format!("pausedUntil={v}"));
                 let by = hc.paused_by.as_deref().map_or(String::new(), |b| format!(" by {b}"));

@@ -207,6 +207,21 @@ impl ClusterApi for RequestorNamesTheNode {
     fn delete_secret(&self, namespace: &str, name: &str) -> PortResult<()> {
         ClusterApi::delete_secret(&self.0, namespace, name)
     }
+    fn list_bare_metal_hosts(&self) -> PortResult<Vec<BareMetalHostInfo>> {
+        self.0.list_bare_metal_hosts()
+    }
+    fn delete_bare_metal_host(&self, name: &str) -> PortResult<()> {
+        ClusterApi::delete_bare_metal_host(&self.0, name)
+    }
+    fn create_bare_metal_host(&self, host: &NewBareMetalHost) -> PortResult<()> {
+        self.0.create_bare_metal_host(host)
+    }
+    fn apply_bmc_secret(&self, name: &str, credentials: &drctl_workflows::bmc::BmcCredentials) -> PortResult<()> {
+        self.0.apply_bmc_secret(name, credentials)
+    }
+    fn remove_machine_finalizers(&self, name: &str) -> PortResult<()> {
+        self.0.remove_machine_finalizers(name)
+    }
     fn fail_closed_webhooks(&self) -> PortResult<Vec<WebhookInfo>> {
         self.0.fail_closed_webhooks()
     }

@@ -19,9 +19,9 @@ use crate::blocking::Blocking;
 use crate::clock::SystemClock;
 use drctl_runtime::clock::Clock;
 use drctl_workflows::ports::{
-    control_plane_namespace, ClusterApi, ClusterOperatorInfo, ConditionInfo, Credential, CsrInfo, InstallerProgress, MachineInfo,
-    MachineLayout, MachinePhase, ManagementCluster, NetworkLayout, NodeInfo, Operator, OperatorCondition, PausableInfo, PodInfo, PodStatus,
-    PortError, PortResult, WebhookInfo, PAUSED_BY_ANNOTATION,
+    control_plane_namespace, BareMetalHostInfo, ClusterApi, ClusterOperatorInfo, ConditionInfo, Credential, CsrInfo, InstallerProgress,
+    MachineInfo, MachineLayout, MachinePhase, ManagementCluster, NetworkLayout, NewBareMetalHost, NodeInfo, Operator, OperatorCondition,
+    PausableInfo, PodInfo, PodStatus, PortError, PortResult, WebhookInfo, PAUSED_BY_ANNOTATION,
 };
 use k8s_openapi::api::certificates::v1::{CertificateSigningRequest, CertificateSigningRequestCondition};
 use k8s_openapi::api::core::v1::{Node, Pod, Secret};
@@ -1092,6 +1092,79 @@ impl ClusterApi for KubeApi {
 
     fn delete_secret(&self, namespace: &str, name: &str) -> PortResult<()> {
         KubeApi::delete_secret(self, namespace, name)
+    }
+
+    fn list_bare_metal_hosts(&self) -> PortResult<Vec<BareMetalHostInfo>> {
+        Ok(self.list_baremetal_hosts()?.iter().map(bare_metal_host_info).collect())
+    }
+
+    fn delete_bare_metal_host(&self, name: &str) -> PortResult<()> {
+        self.delete_baremetal_host(name)
+    }
+
+    fn create_bare_metal_host(&self, host: &NewBareMetalHost) -> PortResult<()> {
+        let what = format!("create baremetalhost {}", host.name);
+        let obj: DynamicObject =
+            serde_json::from_value(host.manifest()).map_err(|e| PortError::Permanent(format!("{what}: invalid manifest: {e}")))?;
+        let api = self.dynamic(&baremetal_host_resource(), Some(MACHINE_API_NAMESPACE));
+        match self.rt.block_on(api.create(&post_params(), &obj)) {
+            Ok(_) => Ok(()),
+            // Created before (a re-run after a crash): the step checks what it finds.
+            Err(e) if is_already_exists(&e) => Ok(()),
+            Err(e) => Err(during(&what, classify_kube_error(&e))),
+        }
+    }
+
+    fn apply_bmc_secret(&self, name: &str, credentials: &drctl_workflows::bmc::BmcCredentials) -> PortResult<()> {
+        let what = format!("create secret {MACHINE_API_NAMESPACE}/{name}");
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), MACHINE_API_NAMESPACE);
+        let data = [("username", &credentials.username), ("password", &credentials.password)];
+        let secret = Secret {
+            metadata: kube::api::ObjectMeta { name: Some(name.to_string()), ..Default::default() },
+            type_: Some("Opaque".into()),
+            string_data: Some(data.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+            ..Default::default()
+        };
+        match self.rt.block_on(api.create(&post_params(), &secret)) {
+            Ok(_) => Ok(()),
+            Err(e) if is_already_exists(&e) => {
+                // Written before: replace its data (a corrected credentials file takes effect).
+                let patch = json!({ "stringData": { "username": credentials.username, "password": credentials.password } });
+                match self.rt.block_on(api.patch(name, &patch_params(), &Patch::Merge(&patch))) {
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(during(&what, classify_kube_error(&e))),
+                }
+            }
+            Err(e) => Err(during(&what, classify_kube_error(&e))),
+        }
+    }
+
+    fn remove_machine_finalizers(&self, name: &str) -> PortResult<()> {
+        let what = format!("remove the finalizers of machine {name}");
+        let patch = json!({ "metadata": { "finalizers": null } });
+        match self.merge_patch(&what, &machine_resource(), Some(MACHINE_API_NAMESPACE), name, &patch) {
+            Err(PortError::NotFound(_)) => Ok(()),
+            other => other,
+        }
+    }
+}
+
+/// A `metal3.io/v1alpha1` BareMetalHost as the procedures read it.
+pub fn bare_metal_host_info(h: &Value) -> BareMetalHostInfo {
+    let opt = |ptr: &str| h.pointer(ptr).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
+    let error = opt("/status/errorMessage").map(|m| match opt("/status/errorType") {
+        Some(t) => format!("{t}: {m}"),
+        None => m,
+    });
+    BareMetalHostInfo {
+        name: str_at(h, "/metadata/name").to_string(),
+        state: str_at(h, "/status/provisioning/state").to_string(),
+        error,
+        consumer: opt("/spec/consumerRef/name"),
+        bmc_address: str_at(h, "/spec/bmc/address").to_string(),
+        boot_mac_address: str_at(h, "/spec/bootMACAddress").to_ascii_lowercase(),
+        powered_on: truthy(h.pointer("/status/poweredOn")),
+        deleting: h.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null()),
     }
 }
 

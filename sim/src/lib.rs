@@ -12,6 +12,7 @@
 //! after every transition, liveness once the faults are over, determinism, and crash
 //! equivalence at every transition.
 
+pub mod bare_metal;
 pub mod chaos;
 pub mod csr_request;
 pub mod faults;
@@ -261,8 +262,22 @@ pub struct SimStatus {
     /// The HostedClusters of a management cluster (the `hosted` topology), with their pause.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hosted_clusters: Vec<HostedClusterStatus>,
+    /// The BareMetalHosts of a bare metal world.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bare_metal_hosts: Vec<drctl_workflows::ports::BareMetalHostInfo>,
+    /// The servers of a bare metal world no BareMetalHost points at: what a replacement can
+    /// provision (`--bmc-address`, `--boot-mac-address`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spare_servers: Vec<SpareServer>,
     /// See [`state_digest`].
     pub state_digest: String,
+}
+
+/// A server racked and cabled but bound to no BareMetalHost.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SpareServer {
+    pub bmc_address: String,
+    pub boot_mac_address: String,
 }
 
 /// A HostedCluster as `drctl sim status` shows it.
@@ -401,6 +416,18 @@ impl SimStatus {
         if let Some(h) = &w.hosted {
             problems.extend(h.problems());
         }
+        let bare_metal_hosts = w.bare_metal_host_infos();
+        for b in &bare_metal_hosts {
+            if let Some(e) = &b.error {
+                problems.push(format!("baremetalhost {}: {e}", b.name));
+            }
+        }
+        let spare_servers = w
+            .servers
+            .iter()
+            .filter(|(address, _)| !bare_metal_hosts.iter().any(|b| &b.bmc_address == *address))
+            .map(|(address, s)| SpareServer { bmc_address: address.clone(), boot_mac_address: s.boot_mac.clone() })
+            .collect();
         SimStatus {
             scenario: w.scenario.clone(),
             seed: w.seed,
@@ -421,6 +448,8 @@ impl SimStatus {
             restored_from_revision: w.restored_from_revision,
             topology: if w.hosted.is_some() { "hosted" } else { "standalone" }.into(),
             hosted_clusters: w.hosted.as_ref().map(hosted_status).unwrap_or_default(),
+            bare_metal_hosts,
+            spare_servers,
             state_digest: String::new(),
         }
     }

@@ -229,6 +229,10 @@ impl World {
         // The network operator progresses while the OVN-Kubernetes control plane rolls out
         // (after the set of control-plane nodes changed, or its databases were reset).
         ops.push(ClusterOperatorInfo { name: "network".into(), available: true, progressing: !self.ovn_healthy(), degraded: false });
+        // Bare metal installer-provisioned clusters run the bare metal operator (metal3).
+        if self.platform == Platform::BareMetalIpi {
+            ops.push(ClusterOperatorInfo { name: "baremetal".into(), available: true, progressing: false, degraded: false });
+        }
         ops
     }
 
@@ -340,10 +344,13 @@ impl World {
         let Some(m) = self.api().machines.get(name).cloned() else { return };
         if m.phase != "Deleting" {
             let until = self.delay(MINUTE, 3 * MINUTE);
+            // A bare metal machine's deletion may hang on its host for good (§5.2.4.3 step 8):
+            // only removing its finalizer ends it.
+            let hangs = self.platform == Platform::BareMetalIpi && !self.servers.is_empty() && self.rng.chance(1, 2);
             let mm = self.api_mut().machines.get_mut(name).expect("machine");
             mm.phase = "Deleting".into();
-            mm.phase_until = Some(until);
-            self.note(format!("machine {name} deleting"));
+            mm.phase_until = (!hangs).then_some(until);
+            self.note(format!("machine {name} deleting{}", if hangs { " (its deletion hangs)" } else { "" }));
             self.effect(EffectKind::MachineDeleted { node: m.node.clone() }, name);
             self.machine_deleted_by_platform(&m);
         }
@@ -561,7 +568,38 @@ impl ClusterApi for SimApi {
             Ok(())
         })
     }
+
+    fn list_bare_metal_hosts(&self) -> PortResult<Vec<BareMetalHostInfo>> {
+        self.call(Read, format_args!("{BARE_METAL_HOSTS}"), |w| Ok(w.bare_metal_host_infos()))
+    }
+
+    fn delete_bare_metal_host(&self, name: &str) -> PortResult<()> {
+        self.call(Write, format_args!("{BARE_METAL_HOSTS}/{name}"), |w| {
+            w.api_delete_bare_metal_host(name);
+            Ok(())
+        })
+    }
+
+    fn create_bare_metal_host(&self, host: &NewBareMetalHost) -> PortResult<()> {
+        self.call(Write, format_args!("{BARE_METAL_HOSTS}"), |w| w.api_create_bare_metal_host(host))
+    }
+
+    fn apply_bmc_secret(&self, name: &str, credentials: &drctl_workflows::bmc::BmcCredentials) -> PortResult<()> {
+        self.call(Write, format_args!("/api/v1/namespaces/openshift-machine-api/secrets/{name}"), |w| {
+            w.api_apply_bmc_secret(name, &credentials.username, &credentials.password);
+            Ok(())
+        })
+    }
+
+    fn remove_machine_finalizers(&self, name: &str) -> PortResult<()> {
+        self.call(Write, format_args!("{MACHINES}/{name}"), |w| {
+            w.api_remove_machine_finalizers(name);
+            Ok(())
+        })
+    }
 }
+
+const BARE_METAL_HOSTS: &str = "/apis/metal3.io/v1alpha1/namespaces/openshift-machine-api/baremetalhosts";
 
 /// The namespace of the etcd operator's secrets and pods.
 const ETCD_NAMESPACE: &str = "openshift-etcd";
@@ -578,6 +616,7 @@ impl World {
     pub fn secret_names(&self, namespace: &str) -> Vec<String> {
         match namespace {
             ETCD_NAMESPACE => self.api().etcd_secrets.iter().cloned().collect(),
+            "openshift-machine-api" => self.api().bmc_secrets.keys().cloned().collect(),
             _ => vec![],
         }
     }

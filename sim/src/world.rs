@@ -44,6 +44,13 @@ pub struct ApiData {
     /// writes them for every control-plane node that lacks them).
     #[serde(default)]
     pub etcd_secrets: BTreeSet<String>,
+    /// BareMetalHosts of `openshift-machine-api`, by name (bare metal worlds only).
+    #[serde(default)]
+    pub bare_metal_hosts: BTreeMap<String, crate::bare_metal::BmhObj>,
+    /// BMC secrets of `openshift-machine-api` by name: a digest of what each holds (see
+    /// [`crate::bare_metal::credentials_digest`]), never the password.
+    #[serde(default)]
+    pub bmc_secrets: BTreeMap<String, String>,
 }
 
 /// The three TLS secrets the etcd operator keeps for a control-plane node (OpenShift Container
@@ -505,6 +512,14 @@ pub enum EffectKind {
     },
     /// A bare-metal host was deprovisioned (its disks wiped) because its machine was deleted.
     BareMetalHostDeprovisioned,
+    /// A BareMetalHost object was deleted (target: its name).
+    BareMetalHostDeleted,
+    /// A BareMetalHost object was created.
+    BareMetalHostCreated,
+    /// A BMC credentials secret was written (target: its name).
+    BmcSecretWritten,
+    /// A machine stuck in deletion lost its finalizers (target: the machine).
+    MachineFinalizersRemoved,
     /// A secret of `openshift-etcd` was deleted.
     SecretDeleted,
     /// An etcd member was removed; counts are of the cluster right after.
@@ -535,6 +550,8 @@ impl EffectKind {
                 | NodeDeleted
                 | MachineDeleted { .. }
                 | BareMetalHostDeprovisioned
+                | BareMetalHostDeleted
+                | MachineFinalizersRemoved
                 | SecretDeleted
                 | QuorumGuard { .. }
                 | MemberRemoved { .. }
@@ -643,6 +660,9 @@ pub struct World {
     /// hosts reached over a management network.
     #[serde(default)]
     pub inventory_addresses: BTreeMap<String, String>,
+    /// The physical servers of a bare metal world, by BMC address (empty elsewhere).
+    #[serde(default)]
+    pub servers: BTreeMap<String, crate::bare_metal::Server>,
     #[serde(skip)]
     pub track: Tracking,
 }
@@ -1151,6 +1171,9 @@ impl World {
                 see(at);
             }
         }
+        for at in self.bare_metal_due() {
+            see(at);
+        }
         for c in api.csrs.values().filter(|c| self.machine_approver_signs(c)) {
             see(c.created_at.plus(MACHINE_APPROVER_DELAY));
         }
@@ -1195,6 +1218,7 @@ impl World {
             self.reconcile_hosts();
             self.reconcile_kubelets();
             if self.api_available_tracked() {
+                self.reconcile_bare_metal();
                 self.reconcile_machines();
                 self.reconcile_machine_approver();
                 self.reconcile_operators();
@@ -1491,13 +1515,7 @@ impl World {
             .collect();
         for (name, phase, node) in due {
             match phase.as_str() {
-                "Provisioning" if self.platform == Platform::BareMetalIpi => {
-                    // No BareMetalHost is left to claim: the machine never provisions.
-                    let mm = self.api_mut().machines.get_mut(&name).expect("machine");
-                    mm.phase = "Failed".into();
-                    mm.phase_until = None;
-                    self.note(format!("machine {name} failed: no available BareMetalHost to provision"));
-                }
+                "Provisioning" if self.platform == Platform::BareMetalIpi => self.claim_bare_metal_host(&name),
                 "Provisioning" => {
                     let next = self.delay(2 * MINUTE, 4 * MINUTE);
                     let mm = self.api_mut().machines.get_mut(&name).expect("machine");
@@ -1539,7 +1557,16 @@ impl World {
             .values()
             .filter_map(|m| {
                 let host = self.hosts.values().find(|h| h.machine == m.name)?;
-                let state = if host.powered { "running" } else { "stopped" };
+                // On bare metal the state is the BareMetalHost's provisioning state, whatever
+                // the power (a dead server still shows `externally provisioned`).
+                let bmh = self.api().bare_metal_hosts.values().find(|b| b.consumer.as_deref() == Some(m.name.as_str()));
+                let state = match (self.platform, bmh) {
+                    (Platform::BareMetalIpi, Some(b)) if b.state == "externally provisioned" => "externally provisioned",
+                    (Platform::BareMetalIpi, Some(b)) if b.state == "provisioned" => "provisioned",
+                    (Platform::BareMetalIpi, _) => return None,
+                    _ if host.powered => "running",
+                    _ => "stopped",
+                };
                 (m.annotations.get(INSTANCE_STATE).map(String::as_str) != Some(state)).then(|| (m.name.clone(), state))
             })
             .collect();
@@ -1605,6 +1632,10 @@ impl World {
                 self.api_mut().machines.insert(new_name.clone(), replacement);
                 self.note(format!("control plane machine set: created {new_name} to replace {}", m.name));
             }
+            // Modelled bare metal: the BareMetalHost bound to the machine is released.
+            Platform::BareMetalIpi if !self.servers.is_empty() => {
+                self.release_bare_metal_host(&m.name);
+            }
             Platform::BareMetalIpi => {
                 let host = m.node.clone().unwrap_or_else(|| m.name.clone());
                 self.note(format!("baremetalhost of machine {} deprovisioning: disks of {host} wiped", m.name));
@@ -1641,7 +1672,9 @@ impl World {
     /// A provisioned machine boots, its kubelet joins (the machine approver signs its CSRs) and
     /// the installers lay down the control-plane static pods, except etcd which needs membership.
     fn machine_joins(&mut self, machine: &str) {
-        let host_name = machine.rsplit('-').take(2).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("-");
+        let host_name = self
+            .bare_metal_host_name_of(machine)
+            .unwrap_or_else(|| machine.rsplit('-').take(2).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("-"));
         let ip = self.alloc_ip();
         let gen = self.api().signer_generation;
         let version = self.api().cluster_version.clone();

@@ -191,6 +191,9 @@ fn route(w: &mut World, call: &ApiCall) -> Answer {
         ("GET", ["api", "v1", "namespaces", ns, "pods"]) => list_pods(w, ns, call.param("labelSelector").unwrap_or("")),
         ("DELETE", ["api", "v1", "namespaces", ns, "pods", name]) => delete_pod(w, ns, name),
         ("GET", ["api", "v1", "namespaces", ns, "secrets"]) => Answer::ok(list("SecretList", "v1", secrets(w, ns))),
+        ("POST", ["api", "v1", "namespaces", MACHINE_API, "secrets"]) => write_bmc_secret(w, call, None),
+        ("PATCH", ["api", "v1", "namespaces", MACHINE_API, "secrets", name]) => write_bmc_secret(w, call, Some(name)),
+        (_, ["apis", "metal3.io", "v1alpha1", "namespaces", MACHINE_API, "baremetalhosts", rest @ ..]) => bare_metal_hosts(w, call, rest),
         ("DELETE", ["api", "v1", "namespaces", ns, "secrets", name]) => delete_secret(w, ns, name),
         ("GET", ["apis", "certificates.k8s.io", "v1", "certificatesigningrequests"]) => {
             Answer::ok(list("CertificateSigningRequestList", "certificates.k8s.io/v1", w.api().csrs.values().map(csr).collect()))
@@ -224,10 +227,136 @@ fn route(w: &mut World, call: &ApiCall) -> Answer {
 
 /// The secrets of `ns` (the etcd operator's TLS secrets), names and types only.
 fn secrets(w: &World, ns: &str) -> Vec<Value> {
+    let kind = if ns == MACHINE_API { "Opaque" } else { "kubernetes.io/tls" };
     w.secret_names(ns)
         .into_iter()
-        .map(|name| json!({ "apiVersion": "v1", "kind": "Secret", "metadata": { "name": name, "namespace": ns }, "type": "kubernetes.io/tls" }))
+        .map(|name| json!({ "apiVersion": "v1", "kind": "Secret", "metadata": { "name": name, "namespace": ns }, "type": kind }))
         .collect()
+}
+
+/// Create (`name` None) or merge-patch a BMC secret of `openshift-machine-api`. The values are
+/// read from `stringData` or base64 `data`, handed to the world (which keeps a digest) and
+/// never echoed: the answer carries the name and type only.
+fn write_bmc_secret(w: &mut World, call: &ApiCall, name: Option<&str>) -> Answer {
+    use base64::Engine;
+    let Ok(body) = serde_json::from_slice::<Value>(&call.body) else {
+        return Answer::status(400, "BadRequest", "the request body is not a Secret in JSON", None);
+    };
+    let name = match name {
+        Some(n) => n.to_string(),
+        None => body.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string(),
+    };
+    let exists = w.secret_names(MACHINE_API).contains(&name);
+    match (call.method.as_str(), exists) {
+        ("POST", true) => {
+            return Answer::status(409, "AlreadyExists", format!("secrets \"{name}\" already exists"), Some((&name, "", "secrets")))
+        }
+        ("PATCH", false) => return Answer::not_found("", "secrets", &name),
+        _ => {}
+    }
+    let value = |key: &str| -> Option<String> {
+        if let Some(v) = body.pointer(&format!("/stringData/{key}")).and_then(Value::as_str) {
+            return Some(v.to_string());
+        }
+        let b64 = body.pointer(&format!("/data/{key}")).and_then(Value::as_str)?;
+        String::from_utf8(base64::engine::general_purpose::STANDARD.decode(b64).ok()?).ok()
+    };
+    let (Some(username), Some(password)) = (value("username"), value("password")) else {
+        return Answer::status(422, "Invalid", format!("Secret \"{name}\" is invalid: a BMC secret needs username and password"), None);
+    };
+    w.api_apply_bmc_secret(&name, &username, &password);
+    let obj = json!({ "apiVersion": "v1", "kind": "Secret", "metadata": { "name": name, "namespace": MACHINE_API }, "type": "Opaque" });
+    if call.method == Method::POST {
+        Answer::created(obj)
+    } else {
+        Answer::ok(obj)
+    }
+}
+
+/// A BareMetalHost as the bare metal operator leaves it.
+fn bare_metal_host(w: &World, b: &drctl_sim::bare_metal::BmhObj) -> Value {
+    let mut v = json!({
+        "apiVersion": "metal3.io/v1alpha1",
+        "kind": "BareMetalHost",
+        "metadata": { "name": b.name, "namespace": MACHINE_API, "uid": b.uid, "creationTimestamp": time(w.installed_at),
+                      "finalizers": ["baremetalhost.metal3.io"] },
+        "spec": {
+            "bmc": { "address": b.bmc_address, "credentialsName": b.credentials_name },
+            "bootMACAddress": b.boot_mac,
+            "externallyProvisioned": b.externally_provisioned,
+            "online": true,
+        },
+        "status": {
+            "provisioning": { "state": b.state },
+            "poweredOn": b.powered_on,
+            "operationalStatus": if b.error.is_some() { "error" } else { "OK" },
+        }
+    });
+    if let Some(m) = &b.consumer {
+        v["spec"]["consumerRef"] =
+            json!({ "apiVersion": "machine.openshift.io/v1beta1", "kind": "Machine", "name": m, "namespace": MACHINE_API });
+    }
+    if let Some(e) = &b.error {
+        let (kind, message) = e.split_once(": ").unwrap_or(("", e));
+        v["status"]["errorType"] = json!(kind);
+        v["status"]["errorMessage"] = json!(message);
+    }
+    if b.deleting {
+        v["metadata"]["deletionTimestamp"] = json!(time(w.now));
+    }
+    v
+}
+
+fn bare_metal_hosts(w: &mut World, call: &ApiCall, rest: &[&str]) -> Answer {
+    let hosts = |w: &World| w.api().bare_metal_hosts.values().map(|b| bare_metal_host(w, b)).collect::<Vec<_>>();
+    match (call.method.as_str(), rest) {
+        ("GET", []) => Answer::ok(list("BareMetalHostList", "metal3.io/v1alpha1", hosts(w))),
+        ("GET", [name]) => match w.api().bare_metal_hosts.get(*name) {
+            Some(b) => Answer::ok(bare_metal_host(w, b)),
+            None => Answer::not_found("metal3.io", "baremetalhosts", name),
+        },
+        ("DELETE", [name]) => {
+            if !w.api().bare_metal_hosts.contains_key(*name) {
+                return Answer::not_found("metal3.io", "baremetalhosts", name);
+            }
+            w.api_delete_bare_metal_host(name);
+            Answer::ok(bare_metal_host(w, &w.api().bare_metal_hosts[*name]))
+        }
+        ("POST", []) => create_bare_metal_host(w, call),
+        _ => Answer::status(405, "MethodNotAllowed", format!("{} is not supported here", call.method), None),
+    }
+}
+
+fn create_bare_metal_host(w: &mut World, call: &ApiCall) -> Answer {
+    let Ok(body) = serde_json::from_slice::<Value>(&call.body) else {
+        return Answer::status(400, "BadRequest", "the request body is not a BareMetalHost in JSON", None);
+    };
+    if body["kind"] != "BareMetalHost" || body["apiVersion"] != "metal3.io/v1alpha1" {
+        return Answer::status(400, "BadRequest", "the object is not a metal3.io/v1alpha1 BareMetalHost", None);
+    }
+    let s = |ptr: &str| body.pointer(ptr).and_then(Value::as_str).unwrap_or("").to_string();
+    let host = drctl_workflows::ports::NewBareMetalHost {
+        name: s("/metadata/name"),
+        bmc_address: s("/spec/bmc/address"),
+        boot_mac_address: s("/spec/bootMACAddress"),
+        credentials_name: s("/spec/bmc/credentialsName"),
+    };
+    if body.pointer("/spec/externallyProvisioned") == Some(&Value::Bool(true)) {
+        return Answer::invalid("baremetalhosts", &host.name, "the twin provisions new hosts only (externallyProvisioned must be false)");
+    }
+    if w.api().bare_metal_hosts.contains_key(&host.name) {
+        let name = host.name.clone();
+        return Answer::status(
+            409,
+            "AlreadyExists",
+            format!("baremetalhosts.metal3.io \"{name}\" already exists"),
+            Some((&name, "metal3.io", "baremetalhosts")),
+        );
+    }
+    match w.api_create_bare_metal_host(&host) {
+        Ok(()) => Answer::created(bare_metal_host(w, &w.api().bare_metal_hosts[&host.name])),
+        Err(e) => Answer::from_port_error(e),
+    }
 }
 
 fn delete_secret(w: &mut World, ns: &str, name: &str) -> Answer {
@@ -625,7 +754,34 @@ fn machines(w: &mut World, call: &ApiCall, rest: &[&str]) -> Answer {
             None => Answer::not_found("machine.openshift.io", "machines", name),
         },
         ("POST", []) => create_machine(w, call),
+        ("PATCH", [name]) => patch_machine(w, call, name),
         _ => Answer::status(405, "MethodNotAllowed", format!("{} is not supported here", call.method), None),
+    }
+}
+
+/// A patch of a machine: the twin acts on its finalizers only (removing them ends a deletion
+/// that hangs); any other change is refused rather than silently dropped.
+fn patch_machine(w: &mut World, call: &ApiCall, name: &str) -> Answer {
+    let Some(m) = w.api().machines.get(name).cloned() else {
+        return Answer::not_found("machine.openshift.io", "machines", name);
+    };
+    let before = machine(w, &m);
+    let after = match patched(call, before.clone()) {
+        Ok(obj) => obj,
+        Err(a) => return a,
+    };
+    let mut rest = after.clone();
+    rest["metadata"]["finalizers"] = before["metadata"]["finalizers"].clone();
+    if rest != before {
+        return Answer::invalid("machines", name, "the twin patches only metadata.finalizers of a machine");
+    }
+    let finalizers = after.pointer("/metadata/finalizers");
+    if finalizers.is_none_or(|f| f.is_null() || f.as_array().is_some_and(|a| a.is_empty())) {
+        w.api_remove_machine_finalizers(name);
+    }
+    match w.api().machines.get(name) {
+        Some(m) => Answer::ok(machine(w, m)),
+        None => Answer::ok(after),
     }
 }
 

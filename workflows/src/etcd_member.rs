@@ -63,7 +63,7 @@ pub fn other_control_plane_trouble(api: &dyn ClusterApi, node: &str) -> Result<V
             trouble.push(format!("node {} is NotReady (taints: {})", n.name, n.taints.join(" ")));
         }
         let machine = machines.iter().find(|m| m.node.as_deref() == Some(n.name.as_str()));
-        if let Some(state) = machine.and_then(|m| crate::machines::instance_state(&m.manifest)).filter(|s| *s != "running") {
+        if let Some(state) = machine.and_then(|m| crate::machines::instance_not_running(&m.manifest)) {
             trouble.push(format!("the machine of node {} is {state}", n.name));
         }
     }
@@ -267,6 +267,78 @@ pub fn await_control_plane<S>(api: &dyn ClusterApi, done: String) -> Result<Step
         recheck_after: Duration::from_secs(60),
         bound: Duration::from_secs(60 * 60),
     })
+}
+
+/// How long the third etcd pod may take to appear before a redeployment is forced.
+pub const THIRD_POD_GRACE: Duration = Duration::from_secs(5 * 60);
+
+/// Verification 1 of §5.2.4.1/§5.2.4.3: three etcd pods running and ready go on to
+/// `all_running`; only two after [`THIRD_POD_GRACE`] and no redeployment forced yet go on to
+/// `force` with the reason to record (once); else wait.
+pub fn verify_pods<S>(
+    ports: &Ports,
+    cx: &StepContext,
+    forced: bool,
+    all_running: S,
+    force: impl FnOnce(String) -> S,
+) -> Result<Step<S>, StepError> {
+    let pods = ports.api.list_pods(ETCD_NAMESPACE, ETCD_PODS).map_err(|e| e.during("list etcd pods"))?;
+    let running = pods.iter().filter(|p| p.phase == PodStatus::Running && p.ready).count();
+    if running == 3 && pods.len() == 3 {
+        return Ok(Step::Next(all_running));
+    }
+    let waited = cx.waiting_since.map_or(Duration::ZERO, |since| cx.now.since(since));
+    if pods.len() < 3 && !forced && waited >= THIRD_POD_GRACE {
+        return Ok(Step::Next(force(redeployment_reason(cx))));
+    }
+    let listed: Vec<String> = pods.iter().map(|p| format!("{} {}", p.name, p.phase)).collect();
+    Ok(Step::Wait {
+        waiting_for: format!("three etcd pods running ({running} of {} running: {})", pods.len(), listed.join(", ")),
+        recheck_after: Duration::from_secs(30),
+        bound: Duration::from_secs(45 * 60),
+    })
+}
+
+/// Verification 2: exactly three started, healthy members (as `etcdctl` in the pod on `via`
+/// sees them) go on to `next`; more than three halts, fewer waits.
+pub fn verify_members<S>(ports: &Ports, via: &str, next: S) -> Result<Step<S>, StepError> {
+    let list = ports.etcd.member_list(via).map_err(|e| e.during(format!("etcdctl member list in etcd-{via}")))?;
+    let health = ports.etcd.endpoint_health(via).map_err(|e| e.during(format!("etcdctl endpoint health in etcd-{via}")))?;
+    let evidence = describe_members(&list, &health);
+    if list.members.len() > 3 {
+        return Ok(Step::Halt {
+            reason: format!(
+                "etcd has {} members: remove the unwanted one by hand, carefully (removing a good member may lose quorum)",
+                list.members.len()
+            ),
+            evidence,
+        });
+    }
+    let healthy = |m: &EtcdMember| health.iter().any(|h| h.healthy && m.client_urls.contains(&h.endpoint));
+    let started = list.members.iter().filter(|m| !m.name.is_empty() && healthy(m)).count();
+    if list.members.len() < 3 || started < 3 {
+        return Ok(Step::Wait {
+            waiting_for: format!("three started, healthy etcd members ({started} of {})", list.members.len()),
+            recheck_after: Duration::from_secs(30),
+            bound: Duration::from_secs(30 * 60),
+        });
+    }
+    Ok(Step::Next(next))
+}
+
+/// The last verification: the control plane whole again, summarised with the member list.
+pub fn verify_control_plane<S>(ports: &Ports, member: &Member) -> Result<Step<S>, StepError> {
+    let list = ports.etcd.member_list(&member.via).map_err(|e| e.during(format!("etcdctl member list in etcd-{}", member.via)))?;
+    await_control_plane(
+        &*ports.api,
+        format!(
+            "etcd member {:x} ({}) replaced: {} started members ({}); quorum guard on",
+            member.id,
+            member.node,
+            list.members.len(),
+            list.members.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", ")
+        ),
+    )
 }
 
 /// How the backup of §5.2.1 stands: taken by the child run, or the named one checked.

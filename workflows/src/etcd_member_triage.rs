@@ -28,6 +28,31 @@ pub struct TriageParams {
     /// Passed on to the replacement: a backup already taken, instead of taking one first.
     #[serde(default)]
     pub backup: Option<String>,
+    /// Passed on to `replace-etcd-member-baremetal` (needed only on bare metal): the new host's
+    /// BMC URL, boot MAC and the path of its credentials file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bmc_address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_mac_address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bmc_credentials: Option<String>,
+}
+
+impl TriageParams {
+    fn new_host_given(&self) -> bool {
+        self.bmc_address.is_some() || self.boot_mac_address.is_some() || self.bmc_credentials.is_some()
+    }
+
+    /// The params of the replacement `procedure`.
+    fn replacement_params(&self, node: &str, procedure: &str) -> serde_json::Value {
+        let mut params = serde_json::json!({ "node": node, "backup": self.backup });
+        if procedure == crate::ReplaceEtcdMemberBaremetal::NAME {
+            params["bmc_address"] = self.bmc_address.clone().into();
+            params["boot_mac_address"] = self.boot_mac_address.clone().into();
+            params["bmc_credentials"] = self.bmc_credentials.clone().into();
+        }
+        params
+    }
 }
 
 /// The command line of `drctl run etcd-member-triage`.
@@ -40,11 +65,17 @@ pub struct TriageArgs {
     /// one first.
     #[arg(long)]
     backup: Option<String>,
+    /// On bare metal: the new BareMetalHost the replacement provisions.
+    #[command(flatten)]
+    host: crate::replace_etcd_member_baremetal::NewHostArgs,
 }
 
 impl crate::catalog::IntoParams for TriageArgs {
     fn into_params(self) -> serde_json::Value {
-        serde_json::json!({ "expect_back_secs": self.expect_back.map_or(0, |d| d.as_secs()), "backup": self.backup })
+        let mut p = self.host.to_params();
+        p["expect_back_secs"] = self.expect_back.map_or(0, |d| d.as_secs()).into();
+        p["backup"] = self.backup.into();
+        p
     }
 }
 
@@ -178,7 +209,7 @@ impl EtcdMemberTriage {
 
     /// §5.2.3 in order: machine not running, node not ready, pod crashlooping. First of all, a
     /// node whose kubelet asks for new certificates is a certificate recovery, not a replacement.
-    fn determine_state(&self, ports: &Ports, node: &str) -> Result<Step<TriageState>, StepError> {
+    fn determine_state(&self, ports: &Ports, p: &TriageParams, node: &str) -> Result<Step<TriageState>, StepError> {
         let csrs = ports.api.list_csrs().map_err(|e| e.during("list certificate signing requests"))?;
         let waiting: Vec<String> = csrs
             .iter()
@@ -211,7 +242,7 @@ impl EtcdMemberTriage {
             },
         ];
         let unreachable = n.is_some_and(|n| n.taints.iter().any(|t| t == "node.kubernetes.io/unreachable"));
-        let trouble = if instance.is_some_and(|s| s != "running") {
+        let trouble = if machine.and_then(|m| crate::machines::instance_not_running(&m.manifest)).is_some() {
             MemberTrouble::MachineNotRunning
         } else if n.is_none_or(|n| !n.ready) || unreachable {
             MemberTrouble::NodeNotReady
@@ -227,6 +258,12 @@ impl EtcdMemberTriage {
         if crate::catalog::row(procedure).is_none() {
             evidence.push(format!("platform: {platform}"));
             return halt(format!("the member of {node} needs {procedure}, which this build does not have; follow OpenShift Container Platform 4.14 Backup and restore §5.2.4.3 by hand"), evidence);
+        }
+        if procedure == crate::ReplaceEtcdMemberBaremetal::NAME && !p.new_host_given() {
+            return halt(
+                format!("the member of {node} is on bare metal: its host must be provisioned again; give the new server's --bmc-address, --boot-mac-address and --bmc-credentials (drctl resume RUN --set bmc_address=… --set boot_mac_address=… --set bmc_credentials=FILE)"),
+                evidence,
+            );
         }
         evidence.insert(0, format!("decided: {trouble:?} -> {procedure}"));
         Ok(Step::Next(TriageState::AwaitApproval { node: node.to_string(), trouble, procedure: procedure.to_string(), evidence }))
@@ -253,7 +290,7 @@ impl EtcdMemberTriage {
             None => Ok(Step::Child {
                 key: REPLACEMENT_CHILD.into(),
                 procedure: procedure.to_string(),
-                params: serde_json::json!({ "node": node, "backup": p.backup }),
+                params: p.replacement_params(node, procedure),
             }),
             Some(end) if end.status == RunStatus::Succeeded => {
                 Ok(Step::Next(TriageState::Verify { node: node.to_string(), procedure: procedure.to_string() }))
@@ -292,7 +329,15 @@ impl Procedure for EtcdMemberTriage {
         if p.expect_back_secs > 7 * 24 * 3600 {
             return Err("--expect-back is at most 7d: a member gone longer is replaced".into());
         }
-        validate_backup(&p.backup)
+        validate_backup(&p.backup)?;
+        match p.new_host_given() {
+            true => crate::replace_etcd_member_baremetal::validate_new_host(
+                p.bmc_address.as_deref().unwrap_or_default(),
+                p.boot_mac_address.as_deref().unwrap_or_default(),
+                p.bmc_credentials.as_deref().unwrap_or_default(),
+            ),
+            false => Ok(()),
+        }
     }
 
     fn initial_state(&self, _p: &TriageParams) -> TriageState {
@@ -332,7 +377,7 @@ impl Procedure for EtcdMemberTriage {
             TriageState::CheckQuorum => self.check_quorum(ports),
             TriageState::IdentifyMember => self.identify(ports, cx, p),
             TriageState::ExpectBack { node, until } => self.expect_back(ports, cx, node, *until),
-            TriageState::DetermineState { node } => self.determine_state(ports, node),
+            TriageState::DetermineState { node } => self.determine_state(ports, p, node),
             TriageState::AwaitApproval { node, procedure, evidence, .. } => self.await_approval(cx, node, procedure, evidence),
             TriageState::RunReplacement { node, procedure } => self.run_replacement(cx, p, node, procedure),
             TriageState::Verify { node, procedure } => self.verify(ports, cx, node, procedure),

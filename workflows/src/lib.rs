@@ -4,6 +4,7 @@
 //! cluster only through [`ports`]; they never import an adapter or the simulator.
 
 pub mod backup_files;
+pub mod bmc;
 pub mod catalog;
 pub mod csr;
 pub mod etcd_backup;
@@ -12,6 +13,7 @@ pub mod etcd_member_triage;
 pub mod hosted;
 pub mod machines;
 pub mod ports;
+pub mod replace_etcd_member_baremetal;
 pub mod replace_etcd_member_crashloop;
 pub mod replace_etcd_member_machine;
 pub mod replace_machine;
@@ -20,6 +22,7 @@ pub mod restore_cluster_state;
 pub use etcd_backup::EtcdBackup;
 pub use etcd_member_triage::EtcdMemberTriage;
 pub use hosted::HostedPauseReconciliation;
+pub use replace_etcd_member_baremetal::ReplaceEtcdMemberBaremetal;
 pub use replace_etcd_member_crashloop::ReplaceEtcdMemberCrashloop;
 pub use replace_etcd_member_machine::ReplaceEtcdMemberMachine;
 pub use restore_cluster_state::RestoreClusterState;

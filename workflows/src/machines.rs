@@ -59,6 +59,27 @@ pub fn instance_state(manifest: &Value) -> Option<&str> {
         .or_else(|| manifest.pointer("/metadata/annotations/machine.openshift.io~1instance-state").and_then(Value::as_str))
 }
 
+/// The instance state of a machine whose instance is not running, if it is known not to be.
+/// On bare metal the machine carries its BareMetalHost's provisioning state instead
+/// (`externally provisioned` for hosts the installer set up, `provisioned`): those say nothing
+/// about power and count as running here (a powered-off host shows in its node instead).
+pub fn instance_not_running(manifest: &Value) -> Option<&str> {
+    instance_state(manifest).filter(|s| !matches!(*s, "running" | "provisioned" | "externally provisioned"))
+}
+
+/// The BareMetalHost a bare metal machine is bound to: its `metal3.io/BareMetalHost`
+/// annotation (`openshift-machine-api/<host>`), else the host named in its provider id
+/// (`baremetalhost:///openshift-machine-api/<host>/<uid>`).
+pub fn bare_metal_host_of(manifest: &Value) -> Option<String> {
+    let annotated = manifest.pointer("/metadata/annotations/metal3.io~1BareMetalHost").and_then(Value::as_str);
+    if let Some(host) = annotated.and_then(|a| a.rsplit_once('/').map(|(_, h)| h).or(Some(a))).filter(|h| !h.is_empty()) {
+        return Some(host.to_string());
+    }
+    let id = manifest.pointer("/spec/providerID").and_then(Value::as_str)?;
+    let path = id.strip_prefix("baremetalhost:///")?;
+    path.split('/').nth(1).filter(|h| !h.is_empty()).map(str::to_string)
+}
+
 /// `ocp-7x2lq-master-0` -> (`ocp-7x2lq-master`, 0).
 pub fn split_index(name: &str) -> Option<(&str, u32)> {
     let (base, idx) = name.rsplit_once('-')?;
@@ -85,6 +106,20 @@ mod tests {
         let annotated = json!({"metadata": {"annotations": {"machine.openshift.io/instance-state": "running"}}});
         assert_eq!(instance_state(&annotated), Some("running"));
         assert_eq!(instance_state(&json!({"status": {"phase": "Running"}})), None);
+    }
+
+    #[test]
+    fn bare_metal_machines_name_their_host_and_count_as_running() {
+        let m = json!({"metadata": {"annotations": {"machine.openshift.io/instance-state": "externally provisioned",
+                          "metal3.io/BareMetalHost": "openshift-machine-api/openshift-control-plane-2"}},
+                       "spec": {"providerID": "baremetalhost:///openshift-machine-api/other/3354bdac"}});
+        assert_eq!(bare_metal_host_of(&m).as_deref(), Some("openshift-control-plane-2"));
+        assert_eq!(instance_not_running(&m), None);
+        let by_id = json!({"spec": {"providerID": "baremetalhost:///openshift-machine-api/openshift-control-plane-1/d9f9acbc"}});
+        assert_eq!(bare_metal_host_of(&by_id).as_deref(), Some("openshift-control-plane-1"));
+        assert_eq!(bare_metal_host_of(&json!({"spec": {"providerID": "aws:///us-east-1a/i-0fdb"}})), None);
+        let stopped = json!({"status": {"providerStatus": {"instanceState": "stopped"}}});
+        assert_eq!(instance_not_running(&stopped), Some("stopped"));
     }
 
     #[test]

@@ -268,6 +268,60 @@ pub struct MachineLayout {
     pub control_plane_machine_set_active: bool,
 }
 
+/// A `metal3.io/v1alpha1` BareMetalHost in `openshift-machine-api`, as much as the bare metal
+/// member replacement needs (OpenShift Container Platform 4.14 Backup and restore §5.2.4.3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BareMetalHostInfo {
+    pub name: String,
+    /// `status.provisioning.state`: `registering`, `inspecting`, `available`, `provisioning`,
+    /// `provisioned`, `externally provisioned`, `deprovisioning`, … (empty before the operator
+    /// wrote one).
+    pub state: String,
+    /// `status.errorType` and `status.errorMessage`, when the operator reports one.
+    pub error: Option<String>,
+    /// `spec.consumerRef.name`: the machine the host is bound to.
+    pub consumer: Option<String>,
+    /// `spec.bmc.address`.
+    pub bmc_address: String,
+    /// `spec.bootMACAddress`.
+    pub boot_mac_address: String,
+    /// `status.poweredOn`.
+    pub powered_on: bool,
+    /// `metadata.deletionTimestamp` is set.
+    pub deleting: bool,
+}
+
+/// The BareMetalHost §5.2.4.3 step 11 creates. Its BMC credentials are in the secret
+/// `credentials_name`, never here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewBareMetalHost {
+    pub name: String,
+    pub bmc_address: String,
+    pub boot_mac_address: String,
+    pub credentials_name: String,
+}
+
+impl NewBareMetalHost {
+    /// The object as the runbook writes it: provisioned by the cluster (`externallyProvisioned:
+    /// false`), powered on, UEFI, no automated cleaning, the control plane's managed user data.
+    pub fn manifest(&self) -> serde_json::Value {
+        serde_json::json!({
+            "apiVersion": "metal3.io/v1alpha1",
+            "kind": "BareMetalHost",
+            "metadata": { "name": self.name, "namespace": "openshift-machine-api" },
+            "spec": {
+                "automatedCleaningMode": "disabled",
+                "bmc": { "address": self.bmc_address, "credentialsName": self.credentials_name, "disableCertificateVerification": true },
+                "bootMACAddress": self.boot_mac_address,
+                "bootMode": "UEFI",
+                "externallyProvisioned": false,
+                "online": true,
+                "userData": { "name": "master-user-data-managed", "namespace": "openshift-machine-api" }
+            }
+        })
+    }
+}
+
 /// The static-pod operators whose revisions the procedures roll.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Operator {
@@ -402,6 +456,20 @@ pub trait ClusterApi: Send + Sync {
     fn list_secrets(&self, namespace: &str) -> PortResult<Vec<String>>;
     /// Delete a secret; an absent secret is success.
     fn delete_secret(&self, namespace: &str, name: &str) -> PortResult<()>;
+    /// BareMetalHosts in `openshift-machine-api`.
+    fn list_bare_metal_hosts(&self) -> PortResult<Vec<BareMetalHostInfo>>;
+    /// Delete a BareMetalHost; an absent one is success.
+    fn delete_bare_metal_host(&self, name: &str) -> PortResult<()>;
+    /// Create a BareMetalHost ([`NewBareMetalHost::manifest`]); one that exists with the same
+    /// name is success.
+    fn create_bare_metal_host(&self, host: &NewBareMetalHost) -> PortResult<()>;
+    /// Create the `Opaque` secret `name` in `openshift-machine-api` holding BMC `username` and
+    /// `password`; if it exists, its data is replaced (a corrected credentials file takes
+    /// effect on a re-run). The values go to the API only: never into an error or a log.
+    fn apply_bmc_secret(&self, name: &str, credentials: &crate::bmc::BmcCredentials) -> PortResult<()>;
+    /// Remove every finalizer of a machine (merge patch `metadata.finalizers: null`), as §5.2.4.3
+    /// step 8 does to a deletion that hangs; an absent machine is success.
+    fn remove_machine_finalizers(&self, name: &str) -> PortResult<()>;
 }
 
 /// A status condition of an operator resource, as `oc get … -o jsonpath` shows it.

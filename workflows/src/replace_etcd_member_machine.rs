@@ -82,9 +82,6 @@ pub enum MemberMachineState {
 
 pub struct ReplaceEtcdMemberMachine;
 
-/// How long the third etcd pod may take to appear before a redeployment is forced.
-const THIRD_POD_GRACE: Duration = Duration::from_secs(5 * 60);
-
 impl MemberMachineState {
     /// The quorum guard may be off (it was turned off, and not yet back on).
     fn guard_may_be_off(&self) -> bool {
@@ -170,70 +167,6 @@ impl ReplaceEtcdMemberMachine {
         }
     }
 
-    fn verify_pods(
-        &self,
-        ports: &Ports,
-        cx: &StepContext,
-        member: &Member,
-        forced: &Option<String>,
-    ) -> Result<Step<MemberMachineState>, StepError> {
-        let pods = ports.api.list_pods(ETCD_NAMESPACE, ETCD_PODS).map_err(|e| e.during("list etcd pods"))?;
-        let running = pods.iter().filter(|p| p.phase == PodStatus::Running && p.ready).count();
-        if running == 3 && pods.len() == 3 {
-            return Ok(Step::Next(MemberMachineState::VerifyMembers { member: member.clone() }));
-        }
-        let waited = cx.waiting_since.map_or(Duration::ZERO, |since| cx.now.since(since));
-        if pods.len() < 3 && forced.is_none() && waited >= THIRD_POD_GRACE {
-            return Ok(Step::Next(MemberMachineState::ForceRedeployment { member: member.clone(), reason: redeployment_reason(cx) }));
-        }
-        let listed: Vec<String> = pods.iter().map(|p| format!("{} {}", p.name, p.phase)).collect();
-        Ok(Step::Wait {
-            waiting_for: format!("three etcd pods running ({running} of {} running: {})", pods.len(), listed.join(", ")),
-            recheck_after: Duration::from_secs(30),
-            bound: Duration::from_secs(45 * 60),
-        })
-    }
-
-    fn verify_members(&self, ports: &Ports, member: &Member) -> Result<Step<MemberMachineState>, StepError> {
-        let via = &member.via;
-        let list = ports.etcd.member_list(via).map_err(|e| e.during(format!("etcdctl member list in etcd-{via}")))?;
-        let health = ports.etcd.endpoint_health(via).map_err(|e| e.during(format!("etcdctl endpoint health in etcd-{via}")))?;
-        let evidence = describe_members(&list, &health);
-        if list.members.len() > 3 {
-            return Ok(Step::Halt {
-                reason: format!(
-                    "etcd has {} members: remove the unwanted one by hand, carefully (removing a good member may lose quorum)",
-                    list.members.len()
-                ),
-                evidence,
-            });
-        }
-        let healthy = |m: &EtcdMember| health.iter().any(|h| h.healthy && m.client_urls.contains(&h.endpoint));
-        let started = list.members.iter().filter(|m| !m.name.is_empty() && healthy(m)).count();
-        if list.members.len() < 3 || started < 3 {
-            return Ok(Step::Wait {
-                waiting_for: format!("three started, healthy etcd members ({started} of {})", list.members.len()),
-                recheck_after: Duration::from_secs(30),
-                bound: Duration::from_secs(30 * 60),
-            });
-        }
-        Ok(Step::Next(MemberMachineState::VerifyControlPlane { member: member.clone() }))
-    }
-
-    fn verify_control_plane(&self, ports: &Ports, member: &Member) -> Result<Step<MemberMachineState>, StepError> {
-        let list = ports.etcd.member_list(&member.via).map_err(|e| e.during(format!("etcdctl member list in etcd-{}", member.via)))?;
-        await_control_plane(
-            &*ports.api,
-            format!(
-                "etcd member {:x} ({}) replaced: {} started members ({}); quorum guard on",
-                member.id,
-                member.node,
-                list.members.len(),
-                list.members.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", ")
-            ),
-        )
-    }
-
     fn step_inner(
         &self,
         ports: &Ports,
@@ -272,13 +205,16 @@ impl ReplaceEtcdMemberMachine {
                 set_quorum_guard(ports, true)?;
                 Ok(Step::Next(VerifyPods { member: member.clone(), forced: None }))
             }
-            VerifyPods { member, forced } => self.verify_pods(ports, cx, member, forced),
+            VerifyPods { member, forced } => {
+                let force = |reason| ForceRedeployment { member: member.clone(), reason };
+                verify_pods(ports, cx, forced.is_some(), VerifyMembers { member: member.clone() }, force)
+            }
             ForceRedeployment { member, reason } => {
                 ports.api.force_redeployment(Operator::Etcd, reason).map_err(|e| e.during("force an etcd redeployment"))?;
                 Ok(Step::Next(VerifyPods { member: member.clone(), forced: Some(reason.clone()) }))
             }
-            VerifyMembers { member } => self.verify_members(ports, member),
-            VerifyControlPlane { member } => self.verify_control_plane(ports, member),
+            VerifyMembers { member } => verify_members(ports, &member.via, VerifyControlPlane { member: member.clone() }),
+            VerifyControlPlane { member } => verify_control_plane(ports, member),
             GuardOnThenHalt { resume, .. } if cx.resumed => Ok(Step::Next(ResumeGuardOff { resume: resume.clone() })),
             GuardOnThenHalt { reason, evidence, .. } => halt_with_guard_on(ports, reason, evidence),
             ResumeGuardOff { resume } => {
