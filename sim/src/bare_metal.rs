@@ -356,6 +356,26 @@ pub fn install(w: &mut World, username: &str, password: &str) {
     w.servers.insert(address, Server { boot_mac: mac, credentials_digest: digest, dead: false });
 }
 
+/// A credentials file with the simulated BMCs' user and password, for runs the harness starts
+/// (written once per process, atomically, under the temporary directory).
+pub fn sim_credentials_file() -> &'static std::path::Path {
+    static FILE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    FILE.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("drctl-sim-bmc-{}", std::process::id()));
+        let file = dir.join("credentials.yaml");
+        let text = format!("username: {}\npassword: {}\n", crate::scenario::SIM_BMC_USERNAME, crate::scenario::SIM_BMC_PASSWORD);
+        let written = std::fs::create_dir_all(&dir).and_then(|_| {
+            let tmp = dir.join("credentials.yaml.tmp");
+            std::fs::write(&tmp, text)?;
+            std::fs::rename(&tmp, &file)
+        });
+        if let Err(e) = written {
+            panic!("cannot write the simulated BMC credentials file under {}: {e}", dir.display());
+        }
+        file
+    })
+}
+
 /// The index of the spare server in [`server_identity`].
 pub const SPARE_SERVER: u32 = 9;
 

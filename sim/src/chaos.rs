@@ -151,6 +151,28 @@ fn member_params(w: &World) -> serde_json::Value {
     serde_json::json!({ "node": crate::scenario::member_victim(w.seed) })
 }
 
+/// The new server of a bare metal replacement: the rack's spare, its BMC credentials in a file.
+fn new_host_params(params: &mut serde_json::Value) {
+    let (address, mac) = crate::bare_metal::server_identity(crate::bare_metal::SPARE_SERVER);
+    params["bmc_address"] = address.into();
+    params["boot_mac_address"] = mac.into();
+    params["bmc_credentials"] = crate::bare_metal::sim_credentials_file().display().to_string().into();
+}
+
+/// A bare metal replacement of the member the scenario broke, onto the spare server.
+fn baremetal_params(w: &World) -> serde_json::Value {
+    let mut p = member_params(w);
+    new_host_params(&mut p);
+    p
+}
+
+/// A triage of a bare metal cluster, given the spare server for the replacement.
+fn triage_baremetal_params(_: &World) -> serde_json::Value {
+    let mut p = serde_json::json!({});
+    new_host_params(&mut p);
+    p
+}
+
 fn retried_with(o: &RunObservation, text: &str) -> bool {
     o.history.iter().any(|e| e.outcome == Outcome::Retry && e.detail.as_deref().is_some_and(|d| d.contains(text)))
 }
@@ -361,6 +383,7 @@ pub fn rows() -> Vec<ProcedureRow> {
                 ScenarioChoice { scenario: "member-crashloop", weight: 2, params: triage_params },
                 ScenarioChoice { scenario: "member-node-notready", weight: 1, params: triage_expect_back_params },
                 ScenarioChoice { scenario: "quorum-loss", weight: 1, params: triage_params },
+                ScenarioChoice { scenario: "baremetal-member-lost", weight: 2, params: triage_baremetal_params },
             ],
             gates: &["remove-member"],
             guard_state: Some("AwaitApproval"),
@@ -410,6 +433,34 @@ pub fn rows() -> Vec<ProcedureRow> {
                 CRASHED_AND_RESUMED,
                 UNDID_QUORUM_GUARD,
                 Sometimes { name: "a retry after HTTP 504", needs: &[FaultKind::ApiError], holds: |o| retried_with(o, "HTTP 504") },
+            ],
+            guard_on_when_halted: true,
+            max_children: 1,
+        },
+        ProcedureRow {
+            procedure: "replace-etcd-member-baremetal",
+            scenarios: &[ScenarioChoice { scenario: "baremetal-member-lost", weight: 1, params: baremetal_params }],
+            gates: &["remove-member"],
+            guard_state: Some("AwaitApproval"),
+            horizon: Duration::from_secs(2 * 3600),
+            ssh_phase: (Duration::ZERO, Duration::from_secs(5 * 60)),
+            typical_steps: 160,
+            liveness_bound: Duration::from_secs(12 * 3600),
+            max_steps: 10_000,
+            healthy_at_success: true,
+            postcondition: Some(three_members),
+            undone: None,
+            always: Some(only_the_broken_host_replaced),
+            arrivals: &[],
+            sometimes: &[
+                RUN_SUCCEEDED,
+                CRASHED_AND_RESUMED,
+                UNDID_QUORUM_GUARD,
+                Sometimes {
+                    name: "a hung machine deletion ended by removing its finalizer",
+                    needs: &[],
+                    holds: |o| o.history.iter().any(|e| e.outcome == Outcome::Transition && base_state(&e.to) == "RemoveFinalizer"),
+                },
             ],
             guard_on_when_halted: true,
             max_children: 1,
@@ -532,6 +583,30 @@ fn only_the_broken_member_replaced(w: &World) -> Result<(), String> {
     let created: Vec<&str> = w.effects.iter().filter(|e| e.kind == EffectKind::MachineCreated).map(|e| e.target.as_str()).collect();
     if created.len() > 1 {
         return Err(format!("{} machines created for one member: {}", created.len(), created.join(", ")));
+    }
+    Ok(())
+}
+
+/// The bare metal replacement touched only the broken member's BareMetalHost (named after its
+/// node) and machine, and the BMC password is nowhere in the world (its secret keeps a digest).
+fn only_the_broken_host_replaced(w: &World) -> Result<(), String> {
+    only_the_broken_member_replaced(w)?;
+    let victim = crate::scenario::member_victim(w.seed);
+    let victim_machine = crate::scenario::build(&w.scenario, w.seed)?.hosts.get(&victim).map(|h| h.machine.clone());
+    for e in &w.effects {
+        match e.kind {
+            EffectKind::BareMetalHostDeleted | EffectKind::BareMetalHostDeprovisioned if e.target != victim => {
+                return Err(format!("baremetalhost {} deleted or wiped at {}: only {victim}'s may be", e.target, e.at));
+            }
+            EffectKind::MachineFinalizersRemoved if Some(&e.target) != victim_machine.as_ref() => {
+                return Err(format!("finalizers of machine {} removed at {}: only {victim}'s machine may lose them", e.target, e.at));
+            }
+            _ => {}
+        }
+    }
+    let world = serde_json::to_string(w).map_err(|e| e.to_string())?;
+    if world.contains(crate::scenario::SIM_BMC_PASSWORD) {
+        return Err("the BMC password is in the world (a secret must keep only its digest)".into());
     }
     Ok(())
 }
@@ -989,7 +1064,7 @@ impl<'a> Driver<'a> {
             }
             let leaked = self.secrets.iter().any(|s| fields.iter().any(|f| contains(f, s)));
             self.check(!leaked, Invariant::NoSecretInStore, || {
-                "a secret value of the cluster (the etcd encryption key) is in the run's record or history".to_string()
+                "a secret value (the etcd encryption key, a BMC password) is in the run's record or history".to_string()
             });
         }
         for e in events.iter().filter(|e| e.outcome == Outcome::Transition) {
@@ -1372,8 +1447,12 @@ impl<'a> Driver<'a> {
         ports: Ports,
         clock: Arc<dyn Clock>,
     ) -> Driver<'a> {
-        let (started_at, secrets, effects_seen) =
+        let (started_at, mut secrets, effects_seen) =
             sim.read(|w| (w.now, w.secrets.iter().map(|s| s.as_bytes().to_vec()).collect::<Vec<_>>(), w.effects.len()));
+        // A bare metal world's BMC password lives in the credentials file the run is given.
+        if sim.read(|w| !w.servers.is_empty()) {
+            secrets.push(crate::scenario::SIM_BMC_PASSWORD.as_bytes().to_vec());
+        }
         let people = PeoplePlan::of(&case.schedule, started_at);
         let pre: Vec<String> = row.gates.iter().filter(|g| !people.gate_plan.contains_key(**g)).map(|g| g.to_string()).collect();
         // The procedure under test, possibly a deliberately broken variant under its own name.

@@ -512,3 +512,43 @@ fn a_replacement_that_reuses_a_machine_name_is_caught_shrunk_and_replayable() {
     );
     assert_eq!(f.schedule, "none", "{f:?}");
 }
+
+use drctl_workflows::replace_etcd_member_baremetal::{MemberBaremetalParams, MemberBaremetalState, ReplaceEtcdMemberBaremetal};
+
+/// Deletes the broken member's BareMetalHost and, by a selector too wide, the one of the healthy
+/// node etcdctl runs on.
+struct DeletesTheHostOfAHealthyNode;
+
+impl Alteration<ReplaceEtcdMemberBaremetal> for DeletesTheHostOfAHealthyNode {
+    const NAME: &'static str = "broken-deletes-the-host-of-a-healthy-node";
+    fn step(
+        &self,
+        _: &Sim,
+        ports: &Ports,
+        _: &StepContext,
+        _: &MemberBaremetalParams,
+        s: &MemberBaremetalState,
+    ) -> Option<Result<Step<MemberBaremetalState>, StepError>> {
+        let MemberBaremetalState::DeleteHost { t, saved } = s else { return None };
+        for host in [&t.host, &t.member.via] {
+            if let Err(e) = ports.api.delete_bare_metal_host(host) {
+                return Some(Err(e.during("delete baremetalhost")));
+            }
+        }
+        Some(Ok(Step::Next(MemberBaremetalState::DeleteMachine { t: t.clone(), saved: saved.clone() })))
+    }
+}
+
+#[test]
+fn a_bare_metal_replacement_that_deletes_a_healthy_host_is_caught_shrunk_and_replayable() {
+    let mut opts = SweepOptions::new("", 1..20);
+    opts.max_failures = 1;
+    let f = caught(
+        "broken-deletes-the-host-of-a-healthy-node",
+        "replace-etcd-member-baremetal",
+        factory(|| ReplaceEtcdMemberBaremetal, || DeletesTheHostOfAHealthyNode),
+        opts,
+        Invariant::Untouched,
+    );
+    assert_eq!(f.schedule, "none", "{f:?}");
+}

@@ -149,10 +149,19 @@ fn replace_etcd_member_crashloop_keeps_every_invariant_over_seeds_1_to_2000() {
 }
 
 #[test]
+fn replace_etcd_member_baremetal_keeps_every_invariant_over_seeds_1_to_2000() {
+    // Its row requires a hung machine deletion ended by removing the finalizer to be seen.
+    sweep_ok("replace-etcd-member-baremetal", 1..2001);
+}
+
+#[test]
 fn member_replacements_crashed_at_every_transition_end_as_without_the_crash() {
-    for (procedure, per_scenario, min_points) in
-        [("etcd-member-triage", 2, 20), ("replace-etcd-member-machine", 3, 20), ("replace-etcd-member-crashloop", 4, 15)]
-    {
+    for (procedure, per_scenario, min_points) in [
+        ("etcd-member-triage", 2, 20),
+        ("replace-etcd-member-machine", 3, 20),
+        ("replace-etcd-member-crashloop", 4, 15),
+        ("replace-etcd-member-baremetal", 3, 30),
+    ] {
         let points = crash_everywhere(procedure, per_scenario, min_points);
         println!("{procedure}: {points} crash points checked");
     }

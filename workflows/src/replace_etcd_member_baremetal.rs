@@ -365,15 +365,22 @@ impl ReplaceEtcdMemberBaremetal {
         next(MemberBaremetalState::CheckBaremetalOperator { t: t.clone(), saved: Saved { name, manifest } })
     }
 
-    fn check_baremetal_operator(&self, ports: &Ports, t: &Target, saved: &Saved) -> Result<Step<MemberBaremetalState>, StepError> {
+    fn check_baremetal_operator(
+        &self,
+        ports: &Ports,
+        cx: &StepContext,
+        t: &Target,
+        saved: &Saved,
+    ) -> Result<Step<MemberBaremetalState>, StepError> {
         let ops = ports.api.cluster_operators().map_err(|e| e.during("get clusteroperator baremetal"))?;
         match ops.iter().find(|o| o.name == "baremetal") {
             Some(o) if o.available => next(MemberBaremetalState::DeleteHost { t: t.clone(), saved: saved.clone() }),
-            Some(o) => Ok(Step::Wait {
-                waiting_for: format!("the baremetal cluster operator Available (available {}, degraded {})", o.available, o.degraded),
-                recheck_after: Duration::from_secs(30),
-                bound: Duration::from_secs(30 * 60),
-            }),
+            Some(o) => bounded_wait(
+                cx,
+                format!("the baremetal cluster operator Available (available {}, degraded {})", o.available, o.degraded),
+                Duration::from_secs(30),
+                Duration::from_secs(30 * 60),
+            ),
             None => halt("there is no baremetal cluster operator: this is not an installer-provisioned bare metal cluster".into(), vec![]),
         }
     }
@@ -410,18 +417,16 @@ impl ReplaceEtcdMemberBaremetal {
             return next(MemberBaremetalState::WaitNodeGone { t: t.clone(), saved: saved.clone() });
         };
         let waited = cx.waiting_since.map_or(Duration::ZERO, |since| cx.now.since(since));
-        if waited >= DELETION_PATIENCE {
+        let finalizers = m.manifest.pointer("/metadata/finalizers").and_then(serde_json::Value::as_array).is_some_and(|f| !f.is_empty());
+        if waited >= DELETION_PATIENCE && finalizers {
             return next(MemberBaremetalState::RemoveFinalizer { t: t.clone(), saved: saved.clone() });
         }
-        Ok(Step::Wait {
-            waiting_for: format!(
-                "machine {old} to be deleted (phase {}; its finalizer goes after {} min)",
-                m.phase,
-                DELETION_PATIENCE.as_secs() / 60
-            ),
-            recheck_after: Duration::from_secs(30),
-            bound: DELETION_PATIENCE * 2,
-        })
+        let what = format!(
+            "machine {old} to be deleted (phase {}; a finalizer left after {} min is removed)",
+            m.phase,
+            DELETION_PATIENCE.as_secs() / 60
+        );
+        bounded_wait(cx, what, Duration::from_secs(30), DELETION_PATIENCE * 2)
     }
 
     /// The node goes with its machine; one left behind (the finalizer was removed) is deleted
@@ -460,6 +465,7 @@ impl ReplaceEtcdMemberBaremetal {
     fn create_host(
         &self,
         ports: &Ports,
+        cx: &StepContext,
         p: &MemberBaremetalParams,
         t: &Target,
         saved: &Saved,
@@ -474,11 +480,8 @@ impl ReplaceEtcdMemberBaremetal {
         }
         if let Some(h) = host_named(&hosts, &t.host) {
             if h.deleting || h.bmc_address != p.bmc_address {
-                return Ok(Step::Wait {
-                    waiting_for: format!("the old baremetalhost {} to be gone ({})", t.host, describe_host(h)),
-                    recheck_after: Duration::from_secs(20),
-                    bound: Duration::from_secs(30 * 60),
-                });
+                let what = format!("the old baremetalhost {} to be gone ({})", t.host, describe_host(h));
+                return bounded_wait(cx, what, Duration::from_secs(20), Duration::from_secs(30 * 60));
             }
         }
         let new = NewBareMetalHost {
@@ -618,7 +621,7 @@ impl ReplaceEtcdMemberBaremetal {
                 next(SaveMachine { t: t.clone() })
             }
             SaveMachine { t } => self.save_machine(ports, t),
-            CheckBaremetalOperator { t, saved } => self.check_baremetal_operator(ports, t, saved),
+            CheckBaremetalOperator { t, saved } => self.check_baremetal_operator(ports, cx, t, saved),
             DeleteHost { t, saved } => self.delete_host(ports, t, saved),
             DeleteMachine { t, saved } => {
                 let old = t.member.machine.as_deref().unwrap_or_default();
@@ -633,7 +636,7 @@ impl ReplaceEtcdMemberBaremetal {
             }
             WaitNodeGone { t, saved } => self.wait_node_gone(ports, cx, t, saved),
             CreateBmcSecret { t, saved } => self.create_bmc_secret(ports, p, t, saved),
-            CreateHost { t, saved } => self.create_host(ports, p, t, saved),
+            CreateHost { t, saved } => self.create_host(ports, cx, p, t, saved),
             WaitHostAvailable { t, saved } => self.wait_host_available(ports, cx, t, saved),
             RecreateHost { t, saved } => self.recreate_host(ports, cx, t, saved),
             CreateMachine { t, saved } => {
