@@ -133,3 +133,120 @@ fn sigkill_at_many_moments_of_a_member_replacement_then_resume_always_ends_with_
     // A loaded machine bunches progress lines onto the same commit: some kills land together.
     assert!(killed_at.len() >= 8, "only {} distinct kill points: {killed_at:?}", killed_at.len());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Bare metal (OpenShift Container Platform 4.14 Backup and restore §5.2.4.3)
+// ---------------------------------------------------------------------------------------------
+
+/// A credentials file outside the store, as an operator keeps it.
+fn credentials_file(dir: &Path, password: &str) -> String {
+    let file = dir.join("bmc.yaml");
+    std::fs::write(&file, format!("username: {}\npassword: {password}\n", drctl_sim::scenario::SIM_BMC_USERNAME)).unwrap();
+    file.display().to_string()
+}
+
+/// `--bmc-address --boot-mac-address --bmc-credentials` of the scenario's spare server.
+fn new_host_flags(credentials: &str) -> Vec<String> {
+    let (address, mac) = drctl_sim::bare_metal::server_identity(drctl_sim::bare_metal::SPARE_SERVER);
+    ["--bmc-address", &address, "--boot-mac-address", &mac.to_uppercase(), "--bmc-credentials", credentials].map(String::from).to_vec()
+}
+
+/// Every byte the run left or showed: each file under the store (runs, history, the world) and
+/// the outputs given.
+fn assert_nowhere(store: &Path, secret: &str, outputs: &[&std::process::Output]) {
+    let mut dirs = vec![store.to_path_buf()];
+    let mut files = 0;
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+                continue;
+            }
+            files += 1;
+            let bytes = std::fs::read(&p).unwrap();
+            assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "the BMC password is in {}", p.display());
+        }
+    }
+    assert!(files > 2, "the store holds {files} files");
+    for o in outputs {
+        assert!(!text(o).contains(secret), "the BMC password is in the output:\n{}", text(o));
+    }
+}
+
+#[test]
+fn triage_replaces_a_lost_bare_metal_member_and_keeps_no_byte_of_the_bmc_password() {
+    let (dir, creds_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let store = dir.path();
+    let creds = credentials_file(creds_dir.path(), drctl_sim::scenario::SIM_BMC_PASSWORD);
+    let mut args = vec!["run", "etcd-member-triage", "--sim", "baremetal-member-lost", "--yes"];
+    let flags = new_host_flags(&creds);
+    args.extend(flags.iter().map(String::as_str));
+    let o = drctl(store, &args);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let h = history(store, "1");
+    let started = h.iter().find(|e| e["outcome"] == "ChildStarted").unwrap_or_else(|| panic!("no child run: {h:#?}"));
+    assert!(started["detail"].as_str().unwrap().contains("child run 1.1 (replace-etcd-member-baremetal)"), "{started}");
+    assert_three_started_members(store, "baremetal-member-lost");
+    // The lost member's BareMetalHost is the spare server now, provisioned for the new machine.
+    let victim = drctl_sim::scenario::member_victim(1);
+    let st = sim_status(store);
+    let host = st["bare_metal_hosts"].as_array().unwrap().iter().find(|b| b["name"] == victim.as_str()).unwrap().clone();
+    assert_eq!(host["state"], "provisioned", "{host}");
+    assert_eq!(host["bmc_address"], flags[1].as_str(), "{host}");
+    assert_eq!(host["boot_mac_address"], flags[3].to_lowercase().as_str(), "{host}");
+    assert_eq!(host["consumer"], "ocp-7x2lq-master-3", "{host}");
+    // The run records the file, not what is in it.
+    let child = json(&drctl(store, &["status", "1.1", "-o", "json"]));
+    assert!(child.to_string().contains(&creds), "{child:#}");
+    let shown = [&o, &drctl(store, &["history", "1.1", "-o", "json"]), &drctl(store, &["sim", "status", "-o", "json"])];
+    assert_nowhere(store, drctl_sim::scenario::SIM_BMC_PASSWORD, &shown);
+}
+
+#[test]
+fn a_wrong_bmc_password_halts_with_the_guard_on_and_the_fixed_file_resumes_it() {
+    let (dir, creds_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let store = dir.path();
+    let planted = "planted-Wrong-BMC-9d2c";
+    let creds = credentials_file(creds_dir.path(), planted);
+    let victim = drctl_sim::scenario::member_victim(1);
+    let mut args = vec!["run", "replace-etcd-member-baremetal", "--sim", "baremetal-member-lost", "--yes", "--node", &victim];
+    let flags = new_host_flags(&creds);
+    args.extend(flags.iter().map(String::as_str));
+    let o = drctl(store, &args);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(text(&o).contains("BMC authentication failed"), "{}", text(&o));
+    assert_eq!(sim_status(store)["quorum_guard"], true, "the halt left the quorum guard off");
+    assert_nowhere(store, planted, &[&o, &drctl(store, &["history", "1", "-o", "json"])]);
+    // Fixed in place: the resumed run deletes the failed host, writes the secret again from the
+    // file and provisions the server.
+    credentials_file(creds_dir.path(), drctl_sim::scenario::SIM_BMC_PASSWORD);
+    let o = drctl(store, &["resume", "1"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(history(store, "1").iter().any(|e| e["to"].as_str().is_some_and(|t| t.starts_with("RecreateHost"))));
+    assert_three_started_members(store, "baremetal-member-lost after the fix");
+    assert_nowhere(store, drctl_sim::scenario::SIM_BMC_PASSWORD, &[&o]);
+}
+
+#[test]
+fn a_missing_or_malformed_credentials_file_is_refused_before_the_run_is_stored() {
+    let (dir, creds_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let store = dir.path();
+    let missing = creds_dir.path().join("absent.yaml").display().to_string();
+    let malformed = creds_dir.path().join("bad.yaml");
+    std::fs::write(&malformed, "username: admin\npassword planted-Malformed-51f0\n").unwrap();
+    for (file, says) in [(missing.clone(), "no such file"), (malformed.display().to_string(), "line 2 is not `key: value`")] {
+        let mut args = vec!["run", "replace-etcd-member-baremetal", "--sim", "baremetal-member-lost", "--yes", "--node", "master-0"];
+        let flags = new_host_flags(&file);
+        args.extend(flags.iter().map(String::as_str));
+        let o = drctl(store, &args);
+        assert_ne!(o.status.code(), Some(0), "{}", text(&o));
+        assert!(text(&o).contains(says) && text(&o).contains(&file), "{}", text(&o));
+        assert!(!text(&o).contains("planted-Malformed"), "{}", text(&o));
+    }
+    let o = drctl(store, &["run", "replace-etcd-member-baremetal", "--sim", "baremetal-member-lost", "--yes", "--node", "master-0"]);
+    assert_ne!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("needs --bmc-address URL, --boot-mac-address MAC, --bmc-credentials FILE"), "{}", text(&o));
+    let listed = drctl(store, &["status", "-o", "json"]);
+    assert!(!String::from_utf8_lossy(&listed.stdout).contains("replace-etcd-member-baremetal"), "{}", text(&listed));
+}
