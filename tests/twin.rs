@@ -165,3 +165,14 @@ fn member_triage_through_the_real_adapters_ends_as_the_direct_run() {
         assert!(served.sim.status().healthy, "{scenario}: {:?}", served.sim.status().problems);
     }
 }
+
+#[test]
+fn bare_metal_replacement_through_the_real_adapters_ends_as_the_direct_run() {
+    for procedure in ["replace-etcd-member-baremetal", "etcd-member-triage"] {
+        let served = twin_matches_direct(procedure, seed_for(procedure, "baremetal-member-lost"));
+        assert_eq!(served.obs.status, drctl_runtime::RunStatus::Succeeded, "{procedure}: {:?}", served.obs.outcome);
+        assert!(served.sim.status().healthy, "{procedure}: {:?}", served.sim.status().problems);
+        let hosts = served.sim.status().bare_metal_hosts;
+        assert!(hosts.iter().any(|h| h.state == "provisioned" && h.consumer.is_some()), "{procedure}: {hosts:?}");
+    }
+}

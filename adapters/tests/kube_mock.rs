@@ -954,3 +954,111 @@ fn https_clusters_go_through_rustls_and_an_absent_server_is_transient() {
     let e = api.list_nodes().unwrap_err();
     assert!(matches!(&e, PortError::Transient(m) if m.contains("unreachable")), "{e:?}");
 }
+
+/// The calls of the bare metal member replacement (OpenShift Container Platform 4.14 Backup and
+/// restore §5.2.4.3) with the objects a real cluster serves and takes.
+#[test]
+fn bare_metal_hosts_bmc_secrets_and_machine_finalizers() {
+    use drctl_workflows::bmc::BmcCredentials;
+    use drctl_workflows::ports::NewBareMetalHost;
+    let mock = MockApi::start();
+    let api = api(&mock);
+    let hosts = "/apis/metal3.io/v1alpha1/namespaces/openshift-machine-api/baremetalhosts";
+    mock.expect(Expect::get(hosts).reply(200, json!({"apiVersion": "metal3.io/v1alpha1", "kind": "BareMetalHostList", "metadata": {}, "items": [
+        {"apiVersion": "metal3.io/v1alpha1", "kind": "BareMetalHost",
+         "metadata": {"name": "openshift-control-plane-0", "namespace": "openshift-machine-api"},
+         "spec": {"bmc": {"address": "redfish://10.46.61.16:443/redfish/v1/Systems/1", "credentialsName": "openshift-control-plane-0-bmc-secret"},
+                  "bootMACAddress": "48:DF:37:B0:8A:9E", "consumerRef": {"apiVersion": "machine.openshift.io/v1beta1", "kind": "Machine", "name": "examplecluster-control-plane-0", "namespace": "openshift-machine-api"},
+                  "externallyProvisioned": true, "online": true},
+         "status": {"provisioning": {"state": "externally provisioned"}, "poweredOn": true, "operationalStatus": "OK", "errorMessage": "", "errorType": ""}},
+        {"apiVersion": "metal3.io/v1alpha1", "kind": "BareMetalHost",
+         "metadata": {"name": "openshift-control-plane-2", "namespace": "openshift-machine-api", "deletionTimestamp": "2026-12-03T08:00:00Z"},
+         "spec": {"bmc": {"address": "redfish://10.46.61.18:443/redfish/v1/Systems/1", "credentialsName": "openshift-control-plane-2-bmc-secret"},
+                  "bootMACAddress": "48:df:37:b0:8a:a0", "online": true},
+         "status": {"provisioning": {"state": "registering"}, "poweredOn": false, "operationalStatus": "error",
+                    "errorType": "registration error", "errorMessage": "Failed to get power state for node 3354bdac: 401 Unauthorized"}}
+    ]})));
+    let listed = api.list_bare_metal_hosts().unwrap();
+    assert_eq!(listed[0].consumer.as_deref(), Some("examplecluster-control-plane-0"));
+    assert_eq!((listed[0].state.as_str(), listed[0].powered_on, listed[0].error.as_deref()), ("externally provisioned", true, None));
+    assert_eq!(listed[0].boot_mac_address, "48:df:37:b0:8a:9e");
+    assert!(listed[1].deleting && !listed[1].powered_on && listed[1].consumer.is_none());
+    assert_eq!(listed[1].error.as_deref(), Some("registration error: Failed to get power state for node 3354bdac: 401 Unauthorized"));
+
+    let new = NewBareMetalHost {
+        name: "openshift-control-plane-2".into(),
+        bmc_address: "redfish://10.46.61.18:443/redfish/v1/Systems/1".into(),
+        boot_mac_address: "48:df:37:b0:8a:a0".into(),
+        credentials_name: "openshift-control-plane-2-bmc-secret".into(),
+    };
+    let body = json!({"apiVersion": "metal3.io/v1alpha1", "kind": "BareMetalHost",
+        "metadata": {"name": "openshift-control-plane-2", "namespace": "openshift-machine-api"},
+        "spec": {"automatedCleaningMode": "disabled",
+                 "bmc": {"address": "redfish://10.46.61.18:443/redfish/v1/Systems/1", "credentialsName": "openshift-control-plane-2-bmc-secret", "disableCertificateVerification": true},
+                 "bootMACAddress": "48:df:37:b0:8a:a0", "bootMode": "UEFI", "externallyProvisioned": false, "online": true,
+                 "userData": {"name": "master-user-data-managed", "namespace": "openshift-machine-api"}}});
+    mock.expect(Expect::post(hosts, body.clone()).query(&[FM]).reply(201, body.clone()));
+    api.create_bare_metal_host(&new).unwrap();
+    // Created before (a re-run after a crash): done.
+    mock.expect(Expect::post(hosts, body).query(&[FM]).fail(
+        409,
+        "AlreadyExists",
+        "baremetalhosts.metal3.io \"openshift-control-plane-2\" already exists",
+    ));
+    api.create_bare_metal_host(&new).unwrap();
+    mock.expect(Expect::delete(&format!("{hosts}/openshift-control-plane-2")).fail(
+        404,
+        "NotFound",
+        "baremetalhosts.metal3.io \"openshift-control-plane-2\" not found",
+    ));
+    ClusterApi::delete_bare_metal_host(&api, "openshift-control-plane-2").unwrap();
+
+    let planted = "planted-BMC-c0ffee";
+    let creds = BmcCredentials { username: "admin".into(), password: planted.into() };
+    let secrets = "/api/v1/namespaces/openshift-machine-api/secrets";
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "openshift-control-plane-2-bmc-secret"},
+                        "stringData": {"username": "admin", "password": planted}, "type": "Opaque"});
+    mock.expect(
+        Expect::post(secrets, secret.clone())
+            .query(&[FM])
+            .reply(201, json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "openshift-control-plane-2-bmc-secret"}})),
+    );
+    api.apply_bmc_secret("openshift-control-plane-2-bmc-secret", &creds).unwrap();
+    // It exists (a re-run, or a corrected file): its data is replaced.
+    mock.expect(Expect::post(secrets, secret.clone()).query(&[FM]).fail(
+        409,
+        "AlreadyExists",
+        "secrets \"openshift-control-plane-2-bmc-secret\" already exists",
+    ));
+    mock.expect(
+        Expect::merge_patch(
+            &format!("{secrets}/openshift-control-plane-2-bmc-secret"),
+            json!({"stringData": {"username": "admin", "password": planted}}),
+        )
+        .query(&[FM])
+        .reply(200, json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "openshift-control-plane-2-bmc-secret"}})),
+    );
+    api.apply_bmc_secret("openshift-control-plane-2-bmc-secret", &creds).unwrap();
+    // Refused: the error names the secret, never its content.
+    mock.expect(Expect::post(secrets, secret).query(&[FM]).fail(
+        403,
+        "Forbidden",
+        "secrets is forbidden: User \"system:serviceaccount:x:y\" cannot create resource \"secrets\"",
+    ));
+    let e = api.apply_bmc_secret("openshift-control-plane-2-bmc-secret", &creds).unwrap_err();
+    assert!(e.to_string().contains("openshift-control-plane-2-bmc-secret") && !e.to_string().contains(planted), "{e}");
+
+    let machine = "/apis/machine.openshift.io/v1beta1/namespaces/openshift-machine-api/machines/examplecluster-control-plane-2";
+    mock.expect(Expect::merge_patch(machine, json!({"metadata": {"finalizers": null}})).query(&[FM]).reply(
+        200,
+        json!({"apiVersion": "machine.openshift.io/v1beta1", "kind": "Machine", "metadata": {"name": "examplecluster-control-plane-2"}}),
+    ));
+    api.remove_machine_finalizers("examplecluster-control-plane-2").unwrap();
+    mock.expect(Expect::merge_patch(machine, json!({"metadata": {"finalizers": null}})).query(&[FM]).fail(
+        404,
+        "NotFound",
+        "machines.machine.openshift.io \"examplecluster-control-plane-2\" not found",
+    ));
+    api.remove_machine_finalizers("examplecluster-control-plane-2").unwrap();
+    mock.verify();
+}

@@ -388,3 +388,66 @@ fn mix_name(name: &str) -> u128 {
     let d = Sha256::digest(name.as_bytes());
     u128::from_be_bytes(d[..16].try_into().expect("16 bytes"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::{baremetal_member_lost, SIM_BMC_PASSWORD, SIM_BMC_USERNAME};
+
+    fn new_host(w: &mut World, name: &str, server: u32, mac: Option<&str>, password: &str) {
+        let (address, right_mac) = server_identity(server);
+        let secret = drctl_workflows::bmc::secret_name(name);
+        w.api_apply_bmc_secret(&secret, SIM_BMC_USERNAME, password);
+        let host = NewBareMetalHost {
+            name: name.into(),
+            bmc_address: address,
+            boot_mac_address: mac.unwrap_or(&right_mac).into(),
+            credentials_name: secret,
+        };
+        w.api_create_bare_metal_host(&host).unwrap();
+        w.advance(20 * MINUTE);
+    }
+
+    #[test]
+    fn a_new_host_registers_inspects_and_becomes_available_only_with_the_right_bmc_mac_and_password() {
+        let mut w = baremetal_member_lost(1);
+        new_host(&mut w, "spare-ok", SPARE_SERVER, None, SIM_BMC_PASSWORD);
+        new_host(&mut w, "wrong-password", SPARE_SERVER, None, "not-the-password");
+        new_host(&mut w, "wrong-mac", SPARE_SERVER, Some("52:54:00:00:00:01"), SIM_BMC_PASSWORD);
+        new_host(&mut w, "no-server", 77, None, SIM_BMC_PASSWORD);
+        let dead = crate::scenario::member_victim(1)[7..].parse::<u32>().unwrap();
+        new_host(&mut w, "dead-server", dead, None, SIM_BMC_PASSWORD);
+        let state = |w: &World, n: &str| {
+            let b = &w.api().bare_metal_hosts[n];
+            (b.state.clone(), b.error.clone().unwrap_or_default())
+        };
+        assert_eq!(state(&w, "spare-ok"), ("available".into(), String::new()));
+        assert!(state(&w, "wrong-password").1.contains("BMC authentication failed"), "{:?}", state(&w, "wrong-password"));
+        assert!(state(&w, "wrong-mac").1.starts_with("inspection error: no network interface"), "{:?}", state(&w, "wrong-mac"));
+        assert!(state(&w, "no-server").1.contains("no route to host"), "{:?}", state(&w, "no-server"));
+        assert!(state(&w, "dead-server").1.contains("power on"), "{:?}", state(&w, "dead-server"));
+        // The world keeps digests only.
+        assert!(!serde_json::to_string(&w).unwrap().contains(SIM_BMC_PASSWORD));
+    }
+
+    #[test]
+    fn a_machine_deletion_that_hangs_ends_only_when_its_finalizers_go_and_leaves_its_node() {
+        let mut hung = None;
+        for seed in 1..40 {
+            let mut w = baremetal_member_lost(seed);
+            let victim = crate::scenario::member_victim(seed);
+            let machine = w.hosts[&victim].machine.clone();
+            w.api_delete_machine(&machine);
+            w.advance(60 * MINUTE);
+            if w.api().machines.contains_key(&machine) {
+                hung = Some((w, machine, victim));
+                break;
+            }
+            assert!(!w.api().nodes.contains_key(&victim), "seed {seed}: a completed deletion takes the node");
+        }
+        let (mut w, machine, node) = hung.expect("some seed's deletion hangs");
+        w.api_remove_machine_finalizers(&machine);
+        assert!(!w.api().machines.contains_key(&machine));
+        assert!(w.api().nodes.contains_key(&node), "the node object is left behind");
+    }
+}
