@@ -132,11 +132,8 @@ fn restore_params_keepalived(_: &World) -> serde_json::Value {
     serde_json::json!({ "backup": "nightly", "api_vip": "10.0.0.5", "ingress_vip": "10.0.0.7" })
 }
 
-fn backup_params(_: &World) -> serde_json::Value {
-    serde_json::json!({})
-}
-
-fn triage_params(_: &World) -> serde_json::Value {
+/// Defaults only.
+fn no_params(_: &World) -> serde_json::Value {
     serde_json::json!({})
 }
 
@@ -304,7 +301,7 @@ pub fn rows() -> Vec<ProcedureRow> {
         },
         ProcedureRow {
             procedure: "etcd-backup",
-            scenarios: &[ScenarioChoice { scenario: "healthy", weight: 1, params: backup_params }],
+            scenarios: &[ScenarioChoice { scenario: "healthy", weight: 1, params: no_params }],
             gates: &[],
             guard_state: None,
             horizon: Duration::from_secs(10 * 60),
@@ -378,11 +375,11 @@ pub fn rows() -> Vec<ProcedureRow> {
         ProcedureRow {
             procedure: "etcd-member-triage",
             scenarios: &[
-                ScenarioChoice { scenario: "member-machine-stopped", weight: 2, params: triage_params },
-                ScenarioChoice { scenario: "member-node-notready", weight: 2, params: triage_params },
-                ScenarioChoice { scenario: "member-crashloop", weight: 2, params: triage_params },
+                ScenarioChoice { scenario: "member-machine-stopped", weight: 2, params: no_params },
+                ScenarioChoice { scenario: "member-node-notready", weight: 2, params: no_params },
+                ScenarioChoice { scenario: "member-crashloop", weight: 2, params: no_params },
                 ScenarioChoice { scenario: "member-node-notready", weight: 1, params: triage_expect_back_params },
-                ScenarioChoice { scenario: "quorum-loss", weight: 1, params: triage_params },
+                ScenarioChoice { scenario: "quorum-loss", weight: 1, params: no_params },
                 ScenarioChoice { scenario: "baremetal-member-lost", weight: 2, params: triage_baremetal_params },
             ],
             gates: &["remove-member"],
@@ -464,6 +461,37 @@ pub fn rows() -> Vec<ProcedureRow> {
             ],
             guard_on_when_halted: true,
             max_children: 1,
+        },
+        ProcedureRow {
+            procedure: "recover-expired-certs",
+            scenarios: &[
+                ScenarioChoice { scenario: "certs-expired", weight: 4, params: no_params },
+                ScenarioChoice { scenario: "healthy", weight: 1, params: no_params },
+            ],
+            gates: &["unexpected-csrs"],
+            guard_state: None,
+            horizon: Duration::from_secs(3600),
+            ssh_phase: (Duration::ZERO, Duration::from_secs(10 * 60)),
+            typical_steps: 40,
+            liveness_bound: Duration::from_secs(12 * 3600),
+            max_steps: 10_000,
+            healthy_at_success: true,
+            postcondition: None,
+            undone: None,
+            always: Some(only_csrs_within_the_policy_approved),
+            arrivals: &[],
+            sometimes: &[
+                RUN_SUCCEEDED,
+                CRASHED_AND_RESUMED,
+                Sometimes {
+                    name: "a CSR outside the policy went to a person",
+                    needs: &[],
+                    holds: |o| o.history.iter().any(|e| e.outcome == Outcome::Transition && base_state(&e.to) == "ReviewUnexpected"),
+                },
+                Sometimes { name: "a gate was waited on, then approved", needs: &[FaultKind::GateWait], holds: gate_waited },
+            ],
+            guard_on_when_halted: false,
+            max_children: 0,
         },
         ProcedureRow {
             procedure: "replace-etcd-member-crashloop",
@@ -583,6 +611,20 @@ fn only_the_broken_member_replaced(w: &World) -> Result<(), String> {
     let created: Vec<&str> = w.effects.iter().filter(|e| e.kind == EffectKind::MachineCreated).map(|e| e.target.as_str()).collect();
     if created.len() > 1 {
         return Err(format!("{} machines created for one member: {}", created.len(), created.join(", ")));
+    }
+    Ok(())
+}
+
+/// Only CSRs of the cluster's own hosts were approved (by the run or the machine approver):
+/// never the foreign one of `certs-expired`, nor any other for a node no host runs.
+fn only_csrs_within_the_policy_approved(w: &World) -> Result<(), String> {
+    for c in w.api().csrs.values().filter(|c| c.approved) {
+        if !w.hosts.contains_key(&c.node) {
+            return Err(format!(
+                "CSR {} for {} (requested by {}) was approved: no host of the cluster is that node",
+                c.name, c.node, c.requestor
+            ));
+        }
     }
     Ok(())
 }

@@ -265,12 +265,23 @@ pub struct SimStatus {
     /// The BareMetalHosts of a bare metal world.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bare_metal_hosts: Vec<drctl_workflows::ports::BareMetalHostInfo>,
+    /// Pending CSRs, by name, with the node they name and who asked (`certs-expired`'s foreign
+    /// one stays here: nothing may approve it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_csr_list: Vec<PendingCsr>,
     /// The servers of a bare metal world no BareMetalHost points at: what a replacement can
     /// provision (`--bmc-address`, `--boot-mac-address`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub spare_servers: Vec<SpareServer>,
     /// See [`state_digest`].
     pub state_digest: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PendingCsr {
+    pub name: String,
+    pub node: String,
+    pub requestor: String,
 }
 
 /// A server racked and cabled but bound to no BareMetalHost.
@@ -450,6 +461,13 @@ impl SimStatus {
             hosted_clusters: w.hosted.as_ref().map(hosted_status).unwrap_or_default(),
             bare_metal_hosts,
             spare_servers,
+            pending_csr_list: w
+                .api()
+                .csrs
+                .values()
+                .filter(|c| !c.approved)
+                .map(|c| PendingCsr { name: c.name.clone(), node: c.node.clone(), requestor: c.requestor.clone() })
+                .collect(),
             state_digest: String::new(),
         }
     }

@@ -134,6 +134,11 @@ pub const SCENARIOS: &[ScenarioInfo] = &[
         summary: "bare metal installer-provisioned with BareMetalHosts (keepalived VIPs): one control-plane server dead and powered off (which one follows the seed), its member down, etcd keeps quorum; a spare server is racked (drctl sim status shows its BMC and MAC; BMC user admin, password in the README)",
     },
     ScenarioInfo {
+        name: "certs-expired",
+        topology: Topology::Standalone,
+        summary: "the cluster was offline past its kubelet certificates' expiry: every node NotReady, kubelets filing node-bootstrapper CSRs, plus one CSR from worker-rogue-9, a machine that is not the cluster's",
+    },
+    ScenarioInfo {
         name: "hosted-healthy",
         topology: Topology::Hosted,
         summary: "a healthy management cluster running the HyperShift operator and HostedCluster clusters/example with 2 NodePools, reconciling",
@@ -173,6 +178,7 @@ pub fn build(name: &str, seed: u64) -> Result<World, String> {
         "member-node-notready" => Ok(member_down(seed, "member-node-notready", |h| h.kubelet_running = false)),
         "member-crashloop" => Ok(member_down(seed, "member-crashloop", |h| h.etcd_data_corrupt = true)),
         "baremetal-member-lost" => Ok(baremetal_member_lost(seed)),
+        "certs-expired" => Ok(certs_expired(seed)),
         "hosted-healthy" => Ok(hosted_healthy(seed)),
         "hosted-paused" => Ok(hosted_paused(seed, "hosted-paused", DRCTL_PAUSED_BY, true)),
         "hosted-paused-by-other" => Ok(hosted_paused(seed, "hosted-paused-by-other", OADP_PAUSED_BY, false)),
@@ -383,6 +389,26 @@ pub fn baremetal_member_lost(seed: u64) -> World {
     w.note(format!("baremetal-member-lost: server of {victim} dead"));
     w.advance(5 * MINUTE);
     debug_assert!(w.api_available() && w.has_quorum() && w.started_members() == 2, "baremetal-member-lost: one member down, quorum kept");
+    w
+}
+
+/// The node named by the CSR of `certs-expired` that no host of the cluster filed.
+pub const ROGUE_NODE: &str = "worker-rogue-9";
+
+/// Powered off longer than its kubelet certificates lived, then on again: every kubelet is
+/// refused and bootstraps again; someone else's machine asks to join as well.
+pub fn certs_expired(seed: u64) -> World {
+    let mut w = healthy(seed);
+    w.scenario = "certs-expired".into();
+    let expired = Timestamp(EPOCH.0 - 3 * 24 * HOUR);
+    for h in w.hosts.values_mut() {
+        h.kubelet_cert_expires_at = Some(expired);
+    }
+    w.touch();
+    w.note(format!("kubelet certificates expired at {expired}"));
+    w.new_csr(drctl_workflows::ports::CsrKind::NodeBootstrapper, ROGUE_NODE);
+    w.advance(5 * MINUTE);
+    debug_assert!(w.api_available() && w.hosts.keys().all(|h| !w.node_ready(h)), "certs-expired: every node NotReady");
     w
 }
 

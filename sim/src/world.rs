@@ -222,6 +222,11 @@ pub struct Host {
     /// Moving it aside (or a restore replacing it) leaves a fresh one.
     #[serde(default)]
     pub etcd_data_corrupt: bool,
+    /// When the kubelet's client and serving certificates expire (None: not within any run).
+    /// Past it the API refuses the kubelet, which asks for new ones through the bootstrap
+    /// credentials (a node-bootstrapper CSR, then a serving CSR).
+    #[serde(default)]
+    pub kubelet_cert_expires_at: Option<Timestamp>,
 }
 
 /// How long the cluster machine approver takes to sign a CSR it approves (after a restore its
@@ -256,6 +261,7 @@ impl Host {
             restore_running: None,
             worker: false,
             etcd_data_corrupt: false,
+            kubelet_cert_expires_at: None,
         }
     }
 }
@@ -1017,7 +1023,7 @@ impl World {
     }
 
     pub fn cert_valid(&self, h: &Host) -> bool {
-        matches!(h.kubelet_cert_gen, Some(g) if g <= self.api().signer_generation)
+        matches!(h.kubelet_cert_gen, Some(g) if g <= self.api().signer_generation) && h.kubelet_cert_expires_at.is_none_or(|t| self.now < t)
     }
 
     /// The control-plane hosts (every host but the workers).
@@ -1414,6 +1420,15 @@ impl World {
             if !h.powered || !h.kubelet_running {
                 continue;
             }
+            if h.kubelet_cert_expires_at.is_some_and(|t| t <= self.now) {
+                // Refused with an expired certificate, the kubelet bootstraps again.
+                let hm = self.host_mut(name);
+                hm.kubelet_cert_gen = None;
+                hm.kubelet_serving = false;
+                hm.kubelet_cert_expires_at = None;
+                self.note(format!("kubelet on {name}: its certificates expired; bootstrapping again"));
+            }
+            let h = &self.hosts[name];
             if h.kubelet_cert_gen.is_none() {
                 // Bootstrap: ask for a client certificate, use it once approved.
                 let csr = self.own_csr(CsrKind::NodeBootstrapper, name);
@@ -1472,7 +1487,7 @@ impl World {
         self.api().csrs.values().find(|c| c.kind == kind && c.node == node && c.request == request).map(|c| c.approved)
     }
 
-    fn new_csr(&mut self, kind: CsrKind, node: &str) {
+    pub(crate) fn new_csr(&mut self, kind: CsrKind, node: &str) {
         let n = self.api().next_csr;
         let suffix = format!("{:05x}", mix(self.seed, format!("csr{n}").as_bytes()) & 0xfffff);
         let name = format!("csr-{suffix}");

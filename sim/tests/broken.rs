@@ -552,3 +552,46 @@ fn a_bare_metal_replacement_that_deletes_a_healthy_host_is_caught_shrunk_and_rep
     );
     assert_eq!(f.schedule, "none", "{f:?}");
 }
+
+use drctl_workflows::recover_expired_certs::{RecoverCertsParams, RecoverCertsState, RecoverExpiredCerts};
+
+/// Approves every pending CSR (what `oc get csr -o name | xargs oc adm certificate approve` does).
+struct ApprovesEveryCsr;
+
+impl Alteration<RecoverExpiredCerts> for ApprovesEveryCsr {
+    const NAME: &'static str = "broken-approves-every-csr";
+    fn step(
+        &self,
+        _: &Sim,
+        ports: &Ports,
+        _: &StepContext,
+        _: &RecoverCertsParams,
+        s: &RecoverCertsState,
+    ) -> Option<Result<Step<RecoverCertsState>, StepError>> {
+        let RecoverCertsState::ApproveCsrs { .. } = s else { return None };
+        let csrs = match ports.api.list_csrs() {
+            Ok(c) => c,
+            Err(e) => return Some(Err(e.during("list CSRs"))),
+        };
+        for c in csrs.iter().filter(|c| c.pending) {
+            if let Err(e) = ports.api.approve_csr(&c.name) {
+                return Some(Err(e.during("approve CSR")));
+            }
+        }
+        None
+    }
+}
+
+#[test]
+fn a_recovery_that_approves_every_csr_is_caught_shrunk_and_replayable() {
+    let mut opts = SweepOptions::new("", 1..20);
+    opts.max_failures = 1;
+    let f = caught(
+        "broken-approves-every-csr",
+        "recover-expired-certs",
+        factory(|| RecoverExpiredCerts, || ApprovesEveryCsr),
+        opts,
+        Invariant::Untouched,
+    );
+    assert_eq!(f.schedule, "none", "{f:?}");
+}

@@ -155,6 +155,19 @@ fn replace_etcd_member_baremetal_keeps_every_invariant_over_seeds_1_to_2000() {
 }
 
 #[test]
+fn recover_expired_certs_keeps_every_invariant_over_seeds_1_to_2000() {
+    // Its row requires the foreign CSR to have gone to a person.
+    sweep_ok("recover-expired-certs", 1..2001);
+}
+
+#[test]
+fn recover_expired_certs_crashed_at_every_transition_ends_as_without_the_crash() {
+    // On `healthy` it finds nothing to do after one transition: the points are certs-expired's.
+    let points = crash_everywhere("recover-expired-certs", 3, 2);
+    assert!(points >= 20, "{points}");
+}
+
+#[test]
 fn member_replacements_crashed_at_every_transition_end_as_without_the_crash() {
     for (procedure, per_scenario, min_points) in [
         ("etcd-member-triage", 2, 20),

@@ -362,6 +362,27 @@ pub const CATALOG: &[CatalogRow] = &[
         preflight: no_preflight,
     },
     CatalogRow {
+        name: <crate::RecoverExpiredCerts as Procedure>::NAME,
+        family: Family::Standalone,
+        summary: "Bring back kubelets whose certificates expired: approve, by policy, their client and serving CSRs until every node is Ready; anything outside the policy goes to a person",
+        docs: &[
+            DocRef {
+                product: OCP,
+                version: "4.14",
+                document: BACKUP_AND_RESTORE,
+                section: "5.4.3",
+                title: "Recovering from expired control plane certificates",
+            },
+            DocRef { product: OCP, version: "4.5", document: BACKUP_AND_RESTORE, section: "5.4", title: "Recovering from expired control plane certificates" },
+        ],
+        capabilities: &[Capability::ClusterApi, Capability::Hosts],
+        gates: &[crate::recover_expired_certs::UNEXPECTED_CSRS_GATE],
+        scenarios: &["certs-expired", "healthy"],
+        register: |r| r.register(crate::RecoverExpiredCerts),
+        cli: cli::<crate::recover_expired_certs::RecoverCertsArgs>(),
+        preflight: no_preflight,
+    },
+    CatalogRow {
         name: <crate::HostedPauseReconciliation as Procedure>::NAME,
         family: Family::Hosted,
         summary: "Pause (or unpause) the reconciliation of a hosted cluster and its NodePools, never clearing a pause it did not set",

@@ -137,6 +137,29 @@ pub fn approvable(c: &CsrInfo, node: Option<&NodeInfo>) -> bool {
     }
 }
 
+/// The approval policy of every procedure that approves CSRs (4.14 Backup and restore
+/// §5.4.2.2 step 11, §5.4.3): `None` when pending CSR `c` may be approved without a person,
+/// else why not, for the evidence a person reads. It must be for one of the `expected` nodes
+/// (the inventory's, or the cluster's own) and pass [`approvable`]; `node` is the Node object
+/// of the node it names, if one is registered.
+pub fn refusal(c: &CsrInfo, expected: &[String], node: Option<&NodeInfo>) -> Option<String> {
+    let who = format!("CSR {} (signer {}, requested by {})", c.name, c.signer, c.requestor);
+    let Some(name) = c.node.as_deref() else {
+        return Some(format!("{who}: its request names no node, or a node other than the requestor"));
+    };
+    if c.kind == CsrKind::Other {
+        return Some(format!("{who}: neither a node-bootstrapper client CSR nor a kubelet-serving CSR"));
+    }
+    if !expected.iter().any(|e| e == name) {
+        return Some(format!("{who}: for node {name}, which is not one of this cluster's nodes ({})", expected.join(", ")));
+    }
+    if !approvable(c, node) {
+        let names = c.names.as_ref().map_or("an unreadable request".to_string(), |n| n.join(", "));
+        return Some(format!("{who}: for node {name}, asking for {names}: not what that node's kubelet asks for"));
+    }
+    None
+}
+
 const SEQUENCE: u8 = 0x30;
 const BOOLEAN: u8 = 0x01;
 const OCTET_STRING: u8 = 0x04;
@@ -350,6 +373,15 @@ CzLrTx/YJK6R58Rwwgb+3w1uTNPlmg==
         let mut unreadable = cases[1].0.clone();
         unreadable.names = None;
         assert!(!approvable(&unreadable, Some(&node)));
+        // The policy: the same, and only for a node of the cluster.
+        let expected = vec![name.to_string(), "worker-0".to_string()];
+        assert_eq!(refusal(&cases[0].0, &expected, Some(&node)), None);
+        assert_eq!(refusal(&cases[1].0, &expected, Some(&node)), None);
+        let foreign = refusal(&cases[0].0, &["worker-0".to_string()], None).unwrap();
+        assert!(foreign.contains("not one of this cluster's nodes") && foreign.contains(name), "{foreign}");
+        let wider = refusal(&cases[2].0, &expected, Some(&node)).unwrap();
+        assert!(wider.contains("not what that node's kubelet asks for"), "{wider}");
+        assert!(refusal(&cases[5].0, &expected, Some(&node)).unwrap().contains("neither a node-bootstrapper"));
     }
 
     #[test]

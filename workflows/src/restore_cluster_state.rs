@@ -1140,7 +1140,8 @@ impl Restoring<'_> {
         let api = &self.ports.api;
         let p = self.p;
         let plan = self.plan;
-        let expected: Vec<&str> = plan.ssh_hosts().into_iter().chain(plan.reached_workers()).filter_map(|h| plan.node_of(h)).collect();
+        let expected: Vec<String> =
+            plan.ssh_hosts().into_iter().chain(plan.reached_workers()).filter_map(|h| plan.node_of(h)).map(str::to_string).collect();
         let csrs = api.list_csrs().map_err(|e| e.during("list CSRs"))?;
         let nodes = api.list_nodes().map_err(|e| e.during("list nodes"))?;
         let approve_serving = match p.approve_serving_csrs {
@@ -1156,26 +1157,24 @@ impl Restoring<'_> {
                 continue;
             }
             for c in csrs.iter().filter(|c| c.pending && c.kind == kind) {
-                let Some(node) = c.node.as_deref().filter(|n| expected.contains(n)) else { continue };
-                if crate::csr::approvable(c, nodes.iter().find(|n| n.name == node)) {
-                    api.approve_csr(&c.name).map_err(|e| e.during(format!("approve CSR {}", c.name)))?;
-                } else {
-                    tracing::warn!(csr = %c.name, node, names = ?c.names, "CSR outside the approval policy: left for a person");
+                let Some(node) = c.node.as_deref().filter(|n| expected.iter().any(|e| e == n)) else { continue };
+                match crate::csr::refusal(c, &expected, nodes.iter().find(|n| n.name == node)) {
+                    None => api.approve_csr(&c.name).map_err(|e| e.during(format!("approve CSR {}", c.name)))?,
+                    Some(why) => tracing::warn!(csr = %c.name, node, "CSR outside the approval policy, left for a person: {why}"),
                 }
             }
         }
         let waiting: Vec<&str> = expected
             .iter()
-            .copied()
+            .map(String::as_str)
             .filter(|n| !nodes.iter().any(|x| x.name == *n && x.ready && x.reported_since(plan.restored_at)))
             .collect();
         // Pending CSRs of ours that the policy approves: the next call approves them. One outside
         // the policy is not waited for (a person decides on it).
         let pending_ours = api.list_csrs().map_err(|e| e.during("list CSRs"))?.into_iter().any(|c| {
             c.pending
-                && c.node.as_deref().is_some_and(|n| expected.contains(&n))
                 && (c.kind == CsrKind::NodeBootstrapper || approve_serving)
-                && crate::csr::approvable(&c, nodes.iter().find(|n| Some(n.name.as_str()) == c.node.as_deref()))
+                && crate::csr::refusal(&c, &expected, nodes.iter().find(|n| Some(n.name.as_str()) == c.node.as_deref())).is_none()
         });
         match (waiting.is_empty(), pending_ours) {
             (true, false) => next(plan, RestoreStep::WaitSingleMemberEtcd),
