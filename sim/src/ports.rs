@@ -233,6 +233,8 @@ impl World {
         if self.platform == Platform::BareMetalIpi {
             ops.push(ClusterOperatorInfo { name: "baremetal".into(), available: true, progressing: false, degraded: false });
         }
+        // As the API lists them: by name.
+        ops.sort_by(|a, b| a.name.cmp(&b.name));
         ops
     }
 

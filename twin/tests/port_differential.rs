@@ -11,7 +11,7 @@ use drctl_sim::ports::SimApi;
 use drctl_sim::world::World;
 use drctl_sim::Sim;
 use drctl_twin::ServedApi;
-use drctl_workflows::ports::{ClusterApi, MachineInfo, NodeInfo, Operator, PortError, PortResult, StaticPod};
+use drctl_workflows::ports::{ClusterApi, MachineInfo, NewBareMetalHost, NodeInfo, Operator, PortError, PortResult, StaticPod};
 use serde_json::json;
 
 /// One world twice: served over HTTPS to the kube adapter, and behind the simulated port.
@@ -133,6 +133,8 @@ fn every_read(p: &Pair) {
     p.same("quorum_guard_enabled", |a| a.quorum_guard_enabled(), |v| v);
     p.same("etcd_members_available", |a| a.etcd_members_available(), |v| v);
     p.same("list_secrets openshift-etcd", |a| a.list_secrets("openshift-etcd"), sorted);
+    p.same("list_bare_metal_hosts", |a| a.list_bare_metal_hosts(), |v| v);
+    p.same("list_secrets openshift-machine-api", |a| a.list_secrets("openshift-machine-api"), sorted);
     for op in Operator::ALL {
         p.same(&format!("installer_progress {op}"), |a| a.installer_progress(op), |v| v);
     }
@@ -173,6 +175,17 @@ fn worlds() -> Vec<(String, World)> {
     w.host_mut(&hosts[0]).manifests.remove(&StaticPod::Etcd);
     w.pass_time(30 * drctl_sim::world::SECOND);
     out.push(("mid-recovery".to_string(), w));
+    // Bare metal with BareMetalHosts, one server dead; and one whose new host is registering.
+    let bm = drctl_sim::scenario::build("baremetal-member-lost", 3).unwrap();
+    out.push(("baremetal-member-lost".to_string(), bm.clone()));
+    let mut bm = bm;
+    let (address, mac) = drctl_sim::bare_metal::server_identity(drctl_sim::bare_metal::SPARE_SERVER);
+    let host =
+        NewBareMetalHost { name: "spare".into(), bmc_address: address, boot_mac_address: mac, credentials_name: "spare-bmc-secret".into() };
+    bm.api_apply_bmc_secret("spare-bmc-secret", "admin", "wrong");
+    bm.api_create_bare_metal_host(&host).unwrap();
+    bm.pass_time(3 * drctl_sim::world::MINUTE);
+    out.push(("baremetal registering".to_string(), bm));
     out
 }
 
@@ -214,6 +227,27 @@ fn every_write_leaves_the_same_cluster() {
         if let Some(sec) = secret {
             p.same(&format!("{name}: delete_secret {sec}"), |a| a.delete_secret("openshift-etcd", &sec), |v| v);
             p.same(&format!("{name}: delete_secret {sec} again"), |a| a.delete_secret("openshift-etcd", &sec), |v| v);
+        }
+        let bmh = p.direct.read(|w| w.api().bare_metal_hosts.keys().next().cloned());
+        if let Some(b) = bmh {
+            p.same(&format!("{name}: delete_bare_metal_host {b}"), |a| a.delete_bare_metal_host(&b), |v| v);
+            p.same(&format!("{name}: delete_bare_metal_host {b} again"), |a| a.delete_bare_metal_host(&b), |v| v);
+            let creds = drctl_workflows::bmc::BmcCredentials { username: "admin".into(), password: "differential".into() };
+            p.same(&format!("{name}: apply_bmc_secret"), |a| a.apply_bmc_secret("new-bmc-secret", &creds), |v| v);
+            p.same(&format!("{name}: apply_bmc_secret again"), |a| a.apply_bmc_secret("new-bmc-secret", &creds), |v| v);
+            let (address, mac) = drctl_sim::bare_metal::server_identity(drctl_sim::bare_metal::SPARE_SERVER);
+            let host = NewBareMetalHost {
+                name: "new".into(),
+                bmc_address: address,
+                boot_mac_address: mac,
+                credentials_name: "new-bmc-secret".into(),
+            };
+            p.same(&format!("{name}: create_bare_metal_host"), |a| a.create_bare_metal_host(&host), |v| v);
+            p.same(&format!("{name}: create_bare_metal_host again"), |a| a.create_bare_metal_host(&host), |v| v);
+            let m = p.direct.read(|w| w.api().machines.values().find(|m| m.phase == "Deleting").map(|m| m.name.clone()));
+            for m in m.iter().map(String::as_str).chain(["no-such-machine"]) {
+                p.same(&format!("{name}: remove_machine_finalizers {m}"), |a| a.remove_machine_finalizers(m), |v| v);
+            }
         }
         let node = p.direct.read(|w| w.api().nodes.keys().last().cloned());
         if let Some(n) = node {
