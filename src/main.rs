@@ -188,6 +188,12 @@ enum SimCommand {
         #[arg(long, value_name = "HOST")]
         lose_etcd_data: Option<String>,
     },
+    /// Power on every machine of a persistent simulated cluster that is off (what a person does
+    /// outside the cluster before `cluster-restart`): each boots within a few minutes.
+    PowerOn {
+        /// The world (see `drctl sim worlds`).
+        world: String,
+    },
     /// Serve a persistent simulated cluster over the real protocols: its Kubernetes API over
     /// HTTPS and each control-plane host behind a real sshd on 127.0.0.1, and print the options
     /// that make `drctl run` act on it through the same adapters a real recovery uses. Runs until
@@ -444,6 +450,10 @@ fn real_main(cli: Cli) -> Result<u8> {
                 bail!("nothing to break: pass --power-off HOST,... and/or --lose-etcd-data HOST");
             }
             practice::break_world(&cli.store, &world, &breakages)?;
+            Ok(0)
+        }
+        Command::Sim(SimCommand::PowerOn { world }) => {
+            practice::break_world(&cli.store, &world, &[drctl_sim::scenario::Breakage::PowerOnAll])?;
             Ok(0)
         }
         Command::Sim(SimCommand::Serve(a)) => cmd_sim_serve(&cli.store, a),

@@ -83,14 +83,14 @@ pub fn break_world(store: &Path, name: &str, breakages: &[drctl_sim::scenario::B
     }
     let mut world = Sim::load(&path)?.read(|w| w.clone());
     for b in breakages {
-        drctl_sim::scenario::apply_breakage(&mut world, b).map_err(|e| anyhow::anyhow!("cannot break {name}: {e}"))?;
+        drctl_sim::scenario::apply_breakage(&mut world, b).map_err(|e| anyhow::anyhow!("cannot change {name}: {e}"))?;
     }
     // Let the cluster notice (members time out, the API goes down) before anyone looks.
     world.advance(5 * drctl_sim::world::MINUTE);
     Sim::new(world).persist_to(&path)?;
     let st = Sim::load(&path)?.status();
     eprintln!(
-        "drctl: {name} broken; now {}",
+        "drctl: {name} changed; now {}",
         if st.healthy { "still healthy".to_string() } else { format!("not healthy: {}", st.problems.join("; ")) }
     );
     Ok(())

@@ -222,6 +222,9 @@ impl ClusterApi for RequestorNamesTheNode {
     fn remove_machine_finalizers(&self, name: &str) -> PortResult<()> {
         self.0.remove_machine_finalizers(name)
     }
+    fn kubelet_signer_expiry(&self) -> PortResult<Option<drctl_runtime::clock::Timestamp>> {
+        self.0.kubelet_signer_expiry()
+    }
     fn fail_closed_webhooks(&self) -> PortResult<Vec<WebhookInfo>> {
         self.0.fail_closed_webhooks()
     }

@@ -35,6 +35,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub const MACHINE_API_NAMESPACE: &str = "openshift-machine-api";
+/// The secret of the signer of the kubelets' certificates, and the annotation with its expiry.
+pub const KUBELET_SIGNER: (&str, &str) = ("openshift-kube-apiserver-operator", "kube-apiserver-to-kubelet-signer");
+pub const CERTIFICATE_NOT_AFTER: &str = "auth.openshift.io/certificate-not-after";
 pub const OVN_NAMESPACE: &str = "openshift-ovn-kubernetes";
 pub const OVN_MASTER_DAEMONSET: &str = "ovnkube-master";
 /// The override that turns the etcd operator's quorum guard off.
@@ -1136,6 +1139,22 @@ impl ClusterApi for KubeApi {
                 }
             }
             Err(e) => Err(during(&what, classify_kube_error(&e))),
+        }
+    }
+
+    fn kubelet_signer_expiry(&self) -> PortResult<Option<drctl_runtime::clock::Timestamp>> {
+        let (ns, name) = KUBELET_SIGNER;
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), ns);
+        let what = format!("get secret {ns}/{name}");
+        let Some(secret) = self.call(&what, async { api.get_metadata_opt(name).await })? else {
+            return Err(PortError::NotFound(format!("{what}: it does not exist")));
+        };
+        let not_after = secret.metadata.annotations.as_ref().and_then(|a| a.get(CERTIFICATE_NOT_AFTER));
+        match not_after {
+            None => Ok(None),
+            Some(t) => drctl_runtime::clock::Timestamp::parse_rfc3339(t)
+                .map(Some)
+                .ok_or_else(|| PortError::Permanent(format!("{what}: {CERTIFICATE_NOT_AFTER} is not an RFC 3339 time: {t:?}"))),
         }
     }
 

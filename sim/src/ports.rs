@@ -599,6 +599,14 @@ impl ClusterApi for SimApi {
             Ok(())
         })
     }
+
+    fn kubelet_signer_expiry(&self) -> PortResult<Option<drctl_runtime::clock::Timestamp>> {
+        self.call(
+            Read,
+            format_args!("/api/v1/namespaces/openshift-kube-apiserver-operator/secrets/kube-apiserver-to-kubelet-signer"),
+            |w| Ok(Some(w.kubelet_signer_not_after())),
+        )
+    }
 }
 
 const BARE_METAL_HOSTS: &str = "/apis/metal3.io/v1alpha1/namespaces/openshift-machine-api/baremetalhosts";

@@ -139,6 +139,11 @@ pub const SCENARIOS: &[ScenarioInfo] = &[
         summary: "the cluster was offline past its kubelet certificates' expiry: every node NotReady, kubelets filing node-bootstrapper CSRs, plus one CSR from worker-rogue-9, a machine that is not the cluster's",
     },
     ScenarioInfo {
+        name: "shut-down",
+        topology: Topology::Standalone,
+        summary: "shut down gracefully two days ago and just powered on again (machines boot within minutes): the workers' kubelet certificates expired meanwhile and they ask for new ones",
+    },
+    ScenarioInfo {
         name: "hosted-healthy",
         topology: Topology::Hosted,
         summary: "a healthy management cluster running the HyperShift operator and HostedCluster clusters/example with 2 NodePools, reconciling",
@@ -179,6 +184,7 @@ pub fn build(name: &str, seed: u64) -> Result<World, String> {
         "member-crashloop" => Ok(member_down(seed, "member-crashloop", |h| h.etcd_data_corrupt = true)),
         "baremetal-member-lost" => Ok(baremetal_member_lost(seed)),
         "certs-expired" => Ok(certs_expired(seed)),
+        "shut-down" => Ok(shut_down(seed)),
         "hosted-healthy" => Ok(hosted_healthy(seed)),
         "hosted-paused" => Ok(hosted_paused(seed, "hosted-paused", DRCTL_PAUSED_BY, true)),
         "hosted-paused-by-other" => Ok(hosted_paused(seed, "hosted-paused-by-other", OADP_PAUSED_BY, false)),
@@ -392,6 +398,40 @@ pub fn baremetal_member_lost(seed: u64) -> World {
     w
 }
 
+/// Power on every machine that is off, each at its own moment within a few minutes; an error
+/// when none is off.
+pub fn power_on_all(w: &mut World) -> Result<(), String> {
+    let off: Vec<String> = w.hosts.values().filter(|h| !h.powered && h.power_on_at.is_none()).map(|h| h.name.clone()).collect();
+    if off.is_empty() {
+        return Err("every machine of this world is powered on already".into());
+    }
+    for h in off {
+        let at = w.delay(MINUTE, 4 * MINUTE);
+        w.hosts.get_mut(&h).expect("host").power_on_at = Some(at);
+        w.note(format!("machine of {h} powered on from outside the cluster; it boots at {at}"));
+    }
+    Ok(())
+}
+
+/// Shut down cleanly two days ago (workers first, as `cluster-shutdown` does) and powered on
+/// again just now: every machine boots, the kubelets of the workers find their client
+/// certificates expired meanwhile and ask for new ones.
+pub fn shut_down(seed: u64) -> World {
+    let mut w = healthy(seed);
+    w.scenario = "shut-down".into();
+    for h in w.hosts.values_mut() {
+        h.powered = false;
+        if h.worker {
+            h.kubelet_cert_expires_at = Some(EPOCH.plus(std::time::Duration::from_secs(3600)));
+        }
+    }
+    w.touch();
+    w.note("cluster shut down gracefully; powered off for two days");
+    w.advance(2 * 24 * HOUR);
+    power_on_all(&mut w).expect("hosts are off");
+    w
+}
+
 /// The node named by the CSR of `certs-expired` that no host of the cluster filed.
 pub const ROGUE_NODE: &str = "worker-rogue-9";
 
@@ -514,6 +554,9 @@ pub enum Breakage {
     PowerOff(Vec<String>),
     /// The host's disk lost `/var/lib/etcd`: its member cannot start again.
     LoseEtcdData(String),
+    /// Someone powers on every machine that is off (outside the cluster, as before
+    /// `cluster-restart`): each boots within a few minutes.
+    PowerOnAll,
 }
 
 /// Break `w` as `b` says; an error names what is wrong (an unknown host, a worker).
@@ -547,6 +590,7 @@ pub fn apply_breakage(w: &mut World, b: &Breakage) -> Result<(), String> {
             w.hosts.get_mut(h).expect("checked").etcd_data = None;
             w.note(format!("etcd data of {h} lost (drctl sim break)"));
         }
+        Breakage::PowerOnAll => power_on_all(w)?,
     }
     w.touch();
     Ok(())

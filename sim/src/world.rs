@@ -227,6 +227,9 @@ pub struct Host {
     /// credentials (a node-bootstrapper CSR, then a serving CSR).
     #[serde(default)]
     pub kubelet_cert_expires_at: Option<Timestamp>,
+    /// Someone powers the machine on (outside the cluster) at this moment.
+    #[serde(default)]
+    pub power_on_at: Option<Timestamp>,
 }
 
 /// How long the cluster machine approver takes to sign a CSR it approves (after a restore its
@@ -262,6 +265,7 @@ impl Host {
             worker: false,
             etcd_data_corrupt: false,
             kubelet_cert_expires_at: None,
+            power_on_at: None,
         }
     }
 }
@@ -1022,6 +1026,12 @@ impl World {
         }
     }
 
+    /// When the signer of the kubelets' certificates expires: a year after the installation (the
+    /// cluster rotates it; a cluster kept off past it cannot).
+    pub fn kubelet_signer_not_after(&self) -> Timestamp {
+        self.installed_at.plus(std::time::Duration::from_secs(365 * 24 * 3600))
+    }
+
     pub fn cert_valid(&self, h: &Host) -> bool {
         matches!(h.kubelet_cert_gen, Some(g) if g <= self.api().signer_generation) && h.kubelet_cert_expires_at.is_none_or(|t| self.now < t)
     }
@@ -1167,6 +1177,9 @@ impl World {
             if let Some(at) = h.shutdown_at {
                 see(at);
             }
+            if let Some(at) = h.power_on_at {
+                see(at);
+            }
             if let Some(r) = &h.restore_running {
                 see(r.until);
             }
@@ -1303,6 +1316,12 @@ impl World {
                 h.powered = false;
                 h.shutdown_at = None;
                 self.note(format!("host {name} powered off"));
+            }
+            if self.hosts[name].power_on_at.is_some_and(|at| at <= now) {
+                let h = self.host_mut(name);
+                h.powered = true;
+                h.power_on_at = None;
+                self.note(format!("host {name} powered on"));
             }
             if let Some(r) = self.hosts[name].restore_running.clone().filter(|r| r.until <= now) {
                 self.host_mut(name).restore_running = None;

@@ -595,3 +595,42 @@ fn a_recovery_that_approves_every_csr_is_caught_shrunk_and_replayable() {
     );
     assert_eq!(f.schedule, "none", "{f:?}");
 }
+
+use drctl_workflows::cluster_shutdown::{ClusterShutdown, ShutdownParams, ShutdownState};
+
+/// Shuts the control plane down first (the order `oc get nodes` lists them in), then the rest.
+struct ShutsTheControlPlaneDownFirst;
+
+impl Alteration<ClusterShutdown> for ShutsTheControlPlaneDownFirst {
+    const NAME: &'static str = "broken-shuts-the-control-plane-down-first";
+    fn step(
+        &self,
+        _: &Sim,
+        ports: &Ports,
+        _: &StepContext,
+        _: &ShutdownParams,
+        s: &ShutdownState,
+    ) -> Option<Result<Step<ShutdownState>, StepError>> {
+        let ShutdownState::ShutDown { plan, next: 0, .. } = s else { return None };
+        for m in plan.iter().filter(|m| m.control_plane) {
+            if let Err(e) = ports.hosts.run(&m.host, &HostOp::Shutdown { minutes: 1 }) {
+                return Some(Err(e.during("shutdown -h 1")));
+            }
+        }
+        None
+    }
+}
+
+#[test]
+fn a_shutdown_of_the_control_plane_before_the_workers_is_caught_shrunk_and_replayable() {
+    let mut opts = SweepOptions::new("", 1..20);
+    opts.max_failures = 1;
+    let f = caught(
+        "broken-shuts-the-control-plane-down-first",
+        "cluster-shutdown",
+        factory(|| ClusterShutdown, || ShutsTheControlPlaneDownFirst),
+        opts,
+        Invariant::Untouched,
+    );
+    assert_eq!(f.schedule, "none", "{f:?}");
+}

@@ -168,6 +168,20 @@ fn recover_expired_certs_crashed_at_every_transition_ends_as_without_the_crash()
 }
 
 #[test]
+fn cluster_shutdown_and_restart_keep_every_invariant_over_seeds_1_to_2000() {
+    sweep_ok("cluster-shutdown", 1..2001);
+    sweep_ok("cluster-restart", 1..2001);
+}
+
+#[test]
+fn cluster_shutdown_and_restart_crashed_at_every_transition_end_as_without_the_crash() {
+    for procedure in ["cluster-shutdown", "cluster-restart"] {
+        let points = crash_everywhere(procedure, 3, 8);
+        assert!(points >= 30, "{procedure}: {points}");
+    }
+}
+
+#[test]
 fn member_replacements_crashed_at_every_transition_end_as_without_the_crash() {
     for (procedure, per_scenario, min_points) in [
         ("etcd-member-triage", 2, 20),

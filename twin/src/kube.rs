@@ -192,6 +192,9 @@ fn route(w: &mut World, call: &ApiCall) -> Answer {
         ("DELETE", ["api", "v1", "namespaces", ns, "pods", name]) => delete_pod(w, ns, name),
         ("GET", ["api", "v1", "namespaces", ns, "secrets"]) => Answer::ok(list("SecretList", "v1", secrets(w, ns))),
         ("POST", ["api", "v1", "namespaces", MACHINE_API, "secrets"]) => write_bmc_secret(w, call, None),
+        ("GET", ["api", "v1", "namespaces", "openshift-kube-apiserver-operator", "secrets", "kube-apiserver-to-kubelet-signer"]) => {
+            kubelet_signer(w)
+        }
         ("PATCH", ["api", "v1", "namespaces", MACHINE_API, "secrets", name]) => write_bmc_secret(w, call, Some(name)),
         (_, ["apis", "metal3.io", "v1alpha1", "namespaces", MACHINE_API, "baremetalhosts", rest @ ..]) => bare_metal_hosts(w, call, rest),
         ("DELETE", ["api", "v1", "namespaces", ns, "secrets", name]) => delete_secret(w, ns, name),
@@ -271,6 +274,15 @@ fn write_bmc_secret(w: &mut World, call: &ApiCall, name: Option<&str>) -> Answer
     } else {
         Answer::ok(obj)
     }
+}
+
+/// The kubelet signer's secret, as metadata (the key material is not the twin's to serve).
+fn kubelet_signer(w: &World) -> Answer {
+    Answer::ok(json!({
+        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+        "metadata": { "name": "kube-apiserver-to-kubelet-signer", "namespace": "openshift-kube-apiserver-operator",
+                      "annotations": { "auth.openshift.io/certificate-not-after": time(w.kubelet_signer_not_after()) } },
+    }))
 }
 
 /// A BareMetalHost as the bare metal operator leaves it.

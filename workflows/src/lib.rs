@@ -6,6 +6,8 @@
 pub mod backup_files;
 pub mod bmc;
 pub mod catalog;
+pub mod cluster_restart;
+pub mod cluster_shutdown;
 pub mod csr;
 pub mod etcd_backup;
 pub mod etcd_member;
@@ -20,6 +22,8 @@ pub mod replace_etcd_member_machine;
 pub mod replace_machine;
 pub mod restore_cluster_state;
 
+pub use cluster_restart::ClusterRestart;
+pub use cluster_shutdown::ClusterShutdown;
 pub use etcd_backup::EtcdBackup;
 pub use etcd_member_triage::EtcdMemberTriage;
 pub use hosted::HostedPauseReconciliation;

@@ -470,6 +470,11 @@ pub trait ClusterApi: Send + Sync {
     /// Remove every finalizer of a machine (merge patch `metadata.finalizers: null`), as §5.2.4.3
     /// step 8 does to a deletion that hangs; an absent machine is success.
     fn remove_machine_finalizers(&self, name: &str) -> PortResult<()>;
+    /// When the signer of the kubelets' certificates expires: the annotation
+    /// `auth.openshift.io/certificate-not-after` of secret `kube-apiserver-to-kubelet-signer` in
+    /// `openshift-kube-apiserver-operator` (None when the secret carries none). A cluster kept
+    /// off past it comes back with every kubelet asking for new certificates.
+    fn kubelet_signer_expiry(&self) -> PortResult<Option<drctl_runtime::clock::Timestamp>>;
 }
 
 /// A status condition of an operator resource, as `oc get … -o jsonpath` shows it.

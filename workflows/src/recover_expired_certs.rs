@@ -77,12 +77,23 @@ pub enum RecoverCertsState {
 
 pub struct RecoverExpiredCerts;
 
-fn node_names(nodes: &[NodeInfo]) -> impl Iterator<Item = String> + '_ {
-    nodes.iter().map(|n| n.name.clone())
+/// What one approval round did and saw.
+pub struct Round {
+    pub approved: usize,
+    /// Pending CSRs outside the policy not yet reviewed: name and why.
+    pub refused: Vec<(String, String)>,
+    /// Valid serving CSRs left for the cluster machine approver to sign: node, description.
+    pub unsigned: Vec<(String, String)>,
+    /// The nodes as listed for the round.
+    pub nodes: Vec<NodeInfo>,
 }
 
-impl RecoverExpiredCerts {
-    fn find_nodes(&self, ports: &Ports, p: &RecoverCertsParams) -> Result<Step<RecoverCertsState>, StepError> {
+impl Scope {
+    /// The cluster's nodes (the inventory's, the Node objects, the machines') and whether
+    /// serving CSRs are the run's to approve (`approve_serving`, else: only where no
+    /// control-plane Machine objects exist, i.e. user-provisioned, where no machine approver
+    /// signs them).
+    pub fn of(ports: &Ports, approve_serving: Option<bool>) -> Result<Scope, StepError> {
         let nodes = ports.api.list_nodes().map_err(|e| e.during("list nodes"))?;
         let machines = ports.api.list_machines().map_err(|e| e.during("list machines"))?;
         let inventory = ports.hosts.control_plane_hosts().map_err(|e| e.during("read the control-plane inventory"))?;
@@ -90,66 +101,88 @@ impl RecoverExpiredCerts {
         let mut expected: BTreeSet<String> = node_names(&nodes).collect();
         expected.extend(machines.iter().filter_map(|m| m.node.clone()));
         expected.extend(inventory.iter().chain(&workers).map(|h| h.node.clone()));
-        let approve_serving = match p.approve_serving_csrs {
-            Some(yes) => yes,
-            // User-provisioned: no control-plane Machine objects, so no machine approver for them.
-            None => !machines.iter().any(|m| m.control_plane),
-        };
-        let not_ready: Vec<&NodeInfo> = nodes.iter().filter(|n| !n.ready).collect();
-        let csrs = ports.api.list_csrs().map_err(|e| e.during("list certificate signing requests"))?;
-        let pending = csrs.iter().filter(|c| c.pending && c.kind != CsrKind::Other).count();
-        if not_ready.is_empty() && pending == 0 && expected.iter().all(|e| nodes.iter().any(|n| &n.name == e)) {
-            return Ok(Step::Done { summary: format!("nothing to recover: all {} nodes are Ready and no CSR is pending", nodes.len()) });
-        }
-        let scope = Scope { expected: expected.into_iter().collect(), approve_serving, reviewed: vec![], refusals: vec![] };
-        Ok(Step::Next(RecoverCertsState::ApproveCsrs { scope }))
+        let approve_serving = approve_serving.unwrap_or_else(|| !machines.iter().any(|m| m.control_plane));
+        Ok(Scope { expected: expected.into_iter().collect(), approve_serving, reviewed: vec![], refusals: vec![] })
     }
 
-    /// One round: approve what the policy allows (clients first), collect what it refuses, then
-    /// see whether every node is Ready.
-    fn approve_csrs(&self, ports: &Ports, scope: &Scope) -> Result<Step<RecoverCertsState>, StepError> {
+    /// Approve what the policy allows (node-bootstrapper CSRs first, then kubelet-serving ones
+    /// when they are the run's), collect what it refuses (not yet reviewed) and the valid
+    /// serving CSRs left to the machine approver: a kubelet without its serving certificate
+    /// serves no logs or exec, so they are waited for.
+    pub fn approve_round(&self, ports: &Ports) -> Result<Round, StepError> {
         let csrs = ports.api.list_csrs().map_err(|e| e.during("list certificate signing requests"))?;
         let nodes = ports.api.list_nodes().map_err(|e| e.during("list nodes"))?;
-        let mut refused = vec![];
-        let mut approved = 0;
+        let mut round = Round { approved: 0, refused: vec![], unsigned: vec![], nodes: vec![] };
         for kind in [CsrKind::NodeBootstrapper, CsrKind::KubeletServing] {
             for c in csrs.iter().filter(|c| c.pending && c.kind == kind) {
                 let node = nodes.iter().find(|n| Some(n.name.as_str()) == c.node.as_deref());
-                match refusal(c, &scope.expected, node) {
-                    None if kind == CsrKind::KubeletServing && !scope.approve_serving => {}
+                match refusal(c, &self.expected, node) {
+                    None if kind == CsrKind::KubeletServing && !self.approve_serving => {
+                        let node = c.node.clone().unwrap_or_default();
+                        let what = format!("serving CSR {} of {node} for the machine approver to sign", c.name);
+                        round.unsigned.push((node, what));
+                    }
                     None => {
                         ports.api.approve_csr(&c.name).map_err(|e| e.during(format!("approve CSR {}", c.name)))?;
-                        approved += 1;
+                        round.approved += 1;
                     }
-                    Some(why) if !scope.reviewed.contains(&c.name) => refused.push((c.name.clone(), why)),
+                    Some(why) if !self.reviewed.contains(&c.name) => round.refused.push((c.name.clone(), why)),
                     Some(_) => {}
                 }
             }
         }
-        if !refused.is_empty() {
-            let (csrs, evidence) = refused.into_iter().unzip();
-            return Ok(Step::Next(RecoverCertsState::ReviewUnexpected { scope: scope.clone(), csrs, evidence }));
-        }
-        let mut waiting: Vec<String> = scope
-            .expected
+        round.nodes = nodes;
+        Ok(round)
+    }
+
+    /// The expected nodes `which` selects that are not Ready (or not registered), described.
+    pub fn not_ready(&self, nodes: &[NodeInfo], which: impl Fn(&str) -> bool) -> Vec<String> {
+        self.expected
             .iter()
+            .filter(|e| which(e))
             .filter_map(|e| match nodes.iter().find(|n| &n.name == e) {
                 Some(n) if n.ready => None,
                 Some(n) => Some(format!("{} NotReady", n.name)),
                 None => Some(format!("{e} not registered")),
             })
-            .collect();
-        // Valid serving CSRs left to the cluster machine approver: a kubelet without its serving
-        // certificate serves no logs or exec. Waited for; `--serving-csrs` approves them here.
-        let unsigned = csrs.iter().filter(|c| {
-            c.pending && c.kind == CsrKind::KubeletServing && !scope.approve_serving && {
-                let node = nodes.iter().find(|n| Some(n.name.as_str()) == c.node.as_deref());
-                refusal(c, &scope.expected, node).is_none()
-            }
-        });
-        waiting.extend(
-            unsigned.map(|c| format!("serving CSR {} of {} for the machine approver to sign", c.name, c.node.as_deref().unwrap_or("-"))),
-        );
+            .collect()
+    }
+
+    /// The scope after a person saw `csrs` refused for `why`.
+    pub fn reviewed(&self, csrs: &[String], why: &[String]) -> Scope {
+        let mut scope = self.clone();
+        scope.reviewed.extend(csrs.iter().cloned());
+        scope.refusals.extend(why.iter().cloned());
+        scope
+    }
+}
+
+fn node_names(nodes: &[NodeInfo]) -> impl Iterator<Item = String> + '_ {
+    nodes.iter().map(|n| n.name.clone())
+}
+
+impl RecoverExpiredCerts {
+    fn find_nodes(&self, ports: &Ports, p: &RecoverCertsParams) -> Result<Step<RecoverCertsState>, StepError> {
+        let scope = Scope::of(ports, p.approve_serving_csrs)?;
+        let nodes = ports.api.list_nodes().map_err(|e| e.during("list nodes"))?;
+        let not_ready: Vec<&NodeInfo> = nodes.iter().filter(|n| !n.ready).collect();
+        let csrs = ports.api.list_csrs().map_err(|e| e.during("list certificate signing requests"))?;
+        let pending = csrs.iter().filter(|c| c.pending && c.kind != CsrKind::Other).count();
+        if not_ready.is_empty() && pending == 0 && scope.expected.iter().all(|e| nodes.iter().any(|n| &n.name == e)) {
+            return Ok(Step::Done { summary: format!("nothing to recover: all {} nodes are Ready and no CSR is pending", nodes.len()) });
+        }
+        Ok(Step::Next(RecoverCertsState::ApproveCsrs { scope }))
+    }
+
+    /// One round (clients first, then serving), then whether every node is Ready.
+    fn approve_csrs(&self, ports: &Ports, scope: &Scope) -> Result<Step<RecoverCertsState>, StepError> {
+        let Round { approved, refused, unsigned, nodes } = scope.approve_round(ports)?;
+        if !refused.is_empty() {
+            let (csrs, evidence) = refused.into_iter().unzip();
+            return Ok(Step::Next(RecoverCertsState::ReviewUnexpected { scope: scope.clone(), csrs, evidence }));
+        }
+        let mut waiting = scope.not_ready(&nodes, |_| true);
+        waiting.extend(unsigned.into_iter().map(|(_, what)| what));
         if waiting.is_empty() {
             let left = scope.reviewed.len();
             return Ok(Step::Done {
@@ -178,12 +211,7 @@ impl RecoverExpiredCerts {
         evidence: &[String],
     ) -> Result<Step<RecoverCertsState>, StepError> {
         match cx.gate(UNEXPECTED_CSRS_GATE).map(|d| &d.decision) {
-            Some(Decision::Approved) => {
-                let mut scope = scope.clone();
-                scope.reviewed.extend(csrs.iter().cloned());
-                scope.refusals.extend(evidence.iter().cloned());
-                Ok(Step::Next(RecoverCertsState::ApproveCsrs { scope }))
-            }
+            Some(Decision::Approved) => Ok(Step::Next(RecoverCertsState::ApproveCsrs { scope: scope.reviewed(csrs, evidence) })),
             Some(Decision::Rejected) => Ok(Step::Halt {
                 reason: format!(
                     "stopped at CSRs outside the approval policy ({}): approve or deny them by hand (oc adm certificate approve|deny NAME) once you know whose they are",
