@@ -1062,3 +1062,26 @@ fn bare_metal_hosts_bmc_secrets_and_machine_finalizers() {
     api.remove_machine_finalizers("examplecluster-control-plane-2").unwrap();
     mock.verify();
 }
+
+/// The kubelet signer's expiry, as `oc -n openshift-kube-apiserver-operator get secret
+/// kube-apiserver-to-kubelet-signer` shows it (4.5 Backup and restore ch.3), read as metadata
+/// only: the key material never leaves the API.
+#[test]
+fn the_kubelet_signer_expiry_is_read_from_its_annotation() {
+    let mock = MockApi::start();
+    let api = api(&mock);
+    let path = "/api/v1/namespaces/openshift-kube-apiserver-operator/secrets/kube-apiserver-to-kubelet-signer";
+    let meta = |annotations: Value| {
+        json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+               "metadata": {"name": "kube-apiserver-to-kubelet-signer", "namespace": "openshift-kube-apiserver-operator", "annotations": annotations}})
+    };
+    mock.expect(Expect::get(path).reply(200, meta(json!({"auth.openshift.io/certificate-not-after": "2027-02-03T04:05:06Z"}))));
+    assert_eq!(api.kubelet_signer_expiry().unwrap(), drctl_runtime::clock::Timestamp::parse_rfc3339("2027-02-03T04:05:06Z"));
+    mock.expect(Expect::get(path).reply(200, meta(json!({}))));
+    assert_eq!(api.kubelet_signer_expiry().unwrap(), None);
+    mock.expect(Expect::get(path).reply(200, meta(json!({"auth.openshift.io/certificate-not-after": "next spring"}))));
+    assert!(matches!(api.kubelet_signer_expiry(), Err(PortError::Permanent(m)) if m.contains("not an RFC 3339 time")));
+    mock.expect(Expect::get(path).fail(404, "NotFound", "secrets \"kube-apiserver-to-kubelet-signer\" not found"));
+    assert!(matches!(api.kubelet_signer_expiry(), Err(PortError::NotFound(_))));
+    mock.verify();
+}

@@ -695,7 +695,10 @@ fn every_machine_off(w: &World) -> Result<(), String> {
 /// control-plane machine (4.5 Backup and restore ch.3: the backup is the prerequisite; the
 /// control plane serves the workers until they are gone).
 fn backup_first_then_workers_then_control_plane(w: &World) -> Result<(), String> {
-    let backup = w.effects.iter().position(|e| e.kind == EffectKind::BackupStored);
+    // Stored in the backup location; where that location is outside the world (the twin's
+    // real directory), written on the host is what the world can see.
+    let stored = w.effects.iter().position(|e| e.kind == EffectKind::BackupStored);
+    let backup = stored.or_else(|| w.effects.iter().position(|e| e.kind == EffectKind::BackupWritten));
     let shutdowns: Vec<(usize, &crate::world::Effect)> =
         w.effects.iter().enumerate().filter(|(_, e)| e.kind == EffectKind::HostShutdown).collect();
     if let Some((i, e)) = shutdowns.first() {
