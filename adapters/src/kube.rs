@@ -520,7 +520,25 @@ pub fn csr_info(c: &CertificateSigningRequest) -> CsrInfo {
     // node-bootstrapper, not the node): one derivation, shared with the simulator.
     let (kind, node) = drctl_workflows::csr::classify(&signer, &requestor, &c.spec.request.0);
     let names = drctl_workflows::csr::requested_names(&c.spec.request.0).ok();
-    CsrInfo { name: c.metadata.name.clone().unwrap_or_default(), node, names, signer, requestor, kind, pending: !decided, approved }
+    let usages = c.spec.usages.clone().unwrap_or_default();
+    let created = c
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .and_then(|t| serde_json::to_value(t).ok())
+        .and_then(|v| v.as_str().and_then(drctl_runtime::clock::Timestamp::parse_rfc3339));
+    CsrInfo {
+        name: c.metadata.name.clone().unwrap_or_default(),
+        node,
+        names,
+        signer,
+        requestor,
+        kind,
+        pending: !decided,
+        approved,
+        usages,
+        created,
+    }
 }
 
 fn cluster_operator_info(o: &Value) -> ClusterOperatorInfo {

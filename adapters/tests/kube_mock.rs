@@ -245,6 +245,9 @@ fn nodes_pods_and_csrs_read_like_the_runbook_output() {
     assert_eq!(csrs[2].kind, CsrKind::NodeBootstrapper);
     assert_eq!(csrs[2].node.as_deref(), Some("ip-10-0-131-183.ec2.internal"));
     assert_eq!(csrs[3].node.as_deref(), Some("master-0"));
+    // What the approval policy weighs besides the node: usages and age.
+    assert_eq!(csrs[2].usages, ["digital signature", "client auth"]);
+    assert_eq!(csrs[2].created, drctl_runtime::clock::Timestamp::parse_rfc3339("2026-11-21T18:03:38Z"));
     // These requests ask for no alternative names (read by the shared parser, not absent).
     assert_eq!(csrs[2].names.as_deref(), Some(&[][..]));
     assert!(csrs[4].approved && !csrs[4].pending);

@@ -414,6 +414,17 @@ pub fn csr_info(c: &CsrObj) -> CsrInfo {
         node,
         pending: !c.approved,
         approved: c.approved,
+        usages: kubelet_usages(&c.signer).iter().map(|u| u.to_string()).collect(),
+        // The API keeps whole seconds.
+        created: Some(drctl_runtime::clock::Timestamp(c.created_at.0 / 1000 * 1000)),
+    }
+}
+
+/// The usages a kubelet asks for with a CSR of `signer` (what the served API renders too).
+pub fn kubelet_usages(signer: &str) -> &'static [&'static str] {
+    match signer {
+        "kubernetes.io/kubelet-serving" => &["digital signature", "server auth"],
+        _ => &["digital signature", "client auth"],
     }
 }
 

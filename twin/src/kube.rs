@@ -562,8 +562,7 @@ fn csr_resource_version(c: &drctl_sim::world::CsrObj) -> String {
 
 fn csr(c: &drctl_sim::world::CsrObj) -> Value {
     use base64::Engine;
-    let serving = c.signer == "kubernetes.io/kubelet-serving";
-    let usages = if serving { json!(["digital signature", "server auth"]) } else { json!(["digital signature", "client auth"]) };
+    let usages = json!(drctl_sim::ports::kubelet_usages(&c.signer));
     let groups = if c.requestor.starts_with("system:node:") {
         json!(["system:nodes", "system:authenticated"])
     } else {

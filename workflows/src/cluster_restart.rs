@@ -119,7 +119,7 @@ impl ClusterRestart {
 
     /// One round of approvals, then whether the nodes of `phase` are Ready.
     fn nodes_ready(&self, ports: &Ports, cx: &StepContext, plan: &Plan, phase: Phase) -> Result<Step<RestartState>, StepError> {
-        let Round { approved, refused, unsigned, nodes } = plan.scope.approve_round(ports)?;
+        let Round { approved, refused, unsigned, nodes } = plan.scope.approve_round(ports, cx.now)?;
         if !refused.is_empty() {
             let (csrs, evidence) = refused.into_iter().unzip();
             return Ok(Step::Next(RestartState::ReviewUnexpected { plan: plan.clone(), phase, csrs, evidence }));

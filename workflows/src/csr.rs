@@ -6,6 +6,7 @@
 //! so both derive the node the same way.
 
 use crate::ports::{CsrInfo, CsrKind, NodeInfo};
+use drctl_runtime::clock::Timestamp;
 
 /// The service account that requests a kubelet's first client certificate.
 pub const NODE_BOOTSTRAPPER: &str = "system:serviceaccount:openshift-machine-config-operator:node-bootstrapper";
@@ -137,12 +138,17 @@ pub fn approvable(c: &CsrInfo, node: Option<&NodeInfo>) -> bool {
     }
 }
 
+/// How old a pending CSR may be and still be approved: a kubelet whose request is not answered
+/// files a new one, so an older one is not what a running kubelet waits for.
+pub const MAX_PENDING_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// The approval policy of every procedure that approves CSRs (4.14 Backup and restore
 /// §5.4.2.2 step 11, §5.4.3): `None` when pending CSR `c` may be approved without a person,
 /// else why not, for the evidence a person reads. It must be for one of the `expected` nodes
-/// (the inventory's, or the cluster's own) and pass [`approvable`]; `node` is the Node object
-/// of the node it names, if one is registered.
-pub fn refusal(c: &CsrInfo, expected: &[String], node: Option<&NodeInfo>) -> Option<String> {
+/// (the inventory's, or the cluster's own), ask for a kubelet's usages only, be filed within
+/// [`MAX_PENDING_AGE`] of `now`, and pass [`approvable`]; `node` is the Node object of the node
+/// it names, if one is registered.
+pub fn refusal(c: &CsrInfo, expected: &[String], node: Option<&NodeInfo>, now: Timestamp) -> Option<String> {
     let who = format!("CSR {} (signer {}, requested by {})", c.name, c.signer, c.requestor);
     let Some(name) = c.node.as_deref() else {
         return Some(format!("{who}: its request names no node, or a node other than the requestor"));
@@ -152,6 +158,23 @@ pub fn refusal(c: &CsrInfo, expected: &[String], node: Option<&NodeInfo>) -> Opt
     }
     if !expected.iter().any(|e| e == name) {
         return Some(format!("{who}: for node {name}, which is not one of this cluster's nodes ({})", expected.join(", ")));
+    }
+    let (allowed, needed): (&[&str], &str) = match c.kind {
+        CsrKind::KubeletServing => (&["digital signature", "key encipherment", "server auth"], "server auth"),
+        _ => (&["digital signature", "key encipherment", "client auth"], "client auth"),
+    };
+    if !c.usages.iter().any(|u| u == needed) || c.usages.iter().any(|u| !allowed.contains(&u.as_str())) {
+        return Some(format!("{who}: asks for usages {} (a kubelet's asks for {needed} and signing only)", c.usages.join(", ")));
+    }
+    match c.created {
+        Some(t) if now.since(t) <= MAX_PENDING_AGE => {}
+        Some(t) => {
+            return Some(format!(
+                "{who}: filed at {t}, more than {} h ago: a kubelet files a new one when it is not answered, so this one is not a kubelet's current request",
+                MAX_PENDING_AGE.as_secs() / 3600
+            ))
+        }
+        None => return Some(format!("{who}: its creation time is unknown")),
     }
     if !approvable(c, node) {
         let names = c.names.as_ref().map_or("an unreadable request".to_string(), |n| n.join(", "));
@@ -354,6 +377,11 @@ CzLrTx/YJK6R58Rwwgb+3w1uTNPlmg==
                 names: requested_names(pem.as_bytes()).ok(),
                 pending: true,
                 approved: false,
+                usages: match signer {
+                    SERVING_SIGNER => vec!["digital signature".into(), "key encipherment".into(), "server auth".into()],
+                    _ => vec!["digital signature".into(), "client auth".into()],
+                },
+                created: Some(Timestamp(1_000_000_000_000)),
             }
         };
         let own = format!("{NODE_PREFIX}{name}");
@@ -373,15 +401,27 @@ CzLrTx/YJK6R58Rwwgb+3w1uTNPlmg==
         let mut unreadable = cases[1].0.clone();
         unreadable.names = None;
         assert!(!approvable(&unreadable, Some(&node)));
-        // The policy: the same, and only for a node of the cluster.
+        // The policy: the same, and only for a node of the cluster, a kubelet's usages, recent.
         let expected = vec![name.to_string(), "worker-0".to_string()];
-        assert_eq!(refusal(&cases[0].0, &expected, Some(&node)), None);
-        assert_eq!(refusal(&cases[1].0, &expected, Some(&node)), None);
-        let foreign = refusal(&cases[0].0, &["worker-0".to_string()], None).unwrap();
+        let now = Timestamp(1_000_000_000_000).plus(std::time::Duration::from_secs(3600));
+        assert_eq!(refusal(&cases[0].0, &expected, Some(&node), now), None);
+        assert_eq!(refusal(&cases[1].0, &expected, Some(&node), now), None);
+        let foreign = refusal(&cases[0].0, &["worker-0".to_string()], None, now).unwrap();
         assert!(foreign.contains("not one of this cluster's nodes") && foreign.contains(name), "{foreign}");
-        let wider = refusal(&cases[2].0, &expected, Some(&node)).unwrap();
+        let wider = refusal(&cases[2].0, &expected, Some(&node), now).unwrap();
         assert!(wider.contains("not what that node's kubelet asks for"), "{wider}");
-        assert!(refusal(&cases[5].0, &expected, Some(&node)).unwrap().contains("neither a node-bootstrapper"));
+        assert!(refusal(&cases[5].0, &expected, Some(&node), now).unwrap().contains("neither a node-bootstrapper"));
+        let mut signing = cases[0].0.clone();
+        signing.usages.push("server auth".into());
+        assert!(refusal(&signing, &expected, Some(&node), now).unwrap().contains("asks for usages"), "a client CSR asking to serve");
+        let mut none = cases[1].0.clone();
+        none.usages.clear();
+        assert!(refusal(&none, &expected, Some(&node), now).is_some());
+        let later = now.plus(MAX_PENDING_AGE);
+        assert!(refusal(&cases[0].0, &expected, Some(&node), later).unwrap().contains("more than 24 h ago"));
+        let mut undated = cases[0].0.clone();
+        undated.created = None;
+        assert!(refusal(&undated, &expected, Some(&node), now).unwrap().contains("creation time is unknown"));
     }
 
     #[test]

@@ -185,6 +185,12 @@ pub struct CsrInfo {
     pub names: Option<Vec<String>>,
     pub pending: bool,
     pub approved: bool,
+    /// `spec.usages` (`client auth`, `server auth`, `digital signature`, …).
+    #[serde(default)]
+    pub usages: Vec<String>,
+    /// `metadata.creationTimestamp`.
+    #[serde(default)]
+    pub created: Option<drctl_runtime::clock::Timestamp>,
 }
 
 /// The `machine.openshift.io/v1beta1` Machine, as much as the procedures need.

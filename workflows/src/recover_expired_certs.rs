@@ -109,14 +109,14 @@ impl Scope {
     /// when they are the run's), collect what it refuses (not yet reviewed) and the valid
     /// serving CSRs left to the machine approver: a kubelet without its serving certificate
     /// serves no logs or exec, so they are waited for.
-    pub fn approve_round(&self, ports: &Ports) -> Result<Round, StepError> {
+    pub fn approve_round(&self, ports: &Ports, now: drctl_runtime::clock::Timestamp) -> Result<Round, StepError> {
         let csrs = ports.api.list_csrs().map_err(|e| e.during("list certificate signing requests"))?;
         let nodes = ports.api.list_nodes().map_err(|e| e.during("list nodes"))?;
         let mut round = Round { approved: 0, refused: vec![], unsigned: vec![], nodes: vec![] };
         for kind in [CsrKind::NodeBootstrapper, CsrKind::KubeletServing] {
             for c in csrs.iter().filter(|c| c.pending && c.kind == kind) {
                 let node = nodes.iter().find(|n| Some(n.name.as_str()) == c.node.as_deref());
-                match refusal(c, &self.expected, node) {
+                match refusal(c, &self.expected, node, now) {
                     None if kind == CsrKind::KubeletServing && !self.approve_serving => {
                         let node = c.node.clone().unwrap_or_default();
                         let what = format!("serving CSR {} of {node} for the machine approver to sign", c.name);
@@ -175,8 +175,8 @@ impl RecoverExpiredCerts {
     }
 
     /// One round (clients first, then serving), then whether every node is Ready.
-    fn approve_csrs(&self, ports: &Ports, scope: &Scope) -> Result<Step<RecoverCertsState>, StepError> {
-        let Round { approved, refused, unsigned, nodes } = scope.approve_round(ports)?;
+    fn approve_csrs(&self, ports: &Ports, cx: &StepContext, scope: &Scope) -> Result<Step<RecoverCertsState>, StepError> {
+        let Round { approved, refused, unsigned, nodes } = scope.approve_round(ports, cx.now)?;
         if !refused.is_empty() {
             let (csrs, evidence) = refused.into_iter().unzip();
             return Ok(Step::Next(RecoverCertsState::ReviewUnexpected { scope: scope.clone(), csrs, evidence }));
@@ -283,7 +283,7 @@ impl Procedure for RecoverExpiredCerts {
     ) -> Result<Step<RecoverCertsState>, StepError> {
         match s {
             RecoverCertsState::FindNodes => self.find_nodes(ports, p),
-            RecoverCertsState::ApproveCsrs { scope } => self.approve_csrs(ports, scope),
+            RecoverCertsState::ApproveCsrs { scope } => self.approve_csrs(ports, cx, scope),
             RecoverCertsState::ReviewUnexpected { scope, csrs, evidence } => self.review_unexpected(cx, scope, csrs, evidence),
         }
     }

@@ -1158,7 +1158,7 @@ impl Restoring<'_> {
             }
             for c in csrs.iter().filter(|c| c.pending && c.kind == kind) {
                 let Some(node) = c.node.as_deref().filter(|n| expected.iter().any(|e| e == n)) else { continue };
-                match crate::csr::refusal(c, &expected, nodes.iter().find(|n| n.name == node)) {
+                match crate::csr::refusal(c, &expected, nodes.iter().find(|n| n.name == node), self.cx.now) {
                     None => api.approve_csr(&c.name).map_err(|e| e.during(format!("approve CSR {}", c.name)))?,
                     Some(why) => tracing::warn!(csr = %c.name, node, "CSR outside the approval policy, left for a person: {why}"),
                 }
@@ -1174,7 +1174,8 @@ impl Restoring<'_> {
         let pending_ours = api.list_csrs().map_err(|e| e.during("list CSRs"))?.into_iter().any(|c| {
             c.pending
                 && (c.kind == CsrKind::NodeBootstrapper || approve_serving)
-                && crate::csr::refusal(&c, &expected, nodes.iter().find(|n| Some(n.name.as_str()) == c.node.as_deref())).is_none()
+                && crate::csr::refusal(&c, &expected, nodes.iter().find(|n| Some(n.name.as_str()) == c.node.as_deref()), self.cx.now)
+                    .is_none()
         });
         match (waiting.is_empty(), pending_ours) {
             (true, false) => next(plan, RestoreStep::WaitSingleMemberEtcd),
