@@ -3,8 +3,6 @@
 
 mod common;
 use common::*;
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
 
 #[test]
 fn expired_kubelet_certificates_are_recovered_and_the_foreign_csr_is_left_for_a_person() {
@@ -12,20 +10,11 @@ fn expired_kubelet_certificates_are_recovered_and_the_foreign_csr_is_left_for_a_
     let store = dir.path();
     // Without --yes the run waits at the gate that shows the foreign CSR, having approved
     // nothing of it; a person approves from another terminal and the run goes on.
-    let mut run = command(store, &["run", "recover-expired-certs", "--sim", "certs-expired"]).stderr(Stdio::piped()).spawn().unwrap();
-    let mut shown = String::new();
-    let mut lines = BufReader::new(run.stderr.take().unwrap()).lines();
-    while !shown.contains(" approve: ") {
-        match lines.next() {
-            Some(line) => shown.push_str(&(line.unwrap() + "\n")),
-            None => panic!("the run ended before its gate:\n{shown}"),
-        }
-    }
+    let (mut run, shown) = run_to_gate(store, &["run", "recover-expired-certs", "--sim", "certs-expired"]);
     assert!(shown.contains("unexpected-csrs") && shown.contains(drctl_sim::scenario::ROGUE_NODE), "{shown}");
     assert!(shown.contains("not one of this cluster's nodes"), "{shown}");
     let o = drctl(store, &["approve", "1", "--gate", "unexpected-csrs"]);
     assert!(o.status.success(), "{}", text(&o));
-    std::thread::spawn(move || lines.for_each(drop));
     assert_eq!(run.wait().unwrap().code(), Some(0));
     let st = sim_status(store);
     assert_eq!(st["healthy"], true, "{st:#}");

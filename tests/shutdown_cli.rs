@@ -4,8 +4,6 @@
 
 mod common;
 use common::*;
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
 
 /// Every host of the run's world powered off.
 fn all_off(store: &std::path::Path) -> bool {
@@ -31,22 +29,10 @@ fn shutdown_backs_up_then_powers_off_every_machine_workers_first() {
 fn a_restart_planned_past_the_kubelet_signer_is_warned_about_at_the_gate_and_rejecting_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path();
-    let mut run = command(store, &["run", "cluster-shutdown", "--sim", "healthy", "--restart-by", "2027-03-01T00:00:00Z"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut shown = String::new();
-    let mut lines = BufReader::new(run.stderr.take().unwrap()).lines();
-    while !shown.contains(" approve: ") {
-        match lines.next() {
-            Some(line) => shown.push_str(&(line.unwrap() + "\n")),
-            None => panic!("the run ended before its gate:\n{shown}"),
-        }
-    }
+    let (mut run, shown) = run_to_gate(store, &["run", "cluster-shutdown", "--sim", "healthy", "--restart-by", "2027-03-01T00:00:00Z"]);
     assert!(shown.contains("WARNING: the kubelet certificates' signer expires at 2026-11-26"), "{shown}");
     let o = drctl(store, &["reject", "1"]);
     assert!(o.status.success(), "{}", text(&o));
-    std::thread::spawn(move || lines.for_each(drop));
     assert_eq!(run.wait().unwrap().code(), Some(5), "a rejected gate ends the run aborted");
     let w: drctl_sim::world::World = drctl_sim::Sim::load(&world_file(store)).unwrap().read(|w| w.clone());
     assert!(w.hosts.values().all(|h| h.powered && h.shutdown_at.is_none()), "a rejected shutdown shut something down");

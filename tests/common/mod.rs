@@ -53,3 +53,21 @@ pub fn world_file(store: &Path) -> PathBuf {
     assert_eq!(worlds.len(), 1, "expected one world in {}", store.display());
     worlds.pop().unwrap()
 }
+
+/// Start `drctl --store STORE ARGS…` and read its stderr until it waits at a gate (it prints
+/// how to approve): the running child, and what it showed up to there. The rest of its stderr
+/// is drained in the background.
+pub fn run_to_gate(store: &Path, args: &[&str]) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut run = command(store, args).stderr(Stdio::piped()).spawn().expect("drctl runs");
+    let mut lines = BufReader::new(run.stderr.take().expect("piped")).lines();
+    let mut shown = String::new();
+    while !shown.contains(" approve: ") {
+        match lines.next() {
+            Some(line) => shown.push_str(&(line.expect("utf-8 stderr") + "\n")),
+            None => panic!("the run ended before its gate:\n{shown}"),
+        }
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+    (run, shown)
+}

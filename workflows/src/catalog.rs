@@ -379,7 +379,7 @@ pub const CATALOG: &[CatalogRow] = &[
         gates: &[crate::recover_expired_certs::UNEXPECTED_CSRS_GATE],
         scenarios: &["certs-expired", "healthy"],
         register: |r| r.register(crate::RecoverExpiredCerts),
-        cli: cli::<crate::recover_expired_certs::RecoverCertsArgs>(),
+        cli: cli::<crate::recover_expired_certs::ServingCsrArgs>(),
         preflight: no_preflight,
     },
     CatalogRow {
@@ -403,7 +403,7 @@ pub const CATALOG: &[CatalogRow] = &[
         gates: &[crate::recover_expired_certs::UNEXPECTED_CSRS_GATE],
         scenarios: &["shut-down"],
         register: |r| r.register(crate::ClusterRestart),
-        cli: cli::<crate::cluster_restart::RestartArgs>(),
+        cli: cli::<crate::recover_expired_certs::ServingCsrArgs>(),
         preflight: no_preflight,
     },
     CatalogRow {

@@ -9,8 +9,8 @@
 //! bounds is handed over to `restore-cluster-state`, with what was seen.
 
 use crate::ports::*;
-use crate::recover_expired_certs::{Round, Scope, UNEXPECTED_CSRS_GATE};
-use drctl_runtime::{Decision, Procedure, Step, StepContext, StepError};
+use crate::recover_expired_certs::{review_unexpected, Round, Scope};
+use drctl_runtime::{Procedure, Step, StepContext, StepError};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -20,28 +20,6 @@ pub struct RestartParams {
     /// Approve kubelet-serving CSRs as well (`None`: only on user-provisioned clusters).
     #[serde(default)]
     pub approve_serving_csrs: Option<bool>,
-}
-
-/// The command line of `drctl run cluster-restart`.
-#[derive(clap::Args, Debug)]
-pub struct RestartArgs {
-    /// Never approve kubelet-serving CSRs (default: only on user-provisioned clusters).
-    #[arg(long, conflicts_with = "serving_csrs")]
-    no_serving_csrs: bool,
-    /// Approve kubelet-serving CSRs that ask only for their node's own names, whatever the platform.
-    #[arg(long)]
-    serving_csrs: bool,
-}
-
-impl crate::catalog::IntoParams for RestartArgs {
-    fn into_params(self) -> serde_json::Value {
-        let approve = match (self.serving_csrs, self.no_serving_csrs) {
-            (true, _) => Some(true),
-            (_, true) => Some(false),
-            _ => None,
-        };
-        serde_json::json!({ "approve_serving_csrs": approve })
-    }
 }
 
 /// Which of the runbook's checks a run is at.
@@ -108,9 +86,7 @@ impl ClusterRestart {
     }
 
     fn find_nodes(&self, ports: &Ports, p: &RestartParams) -> Result<Step<RestartState>, StepError> {
-        let scope = Scope::of(ports, p.approve_serving_csrs)?;
-        let nodes = ports.api.list_nodes().map_err(|e| e.during("list nodes"))?;
-        let inventory = ports.hosts.control_plane_hosts().map_err(|e| e.during("read the control-plane inventory"))?;
+        let (scope, nodes, inventory) = Scope::of(ports, p.approve_serving_csrs)?;
         let mut control_plane: Vec<String> = nodes.iter().filter(|n| n.control_plane).map(|n| n.name.clone()).collect();
         control_plane.extend(inventory.into_iter().map(|h| h.node).filter(|n| !control_plane.contains(n)).collect::<Vec<_>>());
         control_plane.sort();
@@ -139,40 +115,6 @@ impl ClusterRestart {
             .map(|n| format!("node {}: {} (taints: {})", n.name, if n.ready { "Ready" } else { "NotReady" }, n.taints.join(" ")))
             .collect();
         wait_or_restore(cx, format!("{which} Ready ({}; {approved} CSR(s) approved this round)", waiting.join(", ")), evidence)
-    }
-
-    fn review_unexpected(
-        &self,
-        cx: &StepContext,
-        plan: &Plan,
-        phase: Phase,
-        csrs: &[String],
-        evidence: &[String],
-    ) -> Result<Step<RestartState>, StepError> {
-        match cx.gate(UNEXPECTED_CSRS_GATE).map(|d| &d.decision) {
-            Some(Decision::Approved) => {
-                let plan = Plan { scope: plan.scope.reviewed(csrs, evidence), control_plane: plan.control_plane.clone() };
-                Ok(Step::Next(match phase {
-                    Phase::ControlPlane => RestartState::ControlPlaneReady { plan },
-                    Phase::Workers => RestartState::WorkersReady { plan },
-                }))
-            }
-            Some(Decision::Rejected) => Ok(Step::Halt {
-                reason: format!(
-                    "stopped at CSRs outside the approval policy ({}): approve or deny them by hand once you know whose they are",
-                    csrs.join(", ")
-                ),
-                evidence: evidence.to_vec(),
-            }),
-            None => Ok(Step::Gate {
-                gate: UNEXPECTED_CSRS_GATE.into(),
-                prompt: format!(
-                    "{} pending CSR(s) are outside the approval policy and will not be approved by this run. Go on?",
-                    csrs.len()
-                ),
-                evidence: evidence.to_vec(),
-            }),
-        }
     }
 
     fn verify_cluster(&self, ports: &Ports, cx: &StepContext, plan: &Plan) -> Result<Step<RestartState>, StepError> {
@@ -252,7 +194,16 @@ impl Procedure for ClusterRestart {
             RestartState::FindNodes => self.find_nodes(ports, p),
             RestartState::ControlPlaneReady { plan } => self.nodes_ready(ports, cx, plan, Phase::ControlPlane),
             RestartState::WorkersReady { plan } => self.nodes_ready(ports, cx, plan, Phase::Workers),
-            RestartState::ReviewUnexpected { plan, phase, csrs, evidence } => self.review_unexpected(cx, plan, *phase, csrs, evidence),
+            RestartState::ReviewUnexpected { plan, phase, csrs, evidence } => {
+                let control_plane = plan.control_plane.clone();
+                review_unexpected(cx, &plan.scope, csrs, evidence, |scope| {
+                    let plan = Plan { scope, control_plane };
+                    match phase {
+                        Phase::ControlPlane => RestartState::ControlPlaneReady { plan },
+                        Phase::Workers => RestartState::WorkersReady { plan },
+                    }
+                })
+            }
             RestartState::VerifyCluster { plan } => self.verify_cluster(ports, cx, plan),
         }
     }

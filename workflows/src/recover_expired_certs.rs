@@ -29,9 +29,10 @@ pub struct RecoverCertsParams {
     pub approve_serving_csrs: Option<bool>,
 }
 
-/// The command line of `drctl run recover-expired-certs`.
+/// The command line of `drctl run recover-expired-certs` and `drctl run cluster-restart` (their
+/// parameters are the same: whose serving CSRs to approve).
 #[derive(clap::Args, Debug)]
-pub struct RecoverCertsArgs {
+pub struct ServingCsrArgs {
     /// Never approve kubelet-serving CSRs (default: only on user-provisioned clusters).
     #[arg(long, conflicts_with = "serving_csrs")]
     no_serving_csrs: bool,
@@ -40,7 +41,7 @@ pub struct RecoverCertsArgs {
     serving_csrs: bool,
 }
 
-impl crate::catalog::IntoParams for RecoverCertsArgs {
+impl crate::catalog::IntoParams for ServingCsrArgs {
     fn into_params(self) -> serde_json::Value {
         let approve = match (self.serving_csrs, self.no_serving_csrs) {
             (true, _) => Some(true),
@@ -77,6 +78,35 @@ pub enum RecoverCertsState {
 
 pub struct RecoverExpiredCerts;
 
+/// The gate at pending CSRs outside the policy: approved, the run goes on (`go_on`) with them
+/// reviewed and still unapproved; rejected, it halts for a person to decide on them by hand.
+pub fn review_unexpected<S>(
+    cx: &StepContext,
+    scope: &Scope,
+    csrs: &[String],
+    evidence: &[String],
+    go_on: impl FnOnce(Scope) -> S,
+) -> Result<Step<S>, StepError> {
+    match cx.gate(UNEXPECTED_CSRS_GATE).map(|d| &d.decision) {
+        Some(Decision::Approved) => Ok(Step::Next(go_on(scope.reviewed(csrs, evidence)))),
+        Some(Decision::Rejected) => Ok(Step::Halt {
+            reason: format!(
+                "stopped at CSRs outside the approval policy ({}): approve or deny them by hand (oc adm certificate approve|deny NAME) once you know whose they are",
+                csrs.join(", ")
+            ),
+            evidence: evidence.to_vec(),
+        }),
+        None => Ok(Step::Gate {
+            gate: UNEXPECTED_CSRS_GATE.into(),
+            prompt: format!(
+                "{} pending CSR(s) are outside the approval policy and will not be approved by this run. Go on approving the valid ones?",
+                csrs.len()
+            ),
+            evidence: evidence.to_vec(),
+        }),
+    }
+}
+
 /// What one approval round did and saw.
 pub struct Round {
     pub approved: usize,
@@ -92,17 +122,18 @@ impl Scope {
     /// The cluster's nodes (the inventory's, the Node objects, the machines') and whether
     /// serving CSRs are the run's to approve (`approve_serving`, else: only where no
     /// control-plane Machine objects exist, i.e. user-provisioned, where no machine approver
-    /// signs them).
-    pub fn of(ports: &Ports, approve_serving: Option<bool>) -> Result<Scope, StepError> {
+    /// signs them); with the nodes and the control-plane inventory it was read from.
+    pub fn of(ports: &Ports, approve_serving: Option<bool>) -> Result<(Scope, Vec<NodeInfo>, Vec<HostRef>), StepError> {
         let nodes = ports.api.list_nodes().map_err(|e| e.during("list nodes"))?;
         let machines = ports.api.list_machines().map_err(|e| e.during("list machines"))?;
         let inventory = ports.hosts.control_plane_hosts().map_err(|e| e.during("read the control-plane inventory"))?;
         let workers = ports.hosts.worker_hosts().map_err(|e| e.during("read the worker inventory"))?;
-        let mut expected: BTreeSet<String> = node_names(&nodes).collect();
+        let mut expected: BTreeSet<String> = nodes.iter().map(|n| n.name.clone()).collect();
         expected.extend(machines.iter().filter_map(|m| m.node.clone()));
         expected.extend(inventory.iter().chain(&workers).map(|h| h.node.clone()));
         let approve_serving = approve_serving.unwrap_or_else(|| !machines.iter().any(|m| m.control_plane));
-        Ok(Scope { expected: expected.into_iter().collect(), approve_serving, reviewed: vec![], refusals: vec![] })
+        let scope = Scope { expected: expected.into_iter().collect(), approve_serving, reviewed: vec![], refusals: vec![] };
+        Ok((scope, nodes, inventory))
     }
 
     /// Approve what the policy allows (node-bootstrapper CSRs first, then kubelet-serving ones
@@ -157,14 +188,9 @@ impl Scope {
     }
 }
 
-fn node_names(nodes: &[NodeInfo]) -> impl Iterator<Item = String> + '_ {
-    nodes.iter().map(|n| n.name.clone())
-}
-
 impl RecoverExpiredCerts {
     fn find_nodes(&self, ports: &Ports, p: &RecoverCertsParams) -> Result<Step<RecoverCertsState>, StepError> {
-        let scope = Scope::of(ports, p.approve_serving_csrs)?;
-        let nodes = ports.api.list_nodes().map_err(|e| e.during("list nodes"))?;
+        let (scope, nodes, _) = Scope::of(ports, p.approve_serving_csrs)?;
         let not_ready: Vec<&NodeInfo> = nodes.iter().filter(|n| !n.ready).collect();
         let csrs = ports.api.list_csrs().map_err(|e| e.during("list certificate signing requests"))?;
         let pending = csrs.iter().filter(|c| c.pending && c.kind != CsrKind::Other).count();
@@ -201,33 +227,6 @@ impl RecoverExpiredCerts {
             recheck_after: Duration::from_secs(20),
             bound: Duration::from_secs(60 * 60),
         })
-    }
-
-    fn review_unexpected(
-        &self,
-        cx: &StepContext,
-        scope: &Scope,
-        csrs: &[String],
-        evidence: &[String],
-    ) -> Result<Step<RecoverCertsState>, StepError> {
-        match cx.gate(UNEXPECTED_CSRS_GATE).map(|d| &d.decision) {
-            Some(Decision::Approved) => Ok(Step::Next(RecoverCertsState::ApproveCsrs { scope: scope.reviewed(csrs, evidence) })),
-            Some(Decision::Rejected) => Ok(Step::Halt {
-                reason: format!(
-                    "stopped at CSRs outside the approval policy ({}): approve or deny them by hand (oc adm certificate approve|deny NAME) once you know whose they are",
-                    csrs.join(", ")
-                ),
-                evidence: evidence.to_vec(),
-            }),
-            None => Ok(Step::Gate {
-                gate: UNEXPECTED_CSRS_GATE.into(),
-                prompt: format!(
-                    "{} pending CSR(s) are outside the approval policy and will not be approved by this run. Go on approving the valid ones?",
-                    csrs.len()
-                ),
-                evidence: evidence.to_vec(),
-            }),
-        }
     }
 }
 
@@ -284,7 +283,9 @@ impl Procedure for RecoverExpiredCerts {
         match s {
             RecoverCertsState::FindNodes => self.find_nodes(ports, p),
             RecoverCertsState::ApproveCsrs { scope } => self.approve_csrs(ports, cx, scope),
-            RecoverCertsState::ReviewUnexpected { scope, csrs, evidence } => self.review_unexpected(cx, scope, csrs, evidence),
+            RecoverCertsState::ReviewUnexpected { scope, csrs, evidence } => {
+                review_unexpected(cx, scope, csrs, evidence, |scope| RecoverCertsState::ApproveCsrs { scope })
+            }
         }
     }
 
