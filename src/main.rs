@@ -700,6 +700,9 @@ fn check_sim_speed(speed: Option<f64>) -> Result<()> {
     }
 }
 
+/// Procedures that restore from a backup set (`--backup`, defaulted to a simulated world's newest).
+const RESTORES_FROM_BACKUP: [&str; 2] = ["restore-cluster-state", "legacy-lost-masters"];
+
 fn cmd_run(store: &Path, out: Output, cmd: RunCommand) -> Result<u8> {
     let RunCommand { procedure, mut params, common } = cmd;
     let deadline = parse_duration(&common.deadline)?;
@@ -734,7 +737,7 @@ fn cmd_run(store: &Path, out: Output, cmd: RunCommand) -> Result<u8> {
         let from = world.now.plus(*at);
         world.faults.api_outages.push(drctl_sim::world::Window { from, until: from.plus(*dur) });
     }
-    if procedure == "restore-cluster-state" && params["backup"].is_null() {
+    if RESTORES_FROM_BACKUP.contains(&procedure) && params["backup"].is_null() {
         match world.backups.keys().last() {
             Some(b) => params["backup"] = b.clone().into(),
             None => bail!("scenario {scenario} has no backup: pass --backup"),
@@ -798,7 +801,7 @@ fn run_real(
     }
     let spec = real::RealSpec::from_args(&common.access, common.backup_root.as_deref())?;
     check_capabilities(row, spec.capabilities(), &format!("the cluster at {}", spec.describe()))?;
-    if procedure == "restore-cluster-state" && params["backup"].is_null() {
+    if RESTORES_FROM_BACKUP.contains(&procedure) && params["backup"].is_null() {
         bail!("--backup is required against a real cluster: the name of a backup set under --backup-root {}", spec.backup_root.display());
     }
     // Parameters first (cheap, and no reason to contact the cluster for a typo).

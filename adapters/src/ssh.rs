@@ -18,7 +18,10 @@
 
 use crate::blocking::Blocking;
 use crate::shell::{join, quote};
-use drctl_workflows::ports::{BackupInfo, EtcdProbe, HostOp, HostOutput, HostRef, Hosts, PortError, PortResult, SnapshotStatus, StaticPod};
+use drctl_workflows::ports::{
+    BackupInfo, EtcdProbe, HostOp, HostOutput, HostRef, Hosts, LegacyEtcdIdentity, LegacyScript, PortError, PortResult, SnapshotStatus,
+    StaticPod,
+};
 use openssh::{KnownHosts, Session, SessionBuilder, Stdio};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -100,7 +103,12 @@ impl HostLayout {
             Some(dir) => format!("{}/{}", dir.trim_end_matches('/'), name),
             None => match name {
                 // Installed by OpenShift (cluster-backup.sh fetches etcdctl there).
-                "cluster-backup.sh" | "cluster-restore.sh" | "etcdctl" => format!("/usr/local/bin/{name}"),
+                "cluster-backup.sh"
+                | "cluster-restore.sh"
+                | "etcdctl"
+                | "etcd-snapshot-restore.sh"
+                | "tokenize-signer.sh"
+                | "etcd-member-recover.sh" => format!("/usr/local/bin/{name}"),
                 _ => name.to_string(),
             },
         }
@@ -152,6 +160,12 @@ const KUBELET_CLIENT_CERT: &str = "/var/lib/kubelet/pki/kubelet-client-current.p
 const MCD_CURRENT_CONFIG: &str = "/etc/machine-config-daemon/currentconfig";
 const RELEASE_ANNOTATION: &str = "machineconfiguration.openshift.io/release-image-version";
 
+/// Where the 4.1–4.3 `etcd-member` pod's setup writes the member's environment.
+const RUN_ETCD_ENVIRONMENT: &str = "/run/etcd/environment";
+/// The port the temporary etcd signer of 4.1–4.3 listens on.
+pub const LEGACY_SIGNER_PORT: u16 = 9943;
+const HOSTNAME_MARK: &str = "DRCTL_HOSTNAME=";
+
 /// Where a fenced restore leaves its marker on the host.
 pub const FENCE_DIR: &str = "/var/lib/drctl/fences";
 
@@ -182,7 +196,7 @@ const ETCD_ALL_CERTS: &str = "/etc/kubernetes/static-pod-resources/etcd-certs/se
 /// the restore script, which the procedure fences itself.
 pub fn is_idempotent(op: &HostOp) -> bool {
     match op {
-        HostOp::Shutdown { .. } | HostOp::RunRestore { .. } => false,
+        HostOp::Shutdown { .. } | HostOp::RunRestore { .. } | HostOp::RunLegacyScript { .. } => false,
         HostOp::MoveManifestOut(_)
         | HostOp::MoveManifestIn(_)
         | HostOp::ManifestPresent(_)
@@ -202,14 +216,18 @@ pub fn is_idempotent(op: &HostOp) -> bool {
         | HostOp::RemoveOvnIcDatabases
         | HostOp::RestartOvs
         | HostOp::KubeletNodeName
-        | HostOp::ForceEtcdRedeploymentLocally { .. } => true,
+        | HostOp::ForceEtcdRedeploymentLocally { .. }
+        | HostOp::LegacyStartSigner { .. }
+        | HostOp::LegacyEtcdIdentity
+        | HostOp::LegacySignerListening
+        | HostOp::LegacyMemberList => true,
     }
 }
 
 /// How long an operation may take before it counts as hung (transient).
 pub fn op_timeout(op: &HostOp) -> Duration {
     match op {
-        HostOp::RunBackup { .. } | HostOp::RunRestore { .. } => Duration::from_secs(30 * 60),
+        HostOp::RunBackup { .. } | HostOp::RunRestore { .. } | HostOp::RunLegacyScript { .. } => Duration::from_secs(30 * 60),
         HostOp::RestartKubelet | HostOp::SnapshotStatus { .. } => Duration::from_secs(5 * 60),
         _ => Duration::from_secs(2 * 60),
     }
@@ -247,6 +265,55 @@ fn require_then(l: &HostLayout, path: &str, cmd: &str) -> String {
         test = l.priv_cmd(&["test", "-e", path]),
         msg = quote(&format!("drctl: no such file or directory: {path}")),
     )
+}
+
+/// `oc adm release info --image-for NAME` of the cluster's release, as root (the runbook's
+/// `sudo oc login` gave root its credentials), with the node's pull secret.
+fn release_image(l: &HostLayout, name: &str) -> String {
+    join([l.tool("oc").as_str(), "adm", "release", "info", "--image-for", name, "--registry-config=/var/lib/kubelet/config.json"])
+}
+
+/// A script that is not idempotent and runs for minutes, fenced twice: a `started` marker holding
+/// its pid is written before it runs (the shell execs into the script, so the pid is the
+/// script's), the `done` marker right after it succeeds. A host with `started` but not `done`
+/// either still runs it (a dropped connection: wait) or ran it halfway (a person must look:
+/// `inspect`): never started again. `setup` runs first in the same shell (exports); the
+/// cluster-wide proxy is exported from the node's own copy.
+fn fenced_script(l: &HostLayout, fence: &str, inspect: &str, setup: &str, words: &[&str]) -> PortResult<String> {
+    let done = l.path(&fence_marker(fence)?)?;
+    let started = format!("{done}.started");
+    let script = words.first().map(|w| w.rsplit('/').next().unwrap_or(w)).unwrap_or_default();
+    let inner = format!(
+        "DRCTL_PROXY_ENV={}; {SOURCE_PROXY}; {setup}echo $$ > {} && exec {}",
+        quote(&l.fixed(MCO_PROXY_ENV)),
+        quote(&started),
+        join(words.iter().copied()),
+    );
+    // `sudo -E`: the scripts need the exported environment, as the runbook says.
+    let cmd = if l.sudo { join(["sudo", "-E", "sh", "-c", inner.as_str()]) } else { join(["sh", "-c", inner.as_str()]) };
+    let pid = format!("\"$({})\"", l.priv_cmd(&["cat", &started]));
+    let (noun, host) = match script == "cluster-restore.sh" {
+        true => ("restore", "a half-restored host"),
+        false => (script, "a half-done host"),
+    };
+    Ok(format!(
+        "{pre}if {test_done}; then echo {already}; elif {test_started}; then \
+         if {alive} {pid} 2>/dev/null; then echo {running} >&2; exit {EXIT_RESTORE_RUNNING}; \
+         else echo {half} >&2; exit {EXIT_RESTORE_HALF_DONE}; fi; \
+         else {mkdir} && {cmd} && {mark_done}; fi",
+        pre = l.preamble(),
+        test_done = l.priv_cmd(&["test", "-e", &done]),
+        already = quote(&format!("drctl: {noun} {fence} already ran on this host")),
+        test_started = l.priv_cmd(&["test", "-e", &started]),
+        alive = l.priv_cmd(&["kill", "-0"]),
+        running = quote(&format!("drctl: {noun} {fence} is still running on this host (started by an earlier attempt)")),
+        half = quote(&format!(
+            "drctl: {noun} {fence} was started on this host and ended without finishing: {script} must not be run \
+             again on {host}; {inspect}, then resume"
+        )),
+        mkdir = l.priv_cmd(&["install", "-d", "-m", "0700", &l.fixed(FENCE_DIR)]),
+        mark_done = l.priv_cmd(&["install", "-D", "-m", "0600", "/dev/null", &done]),
+    ))
 }
 
 /// Render a host operation to the command line sent to the host's shell. Pure; every word is
@@ -341,43 +408,70 @@ pub fn render(op: &HostOp, l: &HostLayout) -> PortResult<String> {
         }
         HostOp::RunRestore { dir, fence } => {
             let d = l.path(dir)?;
-            let done = l.path(&fence_marker(fence)?)?;
-            let started = format!("{done}.started");
             let restore = l.tool("cluster-restore.sh");
-            // The script is not idempotent and runs for many minutes: fenced twice. A `started`
-            // marker holding its pid is written before it runs (the shell execs into the script,
-            // so the pid is the script's), the `done` marker right after it succeeds. A host
-            // with `started` but not `done` either still runs it (a dropped connection: wait)
-            // or ran it halfway (a person must look): never started again.
             // §5.4.2.2 step 7: the cluster-wide proxy exported for the script, from the node's own
             // copy (an SSH session has none for `sudo -E` to pass on).
+            fenced_script(l, fence, &format!("inspect {dir} and the etcd member"), "", &[&restore, &d])?
+        }
+        HostOp::RunLegacyScript { script, fence } => {
+            let tool = l.tool(script.file());
+            match script {
+                LegacyScript::SnapshotRestore { dir, initial_cluster } => {
+                    let d = l.path(dir)?;
+                    fenced_script(l, fence, &format!("inspect {dir} and the etcd-member pod"), "", &[&tool, &d, initial_cluster])?
+                }
+                LegacyScript::MemberRecover { signer_ip, member_name } => {
+                    // The two images the script runs, from the cluster's release (root's `oc`
+                    // carries the runbook's `oc login`).
+                    let images = format!(
+                        "export SETUP_ETCD_ENVIRONMENT=\"$({})\" && export KUBE_CLIENT_AGENT=\"$({})\" && ",
+                        release_image(l, "machine-config-operator"),
+                        release_image(l, "kube-client-agent")
+                    );
+                    let what = format!("inspect the etcd-member pod and `etcdctl member list` for {member_name}");
+                    fenced_script(l, fence, &what, &images, &[&tool, signer_ip, member_name])?
+                }
+            }
+        }
+        HostOp::LegacyStartSigner { hostname } => {
+            let manifest = "./assets/manifests/kube-etcd-cert-signer.yaml";
+            let oc = l.tool("oc");
             let inner = format!(
-                "DRCTL_PROXY_ENV={}; {SOURCE_PROXY}; echo $$ > {} && exec {} {}",
-                quote(&l.fixed(MCO_PROXY_ENV)),
-                quote(&started),
-                quote(&restore),
-                quote(&d)
+                "export KUBE_ETCD_SIGNER_SERVER=\"$({image})\" && {tokenize} && \
+                 {{ out=$({create} 2>&1) || {get} || {{ echo \"$out\" >&2; exit 1; }}; }}",
+                image = release_image(l, "kube-etcd-signer-server"),
+                tokenize = join([l.tool("tokenize-signer.sh").as_str(), hostname]),
+                create = join([oc.as_str(), "create", "-f", manifest]),
+                get = join([oc.as_str(), "get", "pod", "-n", "openshift-config", "etcd-signer", "-o", "name"]),
             );
-            // `sudo -E`: the restore script needs the proxy environment, as the runbook says.
             let cmd = if l.sudo { join(["sudo", "-E", "sh", "-c", inner.as_str()]) } else { join(["sh", "-c", inner.as_str()]) };
-            let pid = format!("\"$({})\"", l.priv_cmd(&["cat", &started]));
+            format!("{}{cmd}", l.preamble())
+        }
+        HostOp::LegacyEtcdIdentity => {
+            let env = l.fixed(RUN_ETCD_ENVIRONMENT);
             format!(
-                "{pre}if {test_done}; then echo {already}; elif {test_started}; then \
-                 if {alive} {pid} 2>/dev/null; then echo {running} >&2; exit {EXIT_RESTORE_RUNNING}; \
-                 else echo {half} >&2; exit {EXIT_RESTORE_HALF_DONE}; fi; \
-                 else {mkdir} && {cmd} && {mark_done}; fi",
+                "{pre}printf '{HOSTNAME_MARK}%s\\n' \"$({hostname})\"; if {test}; then {grep} || true; fi",
                 pre = l.preamble(),
-                test_done = l.priv_cmd(&["test", "-e", &done]),
-                already = quote(&format!("drctl: restore {fence} already ran on this host")),
-                test_started = l.priv_cmd(&["test", "-e", &started]),
-                alive = l.priv_cmd(&["kill", "-0"]),
-                running = quote(&format!("drctl: restore {fence} is still running on this host (started by an earlier attempt)")),
-                half = quote(&format!(
-                    "drctl: restore {fence} was started on this host and ended without finishing: cluster-restore.sh must not be run \
-                     again on a half-restored host; inspect {dir} and the etcd member, then resume"
-                )),
-                mkdir = l.priv_cmd(&["install", "-d", "-m", "0700", &l.fixed(FENCE_DIR)]),
-                mark_done = l.priv_cmd(&["install", "-D", "-m", "0600", "/dev/null", &done]),
+                hostname = l.tool("hostname"),
+                test = l.priv_cmd(&["test", "-r", &env]),
+                grep = l.priv_cmd(&["grep", "-E", "^ETCD_DNS_NAME=", &env]),
+            )
+        }
+        HostOp::LegacySignerListening => join([l.tool("ss").as_str(), "-ltn"]),
+        HostOp::LegacyMemberList => {
+            let crictl = l.tool("crictl");
+            // As the runbook does: into the etcd-member container, its peer certificate found by
+            // name (it carries the host's etcd DNS name).
+            let etcdctl = "export ETCDCTL_API=3 ETCDCTL_CACERT=/etc/ssl/etcd/ca.crt \
+                           ETCDCTL_CERT=$(find /etc/ssl/ -name '*peer*crt') ETCDCTL_KEY=$(find /etc/ssl/ -name '*peer*key'); \
+                           etcdctl member list -w json";
+            format!(
+                "{pre}id=$({ps} | head -n 1); if [ -z \"$id\" ]; then echo {none} >&2; exit 1; fi; {exec} \"$id\" /bin/sh -c {script}",
+                pre = l.preamble(),
+                ps = l.priv_cmd(&[&crictl, "ps", "--name", "etcd-member", "-q"]),
+                none = quote("drctl: no etcd-member container runs on this host: context deadline exceeded"),
+                exec = l.priv_cmd(&[&crictl, "exec"]),
+                script = quote(etcdctl),
             )
         }
         HostOp::ListDir { dir } => {
@@ -567,6 +661,25 @@ fn parse_snapshot_status(stdout: &str) -> PortResult<SnapshotStatus> {
     Err(PortError::Permanent(format!("etcdctl snapshot status: no JSON status in output: {}", stdout.trim())))
 }
 
+/// `DRCTL_HOSTNAME=<name>` and, when the setup wrote it, `ETCD_DNS_NAME=<name>`.
+fn parse_legacy_identity(stdout: &str) -> PortResult<LegacyEtcdIdentity> {
+    let value = |prefix: &str| stdout.lines().find_map(|l| l.trim().strip_prefix(prefix)).map(|v| v.trim().trim_matches('"').to_string());
+    let hostname = value(HOSTNAME_MARK).filter(|h| !h.is_empty());
+    let Some(hostname) = hostname else {
+        return Err(PortError::Permanent(format!("read the etcd member's host name: unexpected output {stdout:?}")));
+    };
+    Ok(LegacyEtcdIdentity { hostname, dns_name: value("ETCD_DNS_NAME=").filter(|d| !d.is_empty()) })
+}
+
+/// Whether `ss -ltn` lists a listening socket on `port` (any address).
+fn listens_on(stdout: &str, port: u16) -> bool {
+    let suffix = format!(":{port}");
+    stdout.lines().any(|l| {
+        let cols: Vec<&str> = l.split_whitespace().collect();
+        cols.first() == Some(&"LISTEN") && cols.get(3).is_some_and(|local| local.ends_with(&suffix))
+    })
+}
+
 fn parse_release_version(stdout: &str) -> PortResult<String> {
     let v: serde_json::Value =
         serde_json::from_str(stdout).map_err(|e| PortError::Permanent(format!("{MCD_CURRENT_CONFIG} is not a MachineConfig JSON: {e}")))?;
@@ -608,7 +721,14 @@ const CLUSTER_NOT_ANSWERING: &[&str] = &[
 /// Operations whose command talks to the cluster (the local API server or etcd) rather than
 /// only to the host.
 fn talks_to_cluster(op: &HostOp) -> bool {
-    matches!(op, HostOp::RunBackup { .. } | HostOp::ForceEtcdRedeploymentLocally { .. })
+    matches!(
+        op,
+        HostOp::RunBackup { .. }
+            | HostOp::ForceEtcdRedeploymentLocally { .. }
+            | HostOp::LegacyStartSigner { .. }
+            | HostOp::LegacyMemberList
+            | HostOp::RunLegacyScript { script: LegacyScript::MemberRecover { .. }, .. }
+    )
 }
 
 /// Turn a finished command's output into the operation's result.
@@ -645,6 +765,10 @@ pub fn interpret(op: &HostOp, out: &ExecOutput) -> PortResult<HostOutput> {
         HostOp::ReleaseVersion => parse_release_version(&stdout).map(HostOutput::Version),
         HostOp::ProbeEtcd { .. } => parse_etcd_probe(&stdout).map(HostOutput::Etcd),
         HostOp::KubeletNodeName => Ok(HostOutput::NodeName(parse_kubelet_subject(&stdout))),
+        HostOp::LegacyEtcdIdentity => parse_legacy_identity(&stdout).map(HostOutput::Identity),
+        HostOp::LegacySignerListening => Ok(HostOutput::Present(listens_on(&stdout, LEGACY_SIGNER_PORT))),
+        HostOp::LegacyMemberList => crate::etcd::parse_member_list(&stdout).map(HostOutput::Members),
+        HostOp::LegacyStartSigner { .. } | HostOp::RunLegacyScript { .. } => Ok(HostOutput::Done),
         HostOp::RemoveAddress { .. }
         | HostOp::RemoveKubeletPki
         | HostOp::RestartKubelet
@@ -684,6 +808,16 @@ fn op_name(op: &HostOp) -> String {
             format!("oc patch etcd cluster (forceRedeploymentReason {reason}, recovery kubeconfig)")
         }
         HostOp::KubeletNodeName => "read the kubelet's node name from its client certificate".into(),
+        HostOp::RunLegacyScript { script: LegacyScript::SnapshotRestore { dir, .. }, fence } => {
+            format!("etcd-snapshot-restore.sh {dir} (fence {fence})")
+        }
+        HostOp::RunLegacyScript { script: LegacyScript::MemberRecover { signer_ip, member_name }, fence } => {
+            format!("etcd-member-recover.sh {signer_ip} {member_name} (fence {fence})")
+        }
+        HostOp::LegacyStartSigner { hostname } => format!("tokenize-signer.sh {hostname} and oc create the etcd signer pod"),
+        HostOp::LegacyEtcdIdentity => "read the etcd member's host name and DNS name".into(),
+        HostOp::LegacySignerListening => format!("ss -ltn (etcd signer on port {LEGACY_SIGNER_PORT})"),
+        HostOp::LegacyMemberList => "etcdctl member list in the etcd-member container".into(),
     }
 }
 
@@ -1327,6 +1461,96 @@ mod tests {
         assert!(pki.contains("sudo find /var/lib/kubelet/pki -maxdepth 1 -name '*.pem'"), "{pki}");
         assert!(render(&HostOp::Shutdown { minutes: 1 }, &real()).unwrap().ends_with("sudo shutdown -h 1"));
         assert_eq!(render(&HostOp::ListAddresses, &real()).unwrap(), "ip -o address");
+    }
+
+    /// The OpenShift 4.1–4.3 host steps, as the runbook types them ("Recovering from lost master
+    /// hosts"): each rendering, what it must contain, and that `sh` parses it.
+    #[test]
+    fn renders_the_4_3_recovery_steps() {
+        let restore = HostOp::RunLegacyScript {
+            script: LegacyScript::SnapshotRestore {
+                dir: "/home/core/backup".into(),
+                initial_cluster: "etcd-member-ip-10-0-143-125.ec2.internal=https://etcd-0.c.example.com:2380".into(),
+            },
+            fence: "f1".into(),
+        };
+        let recover = HostOp::RunLegacyScript {
+            script: LegacyScript::MemberRecover {
+                signer_ip: "10.0.143.125".into(),
+                member_name: "etcd-member-ip-10-0-156-255.ec2.internal".into(),
+            },
+            fence: "f2".into(),
+        };
+        let table: [(HostOp, &[&str]); 6] = [
+            (restore, &[
+                "sudo -E sh -c",
+                "echo $$ > /var/lib/drctl/fences/f1.started && exec /usr/local/bin/etcd-snapshot-restore.sh /home/core/backup etcd-member-ip-10-0-143-125.ec2.internal=https://etcd-0.c.example.com:2380",
+                "&& sudo install -D -m 0600 /dev/null /var/lib/drctl/fences/f1",
+                "etcd-snapshot-restore.sh must not be run again on a half-done host",
+            ]),
+            (recover, &[
+                "export SETUP_ETCD_ENVIRONMENT=\"$(oc adm release info --image-for machine-config-operator --registry-config=/var/lib/kubelet/config.json)\"",
+                "export KUBE_CLIENT_AGENT=\"$(oc adm release info --image-for kube-client-agent --registry-config=/var/lib/kubelet/config.json)\"",
+                "exec /usr/local/bin/etcd-member-recover.sh 10.0.143.125 etcd-member-ip-10-0-156-255.ec2.internal",
+                "if sudo test -e /var/lib/drctl/fences/f2; then",
+            ]),
+            (HostOp::LegacyStartSigner { hostname: "ip-10-0-143-125".into() }, &[
+                "export KUBE_ETCD_SIGNER_SERVER=\"$(oc adm release info --image-for kube-etcd-signer-server --registry-config=/var/lib/kubelet/config.json)\"",
+                "/usr/local/bin/tokenize-signer.sh ip-10-0-143-125",
+                "oc create -f ./assets/manifests/kube-etcd-cert-signer.yaml",
+                "oc get pod -n openshift-config etcd-signer -o name",
+            ]),
+            (HostOp::LegacyEtcdIdentity, &["DRCTL_HOSTNAME=%s", "$(hostname)", "sudo grep -E '^ETCD_DNS_NAME=' /run/etcd/environment"]),
+            (HostOp::LegacySignerListening, &["ss -ltn"]),
+            (HostOp::LegacyMemberList, &[
+                "sudo crictl ps --name etcd-member -q | head -n 1",
+                "sudo crictl exec \"$id\" /bin/sh -c",
+                "ETCDCTL_CACERT=/etc/ssl/etcd/ca.crt",
+                "etcdctl member list -w json",
+            ]),
+        ];
+        for (op, wants) in table {
+            let cmd = render(&op, &real()).unwrap();
+            for want in wants {
+                assert!(cmd.contains(want), "{op:?}: {want:?} not in\n{cmd}");
+            }
+            let parsed = std::process::Command::new("sh").args(["-n", "-c", &cmd]).status().expect("sh runs");
+            assert!(parsed.success(), "sh cannot parse the rendering of {op:?}:\n{cmd}");
+        }
+        // Words from the inventory and the cluster stay literal.
+        let evil = HostOp::LegacyStartSigner { hostname: "m0; reboot".into() };
+        assert!(render(&evil, &real()).unwrap().contains("tokenize-signer.sh '\\''m0; reboot'\\''"));
+        assert!(
+            is_idempotent(&HostOp::LegacyMemberList)
+                && !is_idempotent(&HostOp::RunLegacyScript {
+                    script: LegacyScript::MemberRecover { signer_ip: "a".into(), member_name: "b".into() },
+                    fence: "f".into()
+                })
+        );
+    }
+
+    #[test]
+    fn reads_the_4_3_answers() {
+        let out = |stdout: &str| ExecOutput { code: 0, stdout: stdout.as_bytes().to_vec(), stderr: vec![] };
+        let id =
+            interpret(&HostOp::LegacyEtcdIdentity, &out("DRCTL_HOSTNAME=ip-10-0-143-125\nETCD_DNS_NAME=etcd-0.c.example.com\n")).unwrap();
+        assert_eq!(
+            id,
+            HostOutput::Identity(LegacyEtcdIdentity { hostname: "ip-10-0-143-125".into(), dns_name: Some("etcd-0.c.example.com".into()) })
+        );
+        let bare = interpret(&HostOp::LegacyEtcdIdentity, &out("DRCTL_HOSTNAME=m3\n")).unwrap();
+        assert_eq!(bare, HostOutput::Identity(LegacyEtcdIdentity { hostname: "m3".into(), dns_name: None }));
+        assert!(interpret(&HostOp::LegacyEtcdIdentity, &out("")).is_err());
+        let ss = "State  Recv-Q Send-Q Local Address:Port Peer Address:Port\nLISTEN 0      128    *:9943             *:*\n";
+        assert_eq!(interpret(&HostOp::LegacySignerListening, &out(ss)).unwrap(), HostOutput::Present(true));
+        let other = "LISTEN 0 128 *:19943 *:*\nESTAB 0 0 10.0.0.1:9943 10.0.0.2:4444\n";
+        assert_eq!(interpret(&HostOp::LegacySignerListening, &out(other)).unwrap(), HostOutput::Present(false));
+        let list = r#"{"header":{"cluster_id":9,"member_id":1,"raft_term":2},"members":[{"ID":1,"name":"etcd-member-m0","peerURLs":["https://etcd-0.c:2380"],"clientURLs":["https://10.0.0.10:2379"]},{"ID":2,"peerURLs":["https://etcd-1.c:2380"]}]}"#;
+        let HostOutput::Members(m) = interpret(&HostOp::LegacyMemberList, &out(list)).unwrap() else { panic!("not a member list") };
+        assert_eq!(m.members.iter().map(drctl_workflows::ports::EtcdMember::started).collect::<Vec<_>>(), [true, false]);
+        // Without quorum etcdctl times out: passing, not a failure.
+        let no_quorum = ExecOutput { code: 1, stdout: vec![], stderr: b"Error: context deadline exceeded".to_vec() };
+        assert!(matches!(interpret(&HostOp::LegacyMemberList, &no_quorum), Err(PortError::Transient(_))));
     }
 
     #[test]

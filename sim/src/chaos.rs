@@ -94,6 +94,9 @@ pub struct ProcedureRow {
     /// Destructive effects are allowed only after the run left this state (its guard passed)
     /// with every gate approved. `None`: the procedure must never do anything destructive.
     pub guard_state: Option<&'static str>,
+    /// Gates asked after the guard, each guarding only the steps after it: not required for the
+    /// destructive effects before them.
+    pub later_gates: &'static [&'static str],
     /// How long a run usually takes: faults are placed within it.
     pub horizon: Duration,
     /// When a run does most of its SSH work: SSH faults (and half the API outages) start then.
@@ -254,6 +257,7 @@ pub fn rows() -> Vec<ProcedureRow> {
             ],
             gates: &["start"],
             guard_state: Some("AwaitApproval"),
+            later_gates: &[],
             horizon: Duration::from_secs(2 * 3600),
             ssh_phase: (Duration::ZERO, Duration::from_secs(20 * 60)),
             typical_steps: 250,
@@ -308,6 +312,7 @@ pub fn rows() -> Vec<ProcedureRow> {
             scenarios: &[ScenarioChoice { scenario: "healthy", weight: 1, params: no_params }],
             gates: &[],
             guard_state: None,
+            later_gates: &[],
             horizon: Duration::from_secs(10 * 60),
             ssh_phase: (Duration::ZERO, Duration::from_secs(5)),
             typical_steps: 12,
@@ -350,6 +355,7 @@ pub fn rows() -> Vec<ProcedureRow> {
             ],
             gates: &[],
             guard_state: None,
+            later_gates: &[],
             horizon: Duration::from_secs(5 * 60),
             ssh_phase: (Duration::ZERO, Duration::from_secs(5)),
             typical_steps: 8,
@@ -390,6 +396,7 @@ pub fn rows() -> Vec<ProcedureRow> {
             ],
             gates: &["remove-member"],
             guard_state: Some("AwaitApproval"),
+            later_gates: &[],
             horizon: Duration::from_secs(3600),
             ssh_phase: (Duration::ZERO, Duration::from_secs(10 * 60)),
             typical_steps: 120,
@@ -422,6 +429,7 @@ pub fn rows() -> Vec<ProcedureRow> {
             ],
             gates: &["remove-member"],
             guard_state: Some("AwaitApproval"),
+            later_gates: &[],
             horizon: Duration::from_secs(3600),
             ssh_phase: (Duration::ZERO, Duration::from_secs(5 * 60)),
             typical_steps: 100,
@@ -447,6 +455,7 @@ pub fn rows() -> Vec<ProcedureRow> {
             scenarios: &[ScenarioChoice { scenario: "baremetal-member-lost", weight: 1, params: baremetal_params }],
             gates: &["remove-member"],
             guard_state: Some("AwaitApproval"),
+            later_gates: &[],
             horizon: Duration::from_secs(2 * 3600),
             ssh_phase: (Duration::ZERO, Duration::from_secs(5 * 60)),
             typical_steps: 160,
@@ -479,6 +488,7 @@ pub fn rows() -> Vec<ProcedureRow> {
             ],
             gates: &["unexpected-csrs"],
             guard_state: None,
+            later_gates: &[],
             horizon: Duration::from_secs(3600),
             ssh_phase: (Duration::ZERO, Duration::from_secs(10 * 60)),
             typical_steps: 40,
@@ -511,6 +521,7 @@ pub fn rows() -> Vec<ProcedureRow> {
             ],
             gates: &["shutdown"],
             guard_state: Some("CheckCertificates"),
+            later_gates: &[],
             horizon: Duration::from_secs(3600),
             ssh_phase: (Duration::ZERO, Duration::from_secs(10 * 60)),
             typical_steps: 60,
@@ -535,6 +546,7 @@ pub fn rows() -> Vec<ProcedureRow> {
             scenarios: &[ScenarioChoice { scenario: "shut-down", weight: 1, params: no_params }],
             gates: &["unexpected-csrs"],
             guard_state: None,
+            later_gates: &[],
             horizon: Duration::from_secs(3600),
             ssh_phase: (Duration::ZERO, Duration::from_secs(10 * 60)),
             typical_steps: 40,
@@ -555,10 +567,41 @@ pub fn rows() -> Vec<ProcedureRow> {
             max_children: 0,
         },
         ProcedureRow {
+            procedure: "legacy-lost-masters",
+            scenarios: &[ScenarioChoice { scenario: "legacy-lost-masters", weight: 1, params: restore_params }],
+            gates: &["start", "new-masters", "dns-lb", "unexpected-csrs"],
+            guard_state: Some("AwaitApproval"),
+            later_gates: &["new-masters", "dns-lb", "unexpected-csrs"],
+            horizon: Duration::from_secs(3600),
+            ssh_phase: (Duration::ZERO, Duration::from_secs(60 * 60)),
+            typical_steps: 80,
+            liveness_bound: Duration::from_secs(12 * 3600),
+            max_steps: 10_000,
+            healthy_at_success: true,
+            down_at_success: false,
+            postcondition: Some(legacy_grown),
+            undone: Some(signer_gone),
+            always: Some(legacy_members_one_at_a_time),
+            arrivals: &[("AddMember", signer_listens), ("DeleteLostNodes", signer_gone)],
+            sometimes: &[
+                RUN_SUCCEEDED,
+                CRASHED_AND_RESUMED,
+                Sometimes {
+                    name: "an abort removed the temporary etcd signer (UndoSigner)",
+                    needs: &[FaultKind::Abort],
+                    holds: |o| o.history.iter().any(|e| e.outcome == Outcome::Transition && e.to == "UndoSigner"),
+                },
+                Sometimes { name: "an API outage was waited out", needs: &[FaultKind::ApiOutage], holds: succeeded },
+            ],
+            guard_on_when_halted: false,
+            max_children: 0,
+        },
+        ProcedureRow {
             procedure: "replace-etcd-member-crashloop",
             scenarios: &[ScenarioChoice { scenario: "member-crashloop", weight: 1, params: member_params }],
             gates: &["remove-member"],
             guard_state: Some("AwaitApproval"),
+            later_gates: &[],
             horizon: Duration::from_secs(3600),
             ssh_phase: (Duration::ZERO, Duration::from_secs(5 * 60)),
             typical_steps: 80,
@@ -717,6 +760,53 @@ fn backup_first_then_workers_then_control_plane(w: &World) -> Result<(), String>
 
 /// Only CSRs of the cluster's own hosts were approved (by the run or the machine approver):
 /// never the foreign one of `certs-expired`, nor any other for a node no host runs.
+/// OpenShift 4.1–4.3: no member added while another added one had not started (etcd would
+/// be left unable to reach quorum), no CSR outside the policy approved, and the temporary signer
+/// gone whenever the run is not in the states that use it.
+fn legacy_members_one_at_a_time(w: &World) -> Result<(), String> {
+    for e in &w.effects {
+        if let EffectKind::LegacyMemberAdded { unstarted_before } = e.kind {
+            if unstarted_before > 0 {
+                return Err(format!(
+                    "a member was added on {} at {} while {unstarted_before} added member(s) had not started",
+                    e.target, e.at
+                ));
+            }
+        }
+    }
+    only_csrs_within_the_policy_approved(w)
+}
+
+/// Three members, on the remaining master and the two new ones, the signer gone, the lost
+/// masters' nodes deleted.
+fn legacy_grown(w: &World) -> Result<(), String> {
+    let mut hosts: Vec<&str> = w.etcd[&w.current_cluster].members.values().map(String::as_str).collect();
+    hosts.sort();
+    let want = ["master-0", crate::legacy::LEGACY_NEW_MASTERS[0], crate::legacy::LEGACY_NEW_MASTERS[1]];
+    if hosts != want {
+        return Err(format!("succeeded with etcd members on {hosts:?}, want {want:?}"));
+    }
+    if let Some(lost) = ["master-1", "master-2"].iter().find(|n| w.api().nodes.contains_key(**n)) {
+        return Err(format!("succeeded with the lost master's node {lost} still registered"));
+    }
+    signer_gone(w)
+}
+
+fn signer_gone(w: &World) -> Result<(), String> {
+    match &w.api().etcd_signer {
+        Some(node) => Err(format!("the temporary etcd signer pod (for {node}) is still there")),
+        None => Ok(()),
+    }
+}
+
+fn signer_listens(w: &World) -> Result<(), String> {
+    let host = w.api().etcd_signer.clone().unwrap_or_default();
+    match w.signer_listening_on(&host) {
+        true => Ok(()),
+        false => Err("a member is about to be added with no etcd signer listening".into()),
+    }
+}
+
 fn only_csrs_within_the_policy_approved(w: &World) -> Result<(), String> {
     for c in w.api().csrs.values().filter(|c| c.approved) {
         if !w.hosts.contains_key(&c.node) {
@@ -1236,6 +1326,7 @@ impl<'a> Driver<'a> {
                             .row
                             .gates
                             .iter()
+                            .filter(|g| !self.row.later_gates.contains(g))
                             .map(|g| self.rec.gates.get(*g).filter(|d| d.decision == Decision::Approved).map(|d| d.at))
                             .collect();
                         let ok = passed.is_some_and(|t| t <= e.at) && approved.iter().all(|a| a.is_some_and(|t| t <= e.at));

@@ -3,7 +3,7 @@
 //! operation; [`World::host_op`] dispatches.
 
 use crate::world::*;
-use drctl_workflows::ports::{HostOp, HostOutput, PortError, PortResult, StaticPod};
+use drctl_workflows::ports::{HostOp, HostOutput, LegacyScript, PortError, PortResult, StaticPod};
 
 /// The marker a fenced restore writes before it starts (the fence itself is written after).
 fn started_marker(fence: &str) -> String {
@@ -47,6 +47,22 @@ impl World {
             }
             // The kubelet's client certificate names the host's own node (sim hosts are their nodes).
             HostOp::KubeletNodeName => Ok(HostOutput::NodeName(self.hosts[host].kubelet_cert_gen.map(|_| host.to_string()))),
+            HostOp::RunLegacyScript { script, fence } => {
+                let (what, inspect) = match script {
+                    LegacyScript::SnapshotRestore { dir, .. } => {
+                        (format!("etcd-snapshot-restore.sh {dir} (fence {fence})"), format!("inspect {dir} and the etcd-member pod"))
+                    }
+                    LegacyScript::MemberRecover { signer_ip, member_name } => (
+                        format!("etcd-member-recover.sh {signer_ip} {member_name} (fence {fence})"),
+                        format!("inspect the etcd-member pod and `etcdctl member list` for {member_name}"),
+                    ),
+                };
+                self.fenced(host, fence, &what, script.file(), &inspect, |w| w.legacy_script(host, script))
+            }
+            HostOp::LegacyStartSigner { hostname } => self.legacy_start_signer(host, hostname),
+            HostOp::LegacyEtcdIdentity => self.legacy_identity(host),
+            HostOp::LegacySignerListening => Ok(HostOutput::Present(self.signer_listening_on(host))),
+            HostOp::LegacyMemberList => self.legacy_member_list(host),
         }
     }
 
@@ -191,30 +207,49 @@ impl World {
         })
     }
 
-    /// `cluster-restore.sh`, fenced as the ssh adapter renders it: a `started` marker before
-    /// the script, the fence itself after it; a restore an earlier attempt started is never
-    /// started again (it still runs: wait; it ended halfway: a person must look).
+    /// `cluster-restore.sh`, fenced as the ssh adapter renders it.
     fn run_restore(&mut self, host: &str, dir: &str, fence: &str) -> PortResult<HostOutput> {
         let what = format!("cluster-restore.sh {dir} (fence {fence})");
+        self.fenced(host, fence, &what, "cluster-restore.sh", &format!("inspect {dir} and the etcd member"), |w| {
+            w.pass_time(2 * MINUTE);
+            w.restore_snapshot(host, dir).map_err(PortError::Permanent)
+        })
+    }
+
+    /// A script run fenced as the ssh adapter renders it: a `started` marker before the script,
+    /// the fence itself after it; a script an earlier attempt started is never started again (it
+    /// still runs: wait; it ended halfway: a person must look).
+    pub(crate) fn fenced(
+        &mut self,
+        host: &str,
+        fence: &str,
+        what: &str,
+        script: &str,
+        inspect: &str,
+        run: impl FnOnce(&mut World) -> PortResult<()>,
+    ) -> PortResult<HostOutput> {
         let h = &self.hosts[host];
         if h.markers.contains(fence) {
             return Ok(HostOutput::Done);
         }
+        let (noun, half) = match script {
+            "cluster-restore.sh" => ("restore", "a half-restored host"),
+            other => (other, "a half-done host"),
+        };
         if h.markers.contains(&started_marker(fence)) {
             return match h.restore_running.as_ref().is_some_and(|r| r.fence == fence) {
                 true => Err(PortError::Transient(format!(
-                    "{what}: drctl: restore {fence} is still running on this host (started by an earlier attempt)"
+                    "{what}: drctl: {noun} {fence} is still running on this host (started by an earlier attempt)"
                 ))),
                 false => Err(PortError::Permanent(format!(
-                    "{what}: drctl: restore {fence} was started on this host and ended without finishing: cluster-restore.sh must \
-                     not be run again on a half-restored host; inspect {dir} and the etcd member, then resume"
+                    "{what}: drctl: {noun} {fence} was started on this host and ended without finishing: {script} must \
+                     not be run again on {half}; {inspect}, then resume"
                 ))),
             };
         }
         self.host_mut(host).markers.insert(started_marker(fence));
-        self.pass_time(2 * MINUTE);
         // The fence is written after the script succeeded, as the rendered command does.
-        self.restore_snapshot(host, dir).map_err(PortError::Permanent)?;
+        run(self)?;
         self.host_mut(host).markers.insert(fence.to_string());
         Ok(HostOutput::Done)
     }

@@ -19,13 +19,14 @@ pub mod faults;
 pub mod host_ops;
 pub mod host_shell;
 pub mod hosted;
+pub mod legacy;
 pub mod pod_exec;
 pub mod ports;
 pub mod scenario;
 pub mod world;
 
 use drctl_runtime::clock::{BoxFuture, Clock, Timestamp};
-use drctl_workflows::ports::{Operator, PortError, PortResult};
+use drctl_workflows::ports::{PortError, PortResult};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -273,6 +274,10 @@ pub struct SimStatus {
     /// provision (`--bmc-address`, `--boot-mac-address`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub spare_servers: Vec<SpareServer>,
+    /// The temporary etcd signer pod of OpenShift 4.1–4.3 (`openshift-config/etcd-signer`), by
+    /// the node it is for, while it exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etcd_signer: Option<String>,
     /// See [`state_digest`].
     pub state_digest: String,
 }
@@ -366,7 +371,8 @@ impl SimStatus {
             .filter_map(|h| h.etcd_data.map(|d| format!("{:x}", d.cluster_id)))
             .collect();
         let nodes: Vec<NodeStatus> = w.api().nodes.keys().map(|n| NodeStatus { name: n.clone(), ready: w.node_ready(n) }).collect();
-        let operators: Vec<OperatorStatus> = Operator::ALL
+        let operators: Vec<OperatorStatus> = w
+            .operators_present()
             .iter()
             .map(|op| {
                 let (reason, message) = w.installer_progress(*op);
@@ -461,6 +467,7 @@ impl SimStatus {
             hosted_clusters: w.hosted.as_ref().map(hosted_status).unwrap_or_default(),
             bare_metal_hosts,
             spare_servers,
+            etcd_signer: w.api().etcd_signer.clone(),
             pending_csr_list: w
                 .api()
                 .csrs

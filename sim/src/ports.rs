@@ -326,11 +326,25 @@ impl World {
                     })
                     .collect())
             }
+            // The temporary etcd signer of OpenShift 4.1–4.3 (`oc get pods -n openshift-config`).
+            ("openshift-config", "") => Ok(self
+                .api()
+                .etcd_signer
+                .iter()
+                .map(|node| {
+                    let running = self.signer_listening_on(node);
+                    let phase = PodStatus::from(if running { "Running" } else { "Pending" });
+                    PodInfo { name: "etcd-signer".into(), node: node.clone(), phase, ready: running }
+                })
+                .collect()),
             (ns, sel) => Err(PortError::Permanent(format!("simulator has no pods in {ns} for {sel}"))),
         }
     }
 
     pub fn api_delete_pod(&mut self, namespace: &str, name: &str) {
+        if (namespace, name) == ("openshift-config", "etcd-signer") {
+            self.delete_signer();
+        }
         if namespace == "openshift-ovn-kubernetes" && self.ovn_pods.contains_key(name) {
             let at = self.delay(10 * SECOND, 40 * SECOND);
             let p = self.ovn_pods.get_mut(name).expect("pod");

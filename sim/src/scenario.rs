@@ -144,6 +144,11 @@ pub const SCENARIOS: &[ScenarioInfo] = &[
         summary: "shut down gracefully two days ago and just powered on again (machines boot within minutes): the workers' kubelet certificates expired meanwhile and they ask for new ones",
     },
     ScenarioInfo {
+        name: "legacy-lost-masters",
+        topology: Topology::Standalone,
+        summary: "OpenShift 4.3 (etcd-member static pods, no etcd operator, user-provisioned): master-1 and master-2 lost for good, etcd without quorum, the API down; master-0 remains, a backup is kept; the replacement masters master-3 and master-4 boot about 40 min in",
+    },
+    ScenarioInfo {
         name: "hosted-healthy",
         topology: Topology::Hosted,
         summary: "a healthy management cluster running the HyperShift operator and HostedCluster clusters/example with 2 NodePools, reconciling",
@@ -185,6 +190,7 @@ pub fn build(name: &str, seed: u64) -> Result<World, String> {
         "baremetal-member-lost" => Ok(baremetal_member_lost(seed)),
         "certs-expired" => Ok(certs_expired(seed)),
         "shut-down" => Ok(shut_down(seed)),
+        "legacy-lost-masters" => Ok(crate::legacy::legacy_lost_masters(seed)),
         "hosted-healthy" => Ok(hosted_healthy(seed)),
         "hosted-paused" => Ok(hosted_paused(seed, "hosted-paused", DRCTL_PAUSED_BY, true)),
         "hosted-paused-by-other" => Ok(hosted_paused(seed, "hosted-paused-by-other", OADP_PAUSED_BY, false)),
@@ -316,6 +322,7 @@ pub fn healthy(seed: u64) -> World {
         etcd_secrets: (0..3).flat_map(|i| etcd_node_secrets(&format!("master-{i}"))).collect(),
         bare_metal_hosts: BTreeMap::new(),
         bmc_secrets: BTreeMap::new(),
+        etcd_signer: None,
     };
     World {
         scenario: "healthy".into(),
@@ -348,6 +355,7 @@ pub fn healthy(seed: u64) -> World {
         inventory_nodes: BTreeMap::new(),
         inventory_addresses: BTreeMap::new(),
         servers: BTreeMap::new(),
+        legacy_etcd: false,
         track: Default::default(),
     }
 }
@@ -502,7 +510,7 @@ pub fn encryption_key(seed: u64) -> String {
 }
 
 /// Take a backup on master-0 and keep it in the backup location as `name`.
-fn keep_backup(w: &mut World, name: &str) {
+pub(crate) fn keep_backup(w: &mut World, name: &str) {
     let dir = "/home/core/assets/backup";
     let (snap, res) = w.backup("master-0", dir).expect("healthy world can back up");
     let h = &w.hosts["master-0"];

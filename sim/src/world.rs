@@ -51,6 +51,10 @@ pub struct ApiData {
     /// [`crate::bare_metal::credentials_digest`]), never the password.
     #[serde(default)]
     pub bmc_secrets: BTreeMap<String, String>,
+    /// The temporary etcd signer pod of OpenShift 4.1–4.3 (`openshift-config/etcd-signer`): the
+    /// node it was created for.
+    #[serde(default)]
+    pub etcd_signer: Option<String>,
 }
 
 /// The three TLS secrets the etcd operator keeps for a control-plane node (OpenShift Container
@@ -230,6 +234,10 @@ pub struct Host {
     /// Someone powers the machine on (outside the cluster) at this moment.
     #[serde(default)]
     pub power_on_at: Option<Timestamp>,
+    /// OpenShift 4.1–4.3: the etcd DNS name (`etcd-N.<cluster domain>`) the `etcd-member` pod's
+    /// setup found for this host and wrote to `/run/etcd/environment` (None: not set up).
+    #[serde(default)]
+    pub etcd_dns_name: Option<String>,
 }
 
 /// How long the cluster machine approver takes to sign a CSR it approves (after a restore its
@@ -266,6 +274,7 @@ impl Host {
             etcd_data_corrupt: false,
             kubelet_cert_expires_at: None,
             power_on_at: None,
+            etcd_dns_name: None,
         }
     }
 }
@@ -538,6 +547,15 @@ pub enum EffectKind {
         healthy_after: usize,
     },
     MemberAdded,
+    /// OpenShift 4.1–4.3 `etcd-member-recover.sh` added a member; `unstarted_before`: members of
+    /// the cluster that had been added and not started yet when it did.
+    LegacyMemberAdded {
+        unstarted_before: usize,
+    },
+    /// The temporary etcd signer pod was created (target: its node).
+    SignerStarted,
+    /// The temporary etcd signer pod was deleted.
+    SignerRemoved,
     /// `spec.pausedUntil` of a HostedCluster or NodePool written (None: cleared).
     Paused {
         paused_until: Option<String>,
@@ -673,6 +691,11 @@ pub struct World {
     /// The physical servers of a bare metal world, by BMC address (empty elsewhere).
     #[serde(default)]
     pub servers: BTreeMap<String, crate::bare_metal::Server>,
+    /// The OpenShift 4.1–4.3 control plane: etcd is the `etcd-member` static pod the Machine
+    /// Config Operator lays down, there is no etcd operator, and recovery goes through the
+    /// scripts it installs (see [`crate::legacy`]).
+    #[serde(default)]
+    pub legacy_etcd: bool,
     #[serde(skip)]
     pub track: Tracking,
 }
@@ -1734,7 +1757,10 @@ impl World {
     }
 
     fn reconcile_operators(&mut self) {
-        self.sign_etcd_certificates();
+        // OpenShift 4.1–4.3 has no etcd operator: nobody signs etcd certificates into secrets.
+        if !self.legacy_etcd {
+            self.sign_etcd_certificates();
+        }
         self.roll_out_revisions();
         self.write_operator_conditions();
     }
@@ -1798,7 +1824,7 @@ impl World {
 
     fn roll_out_revisions(&mut self) {
         let now = self.now;
-        for op in Operator::ALL {
+        for op in self.operators_present() {
             let o = &self.api().operators[&op];
             let (reason_changed, latest, next_at, non_ha) =
                 (o.force_reason != o.observed_reason, o.latest_revision, o.next_install_at, o.revision_allows_non_ha);
@@ -1857,6 +1883,11 @@ impl World {
                 _ => {}
             }
         }
+    }
+
+    /// The static-pod operators the cluster runs: all four, but no etcd operator before 4.4.
+    pub fn operators_present(&self) -> Vec<Operator> {
+        Operator::ALL.into_iter().filter(|op| *op != Operator::Etcd || !self.legacy_etcd).collect()
     }
 
     /// The etcd installer on `node`: scale etcd up to it when it has no member. Returns false

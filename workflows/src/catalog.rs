@@ -407,6 +407,23 @@ pub const CATALOG: &[CatalogRow] = &[
         preflight: no_preflight,
     },
     CatalogRow {
+        name: <crate::LegacyLostMasters as Procedure>::NAME,
+        family: Family::Standalone,
+        summary: "OpenShift 4.1–4.3 with the majority of masters lost: restore quorum on the one left, approve the new masters' CSRs, then grow etcd one member at a time through the temporary signer, removed on every way out",
+        docs: &[DocRef { product: OCP, version: "4.3", document: BACKUP_AND_RESTORE, section: "ch.4", title: "Recovering from lost master hosts" }],
+        capabilities: &[Capability::ClusterApi, Capability::Hosts, Capability::BackupLocation],
+        gates: &[
+            crate::legacy_lost_masters::START_GATE,
+            crate::legacy_lost_masters::NEW_MASTERS_GATE,
+            crate::legacy_lost_masters::DNS_LB_GATE,
+            crate::recover_expired_certs::UNEXPECTED_CSRS_GATE,
+        ],
+        scenarios: &["legacy-lost-masters"],
+        register: |r| r.register(crate::LegacyLostMasters),
+        cli: cli::<crate::legacy_lost_masters::LegacyArgs>(),
+        preflight: crate::legacy_lost_masters::preflight,
+    },
+    CatalogRow {
         name: <crate::HostedPauseReconciliation as Procedure>::NAME,
         family: Family::Hosted,
         summary: "Pause (or unpause) the reconciliation of a hosted cluster and its NodePools, never clearing a pause it did not set",

@@ -638,6 +638,65 @@ pub enum HostOp {
         address: String,
         client_node: String,
     },
+    /// OpenShift 4.1–4.3: one of the recovery scripts the Machine Config Operator installs in
+    /// `/usr/local/bin`, fenced like [`HostOp::RunRestore`] (none of them may run twice).
+    RunLegacyScript {
+        script: LegacyScript,
+        fence: String,
+    },
+    /// OpenShift 4.1–4.3: who this host's etcd member is: the host name (`hostname`) and the
+    /// `ETCD_DNS_NAME` its `etcd-member` pod's setup wrote to `/run/etcd/environment` (`None`
+    /// when the setup never completed).
+    LegacyEtcdIdentity,
+    /// OpenShift 4.1–4.3: `tokenize-signer.sh HOSTNAME` with `KUBE_ETCD_SIGNER_SERVER` from the
+    /// release, then `oc create -f` of the temporary etcd signer pod it renders, as root with the
+    /// credentials of the runbook's `sudo oc login https://localhost:6443`. A signer pod that
+    /// exists already is success.
+    LegacyStartSigner {
+        hostname: String,
+    },
+    /// OpenShift 4.1–4.3: whether the temporary etcd signer listens on this host (`ss -ltn`,
+    /// port 9943).
+    LegacySignerListening,
+    /// OpenShift 4.1–4.3: `etcdctl member list` inside this host's `etcd-member` container
+    /// (`crictl exec`), with its peer certificate. Fails without quorum (a linearizable read).
+    LegacyMemberList,
+}
+
+/// The recovery scripts of OpenShift 4.1–4.3 ("Recovering from lost master hosts").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LegacyScript {
+    /// `etcd-snapshot-restore.sh BACKUP_DIR INITIAL_CLUSTER`: a single-member etcd from the
+    /// backup's snapshot on this host.
+    SnapshotRestore { dir: String, initial_cluster: String },
+    /// `etcd-member-recover.sh SIGNER_IP ETCD_NAME` with `SETUP_ETCD_ENVIRONMENT` and
+    /// `KUBE_CLIENT_AGENT` from the release: certificates from the signer, `member add`, etcd
+    /// started as the new member.
+    MemberRecover { signer_ip: String, member_name: String },
+}
+
+impl LegacyScript {
+    /// The script's file name in `/usr/local/bin`.
+    pub fn file(&self) -> &'static str {
+        match self {
+            LegacyScript::SnapshotRestore { .. } => "etcd-snapshot-restore.sh",
+            LegacyScript::MemberRecover { .. } => "etcd-member-recover.sh",
+        }
+    }
+}
+
+/// What [`HostOp::LegacyEtcdIdentity`] read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LegacyEtcdIdentity {
+    pub hostname: String,
+    pub dns_name: Option<String>,
+}
+
+impl LegacyEtcdIdentity {
+    /// The member's name as the 4.1–4.3 `etcd-member` pod names it.
+    pub fn member_name(&self) -> String {
+        format!("etcd-member-{}", self.hostname)
+    }
 }
 
 /// What [`HostOp::ProbeEtcd`] found at an address.
@@ -683,6 +742,8 @@ pub enum HostOutput {
     Version(String),
     Etcd(EtcdProbe),
     NodeName(Option<String>),
+    Identity(LegacyEtcdIdentity),
+    Members(EtcdMemberList),
 }
 
 /// `etcdctl snapshot status -w json`.
@@ -729,6 +790,14 @@ pub struct EtcdMember {
     pub peer_urls: Vec<String>,
     pub client_urls: Vec<String>,
     pub is_learner: bool,
+}
+
+impl EtcdMember {
+    /// etcd lists a member that was added but never started with no name and no client URLs
+    /// (`unstarted` in a table).
+    pub fn started(&self) -> bool {
+        !self.name.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
