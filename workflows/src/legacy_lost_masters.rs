@@ -71,18 +71,7 @@ impl crate::catalog::IntoParams for LegacyArgs {
 /// Input refused before a run is stored.
 pub fn preflight(params: &serde_json::Value, facts: &crate::catalog::TargetFacts) -> Result<(), String> {
     let p: LegacyParams = serde_json::from_value(params.clone()).map_err(|e| format!("invalid parameters: {e}"))?;
-    if let Some(backups) = &facts.backups {
-        if !backups.contains(&p.backup) {
-            let known = if backups.is_empty() { "none".to_string() } else { backups.join(", ") };
-            return Err(format!("backup not found: backup set '{}' is not in the backup location (it holds: {known})", p.backup));
-        }
-    }
-    if let (Some(name), Some(hosts)) = (&p.recovery_host, &facts.control_plane_hosts) {
-        if !hosts.contains(name) {
-            return Err(format!("recovery host {name} is not a control-plane host (control-plane hosts: {})", hosts.join(", ")));
-        }
-    }
-    Ok(())
+    crate::restore_cluster_state::check_backup_and_recovery_host(&p.backup, p.recovery_host.as_deref(), facts)
 }
 
 /// A new master, once it answers.

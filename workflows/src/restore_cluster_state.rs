@@ -1593,19 +1593,30 @@ const NEEDS_VIPS: &str = "keepalived runs on the control plane: pass --api-vip a
 /// What the first guards would halt on, checked before the run is stored: the backup set
 /// exists, the recovery host is a control-plane host, and both VIPs are named where keepalived
 /// runs on the control plane. The same messages as the steps'.
-pub fn preflight(params: &serde_json::Value, facts: &crate::catalog::TargetFacts) -> Result<(), String> {
-    let p: RestoreParams = serde_json::from_value(params.clone()).map_err(|e| format!("invalid parameters: {e}"))?;
+/// The backup set is in the backup location and the recovery host, when named, is a
+/// control-plane host of the target (checked up front by every restore from a backup).
+pub fn check_backup_and_recovery_host(
+    backup: &str,
+    recovery_host: Option<&str>,
+    facts: &crate::catalog::TargetFacts,
+) -> Result<(), String> {
     if let Some(backups) = &facts.backups {
-        if !backups.contains(&p.backup) {
+        if !backups.iter().any(|b| b == backup) {
             let known = if backups.is_empty() { "none".to_string() } else { backups.join(", ") };
-            return Err(format!("backup not found: backup set '{}' is not in the backup location (it holds: {known})", p.backup));
+            return Err(format!("backup not found: backup set '{backup}' is not in the backup location (it holds: {known})"));
         }
     }
-    if let (Some(name), Some(hosts)) = (&p.recovery_host, &facts.control_plane_hosts) {
-        if !hosts.contains(name) {
+    if let (Some(name), Some(hosts)) = (recovery_host, &facts.control_plane_hosts) {
+        if !hosts.iter().any(|h| h == name) {
             return Err(format!("recovery host {name} is not a control-plane host (control-plane hosts: {})", hosts.join(", ")));
         }
     }
+    Ok(())
+}
+
+pub fn preflight(params: &serde_json::Value, facts: &crate::catalog::TargetFacts) -> Result<(), String> {
+    let p: RestoreParams = serde_json::from_value(params.clone()).map_err(|e| format!("invalid parameters: {e}"))?;
+    check_backup_and_recovery_host(&p.backup, p.recovery_host.as_deref(), facts)?;
     if facts.keepalived == Some(true) && (p.api_vip.is_none() || p.ingress_vip.is_none()) {
         return Err(NEEDS_VIPS.into());
     }
