@@ -1,7 +1,8 @@
 #!/bin/sh
 # Install the real software the adapter tests run against, from Debian packages:
 #   etcd-server (/usr/bin/etcd), etcd-client (/usr/bin/etcdctl),
-#   openssh-server (/usr/sbin/sshd, with openssh-client's ssh and ssh-keygen), strace.
+#   openssh-server (/usr/sbin/sshd, with openssh-client's ssh and ssh-keygen), strace,
+#   chromium (headless, for the run report's rendering test).
 # Idempotent: installs only what is missing (one `apt-get update` first, only then).
 # The tests start their own sshd and etcd on 127.0.0.1: packages are installed without
 # starting their system services, and an sshd/etcd service this script caused to run is stopped.
@@ -20,7 +21,7 @@ else
 fi
 
 # binary:package pairs
-NEEDED="/usr/bin/etcd:etcd-server /usr/bin/etcdctl:etcd-client /usr/sbin/sshd:openssh-server /usr/bin/ssh:openssh-client /usr/bin/ssh-keygen:openssh-client /usr/bin/strace:strace"
+NEEDED="/usr/bin/etcd:etcd-server /usr/bin/etcdctl:etcd-client /usr/sbin/sshd:openssh-server /usr/bin/ssh:openssh-client /usr/bin/ssh-keygen:openssh-client /usr/bin/strace:strace /usr/bin/chromium:chromium"
 
 missing=""
 for pair in $NEEDED; do

@@ -6,6 +6,7 @@ mod inspect;
 mod output;
 mod practice;
 mod real;
+mod report;
 mod reporter;
 mod target;
 
@@ -69,6 +70,15 @@ enum Command {
     History {
         /// The run (see `drctl status`).
         run: String,
+    },
+    /// Write a report of a run for the incident review: one self-contained HTML page (a timeline
+    /// of its states, waits, retries, API outages, gates, resumes and child runs), or JSON.
+    Report {
+        /// The run (see `drctl status`).
+        run: String,
+        /// `html` (a page with no external assets) or `json` (the same data).
+        #[arg(long, value_enum, default_value = "html")]
+        format: ReportFormat,
     },
     /// Continue every unfinished run (or a halted one, by id) from its last committed state.
     Resume {
@@ -419,6 +429,7 @@ fn real_main(cli: Cli) -> Result<u8> {
             }
             Ok(0)
         }
+        Command::Report { run, format } => cmd_report(&cli.store, run, format),
         Command::Approve(a) => {
             decide(&cli.store, out, ControlRequest::Approve { run: a.run, gate: a.gate, by: whoami(), comment: a.comment })
         }
@@ -672,6 +683,42 @@ fn cmd_abort(store: &Path, out: Output, run: String) -> Result<u8> {
 
 /// Approve or reject: what was decided, in one line; and, for a run no process drives, that
 /// the decision waits for `drctl resume`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum ReportFormat {
+    Html,
+    Json,
+}
+
+/// The report of `run` and its children (to [`report::MAX_DEPTH`]).
+fn run_report(store: &Path, run: &str, depth: usize) -> Result<report::RunReport> {
+    let view = match request(store, ControlRequest::Status { run: Some(run.to_string()) })? {
+        ControlResponse::Run(v) => v,
+        other => bail!("unexpected answer: {other:?}"),
+    };
+    let history = match request(store, ControlRequest::History { run: run.to_string() })? {
+        ControlResponse::History(h) => h,
+        other => bail!("unexpected answer: {other:?}"),
+    };
+    let docs = catalog::row(&view.procedure).map(|r| r.docs.iter().map(|d| d.to_string()).collect()).unwrap_or_default();
+    let mut r = report::RunReport::of(&view, &history, docs);
+    if depth < report::MAX_DEPTH {
+        for child in view.children.values() {
+            r.children.push(run_report(store, &child.run, depth + 1)?);
+        }
+    }
+    Ok(r)
+}
+
+fn cmd_report(store: &Path, run: String, format: ReportFormat) -> Result<u8> {
+    let r = run_report(store, &run, 0)?;
+    let text = match format {
+        ReportFormat::Html => report::html(&r),
+        ReportFormat::Json => serde_json::to_string_pretty(&r)? + "\n",
+    };
+    std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes())?;
+    Ok(0)
+}
+
 fn decide(store: &Path, out: Output, req: ControlRequest) -> Result<u8> {
     let view = match request(store, req)? {
         ControlResponse::Run(run) => run,

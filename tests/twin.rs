@@ -15,12 +15,6 @@ fn seed_for(procedure: &str, scenario: &str) -> u64 {
     (0..10_000).find(|s| row.scenario_for(*s).scenario == scenario).unwrap_or_else(|| panic!("no seed of {procedure} plays {scenario}"))
 }
 
-/// Procedures whose host steps the twin's hosts do not serve yet: the OpenShift 4.1–4.3 recovery
-/// scripts (`etcd-snapshot-restore.sh`, `tokenize-signer.sh`, `etcd-member-recover.sh`) are
-/// modelled by the direct simulator and their renderings table-tested in the SSH adapter; the
-/// simulated shell refuses them (a test there says so, and fails once it learns them).
-const NOT_SERVED_BY_THE_TWIN: [&str; 1] = ["legacy-lost-masters"];
-
 fn twin_matches_direct(procedure: &str, seed: u64) -> Served {
     let (served, diffs) = twin_differences(procedure, seed);
     let scenario = served.obs.scenario.clone();
@@ -35,7 +29,7 @@ fn twin_matches_direct(procedure: &str, seed: u64) -> Served {
 fn every_procedure_in_every_scenario_ends_as_its_direct_run() {
     let mut failures = vec![];
     let mut ran = 0;
-    for row in chaos::rows().into_iter().filter(|r| !NOT_SERVED_BY_THE_TWIN.contains(&r.procedure)) {
+    for row in chaos::rows() {
         let mut seen = std::collections::BTreeSet::new();
         for seed in 0..400u64 {
             let scenario = row.scenario_for(seed).scenario;

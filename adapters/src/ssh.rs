@@ -165,6 +165,8 @@ const RUN_ETCD_ENVIRONMENT: &str = "/run/etcd/environment";
 /// The port the temporary etcd signer of 4.1–4.3 listens on.
 pub const LEGACY_SIGNER_PORT: u16 = 9943;
 const HOSTNAME_MARK: &str = "DRCTL_HOSTNAME=";
+/// Where `tokenize-signer.sh`, run from `/home/core`, renders the signer pod.
+const LEGACY_SIGNER_MANIFEST: &str = "/home/core/assets/manifests/kube-etcd-cert-signer.yaml";
 
 /// Where a fenced restore leaves its marker on the host.
 pub const FENCE_DIR: &str = "/var/lib/drctl/fences";
@@ -424,7 +426,7 @@ pub fn render(op: &HostOp, l: &HostLayout) -> PortResult<String> {
                     // The two images the script runs, from the cluster's release (root's `oc`
                     // carries the runbook's `oc login`).
                     let images = format!(
-                        "export SETUP_ETCD_ENVIRONMENT=\"$({})\" && export KUBE_CLIENT_AGENT=\"$({})\" && ",
+                        "set -a; SETUP_ETCD_ENVIRONMENT=\"$({})\" && KUBE_CLIENT_AGENT=\"$({})\" && set +a && ",
                         release_image(l, "machine-config-operator"),
                         release_image(l, "kube-client-agent")
                     );
@@ -434,10 +436,13 @@ pub fn render(op: &HostOp, l: &HostLayout) -> PortResult<String> {
             }
         }
         HostOp::LegacyStartSigner { hostname } => {
-            let manifest = "./assets/manifests/kube-etcd-cert-signer.yaml";
+            // tokenize-signer.sh renders into `./assets`: the home directory the runbook (and an
+            // SSH session as `core`) works in.
+            let manifest = l.fixed(LEGACY_SIGNER_MANIFEST);
+            let manifest = manifest.as_str();
             let oc = l.tool("oc");
             let inner = format!(
-                "export KUBE_ETCD_SIGNER_SERVER=\"$({image})\" && {tokenize} && \
+                "set -a; KUBE_ETCD_SIGNER_SERVER=\"$({image})\" && set +a && {tokenize} && \
                  {{ out=$({create} 2>&1) || {get} || {{ echo \"$out\" >&2; exit 1; }}; }}",
                 image = release_image(l, "kube-etcd-signer-server"),
                 tokenize = join([l.tool("tokenize-signer.sh").as_str(), hostname]),
@@ -1489,15 +1494,15 @@ mod tests {
                 "etcd-snapshot-restore.sh must not be run again on a half-done host",
             ]),
             (recover, &[
-                "export SETUP_ETCD_ENVIRONMENT=\"$(oc adm release info --image-for machine-config-operator --registry-config=/var/lib/kubelet/config.json)\"",
-                "export KUBE_CLIENT_AGENT=\"$(oc adm release info --image-for kube-client-agent --registry-config=/var/lib/kubelet/config.json)\"",
+                "set -a; SETUP_ETCD_ENVIRONMENT=\"$(oc adm release info --image-for machine-config-operator --registry-config=/var/lib/kubelet/config.json)\"",
+                "&& KUBE_CLIENT_AGENT=\"$(oc adm release info --image-for kube-client-agent --registry-config=/var/lib/kubelet/config.json)\" && set +a",
                 "exec /usr/local/bin/etcd-member-recover.sh 10.0.143.125 etcd-member-ip-10-0-156-255.ec2.internal",
                 "if sudo test -e /var/lib/drctl/fences/f2; then",
             ]),
             (HostOp::LegacyStartSigner { hostname: "ip-10-0-143-125".into() }, &[
-                "export KUBE_ETCD_SIGNER_SERVER=\"$(oc adm release info --image-for kube-etcd-signer-server --registry-config=/var/lib/kubelet/config.json)\"",
+                "set -a; KUBE_ETCD_SIGNER_SERVER=\"$(oc adm release info --image-for kube-etcd-signer-server --registry-config=/var/lib/kubelet/config.json)\"",
                 "/usr/local/bin/tokenize-signer.sh ip-10-0-143-125",
-                "oc create -f ./assets/manifests/kube-etcd-cert-signer.yaml",
+                "oc create -f /home/core/assets/manifests/kube-etcd-cert-signer.yaml",
                 "oc get pod -n openshift-config etcd-signer -o name",
             ]),
             (HostOp::LegacyEtcdIdentity, &["DRCTL_HOSTNAME=%s", "$(hostname)", "sudo grep -E '^ETCD_DNS_NAME=' /run/etcd/environment"]),

@@ -57,6 +57,11 @@ impl World {
                         format!("inspect the etcd-member pod and `etcdctl member list` for {member_name}"),
                     ),
                 };
+                // The scripts' images are asked of the release before the fence is touched.
+                let markers = &self.hosts[host].markers;
+                if !markers.contains(fence.as_str()) && !markers.contains(&started_marker(fence)) {
+                    self.legacy_script_setup(host, script)?;
+                }
                 self.fenced(host, fence, &what, script.file(), &inspect, |w| w.legacy_script(host, script))
             }
             HostOp::LegacyStartSigner { hostname } => self.legacy_start_signer(host, hostname),

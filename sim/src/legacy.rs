@@ -15,6 +15,10 @@ use drctl_runtime::clock::Timestamp;
 use drctl_workflows::ports::{EtcdMember, EtcdMemberList, HostOutput, LegacyEtcdIdentity, LegacyScript, PortError, PortResult, StaticPod};
 use std::time::Duration;
 
+/// Where `tokenize-signer.sh` renders the signer pod (its `./assets`, in the home directory the
+/// runbook works from).
+pub const SIGNER_MANIFEST: &str = "/home/core/assets/manifests/kube-etcd-cert-signer.yaml";
+
 /// The cluster domain of the simulated 4.3 cluster.
 pub const LEGACY_CLUSTER_DOMAIN: &str = "ocp43.sim.example.com";
 pub const LEGACY_VERSION: &str = "4.3.40";
@@ -43,6 +47,17 @@ impl World {
         match self.legacy_etcd {
             true => Ok(()),
             false => Err(PortError::Permanent(format!("sudo: /usr/local/bin/{script}: command not found"))),
+        }
+    }
+
+    /// What the rendered command checks before its fence: the scripts' images from the release.
+    pub(crate) fn legacy_script_setup(&self, host: &str, script: &LegacyScript) -> PortResult<()> {
+        match script {
+            LegacyScript::SnapshotRestore { .. } => Ok(()),
+            LegacyScript::MemberRecover { .. } => {
+                self.legacy_release_image(host, "machine-config-operator")?;
+                self.legacy_release_image(host, "kube-client-agent").map(drop)
+            }
         }
     }
 
@@ -85,27 +100,67 @@ impl World {
 
     /// The 4.1–4.3 identity of `host`'s member.
     pub(crate) fn legacy_identity(&self, host: &str) -> PortResult<HostOutput> {
-        self.legacy_script_present("etcd-snapshot-restore.sh")?;
         let h = &self.hosts[host];
         Ok(HostOutput::Identity(LegacyEtcdIdentity { hostname: h.name.clone(), dns_name: h.etcd_dns_name.clone() }))
     }
 
-    /// `tokenize-signer.sh HOSTNAME` and `oc create -f` through the host's own API server: the
-    /// pod is scheduled to the node named.
-    pub(crate) fn legacy_start_signer(&mut self, host: &str, hostname: &str) -> PortResult<HostOutput> {
-        self.legacy_script_present("tokenize-signer.sh")?;
+    /// `oc adm release info --image-for NAME` as root on `host`: answered by the cluster's
+    /// `clusterversion` through the host's own API server (`localhost:6443`, where the runbook's
+    /// `oc login` points).
+    pub(crate) fn legacy_release_image(&self, host: &str, name: &str) -> PortResult<String> {
         let kas = self.hosts[host].containers.get(&StaticPod::KubeApiServer) == Some(&Container::Running);
         if !kas || !self.api_available() {
             return Err(PortError::Transient(
                 "The connection to the server localhost:6443 was refused - did you specify the right host or port?".into(),
             ));
         }
+        let digest = drctl_runtime::rng::mix(self.seed, format!("{} {name}", self.api().cluster_version).as_bytes());
+        Ok(format!("quay.io/openshift-release-dev/ocp-v4.0-art-dev@sha256:{digest:016x}{digest:016x}{digest:016x}{digest:016x}"))
+    }
+
+    /// `tokenize-signer.sh HOSTNAME` and `oc create -f` of what it rendered, through the host's
+    /// own API server: the pod is scheduled to the node named. A signer pod that exists is left.
+    pub(crate) fn legacy_start_signer(&mut self, host: &str, hostname: &str) -> PortResult<HostOutput> {
+        self.legacy_script_present("tokenize-signer.sh")?;
+        self.legacy_release_image(host, "kube-etcd-signer-server")?;
+        self.legacy_tokenize_signer(host, hostname);
         if self.api().etcd_signer.is_none() {
-            self.api_mut().etcd_signer = Some(hostname.to_string());
-            self.note(format!("etcd signer pod created for node {hostname}"));
-            self.effect(EffectKind::SignerStarted, hostname);
+            self.legacy_create_signer(host)?;
         }
         Ok(HostOutput::Done)
+    }
+
+    /// `tokenize-signer.sh HOSTNAME`: the signer pod's manifest, for node `hostname`, in the
+    /// working directory's `assets/manifests`.
+    pub(crate) fn legacy_tokenize_signer(&mut self, host: &str, hostname: &str) {
+        let manifest = format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: etcd-signer\n  namespace: openshift-config\nspec:\n  nodeName: {hostname}\n  hostNetwork: true\n"
+        );
+        self.host_mut(host).files.insert(SIGNER_MANIFEST.into(), SimFile::Bytes(manifest.into_bytes()));
+    }
+
+    /// `oc create -f` of the rendered signer manifest on `host`; `AlreadyExists` when the pod is
+    /// there.
+    pub(crate) fn legacy_create_signer(&mut self, host: &str) -> PortResult<()> {
+        self.legacy_release_image(host, "kube-etcd-signer-server")?;
+        let node = match self.hosts[host].files.get(SIGNER_MANIFEST) {
+            Some(SimFile::Bytes(b)) => {
+                String::from_utf8_lossy(b).lines().find_map(|l| l.trim().strip_prefix("nodeName: ").map(str::to_string))
+            }
+            _ => None,
+        };
+        let Some(node) = node else {
+            return Err(PortError::Permanent(format!("error: the path \"{SIGNER_MANIFEST}\" does not exist")));
+        };
+        if self.api().etcd_signer.is_some() {
+            return Err(PortError::Permanent(format!(
+                "Error from server (AlreadyExists): error when creating \"{SIGNER_MANIFEST}\": pods \"etcd-signer\" already exists"
+            )));
+        }
+        self.api_mut().etcd_signer = Some(node.clone());
+        self.note(format!("etcd signer pod created for node {node}"));
+        self.effect(EffectKind::SignerStarted, node);
+        Ok(())
     }
 
     /// Whether the signer pod runs on `host` and listens on 9943.

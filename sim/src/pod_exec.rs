@@ -53,7 +53,7 @@ fn header(cluster_id: u64) -> serde_json::Value {
     serde_json::json!({ "cluster_id": cluster_id, "member_id": 0, "raft_term": 2 })
 }
 
-fn members_json(list: &EtcdMemberList) -> serde_json::Value {
+pub(crate) fn members_json(list: &EtcdMemberList) -> serde_json::Value {
     let members: Vec<serde_json::Value> = list
         .members
         .iter()

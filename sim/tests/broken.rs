@@ -634,3 +634,33 @@ fn a_shutdown_of_the_control_plane_before_the_workers_is_caught_shrunk_and_repla
     );
     assert_eq!(f.schedule, "none", "{f:?}");
 }
+
+use drctl_workflows::legacy_lost_masters::{LegacyLostMasters, LegacyParams, LegacyState};
+
+/// Goes on after growing etcd without deleting the temporary etcd signer (OpenShift 4.1–4.3,
+/// "Recovering from lost master hosts": it must go once all members are restored).
+struct LeavesTheSignerRunning;
+
+impl Alteration<LegacyLostMasters> for LeavesTheSignerRunning {
+    const NAME: &'static str = "broken-leaves-the-signer-running";
+    fn step(&self, _: &Sim, _: &Ports, _: &StepContext, _: &LegacyParams, s: &LegacyState) -> Option<Result<Step<LegacyState>, StepError>> {
+        match s {
+            LegacyState::RemoveSigner { plan } => Some(Ok(Step::Next(LegacyState::DeleteLostNodes { plan: plan.clone() }))),
+            _ => None,
+        }
+    }
+}
+
+#[test]
+fn a_legacy_recovery_that_leaves_the_signer_running_is_caught_shrunk_and_replayable() {
+    let mut opts = SweepOptions::new("", 1..20);
+    opts.max_failures = 1;
+    let f = caught(
+        "broken-leaves-the-signer-running",
+        "legacy-lost-masters",
+        factory(|| LegacyLostMasters, || LeavesTheSignerRunning),
+        opts,
+        Invariant::RunbookStep,
+    );
+    assert_eq!(f.schedule, "none", "{f:?}");
+}

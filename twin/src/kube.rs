@@ -478,6 +478,8 @@ fn pods_of(w: &World, namespace: &str) -> Vec<(PodInfo, &'static str, &'static s
             ("app=ovnkube-node", "app", "ovnkube-node"),
             ("app=ovnkube-control-plane", "app", "ovnkube-control-plane"),
         ],
+        // The temporary etcd signer of OpenShift 4.1–4.3.
+        "openshift-config" => &[("", "k8s-app", "etcd-signer")],
         _ => &[],
     };
     selectors.iter().flat_map(|(sel, k, v)| w.pod_infos(namespace, sel).unwrap_or_default().into_iter().map(move |p| (p, *k, *v))).collect()

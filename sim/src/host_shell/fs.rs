@@ -28,6 +28,13 @@ pub const ETCD_ALL_CERTS: &str = "/etc/kubernetes/static-pod-resources/etcd-cert
 pub const CONTROL_PLANE_TOOLS: [&str; 3] =
     ["/usr/local/bin/cluster-backup.sh", "/usr/local/bin/cluster-restore.sh", "/usr/local/bin/etcdctl"];
 
+/// The recovery scripts of OpenShift 4.1–4.3 (OpenShift Container Platform 4.3 Backup and
+/// restore, "Recovering from lost master hosts"): on control-plane hosts of those releases only.
+pub const LEGACY_TOOLS: [&str; 3] =
+    ["/usr/local/bin/etcd-snapshot-restore.sh", "/usr/local/bin/tokenize-signer.sh", "/usr/local/bin/etcd-member-recover.sh"];
+/// What the 4.1–4.3 `etcd-member` pod's setup found for its host.
+pub const RUN_ETCD_ENVIRONMENT: &str = "/run/etcd/environment";
+
 /// Directories every RHCOS host has.
 const BASE_DIRS: [&str; 10] = [
     "/tmp",
@@ -94,6 +101,12 @@ pub fn tree(w: &World, h: &Host) -> BTreeMap<String, Kind> {
     t.file(MCD_CURRENT_CONFIG);
     if !h.worker {
         control_plane_files(w, &mut t);
+    }
+    if w.legacy_etcd && !h.worker {
+        LEGACY_TOOLS.iter().for_each(|p| t.file(p));
+    }
+    if h.etcd_dns_name.is_some() {
+        t.file(RUN_ETCD_ENVIRONMENT);
     }
     h.manifests.iter().for_each(|p| t.file(&manifest_path(*p, false)));
     h.moved_manifests.iter().for_each(|p| t.file(&manifest_path(*p, true)));
@@ -229,7 +242,12 @@ pub fn read(w: &World, h: &Host, path: &str) -> Vec<u8> {
         MCD_CURRENT_CONFIG => machine_config(h).into_bytes(),
         KUBELET_CLIENT_PEM | KUBELET_SERVER_PEM => pem(&format!("CN=system:node:{}", h.name)).into_bytes(),
         "/dev/null" => vec![],
-        p if CONTROL_PLANE_TOOLS.contains(&p) => format!("#!/usr/bin/env bash\n# {}\n", base_name(p)).into_bytes(),
+        p if CONTROL_PLANE_TOOLS.contains(&p) || LEGACY_TOOLS.contains(&p) => {
+            format!("#!/usr/bin/env bash\n# {}\n", base_name(p)).into_bytes()
+        }
+        RUN_ETCD_ENVIRONMENT => {
+            format!("ETCD_IPV4_ADDRESS={}\nETCD_DNS_NAME={}\n", h.ip, h.etcd_dns_name.as_deref().unwrap_or_default()).into_bytes()
+        }
         p => format!("simulated {} of {} ({})\n", base_name(p), h.name, w.scenario).into_bytes(),
     }
 }

@@ -40,8 +40,8 @@ fn variant(op: &HostOp) -> &'static str {
         HostOp::ReleaseVersion => "ReleaseVersion",
         HostOp::Shutdown { .. } => "Shutdown",
         HostOp::ProbeEtcd { .. } => "ProbeEtcd",
-        // The OpenShift 4.1–4.3 host steps: not served by the shell yet (see
-        // `the_4_3_host_steps_are_refused_by_the_shell`), so not counted in VARIANTS.
+        // The OpenShift 4.1–4.3 host steps: checked by `the_4_3_recovery_through_the_shell…`,
+        // not counted in VARIANTS.
         HostOp::RunLegacyScript { .. } => "RunLegacyScript",
         HostOp::LegacyStartSigner { .. } => "LegacyStartSigner",
         HostOp::LegacyEtcdIdentity => "LegacyEtcdIdentity",
@@ -234,6 +234,71 @@ fn every_operation_answers_and_acts_as_the_direct_simulator() {
     eprintln!("differential: {} variants, {checked} lockstep steps, {tally:?}", seen.len());
 }
 
+/// The OpenShift 4.1–4.3 host operations on `host` of a 4.3 world.
+fn legacy_ops_for(w: &World, host: &str) -> Vec<HostOp> {
+    use drctl_workflows::ports::LegacyScript;
+    let initial_cluster = format!("etcd-member-{host}=https://{}:2380", w.hosts[host].etcd_dns_name.clone().unwrap_or_default());
+    let restore = LegacyScript::SnapshotRestore { dir: "/home/core/backup".into(), initial_cluster };
+    let recover = LegacyScript::MemberRecover { signer_ip: w.hosts["master-0"].ip.clone(), member_name: format!("etcd-member-{host}") };
+    vec![
+        HostOp::LegacyEtcdIdentity,
+        HostOp::LegacySignerListening,
+        HostOp::LegacyMemberList,
+        HostOp::LegacyStartSigner { hostname: host.into() },
+        HostOp::RunLegacyScript { script: restore, fence: "drctl-legacy-restore".into() },
+        HostOp::RunLegacyScript { script: recover, fence: format!("drctl-legacy-member-{host}") },
+    ]
+}
+
+/// The 4.1–4.3 recovery, step by step, the direct simulator's way and through the shell with
+/// the SSH adapter's renderings: the same answers and the same worlds at every step, and every
+/// legacy operation on every powered control-plane host checked both ways before each step.
+#[test]
+fn the_4_3_recovery_through_the_shell_answers_and_acts_as_the_direct_simulator() {
+    let mut seen = BTreeSet::new();
+    let mut tally = Tally::default();
+    for seed in [1, 7] {
+        let base = scenario::build("legacy-lost-masters", seed).unwrap();
+        let (mut direct, mut shell) = (base.clone(), base.clone());
+        copy_direct(&mut direct, "nightly", "master-0", "/home/core/backup");
+        copy_via_shell(&mut shell, "nightly", "master-0", "/home/core/backup");
+        let check = |w: &World, seen: &mut BTreeSet<&'static str>, tally: &mut Tally| {
+            for h in w.hosts.values().filter(|h| !h.worker && h.powered) {
+                for op in legacy_ops_for(w, &h.name) {
+                    seen.insert(differential(w, &h.name, &op, tally));
+                }
+            }
+        };
+        let ops = legacy_ops_for(&base, "master-0");
+        let restore = ops[4].clone();
+        let steps: Vec<(Option<u64>, &str, HostOp)> = vec![
+            (None, "master-0", HostOp::LegacyEtcdIdentity),
+            (None, "master-0", restore),
+            // The new masters boot; the API is back.
+            (Some(50 * crate::world::MINUTE), "master-0", HostOp::LegacyStartSigner { hostname: "master-0".into() }),
+            (None, "master-0", HostOp::LegacySignerListening),
+            (None, "master-3", legacy_ops_for(&base, "master-3")[5].clone()),
+            (Some(20 * crate::world::MINUTE), "master-0", HostOp::LegacyMemberList),
+            (None, "master-4", legacy_ops_for(&base, "master-4")[5].clone()),
+            (Some(20 * crate::world::MINUTE), "master-0", HostOp::LegacyMemberList),
+        ];
+        for (wait, host, op) in steps {
+            if let Some(ms) = wait {
+                direct.advance(ms);
+                shell.advance(ms);
+            }
+            check(&direct, &mut seen, &mut tally);
+            lockstep(&mut direct, &mut shell, host, &op);
+        }
+        check(&direct, &mut seen, &mut tally);
+        let members = &direct.etcd[&direct.current_cluster].members;
+        assert_eq!(members.len(), 3, "{seed}: the members the recovery made: {members:?}");
+        assert!(direct.started_members() == 3 && direct.api().etcd_signer.is_some(), "{seed}: {:?}", direct.log);
+    }
+    assert_eq!(seen.len(), 5, "legacy variants covered: {seen:?}");
+    assert!(tally.errors > 10 && tally.checks > 100, "{tally:?}");
+}
+
 #[test]
 fn a_restore_left_running_or_half_done_is_reported_as_the_fence_says() {
     let mut w = scenario::build("quorum-loss", 3).unwrap();
@@ -293,38 +358,6 @@ fn refused(cmd: &str, code: i32, message: &str) {
 }
 
 const UNSUPPORTED: &str = "drctl sim host-shell: unsupported command form:";
-
-/// The shell does not know the OpenShift 4.1–4.3 recovery steps yet: it refuses them as it
-/// refuses any unknown command, so a twin run of `legacy-lost-masters` stops loudly instead of
-/// passing on a guess. (The direct simulator models them; their renderings are table-tested in
-/// the SSH adapter.)
-#[test]
-fn the_4_3_host_steps_are_refused_by_the_shell() {
-    use drctl_workflows::ports::LegacyScript;
-    let w = scenario::build("legacy-lost-masters", 1).unwrap();
-    let ops = [
-        HostOp::RunLegacyScript {
-            script: LegacyScript::SnapshotRestore {
-                dir: "/home/core/backup".into(),
-                initial_cluster: "etcd-member-master-0=https://etcd-0.x:2380".into(),
-            },
-            fence: FENCE.into(),
-        },
-        HostOp::RunLegacyScript {
-            script: LegacyScript::MemberRecover { signer_ip: "10.0.0.10".into(), member_name: "etcd-member-master-3".into() },
-            fence: FENCE.into(),
-        },
-        HostOp::LegacyStartSigner { hostname: "master-0".into() },
-        HostOp::LegacyEtcdIdentity,
-        HostOp::LegacySignerListening,
-        HostOp::LegacyMemberList,
-    ];
-    for op in ops {
-        let cmd = render(&op, &HostLayout::real()).unwrap();
-        let out = w.clone().host_shell("master-0", &cmd, b"");
-        assert_eq!(out.code, 127, "{}: the shell answered {cmd}: {}", variant(&op), String::from_utf8_lossy(&out.stderr));
-    }
-}
 
 #[test]
 fn crictl_with_another_output_format_is_refused() {

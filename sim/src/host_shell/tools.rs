@@ -4,7 +4,9 @@
 
 use super::fs::{self, Kind};
 use super::{Fds, Flow, Out, Session, Status};
+use crate::legacy;
 use crate::world::{Container, SimFile, MINUTE};
+use drctl_workflows::ports::StaticPod;
 use drctl_workflows::ports::{EtcdProbe, HostOutput, PortError};
 use std::collections::BTreeMap;
 
@@ -33,7 +35,7 @@ const BASH_TCP_PROBE: &str = "exec 3<>\"/dev/tcp/$0/$1\"";
 const SUDO_PATH: &str = "/sbin:/bin:/usr/sbin:/usr/bin";
 
 /// Tools every host has on its PATH.
-const TOOLS: [&str; 24] = [
+const TOOLS: [&str; 29] = [
     "sudo",
     "test",
     "[",
@@ -58,6 +60,11 @@ const TOOLS: [&str; 24] = [
     "true",
     "false",
     "oc",
+    "hostname",
+    "printf",
+    "grep",
+    "ss",
+    "head",
 ];
 
 impl Session<'_> {
@@ -97,14 +104,21 @@ impl Session<'_> {
             "cluster-backup.sh" => self.cluster_backup(&c),
             "cluster-restore.sh" => self.cluster_restore(&c),
             "etcdctl" => self.etcdctl(&c),
+            "hostname" => self.hostname(&c),
+            "printf" => self.printf(&c),
+            "grep" => self.grep(&c),
+            "ss" => self.ss(&c),
+            "head" => self.head(&c),
+            "etcd-snapshot-restore.sh" | "etcd-member-recover.sh" => self.legacy_script(&c),
+            "tokenize-signer.sh" => self.tokenize_signer(&c),
             _ => Err(self.unsupported(argv)),
         }
     }
 
     /// A tool named by its path: only the ones OpenShift installs, where it installs them.
     fn tool_at(&mut self, path: &str) -> Result<String, Flow> {
-        let exists =
-            fs::canonical(path).filter(|p| fs::CONTROL_PLANE_TOOLS.contains(&p.path.as_str())).is_some_and(|p| self.is_file(&p.path));
+        let installed = |p: &str| fs::CONTROL_PLANE_TOOLS.contains(&p) || fs::LEGACY_TOOLS.contains(&p);
+        let exists = fs::canonical(path).filter(|p| installed(&p.path)).is_some_and(|p| self.is_file(&p.path));
         if exists {
             return Ok(fs::base_name(path).to_string());
         }
@@ -524,6 +538,11 @@ impl Session<'_> {
     fn crictl(&mut self, c: &Call) -> Status {
         let name = match c.args().as_slice() {
             ["ps", "--name", name, "-o", "json"] => name.to_string(),
+            ["ps", "--name", "etcd-member", "-q"] if self.world.legacy_etcd => return self.crictl_legacy_ps(c),
+            ["exec", id, "/bin/sh", "-c", script] if self.world.legacy_etcd && *script == LEGACY_MEMBER_LIST => {
+                let id = id.to_string();
+                return self.crictl_legacy_member_list(c, &id);
+            }
             _ => return Err(self.unsupported(c.argv)),
         };
         // crictl filters by regular expression; plain names are all the adapter sends.
@@ -707,6 +726,14 @@ impl Session<'_> {
     fn oc(&mut self, c: &Call) -> Status {
         let (kubeconfig, patch) = match c.args().as_slice() {
             ["--kubeconfig", k, "patch", "etcd", "cluster", "--type=merge", "-p", patch] => (k.to_string(), patch.to_string()),
+            ["adm", "release", "info", "--image-for", name, REGISTRY_CONFIG] if self.world.legacy_etcd => {
+                let name = name.to_string();
+                return self.oc_release_image(c, &name);
+            }
+            ["create", "-f", legacy::SIGNER_MANIFEST] if self.world.legacy_etcd => return self.oc_create_signer(c),
+            ["get", "pod", "-n", "openshift-config", "etcd-signer", "-o", "name"] if self.world.legacy_etcd => {
+                return self.oc_get_signer(c)
+            }
             _ => return Err(self.unsupported(c.argv)),
         };
         let Some(reason) = force_reason(&patch) else { return Err(self.unsupported(c.argv)) };
@@ -795,6 +822,230 @@ impl Session<'_> {
             _ => self.fail(c, 1, &format!("Error: {path}: invalid database")),
         }
     }
+}
+
+/// The node's pull secret, which `oc adm release info` reads (root only).
+const REGISTRY_CONFIG: &str = "--registry-config=/var/lib/kubelet/config.json";
+/// The script the SSH adapter runs in the `etcd-member` container for `etcdctl member list`.
+const LEGACY_MEMBER_LIST: &str = "export ETCDCTL_API=3 ETCDCTL_CACERT=/etc/ssl/etcd/ca.crt \
+                           ETCDCTL_CERT=$(find /etc/ssl/ -name '*peer*crt') ETCDCTL_KEY=$(find /etc/ssl/ -name '*peer*key'); \
+                           etcdctl member list -w json";
+
+impl Session<'_> {
+    // -----------------------------------------------------------------------------------------
+    // OpenShift 4.1–4.3: the recovery scripts and what they need
+    // -----------------------------------------------------------------------------------------
+
+    /// `hostname`.
+    fn hostname(&mut self, c: &Call) -> Status {
+        if !c.args().is_empty() {
+            return Err(self.unsupported(c.argv));
+        }
+        let name = self.host.clone();
+        self.say(c.fds.out, &name);
+        Ok(0)
+    }
+
+    /// `printf FORMAT ARG` with one `%s` and `\n` escapes: all the adapter sends.
+    fn printf(&mut self, c: &Call) -> Status {
+        let (format, arg) = match c.args().as_slice() {
+            [f, a] if f.matches('%').count() == 1 && f.contains("%s") => (f.to_string(), a.to_string()),
+            _ => return Err(self.unsupported(c.argv)),
+        };
+        let text = format.replacen("%s", &arg, 1).replace("\\n", "\n");
+        self.write(c.fds.out, text.as_bytes());
+        Ok(0)
+    }
+
+    /// `grep -E '^LITERAL' FILE`: the lines starting with LITERAL (exit 1 when none).
+    fn grep(&mut self, c: &Call) -> Status {
+        let (prefix, path) = match c.args().as_slice() {
+            ["-E", p, f] if p.starts_with('^') && p[1..].chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '=') => {
+                (p[1..].to_string(), f.to_string())
+            }
+            _ => return Err(self.unsupported(c.argv)),
+        };
+        match self.kind(&path) {
+            Some(Kind::File) if c.root || !fs::is_private(&path) => {
+                let text = String::from_utf8_lossy(&self.read(&path)).into_owned();
+                let lines: Vec<&str> = text.lines().filter(|l| l.starts_with(&prefix)).collect();
+                for l in &lines {
+                    self.say(c.fds.out, l);
+                }
+                Ok(if lines.is_empty() { 1 } else { 0 })
+            }
+            Some(Kind::File) => self.fail(c, 2, &format!("grep: {path}: Permission denied")),
+            _ => self.fail(c, 2, &format!("grep: {path}: No such file or directory")),
+        }
+    }
+
+    /// `ss -ltn`: the TCP ports listening on this host that the world models (etcd, the API
+    /// server, the 4.1–4.3 etcd signer).
+    fn ss(&mut self, c: &Call) -> Status {
+        if c.args().as_slice() != ["-ltn"] {
+            return Err(self.unsupported(c.argv));
+        }
+        let h = &self.world.hosts[&self.host];
+        let running = |p: StaticPod| h.containers.get(&p) == Some(&Container::Running);
+        let mut ports = vec![];
+        if running(StaticPod::Etcd) {
+            ports.extend(["2379", "2380"]);
+        }
+        if running(StaticPod::KubeApiServer) {
+            ports.push("6443");
+        }
+        if self.world.signer_listening_on(&self.host) {
+            ports.push("9943");
+        }
+        let mut out = "State  Recv-Q Send-Q Local Address:Port Peer Address:Port\n".to_string();
+        for p in ports {
+            out.push_str(&format!("LISTEN 0      128    *:{p}             *:*\n"));
+        }
+        self.write(c.fds.out, out.as_bytes());
+        Ok(0)
+    }
+
+    /// `head -n 1` of its input.
+    fn head(&mut self, c: &Call) -> Status {
+        if c.args().as_slice() != ["-n", "1"] {
+            return Err(self.unsupported(c.argv));
+        }
+        let input = String::from_utf8_lossy(&self.read_input(c.fds.input)).into_owned();
+        if let Some(first) = input.lines().next() {
+            self.say(c.fds.out, first);
+        }
+        Ok(0)
+    }
+
+    /// `crictl ps --name etcd-member -q`: the running etcd-member container's id.
+    fn crictl_legacy_ps(&mut self, c: &Call) -> Status {
+        if !c.root {
+            return self.fail(c, 1, "time=\"0\" level=fatal msg=\"connect: permission denied\"");
+        }
+        if self.world.hosts[&self.host].containers.get(&StaticPod::Etcd) == Some(&Container::Running) {
+            let id = legacy_container_id(&self.host);
+            self.say(c.fds.out, &id);
+        }
+        Ok(0)
+    }
+
+    /// `crictl exec ID /bin/sh -c '… etcdctl member list -w json'` in the etcd-member container.
+    fn crictl_legacy_member_list(&mut self, c: &Call, id: &str) -> Status {
+        let running = self.world.hosts[&self.host].containers.get(&StaticPod::Etcd) == Some(&Container::Running);
+        if !c.root || !running || id != legacy_container_id(&self.host) {
+            return self.fail(c, 1, &format!("time=\"0\" level=fatal msg=\"execing command in container: container {id} is not running\""));
+        }
+        let host = self.host.clone();
+        match self.world.legacy_member_list(&host) {
+            Ok(HostOutput::Members(list)) => {
+                let text = crate::pod_exec::members_json(&list).to_string();
+                self.say(c.fds.out, &text);
+                Ok(0)
+            }
+            Ok(_) => Ok(0),
+            Err(e) => self.fail(c, 1, &port_message(&e)),
+        }
+    }
+
+    /// `oc adm release info --image-for NAME --registry-config=…` as root.
+    fn oc_release_image(&mut self, c: &Call, name: &str) -> Status {
+        if !c.root {
+            return self.fail(c, 1, "error: open /var/lib/kubelet/config.json: permission denied");
+        }
+        let host = self.host.clone();
+        match self.world.legacy_release_image(&host, name) {
+            Ok(image) => {
+                self.say(c.fds.out, &image);
+                Ok(0)
+            }
+            Err(e) => self.fail(c, 1, &port_message(&e)),
+        }
+    }
+
+    /// `oc create -f` of the signer pod `tokenize-signer.sh` rendered.
+    fn oc_create_signer(&mut self, c: &Call) -> Status {
+        let host = self.host.clone();
+        match self.world.legacy_create_signer(&host) {
+            Ok(()) => {
+                self.say(c.fds.out, "pod/etcd-signer created");
+                Ok(0)
+            }
+            Err(e) => self.fail(c, 1, &port_message(&e)),
+        }
+    }
+
+    /// `oc get pod -n openshift-config etcd-signer -o name`.
+    fn oc_get_signer(&mut self, c: &Call) -> Status {
+        let host = self.host.clone();
+        if let Err(e) = self.world.legacy_release_image(&host, "cli") {
+            return self.fail(c, 1, &port_message(&e));
+        }
+        match self.world.api().etcd_signer.is_some() {
+            true => {
+                self.say(c.fds.out, "pod/etcd-signer");
+                Ok(0)
+            }
+            false => self.fail(c, 1, "Error from server (NotFound): pods \"etcd-signer\" not found"),
+        }
+    }
+
+    /// `tokenize-signer.sh HOSTNAME`, as root, with `KUBE_ETCD_SIGNER_SERVER` exported.
+    fn tokenize_signer(&mut self, c: &Call) -> Status {
+        let hostname = match c.args().as_slice() {
+            [h] => h.to_string(),
+            _ => return Err(self.unsupported(c.argv)),
+        };
+        if !c.root {
+            return self.fail(c, 1, "This script must be run as root");
+        }
+        if c.env.get("KUBE_ETCD_SIGNER_SERVER").is_none_or(|v| v.is_empty()) {
+            return self.fail(c, 1, "tokenize-signer.sh: KUBE_ETCD_SIGNER_SERVER: Need to set KUBE_ETCD_SIGNER_SERVER");
+        }
+        let host = self.host.clone();
+        self.world.legacy_tokenize_signer(&host, &hostname);
+        self.say(c.fds.out, "Populating template /usr/local/share/openshift-recovery/template/kube-etcd-cert-signer.yaml.template");
+        self.say(c.fds.out, "Tokenized template now ready: ./assets/manifests/kube-etcd-cert-signer.yaml");
+        Ok(0)
+    }
+
+    /// `etcd-snapshot-restore.sh DIR INITIAL_CLUSTER` and `etcd-member-recover.sh IP NAME`, as
+    /// root (the recover script with its two images exported).
+    fn legacy_script(&mut self, c: &Call) -> Status {
+        use drctl_workflows::ports::LegacyScript;
+        let script = match (fs::base_name(&c.argv[0]), c.args().as_slice()) {
+            ("etcd-snapshot-restore.sh", [dir, initial]) if fs::canonical(dir).is_some() => {
+                LegacyScript::SnapshotRestore { dir: dir.to_string(), initial_cluster: initial.to_string() }
+            }
+            ("etcd-member-recover.sh", [ip, name]) => {
+                LegacyScript::MemberRecover { signer_ip: ip.to_string(), member_name: name.to_string() }
+            }
+            _ => return Err(self.unsupported(c.argv)),
+        };
+        if !c.root {
+            return self.fail(c, 1, "This script must be run as root");
+        }
+        if matches!(script, LegacyScript::MemberRecover { .. }) {
+            for var in ["SETUP_ETCD_ENVIRONMENT", "KUBE_CLIENT_AGENT"] {
+                if c.env.get(var).is_none_or(|v| v.is_empty()) {
+                    return self.fail(c, 1, &format!("etcd-member-recover.sh: {var}: Need to set {var}"));
+                }
+            }
+        }
+        let host = self.host.clone();
+        match self.world.legacy_script(&host, &script) {
+            Ok(()) => {
+                self.say(c.fds.out, "Starting static pods..\n..starting etcd-member.yaml\nStarting kubelet..");
+                Ok(0)
+            }
+            Err(e) => self.fail(c, 1, &port_message(&e)),
+        }
+    }
+}
+
+/// The id crictl shows for a host's etcd-member container.
+fn legacy_container_id(host: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(format!("container {host} etcd-member").as_bytes()))
 }
 
 /// How a failed world operation shows on the tool's stderr.
