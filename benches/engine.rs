@@ -429,12 +429,53 @@ fn main() {
     if wants("growth") {
         bench_growth(dir.path(), quick);
     }
+    if wants("telemetry") {
+        bench_telemetry(dir.path(), quick);
+    }
     if with_restate {
         restate(dir.path(), quick, &base);
     }
 }
 
-const SECTIONS: &[&str] = &["engine", "recovery", "timers", "growth"];
+const SECTIONS: &[&str] = &["engine", "recovery", "timers", "growth", "telemetry"];
+
+/// What a dead OTLP collector costs a run: the same simulated restore through the binary, with
+/// no exporter and with `OTEL_EXPORTER_OTLP_ENDPOINT` at a port nothing listens on, alternated;
+/// the ratio of the medians (process start to exit, so the bounded flush at exit is included).
+fn bench_telemetry(dir: &Path, quick: bool) {
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let rounds = if quick { 5 } else { 15 };
+    let run = |i: usize, endpoint: Option<&str>| -> Duration {
+        let store = dir.join(format!("telemetry-{i}-{}", endpoint.is_some()));
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_drctl"));
+        c.arg("--store").arg(&store).args(["run", "restore-cluster-state", "--sim", "quorum-loss", "--yes"]);
+        c.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+        c.env_remove("OTEL_EXPORTER_OTLP_ENDPOINT").env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+        if let Some(e) = endpoint {
+            c.env("OTEL_EXPORTER_OTLP_ENDPOINT", e);
+        }
+        let t0 = Instant::now();
+        assert!(c.status().unwrap().success(), "the run failed");
+        t0.elapsed()
+    };
+    let (mut off, mut dead) = (vec![], vec![]);
+    for i in 0..rounds {
+        off.push(run(i, None));
+        dead.push(run(i, Some(&closed)));
+    }
+    off.sort();
+    dead.sort();
+    let (a, b) = (percentile(&off, 0.5), percentile(&dead, 0.5));
+    println!(
+        "telemetry: simulated restore, no exporter p50 {:.1} ms; collector dead p50 {:.1} ms; ratio {:.2}x ({rounds} runs each)",
+        us(a) / 1000.0,
+        us(b) / 1000.0,
+        b.as_secs_f64() / a.as_secs_f64()
+    );
+}
 
 fn bench_dir() -> PathBuf {
     std::env::var_os("DRCTL_BENCH_DIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir)

@@ -9,6 +9,7 @@ mod real;
 mod report;
 mod reporter;
 mod target;
+mod telemetry;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -497,7 +498,13 @@ fn status_text(store: &Path, out: Output, run: Option<String>) -> Result<(String
     let flag = store_flag(store);
     Ok(match request(store, ControlRequest::Status { run })? {
         ControlResponse::Runs(runs) => (output::runs_text(out, &runs, &flag), runs.iter().all(|r| r.status.is_terminal())),
-        ControlResponse::Run(run) => (output::run_detail_text(out, &run, &flag), run.status.is_terminal()),
+        ControlResponse::Run(run) => {
+            let mut text = output::run_detail_text(out, &run, &flag);
+            if let (Output::Table, Some(note)) = (out, telemetry::status_note(store, &run.id)) {
+                text.push_str(&format!("{note}\n"));
+            }
+            (text, run.status.is_terminal())
+        }
         other => bail!("unexpected answer: {other:?}"),
     })
 }
@@ -751,6 +758,8 @@ fn check_sim_speed(speed: Option<f64>) -> Result<()> {
 const RESTORES_FROM_BACKUP: [&str; 2] = ["restore-cluster-state", "legacy-lost-masters"];
 
 fn cmd_run(store: &Path, out: Output, cmd: RunCommand) -> Result<u8> {
+    // A trace export configuration this build cannot use is refused before anything is stored.
+    telemetry::configured()?;
     let RunCommand { procedure, mut params, common } = cmd;
     let deadline = parse_duration(&common.deadline)?;
     if deadline.is_zero() {
@@ -905,6 +914,7 @@ fn parse_outage(s: &str) -> Result<(Duration, Duration)> {
 }
 
 fn cmd_resume(store: &Path, out: Output, run: Option<String>, sim_speed: Option<f64>, set: &[String]) -> Result<u8> {
+    telemetry::configured()?;
     check_sim_speed(sim_speed)?;
     let settings = set.iter().map(|s| parse_setting(s)).collect::<Result<Vec<_>>>()?;
     if !store.exists() {
@@ -1017,10 +1027,22 @@ fn drive_all(store: &Path, eng: &Arc<Engine<Ports>>, runs: Vec<(String, Target)>
         let control_clock = runs[0].1.clock.clone();
         reporter::use_run_time(control_clock.now());
         let server = control::serve_control(store, eng.clone(), control_clock).await?;
+        // Trace export never stops a run: a configuration it cannot use is reported and skipped.
+        let telemetry = telemetry::Telemetry::start(store, eng.store().clone()).unwrap_or_else(|e| {
+            eprintln!("drctl: warning: traces are not exported: {e:#}");
+            None
+        });
         let mut tasks = vec![];
         for (id, t) in runs {
             let eng = eng.clone();
-            let progress = output::progress_printer(id.clone(), store_flag(store));
+            let printer = output::progress_printer(id.clone(), store_flag(store));
+            let progress: drctl_runtime::executor::Progress = match telemetry.as_ref().map(|t| t.notifier()) {
+                Some(n) => Arc::new(move |r: &RunRecord| {
+                    printer(r);
+                    n.touched(&r.id);
+                }),
+                None => printer,
+            };
             tasks.push(tokio::spawn(async move { eng.drive(&id, t.ports, t.clock, progress).await }));
         }
         let aborts: Vec<tokio::task::AbortHandle> = tasks.iter().map(|t| t.abort_handle()).collect();
@@ -1039,6 +1061,9 @@ fn drive_all(store: &Path, eng: &Arc<Engine<Ports>>, runs: Vec<(String, Target)>
         aborts.iter().for_each(|a| a.abort());
         // Answer the request that may just have ended the run (an abort) before exiting.
         server.shutdown().await;
+        if let Some(t) = telemetry {
+            t.finish().await;
+        }
         Ok::<_, anyhow::Error>(driven)
     })?;
     // A step in flight on a blocking thread gets a moment to finish; after that it is abandoned

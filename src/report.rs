@@ -63,6 +63,16 @@ pub struct Segment {
     pub last_error: Option<String>,
     /// A gate it stopped at.
     pub gate: Option<String>,
+    /// The history event that opened the visit, and the one that closed it (`None`: open).
+    pub opened_seq: u64,
+    pub closed_seq: Option<u64>,
+    /// How it was left: `Transition`, `Succeeded`, `Halted`, `Failed`, `Aborted`, `Corrected`,
+    /// or `running`.
+    pub outcome: String,
+    /// What the closing event said, for a halt or a failure.
+    pub reason: Option<String>,
+    /// When the wait inside it began.
+    pub wait_began: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -164,11 +174,12 @@ fn target(labels: &std::collections::BTreeMap<String, String>) -> Vec<String> {
     labels.iter().filter(|(k, _)| show.contains(&k.as_str())).map(|(k, v)| format!("{k}: {v}")).collect()
 }
 
-fn segments(history: &[HistoryEvent], last: Timestamp) -> Vec<Segment> {
-    let open = |state: &str, at: Timestamp| Segment {
+/// Each visit of a state, in order (shared with the telemetry exporter).
+pub fn segments(history: &[HistoryEvent], last: Timestamp) -> Vec<Segment> {
+    let open = |state: &str, e: &HistoryEvent| Segment {
         state: state.to_string(),
-        from: at,
-        until: at,
+        from: e.at,
+        until: e.at,
         left_by: "running".into(),
         waits: 0,
         waited_secs: 0,
@@ -176,35 +187,38 @@ fn segments(history: &[HistoryEvent], last: Timestamp) -> Vec<Segment> {
         retries: 0,
         last_error: None,
         gate: None,
+        opened_seq: e.seq,
+        closed_seq: None,
+        outcome: "running".into(),
+        reason: None,
+        wait_began: None,
+    };
+    let close = |mut s: Segment, e: &HistoryEvent, left_by: String| {
+        s.until = e.at;
+        s.left_by = left_by;
+        s.closed_seq = Some(e.seq);
+        s.outcome = format!("{:?}", e.outcome);
+        if matches!(e.outcome, Outcome::Halted | Outcome::Failed) {
+            s.reason = e.detail.clone();
+        }
+        s
     };
     let mut out: Vec<Segment> = vec![];
     let mut cur: Option<Segment> = None;
-    let mut wait_began: Option<Timestamp> = None;
     for e in history {
         let detail = e.detail.clone().unwrap_or_default();
         match e.outcome {
-            Outcome::Created | Outcome::Corrected => {
-                if let Some(mut s) = cur.take() {
-                    s.until = e.at;
-                    s.left_by = format!("{:?}", e.outcome);
-                    out.push(s);
+            Outcome::Created | Outcome::Corrected | Outcome::Transition => {
+                if let Some(s) = cur.take() {
+                    let left_by = if e.outcome == Outcome::Transition { e.to.clone() } else { format!("{:?}", e.outcome) };
+                    out.push(close(s, e, left_by));
                 }
-                cur = Some(open(&e.to, e.at));
-                wait_began = None;
-            }
-            Outcome::Transition => {
-                if let Some(mut s) = cur.take() {
-                    s.until = e.at;
-                    s.left_by = e.to.clone();
-                    out.push(s);
-                }
-                cur = Some(open(&e.to, e.at));
-                wait_began = None;
+                cur = Some(open(&e.to, e));
             }
             Outcome::Waiting => {
                 if let Some(s) = cur.as_mut() {
                     s.waits += 1;
-                    let began = *wait_began.get_or_insert(e.at);
+                    let began = *s.wait_began.get_or_insert(e.at);
                     s.waited_secs = e.at.since(began).as_secs();
                     s.waiting_for = Some(detail);
                 }
@@ -221,19 +235,14 @@ fn segments(history: &[HistoryEvent], last: Timestamp) -> Vec<Segment> {
                 }
             }
             Outcome::Succeeded | Outcome::Halted | Outcome::Failed | Outcome::Aborted => {
-                if let Some(mut s) = cur.take() {
-                    s.until = e.at;
-                    s.left_by = format!("{:?}", e.outcome);
-                    out.push(s);
-                }
-                // A halted run may be resumed: the next event re-opens its state.
-                if e.outcome == Outcome::Halted {
-                    cur = None;
+                // A halted run may be resumed: the resume opens its state again.
+                if let Some(s) = cur.take() {
+                    out.push(close(s, e, format!("{:?}", e.outcome)));
                 }
             }
             Outcome::Resumed => {
                 if cur.is_none() {
-                    cur = Some(open(&e.to, e.at));
+                    cur = Some(open(&e.to, e));
                 }
             }
             Outcome::Approved | Outcome::Rejected | Outcome::AbortRequested | Outcome::ChildStarted | Outcome::ChildEnded => {}
