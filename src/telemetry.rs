@@ -250,12 +250,39 @@ fn segment_events(history: &[HistoryEvent], s: &Segment, earlier_process: Option
             let key = if e.outcome == Outcome::Retry { "drctl.error" } else { "drctl.detail" };
             attrs.push(KeyValue::new(key, d.clone()));
         }
+        if e.outcome == Outcome::Retry {
+            // Retried means classified transient where the error entered (a port, the engine).
+            attrs.push(KeyValue::new("drctl.error_class", "transient"));
+        }
         if e.outcome == Outcome::Resumed {
             attrs.push(KeyValue::new("drctl.earlier_process", earlier_process.unwrap_or("unknown").to_string()));
         }
         events.push(Event::new(name, time(e.at), attrs, 0));
     }
     (events, dropped)
+}
+
+/// A gate the state visit stopped at, as a span from the question to the decision (who decided
+/// and their comment are in the decision event of the state's span).
+fn gate_wait(run: &RunRecord, history: &[HistoryEvent], s: &Segment, trace: TraceId, parent: SpanId) -> Option<SpanData> {
+    let inside = |e: &&HistoryEvent| e.seq > s.opened_seq && s.closed_seq.is_none_or(|c| e.seq <= c);
+    let asked = history.iter().filter(inside).find(|e| e.outcome == Outcome::Gate)?;
+    let decided = history.iter().filter(inside).find(|e| e.seq > asked.seq && matches!(e.outcome, Outcome::Approved | Outcome::Rejected));
+    let mut attributes = base_attributes(run);
+    attributes.push(KeyValue::new("drctl.gate", asked.detail.clone().unwrap_or_default()));
+    attributes.push(KeyValue::new("drctl.decision", decided.map_or("none".to_string(), |d| format!("{:?}", d.outcome))));
+    Some(span(SpanSpec {
+        trace,
+        id: span_id(run, "gate", asked.seq),
+        parent,
+        name: format!("gate: {}", s.state),
+        from: asked.at,
+        until: decided.map_or(s.until, |d| d.at),
+        attributes,
+        events: vec![],
+        dropped_events: 0,
+        status: Status::Unset,
+    }))
 }
 
 /// The spans of `run` not exported yet (per `cursor`), and the cursor after them.
@@ -309,6 +336,9 @@ fn new_spans(run: &RunRecord, history: &[HistoryEvent], trace: TraceId, root_par
                 dropped_events: 0,
                 status: Status::Unset,
             }));
+        }
+        if let Some(g) = gate_wait(run, history, s, trace, id) {
+            out.push(g);
         }
         next.exported_through = Some(s.opened_seq);
     }

@@ -103,7 +103,7 @@ fn a_run_killed_and_resumed_is_one_story_with_the_resume_marked() {
     use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path();
-    let mut child = command(store, &["run", "restore-cluster-state", "--sim", "quorum-loss", "--yes", "--sim-speed", "20000"])
+    let mut child = command(store, &["run", "restore-cluster-state", "--sim", "quorum-loss", "--yes", "--sim-speed", "1000"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -117,6 +117,7 @@ fn a_run_killed_and_resumed_is_one_story_with_the_resume_marked() {
     }
     child.kill().expect("SIGKILL");
     child.wait().unwrap();
+    assert_ne!(json(&drctl(store, &["status", "1", "-o", "json"]))["status"], "succeeded", "the run ended before the kill");
     let o = drctl(store, &["resume", "--sim-speed", "1000000"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let data: serde_json::Value = serde_json::from_str(&report(store, "1", "json")).unwrap();

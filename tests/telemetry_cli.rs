@@ -100,6 +100,39 @@ fn serve(conn: std::net::TcpStream, got: Received) {
     }
 }
 
+/// An OTLP/gRPC receiver on 127.0.0.1: the `TraceService` generated from the protocol's
+/// definitions, served by tonic.
+fn grpc_receiver() -> (String, Received) {
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
+    struct Rx(Received);
+    #[tonic::async_trait]
+    impl TraceService for Rx {
+        async fn export(
+            &self,
+            request: tonic::Request<ExportTraceServiceRequest>,
+        ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+            let req = request.into_inner();
+            self.0 .1.lock().unwrap().push(req.encode_to_vec());
+            self.0 .0.lock().unwrap().push(req);
+            Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
+        }
+    }
+    let got = Received::default();
+    let keep = got.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            let incoming = tonic::transport::server::TcpIncoming::from(listener);
+            tonic::transport::Server::builder().add_service(TraceServiceServer::new(Rx(keep))).serve_with_incoming(incoming).await.unwrap();
+        });
+    });
+    (format!("http://{}", rx.recv().unwrap()), got)
+}
+
 fn otel_run(store: &Path, endpoint: &str, args: &[&str]) -> std::process::Output {
     command(store, args).env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint).output().expect("drctl runs")
 }
@@ -157,22 +190,22 @@ fn a_run_killed_and_resumed_is_one_trace_with_spans_from_both_processes() {
     let (endpoint, got) = receiver();
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path();
-    let mut child = command(store, &["run", "restore-cluster-state", "--sim", "quorum-loss", "--yes", "--sim-speed", "5000"])
+    // Paced so the whole restore would take a few seconds: it is killed well before the end.
+    let mut child = command(store, &["run", "restore-cluster-state", "--sim", "quorum-loss", "--yes", "--sim-speed", "1000"])
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .expect("drctl starts");
-    let lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    for (seen, line) in lines.enumerate() {
-        if line.is_err() || seen >= 25 {
-            break;
-        }
+    // Kill it once the collector has taken spans from it.
+    let start = std::time::Instant::now();
+    while got.spans().len() < 3 {
+        assert!(start.elapsed() < std::time::Duration::from_secs(20), "the first process exported nothing");
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    // Let the exporter send what the first process closed, then kill it.
-    std::thread::sleep(std::time::Duration::from_millis(400));
     child.kill().expect("SIGKILL");
     child.wait().unwrap();
+    assert_ne!(json(&drctl(store, &["status", "1", "-o", "json"]))["status"], "succeeded", "the run ended before the kill");
     let o = otel_run(store, &endpoint, &["resume", "--sim-speed", "1000000"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert_eq!(json(&drctl(store, &["status", "1", "-o", "json"]))["status"], "succeeded");
@@ -193,6 +226,58 @@ fn a_run_killed_and_resumed_is_one_trace_with_spans_from_both_processes() {
     let resumed = spans.iter().flat_map(|(s, _)| s.events.iter()).find(|e| e.name == "resumed").expect("a resumed event");
     let earlier = attr(&resumed.attributes, "drctl.earlier_process").unwrap();
     assert!(earlier.starts_with("pid "), "the resumed event names the earlier process: {earlier}");
+}
+
+#[test]
+fn the_grpc_protocol_delivers_the_same_trace() {
+    let (endpoint, got) = grpc_receiver();
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path();
+    let o = command(store, &["run", "etcd-backup", "--sim", "healthy", "--yes"])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+        .env("OTEL_SERVICE_NAME", "drctl-grpc-test")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let spans = got.spans();
+    let root = spans.iter().find(|(s, _)| s.parent_span_id.is_empty()).expect("a root span over gRPC").0.clone();
+    assert_eq!(root.name, "etcd-backup run 1");
+    // The first state, then one per transition.
+    let visits = 1 + history(store, "1").iter().filter(|e| e["outcome"] == "Transition").count();
+    let states = spans.iter().filter(|(s, _)| s.parent_span_id == root.span_id && !s.name.contains(": ")).count();
+    assert_eq!(states, visits);
+    let service = got.0.lock().unwrap()[0].resource_spans[0].resource.as_ref().and_then(|r| attr(&r.attributes, "service.name"));
+    assert_eq!(service.as_deref(), Some("drctl-grpc-test"), "OTEL_SERVICE_NAME names the service");
+}
+
+#[test]
+fn a_gate_waited_on_is_a_span_from_the_question_to_the_decision() {
+    let (endpoint, got) = receiver();
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path();
+    let mut run = command(store, &["run", "legacy-lost-masters", "--sim", "legacy-lost-masters"])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("drctl starts");
+    let mut lines = BufReader::new(run.stderr.take().unwrap()).lines();
+    while let Some(Ok(line)) = lines.next() {
+        if line.contains(" approve: ") {
+            break;
+        }
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+    let o = drctl(store, &["reject", "1", "--comment", "not tonight"]);
+    assert!(o.status.success(), "{}", text(&o));
+    run.wait().unwrap();
+    let spans = got.spans();
+    let gate = spans.iter().find(|(s, _)| s.name == "gate: AwaitApproval").expect("a gate span").0.clone();
+    assert_eq!(attr(&gate.attributes, "drctl.decision").as_deref(), Some("Rejected"));
+    let state = spans.iter().find(|(s, _)| s.span_id == gate.parent_span_id).expect("the gate's state span").0.clone();
+    let decision = state.events.iter().find(|e| e.name == "gate rejected").expect("the decision event");
+    assert!(attr(&decision.attributes, "drctl.detail").unwrap().contains("not tonight"), "who and why are on the decision");
 }
 
 #[test]
