@@ -410,7 +410,10 @@ pub const CATALOG: &[CatalogRow] = &[
         name: <crate::LegacyLostMasters as Procedure>::NAME,
         family: Family::Standalone,
         summary: "OpenShift 4.1–4.3 with the majority of masters lost: restore quorum on the one left, approve the new masters' CSRs, then grow etcd one member at a time through the temporary signer, removed on every way out",
-        docs: &[DocRef { product: OCP, version: "4.3", document: BACKUP_AND_RESTORE, section: "ch.4", title: "Recovering from lost master hosts" }],
+        docs: &[
+            DocRef { product: OCP, version: "4.3", document: BACKUP_AND_RESTORE, section: "5.2", title: "Recovering from lost master hosts" },
+            DocRef { product: OCP, version: "4.1", document: "Disaster recovery", section: "ch.2", title: "Recovering from lost master hosts" },
+        ],
         capabilities: &[Capability::ClusterApi, Capability::Hosts, Capability::BackupLocation],
         gates: &[
             crate::legacy_lost_masters::START_GATE,

@@ -1,5 +1,6 @@
 //! `legacy-lost-masters`: recover an OpenShift 4.1–4.3 cluster that lost the majority of its
-//! masters (OpenShift Container Platform 4.1–4.3, "Recovering from lost master hosts").
+//! masters (OpenShift Container Platform 4.3 Backup and restore §5.2, "Recovering from lost master
+//! hosts"; 4.1 Disaster recovery ch.2).
 //!
 //! On the one master left: restore etcd quorum from a backup with `etcd-snapshot-restore.sh`
 //! (a single-member cluster). Then a person creates the new masters as the originals were
@@ -29,7 +30,7 @@ pub const DEFAULT_BACKUP_DIR: &str = "/home/core/backup";
 const MASTERS: usize = 3;
 const SIGNER_NAMESPACE: &str = "openshift-config";
 const SIGNER_POD: &str = "etcd-signer";
-const DOC: &str = "OpenShift Container Platform 4.3, Backup and restore, Recovering from lost master hosts";
+const DOC: &str = "OpenShift Container Platform 4.3, Backup and restore, §5.2 Recovering from lost master hosts";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
