@@ -12,6 +12,10 @@ pub fn bin() -> PathBuf {
 pub fn command(store: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(bin());
     c.arg("--store").arg(store).args(args).env_remove("DRCTL_STORE").stdin(Stdio::null());
+    // No trace export unless a test asks for it.
+    for var in ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] {
+        c.env_remove(var);
+    }
     c
 }
 

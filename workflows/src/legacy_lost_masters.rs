@@ -90,6 +90,8 @@ pub struct NewMaster {
 pub struct Plan {
     /// The master that remains: etcd is restored and the signer runs there.
     pub recovery: HostRef,
+    /// Its host name (the signer is rendered for it).
+    pub recovery_hostname: String,
     /// `etcd-member-<hostname>=https://<etcd DNS name>:2380`.
     pub initial_cluster: String,
     /// The other control-plane hosts of the inventory: the lost masters, and the new ones once
@@ -172,10 +174,6 @@ impl LegacyState {
 
 pub struct LegacyLostMasters;
 
-fn during(e: PortError, what: impl Into<String>) -> StepError {
-    e.during(what)
-}
-
 /// The release's minor version when it is 4.1–4.3.
 fn legacy_release(version: &str) -> Option<u32> {
     let mut parts = version.trim().split('.');
@@ -187,7 +185,7 @@ fn legacy_release(version: &str) -> Option<u32> {
 impl LegacyLostMasters {
     fn preflight(&self, ports: &Ports, p: &LegacyParams) -> Result<Step<LegacyState>, StepError> {
         let hosts = &ports.hosts;
-        let inventory = hosts.control_plane_hosts().map_err(|e| during(e, "read the control-plane inventory"))?;
+        let inventory = hosts.control_plane_hosts().map_err(|e| e.during("read the control-plane inventory"))?;
         let recovery = match &p.recovery_host {
             Some(name) => inventory.iter().find(|h| &h.name == name).cloned().ok_or_else(|| StepError::Permanent {
                 reason: format!("recovery host {name} is not in the control-plane inventory"),
@@ -204,8 +202,8 @@ impl LegacyLostMasters {
             },
         };
         let rec = recovery.name.as_str();
-        hosts.connect(rec).map_err(|e| during(e, format!("ssh to {rec}")))?;
-        let version = match hosts.run(rec, &HostOp::ReleaseVersion).map_err(|e| during(e, format!("read the release on {rec}")))? {
+        hosts.connect(rec).map_err(|e| e.during(format!("ssh to {rec}")))?;
+        let version = match hosts.run(rec, &HostOp::ReleaseVersion).map_err(|e| e.during(format!("read the release on {rec}")))? {
             HostOutput::Version(v) => v,
             other => return Err(StepError::Bug(format!("release version answered {other:?}"))),
         };
@@ -221,7 +219,7 @@ impl LegacyLostMasters {
         {
             Ok(HostOutput::Etcd(p)) => Ok(p),
             Ok(other) => Err(StepError::Bug(format!("etcd probe answered {other:?}"))),
-            Err(e) => Err(during(e, format!("probe etcd at {address} from {rec}"))),
+            Err(e) => Err(e.during(format!("probe etcd at {address} from {rec}"))),
         };
         if probe(&recovery.address)? == EtcdProbe::Healthy {
             return Ok(Step::Halt {
@@ -243,7 +241,7 @@ impl LegacyLostMasters {
                 evidence: running,
             });
         }
-        let files = ports.backups.list(&p.backup).map_err(|e| during(e, format!("list backup set {}", p.backup)))?;
+        let files = ports.backups.list(&p.backup).map_err(|e| e.during(format!("list backup set {}", p.backup)))?;
         let has = |prefix: &str, suffix: &str| files.iter().any(|f| f.starts_with(prefix) && f.ends_with(suffix));
         if !has("snapshot_", ".db") || !has("static_kuberesources_", ".tar.gz") {
             return Ok(Step::Halt {
@@ -254,10 +252,7 @@ impl LegacyLostMasters {
                 evidence: files,
             });
         }
-        let id = match hosts.run(rec, &HostOp::LegacyEtcdIdentity).map_err(|e| during(e, format!("read the etcd member of {rec}")))? {
-            HostOutput::Identity(id) => id,
-            other => return Err(StepError::Bug(format!("etcd identity answered {other:?}"))),
-        };
+        let id = identity(ports, rec)?;
         let Some(dns) = id.dns_name.clone() else {
             return Ok(Step::Halt {
                 reason: format!("{rec} has no ETCD_DNS_NAME in /run/etcd/environment: its etcd-member setup never completed, so it cannot be the master etcd is restored on"),
@@ -265,7 +260,9 @@ impl LegacyLostMasters {
             });
         };
         let initial_cluster = format!("{}=https://{dns}:2380", id.member_name());
-        Ok(Step::Next(LegacyState::AwaitApproval { plan: Plan { recovery, initial_cluster, others, new_masters: vec![] } }))
+        Ok(Step::Next(LegacyState::AwaitApproval {
+            plan: Plan { recovery, recovery_hostname: id.hostname.clone(), initial_cluster, others, new_masters: vec![] },
+        }))
     }
 
     fn await_approval(&self, cx: &StepContext, p: &LegacyParams, plan: &Plan) -> Result<Step<LegacyState>, StepError> {
@@ -291,7 +288,7 @@ impl LegacyLostMasters {
         ports
             .hosts
             .copy_backup_to_host(&p.backup, rec, &p.backup_dir)
-            .map_err(|e| during(e, format!("copy backup {} to {rec}:{}", p.backup, p.backup_dir)))?;
+            .map_err(|e| e.during(format!("copy backup {} to {rec}:{}", p.backup, p.backup_dir)))?;
         let fence = format!("drctl-legacy-restore-{}-{:x}", cx.run_id, cx.seed);
         Ok(Step::Next(LegacyState::RestoreQuorum { plan: plan.clone(), fence }))
     }
@@ -302,7 +299,7 @@ impl LegacyLostMasters {
         ports
             .hosts
             .run(rec, &HostOp::RunLegacyScript { script, fence: fence.into() })
-            .map_err(|e| during(e, format!("etcd-snapshot-restore.sh on {rec}")))?;
+            .map_err(|e| e.during(format!("etcd-snapshot-restore.sh on {rec}")))?;
         Ok(Step::Next(LegacyState::WaitApi { plan: plan.clone() }))
     }
 
@@ -314,7 +311,7 @@ impl LegacyLostMasters {
                 Ok(Step::Next(LegacyState::CreateNewMasters { plan: plan.clone() }))
             }
             Ok(_) | Err(PortError::Transient(_)) => bounded_wait(cx, what, Duration::from_secs(30), Duration::from_secs(60 * 60)),
-            Err(e) => Err(during(e, "list nodes")),
+            Err(e) => Err(e.during("list nodes")),
         }
     }
 
@@ -346,7 +343,7 @@ impl LegacyLostMasters {
         let mut found = vec![];
         for o in plan.others.iter().filter(|o| hosts.connect(&o.name).is_ok()) {
             let probe = hosts.run(rec, &HostOp::ProbeEtcd { address: o.address.clone(), client_node: plan.recovery.node.clone() });
-            match probe.map_err(|e| during(e, format!("probe etcd at {}", o.address)))? {
+            match probe.map_err(|e| e.during(format!("probe etcd at {}", o.address)))? {
                 HostOutput::Etcd(EtcdProbe::NoAnswer) => {}
                 HostOutput::Etcd(p) => {
                     return Err(StepError::Permanent {
@@ -359,13 +356,7 @@ impl LegacyLostMasters {
                 }
                 other => return Err(StepError::Bug(format!("etcd probe answered {other:?}"))),
             }
-            let id = match hosts
-                .run(&o.name, &HostOp::LegacyEtcdIdentity)
-                .map_err(|e| during(e, format!("read the host name of {}", o.name)))?
-            {
-                HostOutput::Identity(id) => id,
-                other => return Err(StepError::Bug(format!("etcd identity answered {other:?}"))),
-            };
+            let id = identity(ports, &o.name)?;
             let fence = format!("drctl-legacy-member-{}-{:x}-{}", cx.run_id, cx.seed, o.name);
             found.push(NewMaster { host: o.clone(), hostname: id.hostname, fence });
         }
@@ -421,7 +412,7 @@ impl LegacyLostMasters {
                 evidence: vec![],
             }),
             None => {
-                let nodes = ports.api.list_nodes().map_err(|e| during(e, "list nodes"))?;
+                let nodes = ports.api.list_nodes().map_err(|e| e.during("list nodes"))?;
                 let ip =
                     |node: &str| nodes.iter().find(|n| n.name == node).map_or("(not registered)".to_string(), |n| n.internal_ip.clone());
                 let evidence = plan
@@ -444,21 +435,14 @@ impl LegacyLostMasters {
 
     fn start_signer(&self, ports: &Ports, plan: &Plan, next: usize) -> Result<Step<LegacyState>, StepError> {
         let rec = plan.recovery.name.as_str();
-        let hostname = self.hostname_of(ports, rec)?;
-        ports.hosts.run(rec, &HostOp::LegacyStartSigner { hostname }).map_err(|e| during(e, format!("start the etcd signer on {rec}")))?;
+        let hostname = plan.recovery_hostname.clone();
+        ports.hosts.run(rec, &HostOp::LegacyStartSigner { hostname }).map_err(|e| e.during(format!("start the etcd signer on {rec}")))?;
         Ok(Step::Next(LegacyState::WaitSigner { plan: plan.clone(), next }))
-    }
-
-    fn hostname_of(&self, ports: &Ports, host: &str) -> Result<String, StepError> {
-        match ports.hosts.run(host, &HostOp::LegacyEtcdIdentity).map_err(|e| during(e, format!("read the host name of {host}")))? {
-            HostOutput::Identity(id) => Ok(id.hostname),
-            other => Err(StepError::Bug(format!("etcd identity answered {other:?}"))),
-        }
     }
 
     fn wait_signer(&self, ports: &Ports, cx: &StepContext, plan: &Plan, next: usize) -> Result<Step<LegacyState>, StepError> {
         let rec = plan.recovery.name.as_str();
-        match ports.hosts.run(rec, &HostOp::LegacySignerListening).map_err(|e| during(e, format!("ss -ltn on {rec}")))? {
+        match ports.hosts.run(rec, &HostOp::LegacySignerListening).map_err(|e| e.during(format!("ss -ltn on {rec}")))? {
             HostOutput::Present(true) => Ok(Step::Next(LegacyState::AddMember { plan: plan.clone(), idx: next })),
             HostOutput::Present(false) => {
                 bounded_wait(cx, format!("the etcd signer to listen on {rec}:9943"), Duration::from_secs(15), Duration::from_secs(15 * 60))
@@ -475,7 +459,7 @@ impl LegacyLostMasters {
             Ok(HostOutput::Members(m)) => Ok(Some(m)),
             Ok(other) => Err(StepError::Bug(format!("member list answered {other:?}"))),
             Err(PortError::Transient(_)) => Ok(None),
-            Err(e) => Err(during(e, format!("etcdctl member list on {rec}"))),
+            Err(e) => Err(e.during(format!("etcdctl member list on {rec}"))),
         }
     }
 
@@ -502,7 +486,7 @@ impl LegacyLostMasters {
         ports
             .hosts
             .run(&new.host.name, &HostOp::RunLegacyScript { script, fence: new.fence.clone() })
-            .map_err(|e| during(e, format!("etcd-member-recover.sh on {}", new.host.name)))?;
+            .map_err(|e| e.during(format!("etcd-member-recover.sh on {}", new.host.name)))?;
         Ok(Step::Next(LegacyState::VerifyMember { plan: plan.clone(), idx }))
     }
 
@@ -526,7 +510,7 @@ impl LegacyLostMasters {
     /// right after an API outage, the node controller has not looked again yet): wait for it to
     /// be marked NotReady rather than delete a node that may be alive.
     fn delete_lost_nodes(&self, ports: &Ports, cx: &StepContext, plan: &Plan) -> Result<Step<LegacyState>, StepError> {
-        let nodes = ports.api.list_nodes().map_err(|e| during(e, "list nodes"))?;
+        let nodes = ports.api.list_nodes().map_err(|e| e.during("list nodes"))?;
         let mut still_ready = vec![];
         for lost in plan.lost() {
             if ports.hosts.connect(&lost.name).is_ok() {
@@ -534,7 +518,7 @@ impl LegacyLostMasters {
             }
             match nodes.iter().find(|n| n.name == lost.node) {
                 Some(n) if n.ready => still_ready.push(n.name.clone()),
-                Some(n) => ports.api.delete_node(&n.name).map_err(|e| during(e, format!("delete node {}", n.name)))?,
+                Some(n) => ports.api.delete_node(&n.name).map_err(|e| e.during(format!("delete node {}", n.name)))?,
                 None => {}
             }
         }
@@ -546,7 +530,7 @@ impl LegacyLostMasters {
     }
 
     fn verify_cluster(&self, ports: &Ports, cx: &StepContext, plan: &Plan) -> Result<Step<LegacyState>, StepError> {
-        let nodes = ports.api.list_nodes().map_err(|e| during(e, "list nodes"))?;
+        let nodes = ports.api.list_nodes().map_err(|e| e.during("list nodes"))?;
         let masters = plan.masters();
         let not_ready: Vec<&str> = masters.iter().copied().filter(|m| !nodes.iter().any(|n| &n.name == m && n.ready)).collect();
         let list = self.members(ports, plan)?;
@@ -611,10 +595,18 @@ impl LegacyLostMasters {
     }
 }
 
+/// Who the etcd member of `host` is (its host name and etcd DNS name).
+fn identity(ports: &Ports, host: &str) -> Result<LegacyEtcdIdentity, StepError> {
+    match ports.hosts.run(host, &HostOp::LegacyEtcdIdentity).map_err(|e| e.during(format!("read the etcd member of {host}")))? {
+        HostOutput::Identity(id) => Ok(id),
+        other => Err(StepError::Bug(format!("etcd identity answered {other:?}"))),
+    }
+}
+
 /// `oc delete pod -n openshift-config etcd-signer`, then it is gone from the namespace.
 fn remove_signer(ports: &Ports) -> Result<(), StepError> {
-    ports.api.delete_pod(SIGNER_NAMESPACE, SIGNER_POD).map_err(|e| during(e, "delete the etcd signer pod"))?;
-    let left = ports.api.list_pods(SIGNER_NAMESPACE, "").map_err(|e| during(e, "list the pods of openshift-config"))?;
+    ports.api.delete_pod(SIGNER_NAMESPACE, SIGNER_POD).map_err(|e| e.during("delete the etcd signer pod"))?;
+    let left = ports.api.list_pods(SIGNER_NAMESPACE, "").map_err(|e| e.during("list the pods of openshift-config"))?;
     match left.iter().any(|p| p.name == SIGNER_POD) {
         true => Err(StepError::Transient { what: "delete the etcd signer pod".into(), error: "the pod is still terminating".into() }),
         false => Ok(()),
@@ -788,6 +780,7 @@ mod tests {
     fn a_halted_run_resumes_by_starting_the_signer_again() {
         let plan = Plan {
             recovery: HostRef { name: "m0".into(), node: "m0".into(), address: "10.0.0.10".into() },
+            recovery_hostname: "m0".into(),
             initial_cluster: "etcd-member-m0=https://etcd-0.x:2380".into(),
             others: vec![],
             new_masters: vec![],
