@@ -2,7 +2,11 @@
 # Install the real software the adapter tests run against, from Debian packages:
 #   etcd-server (/usr/bin/etcd), etcd-client (/usr/bin/etcdctl),
 #   openssh-server (/usr/sbin/sshd, with openssh-client's ssh and ssh-keygen), strace,
-#   chromium (headless, for the run report's rendering test).
+#   chromium (headless, for the run report's rendering test),
+#   python3 with venv (python3-venv), for:
+# and, from PyPI, moto[server] (an S3-compatible server for the S3 adapter's tests) into the
+# virtualenv $DRCTL_TEST_VENV (default /opt/drctl-test-venv); the tests run
+# $DRCTL_TEST_VENV/bin/moto_server and honour the same variable.
 # Idempotent: installs only what is missing (one `apt-get update` first, only then).
 # The tests start their own sshd and etcd on 127.0.0.1: packages are installed without
 # starting their system services, and an sshd/etcd service this script caused to run is stopped.
@@ -22,6 +26,8 @@ fi
 
 # binary:package pairs
 NEEDED="/usr/bin/etcd:etcd-server /usr/bin/etcdctl:etcd-client /usr/sbin/sshd:openssh-server /usr/bin/ssh:openssh-client /usr/bin/ssh-keygen:openssh-client /usr/bin/strace:strace /usr/bin/chromium:chromium"
+VENV=${DRCTL_TEST_VENV:-/opt/drctl-test-venv}
+MOTO_SPEC='moto[server]'
 
 missing=""
 for pair in $NEEDED; do
@@ -31,6 +37,11 @@ for pair in $NEEDED; do
         case " $missing " in *" $pkg "*) ;; *) missing="$missing $pkg" ;; esac
     fi
 done
+# The virtualenv needs python3 with its venv and ensurepip modules (Debian splits them out).
+moto_ok() { [ -x "$VENV/bin/moto_server" ] && "$VENV/bin/moto_server" --help >/dev/null 2>&1; }
+if ! moto_ok && ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    missing="$missing python3-venv"
+fi
 
 if [ -z "$missing" ]; then
     say "all present: etcd $(/usr/bin/etcd --version 2>/dev/null | sed -n 's/^etcd Version: //p'), $(/usr/bin/ssh -V 2>&1)"
@@ -88,6 +99,18 @@ done
 /usr/bin/etcdctl version >/dev/null 2>&1 || die "/usr/bin/etcdctl does not run"
 # sshd needs its privilege separation directory to start (the tests run it directly).
 [ -d /run/sshd ] || $SUDO install -d -m 0755 /run/sshd || die "cannot create /run/sshd"
+
+# moto[server] from PyPI into its own virtualenv (never the system Python's packages).
+if moto_ok; then
+    say "moto present: $("$VENV/bin/python" -m pip show moto 2>/dev/null | sed -n 's/^Version: /moto /p') in $VENV"
+else
+    say "installing $MOTO_SPEC into $VENV"
+    if [ ! -x "$VENV/bin/python" ]; then
+        $SUDO python3 -m venv "$VENV" || die "cannot create the virtualenv $VENV (python3 -m venv)"
+    fi
+    $SUDO "$VENV/bin/python" -m pip install --quiet "$MOTO_SPEC" || die "pip install $MOTO_SPEC into $VENV failed"
+    moto_ok || die "$VENV/bin/moto_server does not run after installing $MOTO_SPEC"
+fi
 
 # A system sshd on port 22 is not ours to keep running: say so if one is there.
 if pgrep -x sshd >/dev/null 2>&1 && command -v ss >/dev/null 2>&1 && ss -Hltn 'sport = :22' 2>/dev/null | grep -q .; then

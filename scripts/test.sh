@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: installs what the tests need (real etcd, sshd, strace
-# from Debian packages, idempotently), builds, and runs every test of the workspace.
+# from Debian packages, moto from PyPI into a virtualenv, idempotently), builds, and runs every
+# test of the workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

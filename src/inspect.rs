@@ -1,12 +1,15 @@
 //! `drctl inspect`: what the procedures would see of a real cluster through the real adapters:
 //! whether the API answers, the control-plane nodes, which hosts answer SSH, and etcd's members,
-//! health, cluster id(s) and quorum. Read-only: nothing is changed and nothing is stored.
+//! health, cluster id(s) and quorum; and whether an S3 bucket takes, serves and deletes an
+//! object. Nothing is changed (the S3 probe object is deleted again) and nothing is stored.
 
 use crate::real::{kubeconfig_path, AccessArgs, KubeSpec, SshSpec};
 use anyhow::Result;
 use clap::Args;
 use drctl_adapters::etcd::{EndpointStatus, EtcdCtl, EtcdTls};
+use drctl_adapters::s3::{S3Options, S3Store};
 use drctl_adapters::Blocking;
+use drctl_workflows::object_store::{ObjectStore, S3Location};
 use drctl_workflows::ports::{ClusterApi, EndpointHealth, Etcd, EtcdMemberList, NodeInfo};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -29,6 +32,16 @@ pub struct InspectArgs {
     /// Client key for https etcd endpoints (`etcdctl --key`).
     #[arg(long, value_name = "PATH", requires_all = ["etcd_cacert", "etcd_cert"], help_heading = "etcd")]
     pub etcd_key: Option<PathBuf>,
+    /// An S3 bucket (and prefix) a DR will write to: checks the bucket answers, reads its region,
+    /// and writes, reads back, presigns and deletes a probe object `<PREFIX>/.drctl-probe-…`.
+    /// Credentials come from the AWS default chain: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY
+    /// (AWS_SESSION_TOKEN), or AWS_PROFILE with ~/.aws/credentials and ~/.aws/config; the region
+    /// for the first request from AWS_REGION or the profile (else us-east-1).
+    #[arg(long, value_name = "s3://BUCKET[/PREFIX]", help_heading = "Object store")]
+    pub object_store: Option<String>,
+    /// An S3-compatible endpoint instead of AWS (MinIO, Ceph RGW, moto), addressed path-style.
+    #[arg(long, value_name = "URL", requires = "object_store", help_heading = "Object store")]
+    pub s3_endpoint: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -42,6 +55,30 @@ pub struct Report {
     pub api: ApiReport,
     pub ssh: SshReport,
     pub etcd: EtcdReport,
+    pub object_store: ObjectStoreReport,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ObjectStoreReport {
+    pub checked: bool,
+    /// `s3://BUCKET[/PREFIX]`.
+    pub location: Option<String>,
+    pub endpoint: Option<String>,
+    /// Where the credentials came from and a masked key id; never a secret.
+    pub credentials: Option<String>,
+    pub region: Option<String>,
+    /// In order; the first failure ends the list (except that a written probe is still deleted).
+    pub checks: Vec<StoreCheck>,
+    /// The S3 error code of the first failure (`NoSuchBucket`, `AccessDenied`...), if S3 sent one.
+    pub error_code: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StoreCheck {
+    /// `credentials`, `bucket`, `write`, `read`, `presign`, `delete`.
+    pub name: &'static str,
+    pub ok: bool,
+    pub detail: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -121,6 +158,11 @@ pub fn inspect(a: &InspectArgs) -> Result<Report> {
     let want_api =
         a.access.kubeconfig.is_some() || a.access.context.is_some() || std::env::var_os("KUBECONFIG").is_some_and(|v| !v.is_empty());
     let kubeconfig = if want_api { kubeconfig_path(a.access.kubeconfig.as_deref())? } else { None };
+    let store_location =
+        a.object_store.as_deref().map(S3Location::parse).transpose().map_err(|e| anyhow::anyhow!("--object-store: {e}"))?;
+    if let Some(ep) = &a.s3_endpoint {
+        check_s3_endpoint(ep)?;
+    }
     let tls = match (&a.etcd_cacert, &a.etcd_cert, &a.etcd_key) {
         (Some(ca), Some(c), Some(k)) => {
             Some(EtcdTls { cacert: ca.display().to_string(), cert: c.display().to_string(), key: k.display().to_string() })
@@ -129,16 +171,18 @@ pub fn inspect(a: &InspectArgs) -> Result<Report> {
     };
     let rt = Blocking::dedicated("drctl-inspect")?;
 
-    // The three parts are independent: check them at once (each is bounded by its own timeouts).
-    let (api, ssh, etcd) = std::thread::scope(|s| {
+    // The parts are independent: check them at once (each is bounded by its own timeouts).
+    let (api, ssh, etcd, store) = std::thread::scope(|s| {
         let api = s.spawn(|| api_report(want_api, kubeconfig.clone(), a.access.context.as_deref(), &rt));
         let ssh = s.spawn(|| ssh_report(ssh_spec.as_ref(), &rt));
         let etcd = s.spawn(|| etcd_report(&a.etcd_endpoints, tls.as_ref()));
-        (api.join(), ssh.join(), etcd.join())
+        let store = s.spawn(|| object_store_report(store_location.as_ref(), a.s3_endpoint.as_deref(), &rt));
+        (api.join(), ssh.join(), etcd.join(), store.join())
     });
     let api = api.map_err(|_| anyhow::anyhow!("API check panicked"))?;
     let ssh = ssh.map_err(|_| anyhow::anyhow!("SSH check panicked"))??;
     let etcd = etcd.map_err(|_| anyhow::anyhow!("etcd check panicked"))?;
+    let object_store = store.map_err(|_| anyhow::anyhow!("object store check panicked"))?;
 
     let mut problems = vec![];
     let mut warnings = vec![];
@@ -179,7 +223,118 @@ pub fn inspect(a: &InspectArgs) -> Result<Report> {
             }
         }
     }
-    Ok(Report { ok: problems.is_empty(), problems, warnings, api, ssh, etcd })
+    if let Some(failed) = object_store.checks.iter().find(|c| !c.ok) {
+        problems.push(format!(
+            "object store {}: {} check failed: {}",
+            object_store.location.as_deref().unwrap_or("?"),
+            failed.name,
+            failed.detail
+        ));
+    }
+    Ok(Report { ok: problems.is_empty(), problems, warnings, api, ssh, etcd, object_store })
+}
+
+/// Credentials, bucket and region, then a probe object written, read back (hash compared),
+/// presigned and deleted: what a DR into this bucket does, on a few bytes.
+fn object_store_report(loc: Option<&S3Location>, endpoint: Option<&str>, rt: &Blocking) -> ObjectStoreReport {
+    let Some(loc) = loc else { return ObjectStoreReport::default() };
+    let mut r = ObjectStoreReport {
+        checked: true,
+        location: Some(loc.to_string()),
+        endpoint: endpoint.map(str::to_string),
+        ..ObjectStoreReport::default()
+    };
+    let fail = |r: &mut ObjectStoreReport, name: &'static str, e: &drctl_workflows::ports::PortError| {
+        let detail = e.to_string();
+        if r.error_code.is_none() {
+            r.error_code = drctl_adapters::s3::error_code(&detail).map(str::to_string);
+        }
+        r.checks.push(StoreCheck { name, ok: false, detail });
+    };
+    let ok = |r: &mut ObjectStoreReport, name: &'static str, detail: String| r.checks.push(StoreCheck { name, ok: true, detail });
+
+    let store = match S3Store::connect(rt.clone(), S3Options { endpoint: endpoint.map(str::to_string), ..S3Options::default() }) {
+        Ok(s) => s,
+        Err(e) => {
+            fail(&mut r, "credentials", &e);
+            return r;
+        }
+    };
+    r.credentials = Some(store.credential_ref().to_string());
+    ok(&mut r, "credentials", store.credential_ref().to_string());
+    match store.bucket_region(&loc.bucket) {
+        Ok(region) => {
+            ok(&mut r, "bucket", format!("s3://{} answers, region {region}", loc.bucket));
+            r.region = Some(region);
+        }
+        Err(e) => {
+            fail(&mut r, "bucket", &e);
+            return r;
+        }
+    }
+    let key = loc.key(&probe_name());
+    let body = format!("drctl inspect probe {key}\n");
+    let written = match store.put_stream(&loc.bucket, &key, &mut body.as_bytes(), "text/plain") {
+        Ok(d) => {
+            ok(&mut r, "write", format!("{} bytes to {key}", d.size));
+            d
+        }
+        Err(e) => {
+            fail(&mut r, "write", &e);
+            return r;
+        }
+    };
+    // After a successful write, the probe is deleted whatever the read and presign checks say.
+    let mut failed = false;
+    match store.get_to(&loc.bucket, &key, &mut std::io::sink()) {
+        Ok(d) if d == written => ok(&mut r, "read", format!("{} bytes, sha256 {} as written", d.size, d.sha256)),
+        Ok(d) => {
+            failed = true;
+            r.checks.push(StoreCheck {
+                name: "read",
+                ok: false,
+                detail: format!(
+                    "read back {} bytes sha256 {} where {} bytes sha256 {} were written: the store does not keep what it is given",
+                    d.size, d.sha256, written.size, written.sha256
+                ),
+            });
+        }
+        Err(e) => {
+            failed = true;
+            fail(&mut r, "read", &e);
+        }
+    }
+    if !failed {
+        // The URL a HostedCluster restore would be given (signed locally, not fetched).
+        match store.presign_get(&loc.bucket, &key, Duration::from_secs(3600)) {
+            Ok(url) => ok(&mut r, "presign", format!("a GET URL of {} characters (a restoreSnapshotURL takes up to 1024)", url.len())),
+            Err(e) => fail(&mut r, "presign", &e),
+        }
+    }
+    match store.delete(&loc.bucket, &key).and_then(|()| store.head(&loc.bucket, &key)) {
+        Ok(None) => ok(&mut r, "delete", format!("{key} deleted")),
+        Ok(Some(_)) => r.checks.push(StoreCheck { name: "delete", ok: false, detail: format!("{key} is still there after its delete") }),
+        Err(e) => fail(&mut r, "delete", &e),
+    }
+    r
+}
+
+/// A probe name no other inspect picks at the same moment: the time and our pid.
+#[allow(clippy::disallowed_methods)] // the CLI may read the wall clock; this only names a probe
+fn probe_name() -> String {
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    format!(".drctl-probe-{}-{}", t.as_nanos(), std::process::id())
+}
+
+/// `http(s)://HOST[:PORT]`, nothing after but an optional `/`.
+pub(crate) fn check_s3_endpoint(url: &str) -> Result<()> {
+    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+    let valid =
+        rest.map(|r| r.trim_end_matches('/')).is_some_and(|r| !r.is_empty() && !r.contains('/') && !r.contains(char::is_whitespace));
+    if !valid {
+        anyhow::bail!("--s3-endpoint: '{url}' is not an S3 endpoint URL: write http(s)://HOST[:PORT], e.g. http://127.0.0.1:9000");
+    }
+    Ok(())
 }
 
 fn api_report(want: bool, kubeconfig: Option<PathBuf>, context: Option<&str>, rt: &Blocking) -> ApiReport {
@@ -359,6 +514,16 @@ mod tests {
         let bad = ["notaurl", "10.0.0.5:2379", "https://10.0.0.5", "https://:2379", "https://h:0", "https://h:99999", "https://h:2379/x"];
         for bad in bad.into_iter().chain(["ftp://h:21", "https://h o:2379"]) {
             assert!(super::check_endpoint(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn s3_endpoints_must_be_urls_without_a_path() {
+        for ok in ["http://127.0.0.1:9000", "https://s3.eu-west-2.amazonaws.com", "https://minio.example.com:9000/"] {
+            assert!(super::check_s3_endpoint(ok).is_ok(), "{ok}");
+        }
+        for bad in ["127.0.0.1:9000", "http://", "https://h/bucket", "s3://bucket", "http://h o"] {
+            assert!(super::check_s3_endpoint(bad).is_err(), "{bad} accepted");
         }
     }
 }

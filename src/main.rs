@@ -482,8 +482,15 @@ fn real_main(cli: Cli) -> Result<u8> {
         }
         Command::Man { out_dir } => cmd_man(out_dir),
         Command::Inspect(a) => {
-            if !a.access.any() && a.etcd_endpoints.is_empty() && std::env::var_os("KUBECONFIG").is_none_or(|v| v.is_empty()) {
-                bail!("nothing to inspect: pass --kubeconfig/--context (the API), --hosts with --ssh-user (SSH) and/or --etcd-endpoints (etcd)");
+            if !a.access.any()
+                && a.etcd_endpoints.is_empty()
+                && a.object_store.is_none()
+                && std::env::var_os("KUBECONFIG").is_none_or(|v| v.is_empty())
+            {
+                bail!(
+                    "nothing to inspect: pass --kubeconfig/--context (the API), --hosts with --ssh-user (SSH), --etcd-endpoints (etcd) \
+                     and/or --object-store s3://BUCKET[/PREFIX] (an S3 bucket)"
+                );
             }
             let report = inspect::inspect(&a)?;
             output::inspect(out, &report);

@@ -294,7 +294,19 @@ pub fn sim_status(out: Output, run: &str, st: &SimStatus) {
                     paused(&hc.control_plane_paused_until)
                 );
                 for np in &hc.node_pools {
-                    println!("  nodepool:     {} {}; ReconciliationActive {}", np.name, paused(&np.paused_until), np.reconciliation_active);
+                    let scale = match (np.replicas, np.autoscaling) {
+                        (_, Some((min, max))) => format!("autoscaling {min}..{max}"),
+                        (r, None) => format!("replicas {}", r.unwrap_or(0)),
+                    };
+                    println!(
+                        "  nodepool:     {} {}; ReconciliationActive {}; {scale}, {} available; nodeDrainTimeout {}; machines [{}]",
+                        np.name,
+                        paused(&np.paused_until),
+                        np.reconciliation_active,
+                        np.status_replicas,
+                        np.drain_timeout.as_deref().unwrap_or("unset"),
+                        np.machines.join(", ")
+                    );
                 }
             }
         }
@@ -548,6 +560,20 @@ pub fn inspect(out: Output, r: &crate::inspect::Report) {
                 println!("       quorum: LOST ({} of {} voting members healthy, {need} needed)", e.healthy_voting_members, e.voting_members)
             }
             None => println!("       quorum: UNKNOWN (etcd UNREACHABLE: no endpoint answered)"),
+        }
+    }
+    let o = &r.object_store;
+    if !o.checked {
+        println!("S3:    not checked (pass --object-store s3://BUCKET[/PREFIX])");
+    } else {
+        let endpoint = o.endpoint.as_deref().map(|e| format!(" at {e}")).unwrap_or_default();
+        println!("S3:    {}{endpoint}", o.location.as_deref().unwrap_or("?"));
+        for c in &o.checks {
+            let name = format!("{}:", c.name);
+            match c.ok {
+                true => println!("       {name:<12} ok: {}", c.detail),
+                false => println!("       {name:<12} FAILED: {}", c.detail),
+            }
         }
     }
     for w in &r.warnings {

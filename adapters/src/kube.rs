@@ -20,8 +20,8 @@ use crate::clock::SystemClock;
 use drctl_runtime::clock::Clock;
 use drctl_workflows::ports::{
     control_plane_namespace, BareMetalHostInfo, ClusterApi, ClusterOperatorInfo, ConditionInfo, Credential, CsrInfo, InstallerProgress,
-    MachineInfo, MachineLayout, MachinePhase, ManagementCluster, NetworkLayout, NewBareMetalHost, NodeInfo, Operator, OperatorCondition,
-    PausableInfo, PodInfo, PodStatus, PortError, PortResult, WebhookInfo, PAUSED_BY_ANNOTATION,
+    MachineInfo, MachineLayout, MachinePhase, ManagementCluster, NetworkLayout, NewBareMetalHost, NodeInfo, NodePoolScale, Operator,
+    OperatorCondition, PausableInfo, PodInfo, PodStatus, PortError, PortResult, WebhookInfo, PAUSED_BY_ANNOTATION,
 };
 use k8s_openapi::api::certificates::v1::{CertificateSigningRequest, CertificateSigningRequestCondition};
 use k8s_openapi::api::core::v1::{Node, Pod, Secret};
@@ -307,6 +307,13 @@ pub fn node_pool_resource() -> ApiResource {
 pub fn hosted_control_plane_resource() -> ApiResource {
     resource("hypershift.openshift.io", "v1beta1", "HostedControlPlane", "hostedcontrolplanes")
 }
+/// Cluster API Machines (HyperShift's data plane, in the control-plane namespace).
+pub fn capi_machine_resource() -> ApiResource {
+    resource("cluster.x-k8s.io", "v1beta1", "Machine", "machines")
+}
+/// The label Cluster API puts on the Machines of a MachineDeployment (a NodePool's is named as
+/// the pool).
+pub const CAPI_DEPLOYMENT_LABEL: &str = "cluster.x-k8s.io/deployment-name";
 fn daemonset_resource() -> ApiResource {
     resource("apps", "v1", "DaemonSet", "daemonsets")
 }
@@ -412,6 +419,34 @@ pub fn pausable_info(obj: &Value) -> PortResult<PausableInfo> {
         paused_by: obj.pointer(&annotation).and_then(Value::as_str).map(str::to_string),
         deleting: obj.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null()),
         reconciliation_active: condition(obj, RECONCILIATION_ACTIVE).map(condition_info),
+    })
+}
+
+/// What scaling needs of a NodePool, from its JSON.
+pub fn node_pool_scale(np: &Value) -> PortResult<NodePoolScale> {
+    let name = pausable_info(np)?.name;
+    let count = |path: &str| -> PortResult<Option<u32>> {
+        match np.pointer(path) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .map(Some)
+                .ok_or_else(|| PortError::Permanent(format!("NodePool {name}: {path} is {v}, not a replica count"))),
+        }
+    };
+    let autoscaling = match (count("/spec/autoScaling/min")?, count("/spec/autoScaling/max")?) {
+        (Some(min), Some(max)) => Some((min, max)),
+        (None, None) => None,
+        _ => return Err(PortError::Permanent(format!("NodePool {name}: spec.autoScaling needs both min and max"))),
+    };
+    Ok(NodePoolScale {
+        replicas: count("/spec/replicas")?,
+        autoscaling,
+        drain_timeout: np.pointer("/spec/nodeDrainTimeout").and_then(Value::as_str).map(str::to_string),
+        status_replicas: count("/status/replicas")?.unwrap_or(0),
+        paused_until: paused_until_of(np),
+        name,
     })
 }
 
@@ -1267,6 +1302,36 @@ impl ManagementCluster for KubeApi {
         let cp_ns = control_plane_namespace(namespace, name);
         let what = format!("get hostedcontrolplane {cp_ns}/{name}");
         Ok(paused_until_of(&self.get_required_json(&what, &hosted_control_plane_resource(), Some(&cp_ns), name)?))
+    }
+
+    fn node_pool_scales(&self, namespace: &str, cluster: &str) -> PortResult<Vec<NodePoolScale>> {
+        let what = format!("list nodepools in {namespace}");
+        self.list_json(&what, &node_pool_resource(), Some(namespace))?
+            .iter()
+            .filter(|np| str_at(np, "/spec/clusterName") == cluster)
+            .map(|np| node_pool_scale(np).map_err(|e| during(&what, e)))
+            .collect()
+    }
+
+    fn scale_node_pool(&self, namespace: &str, name: &str, replicas: u32) -> PortResult<()> {
+        let what = format!("scale nodepool {namespace}/{name} to {replicas}");
+        let api = self.dynamic(&node_pool_resource(), Some(namespace));
+        let patch = json!({"spec": {"replicas": replicas}});
+        self.call(&what, async { api.patch_scale(name, &patch_params(), &Patch::Merge(&patch)).await }).map(|_| ())
+    }
+
+    fn set_node_pool_drain_timeout(&self, namespace: &str, name: &str, timeout: Option<&str>) -> PortResult<()> {
+        let what = format!("patch nodepool {namespace}/{name} nodeDrainTimeout");
+        self.merge_patch(&what, &node_pool_resource(), Some(namespace), name, &json!({"spec": {"nodeDrainTimeout": timeout}}))
+    }
+
+    fn node_pool_machines(&self, namespace: &str, cluster: &str, pool: &str) -> PortResult<Vec<String>> {
+        let cp_ns = control_plane_namespace(namespace, cluster);
+        let what = format!("list machines.cluster.x-k8s.io of nodepool {pool} in {cp_ns}");
+        let api = self.dynamic(&capi_machine_resource(), Some(&cp_ns));
+        let lp = ListParams::default().labels(&format!("{CAPI_DEPLOYMENT_LABEL}={pool}"));
+        let list = self.call(&what, async { api.list_metadata(&lp).await })?;
+        Ok(list.items.into_iter().filter_map(|m| m.metadata.name).collect())
     }
 
     fn operator_available(&self) -> PortResult<bool> {

@@ -385,6 +385,43 @@ pub fn rows() -> Vec<ProcedureRow> {
             max_children: 0,
         },
         ProcedureRow {
+            procedure: "hosted-scale-data-plane-zero",
+            scenarios: &[
+                ScenarioChoice { scenario: "hosted-healthy", weight: 5, params: scale_zero_params },
+                ScenarioChoice { scenario: "hosted-autoscaling", weight: 1, params: scale_zero_params },
+            ],
+            gates: &[],
+            guard_state: None,
+            later_gates: &[],
+            horizon: Duration::from_secs(12 * 60),
+            ssh_phase: (Duration::ZERO, Duration::from_secs(5)),
+            typical_steps: 40,
+            liveness_bound: Duration::from_secs(6 * 3600),
+            max_steps: 5_000,
+            healthy_at_success: false,
+            down_at_success: false,
+            postcondition: Some(data_plane_at_zero),
+            undone: Some(data_plane_scaled_back),
+            always: Some(autoscaling_pool_untouched),
+            arrivals: &[],
+            sometimes: &[
+                RUN_SUCCEEDED,
+                Sometimes {
+                    name: "an autoscaling pool was refused before anything changed",
+                    needs: &[],
+                    holds: |o| o.outcome.as_deref().is_some_and(|t| t.contains("a NodePool autoscales")),
+                },
+                Sometimes {
+                    name: "an abort scaled the pools back (ScaleBack)",
+                    needs: &[FaultKind::Abort],
+                    holds: |o| o.history.iter().any(|e| e.outcome == Outcome::Transition && e.to == "ScaleBack"),
+                },
+                CRASHED_AND_RESUMED,
+            ],
+            guard_on_when_halted: false,
+            max_children: 0,
+        },
+        ProcedureRow {
             procedure: "etcd-member-triage",
             scenarios: &[
                 ScenarioChoice { scenario: "member-machine-stopped", weight: 2, params: no_params },
@@ -904,6 +941,49 @@ fn pause_undone(w: &World) -> Result<(), String> {
     match before == after {
         true => Ok(()),
         false => Err(format!("aborted, but the pauses are {after:?}, not as before {before:?}")),
+    }
+}
+
+fn scale_zero_params(_: &World) -> serde_json::Value {
+    serde_json::json!({"namespace": "clusters", "name": "example", "drain_timeout": "2m"})
+}
+
+/// The scale of every NodePool of clusters/example: (name, spec.replicas, nodeDrainTimeout).
+fn pool_scales(w: &World) -> Vec<(String, Option<u32>, Option<String>)> {
+    w.node_pool_scales("clusters", "example").into_iter().map(|p| (p.name, p.replicas, p.drain_timeout)).collect()
+}
+
+/// A successful scale-down leaves every pool at 0 replicas with no machine left, each drain
+/// timeout as it was before the run.
+fn data_plane_at_zero(w: &World) -> Result<(), String> {
+    let start = crate::scenario::build(&w.scenario, w.seed)?;
+    let want: Vec<_> = pool_scales(&start).into_iter().map(|(n, _, d)| (n, Some(0), d)).collect();
+    if pool_scales(w) != want {
+        return Err(format!("succeeded, but the pools are {:?}, not {want:?}", pool_scales(w)));
+    }
+    let machines: Vec<String> =
+        w.node_pool_scales("clusters", "example").iter().flat_map(|p| w.node_pool_machines("clusters", &p.name)).collect();
+    match machines.is_empty() {
+        true => Ok(()),
+        false => Err(format!("succeeded with machines left: {machines:?}")),
+    }
+}
+
+/// An aborted scale-down leaves every pool's replicas and drain timeout as the scenario began.
+fn data_plane_scaled_back(w: &World) -> Result<(), String> {
+    let start = crate::scenario::build(&w.scenario, w.seed)?;
+    match pool_scales(&start) == pool_scales(w) {
+        true => Ok(()),
+        false => Err(format!("aborted, but the pools are {:?}, not as before {:?}", pool_scales(w), pool_scales(&start))),
+    }
+}
+
+/// An autoscaling pool is never given replicas (the API would refuse; the run must not try).
+fn autoscaling_pool_untouched(w: &World) -> Result<(), String> {
+    let touched = w.node_pool_scales("clusters", "example").into_iter().find(|p| p.autoscaling.is_some() && p.replicas.is_some());
+    match touched {
+        None => Ok(()),
+        Some(p) => Err(format!("NodePool {} autoscales and was given replicas {:?}", p.name, p.replicas)),
     }
 }
 

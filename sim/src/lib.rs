@@ -316,6 +316,20 @@ pub struct NodePoolStatus {
     pub name: String,
     pub paused_until: Option<String>,
     pub reconciliation_active: String,
+    /// `spec.replicas` (absent while it autoscales).
+    #[serde(default)]
+    pub replicas: Option<u32>,
+    #[serde(default)]
+    pub autoscaling: Option<(u32, u32)>,
+    /// `status.replicas`: available workers.
+    #[serde(default)]
+    pub status_replicas: u32,
+    /// `spec.nodeDrainTimeout` (absent: never set).
+    #[serde(default)]
+    pub drain_timeout: Option<String>,
+    /// Its machines (with their nodes in the hosted cluster), whatever their phase.
+    #[serde(default)]
+    pub machines: Vec<String>,
 }
 
 fn hosted_status(h: &hosted::Hosted) -> Vec<HostedClusterStatus> {
@@ -337,6 +351,11 @@ fn hosted_status(h: &hosted::Hosted) -> Vec<HostedClusterStatus> {
                     name: np.pool.name.clone(),
                     paused_until: np.pool.paused_until.clone(),
                     reconciliation_active: condition(&np.pool),
+                    replicas: np.data_plane.replicas,
+                    autoscaling: np.data_plane.autoscaling,
+                    status_replicas: np.data_plane.status_replicas(),
+                    drain_timeout: np.data_plane.drain_timeout.clone(),
+                    machines: np.data_plane.machines.iter().map(|m| format!("{} ({})", m.name, m.phase.word())).collect(),
                 })
                 .collect(),
         })

@@ -1051,6 +1051,29 @@ impl ManagementCluster for SimManagement {
         })
     }
 
+    fn node_pool_scales(&self, namespace: &str, cluster: &str) -> PortResult<Vec<NodePoolScale>> {
+        self.hosted(Read, format_args!("{HYPERSHIFT}/namespaces/{namespace}/nodepools"), |w| Ok(w.node_pool_scales(namespace, cluster)))
+    }
+
+    fn scale_node_pool(&self, namespace: &str, name: &str, replicas: u32) -> PortResult<()> {
+        self.hosted(Write, format_args!("{HYPERSHIFT}/namespaces/{namespace}/nodepools/{name}/scale"), |w| {
+            w.scale_node_pool(namespace, name, replicas)
+        })
+    }
+
+    fn set_node_pool_drain_timeout(&self, namespace: &str, name: &str, timeout: Option<&str>) -> PortResult<()> {
+        self.hosted(Write, format_args!("{HYPERSHIFT}/namespaces/{namespace}/nodepools/{name}"), |w| {
+            w.set_node_pool_drain_timeout(namespace, name, timeout)
+        })
+    }
+
+    fn node_pool_machines(&self, namespace: &str, cluster: &str, pool: &str) -> PortResult<Vec<String>> {
+        let cpns = control_plane_namespace(namespace, cluster);
+        self.hosted(Read, format_args!("/apis/cluster.x-k8s.io/v1beta1/namespaces/{cpns}/machines"), |w| {
+            Ok(w.node_pool_machines(namespace, pool))
+        })
+    }
+
     fn operator_available(&self) -> PortResult<bool> {
         // A Deployment, not a HyperShift resource: on a cluster without HyperShift it is simply
         // absent (404), which the kube adapter reads as "no operator available".

@@ -151,7 +151,12 @@ pub const SCENARIOS: &[ScenarioInfo] = &[
     ScenarioInfo {
         name: "hosted-healthy",
         topology: Topology::Hosted,
-        summary: "a healthy management cluster running the HyperShift operator and HostedCluster clusters/example with 2 NodePools, reconciling",
+        summary: "a healthy management cluster running the HyperShift operator and HostedCluster clusters/example with 2 NodePools of 2 workers each, reconciling; on some seeds a PodDisruptionBudget allows no eviction from one worker (its drain ends only at the drain timeout)",
+    },
+    ScenarioInfo {
+        name: "hosted-autoscaling",
+        topology: Topology::Hosted,
+        summary: "as hosted-healthy, but NodePool example-us-east-1b autoscales (min 1, max 4) instead of having replicas",
     },
     ScenarioInfo {
         name: "hosted-paused",
@@ -192,6 +197,7 @@ pub fn build(name: &str, seed: u64) -> Result<World, String> {
         "shut-down" => Ok(shut_down(seed)),
         "legacy-lost-masters" => Ok(crate::legacy::legacy_lost_masters(seed)),
         "hosted-healthy" => Ok(hosted_healthy(seed)),
+        "hosted-autoscaling" => Ok(hosted_autoscaling(seed)),
         "hosted-paused" => Ok(hosted_paused(seed, "hosted-paused", DRCTL_PAUSED_BY, true)),
         "hosted-paused-by-other" => Ok(hosted_paused(seed, "hosted-paused-by-other", OADP_PAUSED_BY, false)),
         other => {
@@ -473,8 +479,26 @@ fn worker_host(name: &str, ip: &str, machine: &str) -> Host {
 pub fn hosted_healthy(seed: u64) -> World {
     let mut w = healthy(seed);
     w.scenario = "hosted-healthy".into();
-    w.hosted = Some(crate::hosted::Hosted::with_cluster("clusters", "example", &["example-us-east-1a", "example-us-east-1b"]));
+    let mut hosted = crate::hosted::Hosted::with_cluster("clusters", "example", &["example-us-east-1a", "example-us-east-1b"]);
     w.note("hypershift-operator running; hostedcluster clusters/example reconciled");
+    if w.rng.chance(1, 2) {
+        let np = hosted.node_pools.get_mut(&crate::hosted::key("clusters", "example-us-east-1a")).expect("pool");
+        np.data_plane.machines[0].eviction_blocked = true;
+        w.note("a PodDisruptionBudget on a workload of worker example-us-east-1a-0 allows no eviction");
+    }
+    w.hosted = Some(hosted);
+    w
+}
+
+/// `hosted-healthy` whose second NodePool autoscales: a data plane that cannot be scaled to a
+/// fixed count without changing that first.
+fn hosted_autoscaling(seed: u64) -> World {
+    let mut w = hosted_healthy(seed);
+    w.scenario = "hosted-autoscaling".into();
+    let h = w.hosted.as_mut().expect("hosted world");
+    let np = h.node_pools.get_mut(&crate::hosted::key("clusters", "example-us-east-1b")).expect("pool");
+    (np.data_plane.replicas, np.data_plane.autoscaling) = (None, Some((1, 4)));
+    w.note("nodepool clusters/example-us-east-1b autoscales between 1 and 4 workers");
     w
 }
 

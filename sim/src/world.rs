@@ -560,6 +560,10 @@ pub enum EffectKind {
     Paused {
         paused_until: Option<String>,
     },
+    /// `spec.replicas` of a NodePool written.
+    NodePoolScaled {
+        replicas: u32,
+    },
 }
 
 impl EffectKind {
@@ -1238,7 +1242,7 @@ impl World {
         for at in self.vip_takeover_at.values() {
             see(*at);
         }
-        if let Some(at) = self.hosted.as_ref().and_then(|h| h.next_due()) {
+        if let Some(at) = self.hosted.as_ref().and_then(|h| h.next_due(self.now)) {
             see(at);
         }
         // The controllers see the API come and go and etcd members crash and restart.
@@ -1266,6 +1270,7 @@ impl World {
                 self.reconcile_operators();
                 self.reconcile_ovn();
                 self.reconcile_hosted();
+                self.reconcile_node_pools();
             }
             if self.track.changes == before {
                 self.watch_split_brain();

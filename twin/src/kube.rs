@@ -217,6 +217,9 @@ fn route(w: &mut World, call: &ApiCall) -> Answer {
         }
         (_, ["apis", "machine.openshift.io", "v1beta1", "namespaces", MACHINE_API, "machines", rest @ ..]) => machines(w, call, rest),
         (_, ["apis", "hypershift.openshift.io", "v1beta1", "namespaces", ns, plural, rest @ ..]) => hypershift(w, call, ns, plural, rest),
+        ("GET", ["apis", "cluster.x-k8s.io", "v1beta1", "namespaces", ns, "machines"]) => {
+            capi_machines(w, ns, call.param("labelSelector").unwrap_or(""))
+        }
         ("GET", ["apis", "apps", "v1", "namespaces", "hypershift", "deployments", "operator"]) => hypershift_operator(w),
         (_, ["apis", "operator.openshift.io", "v1", plural, "cluster"]) => match operator_of(plural) {
             Some(op) if m == Method::GET => Answer::ok(operator(w, op)),
@@ -252,7 +255,7 @@ fn write_bmc_secret(w: &mut World, call: &ApiCall, name: Option<&str>) -> Answer
     let exists = w.secret_names(MACHINE_API).contains(&name);
     match (call.method.as_str(), exists) {
         ("POST", true) => {
-            return Answer::status(409, "AlreadyExists", format!("secrets \"{name}\" already exists"), Some((&name, "", "secrets")))
+            return Answer::status(409, "AlreadyExists", format!("secrets \"{name}\" already exists"), Some((&name, "", "secrets")));
         }
         ("PATCH", false) => return Answer::not_found("", "secrets", &name),
         _ => {}
@@ -604,7 +607,9 @@ fn approve_csr(w: &mut World, name: &str, call: &ApiCall) -> Answer {
             return Answer::status(
                 409,
                 "Conflict",
-                format!("Operation cannot be fulfilled on certificatesigningrequests.certificates.k8s.io \"{name}\": the object has been modified; please apply your changes to the latest version and try again"),
+                format!(
+                    "Operation cannot be fulfilled on certificatesigningrequests.certificates.k8s.io \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
+                ),
                 Some((name, "certificates.k8s.io", "certificatesigningrequests")),
             );
         }
@@ -800,7 +805,15 @@ fn patch_machine(w: &mut World, call: &ApiCall, name: &str) -> Answer {
 
 fn create_machine(w: &mut World, call: &ApiCall) -> Answer {
     if !call.content_type.starts_with("application/json") {
-        return Answer::status(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {:?})", call.content_type), None);
+        return Answer::status(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {:?})",
+                call.content_type
+            ),
+            None,
+        );
     }
     let Ok(body) = serde_json::from_slice::<Value>(&call.body) else {
         return Answer::status(400, "BadRequest", "the request body is not a Machine in JSON", None);
@@ -894,16 +907,16 @@ fn patched(call: &ApiCall, current: Value) -> Result<Value, Answer> {
     let mut obj = current;
     match call.content_type.as_str() {
         "application/merge-patch+json" => merge_patch(&mut obj, &patch),
-        "application/json-patch+json" => {
-            json_patch(&mut obj, &patch).map_err(|why| Answer::status(422, "Invalid", format!("the server rejected our request due to an error in our request: {why}"), None))?
-        }
+        "application/json-patch+json" => json_patch(&mut obj, &patch).map_err(|why| {
+            Answer::status(422, "Invalid", format!("the server rejected our request due to an error in our request: {why}"), None)
+        })?,
         _ => {
             return Err(Answer::status(
                 415,
                 "UnsupportedMediaType",
                 "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
                 None,
-            ))
+            ));
         }
     }
     Ok(obj)
@@ -1002,7 +1015,9 @@ fn delete_precondition(call: &ApiCall, obj: &Value) -> Result<(), Answer> {
                 return Err(Answer::status(
                     409,
                     "Conflict",
-                    format!("Operation cannot be fulfilled on {name}: Precondition failed: {label} in precondition: {want}, {label} in object meta: {have}"),
+                    format!(
+                        "Operation cannot be fulfilled on {name}: Precondition failed: {label} in precondition: {want}, {label} in object meta: {have}"
+                    ),
                     None,
                 ));
             }
@@ -1093,14 +1108,14 @@ fn hypershift(w: &mut World, call: &ApiCall, ns: &str, plural: &str, rest: &[&st
             None => Answer::not_found("hypershift.openshift.io", "hostedclusters", name),
         },
         ("GET", "nodepools", []) => {
-            let items = h
-                .node_pools
-                .values()
-                .filter(|p| p.namespace == ns)
-                .map(|p| pausable("NodePool", ns, &p.pool, json!({ "clusterName": p.cluster_name, "replicas": 2 }), w))
-                .collect();
+            let items = h.node_pools.values().filter(|p| p.namespace == ns).map(|p| node_pool(p, w)).collect();
             Answer::ok(list("NodePoolList", "hypershift.openshift.io/v1beta1", items))
         }
+        ("GET", "nodepools", [name]) => match h.node_pools.get(&key(name)) {
+            Some(p) => Answer::ok(node_pool(p, w)),
+            None => Answer::not_found("hypershift.openshift.io", "nodepools", name),
+        },
+        ("PATCH", "nodepools", [name, "scale"]) => patch_node_pool_scale(w, call, ns, name),
         ("GET", "hostedcontrolplanes", [name]) => {
             let owner = h
                 .clusters
@@ -1131,7 +1146,7 @@ fn patch_pause(w: &mut World, call: &ApiCall, ns: &str, plural: &str, name: &str
         let key = drctl_sim::hosted::key(ns, name);
         let found = match plural {
             "hostedclusters" => h.clusters.get(&key).map(|c| pausable("HostedCluster", ns, &c.cluster, json!({}), w)),
-            _ => h.node_pools.get(&key).map(|p| pausable("NodePool", ns, &p.pool, json!({}), w)),
+            _ => h.node_pools.get(&key).map(|p| node_pool(p, w)),
         };
         match found {
             Some(v) => v,
@@ -1157,12 +1172,102 @@ fn patch_pause(w: &mut World, call: &ApiCall, ns: &str, plural: &str, name: &str
         .map(str::to_string);
     let r = match plural {
         "hostedclusters" => w.set_hosted_cluster_paused(ns, name, until.as_deref(), by.as_deref()),
-        _ => w.set_node_pool_paused(ns, name, until.as_deref(), by.as_deref()),
+        _ => patch_node_pool_spec(w, &obj, ns, name).and_then(|()| w.set_node_pool_paused(ns, name, until.as_deref(), by.as_deref())),
     };
     match r {
         Ok(()) => Answer::ok(obj),
         Err(e) => Answer::from_port_error(e),
     }
+}
+
+/// A NodePool as the API serves it: its scale in `spec`, available machines in `status`.
+fn node_pool(p: &drctl_sim::hosted::NodePool, w: &World) -> Value {
+    let dp = &p.data_plane;
+    let mut spec = json!({ "clusterName": p.cluster_name, "management": { "upgradeType": "Replace" } });
+    if let Some(r) = dp.replicas {
+        spec["replicas"] = json!(r);
+    }
+    if let Some((min, max)) = dp.autoscaling {
+        spec["autoScaling"] = json!({ "min": min, "max": max });
+    }
+    if let Some(t) = &dp.drain_timeout {
+        spec["nodeDrainTimeout"] = json!(t);
+    }
+    let mut v = pausable("NodePool", &p.namespace, &p.pool, spec, w);
+    v["status"]["replicas"] = json!(dp.status_replicas());
+    v
+}
+
+/// The fields of a patched NodePool other than its pause: `spec.replicas` and
+/// `spec.nodeDrainTimeout`, each written only when it changed.
+fn patch_node_pool_spec(w: &mut World, obj: &Value, ns: &str, name: &str) -> drctl_workflows::ports::PortResult<()> {
+    use drctl_workflows::ports::PortError;
+    let current = w.node_pool_scales_by_name(ns, name);
+    let drain = match obj.pointer("/spec/nodeDrainTimeout") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(t)) => Some(t.clone()),
+        Some(v) => {
+            return Err(PortError::Permanent(format!(
+                "HTTP 422 Invalid: NodePool.hypershift.openshift.io \"{name}\" is invalid: spec.nodeDrainTimeout: Invalid value: \"{v}\": spec.nodeDrainTimeout in body must be of type string"
+            )));
+        }
+    };
+    if current.as_ref().is_some_and(|c| c.drain_timeout != drain) {
+        w.set_node_pool_drain_timeout(ns, name, drain.as_deref())?;
+    }
+    let replicas = obj.pointer("/spec/replicas").and_then(Value::as_u64).and_then(|r| u32::try_from(r).ok());
+    match replicas {
+        Some(r) if current.is_some_and(|c| c.replicas != Some(r)) => w.scale_node_pool(ns, name, r),
+        _ => Ok(()),
+    }
+}
+
+/// `PATCH nodepools/<name>/scale`: the patch applies to the autoscaling/v1 Scale object.
+fn patch_node_pool_scale(w: &mut World, call: &ApiCall, ns: &str, name: &str) -> Answer {
+    let Some(current) = w.node_pool_scales_by_name(ns, name) else {
+        return Answer::not_found("hypershift.openshift.io", "nodepools", name);
+    };
+    let scale = json!({
+        "apiVersion": "autoscaling/v1", "kind": "Scale",
+        "metadata": { "name": name, "namespace": ns },
+        "spec": { "replicas": current.replicas.unwrap_or(0) },
+        "status": { "replicas": current.status_replicas },
+    });
+    let obj = match patched(call, scale) {
+        Ok(obj) => obj,
+        Err(a) => return a,
+    };
+    let Some(replicas) = obj.pointer("/spec/replicas").and_then(Value::as_u64).and_then(|r| u32::try_from(r).ok()) else {
+        return Answer::invalid("nodepools", name, "spec.replicas: Invalid value: must be a non-negative integer");
+    };
+    match w.scale_node_pool(ns, name, replicas) {
+        Ok(()) => Answer::ok(obj),
+        Err(e) => Answer::from_port_error(e),
+    }
+}
+
+/// Cluster API Machines of the hosted clusters whose control-plane namespace is `ns`: one per
+/// NodePool worker, labelled with its pool's MachineDeployment.
+fn capi_machines(w: &World, ns: &str, selector: &str) -> Answer {
+    let Some(h) = w.hosted.as_ref() else { return Answer::no_route() };
+    let mut items = Vec::new();
+    for np in h.node_pools.values().filter(|p| drctl_workflows::ports::control_plane_namespace(&p.namespace, &p.cluster_name) == ns) {
+        for m in &np.data_plane.machines {
+            let labels = json!({ "cluster.x-k8s.io/cluster-name": np.cluster_name, "cluster.x-k8s.io/deployment-name": np.pool.name });
+            match selector_matches(selector, labels.as_object().expect("object")) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(why) => return Answer::status(400, "BadRequest", why, None),
+            }
+            items.push(json!({
+                "apiVersion": "cluster.x-k8s.io/v1beta1", "kind": "Machine",
+                "metadata": { "name": m.name, "namespace": ns, "labels": labels },
+                "spec": { "clusterName": np.cluster_name },
+                "status": { "phase": m.phase.word() },
+            }));
+        }
+    }
+    Answer::ok(list("MachineList", "cluster.x-k8s.io/v1beta1", items))
 }
 
 fn hypershift_operator(w: &World) -> Answer {

@@ -276,7 +276,7 @@ fn a_broken_api_fails_alike() {
 fn the_management_cluster_agrees() {
     use drctl_sim::ports::SimManagement;
     use drctl_workflows::ports::ManagementCluster;
-    for scenario in ["hosted-healthy", "hosted-paused", "hosted-paused-by-other", "healthy"] {
+    for scenario in ["hosted-healthy", "hosted-autoscaling", "hosted-paused", "hosted-paused-by-other", "healthy"] {
         let w = drctl_sim::scenario::build(scenario, 2).unwrap();
         let p = Pair::of(&w);
         let sim = SimManagement(p.direct.clone());
@@ -296,6 +296,12 @@ fn the_management_cluster_agrees() {
             });
             both(&format!("{when} operator_available"), &|m| m.operator_available().map(|v| format!("{v:?}")));
             both(&format!("{when} missing cluster"), &|m| m.hosted_cluster("clusters", "nope").map(|v| format!("{v:?}")));
+            both(&format!("{when} node_pool_scales"), &|m| m.node_pool_scales("clusters", "example").map(|v| format!("{v:?}")));
+            for pool in ["example-us-east-1a", "example-us-east-1b", "nope"] {
+                both(&format!("{when} machines of {pool}"), &|m| {
+                    m.node_pool_machines("clusters", "example", pool).map(|v| format!("{v:?}"))
+                });
+            }
         };
         reads("before");
         both("pause", &|m| m.set_hosted_cluster_paused("clusters", "example", Some("true"), Some("drctl run 9")).map(|v| format!("{v:?}")));
@@ -308,7 +314,19 @@ fn the_management_cluster_agrees() {
         reads("paused");
         both("unpause", &|m| m.set_hosted_cluster_paused("clusters", "example", None, None).map(|v| format!("{v:?}")));
         reads("unpaused");
-        p.same_cluster(&format!("{scenario}: pausing"));
+        // Scaling: drain timeouts (a valid one, one the CRD refuses, removal), the scale
+        // subresource (refused beside autoScaling), and the machines draining away.
+        for pool in ["example-us-east-1a", "example-us-east-1b", "nope"] {
+            both("drain timeout", &|m| m.set_node_pool_drain_timeout("clusters", pool, Some("1m")).map(|v| format!("{v:?}")));
+            both("bad drain timeout", &|m| m.set_node_pool_drain_timeout("clusters", pool, Some("1 minute")).map(|v| format!("{v:?}")));
+            both("scale", &|m| m.scale_node_pool("clusters", pool, 0).map(|v| format!("{v:?}")));
+        }
+        p.served.advance_to(p.served.now().plus(std::time::Duration::from_secs(90)));
+        p.direct.advance_to(p.served.now());
+        reads("scaling down");
+        both("drain timeout removed", &|m| m.set_node_pool_drain_timeout("clusters", "example-us-east-1a", None).map(|v| format!("{v:?}")));
+        reads("scaled");
+        p.same_cluster(&format!("{scenario}: pausing and scaling"));
     }
 }
 

@@ -15,6 +15,7 @@ pub mod etcd_member_triage;
 pub mod hosted;
 pub mod legacy_lost_masters;
 pub mod machines;
+pub mod object_store;
 pub mod ports;
 pub mod recover_expired_certs;
 pub mod replace_etcd_member_baremetal;

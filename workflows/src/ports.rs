@@ -896,6 +896,22 @@ pub struct PausableInfo {
     pub reconciliation_active: Option<ConditionInfo>,
 }
 
+/// What scaling a data plane needs of a NodePool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodePoolScale {
+    pub name: String,
+    /// `.spec.replicas`; absent while the pool autoscales.
+    pub replicas: Option<u32>,
+    /// `.spec.autoScaling` as (min, max).
+    pub autoscaling: Option<(u32, u32)>,
+    /// `.spec.nodeDrainTimeout` as written (absent: never set, which means no limit).
+    pub drain_timeout: Option<String>,
+    /// `.status.replicas`: the machines available.
+    pub status_replicas: u32,
+    /// `.spec.pausedUntil`.
+    pub paused_until: Option<String>,
+}
+
 /// The management cluster's API, for the hosted-control-plane objects (HyperShift
 /// `hypershift.openshift.io/v1beta1`).
 pub trait ManagementCluster: Send + Sync {
@@ -915,6 +931,16 @@ pub trait ManagementCluster: Send + Sync {
     /// The HyperShift operator (Deployment `hypershift/operator`) has an available replica:
     /// without it nothing propagates a pause.
     fn operator_available(&self) -> PortResult<bool>;
+    /// The NodePools of `namespace` whose `spec.clusterName` is `cluster`, with their scale.
+    fn node_pool_scales(&self, namespace: &str, cluster: &str) -> PortResult<Vec<NodePoolScale>>;
+    /// `PATCH nodepools/<name>/scale` with `spec.replicas` (422 `Invalid` while it autoscales).
+    fn scale_node_pool(&self, namespace: &str, name: &str, replicas: u32) -> PortResult<()>;
+    /// Merge-patch `spec.nodeDrainTimeout`; `None` writes `null`, removing the field.
+    fn set_node_pool_drain_timeout(&self, namespace: &str, name: &str, timeout: Option<&str>) -> PortResult<()>;
+    /// The Cluster API Machines of NodePool `pool` of HostedCluster `namespace/cluster` (in the
+    /// control-plane namespace, label `cluster.x-k8s.io/deployment-name=<pool>`), by name: a
+    /// machine still listed still has its instance (and maybe its node and workloads).
+    fn node_pool_machines(&self, namespace: &str, cluster: &str, pool: &str) -> PortResult<Vec<String>>;
 }
 
 /// The control-plane namespace of HostedCluster `namespace/name`: `<namespace>-<name>`, with any

@@ -6,6 +6,7 @@
 
 pub mod etcd;
 pub mod mockapi;
+pub mod moto;
 pub mod sandbox;
 pub mod sshd;
 

@@ -2,5 +2,69 @@
 //! run on a management cluster.
 
 pub mod pause_reconciliation;
+pub mod scale_data_plane_zero;
 
 pub use pause_reconciliation::HostedPauseReconciliation;
+pub use scale_data_plane_zero::HostedScaleDataPlaneZero;
+
+use std::time::Duration;
+
+/// A Kubernetes `metav1.Duration` as the API server parses it (Go's `time.ParseDuration`):
+/// one or more decimal numbers, each with a unit `ns`, `us`, `µs`, `ms`, `s`, `m`, `h`
+/// (`1m`, `1h30m`, `2.5s`), or a bare `0`. Negative durations and anything else: `None`.
+pub fn go_duration(s: &str) -> Option<Duration> {
+    if s == "0" {
+        return Some(Duration::ZERO);
+    }
+    if s.is_empty() || s.len() > 64 {
+        return None;
+    }
+    let mut rest = s;
+    let mut total_ns: u128 = 0;
+    while !rest.is_empty() {
+        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let (num, tail) = rest.split_at(num_len);
+        let unit_len = tail.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_len);
+        let per_unit: u128 = match unit {
+            "ns" => 1,
+            "us" | "µs" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            _ => return None,
+        };
+        let (whole, frac) = num.split_once('.').unwrap_or((num, ""));
+        if (whole.is_empty() && frac.is_empty()) || frac.contains('.') {
+            return None;
+        }
+        let whole: u128 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
+        let mut ns = whole.checked_mul(per_unit)?;
+        let mut scale = per_unit;
+        for d in frac.bytes().take(18) {
+            scale /= 10;
+            ns += u128::from(d - b'0') * scale;
+        }
+        total_ns = total_ns.checked_add(ns)?;
+        rest = tail;
+    }
+    // Go's Duration is an int64 of nanoseconds.
+    (total_ns <= i64::MAX as u128).then(|| Duration::from_nanos(total_ns as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_as_the_api_server_parses_them() {
+        let ok = [("0", 0), ("0s", 0), ("1m", 60_000), ("1h30m", 5_400_000), ("2.5s", 2_500), ("500ms", 500), (".5m", 30_000)];
+        for (s, ms) in ok {
+            assert_eq!(go_duration(s), Some(Duration::from_millis(ms)), "{s}");
+        }
+        for bad in ["", "1", "-1m", "1d", "m", "1.2.3s", "1 m", "300000000000h", "."] {
+            assert_eq!(go_duration(bad), None, "{bad}");
+        }
+    }
+}

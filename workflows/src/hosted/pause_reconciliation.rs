@@ -138,6 +138,17 @@ fn valid_name(v: &str) -> bool {
         && v.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric())
 }
 
+/// `--namespace` and `--name` of a HostedCluster, as every hosted procedure takes them.
+pub(crate) fn check_names(namespace: &str, name: &str) -> Result<(), String> {
+    if !valid_name(namespace) {
+        return Err(format!("--namespace '{namespace}' is not a valid Kubernetes namespace name"));
+    }
+    if !valid_name(name) {
+        return Err(format!("--name '{name}' is not a valid HostedCluster name (lower-case letters, digits, '-', '.')"));
+    }
+    Ok(())
+}
+
 impl HostedPauseReconciliation {
     fn mc<'a>(&self, ports: &'a Ports) -> Result<&'a dyn ManagementCluster, StepError> {
         ports.management()
@@ -328,12 +339,7 @@ impl Procedure for HostedPauseReconciliation {
     const VERSION: u32 = 1;
 
     fn validate(&self, p: &PauseParams) -> Result<(), String> {
-        if !valid_name(&p.namespace) {
-            return Err(format!("--namespace '{}' is not a valid Kubernetes namespace name", p.namespace));
-        }
-        if !valid_name(&p.name) {
-            return Err(format!("--name '{}' is not a valid HostedCluster name (lower-case letters, digits, '-', '.')", p.name));
-        }
+        check_names(&p.namespace, &p.name)?;
         if !valid_until(&p.until) {
             return Err(format!("--until '{}' must be 'true' or an RFC 3339 time such as 2026-12-02T06:00:00Z", p.until));
         }
