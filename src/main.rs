@@ -856,11 +856,7 @@ fn run_real(
     }
     let procedure = row.name;
     if row.capabilities.contains(&Capability::ManagementCluster) {
-        bail!(
-            "{procedure} needs a hosted cluster's management cluster; this build drives hosted procedures against the simulator only \
-             (rehearse with --sim {}), not yet against a real management cluster",
-            row.scenarios[0]
-        );
+        return run_on_management_cluster(store, out, row, params, common, deadline, pre_approve);
     }
     let spec = real::RealSpec::from_args(&common.access, common.backup_root.as_deref())?;
     check_capabilities(row, spec.capabilities(), &format!("the cluster at {}", spec.describe()))?;
@@ -872,6 +868,33 @@ fn run_real(
     preflight(row, &params, &spec.facts())?;
     let target = real::new_target(&spec)?;
 
+    drctl_runtime::store::create_private_dir(store).with_context(|| format!("create store directory {}", store.display()))?;
+    let _lock = lock(store)?;
+    let eng = engine(store)?;
+    let rec = eng.create_run(
+        NewRun { procedure: procedure.into(), params, seed: common.seed, deadline, pre_approve, approver: whoami(), labels: spec.labels() },
+        &*target.clock,
+    )?;
+    eprintln!("drctl: run {} started: {procedure} against {}", rec.id, spec.describe());
+    drive_and_report(store, out, &eng, vec![(rec.id.clone(), target)])
+}
+
+/// `drctl run` of a hosted procedure against a real management cluster (its API only).
+fn run_on_management_cluster(
+    store: &Path,
+    out: Output,
+    row: &CatalogRow,
+    params: serde_json::Value,
+    common: &Common,
+    deadline: Duration,
+    pre_approve: Vec<String>,
+) -> Result<u8> {
+    let procedure = row.name;
+    let spec = real::ManagementSpec::from_args(&common.access, common.backup_root.as_deref())?;
+    check_capabilities(row, real::ManagementSpec::CAPABILITIES, &spec.describe())?;
+    check_params(procedure, &params)?;
+    preflight(row, &params, &catalog::TargetFacts::default())?;
+    let target = spec.new_target()?;
     drctl_runtime::store::create_private_dir(store).with_context(|| format!("create store directory {}", store.display()))?;
     let _lock = lock(store)?;
     let eng = engine(store)?;
@@ -954,6 +977,11 @@ fn cmd_resume(store: &Path, out: Output, run: Option<String>, sim_speed: Option<
             Some("sim") => target::load_sim(store, &rec, sim_speed),
             Some(real::TARGET_REAL) => real::RealSpec::from_labels(&rec).and_then(|spec| {
                 let t = real::load_target(&spec)?;
+                eprintln!("drctl: resuming run {} ({}) against {}", rec.id, rec.procedure, spec.describe());
+                Ok(t)
+            }),
+            Some(real::TARGET_REAL_MANAGEMENT) => real::ManagementSpec::from_labels(&rec).and_then(|spec| {
+                let t = spec.load_target()?;
                 eprintln!("drctl: resuming run {} ({}) against {}", rec.id, rec.procedure, spec.describe());
                 Ok(t)
             }),

@@ -14,7 +14,7 @@ use drctl_adapters::ssh::{HostLayout, SshHost, SshHosts, SshOptions};
 use drctl_adapters::{Blocking, DirBackupStore, KubeEtcdPods, SystemClock};
 use drctl_runtime::RunRecord;
 use drctl_workflows::catalog::Capability;
-use drctl_workflows::ports::{Hosts, PortError, Ports};
+use drctl_workflows::ports::{BackupInfo, BackupStore, HostOp, HostOutput, HostRef, Hosts, PortError, PortResult, Ports};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -340,13 +340,11 @@ impl RealSpec {
 
     pub fn labels(&self) -> BTreeMap<String, String> {
         let mut l = BTreeMap::new();
+        self.kube.put_labels(&mut l);
         let mut put = |k: &str, v: String| {
             l.insert(k.to_string(), v);
         };
         put(LABEL_TARGET, TARGET_REAL.into());
-        put(LABEL_KUBECONFIG, self.kube.kubeconfig.display().to_string());
-        put(LABEL_CONTEXT, self.kube.context.clone());
-        put(LABEL_SERVER, self.kube.server.clone());
         put(LABEL_HOSTS, inventory_spec(&self.ssh.hosts));
         if !self.ssh.workers.is_empty() {
             put(LABEL_WORKERS, inventory_spec(&self.ssh.workers));
@@ -373,23 +371,7 @@ impl RealSpec {
         let l = &rec.labels;
         let get = |k: &str| l.get(k).cloned().with_context(|| format!("run {} targets a real cluster but has no {k} label", rec.id));
         let path = |k: &str| l.get(k).map(PathBuf::from);
-        let kube = KubeSpec { kubeconfig: get(LABEL_KUBECONFIG)?.into(), context: get(LABEL_CONTEXT)?, server: get(LABEL_SERVER)? };
-        if !kube.kubeconfig.is_file() {
-            bail!("run {} acts on the cluster of kubeconfig {}, which is gone", rec.id, kube.kubeconfig.display());
-        }
-        // The recorded context must still name the recorded server: never resume against another cluster.
-        let now = KubeSpec::resolve(kube.kubeconfig.clone(), Some(&kube.context))
-            .with_context(|| format!("run {} acts on context {} of {}", rec.id, kube.context, kube.kubeconfig.display()))?;
-        if now.server != kube.server {
-            bail!(
-                "run {} acted on {} but context {} of {} now names {}: refusing to resume against another cluster",
-                rec.id,
-                kube.server,
-                kube.context,
-                kube.kubeconfig.display(),
-                now.server
-            );
-        }
+        let kube = KubeSpec::from_labels(rec)?;
         let ssh = SshSpec {
             hosts: parse_inventory(&get(LABEL_HOSTS)?)?,
             workers: l.get(LABEL_WORKERS).map(|w| parse_hosts_flag(w, "--workers", "worker")).transpose()?.unwrap_or_default(),
@@ -421,6 +403,176 @@ impl RealSpec {
             management: None,
         };
         Target { ports: Arc::new(ports), clock: Arc::new(SystemClock::new()), sim: None }
+    }
+}
+
+impl KubeSpec {
+    /// The API a run recorded, checked to still be that API: the recorded context must still
+    /// name the recorded server, so a run never resumes against another cluster.
+    fn from_labels(rec: &RunRecord) -> Result<KubeSpec> {
+        let l = &rec.labels;
+        let get = |k: &str| l.get(k).cloned().with_context(|| format!("run {} targets a real cluster but has no {k} label", rec.id));
+        let kube = KubeSpec { kubeconfig: get(LABEL_KUBECONFIG)?.into(), context: get(LABEL_CONTEXT)?, server: get(LABEL_SERVER)? };
+        if !kube.kubeconfig.is_file() {
+            bail!("run {} acts on the cluster of kubeconfig {}, which is gone", rec.id, kube.kubeconfig.display());
+        }
+        let now = KubeSpec::resolve(kube.kubeconfig.clone(), Some(&kube.context))
+            .with_context(|| format!("run {} acts on context {} of {}", rec.id, kube.context, kube.kubeconfig.display()))?;
+        if now.server != kube.server {
+            bail!(
+                "run {} acted on {} but context {} of {} now names {}: refusing to resume against another cluster",
+                rec.id,
+                kube.server,
+                kube.context,
+                kube.kubeconfig.display(),
+                now.server
+            );
+        }
+        Ok(kube)
+    }
+
+    fn put_labels(&self, l: &mut BTreeMap<String, String>) {
+        l.insert(LABEL_KUBECONFIG.into(), self.kubeconfig.display().to_string());
+        l.insert(LABEL_CONTEXT.into(), self.context.clone());
+        l.insert(LABEL_SERVER.into(), self.server.clone());
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A hosted cluster's management cluster
+// ---------------------------------------------------------------------------------------------
+
+pub const TARGET_REAL_MANAGEMENT: &str = "real-management";
+
+/// The management cluster of hosted control planes (HyperShift): a hosted procedure talks to
+/// its API only — the HostedClusters, NodePools and the control-plane namespaces live there —
+/// never to hosts over SSH nor to a backup directory.
+#[derive(Debug, Clone)]
+pub struct ManagementSpec {
+    pub kube: KubeSpec,
+}
+
+impl ManagementSpec {
+    pub const CAPABILITIES: &'static [Capability] = &[Capability::ManagementCluster];
+
+    /// From `drctl run`'s options: the kubeconfig and context of the management cluster. The
+    /// options of a standalone cluster are refused rather than silently ignored.
+    pub fn from_args(a: &AccessArgs, backup_root: Option<&Path>) -> Result<ManagementSpec> {
+        for (given, flag) in [
+            (a.hosts.is_some(), "--hosts"),
+            (a.workers.is_some(), "--workers"),
+            (a.ssh_user.is_some(), "--ssh-user"),
+            (backup_root.is_some(), "--backup-root"),
+        ] {
+            if given {
+                bail!("{flag} is for a standalone cluster's hosts: a hosted procedure talks only to the management cluster's API (--kubeconfig, --context)");
+            }
+        }
+        let Some(kubeconfig) = kubeconfig_path(a.kubeconfig.as_deref())? else {
+            bail!(
+                "no target: pass --sim <scenario> to rehearse against the built-in simulator, or the management cluster's \
+                 --kubeconfig (none in $KUBECONFIG or ~/.kube/config)"
+            );
+        };
+        Ok(ManagementSpec { kube: KubeSpec::resolve(kubeconfig, a.context.as_deref())? })
+    }
+
+    pub fn from_labels(rec: &RunRecord) -> Result<ManagementSpec> {
+        Ok(ManagementSpec { kube: KubeSpec::from_labels(rec)? })
+    }
+
+    pub fn labels(&self) -> BTreeMap<String, String> {
+        let mut l = BTreeMap::from([(LABEL_TARGET.to_string(), TARGET_REAL_MANAGEMENT.to_string())]);
+        self.kube.put_labels(&mut l);
+        l
+    }
+
+    pub fn describe(&self) -> String {
+        format!("management cluster {}", self.kube.describe())
+    }
+
+    /// For `drctl run`: built, and its API probed before anything is stored (a refusal —
+    /// credentials, certificates — stops here; an API that does not answer is waited out by
+    /// the run's retries).
+    pub fn new_target(&self) -> Result<Target> {
+        let api = self.kube.connect(&Blocking::dedicated("drctl-io").context("start the I/O runtime")?)?;
+        match api.server_version() {
+            Ok(v) => eprintln!("drctl: API {} answers (Kubernetes {v})", self.kube.describe()),
+            Err(e) if !e.is_transient() => bail!("the API {} refused: {e} (check --kubeconfig and --context)", self.kube.describe()),
+            Err(e) => {
+                eprintln!("drctl: warning: the API does not answer ({e}); its steps are retried until it is back (within --deadline)")
+            }
+        }
+        Ok(Self::target(api))
+    }
+
+    /// For `drctl resume`: built, not probed.
+    pub fn load_target(&self) -> Result<Target> {
+        Ok(Self::target(self.kube.connect(&Blocking::dedicated("drctl-io").context("start the I/O runtime")?)?))
+    }
+
+    fn target(api: KubeApi) -> Target {
+        let ports = Ports {
+            etcd: Box::new(KubeEtcdPods(api.clone())),
+            management: Some(Box::new(api.clone())),
+            api: Box::new(api),
+            hosts: Box::new(NoHosts),
+            backups: Box::new(NoBackups),
+        };
+        Target { ports: Arc::new(ports), clock: Arc::new(SystemClock::new()), sim: None }
+    }
+}
+
+/// The hosts of a target that has none: the catalog admits on it only procedures that never
+/// log in to a host, so reaching one is a bug, said as such.
+struct NoHosts;
+
+fn no_hosts<T>() -> PortResult<T> {
+    Err(PortError::Permanent(
+        "this target is a management cluster: it has no hosts to log in to (a bug: the catalog admitted a procedure that needs them)"
+            .into(),
+    ))
+}
+
+impl Hosts for NoHosts {
+    fn control_plane_hosts(&self) -> PortResult<Vec<HostRef>> {
+        no_hosts()
+    }
+    fn worker_hosts(&self) -> PortResult<Vec<HostRef>> {
+        no_hosts()
+    }
+    fn connect(&self, _: &str) -> PortResult<()> {
+        no_hosts()
+    }
+    fn run(&self, _: &str, _: &HostOp) -> PortResult<HostOutput> {
+        no_hosts()
+    }
+    fn copy_backup_to_host(&self, _: &str, _: &str, _: &str) -> PortResult<()> {
+        no_hosts()
+    }
+    fn copy_backup_from_host(&self, _: &str, _: &[String], _: &str, _: &BackupInfo) -> PortResult<()> {
+        no_hosts()
+    }
+}
+
+/// The backup location of a target that has none (as [`NoHosts`]).
+struct NoBackups;
+
+fn no_backups<T>() -> PortResult<T> {
+    Err(PortError::Permanent(
+        "this target is a management cluster: it has no backup directory (a bug: the catalog admitted a procedure that needs one)".into(),
+    ))
+}
+
+impl BackupStore for NoBackups {
+    fn list(&self, _: &str) -> PortResult<Vec<String>> {
+        no_backups()
+    }
+    fn info(&self, _: &str) -> PortResult<Option<BackupInfo>> {
+        no_backups()
+    }
+    fn cluster_version(&self, _: &str) -> PortResult<Option<String>> {
+        no_backups()
     }
 }
 

@@ -60,8 +60,10 @@ fn a_hosted_procedure_is_refused_on_a_standalone_world_and_bad_input_stores_noth
     let o = drctl(store, &["status", "-o", "json"]);
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(json(&o), serde_json::json!([]), "{}", text(&o));
-    // A real management cluster is not wired into the CLI yet: said plainly, nothing stored.
+    // A real management cluster whose kubeconfig is missing: said plainly, nothing stored.
     let o = drctl(store, &["run", "hosted-pause-reconciliation", "--name", "example", "--kubeconfig", "/nonexistent"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("--sim hosted-healthy"), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--kubeconfig /nonexistent does not exist"), "{}", text(&o));
+    let o = drctl(store, &["status", "-o", "json"]);
+    assert_eq!(json(&o), serde_json::json!([]), "{}", text(&o));
 }

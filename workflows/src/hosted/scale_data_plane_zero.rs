@@ -18,12 +18,12 @@ use drctl_runtime::{Procedure, Step, StepContext, StepError};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-const RECHECK: Duration = Duration::from_secs(15);
+const RECHECK: Duration = Duration::from_secs(30);
 /// How long the machines may take to go, beyond the drain timeout: an instance termination
 /// takes minutes, a drain of a busy node up to the timeout itself.
 const SCALE_DOWN_SLACK: Duration = Duration::from_secs(30 * 60);
 /// With `--drain-timeout 0s` a drain may never end: the wait still ends, with a halt.
-const UNBOUNDED_DRAIN_WAIT: Duration = Duration::from_secs(2 * 3600);
+const UNBOUNDED_DRAIN_WAIT: Duration = Duration::from_secs(3600);
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScaleZeroParams {
