@@ -868,15 +868,9 @@ fn run_real(
     preflight(row, &params, &spec.facts())?;
     let target = real::new_target(&spec)?;
 
-    drctl_runtime::store::create_private_dir(store).with_context(|| format!("create store directory {}", store.display()))?;
-    let _lock = lock(store)?;
-    let eng = engine(store)?;
-    let rec = eng.create_run(
-        NewRun { procedure: procedure.into(), params, seed: common.seed, deadline, pre_approve, approver: whoami(), labels: spec.labels() },
-        &*target.clock,
-    )?;
-    eprintln!("drctl: run {} started: {procedure} against {}", rec.id, spec.describe());
-    drive_and_report(store, out, &eng, vec![(rec.id.clone(), target)])
+    let new =
+        NewRun { procedure: procedure.into(), params, seed: common.seed, deadline, pre_approve, approver: whoami(), labels: spec.labels() };
+    create_and_drive(store, out, new, target, &spec.describe())
 }
 
 /// `drctl run` of a hosted procedure against a real management cluster (its API only).
@@ -895,14 +889,19 @@ fn run_on_management_cluster(
     check_params(procedure, &params)?;
     preflight(row, &params, &catalog::TargetFacts::default())?;
     let target = spec.new_target()?;
+    let new =
+        NewRun { procedure: procedure.into(), params, seed: common.seed, deadline, pre_approve, approver: whoami(), labels: spec.labels() };
+    create_and_drive(store, out, new, target, &spec.describe())
+}
+
+/// Store a new run against a real target (checked and probed already) and drive it.
+fn create_and_drive(store: &Path, out: Output, new: NewRun, target: Target, describe: &str) -> Result<u8> {
     drctl_runtime::store::create_private_dir(store).with_context(|| format!("create store directory {}", store.display()))?;
     let _lock = lock(store)?;
     let eng = engine(store)?;
-    let rec = eng.create_run(
-        NewRun { procedure: procedure.into(), params, seed: common.seed, deadline, pre_approve, approver: whoami(), labels: spec.labels() },
-        &*target.clock,
-    )?;
-    eprintln!("drctl: run {} started: {procedure} against {}", rec.id, spec.describe());
+    let procedure = new.procedure.clone();
+    let rec = eng.create_run(new, &*target.clock)?;
+    eprintln!("drctl: run {} started: {procedure} against {describe}", rec.id);
     drive_and_report(store, out, &eng, vec![(rec.id.clone(), target)])
 }
 
