@@ -307,6 +307,9 @@ pub fn sim_status(out: Output, run: &str, st: &SimStatus) {
                         np.drain_timeout.as_deref().unwrap_or("unset"),
                         np.machines.join(", ")
                     );
+                    if let Some(r) = np.replicas_before_zero {
+                        println!("                {} replicas recorded before a scale to zero", r);
+                    }
                 }
             }
         }

@@ -160,3 +160,35 @@ fn a_served_management_cluster_is_scaled_to_zero_through_the_real_adapter_across
         assert!(p["drain_timeout"].is_null() && p["machines"] == serde_json::json!([]), "{p:#}");
     }
 }
+
+/// The way back: a scale-down then `--scale-up` on one practice cluster ends with every pool at
+/// the replicas it had, that many workers available, and no annotation left behind.
+#[test]
+fn scale_up_brings_back_the_replicas_the_scale_down_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path();
+    let o = drctl(store, &["sim", "new", "hosted-healthy", "--name", "lab", "--seed", "3"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let run = |extra: &[&str]| {
+        let args = [&["run", "hosted-scale-data-plane-zero", "--sim-world", "lab", "--name", "example", "--yes"][..], extra].concat();
+        drctl(store, &args)
+    };
+    // Without a record (the pools were never scaled down by drctl), the counts are asked for.
+    let o = run(&["--scale-up"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(text(&o).contains("it does not know their replicas. Pass --replicas N"), "{}", text(&o));
+    let o = run(&[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("--scale-up"), "the result says how to come back: {}", text(&o));
+    // A second scale-down of pools already at zero keeps the first record.
+    let o = run(&[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = run(&["--scale-up"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("is back: NodePools at example-us-east-1a 2, example-us-east-1b 2 replicas"), "{}", text(&o));
+    for p in pools(&sim_status(store)) {
+        assert_eq!((p["replicas"].as_u64(), p["status_replicas"].as_u64()), (Some(2), Some(2)), "{p:#}");
+        assert_eq!(p["machines"].as_array().map(Vec::len), Some(2), "{p:#}");
+        assert!(p["replicas_before_zero"].is_null(), "{p:#}");
+    }
+}

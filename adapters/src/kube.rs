@@ -22,6 +22,7 @@ use drctl_workflows::ports::{
     control_plane_namespace, BareMetalHostInfo, ClusterApi, ClusterOperatorInfo, ConditionInfo, Credential, CsrInfo, InstallerProgress,
     MachineInfo, MachineLayout, MachinePhase, ManagementCluster, NetworkLayout, NewBareMetalHost, NodeInfo, NodePoolScale, Operator,
     OperatorCondition, PausableInfo, PodInfo, PodStatus, PortError, PortResult, WebhookInfo, PAUSED_BY_ANNOTATION,
+    REPLICAS_BEFORE_ZERO_ANNOTATION,
 };
 use k8s_openapi::api::certificates::v1::{CertificateSigningRequest, CertificateSigningRequestCondition};
 use k8s_openapi::api::core::v1::{Node, Pod, Secret};
@@ -446,6 +447,10 @@ pub fn node_pool_scale(np: &Value) -> PortResult<NodePoolScale> {
         drain_timeout: np.pointer("/spec/nodeDrainTimeout").and_then(Value::as_str).map(str::to_string),
         status_replicas: count("/status/replicas")?.unwrap_or(0),
         paused_until: paused_until_of(np),
+        replicas_before_zero: np
+            .pointer(&format!("/metadata/annotations/{}", REPLICAS_BEFORE_ZERO_ANNOTATION.replace('~', "~0").replace('/', "~1")))
+            .and_then(Value::as_str)
+            .and_then(|r| r.parse().ok()),
         name,
     })
 }
@@ -1332,6 +1337,12 @@ impl ManagementCluster for KubeApi {
         let lp = ListParams::default().labels(&format!("{CAPI_DEPLOYMENT_LABEL}={pool}"));
         let list = self.call(&what, async { api.list_metadata(&lp).await })?;
         Ok(list.items.into_iter().filter_map(|m| m.metadata.name).collect())
+    }
+
+    fn record_node_pool_replicas(&self, namespace: &str, name: &str, replicas: Option<u32>) -> PortResult<()> {
+        let what = format!("patch nodepool {namespace}/{name} annotation {REPLICAS_BEFORE_ZERO_ANNOTATION}");
+        let patch = json!({"metadata": {"annotations": {REPLICAS_BEFORE_ZERO_ANNOTATION: replicas.map(|r| r.to_string())}}});
+        self.merge_patch(&what, &node_pool_resource(), Some(namespace), name, &patch)
     }
 
     fn operator_available(&self) -> PortResult<bool> {

@@ -389,6 +389,7 @@ pub fn rows() -> Vec<ProcedureRow> {
             scenarios: &[
                 ScenarioChoice { scenario: "hosted-healthy", weight: 5, params: scale_zero_params },
                 ScenarioChoice { scenario: "hosted-autoscaling", weight: 1, params: scale_zero_params },
+                ScenarioChoice { scenario: "hosted-data-plane-at-zero", weight: 3, params: scale_up_params },
             ],
             gates: &[],
             guard_state: None,
@@ -400,7 +401,7 @@ pub fn rows() -> Vec<ProcedureRow> {
             max_steps: 5_000,
             healthy_at_success: false,
             down_at_success: false,
-            postcondition: Some(data_plane_at_zero),
+            postcondition: Some(data_plane_as_promised),
             undone: Some(data_plane_scaled_back),
             always: Some(autoscaling_pool_untouched),
             arrivals: &[],
@@ -410,6 +411,11 @@ pub fn rows() -> Vec<ProcedureRow> {
                     name: "an autoscaling pool was refused before anything changed",
                     needs: &[],
                     holds: |o| o.outcome.as_deref().is_some_and(|t| t.contains("a NodePool autoscales")),
+                },
+                Sometimes {
+                    name: "a scale-up brought the data plane back",
+                    needs: &[],
+                    holds: |o| o.outcome.as_deref().is_some_and(|t| t.contains("is back: NodePools at")),
                 },
                 Sometimes {
                     name: "an abort scaled the pools back (ScaleBack)",
@@ -948,25 +954,44 @@ fn scale_zero_params(_: &World) -> serde_json::Value {
     serde_json::json!({"namespace": "clusters", "name": "example", "drain_timeout": "2m"})
 }
 
-/// The scale of every NodePool of clusters/example: (name, spec.replicas, nodeDrainTimeout).
-fn pool_scales(w: &World) -> Vec<(String, Option<u32>, Option<String>)> {
-    w.node_pool_scales("clusters", "example").into_iter().map(|p| (p.name, p.replicas, p.drain_timeout)).collect()
+fn scale_up_params(_: &World) -> serde_json::Value {
+    serde_json::json!({"namespace": "clusters", "name": "example", "scale_up": true})
+}
+
+/// The scale of every NodePool of clusters/example: (name, spec.replicas, nodeDrainTimeout,
+/// replicas-before-scale-to-zero annotation).
+type PoolScale = (String, Option<u32>, Option<String>, Option<u32>);
+fn pool_scales(w: &World) -> Vec<PoolScale> {
+    let pools = w.node_pool_scales("clusters", "example").into_iter();
+    pools.map(|p| (p.name, p.replicas, p.drain_timeout, p.replicas_before_zero)).collect()
 }
 
 /// A successful scale-down leaves every pool at 0 replicas with no machine left, each drain
-/// timeout as it was before the run.
-fn data_plane_at_zero(w: &World) -> Result<(), String> {
+/// timeout as it was, the replicas it had in its annotation; a successful scale-up leaves every
+/// pool at the replicas its annotation said, that many machines available, the annotation gone.
+fn data_plane_as_promised(w: &World) -> Result<(), String> {
     let start = crate::scenario::build(&w.scenario, w.seed)?;
-    let want: Vec<_> = pool_scales(&start).into_iter().map(|(n, _, d)| (n, Some(0), d)).collect();
+    let up = w.scenario == "hosted-data-plane-at-zero";
+    let want: Vec<PoolScale> = pool_scales(&start)
+        .into_iter()
+        .map(|(n, r, d, rec)| match up {
+            true => (n, rec, d, None),
+            false => (n, Some(0), d, r.filter(|r| *r > 0).or(rec)),
+        })
+        .collect();
     if pool_scales(w) != want {
         return Err(format!("succeeded, but the pools are {:?}, not {want:?}", pool_scales(w)));
     }
-    let machines: Vec<String> =
-        w.node_pool_scales("clusters", "example").iter().flat_map(|p| w.node_pool_machines("clusters", &p.name)).collect();
-    match machines.is_empty() {
-        true => Ok(()),
-        false => Err(format!("succeeded with machines left: {machines:?}")),
+    for p in w.node_pool_scales("clusters", "example") {
+        let (machines, want) = (w.node_pool_machines("clusters", &p.name), p.replicas.unwrap_or(0));
+        if machines.len() != want as usize || p.status_replicas != want {
+            return Err(format!(
+                "succeeded, but NodePool {} has machines {machines:?} ({} available), not {want}",
+                p.name, p.status_replicas
+            ));
+        }
     }
+    Ok(())
 }
 
 /// An aborted scale-down leaves every pool's replicas and drain timeout as the scenario began.

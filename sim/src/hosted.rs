@@ -124,6 +124,9 @@ pub struct DataPlane {
     pub machines: Vec<Worker>,
     /// Suffix of the next machine's name.
     pub next_machine: u32,
+    /// The replicas-before-scale-to-zero annotation drctl writes.
+    #[serde(default)]
+    pub replicas_before_zero: Option<u32>,
 }
 
 /// A CAPI Machine of a NodePool, with its Node in the hosted cluster.
@@ -228,6 +231,7 @@ impl NodePool {
             drain_timeout: dp.drain_timeout.clone(),
             status_replicas: dp.status_replicas(),
             paused_until: self.pool.paused_until.clone(),
+            replicas_before_zero: dp.replicas_before_zero,
         }
     }
 }
@@ -374,6 +378,17 @@ impl World {
             np.data_plane.drain_timeout = timeout.map(str::to_string);
             np.pool.generation += 1;
             self.note(format!("nodepool {namespace}/{name}: spec.nodeDrainTimeout={timeout:?}"));
+        }
+        Ok(())
+    }
+
+    /// A merge patch of the replicas-before-scale-to-zero annotation (metadata: the generation
+    /// stays).
+    pub fn record_node_pool_replicas(&mut self, namespace: &str, name: &str, replicas: Option<u32>) -> PortResult<()> {
+        let np = self.node_pool_mut(namespace, name)?;
+        if np.data_plane.replicas_before_zero != replicas {
+            np.data_plane.replicas_before_zero = replicas;
+            self.note(format!("nodepool {namespace}/{name}: replicas before scale to zero recorded as {replicas:?}"));
         }
         Ok(())
     }

@@ -330,6 +330,9 @@ pub struct NodePoolStatus {
     /// Its machines (with their nodes in the hosted cluster), whatever their phase.
     #[serde(default)]
     pub machines: Vec<String>,
+    /// The replicas a drctl scale-to-zero recorded in its annotation.
+    #[serde(default)]
+    pub replicas_before_zero: Option<u32>,
 }
 
 fn hosted_status(h: &hosted::Hosted) -> Vec<HostedClusterStatus> {
@@ -356,6 +359,7 @@ fn hosted_status(h: &hosted::Hosted) -> Vec<HostedClusterStatus> {
                     status_replicas: np.data_plane.status_replicas(),
                     drain_timeout: np.data_plane.drain_timeout.clone(),
                     machines: np.data_plane.machines.iter().map(|m| format!("{} ({})", m.name, m.phase.word())).collect(),
+                    replicas_before_zero: np.data_plane.replicas_before_zero,
                 })
                 .collect(),
         })

@@ -1074,6 +1074,12 @@ impl ManagementCluster for SimManagement {
         })
     }
 
+    fn record_node_pool_replicas(&self, namespace: &str, name: &str, replicas: Option<u32>) -> PortResult<()> {
+        self.hosted(Write, format_args!("{HYPERSHIFT}/namespaces/{namespace}/nodepools/{name}"), |w| {
+            w.record_node_pool_replicas(namespace, name, replicas)
+        })
+    }
+
     fn operator_available(&self) -> PortResult<bool> {
         // A Deployment, not a HyperShift resource: on a cluster without HyperShift it is simply
         // absent (404), which the kube adapter reads as "no operator available".

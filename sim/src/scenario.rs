@@ -154,6 +154,11 @@ pub const SCENARIOS: &[ScenarioInfo] = &[
         summary: "a healthy management cluster running the HyperShift operator and HostedCluster clusters/example with 2 NodePools of 2 workers each, reconciling; on some seeds a PodDisruptionBudget allows no eviction from one worker (its drain ends only at the drain timeout)",
     },
     ScenarioInfo {
+        name: "hosted-data-plane-at-zero",
+        topology: Topology::Hosted,
+        summary: "as hosted-healthy, but an earlier drctl run scaled both NodePools of clusters/example to zero (each recorded 2 replicas in its annotation): no worker runs",
+    },
+    ScenarioInfo {
         name: "hosted-autoscaling",
         topology: Topology::Hosted,
         summary: "as hosted-healthy, but NodePool example-us-east-1b autoscales (min 1, max 4) instead of having replicas",
@@ -198,6 +203,7 @@ pub fn build(name: &str, seed: u64) -> Result<World, String> {
         "legacy-lost-masters" => Ok(crate::legacy::legacy_lost_masters(seed)),
         "hosted-healthy" => Ok(hosted_healthy(seed)),
         "hosted-autoscaling" => Ok(hosted_autoscaling(seed)),
+        "hosted-data-plane-at-zero" => Ok(hosted_data_plane_at_zero(seed)),
         "hosted-paused" => Ok(hosted_paused(seed, "hosted-paused", DRCTL_PAUSED_BY, true)),
         "hosted-paused-by-other" => Ok(hosted_paused(seed, "hosted-paused-by-other", OADP_PAUSED_BY, false)),
         other => {
@@ -487,6 +493,21 @@ pub fn hosted_healthy(seed: u64) -> World {
         w.note("a PodDisruptionBudget on a workload of worker example-us-east-1a-0 allows no eviction");
     }
     w.hosted = Some(hosted);
+    w
+}
+
+/// `hosted-healthy` after `hosted-scale-data-plane-zero`: every pool at zero replicas, no
+/// machine, the replicas each had in its annotation.
+fn hosted_data_plane_at_zero(seed: u64) -> World {
+    let mut w = hosted_healthy(seed);
+    w.scenario = "hosted-data-plane-at-zero".into();
+    let h = w.hosted.as_mut().expect("hosted world");
+    for np in h.node_pools.values_mut() {
+        let dp = &mut np.data_plane;
+        (dp.replicas_before_zero, dp.replicas) = (dp.replicas, Some(0));
+        dp.machines.clear();
+    }
+    w.note("nodepools of clusters/example scaled to zero by an earlier drctl run (2 replicas each recorded)");
     w
 }
 

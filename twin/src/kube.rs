@@ -1070,6 +1070,7 @@ fn patch_operator(w: &mut World, op: Operator, call: &ApiCall) -> Answer {
 // ---------------------------------------------------------------------------------------------
 
 const PAUSED_BY: &str = drctl_workflows::ports::PAUSED_BY_ANNOTATION;
+const REPLICAS_BEFORE_ZERO: &str = drctl_workflows::ports::REPLICAS_BEFORE_ZERO_ANNOTATION;
 
 fn pausable(kind: &str, namespace: &str, p: &drctl_sim::hosted::Pausable, spec: Value, w: &World) -> Value {
     let mut meta =
@@ -1195,6 +1196,9 @@ fn node_pool(p: &drctl_sim::hosted::NodePool, w: &World) -> Value {
     }
     let mut v = pausable("NodePool", &p.namespace, &p.pool, spec, w);
     v["status"]["replicas"] = json!(dp.status_replicas());
+    if let Some(r) = dp.replicas_before_zero {
+        v["metadata"]["annotations"][REPLICAS_BEFORE_ZERO] = json!(r.to_string());
+    }
     v
 }
 
@@ -1214,6 +1218,12 @@ fn patch_node_pool_spec(w: &mut World, obj: &Value, ns: &str, name: &str) -> drc
     };
     if current.as_ref().is_some_and(|c| c.drain_timeout != drain) {
         w.set_node_pool_drain_timeout(ns, name, drain.as_deref())?;
+    }
+    let pointer = format!("/metadata/annotations/{}", REPLICAS_BEFORE_ZERO.replace('~', "~0").replace('/', "~1"));
+    // An annotation is a string; one drctl cannot read is as good as absent.
+    let recorded = obj.pointer(&pointer).and_then(Value::as_str).and_then(|r| r.parse::<u32>().ok());
+    if current.as_ref().is_some_and(|c| c.replicas_before_zero != recorded) {
+        w.record_node_pool_replicas(ns, name, recorded)?;
     }
     let replicas = obj.pointer("/spec/replicas").and_then(Value::as_u64).and_then(|r| u32::try_from(r).ok());
     match replicas {

@@ -325,6 +325,11 @@ fn the_management_cluster_agrees() {
         p.direct.advance_to(p.served.now());
         reads("scaling down");
         both("drain timeout removed", &|m| m.set_node_pool_drain_timeout("clusters", "example-us-east-1a", None).map(|v| format!("{v:?}")));
+        for pool in ["example-us-east-1a", "nope"] {
+            both("record replicas", &|m| m.record_node_pool_replicas("clusters", pool, Some(2)).map(|v| format!("{v:?}")));
+        }
+        reads("recorded");
+        both("forget replicas", &|m| m.record_node_pool_replicas("clusters", "example-us-east-1a", None).map(|v| format!("{v:?}")));
         reads("scaled");
         p.same_cluster(&format!("{scenario}: pausing and scaling"));
     }

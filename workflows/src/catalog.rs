@@ -489,7 +489,7 @@ pub const CATALOG: &[CatalogRow] = &[
     CatalogRow {
         name: <crate::hosted::HostedScaleDataPlaneZero as Procedure>::NAME,
         family: Family::Hosted,
-        summary: "Scale every NodePool of a hosted cluster to zero with a bounded drain, recording replicas and drain timeouts (abort scales back)",
+        summary: "Scale every NodePool of a hosted cluster to zero with a bounded drain, recording replicas and drain timeouts (abort scales back); --scale-up brings them back",
         docs: &[DocRef {
             product: OCP,
             version: "4.15",
@@ -499,7 +499,7 @@ pub const CATALOG: &[CatalogRow] = &[
         }],
         capabilities: &[Capability::ManagementCluster],
         gates: &[],
-        scenarios: &["hosted-healthy", "hosted-autoscaling"],
+        scenarios: &["hosted-healthy", "hosted-autoscaling", "hosted-data-plane-at-zero"],
         register: |r| r.register(crate::hosted::HostedScaleDataPlaneZero),
         cli: cli::<crate::hosted::scale_data_plane_zero::ScaleZeroArgs>(),
         preflight: no_preflight,

@@ -910,7 +910,15 @@ pub struct NodePoolScale {
     pub status_replicas: u32,
     /// `.spec.pausedUntil`.
     pub paused_until: Option<String>,
+    /// The [`REPLICAS_BEFORE_ZERO_ANNOTATION`]: the replicas a scale-to-zero found, for the
+    /// scale-up that brings the pool back.
+    #[serde(default)]
+    pub replicas_before_zero: Option<u32>,
 }
+
+/// The annotation drctl writes on a NodePool it scales to zero: the replicas it had, so the data
+/// plane can be brought back as it was (`hosted-scale-data-plane-zero --scale-up`).
+pub const REPLICAS_BEFORE_ZERO_ANNOTATION: &str = "drctl.openshift.io/replicas-before-scale-to-zero";
 
 /// The management cluster's API, for the hosted-control-plane objects (HyperShift
 /// `hypershift.openshift.io/v1beta1`).
@@ -941,6 +949,8 @@ pub trait ManagementCluster: Send + Sync {
     /// control-plane namespace, label `cluster.x-k8s.io/deployment-name=<pool>`), by name: a
     /// machine still listed still has its instance (and maybe its node and workloads).
     fn node_pool_machines(&self, namespace: &str, cluster: &str, pool: &str) -> PortResult<Vec<String>>;
+    /// Merge-patch the [`REPLICAS_BEFORE_ZERO_ANNOTATION`] of a NodePool (`None`: remove it).
+    fn record_node_pool_replicas(&self, namespace: &str, name: &str, replicas: Option<u32>) -> PortResult<()>;
 }
 
 /// The control-plane namespace of HostedCluster `namespace/name`: `<namespace>-<name>`, with any

@@ -10,10 +10,15 @@
 //!
 //! Done means no Machine of the pools is left (not merely `status.replicas` at 0: a machine that
 //! is draining or whose instance is terminating is no longer counted, yet still runs workloads).
+//! Each pool keeps the replicas it had in an annotation ([`REPLICAS_BEFORE_ZERO_ANNOTATION`]).
 //! Abort scales every pool back to its recorded replicas and restores its drain timeout.
+//!
+//! `--scale-up` is the runbook's way back (§4.1, scaling the NodePool up again): every pool to
+//! the replicas its annotation recorded (or `--replicas N`), waiting until that many machines
+//! are available; the annotation is removed once they are.
 
 use super::go_duration;
-use crate::ports::{ManagementCluster, NodePoolScale, PortError, Ports};
+use crate::ports::{ManagementCluster, NodePoolScale, PortError, Ports, REPLICAS_BEFORE_ZERO_ANNOTATION};
 use drctl_runtime::{Procedure, Step, StepContext, StepError};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -34,7 +39,18 @@ pub struct ScaleZeroParams {
     /// `nodeDrainTimeout` written on every pool while it scales down (a Go duration).
     #[serde(default = "default_drain_timeout")]
     pub drain_timeout: String,
+    /// Bring the data plane back instead: each pool to its recorded replicas.
+    #[serde(default)]
+    pub scale_up: bool,
+    /// With `scale_up`: this many replicas for every pool instead of the recorded ones.
+    #[serde(default)]
+    pub replicas: Option<u32>,
 }
+
+/// How long new machines may take to boot and join (an instance, its ignition, the kubelet).
+/// A sanity bound on `--replicas` (a typo of 1000 would order a thousand instances).
+const MAX_REPLICAS: u32 = 500;
+const SCALE_UP_BOUND: Duration = Duration::from_secs(45 * 60);
 
 fn default_drain_timeout() -> String {
     "5m".into()
@@ -47,6 +63,30 @@ pub struct PoolRecord {
     pub replicas: u32,
     /// `spec.nodeDrainTimeout` (absent: never set).
     pub drain_timeout: Option<String>,
+    /// Its replicas-before-scale-to-zero annotation as found.
+    #[serde(default)]
+    pub recorded_before: Option<u32>,
+}
+
+impl PoolRecord {
+    /// What the annotation is to say once the pool is at zero: its replicas now, or — already at
+    /// zero — what an earlier scale-down recorded (never overwritten with 0).
+    fn to_remember(&self) -> Option<u32> {
+        match self.replicas {
+            0 => self.recorded_before,
+            n => Some(n),
+        }
+    }
+}
+
+/// A NodePool a scale-up brings back: from `from` replicas to `to`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpRecord {
+    pub name: String,
+    pub from: u32,
+    pub to: u32,
+    /// Its replicas-before-scale-to-zero annotation as found.
+    pub recorded_before: Option<u32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,6 +104,15 @@ pub enum ScaleZeroState {
     RestoreDrainTimeout { pools: Vec<PoolRecord> },
     /// Undo on abort: every pool back to its recorded replicas and drain timeout.
     ScaleBack { pools: Vec<PoolRecord> },
+    /// `--scale-up`: `PATCH nodepools/<np>/scale` to each pool's target.
+    ScaleUp { pools: Vec<UpRecord> },
+    /// Every pool's target available (`status.replicas`, as many Machines).
+    WaitScaledUp { pools: Vec<UpRecord> },
+    /// Remove the replicas-before-scale-to-zero annotations: the data plane is back.
+    ForgetRecord { pools: Vec<UpRecord> },
+    /// Undo of a scale-up on abort: every pool back to the replicas it had, its annotation as it
+    /// was.
+    UndoScaleUp { pools: Vec<UpRecord> },
 }
 
 pub struct HostedScaleDataPlaneZero;
@@ -81,12 +130,19 @@ pub struct ScaleZeroArgs {
     /// afterwards. 0s drains without limit: a PodDisruptionBudget can then hold a node forever.
     #[arg(long, value_name = "DURATION", default_value = "5m")]
     drain_timeout: String,
+    /// Bring the data plane back: every NodePool to the replicas the scale-down recorded
+    /// (annotation drctl.openshift.io/replicas-before-scale-to-zero), waiting until they are available.
+    #[arg(long)]
+    scale_up: bool,
+    /// With --scale-up: this many replicas for every NodePool instead of the recorded ones.
+    #[arg(long, value_name = "N")]
+    replicas: Option<u32>,
 }
 
 impl crate::catalog::IntoParams for ScaleZeroArgs {
     fn into_params(self) -> serde_json::Value {
-        let ScaleZeroArgs { namespace, name, drain_timeout } = self;
-        serde_json::to_value(ScaleZeroParams { namespace, name, drain_timeout }).expect("params serialise")
+        let ScaleZeroArgs { namespace, name, drain_timeout, scale_up, replicas } = self;
+        serde_json::to_value(ScaleZeroParams { namespace, name, drain_timeout, scale_up, replicas }).expect("params serialise")
     }
 }
 
@@ -153,11 +209,109 @@ impl HostedScaleDataPlaneZero {
                 paused,
             ));
         }
+        if p.scale_up {
+            return self.plan_scale_up(p, pools);
+        }
         let pools = pools
             .into_iter()
-            .map(|np| PoolRecord { name: np.name, replicas: np.replicas.unwrap_or(0), drain_timeout: np.drain_timeout })
+            .map(|np| PoolRecord {
+                name: np.name,
+                replicas: np.replicas.unwrap_or(0),
+                drain_timeout: np.drain_timeout,
+                recorded_before: np.replicas_before_zero,
+            })
             .collect();
         Ok(Step::Next(ScaleZeroState::SetDrainTimeout { pools }))
+    }
+
+    /// Each pool's target: `--replicas`, else what its annotation recorded.
+    fn plan_scale_up(&self, p: &ScaleZeroParams, pools: Vec<NodePoolScale>) -> Result<Step<ScaleZeroState>, StepError> {
+        let unknown: Vec<String> = pools
+            .iter()
+            .filter(|np| p.replicas.is_none() && np.replicas_before_zero.is_none())
+            .map(|np| {
+                format!("NodePool {}: replicas {}, no {REPLICAS_BEFORE_ZERO_ANNOTATION} annotation", np.name, np.replicas.unwrap_or(0))
+            })
+            .collect();
+        if !unknown.is_empty() {
+            return Err(refuse(
+                "drctl did not scale these NodePools to zero: it does not know their replicas. Pass --replicas N".into(),
+                unknown,
+            ));
+        }
+        let pools = pools
+            .into_iter()
+            .map(|np| UpRecord {
+                to: p.replicas.or(np.replicas_before_zero).unwrap_or(0),
+                from: np.replicas.unwrap_or(0),
+                recorded_before: np.replicas_before_zero,
+                name: np.name,
+            })
+            .collect();
+        Ok(Step::Next(ScaleZeroState::ScaleUp { pools }))
+    }
+
+    fn scale_up(&self, ports: &Ports, p: &ScaleZeroParams, pools: &[UpRecord], undo: bool) -> Result<(), StepError> {
+        let mc = ports.management()?;
+        for np in pools {
+            let replicas = if undo { np.from } else { np.to };
+            mc.scale_node_pool(&p.namespace, &np.name, replicas)
+                .map_err(|e| e.during(format!("scale NodePool {}/{} to {replicas}", p.namespace, np.name)))?;
+            if undo {
+                mc.record_node_pool_replicas(&p.namespace, &np.name, np.recorded_before)
+                    .map_err(|e| e.during(format!("restore the annotations of NodePool {}/{}", p.namespace, np.name)))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn wait_scaled_up(&self, ports: &Ports, p: &ScaleZeroParams, pools: &[UpRecord]) -> Result<Step<ScaleZeroState>, StepError> {
+        let mc = ports.management()?;
+        let now = self.pools(mc, p)?;
+        let mut left = Vec::new();
+        for rec in pools {
+            let Some(np) = now.iter().find(|np| np.name == rec.name) else {
+                return Err(refuse(format!("NodePool {}/{} disappeared while it scaled up", p.namespace, rec.name), vec![]));
+            };
+            if np.replicas != Some(rec.to) {
+                return Err(refuse(
+                    format!(
+                        "NodePool {}/{}: spec.replicas is {:?}, not {}: someone scaled it while this run waited",
+                        p.namespace, np.name, np.replicas, rec.to
+                    ),
+                    vec!["`drctl resume` scales it again, `drctl abort` scales every pool back".into()],
+                ));
+            }
+            let machines = mc
+                .node_pool_machines(&p.namespace, &p.name, &rec.name)
+                .map_err(|e| e.during(format!("list the machines of NodePool {}", rec.name)))?;
+            if np.status_replicas != rec.to || machines.len() != rec.to as usize {
+                left.push(format!("{}: {} of {} available, {} machines", np.name, np.status_replicas, rec.to, machines.len()));
+            }
+        }
+        if left.is_empty() {
+            return Ok(Step::Next(ScaleZeroState::ForgetRecord { pools: pools.to_vec() }));
+        }
+        Ok(Step::Wait {
+            waiting_for: format!("the NodePools' new machines to join the hosted cluster: {}", left.join("; ")),
+            recheck_after: RECHECK,
+            bound: SCALE_UP_BOUND,
+        })
+    }
+
+    fn forget_record(&self, ports: &Ports, p: &ScaleZeroParams, pools: &[UpRecord]) -> Result<Step<ScaleZeroState>, StepError> {
+        let mc = ports.management()?;
+        for np in pools {
+            mc.record_node_pool_replicas(&p.namespace, &np.name, None)
+                .map_err(|e| e.during(format!("remove the annotation {REPLICAS_BEFORE_ZERO_ANNOTATION} of NodePool {}", np.name)))?;
+        }
+        let now = pools.iter().map(|r| format!("{} {}", r.name, r.to)).collect::<Vec<_>>().join(", ");
+        Ok(Step::Done {
+            summary: format!(
+                "the data plane of HostedCluster {}/{} is back: NodePools at {now} replicas, every machine available",
+                p.namespace, p.name
+            ),
+        })
     }
 
     fn set_drain_timeouts(
@@ -177,6 +331,11 @@ impl HostedScaleDataPlaneZero {
 
     fn scale_all(&self, mc: &dyn ManagementCluster, p: &ScaleZeroParams, pools: &[PoolRecord], back: bool) -> Result<(), StepError> {
         for np in pools {
+            // The record first: a crash between the two leaves it written, never a pool at zero
+            // that no longer says what it had.
+            let record = if back { np.recorded_before } else { np.to_remember() };
+            mc.record_node_pool_replicas(&p.namespace, &np.name, record)
+                .map_err(|e| e.during(format!("record the replicas of NodePool {}/{} in its annotations", p.namespace, np.name)))?;
             let replicas = if back { np.replicas } else { 0 };
             mc.scale_node_pool(&p.namespace, &np.name, replicas)
                 .map_err(|e| e.during(format!("scale NodePool {}/{} to {replicas}", p.namespace, np.name)))?;
@@ -245,10 +404,14 @@ impl HostedScaleDataPlaneZero {
         Ok(Step::Done {
             summary: format!(
                 "the data plane of HostedCluster {}/{} is at zero: NodePools {} at 0 replicas, no machine left \
-                 (replicas before: {was}); each pool's nodeDrainTimeout is back as it was",
+                 (replicas before: {was}); each pool's nodeDrainTimeout is back as it was. To bring it back: \
+                 drctl run {} --namespace {} --name {} --scale-up",
                 p.namespace,
                 p.name,
-                names(pools)
+                names(pools),
+                Self::NAME,
+                p.namespace,
+                p.name
             ),
         })
     }
@@ -284,6 +447,12 @@ impl Procedure for HostedScaleDataPlaneZero {
         if go_duration(&p.drain_timeout).is_none() {
             return Err(format!("--drain-timeout '{}' is not a duration such as 1m, 90s or 1h30m", p.drain_timeout));
         }
+        if p.replicas.is_some() && !p.scale_up {
+            return Err("--replicas applies to --scale-up (scaling down always goes to 0)".into());
+        }
+        if p.replicas.is_some_and(|r| r > MAX_REPLICAS) {
+            return Err(format!("--replicas {} is more than {MAX_REPLICAS} workers per NodePool", p.replicas.unwrap_or(0)));
+        }
         Ok(())
     }
 
@@ -299,18 +468,26 @@ impl Procedure for HostedScaleDataPlaneZero {
             ScaleZeroState::WaitScaledDown { .. } => "WaitScaledDown",
             ScaleZeroState::RestoreDrainTimeout { .. } => "RestoreDrainTimeout",
             ScaleZeroState::ScaleBack { .. } => "ScaleBack",
+            ScaleZeroState::ScaleUp { .. } => "ScaleUp",
+            ScaleZeroState::WaitScaledUp { .. } => "WaitScaledUp",
+            ScaleZeroState::ForgetRecord { .. } => "ForgetRecord",
+            ScaleZeroState::UndoScaleUp { .. } => "UndoScaleUp",
         }
         .into()
     }
 
     fn state_catalog(&self) -> &'static [(&'static str, &'static [&'static str])] {
         &[
-            ("Inspect", &["SetDrainTimeout"]),
+            ("Inspect", &["SetDrainTimeout", "ScaleUp"]),
             ("SetDrainTimeout", &["ScaleToZero", "ScaleBack"]),
             ("ScaleToZero", &["WaitScaledDown", "ScaleBack"]),
             ("WaitScaledDown", &["RestoreDrainTimeout", "ScaleBack"]),
             ("RestoreDrainTimeout", &["ScaleBack"]),
             ("ScaleBack", &[]),
+            ("ScaleUp", &["WaitScaledUp", "UndoScaleUp"]),
+            ("WaitScaledUp", &["ForgetRecord", "UndoScaleUp"]),
+            ("ForgetRecord", &["UndoScaleUp"]),
+            ("UndoScaleUp", &[]),
         ]
     }
 
@@ -328,6 +505,22 @@ impl Procedure for HostedScaleDataPlaneZero {
             ScaleZeroState::WaitScaledDown { pools } => self.wait_scaled_down(ports, p, pools),
             ScaleZeroState::RestoreDrainTimeout { pools } => self.restore_drain_timeouts(ports, p, pools),
             ScaleZeroState::ScaleBack { pools } => self.scale_back(ports, p, pools),
+            ScaleZeroState::ScaleUp { pools } => {
+                self.scale_up(ports, p, pools, false)?;
+                Ok(Step::Next(ScaleZeroState::WaitScaledUp { pools: pools.clone() }))
+            }
+            ScaleZeroState::WaitScaledUp { pools } => self.wait_scaled_up(ports, p, pools),
+            ScaleZeroState::ForgetRecord { pools } => self.forget_record(ports, p, pools),
+            ScaleZeroState::UndoScaleUp { pools } => {
+                self.scale_up(ports, p, pools, true)?;
+                let was = pools.iter().map(|r| format!("{} {}", r.name, r.from)).collect::<Vec<_>>().join(", ");
+                Ok(Step::Done {
+                    summary: format!(
+                        "aborted: NodePools of {}/{} scaled back to {was} replicas, their annotations as they were",
+                        p.namespace, p.name
+                    ),
+                })
+            }
         }
     }
 
@@ -342,11 +535,15 @@ impl Procedure for HostedScaleDataPlaneZero {
             | ScaleZeroState::WaitScaledDown { pools }
             | ScaleZeroState::RestoreDrainTimeout { pools }
             | ScaleZeroState::ScaleBack { pools } => Some(ScaleZeroState::ScaleBack { pools: pools.clone() }),
+            ScaleZeroState::ScaleUp { pools }
+            | ScaleZeroState::WaitScaledUp { pools }
+            | ScaleZeroState::ForgetRecord { pools }
+            | ScaleZeroState::UndoScaleUp { pools } => Some(ScaleZeroState::UndoScaleUp { pools: pools.clone() }),
         }
     }
 
     fn is_undo_state(&self, s: &ScaleZeroState) -> bool {
-        matches!(s, ScaleZeroState::ScaleBack { .. })
+        matches!(s, ScaleZeroState::ScaleBack { .. } | ScaleZeroState::UndoScaleUp { .. })
     }
 }
 
@@ -355,7 +552,13 @@ mod tests {
     use super::*;
 
     fn params() -> ScaleZeroParams {
-        ScaleZeroParams { namespace: "clusters".into(), name: "example".into(), drain_timeout: "5m".into() }
+        ScaleZeroParams {
+            namespace: "clusters".into(),
+            name: "example".into(),
+            drain_timeout: "5m".into(),
+            scale_up: false,
+            replicas: None,
+        }
     }
 
     #[test]
@@ -367,6 +570,8 @@ mod tests {
             (|x| x.drain_timeout = "-1m".into(), "--drain-timeout"),
             (|x| x.name = "Example".into(), "--name"),
             (|x| x.namespace = "".into(), "--namespace"),
+            (|x| x.replicas = Some(3), "--replicas applies to --scale-up"),
+            (|x| (x.scale_up, x.replicas) = (true, Some(5000)), "more than 500"),
         ] {
             let mut x = params();
             edit(&mut x);
