@@ -293,7 +293,8 @@ pub fn sim_status(out: Output, run: &str, st: &SimStatus) {
                     hc.reconciliation_active,
                     paused(&hc.control_plane_paused_until)
                 );
-                for np in &hc.node_pools {
+                for pool in &hc.node_pools {
+                    let np = &pool.scale;
                     let scale = match (np.replicas, np.autoscaling) {
                         (_, Some((min, max))) => format!("autoscaling {min}..{max}"),
                         (r, None) => format!("replicas {}", r.unwrap_or(0)),
@@ -302,10 +303,10 @@ pub fn sim_status(out: Output, run: &str, st: &SimStatus) {
                         "  nodepool:     {} {}; ReconciliationActive {}; {scale}, {} available; nodeDrainTimeout {}; machines [{}]",
                         np.name,
                         paused(&np.paused_until),
-                        np.reconciliation_active,
+                        pool.reconciliation_active,
                         np.status_replicas,
                         np.drain_timeout.as_deref().unwrap_or("unset"),
-                        np.machines.join(", ")
+                        pool.machines.join(", ")
                     );
                     if let Some(r) = np.replicas_before_zero {
                         println!("                {} replicas recorded before a scale to zero", r);

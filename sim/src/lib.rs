@@ -313,26 +313,13 @@ pub struct HostedClusterStatus {
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct NodePoolStatus {
-    pub name: String,
-    pub paused_until: Option<String>,
+    /// Name, pause and scale, as the management-cluster port reads them.
+    #[serde(flatten)]
+    pub scale: drctl_workflows::ports::NodePoolScale,
     pub reconciliation_active: String,
-    /// `spec.replicas` (absent while it autoscales).
-    #[serde(default)]
-    pub replicas: Option<u32>,
-    #[serde(default)]
-    pub autoscaling: Option<(u32, u32)>,
-    /// `status.replicas`: available workers.
-    #[serde(default)]
-    pub status_replicas: u32,
-    /// `spec.nodeDrainTimeout` (absent: never set).
-    #[serde(default)]
-    pub drain_timeout: Option<String>,
     /// Its machines (with their nodes in the hosted cluster), whatever their phase.
     #[serde(default)]
     pub machines: Vec<String>,
-    /// The replicas a drctl scale-to-zero recorded in its annotation.
-    #[serde(default)]
-    pub replicas_before_zero: Option<u32>,
 }
 
 fn hosted_status(h: &hosted::Hosted) -> Vec<HostedClusterStatus> {
@@ -351,15 +338,9 @@ fn hosted_status(h: &hosted::Hosted) -> Vec<HostedClusterStatus> {
                 .values()
                 .filter(|np| np.namespace == hc.namespace && np.cluster_name == hc.cluster.name)
                 .map(|np| NodePoolStatus {
-                    name: np.pool.name.clone(),
-                    paused_until: np.pool.paused_until.clone(),
+                    scale: np.scale(),
                     reconciliation_active: condition(&np.pool),
-                    replicas: np.data_plane.replicas,
-                    autoscaling: np.data_plane.autoscaling,
-                    status_replicas: np.data_plane.status_replicas(),
-                    drain_timeout: np.data_plane.drain_timeout.clone(),
                     machines: np.data_plane.machines.iter().map(|m| format!("{} ({})", m.name, m.phase.word())).collect(),
-                    replicas_before_zero: np.data_plane.replicas_before_zero,
                 })
                 .collect(),
         })

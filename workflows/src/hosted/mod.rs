@@ -7,7 +7,42 @@ pub mod scale_data_plane_zero;
 pub use pause_reconciliation::HostedPauseReconciliation;
 pub use scale_data_plane_zero::HostedScaleDataPlaneZero;
 
+use crate::ports::{ManagementCluster, PausableInfo, PortError};
+use drctl_runtime::StepError;
 use std::time::Duration;
+
+/// The guards every hosted procedure starts with: HostedCluster `namespace/name` exists, is not
+/// being deleted, and the HyperShift operator runs (without it nothing the procedure writes is
+/// acted on). `deleting` and `without_operator` complete the refusals with what they would mean
+/// for this procedure.
+pub(crate) fn live_hosted_cluster(
+    mc: &dyn ManagementCluster,
+    namespace: &str,
+    name: &str,
+    deleting: &str,
+    without_operator: &str,
+) -> Result<PausableInfo, StepError> {
+    let hc = mc.hosted_cluster(namespace, name).map_err(|e| match e {
+        PortError::NotFound(_) => StepError::Permanent {
+            reason: format!("HostedCluster {namespace}/{name} does not exist on this management cluster"),
+            evidence: vec![e.to_string()],
+        },
+        e => e.during(format!("read HostedCluster {namespace}/{name}")),
+    })?;
+    if hc.deleting {
+        return Err(StepError::Permanent {
+            reason: format!("HostedCluster {namespace}/{name} is being deleted{deleting}"),
+            evidence: vec![],
+        });
+    }
+    if !mc.operator_available().map_err(|e| e.during("read the HyperShift operator deployment"))? {
+        return Err(StepError::Permanent {
+            reason: format!("the HyperShift operator (deployment hypershift/operator) has no available replica: {without_operator}"),
+            evidence: vec!["start the operator, then `drctl resume` this run".into()],
+        });
+    }
+    Ok(hc)
+}
 
 /// A Kubernetes `metav1.Duration` as the API server parses it (Go's `time.ParseDuration`):
 /// one or more decimal numbers, each with a unit `ns`, `us`, `µs`, `ms`, `s`, `m`, `h`

@@ -11,7 +11,7 @@
 //! `ReconciliationActive=True`. It never clears a pause drctl did not set — an OADP backup, or a
 //! person, may hold it — unless told to with `--force`.
 
-use crate::ports::{ManagementCluster, PausableInfo, PortError, Ports};
+use crate::ports::{ManagementCluster, PausableInfo, Ports};
 use drctl_runtime::{Procedure, Step, StepContext, StepError, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -156,28 +156,13 @@ impl HostedPauseReconciliation {
 
     fn inspect(&self, ports: &Ports, cx: &StepContext, p: &PauseParams) -> Result<Step<PauseState>, StepError> {
         let mc = self.mc(ports)?;
-        let what = format!("read HostedCluster {}/{}", p.namespace, p.name);
-        let hc = mc.hosted_cluster(&p.namespace, &p.name).map_err(|e| match e {
-            PortError::NotFound(_) => StepError::Permanent {
-                reason: format!("HostedCluster {}/{} does not exist on this management cluster", p.namespace, p.name),
-                evidence: vec![e.to_string()],
-            },
-            e => e.during(what.as_str()),
-        })?;
-        if hc.deleting {
-            return Err(StepError::Permanent {
-                reason: format!("HostedCluster {}/{} is being deleted: pausing it would not stop the deletion", p.namespace, p.name),
-                evidence: vec![],
-            });
-        }
-        if !mc.operator_available().map_err(|e| e.during("read the HyperShift operator deployment"))? {
-            return Err(StepError::Permanent {
-                reason:
-                    "the HyperShift operator (deployment hypershift/operator) has no available replica: nothing would propagate the change"
-                        .into(),
-                evidence: vec!["start the operator, then `drctl resume` this run".into()],
-            });
-        }
+        let hc = super::live_hosted_cluster(
+            mc,
+            &p.namespace,
+            &p.name,
+            ": pausing it would not stop the deletion",
+            "nothing would propagate the change",
+        )?;
         let pools = match p.node_pools {
             true => mc.node_pools(&p.namespace, &p.name).map_err(|e| e.during("list NodePools"))?,
             false => vec![],

@@ -18,7 +18,7 @@
 //! are available; the annotation is removed once they are.
 
 use super::go_duration;
-use crate::ports::{ManagementCluster, NodePoolScale, PortError, Ports, REPLICAS_BEFORE_ZERO_ANNOTATION};
+use crate::ports::{ManagementCluster, NodePoolScale, Ports, REPLICAS_BEFORE_ZERO_ANNOTATION};
 use drctl_runtime::{Procedure, Step, StepContext, StepError};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -146,6 +146,11 @@ impl crate::catalog::IntoParams for ScaleZeroArgs {
     }
 }
 
+/// `pool-a 2, pool-b 3`: replica counts by pool, as the summaries give them.
+fn counts<'a>(pools: impl Iterator<Item = (&'a String, u32)>) -> String {
+    pools.map(|(name, n)| format!("{name} {n}")).collect::<Vec<_>>().join(", ")
+}
+
 fn names(pools: &[PoolRecord]) -> String {
     pools.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
 }
@@ -157,22 +162,7 @@ impl HostedScaleDataPlaneZero {
 
     fn inspect(&self, ports: &Ports, p: &ScaleZeroParams) -> Result<Step<ScaleZeroState>, StepError> {
         let mc = ports.management()?;
-        let hc = mc.hosted_cluster(&p.namespace, &p.name).map_err(|e| match e {
-            PortError::NotFound(_) => StepError::Permanent {
-                reason: format!("HostedCluster {}/{} does not exist on this management cluster", p.namespace, p.name),
-                evidence: vec![e.to_string()],
-            },
-            e => e.during("read the HostedCluster"),
-        })?;
-        if hc.deleting {
-            return Err(refuse(format!("HostedCluster {}/{} is being deleted", p.namespace, p.name), vec![]));
-        }
-        if !mc.operator_available().map_err(|e| e.during("read the HyperShift operator deployment"))? {
-            return Err(refuse(
-                "the HyperShift operator (deployment hypershift/operator) has no available replica: no NodePool would scale".into(),
-                vec!["start the operator, then `drctl resume` this run".into()],
-            ));
-        }
+        let hc = super::live_hosted_cluster(mc, &p.namespace, &p.name, "", "no NodePool would scale")?;
         let pools = self.pools(mc, p)?;
         if pools.is_empty() {
             return Err(refuse(
@@ -305,7 +295,7 @@ impl HostedScaleDataPlaneZero {
             mc.record_node_pool_replicas(&p.namespace, &np.name, None)
                 .map_err(|e| e.during(format!("remove the annotation {REPLICAS_BEFORE_ZERO_ANNOTATION} of NodePool {}", np.name)))?;
         }
-        let now = pools.iter().map(|r| format!("{} {}", r.name, r.to)).collect::<Vec<_>>().join(", ");
+        let now = counts(pools.iter().map(|r| (&r.name, r.to)));
         Ok(Step::Done {
             summary: format!(
                 "the data plane of HostedCluster {}/{} is back: NodePools at {now} replicas, every machine available",
@@ -400,7 +390,7 @@ impl HostedScaleDataPlaneZero {
                 });
             }
         }
-        let was = pools.iter().map(|r| format!("{} {}", r.name, r.replicas)).collect::<Vec<_>>().join(", ");
+        let was = counts(pools.iter().map(|r| (&r.name, r.replicas)));
         Ok(Step::Done {
             summary: format!(
                 "the data plane of HostedCluster {}/{} is at zero: NodePools {} at 0 replicas, no machine left \
@@ -420,7 +410,7 @@ impl HostedScaleDataPlaneZero {
         let mc = ports.management()?;
         self.scale_all(mc, p, pools, true)?;
         self.set_drain_timeouts(mc, p, pools, true)?;
-        let was = pools.iter().map(|r| format!("{} {}", r.name, r.replicas)).collect::<Vec<_>>().join(", ");
+        let was = counts(pools.iter().map(|r| (&r.name, r.replicas)));
         Ok(Step::Done {
             summary: format!(
                 "aborted: NodePools of {}/{} scaled back to their replicas ({was}) and their nodeDrainTimeout restored; \
@@ -513,7 +503,7 @@ impl Procedure for HostedScaleDataPlaneZero {
             ScaleZeroState::ForgetRecord { pools } => self.forget_record(ports, p, pools),
             ScaleZeroState::UndoScaleUp { pools } => {
                 self.scale_up(ports, p, pools, true)?;
-                let was = pools.iter().map(|r| format!("{} {}", r.name, r.from)).collect::<Vec<_>>().join(", ");
+                let was = counts(pools.iter().map(|r| (&r.name, r.from)));
                 Ok(Step::Done {
                     summary: format!(
                         "aborted: NodePools of {}/{} scaled back to {was} replicas, their annotations as they were",
