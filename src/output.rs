@@ -293,6 +293,26 @@ pub fn sim_status(out: Output, run: &str, st: &SimStatus) {
                     hc.reconciliation_active,
                     paused(&hc.control_plane_paused_until)
                 );
+                if let Some(e) = &hc.etcd {
+                    let pods: Vec<String> = e
+                        .info
+                        .pods
+                        .iter()
+                        .map(|p| format!("{} {}{}", p.name, p.status, if p.ready { "" } else { " (not ready)" }))
+                        .collect();
+                    let members: Vec<String> =
+                        e.members.iter().map(|m| format!("{} {}{}", m.name, m.id, if m.healthy { "" } else { " unhealthy" })).collect();
+                    println!(
+                        "  etcd:         {} ({} of {} ready), EtcdAvailable {}; pods [{}]; members [{}]; revision {}",
+                        e.info.availability_policy,
+                        e.info.ready_replicas,
+                        e.info.replicas,
+                        e.info.etcd_available.as_deref().unwrap_or("unknown"),
+                        pods.join(", "),
+                        members.join(", "),
+                        e.revision
+                    );
+                }
                 for pool in &hc.node_pools {
                     let np = &pool.scale;
                     let scale = match (np.replicas, np.autoscaling) {

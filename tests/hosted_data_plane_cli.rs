@@ -95,21 +95,12 @@ fn an_autoscaling_pool_is_refused_before_anything_changes() {
 #[test]
 #[allow(clippy::disallowed_methods)] // waits for the serving process in real time
 fn a_served_management_cluster_is_scaled_to_zero_through_the_real_adapter_across_a_crash() {
-    use std::io::{BufRead, BufReader};
-    use std::process::Stdio;
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     let o = drctl(&store, &["sim", "new", "hosted-healthy", "--name", "lab", "--seed", "2"]);
     assert!(o.status.success(), "{}", text(&o));
-    let mut serve = command(&store, &["sim", "serve", "lab", "--speed", "60", "--for", "10m"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut flags = String::new();
-    BufReader::new(serve.stdout.take().unwrap()).read_line(&mut flags).unwrap();
-    let words: Vec<&str> = flags.split_whitespace().collect();
-    let kubeconfig = words[words.iter().position(|f| *f == "--kubeconfig").expect("serve prints --kubeconfig") + 1].to_string();
+    let served = Served::start(&store, "lab", "60");
+    let kubeconfig = served.kubeconfig.clone();
 
     let runs = dir.path().join("runs");
     // A standalone cluster's options are refused, not ignored; nothing is stored.
@@ -120,22 +111,8 @@ fn a_served_management_cluster_is_scaled_to_zero_through_the_real_adapter_across
 
     // The runner is killed (SIGKILL) while the machines drain; `resume` rebuilds the target from
     // the run's labels and ends it, with the replicas recorded before the crash.
-    let mut run = command(&runs, &["run", "hosted-scale-data-plane-zero", "--name", "example", "--kubeconfig", &kubeconfig, "--yes"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut said = String::new();
-    for line in BufReader::new(run.stderr.take().unwrap()).lines() {
-        let line = line.unwrap();
-        said.push_str(&line);
-        said.push('\n');
-        if line.contains("waiting for the machines of the NodePools") {
-            break;
-        }
-    }
-    run.kill().unwrap();
-    run.wait().unwrap();
+    let args = ["run", "hosted-scale-data-plane-zero", "--name", "example", "--kubeconfig", &kubeconfig, "--yes"];
+    let said = kill_when_it_says(&runs, &args, "waiting for the machines of the NodePools");
     assert!(said.contains("answers (Kubernetes") && said.contains("against management cluster"), "{said}");
     let o = drctl(&runs, &["resume", "1"]);
     let out = text(&o);
@@ -146,10 +123,7 @@ fn a_served_management_cluster_is_scaled_to_zero_through_the_real_adapter_across
     let st = json(&drctl(&runs, &["status", "1", "-o", "json"]));
     assert_eq!(st["labels"]["target"], "real-management", "{st:#}");
     assert_eq!(st["labels"]["real.kubeconfig"], kubeconfig.as_str(), "{st:#}");
-    unsafe {
-        libc::kill(serve.id() as i32, libc::SIGINT);
-    }
-    serve.wait().unwrap();
+    drop(served);
 
     // The world kept it: a second run, on the world directly, finds every pool at zero already.
     let o = drctl(&store, &["run", "hosted-scale-data-plane-zero", "--sim-world", "lab", "--name", "example", "--yes"]);

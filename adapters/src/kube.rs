@@ -9,24 +9,29 @@
 //! | OVN references | daemonset `ovnkube-master` in `openshift-ovn-kubernetes` |
 //! | bare metal hosts | `baremetalhosts.metal3.io/v1alpha1` in `openshift-machine-api` |
 //! | hosted clusters | `hostedclusters`, `nodepools` `.hypershift.openshift.io/v1beta1`; `hostedcontrolplanes` in the control-plane namespace |
+//! | hosted etcd | statefulset `etcd`, pods `app=etcd` (and exec into their `etcd` container), persistentvolumeclaims `data-etcd-N`, in the control-plane namespace |
 //! | HyperShift operator | deployment `operator` in `hypershift` |
 //!
 //! Every failure goes through [`classify_kube_error`]. Deletes treat 404 as done; a 409 is
-//! re-read and retried once here, then reported as transient. Adapters never wait: the
-//! procedures poll through the engine.
+//! re-read and retried once here, then reported as transient — except a delete with a uid
+//! precondition, whose 409 on that precondition means the object is gone (see
+//! [`ManagementCluster::delete_hosted_etcd_pvc`]). Adapters never wait: the procedures poll
+//! through the engine.
 
 use crate::blocking::Blocking;
 use crate::clock::SystemClock;
+use crate::etcd::{EtcdCtl, ExecChannel, PodExec};
+use crate::ssh::ExecOutput;
 use drctl_runtime::clock::Clock;
 use drctl_workflows::ports::{
-    control_plane_namespace, BareMetalHostInfo, ClusterApi, ClusterOperatorInfo, ConditionInfo, Credential, CsrInfo, InstallerProgress,
-    MachineInfo, MachineLayout, MachinePhase, ManagementCluster, NetworkLayout, NewBareMetalHost, NodeInfo, NodePoolScale, Operator,
-    OperatorCondition, PausableInfo, PodInfo, PodStatus, PortError, PortResult, WebhookInfo, PAUSED_BY_ANNOTATION,
-    REPLICAS_BEFORE_ZERO_ANNOTATION,
+    control_plane_namespace, etcd_pvc_name, BareMetalHostInfo, ClusterApi, ClusterOperatorInfo, ConditionInfo, Credential, CsrInfo,
+    EndpointHealth, EtcdMemberList, HostedEtcdInfo, HostedEtcdPod, InstallerProgress, MachineInfo, MachineLayout, MachinePhase,
+    ManagementCluster, NetworkLayout, NewBareMetalHost, NodeInfo, NodePoolScale, Operator, OperatorCondition, PausableInfo, PodInfo,
+    PodStatus, PortError, PortResult, PvcInfo, WebhookInfo, PAUSED_BY_ANNOTATION, REPLICAS_BEFORE_ZERO_ANNOTATION,
 };
 use k8s_openapi::api::certificates::v1::{CertificateSigningRequest, CertificateSigningRequestCondition};
 use k8s_openapi::api::core::v1::{Node, Pod, Secret};
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use serde_json::{json, Value};
@@ -321,6 +326,15 @@ fn daemonset_resource() -> ApiResource {
 fn deployment_resource() -> ApiResource {
     resource("apps", "v1", "Deployment", "deployments")
 }
+fn statefulset_resource() -> ApiResource {
+    resource("apps", "v1", "StatefulSet", "statefulsets")
+}
+fn pod_resource() -> ApiResource {
+    resource("", "v1", "Pod", "pods")
+}
+fn pvc_resource() -> ApiResource {
+    resource("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims")
+}
 
 /// The merge patch the runbook applies to `etcd/cluster` for the quorum guard.
 pub fn quorum_guard_patch(enabled: bool) -> Value {
@@ -426,16 +440,8 @@ pub fn pausable_info(obj: &Value) -> PortResult<PausableInfo> {
 /// What scaling needs of a NodePool, from its JSON.
 pub fn node_pool_scale(np: &Value) -> PortResult<NodePoolScale> {
     let name = pausable_info(np)?.name;
-    let count = |path: &str| -> PortResult<Option<u32>> {
-        match np.pointer(path) {
-            None | Some(Value::Null) => Ok(None),
-            Some(v) => v
-                .as_u64()
-                .and_then(|n| u32::try_from(n).ok())
-                .map(Some)
-                .ok_or_else(|| PortError::Permanent(format!("NodePool {name}: {path} is {v}, not a replica count"))),
-        }
-    };
+    let whose = format!("NodePool {name}");
+    let count = |path: &str| replica_count(np, path, &whose);
     let autoscaling = match (count("/spec/autoScaling/min")?, count("/spec/autoScaling/max")?) {
         (Some(min), Some(max)) => Some((min, max)),
         (None, None) => None,
@@ -453,6 +459,19 @@ pub fn node_pool_scale(np: &Value) -> PortResult<NodePoolScale> {
             .and_then(|r| r.parse().ok()),
         name,
     })
+}
+
+/// The replica count at JSON pointer `path` of `obj` (`None` when absent or null); permanent
+/// when the field holds anything but a count (`whose` names the object in the message).
+fn replica_count(obj: &Value, path: &str, whose: &str) -> PortResult<Option<u32>> {
+    match obj.pointer(path) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .map(Some)
+            .ok_or_else(|| PortError::Permanent(format!("{whose}: {path} is {v}, not a replica count"))),
+    }
 }
 
 /// A Deployment has at least one available replica.
@@ -1272,6 +1291,202 @@ impl drctl_workflows::ports::EtcdPods for KubeEtcdPods {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// The etcd of a hosted control plane (HyperShift), in its control-plane namespace
+// ---------------------------------------------------------------------------------------------
+
+/// StatefulSet `etcd` of a control-plane namespace, and the label of its pods.
+pub const HOSTED_ETCD_STATEFULSET: &str = "etcd";
+pub const HOSTED_ETCD_SELECTOR: &str = "app=etcd";
+/// The container of a hosted etcd pod that runs etcd (and holds etcdctl and the client
+/// certificate).
+pub const HOSTED_ETCD_CONTAINER: &str = "etcd";
+/// The CA the hosted etcd pods mount from ConfigMap `etcd-ca`: what etcdctl trusts by default.
+pub const HOSTED_ETCD_CA: &str = "/etc/etcd/tls/etcd-ca/ca.crt";
+/// The CA path of the older runbooks: Secret `etcd-client-tls` has carried no CA since late
+/// 2022, so it is used only when a pod lacks [`HOSTED_ETCD_CA`] and has this file.
+pub const HOSTED_ETCD_LEGACY_CA: &str = "/etc/etcd/tls/client/etcd-client-ca.crt";
+pub const HOSTED_ETCD_CLIENT_CERT: &str = "/etc/etcd/tls/client/etcd-client.crt";
+pub const HOSTED_ETCD_CLIENT_KEY: &str = "/etc/etcd/tls/client/etcd-client.key";
+/// The member the pod runs, on its own client port (`etcd-client:2379` would reach any member).
+pub const HOSTED_ETCD_ENDPOINT: &str = "https://localhost:2379";
+/// The HostedControlPlane condition the control-plane operator sets from the ready members.
+pub const ETCD_AVAILABLE: &str = "EtcdAvailable";
+/// What a HostedCluster without `spec.controllerAvailabilityPolicy` gets (the CRD's default).
+pub const DEFAULT_AVAILABILITY_POLICY: &str = "HighlyAvailable";
+
+/// The waiting reasons of a container that is merely on its way up: `oc get pods` shows them,
+/// but they say nothing the phase (`Pending`) does not.
+const STARTING_REASONS: &[&str] = &["ContainerCreating", "PodInitializing"];
+
+/// A hosted etcd pod from the API's `Pod`: its status word as `oc get pods` shows it
+/// ([`pod_info`], less the reasons of a container still starting), readiness, and the claim of
+/// its `data` volume (empty when it has none).
+pub fn hosted_etcd_pod(p: &Pod) -> HostedEtcdPod {
+    let info = pod_info(p);
+    let status = match info.phase {
+        PodStatus::Other(reason) if STARTING_REASONS.contains(&reason.as_str()) => {
+            PodStatus::from(p.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("Unknown"))
+        }
+        word => word,
+    };
+    let volumes = p.spec.as_ref().and_then(|s| s.volumes.as_ref()).map(|v| v.as_slice()).unwrap_or(&[]);
+    let pvc = volumes
+        .iter()
+        .find(|v| v.name == "data")
+        .and_then(|v| v.persistent_volume_claim.as_ref())
+        .map(|c| c.claim_name.clone())
+        .unwrap_or_default();
+    HostedEtcdPod { name: info.name, uid: p.metadata.uid.clone().unwrap_or_default(), status, ready: info.ready, pvc }
+}
+
+/// A PersistentVolumeClaim from its JSON.
+pub fn pvc_info(c: &Value) -> PvcInfo {
+    PvcInfo {
+        name: str_at(c, "/metadata/name").to_string(),
+        uid: str_at(c, "/metadata/uid").to_string(),
+        phase: str_at(c, "/status/phase").to_string(),
+        terminating: c.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null()),
+    }
+}
+
+/// [`HostedEtcdInfo`] from what the API served: the HostedCluster, StatefulSet `etcd`, the pods
+/// labelled `app=etcd`, every PVC of the namespace (only the `data-etcd-N` ones are kept) and
+/// the HostedControlPlane (absent: no condition written yet). Pods and PVCs by name.
+pub fn hosted_etcd_info(hc: &Value, sts: &Value, pods: &[Pod], pvcs: &[Value], hcp: Option<&Value>) -> PortResult<HostedEtcdInfo> {
+    let whose = format!("statefulset {}/{HOSTED_ETCD_STATEFULSET}", str_at(sts, "/metadata/namespace"));
+    let mut pods: Vec<HostedEtcdPod> = pods.iter().map(hosted_etcd_pod).collect();
+    pods.sort_by(|a, b| a.name.cmp(&b.name));
+    let claim_prefix = etcd_pvc_name("etcd-");
+    let mut pvcs: Vec<PvcInfo> = pvcs.iter().map(pvc_info).filter(|c| c.name.starts_with(&claim_prefix)).collect();
+    pvcs.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(HostedEtcdInfo {
+        availability_policy: hc
+            .pointer("/spec/controllerAvailabilityPolicy")
+            .and_then(Value::as_str)
+            .filter(|p| !p.is_empty())
+            .unwrap_or(DEFAULT_AVAILABILITY_POLICY)
+            .to_string(),
+        // Absent `spec.replicas` is defaulted to 1 by the API server.
+        replicas: replica_count(sts, "/spec/replicas", &whose)?.unwrap_or(1),
+        // Absent until a pod is ready.
+        ready_replicas: replica_count(sts, "/status/readyReplicas", &whose)?.unwrap_or(0),
+        pods,
+        pvcs,
+        etcd_available: hcp.and_then(|h| condition(h, ETCD_AVAILABLE)).map(|c| str_at(c, "/status").to_string()),
+    })
+}
+
+/// What the API server answers when a pod's container cannot be entered *now* (it crash-loops,
+/// is not scheduled yet, or the pod ended and awaits replacement by its controller): the pod
+/// may serve again in a moment, so the refusal is transient. Anything else keeps its class.
+const EXEC_REFUSALS: &[&str] = &[
+    "unable to upgrade connection",
+    "container not found",
+    "does not have a host assigned",
+    "cannot exec into a container in a completed pod",
+];
+
+fn exec_refusal(e: PortError) -> PortError {
+    match e {
+        PortError::Permanent(m) if EXEC_REFUSALS.iter().any(|r| m.contains(r)) => PortError::Transient(m),
+        other => other,
+    }
+}
+
+/// An exec channel into the `etcd` container of a hosted etcd pod. The container's own
+/// environment names no certificates, so etcdctl gets them in its environment (with CA `ca`;
+/// `None` for a command that is not etcdctl); a refusal to enter the container is transient.
+struct HostedEtcdExec {
+    inner: Arc<dyn ExecChannel>,
+    ca: Option<String>,
+}
+
+impl ExecChannel for HostedEtcdExec {
+    fn run(&self, argv: &[String], env: &[(String, String)], timeout: Duration) -> PortResult<ExecOutput> {
+        let mut env = env.to_vec();
+        if let Some(ca) = &self.ca {
+            env.push(("ETCDCTL_CACERT".into(), ca.clone()));
+            env.push(("ETCDCTL_CERT".into(), HOSTED_ETCD_CLIENT_CERT.into()));
+            env.push(("ETCDCTL_KEY".into(), HOSTED_ETCD_CLIENT_KEY.into()));
+        }
+        self.inner.run(argv, &env, timeout).map_err(exec_refusal)
+    }
+
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+}
+
+/// How long the `test -f` probe of the legacy CA may take (one exec, no etcd involved).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Run `op` with etcdctl in the `etcd` container behind `channel`, against the member the pod
+/// runs: with [`HOSTED_ETCD_CA`]; if etcdctl cannot open that file, and only then, with
+/// [`HOSTED_ETCD_LEGACY_CA`] when `test -f` finds it in the pod (HOSTED.md §E3). The first
+/// failure stands when the pod has neither.
+pub fn hosted_etcdctl<T>(channel: Arc<dyn ExecChannel>, op: impl Fn(&EtcdCtl) -> PortResult<T>) -> PortResult<T> {
+    let etcdctl = |ca: &str| {
+        let ch = HostedEtcdExec { inner: channel.clone(), ca: Some(ca.to_string()) };
+        EtcdCtl::new(Box::new(ch), "etcdctl", vec![HOSTED_ETCD_ENDPOINT.to_string()])
+    };
+    let first = op(&etcdctl(HOSTED_ETCD_CA));
+    let missing = format!("open {HOSTED_ETCD_CA}: no such file or directory");
+    match first {
+        // etcdctl's own words for the file it could not open (the error's class is etcdctl's).
+        Err(e) if e.to_string().contains(&missing) => {
+            let probe = HostedEtcdExec { inner: channel.clone(), ca: None };
+            let argv = ["test", "-f", HOSTED_ETCD_LEGACY_CA].map(str::to_string);
+            let found = probe.run(&argv, &[], PROBE_TIMEOUT)?;
+            let legacy_ca_found = found.code == 0;
+            tracing::info!(channel = %channel.describe(), legacy_ca_found, "hosted etcd: the default CA is missing; probed the legacy one");
+            if legacy_ca_found {
+                op(&etcdctl(HOSTED_ETCD_LEGACY_CA))
+            } else {
+                Err(e)
+            }
+        }
+        other => other,
+    }
+}
+
+impl KubeApi {
+    /// [`hosted_etcdctl`] through the exec API into pod `pod` of the control-plane namespace of
+    /// HostedCluster `namespace/name`.
+    fn hosted_etcd_exec<T>(&self, namespace: &str, name: &str, pod: &str, op: impl Fn(&EtcdCtl) -> PortResult<T>) -> PortResult<T> {
+        let cp_ns = control_plane_namespace(namespace, name);
+        let channel = PodExec::new(self.client.clone(), self.rt.clone(), cp_ns, pod, HOSTED_ETCD_CONTAINER);
+        hosted_etcdctl(Arc::new(channel), op)
+    }
+
+    /// `DELETE` with the precondition `uid`, at the default grace period. Done when the object
+    /// is gone (404) or the name now belongs to another object (409 on the uid precondition):
+    /// either way the object with that uid no longer exists. Not retried: a 409 of any other
+    /// kind is transient for the engine to retry after a fresh look.
+    fn delete_uid(&self, what: &str, ar: &ApiResource, namespace: &str, name: &str, uid: &str) -> PortResult<()> {
+        let api = self.dynamic(ar, Some(namespace));
+        let dp = DeleteParams {
+            preconditions: Some(Preconditions { uid: Some(uid.to_string()), resource_version: None }),
+            ..DeleteParams::default()
+        };
+        match self.rt.block_on(api.delete(name, &dp)) {
+            Ok(_) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) if is_uid_precondition_failure(&e) => {
+                tracing::info!(what, uid, "the object with this uid is gone (its name belongs to a newer one)");
+                Ok(())
+            }
+            Err(e) => Err(during(what, classify_kube_error(&e))),
+        }
+    }
+}
+
+/// A 409 because the object's uid is not the one the delete named (`Precondition failed: UID in
+/// precondition: …, UID in object meta: …`).
+fn is_uid_precondition_failure(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 409 && s.message.contains("Precondition failed: UID in precondition"))
+}
+
 impl ManagementCluster for KubeApi {
     fn hosted_cluster(&self, namespace: &str, name: &str) -> PortResult<PausableInfo> {
         let what = format!("get hostedcluster {namespace}/{name}");
@@ -1343,6 +1558,43 @@ impl ManagementCluster for KubeApi {
         let what = format!("patch nodepool {namespace}/{name} annotation {REPLICAS_BEFORE_ZERO_ANNOTATION}");
         let patch = json!({"metadata": {"annotations": {REPLICAS_BEFORE_ZERO_ANNOTATION: replicas.map(|r| r.to_string())}}});
         self.merge_patch(&what, &node_pool_resource(), Some(namespace), name, &patch)
+    }
+
+    fn hosted_etcd(&self, namespace: &str, name: &str) -> PortResult<HostedEtcdInfo> {
+        let cp_ns = control_plane_namespace(namespace, name);
+        let what = format!("get hostedcluster {namespace}/{name}");
+        let hc = self.get_required_json(&what, &hosted_cluster_resource(), Some(namespace), name)?;
+        let what = format!("get statefulset {cp_ns}/{HOSTED_ETCD_STATEFULSET}");
+        let sts = self.get_required_json(&what, &statefulset_resource(), Some(&cp_ns), HOSTED_ETCD_STATEFULSET)?;
+        let pods_api: Api<Pod> = Api::namespaced(self.client.clone(), &cp_ns);
+        let lp = ListParams::default().labels(HOSTED_ETCD_SELECTOR);
+        let pods = self.call(&format!("list pods -l {HOSTED_ETCD_SELECTOR} in {cp_ns}"), async { pods_api.list(&lp).await })?;
+        let pvcs = self.list_json(&format!("list persistentvolumeclaims in {cp_ns}"), &pvc_resource(), Some(&cp_ns))?;
+        let what = format!("get hostedcontrolplane {cp_ns}/{name}");
+        let hcp = self.get_json(&what, &hosted_control_plane_resource(), Some(&cp_ns), name)?;
+        hosted_etcd_info(&hc, &sts, &pods.items, &pvcs, hcp.as_ref()).map_err(|e| during(&format!("etcd of {cp_ns}"), e))
+    }
+
+    fn hosted_etcd_health(&self, namespace: &str, name: &str, pod: &str) -> PortResult<Vec<EndpointHealth>> {
+        // Exits 1 when a member is unhealthy, with every member's row printed: those are read.
+        self.hosted_etcd_exec(namespace, name, pod, |e| e.endpoint_health_cluster())
+    }
+
+    fn hosted_etcd_members(&self, namespace: &str, name: &str, pod: &str) -> PortResult<EtcdMemberList> {
+        // Only `member list`: it is what the recovery reads of the members, and the hosted etcd
+        // pods run etcd 3.5 or later, whose member list is a linearizable read already (no
+        // separate quorum probe, unlike the 3.4 of older standalone clusters).
+        self.hosted_etcd_exec(namespace, name, pod, |e| e.member_list_local())
+    }
+
+    fn delete_hosted_etcd_pvc(&self, namespace: &str, name: &str, pvc: &str, uid: &str) -> PortResult<()> {
+        let cp_ns = control_plane_namespace(namespace, name);
+        self.delete_uid(&format!("delete pvc {cp_ns}/{pvc} (uid {uid})"), &pvc_resource(), &cp_ns, pvc, uid)
+    }
+
+    fn delete_hosted_etcd_pod(&self, namespace: &str, name: &str, pod: &str, uid: &str) -> PortResult<()> {
+        let cp_ns = control_plane_namespace(namespace, name);
+        self.delete_uid(&format!("delete pod {cp_ns}/{pod} (uid {uid})"), &pod_resource(), &cp_ns, pod, uid)
     }
 
     fn operator_available(&self) -> PortResult<bool> {
@@ -1611,5 +1863,198 @@ mod tests {
         assert_eq!(since, drctl_runtime::clock::Timestamp::parse_rfc3339("2026-01-05T09:00:10Z").unwrap());
         assert!(info.reported_since(Some(drctl_runtime::clock::Timestamp::parse_rfc3339("2026-01-05T09:00:00Z").unwrap())));
         assert!(!info.reported_since(Some(drctl_runtime::clock::Timestamp::parse_rfc3339("2026-01-05T09:30:00Z").unwrap())));
+    }
+
+    fn etcd_pod(name: &str, uid: &str, status: Value, deleting: bool) -> Pod {
+        let mut meta = json!({"name": name, "namespace": "clusters-example", "uid": uid, "labels": {"app": "etcd"}});
+        if deleting {
+            meta["deletionTimestamp"] = json!("2026-01-05T10:00:00Z");
+        }
+        serde_json::from_value(json!({
+            "metadata": meta,
+            "spec": {"containers": [{"name": "etcd"}], "volumes": [
+                {"name": "client-tls", "secret": {"secretName": "etcd-client-tls"}},
+                {"name": "data", "persistentVolumeClaim": {"claimName": format!("data-{name}")}}]},
+            "status": status,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_hosted_etcd_reads_as_oc_shows_it() {
+        let ready = |r: bool| json!([{"type": "Ready", "status": if r { "True" } else { "False" }}]);
+        let pods = vec![
+            // Listed out of order: the answer is by name.
+            etcd_pod(
+                "etcd-2",
+                "u2",
+                json!({"phase": "Pending", "conditions": ready(false),
+                "containerStatuses": [{"name": "etcd", "ready": false, "restartCount": 0, "image": "i", "imageID": "",
+                                       "state": {"waiting": {"reason": "PodInitializing"}}}]}),
+                false,
+            ),
+            etcd_pod(
+                "etcd-0",
+                "u0",
+                json!({"phase": "Running", "conditions": ready(true),
+                "containerStatuses": [{"name": "etcd", "ready": true, "restartCount": 0, "image": "i", "imageID": "",
+                                       "state": {"running": {}}}]}),
+                false,
+            ),
+            etcd_pod(
+                "etcd-1",
+                "u1",
+                json!({"phase": "Running", "conditions": ready(false),
+                "containerStatuses": [{"name": "etcd", "ready": false, "restartCount": 7, "image": "i", "imageID": "",
+                                       "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}),
+                false,
+            ),
+        ];
+        let pvc = |name: &str, deleting: bool| {
+            let mut v = json!({"metadata": {"name": name, "uid": format!("uid-{name}")}, "status": {"phase": "Bound"}});
+            if deleting {
+                v["metadata"]["deletionTimestamp"] = json!("2026-01-05T10:00:00Z");
+            }
+            v
+        };
+        let pvcs = vec![pvc("data-etcd-1", true), pvc("data-etcd-0", false), pvc("something-else", false)];
+        let sts =
+            json!({"metadata": {"name": "etcd", "namespace": "clusters-example"}, "spec": {"replicas": 3}, "status": {"readyReplicas": 1}});
+        let hcp = json!({"status": {"conditions": [{"type": "EtcdAvailable", "status": "False", "reason": "EtcdWaitingForQuorum"}]}});
+        let info = hosted_etcd_info(&json!({"spec": {}}), &sts, &pods, &pvcs, Some(&hcp)).unwrap();
+        assert_eq!(info.availability_policy, "HighlyAvailable", "the CRD's default");
+        assert_eq!((info.replicas, info.ready_replicas), (3, 1));
+        let words: Vec<(&str, &str, bool, &str)> =
+            info.pods.iter().map(|p| (p.name.as_str(), p.status.as_str(), p.ready, p.pvc.as_str())).collect();
+        assert_eq!(
+            words,
+            [
+                ("etcd-0", "Running", true, "data-etcd-0"),
+                ("etcd-1", "CrashLoopBackOff", false, "data-etcd-1"),
+                ("etcd-2", "Pending", false, "data-etcd-2")
+            ]
+        );
+        assert_eq!(info.pods[0].uid, "u0");
+        let claims: Vec<(&str, &str, bool)> = info.pvcs.iter().map(|c| (c.name.as_str(), c.uid.as_str(), c.terminating)).collect();
+        assert_eq!(claims, [("data-etcd-0", "uid-data-etcd-0", false), ("data-etcd-1", "uid-data-etcd-1", true)]);
+        assert_eq!(info.etcd_available.as_deref(), Some("False"));
+        // Deleted: Terminating whatever its containers say; no HostedControlPlane: no condition.
+        let gone = etcd_pod("etcd-0", "u0", json!({"phase": "Running", "conditions": ready(true)}), true);
+        let hc = json!({"spec": {"controllerAvailabilityPolicy": "SingleReplica"}});
+        let info = hosted_etcd_info(&hc, &json!({"spec": {}}), &[gone], &[], None).unwrap();
+        assert_eq!((info.availability_policy.as_str(), info.replicas, info.ready_replicas), ("SingleReplica", 1, 0));
+        assert_eq!(info.pods[0].status, PodStatus::Terminating);
+        assert_eq!(info.etcd_available, None);
+        // A count that is none is refused, not guessed.
+        let bad = json!({"metadata": {"namespace": "ns"}, "spec": {"replicas": "three"}});
+        assert!(matches!(hosted_etcd_info(&hc, &bad, &[], &[], None), Err(PortError::Permanent(m)) if m.contains("spec/replicas")));
+    }
+
+    /// An `etcd` container that has `files` and answers etcdctl with a fixed member list; records
+    /// every argv the exec API would receive.
+    struct FakeEtcdContainer {
+        files: Vec<&'static str>,
+        refuse: Option<PortError>,
+        seen: std::sync::Mutex<Vec<Vec<String>>>,
+    }
+
+    impl ExecChannel for FakeEtcdContainer {
+        fn run(&self, argv: &[String], env: &[(String, String)], _timeout: Duration) -> PortResult<ExecOutput> {
+            let full = crate::etcd::pod_exec_argv(argv, env);
+            self.seen.lock().unwrap().push(full.clone());
+            if let Some(e) = &self.refuse {
+                return Err(e.clone());
+            }
+            let out = |code: i32, stdout: &str, stderr: &str| ExecOutput { code, stdout: stdout.into(), stderr: stderr.into() };
+            if full[0] == "test" {
+                return Ok(out(i32::from(!self.files.contains(&full[2].as_str())), "", ""));
+            }
+            let ca = full.iter().find_map(|a| a.strip_prefix("ETCDCTL_CACERT=")).unwrap_or("");
+            if !self.files.contains(&ca) {
+                return Ok(out(1, "", &format!("Error: open {ca}: no such file or directory\n")));
+            }
+            Ok(out(0, r#"{"header":{"cluster_id":7},"members":[{"ID":2,"name":"etcd-1"},{"ID":1,"name":"etcd-0"}]}"#, ""))
+        }
+        fn describe(&self) -> String {
+            "pod clusters-example/etcd-0".into()
+        }
+    }
+
+    fn container(files: &[&'static str], refuse: Option<PortError>) -> Arc<FakeEtcdContainer> {
+        Arc::new(FakeEtcdContainer { files: files.to_vec(), refuse, seen: Default::default() })
+    }
+
+    #[test]
+    fn hosted_etcdctl_uses_the_etcd_ca_and_falls_back_only_when_it_is_missing() {
+        let members = |c: &Arc<FakeEtcdContainer>| hosted_etcdctl(c.clone() as Arc<dyn ExecChannel>, |e| e.member_list_local());
+        // Today's pods: one exec, the certificates in etcdctl's environment, the pod's own member.
+        let modern = container(&[HOSTED_ETCD_CA, HOSTED_ETCD_CLIENT_CERT, HOSTED_ETCD_CLIENT_KEY], None);
+        let list = members(&modern).unwrap();
+        assert_eq!((list.cluster_id, list.members.len()), (7, 2));
+        let seen = modern.seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 1, "no probe on the modern path: {seen:?}");
+        assert_eq!(
+            seen[0],
+            [
+                "env",
+                "ETCDCTL_API=3",
+                "ETCDCTL_CACERT=/etc/etcd/tls/etcd-ca/ca.crt",
+                "ETCDCTL_CERT=/etc/etcd/tls/client/etcd-client.crt",
+                "ETCDCTL_KEY=/etc/etcd/tls/client/etcd-client.key",
+                "etcdctl",
+                "--endpoints=https://localhost:2379",
+                "--dial-timeout=2s",
+                "--command-timeout=5s",
+                "member",
+                "list",
+                "-w",
+                "json"
+            ]
+        );
+        // A pod from before the CA moved: etcdctl fails on the file, `test -f` finds the old one.
+        let legacy = container(&[HOSTED_ETCD_LEGACY_CA, HOSTED_ETCD_CLIENT_CERT, HOSTED_ETCD_CLIENT_KEY], None);
+        assert_eq!(members(&legacy).unwrap().members.len(), 2);
+        let seen = legacy.seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 3, "{seen:?}");
+        assert_eq!(seen[1], ["test", "-f", HOSTED_ETCD_LEGACY_CA]);
+        assert!(seen[2].contains(&format!("ETCDCTL_CACERT={HOSTED_ETCD_LEGACY_CA}")));
+        // Neither: etcdctl's own failure stands.
+        let neither = container(&[HOSTED_ETCD_CLIENT_CERT, HOSTED_ETCD_CLIENT_KEY], None);
+        match members(&neither) {
+            Err(PortError::NotFound(m)) => assert!(m.contains(HOSTED_ETCD_CA), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(neither.seen.lock().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_container_that_cannot_be_entered_now_is_transient() {
+        let refused = |e: PortError| hosted_etcdctl(container(&[], Some(e)) as Arc<dyn ExecChannel>, |e| e.endpoint_health_cluster());
+        let crash =
+            "exec in pod clusters-example/etcd-1: HTTP 400 BadRequest: unable to upgrade connection: container not found (\"etcd\")";
+        assert!(matches!(refused(PortError::Permanent(crash.into())), Err(PortError::Transient(m)) if m == crash));
+        let unscheduled = "exec in pod clusters-example/etcd-1: HTTP 400 BadRequest: pod etcd-1 does not have a host assigned";
+        assert!(matches!(refused(PortError::Permanent(unscheduled.into())), Err(PortError::Transient(_))));
+        // Asking for a container the pod does not have is our mistake; a missing pod is missing.
+        let wrong = "exec in pod clusters-example/etcd-1: HTTP 400 BadRequest: container etcdctl is not valid for pod etcd-1";
+        assert!(matches!(refused(PortError::Permanent(wrong.into())), Err(PortError::Permanent(_))));
+        assert!(matches!(refused(PortError::NotFound("pods \"etcd-9\" not found".into())), Err(PortError::NotFound(_))));
+    }
+
+    #[test]
+    fn a_uid_precondition_conflict_is_told_from_other_conflicts() {
+        let api =
+            |code: u16, reason: &str, message: &str| kube::Error::Api(kube::core::Status::failure(message, reason).with_code(code).boxed());
+        assert!(is_uid_precondition_failure(&api(
+            409,
+            "Conflict",
+            "Operation cannot be fulfilled on pods \"etcd-1\": Precondition failed: UID in precondition: a, UID in object meta: b"
+        )));
+        assert!(!is_uid_precondition_failure(&api(409, "Conflict", "the object has been modified; please apply your changes")));
+        assert!(!is_uid_precondition_failure(&api(
+            409,
+            "Conflict",
+            "Precondition failed: ResourceVersion in precondition: 4, ResourceVersion in object meta: 5"
+        )));
     }
 }

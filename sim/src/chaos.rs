@@ -385,6 +385,50 @@ pub fn rows() -> Vec<ProcedureRow> {
             max_children: 0,
         },
         ProcedureRow {
+            procedure: "hosted-etcd-member-recover",
+            scenarios: &[
+                ScenarioChoice { scenario: "hosted-etcd-member-failed", weight: 5, params: member_recover_params },
+                ScenarioChoice { scenario: "hosted-healthy", weight: 1, params: member_recover_params },
+            ],
+            gates: &[],
+            guard_state: None,
+            later_gates: &[],
+            horizon: Duration::from_secs(5 * 60),
+            ssh_phase: (Duration::ZERO, Duration::from_secs(5)),
+            typical_steps: 20,
+            liveness_bound: Duration::from_secs(6 * 3600),
+            max_steps: 5_000,
+            healthy_at_success: false,
+            down_at_success: false,
+            postcondition: Some(hosted_etcd_whole),
+            undone: None,
+            always: Some(only_the_failed_member_deleted),
+            arrivals: &[],
+            sometimes: &[
+                RUN_SUCCEEDED,
+                Sometimes {
+                    name: "a healthy etcd was refused: no member to recover",
+                    needs: &[],
+                    holds: |o| o.outcome.as_deref().is_some_and(|t| t.contains("there is no member to recover")),
+                },
+                Sometimes {
+                    name: "a pod recreated on the Terminating PVC was deleted again",
+                    needs: &[],
+                    holds: |o| {
+                        o.history.iter().any(|e| e.outcome == Outcome::Transition && e.from == "WaitMemberBack" && e.to == "DeletePod")
+                    },
+                },
+                Sometimes {
+                    name: "an abort past the PVC delete said where the member was left",
+                    needs: &[FaultKind::Abort],
+                    holds: |o| o.history.iter().any(|e| e.outcome == Outcome::Transition && e.to == "ReportAbort"),
+                },
+                CRASHED_AND_RESUMED,
+            ],
+            guard_on_when_halted: false,
+            max_children: 0,
+        },
+        ProcedureRow {
             procedure: "hosted-scale-data-plane-zero",
             scenarios: &[
                 ScenarioChoice { scenario: "hosted-healthy", weight: 5, params: scale_zero_params },
@@ -906,6 +950,64 @@ fn pause_params(_: &World) -> serde_json::Value {
 
 fn unpause_params(_: &World) -> serde_json::Value {
     serde_json::json!({"namespace": "clusters", "name": "example", "node_pools": true, "unpause": true})
+}
+
+fn member_recover_params(_: &World) -> serde_json::Value {
+    serde_json::json!({"namespace": "clusters", "name": "example"})
+}
+
+/// The etcd of clusters/example.
+fn example_etcd(w: &World) -> Result<&crate::hosted_etcd::HostedEtcd, String> {
+    hosted_example(w)?.etcd.as_ref().ok_or_else(|| "HostedCluster clusters/example has no etcd".to_string())
+}
+
+/// The member recovered: three members serving, the failed one on a new PVC, `EtcdAvailable`.
+fn hosted_etcd_whole(w: &World) -> Result<(), String> {
+    let etcd = example_etcd(w)?;
+    if !(etcd.all_healthy() && etcd.available()) {
+        return Err(format!("succeeded, but the etcd of clusters/example is not whole: {:?}", etcd.info()));
+    }
+    let start = crate::scenario::build(&w.scenario, w.seed)?;
+    let victim = crate::scenario::hosted_etcd_victim(w.seed);
+    let pvc_uid = |e: &crate::hosted_etcd::HostedEtcd| e.slot(&victim).and_then(|s| s.pvc.as_ref()).map(|c| c.uid.clone());
+    if pvc_uid(etcd) == pvc_uid(example_etcd(&start)?) {
+        return Err(format!("succeeded, but {victim} still has its corrupt PVC"));
+    }
+    Ok(())
+}
+
+/// Whatever happened, only the failed member's PVC and pod were deleted, its PVC once, and never
+/// while it served; the two others kept the quorum.
+fn only_the_failed_member_deleted(w: &World) -> Result<(), String> {
+    let victim = crate::scenario::hosted_etcd_victim(w.seed);
+    let failed = w.scenario == "hosted-etcd-member-failed";
+    let mut pvcs = 0;
+    for e in &w.effects {
+        match &e.kind {
+            EffectKind::HostedEtcdPvcDeleted { member_healthy } => {
+                pvcs += 1;
+                if *member_healthy || !failed || e.target != format!("clusters-example/data-{victim}") {
+                    return Err(format!(
+                        "PVC {} deleted at {} (its member serving: {member_healthy}); the failed member is {victim}",
+                        e.target, e.at
+                    ));
+                }
+            }
+            EffectKind::PodDeleted if e.target.starts_with("clusters-example/") && e.target != format!("clusters-example/{victim}") => {
+                return Err(format!("pod {} deleted at {}; the failed member is {victim}", e.target, e.at));
+            }
+            _ => {}
+        }
+    }
+    if pvcs > 1 {
+        return Err(format!("{pvcs} PVC deletions: a member was recovered more than once"));
+    }
+    let etcd = example_etcd(w)?;
+    let others = etcd.members.iter().filter(|m| m.name != victim).filter(|m| etcd.member_healthy(&m.name)).count();
+    match others {
+        2 => Ok(()),
+        n => Err(format!("{n} of the two healthy members still serve")),
+    }
 }
 
 fn hosted_example(w: &World) -> Result<&crate::hosted::HostedCluster, String> {

@@ -100,6 +100,9 @@ pub struct HostedCluster {
     pub cluster: Pausable,
     /// `spec.pausedUntil` of the HostedControlPlane, copied by the operator.
     pub hcp_paused_until: Option<String>,
+    /// Its etcd StatefulSet, pods, PVCs and members in the control-plane namespace.
+    #[serde(default)]
+    pub etcd: Option<crate::hosted_etcd::HostedEtcd>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -242,7 +245,12 @@ impl Hosted {
         let mut h = Hosted { operator_available: true, ..Hosted::default() };
         h.clusters.insert(
             key(namespace, name),
-            HostedCluster { namespace: namespace.into(), cluster: Pausable::new(name), hcp_paused_until: None },
+            HostedCluster {
+                namespace: namespace.into(),
+                cluster: Pausable::new(name),
+                hcp_paused_until: None,
+                etcd: Some(crate::hosted_etcd::HostedEtcd::healthy(crate::hosted_etcd::HIGHLY_AVAILABLE, 48_213)),
+            },
         );
         for p in pools {
             let workers = (0..2).map(|i| Worker { name: format!("{p}-{i}"), phase: WorkerPhase::Running, eviction_blocked: false });
@@ -260,7 +268,8 @@ impl Hosted {
         let clusters = self.clusters.values().filter_map(|c| c.cluster.sync_at);
         let pools = self.node_pools.values().filter_map(|p| p.pool.sync_at);
         let machines = self.node_pools.values().filter(|p| self.scales(p, now)).filter_map(|p| p.data_plane.next_due());
-        clusters.chain(pools).chain(machines).min()
+        let etcds = self.clusters.values().filter_map(|c| c.etcd.as_ref()?.next_due());
+        clusters.chain(pools).chain(machines).chain(etcds).min()
     }
 
     /// Whether the NodePool controller and Cluster API act on `np` now: the operator runs,
@@ -313,6 +322,18 @@ impl Hosted {
             p.push("hypershift-operator: no available replica (pauses and unpauses do not propagate)".into());
         }
         for hc in self.clusters.values() {
+            if let Some(e) = hc.etcd.as_ref().filter(|e| !e.all_healthy()) {
+                let info = e.info();
+                let pods: Vec<String> = info.pods.iter().filter(|p| !p.ready).map(|p| format!("{} {}", p.name, p.status)).collect();
+                p.push(format!(
+                    "hosted etcd of {}/{}: {} of {} members serving; not ready: [{}]",
+                    hc.namespace,
+                    hc.cluster.name,
+                    info.ready_replicas,
+                    e.replicas,
+                    pods.join(", ")
+                ));
+            }
             if hc.cluster.reconciliation_active.observed_generation < hc.cluster.generation {
                 p.push(format!(
                     "hostedcluster {}/{}: generation {} not reconciled yet",

@@ -19,6 +19,7 @@ pub mod faults;
 pub mod host_ops;
 pub mod host_shell;
 pub mod hosted;
+pub mod hosted_etcd;
 pub mod legacy;
 pub mod pod_exec;
 pub mod ports;
@@ -309,6 +310,30 @@ pub struct HostedClusterStatus {
     /// `spec.pausedUntil` of its HostedControlPlane.
     pub control_plane_paused_until: Option<String>,
     pub node_pools: Vec<NodePoolStatus>,
+    /// Its etcd in the control-plane namespace.
+    #[serde(default)]
+    pub etcd: Option<HostedEtcdStatus>,
+}
+
+/// A hosted control plane's etcd as `drctl sim status` shows it: what the management cluster's
+/// API serves, and the members etcd itself lists.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HostedEtcdStatus {
+    #[serde(flatten)]
+    pub info: drctl_workflows::ports::HostedEtcdInfo,
+    pub members: Vec<HostedEtcdMemberStatus>,
+    /// Every member started and serving, one per replica.
+    pub all_healthy: bool,
+    /// The keyspace's revision.
+    pub revision: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HostedEtcdMemberStatus {
+    pub name: String,
+    /// In hex, as etcdctl prints it in tables.
+    pub id: String,
+    pub healthy: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -343,6 +368,16 @@ fn hosted_status(h: &hosted::Hosted) -> Vec<HostedClusterStatus> {
                     machines: np.data_plane.machines.iter().map(|m| format!("{} ({})", m.name, m.phase.word())).collect(),
                 })
                 .collect(),
+            etcd: hc.etcd.as_ref().map(|e| HostedEtcdStatus {
+                info: e.info(),
+                members: e
+                    .members
+                    .iter()
+                    .map(|m| HostedEtcdMemberStatus { name: m.name.clone(), id: format!("{:x}", m.id), healthy: e.member_healthy(&m.name) })
+                    .collect(),
+                all_healthy: e.all_healthy(),
+                revision: e.revision,
+            }),
         })
         .collect()
 }

@@ -45,8 +45,8 @@ fn etcdctl_words(argv: &[String]) -> Option<Vec<&str>> {
     if it.next()? != "etcdctl" {
         return None;
     }
-    // The pod's environment names the endpoints and certificates; only timeouts are global flags.
-    Some(it.filter(|a| !(a.starts_with("--dial-timeout=") || a.starts_with("--command-timeout="))).collect())
+    // The pod's environment names the certificates; endpoints and timeouts are global flags.
+    Some(it.filter(|a| !["--dial-timeout=", "--command-timeout=", "--endpoints="].iter().any(|f| a.starts_with(f))).collect())
 }
 
 fn header(cluster_id: u64) -> serde_json::Value {
@@ -101,24 +101,96 @@ pub fn etcdctl_in_pod(sim: &Sim, argv: &[String]) -> ExecOutcome {
             }
         }
         ["endpoint", "health", "--cluster", "-w", "json"] => match etcd.endpoint_health() {
-            Ok(health) => {
-                let rows: Vec<serde_json::Value> = health
-                    .iter()
-                    .map(|h| serde_json::json!({ "endpoint": h.endpoint, "health": h.healthy, "took": "9.8ms", "error": h.error.clone().unwrap_or_default() }))
-                    .collect();
-                let unhealthy = health.iter().any(|h| !h.healthy);
-                ExecOutcome {
-                    code: i32::from(unhealthy),
-                    stdout: serde_json::Value::Array(rows).to_string(),
-                    stderr: if unhealthy { "Error: unhealthy cluster\n".into() } else { String::new() },
-                }
-            }
+            Ok(health) => endpoint_health_json(&health),
             Err(e) => ExecOutcome::port_error(&e),
         },
         _ => ExecOutcome::error(&format!(
             "unknown command {:?} (the simulated etcdctl serves member list/remove, endpoint health, get)",
             words.join(" ")
         )),
+    }
+}
+
+/// The files the `etcd` container of a hosted etcd pod holds (`../shared/HOSTED.md` §A.2): the
+/// client certificate from Secret `etcd-client-tls` (which has carried no CA since late 2022),
+/// the CA from ConfigMap `etcd-ca`, the tools.
+pub const HOSTED_ETCD_POD_FILES: &[&str] = &[
+    "/etc/etcd/tls/client/etcd-client.crt",
+    "/etc/etcd/tls/client/etcd-client.key",
+    "/etc/etcd/tls/etcd-ca/ca.crt",
+    "/etc/etcd/tls/server/server.crt",
+    "/etc/etcd/tls/server/server.key",
+    "/etc/etcd/tls/peer/peer.crt",
+    "/etc/etcd/tls/peer/peer.key",
+    "/usr/bin/etcdctl",
+    "/usr/bin/etcdutl",
+];
+
+/// The certificate files an etcdctl argv names in its environment (`ETCDCTL_CACERT=…`) or flags
+/// (`--cacert …`, `--cacert=…`).
+fn certificate_paths(argv: &[String]) -> Vec<&str> {
+    let mut paths = Vec::new();
+    for (i, a) in argv.iter().enumerate() {
+        for key in ["ETCDCTL_CACERT=", "ETCDCTL_CERT=", "ETCDCTL_KEY=", "--cacert=", "--cert=", "--key="] {
+            if let Some(p) = a.strip_prefix(key) {
+                paths.push(p);
+            }
+        }
+        if matches!(a.as_str(), "--cacert" | "--cert" | "--key") {
+            if let Some(p) = argv.get(i + 1) {
+                paths.push(p.as_str());
+            }
+        }
+    }
+    paths
+}
+
+/// Run `argv` in the `etcd` container of a hosted etcd pod of HostedCluster `namespace/name`
+/// (the exec was admitted: the pod serves). `test -f PATH` answers from the pod's files; etcdctl
+/// fails as it does on a certificate path that does not exist, and otherwise answers
+/// `member list` and `endpoint health --cluster` from the members.
+pub fn hosted_etcdctl_in_pod(sim: &Sim, namespace: &str, name: &str, argv: &[String]) -> ExecOutcome {
+    if let [test, flag, path] = argv {
+        if test == "test" && matches!(flag.as_str(), "-f" | "-x") {
+            let code = i32::from(!HOSTED_ETCD_POD_FILES.contains(&path.as_str()));
+            return ExecOutcome { code, stdout: String::new(), stderr: String::new() };
+        }
+    }
+    let Some(words) = etcdctl_words(argv) else {
+        return ExecOutcome {
+            code: 127,
+            stdout: String::new(),
+            stderr: format!("exec: {:?}: executable file not found in $PATH\n", argv.first()),
+        };
+    };
+    if let Some(missing) = certificate_paths(argv).into_iter().find(|p| !HOSTED_ETCD_POD_FILES.contains(p)) {
+        return ExecOutcome::error(&format!("open {missing}: no such file or directory"));
+    }
+    let cpns = drctl_workflows::ports::control_plane_namespace(namespace, name);
+    let Some(etcd) = sim.read(|w| w.hosted_etcd(namespace, name).cloned()) else {
+        return ExecOutcome::error("context deadline exceeded");
+    };
+    match words.as_slice() {
+        ["member", "list", "-w", "json"] => ExecOutcome::ok(members_json(&etcd.member_list(&cpns)).to_string()),
+        ["endpoint", "health", "--cluster", "-w", "json"] => endpoint_health_json(&etcd.endpoint_health(&cpns)),
+        _ => ExecOutcome::error(&format!(
+            "unknown command {:?} (the simulated etcdctl of a hosted etcd pod serves member list, endpoint health)",
+            words.join(" ")
+        )),
+    }
+}
+
+/// `etcdctl endpoint health -w json`: a row per endpoint, exit 1 when one is unhealthy.
+fn endpoint_health_json(health: &[drctl_workflows::ports::EndpointHealth]) -> ExecOutcome {
+    let rows: Vec<serde_json::Value> = health
+        .iter()
+        .map(|h| serde_json::json!({ "endpoint": h.endpoint, "health": h.healthy, "took": "9.8ms", "error": h.error.clone().unwrap_or_default() }))
+        .collect();
+    let unhealthy = health.iter().any(|h| !h.healthy);
+    ExecOutcome {
+        code: i32::from(unhealthy),
+        stdout: serde_json::Value::Array(rows).to_string(),
+        stderr: if unhealthy { "Error: unhealthy cluster\n".into() } else { String::new() },
     }
 }
 

@@ -1005,6 +1005,18 @@ impl SimManagement {
     }
 }
 
+impl SimManagement {
+    /// `kubectl exec` into the `etcd` container of a hosted etcd pod, then etcdctl against the
+    /// member it serves.
+    fn etcd_exec<T>(&self, namespace: &str, name: &str, pod: &str, op: impl FnOnce(&crate::hosted_etcd::HostedEtcd) -> T) -> PortResult<T> {
+        let cpns = control_plane_namespace(namespace, name);
+        self.hosted(Read, format_args!("/api/v1/namespaces/{cpns}/pods/{pod}/exec"), |w| {
+            w.admit_hosted_etcd_exec(namespace, name, pod, "etcd")?;
+            Ok(op(w.hosted_etcd(namespace, name).expect("admitted")))
+        })
+    }
+}
+
 impl ManagementCluster for SimManagement {
     fn hosted_cluster(&self, namespace: &str, name: &str) -> PortResult<PausableInfo> {
         self.hosted(Read, format_args!("{HYPERSHIFT}/namespaces/{namespace}/hostedclusters/{name}"), |w| {
@@ -1078,6 +1090,37 @@ impl ManagementCluster for SimManagement {
         self.hosted(Write, format_args!("{HYPERSHIFT}/namespaces/{namespace}/nodepools/{name}"), |w| {
             w.record_node_pool_replicas(namespace, name, replicas)
         })
+    }
+
+    fn hosted_etcd(&self, namespace: &str, name: &str) -> PortResult<HostedEtcdInfo> {
+        let cpns = control_plane_namespace(namespace, name);
+        self.hosted(Read, format_args!("/apis/apps/v1/namespaces/{cpns}/statefulsets/etcd"), |w| {
+            w.hosted_etcd(namespace, name)
+                .map(|e| e.info())
+                .ok_or_else(|| PortError::NotFound(format!("HTTP 404 NotFound: statefulsets.apps \"etcd\" not found in {cpns}")))
+        })
+    }
+
+    fn hosted_etcd_health(&self, namespace: &str, name: &str, pod: &str) -> PortResult<Vec<EndpointHealth>> {
+        let cpns = control_plane_namespace(namespace, name);
+        self.etcd_exec(namespace, name, pod, |e| e.endpoint_health(&cpns))
+    }
+
+    fn hosted_etcd_members(&self, namespace: &str, name: &str, pod: &str) -> PortResult<EtcdMemberList> {
+        let cpns = control_plane_namespace(namespace, name);
+        self.etcd_exec(namespace, name, pod, |e| e.member_list(&cpns))
+    }
+
+    fn delete_hosted_etcd_pvc(&self, namespace: &str, name: &str, pvc: &str, uid: &str) -> PortResult<()> {
+        let cpns = control_plane_namespace(namespace, name);
+        self.hosted(Write, format_args!("/api/v1/namespaces/{cpns}/persistentvolumeclaims/{pvc}"), |w| {
+            w.delete_hosted_etcd_pvc(namespace, name, pvc, uid)
+        })
+    }
+
+    fn delete_hosted_etcd_pod(&self, namespace: &str, name: &str, pod: &str, uid: &str) -> PortResult<()> {
+        let cpns = control_plane_namespace(namespace, name);
+        self.hosted(Write, format_args!("/api/v1/namespaces/{cpns}/pods/{pod}"), |w| w.delete_hosted_etcd_pod(namespace, name, pod, uid))
     }
 
     fn operator_available(&self) -> PortResult<bool> {

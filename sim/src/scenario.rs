@@ -154,6 +154,11 @@ pub const SCENARIOS: &[ScenarioInfo] = &[
         summary: "a healthy management cluster running the HyperShift operator and HostedCluster clusters/example with 2 NodePools of 2 workers each, reconciling; on some seeds a PodDisruptionBudget allows no eviction from one worker (its drain ends only at the drain timeout)",
     },
     ScenarioInfo {
+        name: "hosted-etcd-member-failed",
+        topology: Topology::Hosted,
+        summary: "as hosted-healthy, but one etcd member of clusters/example (etcd-0, -1 or -2 by seed) crash-loops on a corrupt data dir (PVC data-etcd-N); the other two keep the quorum",
+    },
+    ScenarioInfo {
         name: "hosted-data-plane-at-zero",
         topology: Topology::Hosted,
         summary: "as hosted-healthy, but an earlier drctl run scaled both NodePools of clusters/example to zero (each recorded 2 replicas in its annotation): no worker runs",
@@ -204,6 +209,7 @@ pub fn build(name: &str, seed: u64) -> Result<World, String> {
         "hosted-healthy" => Ok(hosted_healthy(seed)),
         "hosted-autoscaling" => Ok(hosted_autoscaling(seed)),
         "hosted-data-plane-at-zero" => Ok(hosted_data_plane_at_zero(seed)),
+        "hosted-etcd-member-failed" => Ok(hosted_etcd_member_failed(seed)),
         "hosted-paused" => Ok(hosted_paused(seed, "hosted-paused", DRCTL_PAUSED_BY, true)),
         "hosted-paused-by-other" => Ok(hosted_paused(seed, "hosted-paused-by-other", OADP_PAUSED_BY, false)),
         other => {
@@ -508,6 +514,31 @@ fn hosted_data_plane_at_zero(seed: u64) -> World {
         dp.machines.clear();
     }
     w.note("nodepools of clusters/example scaled to zero by an earlier drctl run (2 replicas each recorded)");
+    w
+}
+
+/// The etcd member of clusters/example that fails in `hosted-etcd-member-failed` on `seed`.
+pub fn hosted_etcd_victim(seed: u64) -> String {
+    format!("etcd-{}", seed % 3)
+}
+
+/// `hosted-healthy` with one etcd member crash-looping on a corrupt data dir: the StatefulSet
+/// keeps restarting it on the same PVC, so it never comes back by itself.
+fn hosted_etcd_member_failed(seed: u64) -> World {
+    use crate::hosted_etcd::{EtcdPodPhase, MemberData};
+    let mut w = hosted_healthy(seed);
+    w.scenario = "hosted-etcd-member-failed".into();
+    let victim = hosted_etcd_victim(seed);
+    let h = w.hosted.as_mut().expect("hosted world");
+    let etcd = h.clusters.get_mut(&crate::hosted::key("clusters", "example")).and_then(|c| c.etcd.as_mut()).expect("example etcd");
+    let slot = etcd.slots.iter_mut().find(|s| s.pod_name() == victim).expect("victim slot");
+    if let Some(pvc) = slot.pvc.as_mut() {
+        pvc.data = MemberData::Corrupt;
+    }
+    if let Some(pod) = slot.pod.as_mut() {
+        pod.phase = EtcdPodPhase::CrashLoop;
+    }
+    w.note(format!("pod clusters-example/{victim}: etcd exits at start (corrupt data dir on pvc data-{victim}): CrashLoopBackOff"));
     w
 }
 

@@ -529,6 +529,11 @@ pub enum EffectKind {
     SplitBrain {
         clusters: Vec<u64>,
     },
+    /// A hosted etcd member's PVC was deleted (target: `cpns/data-etcd-N`); `member_healthy`:
+    /// its member was serving at that moment.
+    HostedEtcdPvcDeleted {
+        member_healthy: bool,
+    },
     /// A bare-metal host was deprovisioned (its disks wiped) because its machine was deleted.
     BareMetalHostDeprovisioned,
     /// A BareMetalHost object was deleted (target: its name).
@@ -1271,6 +1276,7 @@ impl World {
                 self.reconcile_ovn();
                 self.reconcile_hosted();
                 self.reconcile_node_pools();
+                self.reconcile_hosted_etcds();
             }
             if self.track.changes == before {
                 self.watch_split_brain();

@@ -664,3 +664,48 @@ fn a_legacy_recovery_that_leaves_the_signer_running_is_caught_shrunk_and_replaya
     );
     assert_eq!(f.schedule, "none", "{f:?}");
 }
+
+use drctl_workflows::hosted::etcd_member_recover::{HostedEtcdMemberRecover, MemberRecoverParams, MemberRecoverState};
+
+/// Recovers "the member with the lowest ordinal" instead of the failed one: what a script that
+/// deletes `data-etcd-0` by habit does.
+struct DeletesTheFirstMembersPvc;
+
+impl Alteration<HostedEtcdMemberRecover> for DeletesTheFirstMembersPvc {
+    const NAME: &'static str = "broken-deletes-the-first-members-pvc";
+    fn step(
+        &self,
+        _: &Sim,
+        ports: &Ports,
+        _: &StepContext,
+        p: &MemberRecoverParams,
+        s: &MemberRecoverState,
+    ) -> Option<Result<Step<MemberRecoverState>, StepError>> {
+        let MemberRecoverState::DeletePvc { member } = s else { return None };
+        let mc = ports.management.as_deref()?;
+        let etcd = match mc.hosted_etcd(&p.namespace, &p.name) {
+            Ok(e) => e,
+            Err(e) => return Some(Err(e.during("read the etcd"))),
+        };
+        // The failed member's own PVC goes too; data-etcd-0 first, whoever it belongs to.
+        let first = etcd.pvc("data-etcd-0").filter(|c| c.name != member.pvc)?;
+        if let Err(e) = mc.delete_hosted_etcd_pvc(&p.namespace, &p.name, &first.name, &first.uid) {
+            return Some(Err(e.during("delete PVC data-etcd-0")));
+        }
+        None
+    }
+}
+
+#[test]
+fn a_member_recovery_that_deletes_a_healthy_members_pvc_is_caught_shrunk_and_replayable() {
+    let mut opts = SweepOptions::new("", 1..20);
+    opts.max_failures = 1;
+    let f = caught(
+        "broken-deletes-the-first-members-pvc",
+        "hosted-etcd-member-recover",
+        factory(|| HostedEtcdMemberRecover, || DeletesTheFirstMembersPvc),
+        opts,
+        Invariant::Untouched,
+    );
+    assert_eq!(f.schedule, "none", "{f:?}");
+}

@@ -332,3 +332,36 @@ fn etcd_member_triage_waits_for_a_member_expected_back() {
     let started = hist.first().unwrap().at;
     assert!(waited.since(started) >= Duration::from_secs(600), "acted after {:?}", waited.since(started));
 }
+
+/// A member recovery refuses, deleting nothing, where a PVC delete could lose data: the one member
+/// of a SingleReplica control plane, or one of two failed members.
+#[test]
+fn hosted_etcd_member_recover_refuses_single_replica_and_a_lost_quorum() {
+    use drctl_sim::hosted_etcd::{EtcdPodPhase, HostedEtcd, MemberData, SINGLE_REPLICA};
+    let params = serde_json::json!({"namespace": "clusters", "name": "example"});
+    fn fail(e: &mut HostedEtcd, pod: &str) {
+        let slot = e.slots.iter_mut().find(|s| s.pod_name() == pod).unwrap();
+        slot.pvc.as_mut().unwrap().data = MemberData::Corrupt;
+        slot.pod.as_mut().unwrap().phase = EtcdPodPhase::CrashLoop;
+    }
+    fn single_replica(e: &mut HostedEtcd) {
+        *e = HostedEtcd::healthy(SINGLE_REPLICA, 7);
+        fail(e, "etcd-0");
+    }
+    fn two_failed(e: &mut HostedEtcd) {
+        fail(e, "etcd-0");
+        fail(e, "etcd-1");
+    }
+    let cases = [("SingleReplica", single_replica as fn(&mut HostedEtcd)), ("more than one etcd member", two_failed)];
+    for (want, breaks) in cases {
+        let mut w = drctl_sim::scenario::build("hosted-healthy", 1).unwrap();
+        breaks(w.hosted.as_mut().unwrap().clusters.get_mut("clusters/example").unwrap().etcd.as_mut().unwrap());
+        let before = w.hosted.as_ref().unwrap().clusters["clusters/example"].etcd.clone();
+        let sim = Sim::new(w);
+        let (fin, hist) = run(&sim, "hosted-etcd-member-recover", params.clone(), true);
+        assert_eq!(fin.status, RunStatus::Halted, "{}", show(&hist));
+        let why = fin.outcome.unwrap();
+        assert!(why.contains(want) && why.contains("§8.3"), "{why}");
+        assert_eq!(example(&sim).etcd, before, "a refusal changed the etcd");
+    }
+}

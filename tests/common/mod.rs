@@ -75,3 +75,57 @@ pub fn run_to_gate(store: &Path, args: &[&str]) -> (std::process::Child, String)
     std::thread::spawn(move || lines.for_each(drop));
     (run, shown)
 }
+
+/// A persistent simulated cluster served over the real protocols (`drctl sim serve`), stopped
+/// (SIGINT, the world kept) when dropped.
+pub struct Served {
+    child: std::process::Child,
+    /// The `--kubeconfig` path it printed.
+    pub kubeconfig: String,
+}
+
+impl Served {
+    /// `drctl sim serve WORLD --speed SPEED --for 10m`, once it printed its options.
+    pub fn start(store: &Path, world: &str, speed: &str) -> Served {
+        use std::io::{BufRead, BufReader};
+        let mut child = command(store, &["sim", "serve", world, "--speed", speed, "--for", "10m"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("drctl sim serve starts");
+        let mut flags = String::new();
+        BufReader::new(child.stdout.take().expect("piped")).read_line(&mut flags).expect("serve prints its options");
+        let words: Vec<&str> = flags.split_whitespace().collect();
+        let at = words.iter().position(|f| *f == "--kubeconfig").unwrap_or_else(|| panic!("serve printed no --kubeconfig: {flags}"));
+        Served { kubeconfig: words[at + 1].to_string(), child }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child process.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGINT);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// Start `drctl ARGS…` and kill it (SIGKILL) as soon as a line of its stderr contains `until`:
+/// what it said until then.
+pub fn kill_when_it_says(store: &Path, args: &[&str], until: &str) -> String {
+    use std::io::{BufRead, BufReader};
+    let mut run = command(store, args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("drctl runs");
+    let mut said = String::new();
+    for line in BufReader::new(run.stderr.take().expect("piped")).lines() {
+        let line = line.expect("stderr is text");
+        said.push_str(&line);
+        said.push('\n');
+        if line.contains(until) {
+            break;
+        }
+    }
+    run.kill().expect("kill the runner");
+    run.wait().expect("reap the runner");
+    said
+}

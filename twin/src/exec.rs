@@ -1,9 +1,10 @@
 //! `kubectl exec` on the served API: the WebSocket upgrade kube-rs asks for
 //! (`v5.channel.k8s.io`, else `v4.channel.k8s.io`), the command run by the world
-//! ([`drctl_sim::pod_exec`]), its output on channels 1 and 2 and its exit as a `Status` on
-//! channel 3, as the API server relays a kubelet's streams.
+//! ([`drctl_sim::pod_exec`]: etcdctl in an etcd pod of the cluster, or in the `etcd` container of
+//! a hosted etcd pod of a control-plane namespace), its output on channels 1 and 2 and its exit
+//! as a `Status` on channel 3, as the API server relays a kubelet's streams.
 
-use crate::kube::{admit_exec, parse_query, Body, Dropped};
+use crate::kube::{admit_exec, parse_query, Body, Dropped, ExecTarget};
 use drctl_sim::Sim;
 use futures_util::SinkExt;
 use http_body_util::Full;
@@ -55,16 +56,20 @@ pub async fn upgrade(sim: &Sim, after: &crate::AfterChange, mut req: Request<hyp
             .map_err(|_| Dropped("exec admission panicked"))?
     };
     crate::after_change(after);
-    if let Some(refusal) = admitted? {
-        return Ok(refusal.into_response());
-    }
+    let target = match admitted? {
+        Ok(target) => target,
+        Err(refusal) => return Ok(refusal.into_response()),
+    };
     let (sim, after) = (sim.clone(), after.clone());
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         let Ok(upgraded) = on_upgrade.await else { return };
         let mut ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
         let run = tokio::task::spawn_blocking(move || {
-            let out = drctl_sim::pod_exec::etcdctl_in_pod(&sim, &argv);
+            let out = match &target {
+                ExecTarget::EtcdPod => drctl_sim::pod_exec::etcdctl_in_pod(&sim, &argv),
+                ExecTarget::HostedEtcd { namespace, name } => drctl_sim::pod_exec::hosted_etcdctl_in_pod(&sim, namespace, name, &argv),
+            };
             crate::after_change(&after);
             out
         });

@@ -8,10 +8,11 @@
 //! through the same world methods as the simulated port.
 
 use bytes::Bytes;
+use drctl_sim::hosted_etcd::{EtcdPod, EtcdPodPhase, EtcdPvc, EtcdSlot, HostedEtcd};
 use drctl_sim::ports::{api_request, machine_manifest, ApiRefusal, Verb};
 use drctl_sim::world::{MachineObj, NetworkType, Platform, World};
 use drctl_sim::Sim;
-use drctl_workflows::ports::{NodeInfo, Operator, PodInfo, PodStatus, PortError};
+use drctl_workflows::ports::{control_plane_namespace, etcd_pvc_name, NodeInfo, Operator, PodInfo, PodStatus, PortError};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
@@ -188,6 +189,16 @@ fn route(w: &mut World, call: &ApiCall) -> Answer {
         ("GET", ["version"]) => Answer::ok(version(w)),
         ("GET", ["api", "v1", "nodes"]) => Answer::ok(list("NodeList", "v1", w.node_infos().iter().map(|n| node(w, n)).collect())),
         ("DELETE", ["api", "v1", "nodes", name]) => delete_node(w, name),
+        (_, ["api", "v1", "namespaces", ns, plural @ ("pods" | "persistentvolumeclaims"), rest @ ..])
+            if hosted_cluster_of(w, ns).is_some() =>
+        {
+            control_plane_namespace_objects(w, call, ns, plural, rest)
+        }
+        ("GET", ["api", "v1", "namespaces", _, "persistentvolumeclaims"]) => Answer::ok(list("PersistentVolumeClaimList", "v1", vec![])),
+        ("GET", ["apis", "apps", "v1", "namespaces", ns, "statefulsets", name]) => match hosted_etcd_in(w, ns) {
+            Some(e) if *name == "etcd" => Answer::ok(hosted_etcd_statefulset(ns, e)),
+            _ => Answer::not_found("apps", "statefulsets", name),
+        },
         ("GET", ["api", "v1", "namespaces", ns, "pods"]) => list_pods(w, ns, call.param("labelSelector").unwrap_or("")),
         ("DELETE", ["api", "v1", "namespaces", ns, "pods", name]) => delete_pod(w, ns, name),
         ("GET", ["api", "v1", "namespaces", ns, "secrets"]) => Answer::ok(list("SecretList", "v1", secrets(w, ns))),
@@ -384,26 +395,62 @@ fn delete_secret(w: &mut World, ns: &str, name: &str) -> Answer {
     )
 }
 
+/// Where an admitted exec runs its command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecTarget {
+    /// The `etcdctl` container of an etcd pod of the cluster itself (`openshift-etcd`).
+    EtcdPod,
+    /// The `etcd` container of an etcd pod of HostedCluster `namespace/name`, in its
+    /// control-plane namespace.
+    HostedEtcd { namespace: String, name: String },
+}
+
 /// Admit `kubectl exec` into container `container` of pod `pod` in `ns`: the API's admission
-/// decision, then the pod's (the kube adapter's exec of `etcdctl` in an etcd pod). `Ok(None)`:
-/// go on and upgrade; `Ok(Some(answer))`: refused with that `Status`.
-pub fn admit_exec(sim: &Sim, ns: &str, pod: &str, container: &str) -> Result<Option<Answer>, Dropped> {
+/// decision, then the pod's (the kube adapter's exec of `etcdctl` in an etcd pod, or in a hosted
+/// etcd pod of a control-plane namespace). `Ok(Ok(target))`: go on and upgrade;
+/// `Ok(Err(answer))`: refused with that `Status`.
+pub fn admit_exec(sim: &Sim, ns: &str, pod: &str, container: &str) -> Result<Result<ExecTarget, Answer>, Dropped> {
     let r = sim.op(|w| {
         api_request(w, Verb::Read, |w| {
+            if let Some((namespace, name)) = hosted_cluster_of(w, ns) {
+                return match w.admit_hosted_etcd_exec(&namespace, &name, pod, container) {
+                    Ok(()) => Ok(ExecTarget::HostedEtcd { namespace, name }),
+                    Err(e) => Err(hosted_exec_refusal(e, pod, container)),
+                };
+            }
             let node = pod.strip_prefix("etcd-").filter(|_| ns == "openshift-etcd" && container == "etcdctl");
-            match node {
+            let refusal = match node {
                 Some(node) => w.etcd_pod_exec(node).err(),
                 None => Some(PortError::NotFound(format!("pods \"{pod}\" not found (the twin execs only etcdctl in etcd pods)"))),
+            };
+            match refusal {
+                None => Ok(ExecTarget::EtcdPod),
+                Some(PortError::NotFound(m)) => Err(Answer::status(404, "NotFound", m, Some((pod, "", "pods")))),
+                // What a kubelet that cannot be reached, or a container that does not run, makes
+                // the API server answer.
+                Some(e) => Err(Answer::status(500, "InternalError", e.to_string(), None)),
             }
         })
     });
     match r {
-        Ok(None) => Ok(None),
-        Ok(Some(PortError::NotFound(m))) => Ok(Some(Answer::status(404, "NotFound", m, Some((pod, "", "pods"))))),
-        // What a kubelet that cannot be reached, or a container that does not run, makes the
-        // API server answer.
-        Ok(Some(e)) => Ok(Some(Answer::status(500, "InternalError", e.to_string(), None))),
-        Err(refusal) => refused(refusal).map(Some),
+        Ok(admitted) => Ok(admitted),
+        Err(refusal) => refused(refusal).map(Err),
+    }
+}
+
+/// The API server's answer to an exec the hosted etcd pod refused: a pod that is not there, a
+/// container it does not have, or an `etcd` container that does not run now (it crash-loops,
+/// initializes or terminates) — `unable to upgrade connection: container not found`.
+fn hosted_exec_refusal(e: PortError, pod: &str, container: &str) -> Answer {
+    match e {
+        PortError::NotFound(_) => Answer::status(404, "NotFound", format!("pods \"{pod}\" not found"), Some((pod, "", "pods"))),
+        PortError::Permanent(m) => {
+            let message = m.strip_prefix("HTTP 400 BadRequest: ").unwrap_or(&m).to_string();
+            Answer::status(400, "BadRequest", message, None)
+        }
+        PortError::Transient(_) => {
+            Answer::status(400, "BadRequest", format!("unable to upgrade connection: container not found (\"{container}\")"), None)
+        }
     }
 }
 
@@ -1099,13 +1146,13 @@ fn hypershift(w: &mut World, call: &ApiCall, ns: &str, plural: &str, rest: &[&st
     let key = |name: &str| drctl_sim::hosted::key(ns, name);
     match (call.method.as_str(), plural, rest) {
         ("GET", "hostedclusters", [name]) => match h.clusters.get(&key(name)) {
-            Some(c) => Answer::ok(pausable(
-                "HostedCluster",
-                ns,
-                &c.cluster,
-                json!({ "release": { "image": "quay.io/openshift-release-dev/ocp-release:4.15.3-x86_64" } }),
-                w,
-            )),
+            Some(c) => {
+                let mut spec = json!({ "release": { "image": "quay.io/openshift-release-dev/ocp-release:4.15.3-x86_64" } });
+                if let Some(e) = &c.etcd {
+                    spec["controllerAvailabilityPolicy"] = json!(e.availability_policy);
+                }
+                Answer::ok(pausable("HostedCluster", ns, &c.cluster, spec, w))
+            }
             None => Answer::not_found("hypershift.openshift.io", "hostedclusters", name),
         },
         ("GET", "nodepools", []) => {
@@ -1128,8 +1175,15 @@ fn hypershift(w: &mut World, call: &ApiCall, ns: &str, plural: &str, rest: &[&st
                     if let Some(u) = &c.hcp_paused_until {
                         spec["pausedUntil"] = json!(u);
                     }
-                    Answer::ok(json!({ "apiVersion": "hypershift.openshift.io/v1beta1", "kind": "HostedControlPlane",
-                                       "metadata": { "name": name, "namespace": ns }, "spec": spec }))
+                    let mut hcp = json!({ "apiVersion": "hypershift.openshift.io/v1beta1", "kind": "HostedControlPlane",
+                                          "metadata": { "name": name, "namespace": ns }, "spec": spec, "status": {} });
+                    // The control-plane operator's verdict on its etcd: ready ≥ replicas/2+1.
+                    if let Some(e) = &c.etcd {
+                        let (status, reason) = if e.available() { ("True", "QuorumAvailable") } else { ("False", "EtcdWaitingForQuorum") };
+                        hcp["status"]["conditions"] =
+                            json!([{ "type": "EtcdAvailable", "status": status, "reason": reason, "lastTransitionTime": time(w.now) }]);
+                    }
+                    Answer::ok(hcp)
                 }
                 None => Answer::not_found("hypershift.openshift.io", "hostedcontrolplanes", name),
             }
@@ -1289,6 +1343,250 @@ fn hypershift_operator(w: &World) -> Answer {
         "spec": { "replicas": 1 },
         "status": { "replicas": 1, "availableReplicas": available, "readyReplicas": available },
     }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The etcd of a hosted control plane, in its control-plane namespace
+// ---------------------------------------------------------------------------------------------
+
+/// The HostedCluster (namespace, name) whose control-plane namespace is `ns`, if any.
+fn hosted_cluster_of(w: &World, ns: &str) -> Option<(String, String)> {
+    w.hosted
+        .as_ref()?
+        .clusters
+        .values()
+        .find(|c| control_plane_namespace(&c.namespace, &c.cluster.name) == ns)
+        .map(|c| (c.namespace.clone(), c.cluster.name.clone()))
+}
+
+/// The etcd of the HostedCluster whose control-plane namespace is `ns`.
+fn hosted_etcd_in<'w>(w: &'w World, ns: &str) -> Option<&'w HostedEtcd> {
+    let (namespace, name) = hosted_cluster_of(w, ns)?;
+    w.hosted_etcd(&namespace, &name)
+}
+
+/// The StatefulSet's uid: the world keeps none, so one is made from the etcd cluster id (stable
+/// for the life of the etcd, as a real uid is for the life of its object).
+fn statefulset_uid(e: &HostedEtcd) -> String {
+    let n = e.cluster_id;
+    format!("{:08x}-{:04x}-4{:03x}-9{:03x}-{:012x}", n >> 32, (n >> 16) & 0xffff, (n >> 4) & 0xfff, n & 0xfff, n & 0xffff_ffff_ffff)
+}
+
+/// The images of the etcd pod's containers (the release's etcd image for all but `healthz`).
+const ETCD_IMAGE: &str =
+    "quay.io/openshift-release-dev/ocp-v4.0-art-dev@sha256:0c7f1e6b2d7f4c8aa5d0c4b7a2f1e9d3c6b5a4f3e2d1c0b9a8f7e6d5c4b3a291";
+
+/// StatefulSet `etcd` as the control-plane operator writes it and the StatefulSet controller
+/// reports it (`../shared/HOSTED.md` §A.2).
+fn hosted_etcd_statefulset(ns: &str, e: &HostedEtcd) -> Value {
+    let existing = e.slots.iter().filter(|s| s.pod.is_some()).count();
+    let ready = e.ready_replicas();
+    let container = |name: &str| json!({ "name": name, "image": ETCD_IMAGE });
+    json!({
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": { "name": "etcd", "namespace": ns, "uid": statefulset_uid(e), "generation": 1, "resourceVersion": "1",
+                      "labels": { "app": "etcd" } },
+        "spec": {
+            "replicas": e.replicas,
+            "serviceName": "etcd-discovery",
+            "podManagementPolicy": "Parallel",
+            "selector": { "matchLabels": { "app": "etcd" } },
+            "persistentVolumeClaimRetentionPolicy": { "whenDeleted": "Retain", "whenScaled": "Retain" },
+            "template": {
+                "metadata": { "labels": { "app": "etcd", "hypershift.openshift.io/control-plane-component": "etcd" } },
+                "spec": {
+                    "initContainers": [container("ensure-dns"), container("reset-member")],
+                    "containers": [container("etcd"), container("etcd-metrics"), container("healthz"), container("etcd-defrag")],
+                },
+            },
+            "volumeClaimTemplates": [{
+                "metadata": { "name": "data" },
+                "spec": { "accessModes": ["ReadWriteOnce"], "resources": { "requests": { "storage": "8Gi" } } },
+            }],
+        },
+        "status": {
+            "observedGeneration": 1, "replicas": existing, "currentReplicas": existing, "updatedReplicas": existing,
+            "readyReplicas": ready, "availableReplicas": ready,
+        },
+    })
+}
+
+/// Pod `etcd-N` as the kubelet reports it: `Pending` with its init containers running while it
+/// initializes, `Running` with the `etcd` container waiting in `CrashLoopBackOff` while it
+/// crash-loops, a `deletionTimestamp` once deleted; `data` claims `data-etcd-N`.
+fn hosted_etcd_pod(w: &World, ns: &str, e: &HostedEtcd, slot: &EtcdSlot, p: &EtcdPod) -> Value {
+    let name = slot.pod_name();
+    let (phase, initialized, ready) = match p.phase {
+        EtcdPodPhase::Initializing { .. } | EtcdPodPhase::Unschedulable => ("Pending", false, false),
+        EtcdPodPhase::Running => ("Running", true, true),
+        EtcdPodPhase::CrashLoop | EtcdPodPhase::Terminating { .. } => ("Running", true, false),
+    };
+    let started = json!({ "running": { "startedAt": time(w.installed_at) } });
+    let at_install = time(w.installed_at);
+    let completed = json!({ "terminated": { "exitCode": 0, "reason": "Completed", "startedAt": at_install, "finishedAt": at_install } });
+    let status_of = |container: &str| -> Value {
+        let (state, last, restarts, up) = match (&p.phase, container) {
+            (EtcdPodPhase::Initializing { .. }, _) => (json!({ "waiting": { "reason": "PodInitializing" } }), json!({}), 0, false),
+            (EtcdPodPhase::CrashLoop, "etcd") => (
+                json!({ "waiting": { "reason": "CrashLoopBackOff",
+                                     "message": format!("back-off 5m0s restarting failed container=etcd pod={name}_{ns}({})", p.uid) } }),
+                json!({ "terminated": { "exitCode": 1, "reason": "Error", "startedAt": time(w.now), "finishedAt": time(w.now) } }),
+                12,
+                false,
+            ),
+            // A pod being deleted reports nothing ready any more.
+            (EtcdPodPhase::Terminating { .. }, _) => (started.clone(), json!({}), 0, false),
+            _ => (started.clone(), json!({}), 0, true),
+        };
+        json!({ "name": container, "image": ETCD_IMAGE, "imageID": ETCD_IMAGE, "ready": up, "started": up,
+                "restartCount": restarts, "state": state, "lastState": last })
+    };
+    let init_status = |container: &str, done: bool| -> Value {
+        let state = if done { completed.clone() } else { started.clone() };
+        json!({ "name": container, "image": ETCD_IMAGE, "imageID": ETCD_IMAGE, "ready": done, "restartCount": 0, "state": state })
+    };
+    let condition = |kind: &str, on: bool| {
+        let mut c = json!({ "type": kind, "status": if on { "True" } else { "False" }, "lastTransitionTime": time(w.now) });
+        if !on && kind != "Initialized" {
+            c["reason"] = json!("ContainersNotReady");
+        }
+        c
+    };
+    let mut metadata = json!({
+        "name": name, "namespace": ns, "uid": p.uid, "resourceVersion": "1", "creationTimestamp": time(w.installed_at),
+        "labels": { "app": "etcd", "hypershift.openshift.io/control-plane-component": "etcd",
+                    "statefulset.kubernetes.io/pod-name": name, "apps.kubernetes.io/pod-index": slot.ordinal.to_string() },
+        "ownerReferences": [{ "apiVersion": "apps/v1", "kind": "StatefulSet", "name": "etcd", "uid": statefulset_uid(e),
+                              "controller": true, "blockOwnerDeletion": true }],
+    });
+    if matches!(p.phase, EtcdPodPhase::Terminating { .. }) {
+        metadata["deletionTimestamp"] = json!(time(w.now));
+        metadata["deletionGracePeriodSeconds"] = json!(30);
+    }
+    let containers = ["etcd", "etcd-metrics", "healthz", "etcd-defrag"];
+    let mut pod = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": metadata,
+        "spec": {
+            "hostname": name, "subdomain": "etcd-discovery", "nodeName": "ip-10-0-140-17.ec2.internal",
+            "initContainers": [{ "name": "ensure-dns", "image": ETCD_IMAGE }, { "name": "reset-member", "image": ETCD_IMAGE }],
+            "containers": containers.iter().map(|c| json!({ "name": c, "image": ETCD_IMAGE })).collect::<Vec<_>>(),
+            "volumes": [
+                { "name": "data", "persistentVolumeClaim": { "claimName": etcd_pvc_name(&name) } },
+                { "name": "client-tls", "secret": { "secretName": "etcd-client-tls" } },
+                { "name": "etcd-ca", "configMap": { "name": "etcd-ca" } },
+                { "name": "server-tls", "secret": { "secretName": "etcd-server-tls" } },
+                { "name": "peer-tls", "secret": { "secretName": "etcd-peer-tls" } },
+            ],
+        },
+        "status": {
+            "phase": phase,
+            "conditions": [condition("PodScheduled", true), condition("Initialized", initialized),
+                           condition("ContainersReady", ready), condition("Ready", ready)],
+            "initContainerStatuses": [init_status("ensure-dns", true), init_status("reset-member", initialized)],
+            "containerStatuses": containers.iter().map(|c| status_of(c)).collect::<Vec<_>>(),
+        },
+    });
+    if p.phase == EtcdPodPhase::Unschedulable {
+        // Never bound to a node: no kubelet has reported on it, the scheduler has said why.
+        if let Some(spec) = pod["spec"].as_object_mut() {
+            spec.remove("nodeName");
+        }
+        let why = format!(
+            "0/3 nodes are available: persistentvolumeclaim \"{}\" is being deleted. \
+             preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling.",
+            etcd_pvc_name(&name)
+        );
+        pod["status"] = json!({
+            "phase": "Pending",
+            "conditions": [{ "type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": why,
+                             "lastTransitionTime": time(w.now) }],
+        });
+    }
+    pod
+}
+
+/// PVC `data-etcd-N`: bound to its volume, held by `kubernetes.io/pvc-protection` while a pod
+/// uses it after its deletion.
+fn hosted_etcd_pvc(w: &World, ns: &str, slot: &EtcdSlot, c: &EtcdPvc) -> Value {
+    let mut metadata = json!({
+        "name": etcd_pvc_name(&slot.pod_name()), "namespace": ns, "uid": c.uid, "resourceVersion": "1",
+        "creationTimestamp": time(w.installed_at), "labels": { "app": "etcd" },
+        "finalizers": ["kubernetes.io/pvc-protection"],
+        "annotations": { "pv.kubernetes.io/bind-completed": "yes", "volume.kubernetes.io/storage-provisioner": "ebs.csi.aws.com" },
+    });
+    if c.terminating {
+        metadata["deletionTimestamp"] = json!(time(w.now));
+        metadata["deletionGracePeriodSeconds"] = json!(0);
+    }
+    json!({
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": metadata,
+        "spec": { "accessModes": ["ReadWriteOnce"], "resources": { "requests": { "storage": "8Gi" } },
+                  "storageClassName": "gp3-csi", "volumeMode": "Filesystem", "volumeName": format!("pvc-{}", c.uid) },
+        "status": { "phase": "Bound", "accessModes": ["ReadWriteOnce"], "capacity": { "storage": "8Gi" } },
+    })
+}
+
+fn hosted_etcd_pods(w: &World, ns: &str) -> Vec<Value> {
+    let Some(e) = hosted_etcd_in(w, ns) else { return vec![] };
+    e.slots.iter().filter_map(|s| Some(hosted_etcd_pod(w, ns, e, s, s.pod.as_ref()?))).collect()
+}
+
+fn hosted_etcd_pvcs(w: &World, ns: &str) -> Vec<Value> {
+    let Some(e) = hosted_etcd_in(w, ns) else { return vec![] };
+    e.slots.iter().filter_map(|s| Some(hosted_etcd_pvc(w, ns, s, s.pvc.as_ref()?))).collect()
+}
+
+fn by_name(items: Vec<Value>, name: &str) -> Option<Value> {
+    items.into_iter().find(|o| o.pointer("/metadata/name").and_then(Value::as_str) == Some(name))
+}
+
+/// The pods and PVCs of a control-plane namespace (the hosted etcd's), and their deletes.
+fn control_plane_namespace_objects(w: &mut World, call: &ApiCall, ns: &str, plural: &str, rest: &[&str]) -> Answer {
+    let items = |w: &World| if plural == "pods" { hosted_etcd_pods(w, ns) } else { hosted_etcd_pvcs(w, ns) };
+    match (call.method.as_str(), rest) {
+        ("GET", []) => {
+            let selector = call.param("labelSelector").unwrap_or("");
+            let mut out = vec![];
+            for obj in items(w) {
+                let labels = obj["metadata"]["labels"].as_object().cloned().unwrap_or_default();
+                match selector_matches(selector, &labels) {
+                    Ok(true) => out.push(obj),
+                    Ok(false) => {}
+                    Err(why) => return Answer::status(400, "BadRequest", why, None),
+                }
+            }
+            let kind = if plural == "pods" { "PodList" } else { "PersistentVolumeClaimList" };
+            Answer::ok(list(kind, "v1", out))
+        }
+        ("GET", [name]) => match by_name(items(w), name) {
+            Some(obj) => Answer::ok(obj),
+            None => Answer::not_found("", plural, name),
+        },
+        ("DELETE", [name]) => {
+            let (Some(obj), Some((namespace, cluster))) = (by_name(items(w), name), hosted_cluster_of(w, ns)) else {
+                return Answer::not_found("", plural, name);
+            };
+            if let Err(conflict) = delete_precondition(call, &obj) {
+                return conflict;
+            }
+            // The precondition held (or none was given): the object as it is goes.
+            let uid = obj.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("").to_string();
+            let r = if plural == "pods" {
+                w.delete_hosted_etcd_pod(&namespace, &cluster, name, &uid)
+            } else {
+                w.delete_hosted_etcd_pvc(&namespace, &cluster, name, &uid)
+            };
+            match r {
+                // The API answers with the object as the delete left it (Terminating), or as it
+                // was if it is gone at once.
+                Ok(()) => Answer::ok(by_name(items(w), name).unwrap_or(obj)),
+                Err(e) => Answer::from_port_error(e),
+            }
+        }
+        _ => Answer::status(405, "MethodNotAllowed", format!("{} is not served for {plural} by the drctl twin", call.method), None),
+    }
 }
 
 #[cfg(test)]

@@ -297,6 +297,7 @@ fn the_management_cluster_agrees() {
             both(&format!("{when} operator_available"), &|m| m.operator_available().map(|v| format!("{v:?}")));
             both(&format!("{when} missing cluster"), &|m| m.hosted_cluster("clusters", "nope").map(|v| format!("{v:?}")));
             both(&format!("{when} node_pool_scales"), &|m| m.node_pool_scales("clusters", "example").map(|v| format!("{v:?}")));
+            both(&format!("{when} hosted_etcd"), &|m| m.hosted_etcd("clusters", "example").map(|v| format!("{v:?}")));
             for pool in ["example-us-east-1a", "example-us-east-1b", "nope"] {
                 both(&format!("{when} machines of {pool}"), &|m| {
                     m.node_pool_machines("clusters", "example", pool).map(|v| format!("{v:?}"))
@@ -388,4 +389,219 @@ fn etcdctl_in_an_etcd_pod_agrees() {
         both("member_list after", &|e| e.member_list(via).map(|v| format!("{v:?}")));
         p.same_cluster(&format!("{scenario}: etcdctl in pods"));
     }
+}
+
+/// Agreement of one `ManagementCluster` call both ways: equal answers (made comparable by
+/// `norm`), or failures of the same kind.
+fn agree<T: std::fmt::Debug>(
+    what: &str,
+    adapter: &dyn drctl_workflows::ports::ManagementCluster,
+    sim: &dyn drctl_workflows::ports::ManagementCluster,
+    call: impl Fn(&dyn drctl_workflows::ports::ManagementCluster) -> PortResult<T>,
+    norm: impl Fn(T) -> String,
+) {
+    let (a, b) = (call(adapter).map(&norm), call(sim).map(&norm));
+    match (&a, &b) {
+        (Ok(x), Ok(y)) => assert_eq!(x, y, "{what}: the adapter read {x} from the served API, the sim port says {y}"),
+        (Err(x), Err(y)) => assert_eq!(kind(x), kind(y), "{what}: adapter {x:?}, sim port {y:?}"),
+        _ => panic!("{what}: adapter {a:?}, sim port {b:?}"),
+    }
+}
+
+/// Members by id: etcd lists them so and the adapter sorts them so; the simulated etcd keeps
+/// them by name. The order carries nothing (the procedures look members up by name or id).
+fn members_norm(mut l: drctl_workflows::ports::EtcdMemberList) -> String {
+    l.members.sort_by_key(|m| m.id);
+    format!("{l:?}")
+}
+
+/// The etcd of a hosted control plane through the `ManagementCluster` port both ways: what its
+/// control-plane namespace shows, etcdctl in a serving pod and in the crash-looping one, and a
+/// member's replacement (its PVC, then its pod, deleted by uid; a wrong or stale uid changes
+/// nothing) leaving the same etcd on both sides, before and after the StatefulSet controller
+/// brought the member back.
+#[test]
+fn the_hosted_etcd_agrees() {
+    use drctl_sim::ports::SimManagement;
+    use drctl_workflows::ports::{etcd_pvc_name, ManagementCluster};
+    for scenario in ["hosted-healthy", "hosted-etcd-member-failed"] {
+        // Seed 4: the StatefulSet controller wins the race against PVC protection.
+        for seed in [1, 2, 4] {
+            let w = drctl_sim::scenario::build(scenario, seed).unwrap();
+            let p = Pair::of(&w);
+            let sim = SimManagement(p.direct.clone());
+            let at = |what: &str| format!("{scenario} seed {seed}: {what}");
+            let both = |what: &str, f: &dyn Fn(&dyn drctl_workflows::ports::ManagementCluster) -> PortResult<String>| {
+                agree(&at(what), &p.adapter, &sim, f, |s| s)
+            };
+            let etcd = |when: &str| {
+                both(&format!("{when}: hosted_etcd"), &|m| m.hosted_etcd("clusters", "example").map(|v| format!("{v:?}")));
+            };
+            let victim = drctl_sim::scenario::hosted_etcd_victim(seed);
+            let serving = ["etcd-0", "etcd-1", "etcd-2"].into_iter().find(|p| *p != victim).unwrap();
+            let etcdctl = |when: &str, pod: &str| {
+                both(&format!("{when}: health via {pod}"), &|m| m.hosted_etcd_health("clusters", "example", pod).map(|v| format!("{v:?}")));
+                agree(
+                    &at(&format!("{when}: members via {pod}")),
+                    &p.adapter,
+                    &sim,
+                    |m| m.hosted_etcd_members("clusters", "example", pod),
+                    members_norm,
+                );
+            };
+            etcd("before");
+            etcdctl("before", serving);
+            // Crash-looping in hosted-etcd-member-failed (its container cannot be entered: transient);
+            // serving in hosted-healthy.
+            etcdctl("before", &victim);
+            let crash_looping = scenario == "hosted-etcd-member-failed";
+            let entered = sim.hosted_etcd_members("clusters", "example", &victim);
+            assert_eq!(entered.is_err_and(|e| e.is_transient()), crash_looping, "{}", at("the victim's container"));
+            etcdctl("before", "etcd-9");
+            both("missing cluster", &|m| m.hosted_etcd("clusters", "nope").map(|v| format!("{v:?}")));
+            both("missing cluster's pod", &|m| m.hosted_etcd_members("clusters", "nope", "etcd-0").map(|v| format!("{v:?}")));
+
+            let info = sim.hosted_etcd("clusters", "example").unwrap();
+            let pvc = etcd_pvc_name(&victim);
+            let (pvc_uid, pod_uid) = (info.pvc(&pvc).unwrap().uid.clone(), info.pod(&victim).unwrap().uid.clone());
+            both("delete pvc", &|m| m.delete_hosted_etcd_pvc("clusters", "example", &pvc, &pvc_uid).map(|v| format!("{v:?}")));
+            etcd("pvc deleted");
+            both("delete pvc, wrong uid", &|m| {
+                m.delete_hosted_etcd_pvc("clusters", "example", &pvc, "not-its-uid").map(|v| format!("{v:?}"))
+            });
+            both("delete pvc again", &|m| m.delete_hosted_etcd_pvc("clusters", "example", &pvc, &pvc_uid).map(|v| format!("{v:?}")));
+            etcd("pvc deleted twice");
+            both("delete pod, wrong uid", &|m| {
+                m.delete_hosted_etcd_pod("clusters", "example", &victim, "not-its-uid").map(|v| format!("{v:?}"))
+            });
+            etcd("pod kept");
+            both("delete pod", &|m| m.delete_hosted_etcd_pod("clusters", "example", &victim, &pod_uid).map(|v| format!("{v:?}")));
+            etcd("pod deleted");
+            let deleting = sim.hosted_etcd("clusters", "example").unwrap();
+            assert_eq!(deleting.pod(&victim).map(|p| p.status.as_str()), Some("Terminating"), "{}", at("pod deleted"));
+            assert!(deleting.pvc(&pvc).is_some_and(|c| c.terminating), "{}", at("the pvc waits for its pod"));
+            both("delete missing pod", &|m| m.delete_hosted_etcd_pod("clusters", "example", "etcd-9", "any").map(|v| format!("{v:?}")));
+            etcdctl("member being replaced", serving);
+            p.same_cluster(&at("the member's deletes"));
+
+            // The pod goes, the PVC with it; the StatefulSet controller creates both anew and
+            // the member is re-added on the empty volume. Unless the controller won the race
+            // against PVC protection and recreated the pod on the Terminating PVC: that pod stays
+            // unschedulable (and holds the PVC) until it is deleted in turn.
+            for round in 0..3 {
+                p.served.advance_to(p.served.now().plus(std::time::Duration::from_secs(600)));
+                p.direct.advance_to(p.served.now());
+                etcd(&format!("replacing, round {round}"));
+                let now = sim.hosted_etcd("clusters", "example").unwrap();
+                let Some(stuck) = now.pod(&victim).filter(|p| p.status.as_str() == "Pending").map(|p| p.uid.clone()) else { break };
+                eprintln!("{}", at(&format!("round {round}: {victim} unschedulable on its Terminating PVC; deleting it")));
+                both("delete unschedulable pod", &|m| {
+                    m.delete_hosted_etcd_pod("clusters", "example", &victim, &stuck).map(|v| format!("{v:?}"))
+                });
+            }
+            etcd("replaced");
+            etcdctl("replaced", serving);
+            etcdctl("replaced", &victim);
+            // The old uids name objects that are gone: the new ones of the same names stay.
+            both("delete old pvc", &|m| m.delete_hosted_etcd_pvc("clusters", "example", &pvc, &pvc_uid).map(|v| format!("{v:?}")));
+            both("delete old pod", &|m| m.delete_hosted_etcd_pod("clusters", "example", &victim, &pod_uid).map(|v| format!("{v:?}")));
+            etcd("replaced, old uids deleted");
+            let after = sim.hosted_etcd("clusters", "example").unwrap();
+            assert_ne!(after.pod(&victim).map(|p| p.uid.as_str()), Some(pod_uid.as_str()), "{}", at("a new pod"));
+            assert_ne!(after.pvc(&pvc).map(|c| c.uid.as_str()), Some(pvc_uid.as_str()), "{}", at("a new pvc"));
+            assert!(after.pods.iter().all(|p| p.ready) && after.ready_replicas == 3, "{}: {after:?}", at("the member is back"));
+            let health = sim.hosted_etcd_health("clusters", "example", serving).unwrap();
+            assert!(health.len() == 3 && health.iter().all(|h| h.healthy), "{}: {health:?}", at("every member healthy"));
+            p.same_cluster(&at("the member's replacement"));
+        }
+    }
+}
+
+/// What only the served API shows: the shapes behind the adapter's answers (the StatefulSet's
+/// retention policy, the PVC protection finalizer, the exec refusal of a crash-looping
+/// container), a DELETE whose uid precondition does not hold (409, nothing changes), and etcdctl
+/// reached on the modern CA path in one exec (no probe for the legacy CA).
+#[test]
+fn the_served_hosted_etcd_is_the_real_api() {
+    use drctl_sim::ports::SimManagement;
+    use drctl_twin::kube::{admit_exec, serve, ApiCall};
+    use drctl_workflows::ports::ManagementCluster;
+    let seed = 1;
+    let w = drctl_sim::scenario::build("hosted-etcd-member-failed", seed).unwrap();
+    let p = Pair::of(&w);
+    let sim = SimManagement(p.direct.clone());
+    let victim = drctl_sim::scenario::hosted_etcd_victim(seed);
+    let cpns = "clusters-example";
+    let call = |method: hyper::Method, path: String, body: serde_json::Value| ApiCall {
+        bearer: None,
+        method,
+        path,
+        query: vec![],
+        content_type: "application/json".into(),
+        body: body.to_string().into_bytes(),
+    };
+    let get = |path: String| {
+        let a = serve(&p.served, &call(hyper::Method::GET, path.clone(), json!(null))).unwrap();
+        assert_eq!(a.status, 200, "GET {path}: {}", a.body);
+        a.body
+    };
+    let sts = get(format!("/apis/apps/v1/namespaces/{cpns}/statefulsets/etcd"));
+    assert_eq!(sts["spec"]["persistentVolumeClaimRetentionPolicy"], json!({"whenDeleted": "Retain", "whenScaled": "Retain"}));
+    assert_eq!((sts["spec"]["serviceName"].as_str(), sts["spec"]["replicas"].as_u64()), (Some("etcd-discovery"), Some(3)));
+    assert_eq!(sts["status"]["readyReplicas"], 2);
+    let pod = get(format!("/api/v1/namespaces/{cpns}/pods/{victim}"));
+    assert_eq!(pod["metadata"]["labels"]["app"], "etcd");
+    assert_eq!(pod["status"]["containerStatuses"][0]["state"]["waiting"]["reason"], "CrashLoopBackOff");
+    let claim = format!("data-{victim}");
+    let pvc = get(format!("/api/v1/namespaces/{cpns}/persistentvolumeclaims/{claim}"));
+    assert_eq!(pvc["metadata"]["finalizers"], json!(["kubernetes.io/pvc-protection"]));
+    assert_eq!(pvc["status"]["phase"], "Bound");
+    let hc = get("/apis/hypershift.openshift.io/v1beta1/namespaces/clusters/hostedclusters/example".into());
+    assert_eq!(hc["spec"]["controllerAvailabilityPolicy"], "HighlyAvailable");
+
+    // The crash-looping etcd container cannot be entered: the API server's 400.
+    match admit_exec(&p.served, cpns, &victim, "etcd").unwrap() {
+        Err(a) => {
+            assert_eq!(a.status, 400);
+            assert_eq!(a.body["message"], "unable to upgrade connection: container not found (\"etcd\")");
+        }
+        Ok(target) => panic!("exec into a crash-looping container admitted: {target:?}"),
+    }
+
+    // A uid precondition that does not hold: 409 Conflict, the objects stay as they were.
+    let before = p.adapter.hosted_etcd("clusters", "example").unwrap();
+    for (plural, name, uid) in [
+        ("persistentvolumeclaims", claim.as_str(), &before.pvc(&claim).unwrap().uid),
+        ("pods", victim.as_str(), &before.pod(&victim).unwrap().uid),
+    ] {
+        let path = format!("/api/v1/namespaces/{cpns}/{plural}/{name}");
+        let a =
+            serve(&p.served, &call(hyper::Method::DELETE, path, json!({"kind": "DeleteOptions", "preconditions": {"uid": "0000-wrong"}})))
+                .unwrap();
+        assert_eq!((a.status, a.body["reason"].as_str()), (409, Some("Conflict")), "{}", a.body);
+        let message = a.body["message"].as_str().unwrap_or("");
+        assert!(message.contains(&format!("Precondition failed: UID in precondition: 0000-wrong, UID in object meta: {uid}")), "{message}");
+        // Through the adapter the same answer means "that object is gone", which it is not: the
+        // world is untouched either way.
+        let through_adapter = match plural {
+            "pods" => p.adapter.delete_hosted_etcd_pod("clusters", "example", name, "0000-wrong"),
+            _ => p.adapter.delete_hosted_etcd_pvc("clusters", "example", name, "0000-wrong"),
+        };
+        assert_eq!(through_adapter, Ok(()));
+    }
+    assert_eq!(p.adapter.hosted_etcd("clusters", "example").unwrap(), before, "a DELETE refused on its uid changed nothing");
+
+    // The modern CA: one exec, as the simulated port's one request; a probe of the legacy CA
+    // and the second etcdctl would be two more requests on the served API's clock. (The pod has
+    // no legacy CA, so an answer at all means the modern path was taken.)
+    let serving = ["etcd-0", "etcd-1", "etcd-2"].into_iter().find(|p| *p != victim).unwrap();
+    p.direct.advance_to(p.served.now());
+    let (t_served, t_direct) = (p.served.now(), p.direct.now());
+    let members = p.adapter.hosted_etcd_members("clusters", "example", serving).unwrap();
+    assert_eq!(members_norm(members), members_norm(sim.hosted_etcd_members("clusters", "example", serving).unwrap()));
+    assert_eq!(
+        p.served.now().since(t_served),
+        p.direct.now().since(t_direct),
+        "the adapter made more API requests than one exec: did it probe for the legacy CA?"
+    );
 }

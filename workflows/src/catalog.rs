@@ -504,6 +504,24 @@ pub const CATALOG: &[CatalogRow] = &[
         cli: cli::<crate::hosted::scale_data_plane_zero::ScaleZeroArgs>(),
         preflight: no_preflight,
     },
+    CatalogRow {
+        name: <crate::hosted::HostedEtcdMemberRecover as Procedure>::NAME,
+        family: Family::Hosted,
+        summary: "Recover the one failed etcd member of a hosted control plane: delete its PVC, then its pod (each fenced by uid), and wait until it re-joins; never on SingleReplica or with more than one member down",
+        docs: &[DocRef {
+            product: OCP,
+            version: "4.15",
+            document: "Hosted control planes",
+            section: "8.1.2",
+            title: "Recovering an etcd member for a hosted cluster",
+        }],
+        capabilities: &[Capability::ManagementCluster],
+        gates: &[],
+        scenarios: &["hosted-etcd-member-failed", "hosted-healthy"],
+        register: |r| r.register(crate::hosted::HostedEtcdMemberRecover),
+        cli: cli::<crate::hosted::etcd_member_recover::MemberRecoverArgs>(),
+        preflight: no_preflight,
+    },
 ];
 
 /// The row of procedure `name`.

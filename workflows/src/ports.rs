@@ -951,6 +951,76 @@ pub trait ManagementCluster: Send + Sync {
     fn node_pool_machines(&self, namespace: &str, cluster: &str, pool: &str) -> PortResult<Vec<String>>;
     /// Merge-patch the [`REPLICAS_BEFORE_ZERO_ANNOTATION`] of a NodePool (`None`: remove it).
     fn record_node_pool_replicas(&self, namespace: &str, name: &str, replicas: Option<u32>) -> PortResult<()>;
+    /// The etcd of HostedCluster `namespace/name` as its control-plane namespace shows it: the
+    /// HostedCluster's availability policy, StatefulSet `etcd`, its pods (`app=etcd`), the PVCs
+    /// `data-etcd-N` and the HostedControlPlane's `EtcdAvailable`.
+    fn hosted_etcd(&self, namespace: &str, name: &str) -> PortResult<HostedEtcdInfo>;
+    /// `etcdctl endpoint health --cluster` in the `etcd` container of pod `pod` (one row per
+    /// member); a pod whose etcd container does not run cannot be entered (transient).
+    fn hosted_etcd_health(&self, namespace: &str, name: &str, pod: &str) -> PortResult<Vec<EndpointHealth>>;
+    /// `etcdctl member list` in the `etcd` container of pod `pod`.
+    fn hosted_etcd_members(&self, namespace: &str, name: &str, pod: &str) -> PortResult<EtcdMemberList>;
+    /// `DELETE` PVC `pvc` of the control-plane namespace with the precondition `uid` (without
+    /// waiting: the PVC stays `Terminating` while a pod uses it). Success when the object with
+    /// that uid no longer exists (gone, or replaced by a new one of the same name).
+    fn delete_hosted_etcd_pvc(&self, namespace: &str, name: &str, pvc: &str, uid: &str) -> PortResult<()>;
+    /// As [`ManagementCluster::delete_hosted_etcd_pvc`], for pod `pod`.
+    fn delete_hosted_etcd_pod(&self, namespace: &str, name: &str, pod: &str, uid: &str) -> PortResult<()>;
+}
+
+/// The etcd of a hosted control plane, as the management cluster's API serves it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostedEtcdInfo {
+    /// `spec.controllerAvailabilityPolicy` of the HostedCluster (`HighlyAvailable`,
+    /// `SingleReplica`).
+    pub availability_policy: String,
+    /// StatefulSet `etcd`: `spec.replicas` and `status.readyReplicas`.
+    pub replicas: u32,
+    pub ready_replicas: u32,
+    /// The pods labelled `app=etcd`, by name.
+    pub pods: Vec<HostedEtcdPod>,
+    /// The PVCs `data-etcd-N`, by name.
+    pub pvcs: Vec<PvcInfo>,
+    /// `status` of the HostedControlPlane's `EtcdAvailable` condition, once written.
+    pub etcd_available: Option<String>,
+}
+
+impl HostedEtcdInfo {
+    pub fn pod(&self, name: &str) -> Option<&HostedEtcdPod> {
+        self.pods.iter().find(|p| p.name == name)
+    }
+    pub fn pvc(&self, name: &str) -> Option<&PvcInfo> {
+        self.pvcs.iter().find(|p| p.name == name)
+    }
+}
+
+/// An etcd pod of a hosted control plane.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostedEtcdPod {
+    pub name: String,
+    pub uid: String,
+    pub status: PodStatus,
+    /// Every container ready.
+    pub ready: bool,
+    /// The PVC its `data` volume claims.
+    pub pvc: String,
+}
+
+/// A PersistentVolumeClaim.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PvcInfo {
+    pub name: String,
+    pub uid: String,
+    /// `status.phase`: `Bound`, `Pending`, `Lost`.
+    pub phase: String,
+    /// `metadata.deletionTimestamp` is set (held by `kubernetes.io/pvc-protection` while a pod
+    /// uses it).
+    pub terminating: bool,
+}
+
+/// The PVC of etcd member `pod` (the StatefulSet's `data` volume claim template).
+pub fn etcd_pvc_name(pod: &str) -> String {
+    format!("data-{pod}")
 }
 
 /// The control-plane namespace of HostedCluster `namespace/name`: `<namespace>-<name>`, with any

@@ -1,9 +1,11 @@
 //! Procedures for hosted control planes (HyperShift), where a cluster's etcd and API servers
 //! run on a management cluster.
 
+pub mod etcd_member_recover;
 pub mod pause_reconciliation;
 pub mod scale_data_plane_zero;
 
+pub use etcd_member_recover::HostedEtcdMemberRecover;
 pub use pause_reconciliation::HostedPauseReconciliation;
 pub use scale_data_plane_zero::HostedScaleDataPlaneZero;
 
