@@ -84,6 +84,13 @@ fn hosted_pause_reconciliation_under_protocol_faults() {
     sweep("hosted-pause-reconciliation");
 }
 
+/// Pod exec into the hosted etcd, deletes under uid preconditions, the NodePool scale subresource.
+#[test]
+fn hosted_etcd_member_recover_and_data_plane_scale_under_protocol_faults() {
+    sweep("hosted-etcd-member-recover");
+    sweep("hosted-scale-data-plane-zero");
+}
+
 /// The triage and, as its child runs, both member replacements and the backup they take first.
 #[test]
 fn etcd_member_triage_under_protocol_faults() {
