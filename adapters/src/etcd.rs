@@ -180,6 +180,27 @@ pub fn exit_code_of_status(s: Option<&k8s_openapi::apimachinery::pkg::apis::meta
         .unwrap_or(1)
 }
 
+/// A final `Status` that is a failure without an `ExitCode` cause: the command never ran. Newer
+/// API servers report a refused exec (a container not running, the runtime failing to start the
+/// process) that way, after the upgrade, instead of refusing the upgrade itself. A missing
+/// executable stays missing (permanent); anything else passes with the container (transient).
+pub fn command_not_run(s: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Status>) -> Option<PortError> {
+    let s = s?;
+    if s.status.as_deref() == Some("Success") || s.reason.as_deref() == Some("NonZeroExitCode") {
+        return None;
+    }
+    let has_exit_code =
+        s.details.as_ref().and_then(|d| d.causes.as_ref()).is_some_and(|cs| cs.iter().any(|c| c.reason.as_deref() == Some("ExitCode")));
+    if has_exit_code {
+        return None;
+    }
+    let message = format!("{}: {}", s.reason.as_deref().unwrap_or("Failure"), s.message.as_deref().unwrap_or("the command did not run"));
+    Some(match message.contains("executable file not found") {
+        true => PortError::Permanent(message),
+        false => PortError::Transient(message),
+    })
+}
+
 impl ExecChannel for PodExec {
     fn run(&self, argv: &[String], env: &[(String, String)], timeout: Duration) -> PortResult<ExecOutput> {
         use k8s_openapi::api::core::v1::Pod;
@@ -198,7 +219,8 @@ impl ExecChannel for PodExec {
             let _ = tokio::join!(out.read_to_end(&mut o), err.read_to_end(&mut e));
             let st = status.await;
             let _ = proc.join().await;
-            Ok::<_, kube::Error>(ExecOutput { code: exit_code_of_status(st.as_ref()), stdout: o, stderr: e })
+            let code = exit_code_of_status(st.as_ref());
+            Ok::<_, kube::Error>((st, ExecOutput { code, stdout: o, stderr: e }))
         };
         match self.rt.block_on(async { tokio::time::timeout(timeout, fut).await }) {
             Err(_) => Err(PortError::Transient(format!("{what}: no answer within {timeout:?}"))),
@@ -207,7 +229,11 @@ impl ExecChannel for PodExec {
                 PortError::NotFound(m) => PortError::NotFound(format!("{what}: {m}")),
                 PortError::Permanent(m) => PortError::Permanent(format!("{what}: {m}")),
             }),
-            Ok(Ok(out)) => Ok(out),
+            Ok(Ok((st, out))) => match command_not_run(st.as_ref()) {
+                Some(PortError::Transient(m)) => Err(PortError::Transient(format!("{what}: {m}"))),
+                Some(PortError::Permanent(m) | PortError::NotFound(m)) => Err(PortError::Permanent(format!("{what}: {m}"))),
+                None => Ok(out),
+            },
         }
     }
 
@@ -857,5 +883,23 @@ mod tests {
         )
         .unwrap();
         assert_eq!(exit_code_of_status(Some(&bad)), 2);
+        assert_eq!(command_not_run(Some(&ok)), None);
+        assert_eq!(command_not_run(Some(&bad)), None);
+    }
+
+    #[test]
+    fn an_exec_refused_after_the_upgrade_is_not_read_as_the_command_failing() {
+        let status = |json: &str| serde_json::from_str::<k8s_openapi::apimachinery::pkg::apis::meta::v1::Status>(json).unwrap();
+        // The container stopped between the upgrade and the start of the process: it passes.
+        let gone = status(
+            r#"{"status":"Failure","reason":"InternalError","message":"Internal error occurred: error executing command in container: container is not created or running"}"#,
+        );
+        assert!(matches!(command_not_run(Some(&gone)), Some(PortError::Transient(m)) if m.contains("container is not created or running")));
+        // The image has no such tool: trying again changes nothing.
+        let missing = status(
+            r#"{"status":"Failure","reason":"InternalError","message":"Internal error occurred: error executing command in container: failed to exec in container: OCI runtime exec failed: exec: \"etcdutl\": executable file not found in $PATH: unknown"}"#,
+        );
+        assert!(matches!(command_not_run(Some(&missing)), Some(PortError::Permanent(_))));
+        assert_eq!(command_not_run(None), None);
     }
 }

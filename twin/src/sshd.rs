@@ -56,10 +56,14 @@ pub fn current_user() -> String {
     std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "root".into())
 }
 
-/// A port nothing listens on now (the kernel's pick; sshd binds it right after).
-fn free_port() -> Result<u16, String> {
+/// A port nothing listens on now (the kernel's pick; sshd binds it right after), held by the
+/// returned listener: while it is held the kernel picks another port for the next host. Released
+/// at once, the same port could come back for a second host of the farm, whose sshd (same host
+/// key) would then answer for the first.
+fn reserve_port() -> Result<(u16, std::net::TcpListener), String> {
     let l = std::net::TcpListener::bind(("127.0.0.1", 0)).map_err(|e| format!("find a free port: {e}"))?;
-    l.local_addr().map(|a| a.port()).map_err(|e| format!("find a free port: {e}"))
+    let port = l.local_addr().map(|a| a.port()).map_err(|e| format!("find a free port: {e}"))?;
+    Ok((port, l))
 }
 
 /// Quote one word for sshd_config (double quotes; our paths have no quotes or newlines).
@@ -84,8 +88,11 @@ impl SshFarm {
         let host_pub = std::fs::read_to_string(host_key.with_extension("pub")).map_err(|e| format!("host key: {e}"))?;
         let user = current_user();
         let (mut servers, mut known, mut client) = (BTreeMap::new(), String::new(), String::new());
+        // Every host's port stays reserved until all are chosen: one distinct port per host.
+        let mut reserved = Vec::with_capacity(hosts.len());
         for (name, address) in hosts {
-            let port = free_port()?;
+            let (port, held) = reserve_port()?;
+            reserved.push(held);
             let config = dir.join(format!("sshd_config.{name}"));
             let force = format!("{} sim host-shell --socket {} --host {name}", drctl.display(), socket.display());
             let text = format!(
@@ -109,6 +116,7 @@ impl SshFarm {
             ));
             servers.insert(name.clone(), HostServer { port, config, child: None });
         }
+        drop(reserved);
         let known_hosts = dir.join("known_hosts");
         std::fs::write(&known_hosts, known).map_err(|e| format!("{}: {e}", known_hosts.display()))?;
         let client_config = dir.join("ssh_config");
