@@ -313,6 +313,17 @@ pub fn sim_status(out: Output, run: &str, st: &SimStatus) {
                         e.revision
                     );
                 }
+                let servers: Vec<String> =
+                    hc.api_servers.iter().map(|d| format!("{} {}/{} ready", d.name, d.ready_replicas, d.replicas)).collect();
+                println!(
+                    "  control plane: Available {}; API servers [{}]{}",
+                    if hc.available { "True" } else { "False" },
+                    servers.join(", "),
+                    match hc.snapshot_files.is_empty() {
+                        true => String::new(),
+                        false => format!("; snapshot files [{}]", hc.snapshot_files.join(", ")),
+                    }
+                );
                 for pool in &hc.node_pools {
                     let np = &pool.scale;
                     let scale = match (np.replicas, np.autoscaling) {
@@ -332,6 +343,9 @@ pub fn sim_status(out: Output, run: &str, st: &SimStatus) {
                         println!("                {} replicas recorded before a scale to zero", r);
                     }
                 }
+            }
+            for o in &st.objects {
+                println!("object:         s3://{}/{} ({} bytes, sha256 {})", o.bucket, o.key, o.size, o.sha256);
             }
         }
     }

@@ -31,6 +31,7 @@ pub const LABEL_SSH_IDENTITY: &str = "real.ssh_identity";
 pub const LABEL_KNOWN_HOSTS: &str = "real.known_hosts";
 pub const LABEL_BACKUP_ROOT: &str = "real.backup_root";
 pub const LABEL_HOST_ROOT: &str = "real.ssh_host_root";
+pub const LABEL_S3_ENDPOINT: &str = "real.s3_endpoint";
 
 /// How to reach a real cluster: its API (kubeconfig) and its control-plane hosts (SSH).
 #[derive(Args, Debug, Clone, Default)]
@@ -69,6 +70,11 @@ pub struct AccessArgs {
     /// without sudo (sandbox directories standing for hosts).
     #[arg(long, value_name = "DIR", hide = true)]
     pub ssh_host_root: Option<PathBuf>,
+    /// An S3-compatible endpoint for the hosted backups' bucket (MinIO, Ceph RGW:
+    /// `https://s3.example.com`); default: AWS S3. Credentials come from the AWS environment
+    /// variables, shared files or profile, and are never recorded.
+    #[arg(long, value_name = "URL", help_heading = "Real cluster")]
+    pub s3_endpoint: Option<String>,
 }
 
 impl AccessArgs {
@@ -83,6 +89,7 @@ impl AccessArgs {
             || self.ssh_identity.is_some()
             || self.known_hosts.is_some()
             || self.ssh_host_root.is_some()
+            || self.s3_endpoint.is_some()
     }
 }
 
@@ -322,6 +329,9 @@ impl RealSpec {
             );
         };
         let kube = KubeSpec::resolve(kubeconfig, a.context.as_deref())?;
+        if a.s3_endpoint.is_some() {
+            bail!("--s3-endpoint is for the hosted procedures' object store: a standalone cluster's backups go to --backup-root");
+        }
         let Some(ssh) = SshSpec::from_args(a)? else {
             bail!("a real cluster needs --hosts NAME=ADDRESS[@NODE],... (its control-plane hosts), or pass --sim <scenario>");
         };
@@ -401,6 +411,7 @@ impl RealSpec {
             hosts: Box::new(ssh),
             backups: Box::new(DirBackupStore::new(&self.backup_root)),
             management: None,
+            object_store: None,
         };
         Target { ports: Arc::new(ports), clock: Arc::new(SystemClock::new()), sim: None }
     }
@@ -450,10 +461,12 @@ pub const TARGET_REAL_MANAGEMENT: &str = "real-management";
 #[derive(Debug, Clone)]
 pub struct ManagementSpec {
     pub kube: KubeSpec,
+    /// `--s3-endpoint`: where the bucket is, when not AWS S3.
+    pub s3_endpoint: Option<String>,
 }
 
 impl ManagementSpec {
-    pub const CAPABILITIES: &'static [Capability] = &[Capability::ManagementCluster];
+    pub const CAPABILITIES: &'static [Capability] = &[Capability::ManagementCluster, Capability::ObjectStore];
 
     /// From `drctl run`'s options: the kubeconfig and context of the management cluster. The
     /// options of a standalone cluster are refused rather than silently ignored.
@@ -474,16 +487,22 @@ impl ManagementSpec {
                  --kubeconfig (none in $KUBECONFIG or ~/.kube/config)"
             );
         };
-        Ok(ManagementSpec { kube: KubeSpec::resolve(kubeconfig, a.context.as_deref())? })
+        if let Some(ep) = &a.s3_endpoint {
+            crate::inspect::check_s3_endpoint(ep)?;
+        }
+        Ok(ManagementSpec { kube: KubeSpec::resolve(kubeconfig, a.context.as_deref())?, s3_endpoint: a.s3_endpoint.clone() })
     }
 
     pub fn from_labels(rec: &RunRecord) -> Result<ManagementSpec> {
-        Ok(ManagementSpec { kube: KubeSpec::from_labels(rec)? })
+        Ok(ManagementSpec { kube: KubeSpec::from_labels(rec)?, s3_endpoint: rec.labels.get(LABEL_S3_ENDPOINT).cloned() })
     }
 
     pub fn labels(&self) -> BTreeMap<String, String> {
         let mut l = BTreeMap::from([(LABEL_TARGET.to_string(), TARGET_REAL_MANAGEMENT.to_string())]);
         self.kube.put_labels(&mut l);
+        if let Some(ep) = &self.s3_endpoint {
+            l.insert(LABEL_S3_ENDPOINT.into(), ep.clone());
+        }
         l
     }
 
@@ -503,23 +522,29 @@ impl ManagementSpec {
                 eprintln!("drctl: warning: the API does not answer ({e}); its steps are retried until it is back (within --deadline)")
             }
         }
-        Ok(Self::target(api))
+        self.target(api)
     }
 
     /// For `drctl resume`: built, not probed.
     pub fn load_target(&self) -> Result<Target> {
-        Ok(Self::target(self.kube.connect(&Blocking::dedicated("drctl-io").context("start the I/O runtime")?)?))
+        self.target(self.kube.connect(&Blocking::dedicated("drctl-io").context("start the I/O runtime")?)?)
     }
 
-    fn target(api: KubeApi) -> Target {
+    /// The kube adapter on the management cluster and the S3 adapter on the bucket's endpoint
+    /// (its credentials resolved by the AWS chain when first used).
+    fn target(&self, api: KubeApi) -> Result<Target> {
+        let rt = Blocking::dedicated("drctl-s3").context("start the I/O runtime")?;
+        let opts = drctl_adapters::s3::S3Options { endpoint: self.s3_endpoint.clone(), ..Default::default() };
+        let store = drctl_adapters::s3::S3Store::connect(rt, opts).map_err(|e| anyhow::anyhow!("the object store: {e}"))?;
         let ports = Ports {
             etcd: Box::new(KubeEtcdPods(api.clone())),
             management: Some(Box::new(api.clone())),
             api: Box::new(api),
             hosts: Box::new(NoHosts),
             backups: Box::new(NoBackups),
+            object_store: Some(Box::new(store)),
         };
-        Target { ports: Arc::new(ports), clock: Arc::new(SystemClock::new()), sim: None }
+        Ok(Target { ports: Arc::new(ports), clock: Arc::new(SystemClock::new()), sim: None })
     }
 }
 

@@ -176,3 +176,16 @@ fn bare_metal_replacement_through_the_real_adapters_ends_as_the_direct_run() {
         assert!(hosts.iter().any(|h| h.state == "provisioned" && h.consumer.is_some()), "{procedure}: {hosts:?}");
     }
 }
+
+#[test]
+fn the_hosted_etcd_snapshot_goes_through_the_served_s3_and_ends_as_the_direct_run() {
+    let seed = (0..10_000u64)
+        .find(|s| chaos::row("hosted-etcd-snapshot").unwrap().scenario_index(*s) == 0)
+        .expect("a seed backing up hosted-healthy");
+    let served = twin_matches_direct("hosted-etcd-snapshot", seed);
+    assert_eq!(served.obs.status, drctl_runtime::RunStatus::Succeeded, "{:?}", served.obs.outcome);
+    // The SDK wrote the objects into the served world: the snapshot, the key, the manifest.
+    let objects = served.sim.status().objects;
+    assert_eq!(objects.len(), 3, "{objects:?}");
+    assert!(objects.iter().any(|o| o.key == "hcp/example-backup.json"), "{objects:?}");
+}

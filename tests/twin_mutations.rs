@@ -66,6 +66,7 @@ fn restore_differences(
             hosts: hosts(twin.ssh_hosts(&rt).unwrap()),
             backups: Box::new(drctl_adapters::DirBackupStore::new(&twin.backup_root)),
             management: None,
+            object_store: None,
         }
     });
     diffs

@@ -9,7 +9,9 @@
 //! | OVN references | daemonset `ovnkube-master` in `openshift-ovn-kubernetes` |
 //! | bare metal hosts | `baremetalhosts.metal3.io/v1alpha1` in `openshift-machine-api` |
 //! | hosted clusters | `hostedclusters`, `nodepools` `.hypershift.openshift.io/v1beta1`; `hostedcontrolplanes` in the control-plane namespace |
-//! | hosted etcd | statefulset `etcd`, pods `app=etcd` (and exec into their `etcd` container), persistentvolumeclaims `data-etcd-N`, in the control-plane namespace |
+//! | hosted etcd | statefulset `etcd`, pods `app=etcd` (and exec into their `etcd` container: etcdctl, `snapshot save`/`status`, `cat` and `rm -f` of a snapshot file), persistentvolumeclaims `data-etcd-N`, in the control-plane namespace |
+//! | hosted API servers | deployments `kube-apiserver`, `openshift-apiserver`, `openshift-oauth-apiserver` (and their `scale`) in the control-plane namespace |
+//! | hosted encryption key | the Secret a HostedCluster's `spec.secretEncryption.aescbc.activeKey` names, `.data.key` |
 //! | HyperShift operator | deployment `operator` in `hypershift` |
 //!
 //! Every failure goes through [`classify_kube_error`]. Deletes treat 404 as done; a 409 is
@@ -25,9 +27,10 @@ use crate::ssh::ExecOutput;
 use drctl_runtime::clock::Clock;
 use drctl_workflows::ports::{
     control_plane_namespace, etcd_pvc_name, BareMetalHostInfo, ClusterApi, ClusterOperatorInfo, ConditionInfo, Credential, CsrInfo,
-    EndpointHealth, EtcdMemberList, HostedEtcdInfo, HostedEtcdPod, InstallerProgress, MachineInfo, MachineLayout, MachinePhase,
-    ManagementCluster, NetworkLayout, NewBareMetalHost, NodeInfo, NodePoolScale, Operator, OperatorCondition, PausableInfo, PodInfo,
-    PodStatus, PortError, PortResult, PvcInfo, WebhookInfo, PAUSED_BY_ANNOTATION, REPLICAS_BEFORE_ZERO_ANNOTATION,
+    DeploymentScale, EndpointHealth, EtcdMemberList, HostedBackupFacts, HostedEtcdInfo, HostedEtcdPod, InstallerProgress, MachineInfo,
+    MachineLayout, MachinePhase, ManagementCluster, NetworkLayout, NewBareMetalHost, NodeInfo, NodePoolScale, Operator, OperatorCondition,
+    PausableInfo, PodInfo, PodStatus, PortError, PortResult, PvcInfo, SecretBytes, SnapshotStatus, WebhookInfo, PAUSED_BY_ANNOTATION,
+    REPLICAS_BEFORE_ZERO_ANNOTATION,
 };
 use k8s_openapi::api::certificates::v1::{CertificateSigningRequest, CertificateSigningRequestCondition};
 use k8s_openapi::api::core::v1::{Node, Pod, Secret};
@@ -1377,6 +1380,37 @@ pub fn hosted_etcd_info(hc: &Value, sts: &Value, pods: &[Pod], pvcs: &[Value], h
     })
 }
 
+/// The key of an etcd encryption-key Secret's data that holds the AES-CBC key.
+pub const ENCRYPTION_KEY_FIELD: &str = "key";
+/// What a HostedCluster without `spec.etcd.managementType` gets (the CRD's default).
+pub const DEFAULT_ETCD_MANAGEMENT: &str = "Managed";
+
+/// What a backup checks of a HostedCluster, from its JSON: the `Available` condition's status,
+/// `spec.etcd.managementType` (the CRD's default when absent), `spec.secretEncryption.type` and
+/// `.aescbc.activeKey.name` (absent when not set or empty).
+pub fn hosted_backup_facts(hc: &Value) -> HostedBackupFacts {
+    let present = |ptr: &str| Some(str_at(hc, ptr)).filter(|s| !s.is_empty()).map(str::to_string);
+    HostedBackupFacts {
+        available: condition(hc, "Available").map(|c| str_at(c, "/status").to_string()),
+        etcd_management: present("/spec/etcd/managementType").unwrap_or_else(|| DEFAULT_ETCD_MANAGEMENT.to_string()),
+        encryption_type: present("/spec/secretEncryption/type"),
+        active_key_secret: present("/spec/secretEncryption/aescbc/activeKey/name"),
+    }
+}
+
+/// A Deployment by its scale, from its JSON: `spec.replicas` (1 when absent, the API server's
+/// default), `status.replicas` and `status.readyReplicas` (0 when absent).
+pub fn deployment_scale(d: &Value) -> PortResult<DeploymentScale> {
+    let name = str_at(d, "/metadata/name").to_string();
+    let whose = format!("deployment {name}");
+    Ok(DeploymentScale {
+        replicas: replica_count(d, "/spec/replicas", &whose)?.unwrap_or(1),
+        status_replicas: replica_count(d, "/status/replicas", &whose)?.unwrap_or(0),
+        ready_replicas: replica_count(d, "/status/readyReplicas", &whose)?.unwrap_or(0),
+        name,
+    })
+}
+
 /// What the API server answers when a pod's container cannot be entered *now* (it crash-loops,
 /// is not scheduled yet, or the pod ended and awaits replacement by its controller): the pod
 /// may serve again in a moment, so the refusal is transient. Anything else keeps its class.
@@ -1430,7 +1464,15 @@ pub fn hosted_etcdctl<T>(channel: Arc<dyn ExecChannel>, op: impl Fn(&EtcdCtl) ->
         let ch = HostedEtcdExec { inner: channel.clone(), ca: Some(ca.to_string()) };
         EtcdCtl::new(Box::new(ch), "etcdctl", vec![HOSTED_ETCD_ENDPOINT.to_string()])
     };
-    let first = op(&etcdctl(HOSTED_ETCD_CA));
+    with_hosted_etcd_ca(&channel, |ca| op(&etcdctl(ca)))
+}
+
+/// Run `op` with the CA path etcdctl should trust in the pod behind `channel`:
+/// [`HOSTED_ETCD_CA`]; if etcdctl cannot open that file, and only then, [`HOSTED_ETCD_LEGACY_CA`]
+/// when `test -f` finds it in the pod (HOSTED.md §E3). The first failure stands when the pod
+/// has neither.
+fn with_hosted_etcd_ca<T>(channel: &Arc<dyn ExecChannel>, op: impl Fn(&str) -> PortResult<T>) -> PortResult<T> {
+    let first = op(HOSTED_ETCD_CA);
     let missing = format!("open {HOSTED_ETCD_CA}: no such file or directory");
     match first {
         // etcdctl's own words for the file it could not open (the error's class is etcdctl's).
@@ -1441,12 +1483,125 @@ pub fn hosted_etcdctl<T>(channel: Arc<dyn ExecChannel>, op: impl Fn(&EtcdCtl) ->
             let legacy_ca_found = found.code == 0;
             tracing::info!(channel = %channel.describe(), legacy_ca_found, "hosted etcd: the default CA is missing; probed the legacy one");
             if legacy_ca_found {
-                op(&etcdctl(HOSTED_ETCD_LEGACY_CA))
+                op(HOSTED_ETCD_LEGACY_CA)
             } else {
                 Err(e)
             }
         }
         other => other,
+    }
+}
+
+/// Where `etcdutl` is in the etcd image when it has one (etcd 3.5 and later).
+pub const HOSTED_ETCDUTL: &str = "/usr/bin/etcdutl";
+/// How long `etcdctl snapshot save` may take: it streams the whole keyspace (up to the 8 GiB
+/// backend quota) from the member onto the PVC.
+const SNAPSHOT_SAVE_TIMEOUT: Duration = Duration::from_secs(20 * 60);
+/// How long `snapshot status` may take: it reads (and hashes) the whole file.
+const SNAPSHOT_STATUS_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+/// How long `rm -f` may take.
+const REMOVE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The environment etcdctl gets for the v3 API (carried by `env`: the exec API takes none).
+fn etcdctl_v3_env() -> Vec<(String, String)> {
+    vec![("ETCDCTL_API".to_string(), "3".to_string())]
+}
+
+/// `etcdctl --cacert <ca> --cert … --key … --endpoints=https://localhost:2379 snapshot save
+/// <path>` (to run with [`etcdctl_v3_env`]): the member the pod runs, written to `path`.
+pub fn snapshot_save_argv(ca: &str, path: &str) -> Vec<String> {
+    [
+        "etcdctl",
+        "--cacert",
+        ca,
+        "--cert",
+        HOSTED_ETCD_CLIENT_CERT,
+        "--key",
+        HOSTED_ETCD_CLIENT_KEY,
+        &format!("--endpoints={HOSTED_ETCD_ENDPOINT}"),
+        "snapshot",
+        "save",
+        path,
+    ]
+    .map(str::to_string)
+    .to_vec()
+}
+
+/// `snapshot status <path> -w json` and its environment: with `etcdutl` when the image has it
+/// (etcd 3.6 dropped the command from etcdctl; 3.5 deprecates it there), else etcdctl. Offline:
+/// no endpoint, no certificates.
+pub fn snapshot_status_argv(etcdutl: bool, path: &str) -> (Vec<String>, Vec<(String, String)>) {
+    let tool = if etcdutl { "etcdutl" } else { "etcdctl" };
+    let argv = [tool, "snapshot", "status", path, "-w", "json"].map(str::to_string).to_vec();
+    (argv, if etcdutl { vec![] } else { etcdctl_v3_env() })
+}
+
+/// A failed `snapshot save`: what etcdctl said, classified as [`classify_etcdctl`] does (an
+/// unreachable member — `context deadline exceeded` — is transient), except that a full volume
+/// is permanent (waiting does not free the PVC; someone must make room or grow it).
+pub fn classify_snapshot_save(stderr: &str) -> PortError {
+    match crate::etcd::classify_etcdctl(stderr) {
+        PortError::Transient(m) | PortError::NotFound(m) if stderr.to_ascii_lowercase().contains("no space left on device") => {
+            PortError::Permanent(m)
+        }
+        e => e,
+    }
+}
+
+/// A failed `snapshot status`, `cat` or `rm` of a file in the pod: what the tool said. A file
+/// that is not there is permanent, as the simulated port has it: it was written (or named) by
+/// the same run a moment before, and asking again will not make it appear.
+pub fn classify_file_command(command: &str, path: &str, code: i32, stderr: &str) -> PortError {
+    let e = crate::etcd::classify_etcdctl(stderr);
+    let said = match &e {
+        PortError::Transient(m) | PortError::NotFound(m) | PortError::Permanent(m) => m.trim_start_matches("etcd: "),
+    };
+    let text = match said {
+        "" => format!("{command} {path}: exit status {code}"),
+        _ => format!("{command} {path}: exit status {code}: {said}"),
+    };
+    match e {
+        PortError::Transient(_) => PortError::Transient(text),
+        _ => PortError::Permanent(text),
+    }
+}
+
+/// `etcdctl snapshot save <path>` in the pod behind `channel`, with the CA fallback of
+/// [`hosted_etcdctl`].
+pub fn hosted_snapshot_save(channel: Arc<dyn ExecChannel>, path: &str) -> PortResult<()> {
+    let raw = HostedEtcdExec { inner: channel.clone(), ca: None };
+    with_hosted_etcd_ca(&channel, |ca| {
+        let out = raw.run(&snapshot_save_argv(ca, path), &etcdctl_v3_env(), SNAPSHOT_SAVE_TIMEOUT)?;
+        tracing::debug!(channel = %channel.describe(), path, code = out.code, "etcdctl snapshot save");
+        match out.code {
+            0 => Ok(()),
+            _ => Err(classify_snapshot_save(&out.stderr_str())),
+        }
+    })
+}
+
+/// `snapshot status <path> -w json` in the pod behind `channel`: `test -x` of
+/// [`HOSTED_ETCDUTL`] picks the tool (HOSTED.md §E4).
+pub fn hosted_snapshot_status(channel: Arc<dyn ExecChannel>, path: &str) -> PortResult<SnapshotStatus> {
+    let raw = HostedEtcdExec { inner: channel.clone(), ca: None };
+    let probe = raw.run(&["test", "-x", HOSTED_ETCDUTL].map(str::to_string), &[], PROBE_TIMEOUT)?;
+    let etcdutl = probe.code == 0;
+    let (argv, env) = snapshot_status_argv(etcdutl, path);
+    let out = raw.run(&argv, &env, SNAPSHOT_STATUS_TIMEOUT)?;
+    tracing::debug!(channel = %channel.describe(), path, etcdutl, code = out.code, "snapshot status");
+    if out.code != 0 {
+        return Err(classify_file_command(&argv[0], path, out.code, &out.stderr_str()));
+    }
+    crate::etcd::parse_snapshot_status(&out.stdout_str())
+}
+
+/// `rm -f <path>` in the pod behind `channel`: done when the file is not there (any more).
+pub fn hosted_remove_file(channel: Arc<dyn ExecChannel>, path: &str) -> PortResult<()> {
+    let raw = HostedEtcdExec { inner: channel, ca: None };
+    let out = raw.run(&["rm", "-f", path].map(str::to_string), &[], REMOVE_TIMEOUT)?;
+    match out.code {
+        0 => Ok(()),
+        code => Err(classify_file_command("rm -f", path, code, &out.stderr_str())),
     }
 }
 
@@ -1478,6 +1633,209 @@ impl KubeApi {
             }
             Err(e) => Err(during(what, classify_kube_error(&e))),
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A file streamed out of a pod (exec `cat`)
+// ---------------------------------------------------------------------------------------------
+
+/// How long opening the exec stream may take (the API server upgrading the connection).
+const STREAM_OPEN_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the stream may stay silent before the reader gives up on it.
+const STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// What one read off the exec stream hands over at most (and how many are queued ahead).
+const STREAM_CHUNK: usize = 256 * 1024;
+const STREAM_QUEUE: usize = 8;
+/// How much of a failing command's stderr is kept for its error.
+const STDERR_KEPT: u64 = 16 * 1024;
+
+/// What the task pumping an exec's stdout hands the reader.
+enum StreamPiece {
+    Data(Vec<u8>),
+    /// The command ended: exit 0 (`Ok`), or why the bytes so far are not the whole file.
+    End(Result<(), StreamBroke>),
+}
+
+/// Why a streamed file is not whole: the command failed (its exit status and stderr), or the
+/// stream broke off (no exit status came).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamBroke {
+    Exit { code: i32, stderr: String },
+    Broken(String),
+}
+
+impl StreamBroke {
+    fn io_error(&self, what: &str) -> std::io::Error {
+        use std::io::{Error, ErrorKind};
+        match self {
+            StreamBroke::Exit { code, stderr } => Error::other(format!("{what}: exit status {code}: {}", stderr.trim())),
+            // A lost connection: another attempt may get the whole file.
+            StreamBroke::Broken(why) => Error::new(ErrorKind::UnexpectedEof, format!("{what}: the stream broke off: {why}")),
+        }
+    }
+}
+
+/// Whether an exec that ended with `status` (its final `Status`, `None` when the stream ended
+/// without one) ran its command to a successful end; `stderr` is what it printed there.
+pub fn stream_end(status: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Status>, stderr: &str) -> Result<(), StreamBroke> {
+    if status.is_none() {
+        return Err(StreamBroke::Broken("the exec ended without an exit status".into()));
+    }
+    if let Some(e) = crate::etcd::command_not_run(status) {
+        return Err(StreamBroke::Broken(e.to_string()));
+    }
+    match crate::etcd::exit_code_of_status(status) {
+        0 => Ok(()),
+        code => Err(StreamBroke::Exit { code, stderr: stderr.to_string() }),
+    }
+}
+
+/// The stdout of an exec as a blocking [`std::io::Read`]: chunks pumped by a task on the
+/// adapter's runtime through a bounded queue (at most [`STREAM_QUEUE`] chunks in memory).
+/// Ends (`Ok(0)`) only after the command exited 0; a failed command, a stream that broke off or
+/// fell silent is an I/O error, every time it is read after that.
+pub struct ExecStdout {
+    rt: Blocking,
+    rx: tokio::sync::mpsc::Receiver<StreamPiece>,
+    what: String,
+    chunk: Vec<u8>,
+    at: usize,
+    ended: bool,
+    broke: Option<(std::io::ErrorKind, String)>,
+}
+
+impl ExecStdout {
+    /// Wait for the first piece (or the end), so that a command failing at once (a missing
+    /// file) fails the open rather than the first read.
+    fn first(mut self) -> PortResult<ExecStdout> {
+        match self.next_piece() {
+            Ok(()) => Ok(self),
+            Err(e) => Err(match &self.broke {
+                Some((std::io::ErrorKind::Other, _)) => PortError::Permanent(e.to_string()),
+                _ => PortError::Transient(e.to_string()),
+            }),
+        }
+    }
+
+    fn fail(&mut self, e: std::io::Error) -> std::io::Error {
+        self.broke = Some((e.kind(), e.to_string()));
+        e
+    }
+
+    /// Take the next piece off the queue into `chunk` (or mark the end).
+    fn next_piece(&mut self) -> std::io::Result<()> {
+        let idle = STREAM_IDLE_TIMEOUT;
+        let piece = self.rt.block_on(async { tokio::time::timeout(idle, self.rx.recv()).await });
+        match piece {
+            Ok(Some(StreamPiece::Data(bytes))) => {
+                self.chunk = bytes;
+                self.at = 0;
+                Ok(())
+            }
+            Ok(Some(StreamPiece::End(Ok(())))) => {
+                self.ended = true;
+                Ok(())
+            }
+            Ok(Some(StreamPiece::End(Err(broke)))) => {
+                let e = broke.io_error(&self.what);
+                Err(self.fail(e))
+            }
+            Ok(None) => {
+                let e = StreamBroke::Broken("the task streaming it ended".into()).io_error(&self.what);
+                Err(self.fail(e))
+            }
+            Err(_) => {
+                let e = std::io::Error::new(std::io::ErrorKind::TimedOut, format!("{}: no data for {idle:?}", self.what));
+                Err(self.fail(e))
+            }
+        }
+    }
+}
+
+impl std::io::Read for ExecStdout {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        // Bounded: each round takes a piece off a finite stream, or ends, or fails.
+        loop {
+            if let Some((kind, message)) = &self.broke {
+                return Err(std::io::Error::new(*kind, message.clone()));
+            }
+            if self.at < self.chunk.len() {
+                let n = buf.len().min(self.chunk.len() - self.at);
+                buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
+                self.at += n;
+                return Ok(n);
+            }
+            if self.ended || buf.is_empty() {
+                return Ok(0);
+            }
+            self.next_piece()?;
+        }
+    }
+}
+
+/// Pump the stdout of `proc` into `tx` until it ends, then say how it ended. Stops (dropping
+/// the exec, which closes its connection) as soon as the reader is gone.
+async fn pump_stdout(mut proc: kube::api::AttachedProcess, tx: tokio::sync::mpsc::Sender<StreamPiece>) {
+    use tokio::io::AsyncReadExt;
+    let (Some(mut out), Some(mut err), Some(status)) = (proc.stdout(), proc.stderr(), proc.take_status()) else {
+        let _ = tx.send(StreamPiece::End(Err(StreamBroke::Broken("the exec has no stdout, stderr or status".into())))).await;
+        return;
+    };
+    // stderr is drained alongside, so a chatty command never stalls its stdout.
+    let stderr = tokio::spawn(async move {
+        let mut kept = Vec::new();
+        let _ = (&mut err).take(STDERR_KEPT).read_to_end(&mut kept).await;
+        let _ = tokio::io::copy(&mut err, &mut tokio::io::sink()).await;
+        String::from_utf8_lossy(&kept).into_owned()
+    });
+    let mut buf = vec![0u8; STREAM_CHUNK];
+    // Bounded by the length of the stream.
+    loop {
+        match out.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => {
+                if tx.send(StreamPiece::Data(buf[..n].to_vec())).await.is_err() {
+                    stderr.abort();
+                    return;
+                }
+            }
+            Err(e) => {
+                stderr.abort();
+                let _ = tx.send(StreamPiece::End(Err(StreamBroke::Broken(e.to_string())))).await;
+                return;
+            }
+        }
+    }
+    let st = status.await;
+    let stderr = stderr.await.unwrap_or_default();
+    let _ = proc.join().await;
+    let _ = tx.send(StreamPiece::End(stream_end(st.as_ref(), &stderr))).await;
+}
+
+impl KubeApi {
+    /// An exec channel into the `etcd` container of pod `pod` of the control-plane namespace of
+    /// HostedCluster `namespace/name`.
+    fn hosted_channel(&self, namespace: &str, name: &str, pod: &str) -> Arc<dyn ExecChannel> {
+        let cp_ns = control_plane_namespace(namespace, name);
+        Arc::new(PodExec::new(self.client.clone(), self.rt.clone(), cp_ns, pod, HOSTED_ETCD_CONTAINER))
+    }
+
+    /// Exec `argv` in container `container` of pod `namespace/pod` and stream its stdout.
+    pub fn exec_stdout(&self, namespace: &str, pod: &str, container: &str, argv: Vec<String>) -> PortResult<ExecStdout> {
+        use kube::api::AttachParams;
+        let what = format!("exec {} in pod {namespace}/{pod}", argv.join(" "));
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let ap = AttachParams::default().container(container).stdin(false).stdout(true).stderr(true);
+        let opened = self.rt.block_on(async { tokio::time::timeout(STREAM_OPEN_TIMEOUT, api.exec(pod, argv, &ap)).await });
+        let proc = match opened {
+            Err(_) => return Err(PortError::Transient(format!("{what}: no answer within {STREAM_OPEN_TIMEOUT:?}"))),
+            Ok(Err(e)) => return Err(exec_refusal(during(&what, classify_kube_error(&e)))),
+            Ok(Ok(proc)) => proc,
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(STREAM_QUEUE);
+        self.rt.handle().spawn(pump_stdout(proc, tx));
+        ExecStdout { rt: self.rt.clone(), rx, what, chunk: Vec::new(), at: 0, ended: false, broke: None }.first()
     }
 }
 
@@ -1595,6 +1953,62 @@ impl ManagementCluster for KubeApi {
     fn delete_hosted_etcd_pod(&self, namespace: &str, name: &str, pod: &str, uid: &str) -> PortResult<()> {
         let cp_ns = control_plane_namespace(namespace, name);
         self.delete_uid(&format!("delete pod {cp_ns}/{pod} (uid {uid})"), &pod_resource(), &cp_ns, pod, uid)
+    }
+
+    fn hosted_cluster_backup_facts(&self, namespace: &str, name: &str) -> PortResult<HostedBackupFacts> {
+        let what = format!("get hostedcluster {namespace}/{name}");
+        Ok(hosted_backup_facts(&self.get_required_json(&what, &hosted_cluster_resource(), Some(namespace), name)?))
+    }
+
+    fn control_plane_deployments(&self, namespace: &str, name: &str, names: &[&str]) -> PortResult<Vec<DeploymentScale>> {
+        let cp_ns = control_plane_namespace(namespace, name);
+        let what = format!("list deployments in {cp_ns}");
+        let all = self.list_json(&what, &deployment_resource(), Some(&cp_ns))?;
+        names
+            .iter()
+            .map(|n| match all.iter().find(|d| str_at(d, "/metadata/name") == *n) {
+                Some(d) => deployment_scale(d).map_err(|e| during(&what, e)),
+                None => Err(PortError::NotFound(format!("{what}: deployments.apps \"{n}\" not found"))),
+            })
+            .collect()
+    }
+
+    fn scale_control_plane_deployment(&self, namespace: &str, name: &str, deployment: &str, replicas: u32) -> PortResult<()> {
+        let cp_ns = control_plane_namespace(namespace, name);
+        let what = format!("scale deployment {cp_ns}/{deployment} to {replicas}");
+        let api = self.dynamic(&deployment_resource(), Some(&cp_ns));
+        let patch = json!({"spec": {"replicas": replicas}});
+        self.call(&what, async { api.patch_scale(deployment, &patch_params(), &Patch::Merge(&patch)).await }).map(|_| ())
+    }
+
+    fn hosted_etcd_snapshot_save(&self, namespace: &str, name: &str, pod: &str, path: &str) -> PortResult<()> {
+        hosted_snapshot_save(self.hosted_channel(namespace, name, pod), path)
+    }
+
+    fn hosted_etcd_snapshot_status(&self, namespace: &str, name: &str, pod: &str, path: &str) -> PortResult<SnapshotStatus> {
+        hosted_snapshot_status(self.hosted_channel(namespace, name, pod), path)
+    }
+
+    fn open_hosted_etcd_file(&self, namespace: &str, name: &str, pod: &str, path: &str) -> PortResult<Box<dyn std::io::Read + Send>> {
+        let cp_ns = control_plane_namespace(namespace, name);
+        let argv = vec!["cat".to_string(), path.to_string()];
+        Ok(Box::new(self.exec_stdout(&cp_ns, pod, HOSTED_ETCD_CONTAINER, argv)?))
+    }
+
+    fn remove_hosted_etcd_file(&self, namespace: &str, name: &str, pod: &str, path: &str) -> PortResult<()> {
+        hosted_remove_file(self.hosted_channel(namespace, name, pod), path)
+    }
+
+    fn encryption_key(&self, namespace: &str, secret: &str) -> PortResult<SecretBytes> {
+        let what = format!("get secret {namespace}/{secret}");
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        let mut s = self.call(&what, async { api.get(secret).await })?;
+        // Only the one value leaves; the message never carries any of the data.
+        let key = s.data.as_mut().and_then(|d| d.remove(ENCRYPTION_KEY_FIELD));
+        match key {
+            Some(k) if !k.0.is_empty() => Ok(SecretBytes::new(k.0)),
+            _ => Err(PortError::Permanent(format!("{what}: it has no data.{ENCRYPTION_KEY_FIELD}"))),
+        }
     }
 
     fn operator_available(&self) -> PortResult<bool> {
@@ -2056,5 +2470,210 @@ mod tests {
             "Conflict",
             "Precondition failed: ResourceVersion in precondition: 4, ResourceVersion in object meta: 5"
         )));
+    }
+
+    #[test]
+    fn backup_facts_read_the_hosted_cluster_as_the_runbook_does() {
+        let hc = json!({
+            "metadata": {"name": "example", "namespace": "clusters"},
+            "spec": {"etcd": {"managementType": "Managed"},
+                     "secretEncryption": {"type": "aescbc", "aescbc": {"activeKey": {"name": "example-etcd-encryption-key"}}}},
+            "status": {"conditions": [{"type": "Degraded", "status": "False"}, {"type": "Available", "status": "True"}]},
+        });
+        assert_eq!(
+            hosted_backup_facts(&hc),
+            HostedBackupFacts {
+                available: Some("True".into()),
+                etcd_management: "Managed".into(),
+                encryption_type: Some("aescbc".into()),
+                active_key_secret: Some("example-etcd-encryption-key".into()),
+            }
+        );
+        // KMS: no key to export; a cluster not reconciled yet: no condition; the CRD's default.
+        let kms = json!({"spec": {"secretEncryption": {"type": "kms", "kms": {}}}});
+        assert_eq!(
+            hosted_backup_facts(&kms),
+            HostedBackupFacts {
+                available: None,
+                etcd_management: "Managed".into(),
+                encryption_type: Some("kms".into()),
+                active_key_secret: None
+            }
+        );
+        let unmanaged = json!({"spec": {"etcd": {"managementType": "Unmanaged"}, "secretEncryption": {"type": ""}}});
+        let f = hosted_backup_facts(&unmanaged);
+        assert_eq!((f.etcd_management.as_str(), f.encryption_type), ("Unmanaged", None));
+    }
+
+    #[test]
+    fn a_deployment_reads_by_its_scale() {
+        let d = json!({"metadata": {"name": "kube-apiserver"}, "spec": {"replicas": 0}, "status": {"replicas": 2, "readyReplicas": 1}});
+        assert_eq!(
+            deployment_scale(&d).unwrap(),
+            DeploymentScale { name: "kube-apiserver".into(), replicas: 0, status_replicas: 2, ready_replicas: 1 }
+        );
+        // Scaled to zero and settled: the API server drops the zero counts from status.
+        let settled = json!({"metadata": {"name": "openshift-apiserver"}, "spec": {"replicas": 0}, "status": {"observedGeneration": 4}});
+        assert_eq!(deployment_scale(&settled).unwrap().status_replicas, 0);
+        assert_eq!(deployment_scale(&json!({"metadata": {"name": "x"}, "spec": {}})).unwrap().replicas, 1, "the API's default");
+        assert!(matches!(deployment_scale(&json!({"metadata": {"name": "x"}, "spec": {"replicas": -1}})), Err(PortError::Permanent(_))));
+    }
+
+    #[test]
+    fn snapshot_commands_are_the_runbooks() {
+        let save = crate::etcd::pod_exec_argv(&snapshot_save_argv(HOSTED_ETCD_CA, "/var/lib/data/snapshot.db"), &etcdctl_v3_env());
+        assert_eq!(
+            save.join(" "),
+            "env ETCDCTL_API=3 etcdctl --cacert /etc/etcd/tls/etcd-ca/ca.crt --cert /etc/etcd/tls/client/etcd-client.crt \
+             --key /etc/etcd/tls/client/etcd-client.key --endpoints=https://localhost:2379 snapshot save /var/lib/data/snapshot.db"
+        );
+        let (argv, env) = snapshot_status_argv(true, "/var/lib/data/snapshot.db");
+        assert_eq!(crate::etcd::pod_exec_argv(&argv, &env).join(" "), "etcdutl snapshot status /var/lib/data/snapshot.db -w json");
+        let (argv, env) = snapshot_status_argv(false, "/var/lib/data/snapshot.db");
+        assert_eq!(
+            crate::etcd::pod_exec_argv(&argv, &env).join(" "),
+            "env ETCDCTL_API=3 etcdctl snapshot status /var/lib/data/snapshot.db -w json"
+        );
+    }
+
+    #[test]
+    fn snapshot_failures_are_classified() {
+        let warn = r#"{"level":"warn","msg":"retrying of unary invoker failed","error":"rpc error: code = DeadlineExceeded desc = context deadline exceeded"}"#;
+        assert!(matches!(classify_snapshot_save(&format!("{warn}\nError: context deadline exceeded\n")), PortError::Transient(_)));
+        let full = "Error: write /var/lib/data/snapshot.db: no space left on device\n";
+        assert!(matches!(classify_snapshot_save(full), PortError::Permanent(m) if m.contains("no space left on device")));
+        assert!(matches!(classify_snapshot_save("Error: x509: certificate signed by unknown authority"), PortError::Permanent(_)));
+        // A status of a file that is not there, and etcd 3.6's etcdctl without the command.
+        let missing =
+            classify_file_command("etcdutl", "/var/lib/data/x.db", 1, "Error: stat /var/lib/data/x.db: no such file or directory\n");
+        assert!(
+            matches!(&missing, PortError::Permanent(m) if m == "etcdutl /var/lib/data/x.db: exit status 1: Error: stat /var/lib/data/x.db: no such file or directory"),
+            "{missing:?}"
+        );
+        let gone = classify_file_command("etcdctl", "/p", 1, "Error: unknown command \"status\" for \"etcdctl snapshot\"\n");
+        assert!(matches!(gone, PortError::Permanent(m) if m.contains("unknown command")));
+        assert!(matches!(classify_file_command("rm -f", "/p", 1, ""), PortError::Permanent(m) if m == "rm -f /p: exit status 1"));
+    }
+
+    /// An `etcd` container with `files`, whose etcdctl and etcdutl take snapshots and read them
+    /// (etcd 3.`minor`); records every argv the exec API would receive.
+    struct FakeSnapshotPod {
+        files: Vec<&'static str>,
+        minor: u32,
+        seen: std::sync::Mutex<Vec<String>>,
+    }
+
+    impl ExecChannel for FakeSnapshotPod {
+        fn run(&self, argv: &[String], env: &[(String, String)], _timeout: Duration) -> PortResult<ExecOutput> {
+            let full = crate::etcd::pod_exec_argv(argv, env);
+            self.seen.lock().unwrap().push(full.join(" "));
+            let out = |code: i32, stdout: &str, stderr: &str| ExecOutput { code, stdout: stdout.into(), stderr: stderr.into() };
+            let words: Vec<&str> = full.iter().map(String::as_str).collect();
+            match words.as_slice() {
+                ["test", "-f", f] => Ok(out(i32::from(!self.files.contains(f)), "", "")),
+                ["test", "-x", "/usr/bin/etcdutl"] => Ok(out(i32::from(self.minor < 5), "", "")),
+                ["env", "ETCDCTL_API=3", "etcdctl", "--cacert", ca, .., "snapshot", "save", _] if !self.files.contains(ca) => {
+                    Ok(out(1, "", &format!("Error: open {ca}: no such file or directory\n")))
+                }
+                ["env", "ETCDCTL_API=3", "etcdctl", .., "snapshot", "save", p] => Ok(out(0, &format!("Snapshot saved at {p}\n"), "")),
+                ["env", "ETCDCTL_API=3", "etcdctl", "snapshot", "status", ..] if self.minor >= 6 => {
+                    Ok(out(1, "", "Error: unknown command \"status\" for \"etcdctl snapshot\"\n"))
+                }
+                [.., "snapshot", "status", _, "-w", "json"] => {
+                    Ok(out(0, r#"{"hash":3866667823,"revision":31407,"totalKey":12828,"totalSize":114446336,"version":"3.5.0"}"#, ""))
+                }
+                _ => Ok(out(127, "", "exec: not found\n")),
+            }
+        }
+        fn describe(&self) -> String {
+            "pod clusters-example/etcd-0".into()
+        }
+    }
+
+    fn snapshot_pod(files: &[&'static str], minor: u32) -> Arc<FakeSnapshotPod> {
+        Arc::new(FakeSnapshotPod { files: files.to_vec(), minor, seen: Default::default() })
+    }
+
+    #[test]
+    fn snapshot_save_uses_the_etcd_ca_and_falls_back_like_etcdctl() {
+        let modern = snapshot_pod(&[HOSTED_ETCD_CA], 5);
+        hosted_snapshot_save(modern.clone(), "/var/lib/data/snapshot.db").unwrap();
+        assert_eq!(modern.seen.lock().unwrap().len(), 1);
+        let legacy = snapshot_pod(&[HOSTED_ETCD_LEGACY_CA], 5);
+        hosted_snapshot_save(legacy.clone(), "/var/lib/data/snapshot.db").unwrap();
+        let seen = legacy.seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 3, "{seen:?}");
+        assert_eq!(seen[1], format!("test -f {HOSTED_ETCD_LEGACY_CA}"));
+        assert!(seen[2].contains(&format!("--cacert {HOSTED_ETCD_LEGACY_CA}")), "{}", seen[2]);
+        let neither = snapshot_pod(&[], 5);
+        assert!(
+            matches!(hosted_snapshot_save(neither, "/var/lib/data/snapshot.db"), Err(PortError::NotFound(m)) if m.contains(HOSTED_ETCD_CA))
+        );
+    }
+
+    #[test]
+    fn snapshot_status_takes_etcdutl_where_the_image_has_it() {
+        let want = SnapshotStatus { hash: 3866667823, revision: 31407, total_key: 12828, total_size: 114446336 };
+        for minor in [4, 5, 6] {
+            let pod = snapshot_pod(&[HOSTED_ETCD_CA], minor);
+            assert_eq!(hosted_snapshot_status(pod.clone(), "/var/lib/data/snapshot.db").unwrap(), want, "etcd 3.{minor}");
+            let seen = pod.seen.lock().unwrap().clone();
+            assert_eq!(seen[0], "test -x /usr/bin/etcdutl");
+            let tool = if minor >= 5 { "etcdutl snapshot status" } else { "env ETCDCTL_API=3 etcdctl snapshot status" };
+            assert!(seen[1].starts_with(tool), "etcd 3.{minor}: {seen:?}");
+        }
+    }
+
+    fn stdout_of(pieces: Vec<StreamPiece>, close: bool) -> ExecStdout {
+        let rt = Blocking::dedicated("drctl-test-stream").unwrap();
+        let (tx, rx) = tokio::sync::mpsc::channel(pieces.len() + 1);
+        for p in pieces {
+            tx.try_send(p).ok().unwrap();
+        }
+        if !close {
+            // The pumping task still holds its end (and never sends more).
+            std::mem::forget(tx);
+        }
+        ExecStdout { rt, rx, what: "exec cat /var/lib/data/snapshot.db".into(), chunk: Vec::new(), at: 0, ended: false, broke: None }
+    }
+
+    #[test]
+    fn a_streamed_file_is_whole_only_when_the_command_exited_zero() {
+        use std::io::Read;
+        let data = |b: &[u8]| StreamPiece::Data(b.to_vec());
+        let mut whole = String::new();
+        stdout_of(vec![data(b"hello "), data(b"world"), StreamPiece::End(Ok(()))], true)
+            .first()
+            .unwrap()
+            .read_to_string(&mut whole)
+            .unwrap();
+        assert_eq!(whole, "hello world");
+        // The connection went away mid-file: an error, never a short file.
+        let mut r = stdout_of(vec![data(b"hel")], true).first().unwrap();
+        let mut got = Vec::new();
+        let e = r.read_to_end(&mut got).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof, "{e}");
+        assert_eq!(r.read(&mut [0u8; 4]).unwrap_err().kind(), std::io::ErrorKind::UnexpectedEof, "it stays broken");
+        let broke = StreamPiece::End(stream_end(None, ""));
+        let e = stdout_of(vec![data(b"hel"), broke], true).first().unwrap().read_to_end(&mut Vec::new()).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof);
+        // cat failed at once: the open fails, permanently.
+        let failed: k8s_openapi::apimachinery::pkg::apis::meta::v1::Status = serde_json::from_str(
+            r#"{"status":"Failure","reason":"NonZeroExitCode","details":{"causes":[{"reason":"ExitCode","message":"1"}]}}"#,
+        )
+        .unwrap();
+        let missing = stream_end(Some(&failed), "cat: /var/lib/data/x.db: No such file or directory\n");
+        assert!(matches!(&missing, Err(StreamBroke::Exit { code: 1, .. })));
+        match stdout_of(vec![StreamPiece::End(missing)], true).first() {
+            Err(PortError::Permanent(m)) => assert!(m.contains("exit status 1: cat: /var/lib/data/x.db: No such file or directory"), "{m}"),
+            Err(other) => panic!("{other:?}"),
+            Ok(_) => panic!("a failed cat opened"),
+        }
+        let ok: k8s_openapi::apimachinery::pkg::apis::meta::v1::Status = serde_json::from_str(r#"{"status":"Success"}"#).unwrap();
+        assert_eq!(stream_end(Some(&ok), ""), Ok(()));
+        // An empty file is a file.
+        let mut empty = Vec::new();
+        stdout_of(vec![StreamPiece::End(Ok(()))], true).first().unwrap().read_to_end(&mut empty).unwrap();
+        assert!(empty.is_empty());
     }
 }

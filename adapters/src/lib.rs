@@ -33,6 +33,7 @@
 //!     hosts: Box::new(ssh),
 //!     backups: Box::new(DirBackupStore::new("/srv/etcd-backups")),
 //!     management: None,
+//!     object_store: None,
 //! };
 //! ```
 //!

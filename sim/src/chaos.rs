@@ -472,6 +472,50 @@ pub fn rows() -> Vec<ProcedureRow> {
             max_children: 0,
         },
         ProcedureRow {
+            procedure: "hosted-etcd-snapshot",
+            scenarios: &[
+                ScenarioChoice { scenario: "hosted-healthy", weight: 6, params: snapshot_params },
+                ScenarioChoice { scenario: "hosted-paused-by-other", weight: 2, params: snapshot_params },
+                ScenarioChoice { scenario: "hosted-healthy", weight: 1, params: snapshot_params_no_bucket },
+            ],
+            gates: &[],
+            guard_state: None,
+            later_gates: &[],
+            horizon: Duration::from_secs(8 * 60),
+            ssh_phase: (Duration::ZERO, Duration::from_secs(5)),
+            typical_steps: 40,
+            liveness_bound: Duration::from_secs(6 * 3600),
+            max_steps: 5_000,
+            healthy_at_success: false,
+            down_at_success: false,
+            postcondition: Some(snapshot_backed_up),
+            undone: None,
+            always: Some(snapshot_left_nothing_behind),
+            arrivals: &[],
+            sometimes: &[
+                RUN_SUCCEEDED,
+                Sometimes {
+                    name: "a missing bucket was refused before anything changed",
+                    needs: &[],
+                    holds: |o| o.outcome.as_deref().is_some_and(|t| t.contains("NoSuchBucket")),
+                },
+                Sometimes {
+                    name: "someone else's pause was kept",
+                    needs: &[],
+                    holds: |o| o.outcome.as_deref().is_some_and(|t| t.contains("left paused as it was before")),
+                },
+                Sometimes {
+                    name: "an abort deleted the unrecorded objects (DeleteUnrecorded)",
+                    needs: &[FaultKind::Abort],
+                    holds: |o| o.history.iter().any(|e| e.outcome == Outcome::Transition && e.to == "DeleteUnrecorded"),
+                },
+                Sometimes { name: "a retry after S3 SlowDown", needs: &[FaultKind::S3Error], holds: |o| retried_with(o, "SlowDown") },
+                CRASHED_AND_RESUMED,
+            ],
+            guard_on_when_halted: false,
+            max_children: 0,
+        },
+        ProcedureRow {
             procedure: "etcd-member-triage",
             scenarios: &[
                 ScenarioChoice { scenario: "member-machine-stopped", weight: 2, params: no_params },
@@ -1052,6 +1096,88 @@ fn pause_undone(w: &World) -> Result<(), String> {
     }
 }
 
+fn snapshot_params(_: &World) -> serde_json::Value {
+    serde_json::json!({"namespace": "clusters", "name": "example", "bucket": format!("s3://{}/hcp", crate::scenario::BACKUP_BUCKET)})
+}
+
+fn snapshot_params_no_bucket(_: &World) -> serde_json::Value {
+    serde_json::json!({"namespace": "clusters", "name": "example", "bucket": "s3://no-such-bucket-7f3a"})
+}
+
+/// The backup of clusters/example its manifest names, read from the bucket: `Ok(None)` when
+/// there is no manifest; an error when the manifest names objects that are not what it says.
+fn recorded_backup(w: &World) -> Result<Option<drctl_workflows::hosted::etcd_snapshot::BackupManifest>, String> {
+    use drctl_workflows::hosted::etcd_snapshot::manifest_name;
+    let store = w.object_store.as_ref().ok_or("the world has no object store")?;
+    let Some(m) = store.object(crate::scenario::BACKUP_BUCKET, &format!("hcp/{}", manifest_name("example"))) else { return Ok(None) };
+    let m: drctl_workflows::hosted::etcd_snapshot::BackupManifest =
+        serde_json::from_slice(&m.bytes).map_err(|e| format!("the manifest does not parse: {e}"))?;
+    let object = |key: &str| store.object(crate::scenario::BACKUP_BUCKET, key).map(|o| crate::object_store::digest_of(&o.bytes));
+    if object(&m.snapshot_key).as_ref() != Some(&m.snapshot) {
+        return Err(format!("the manifest names {} as {:?}, the bucket holds {:?}", m.snapshot_key, m.snapshot, object(&m.snapshot_key)));
+    }
+    if crate::object_store::digest_of(&crate::hosted_etcd::snapshot_bytes(&m.status)) != m.snapshot {
+        return Err(format!("the object {} is not the snapshot the manifest describes ({:?})", m.snapshot_key, m.status));
+    }
+    let key = w.hosted_secret("clusters", &crate::hosted_control_plane::encryption_key_secret("example")).map_err(|e| e.to_string())?;
+    match (&m.encryption_key_object, &m.encryption_key) {
+        (Some(k), Some(d)) if object(k).as_ref() == Some(d) && *d == crate::object_store::digest_of(&key) => Ok(Some(m)),
+        other => Err(format!("the manifest's encryption key is not the cluster's key as saved: {other:?}")),
+    }
+}
+
+/// A success: a manifest naming a snapshot of the etcd as it is and the cluster's key.
+fn snapshot_backed_up(w: &World) -> Result<(), String> {
+    let m = recorded_backup(w)?.ok_or("succeeded, but the bucket has no manifest")?;
+    let revision = example_etcd(w)?.revision;
+    match m.status.revision == revision {
+        true => Ok(()),
+        false => Err(format!("the snapshot is at revision {}, the etcd at {revision}", m.status.revision)),
+    }
+}
+
+/// However the run ended: the snapshot was taken with the writers stopped, the API servers are
+/// back at their replicas, the pause is as it was, no snapshot file is left on a PVC, and the
+/// bucket holds a whole backup or nothing of this run.
+fn snapshot_left_nothing_behind(w: &World) -> Result<(), String> {
+    for e in &w.effects {
+        if let EffectKind::HostedEtcdSnapshotSaved { writers_ready } = e.kind {
+            if writers_ready > 0 {
+                return Err(format!("snapshot saved in {} at {} with {writers_ready} API server pods ready", e.target, e.at));
+            }
+        }
+    }
+    let start = crate::scenario::build(&w.scenario, w.seed)?;
+    let (hc, was) = (hosted_example(w)?, hosted_example(&start)?);
+    if (&hc.cluster.paused_until, &hc.cluster.paused_by) != (&was.cluster.paused_until, &was.cluster.paused_by) {
+        return Err(format!(
+            "the pause is {:?} by {:?}, was {:?}",
+            hc.cluster.paused_until, hc.cluster.paused_by, was.cluster.paused_until
+        ));
+    }
+    let replicas = |c: &crate::hosted::HostedCluster| -> Vec<u32> {
+        c.control_plane.iter().flat_map(|p| p.writers.iter().map(|d| d.replicas)).collect()
+    };
+    if replicas(hc) != replicas(was) {
+        return Err(format!("API server replicas {:?}, were {:?}", replicas(hc), replicas(was)));
+    }
+    let left: Vec<String> =
+        example_etcd(w)?.slots.iter().filter(|s| s.pvc.as_ref().is_some_and(|c| !c.snapshots.is_empty())).map(|s| s.pod_name()).collect();
+    if !left.is_empty() {
+        return Err(format!("snapshot files left on the PVCs of {left:?}"));
+    }
+    let recorded = recorded_backup(w)?;
+    let objects: Vec<&String> = w.object_store.iter().flat_map(|s| s.buckets.values()).flat_map(|b| b.objects.keys()).collect();
+    let expected = match &recorded {
+        Some(m) => 3 - usize::from(m.encryption_key_object.is_none()),
+        None => 0,
+    };
+    match objects.len() == expected {
+        true => Ok(()),
+        false => Err(format!("the bucket holds {objects:?} (manifest: {:?})", recorded.map(|m| m.snapshot_key))),
+    }
+}
+
 fn scale_zero_params(_: &World) -> serde_json::Value {
     serde_json::json!({"namespace": "clusters", "name": "example", "drain_timeout": "2m"})
 }
@@ -1140,15 +1266,21 @@ pub fn registry_factory(procedure: &str) -> Option<Factory> {
 impl ProcedureRow {
     /// The scenario (and its parameters) seed `seed` runs on.
     pub fn scenario_for(&self, seed: u64) -> ScenarioChoice {
+        self.scenarios[self.scenario_index(seed)]
+    }
+
+    /// Which of the row's scenario choices seed `seed` runs (two may share a scenario and
+    /// differ by their parameters).
+    pub fn scenario_index(&self, seed: u64) -> usize {
         let total: u64 = self.scenarios.iter().map(|s| s.weight).sum();
         let mut pick = mix(seed, b"scenario") % total.max(1);
-        for s in self.scenarios {
+        for (i, s) in self.scenarios.iter().enumerate() {
             if pick < s.weight {
-                return *s;
+                return i;
             }
             pick -= s.weight;
         }
-        self.scenarios[0]
+        0
     }
 
     fn context(&self, world: &World, catalog: &[(&'static str, &'static [&'static str])]) -> ScheduleContext {
@@ -1159,6 +1291,8 @@ impl ProcedureRow {
             horizon: self.horizon,
             ssh_phase: self.ssh_phase,
             max_step: self.typical_steps,
+            object_store: drctl_workflows::catalog::row(self.procedure)
+                .is_some_and(|r| r.capabilities.contains(&drctl_workflows::catalog::Capability::ObjectStore)),
         }
     }
 

@@ -96,6 +96,12 @@ pub enum Fault {
         dur: Ms,
         factor_percent: u32,
     },
+    /// Object-store requests fail with `503 SlowDown`, `percent` of them.
+    S3Error {
+        at: Ms,
+        dur: Ms,
+        percent: u8,
+    },
     /// The runner process dies at `point`: before the step's effect (`after_effect` false) or
     /// after it but before its result is committed; it restarts `restart` ms later.
     Crash {
@@ -136,10 +142,11 @@ pub enum FaultKind {
     GateWait,
     GateReject,
     Abort,
+    S3Error,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 14] = [
+    pub const ALL: [FaultKind; 15] = [
         FaultKind::ApiOutage,
         FaultKind::ApiError,
         FaultKind::ApiSlow,
@@ -154,6 +161,7 @@ impl FaultKind {
         FaultKind::GateWait,
         FaultKind::GateReject,
         FaultKind::Abort,
+        FaultKind::S3Error,
     ];
 
     pub fn name(self) -> &'static str {
@@ -172,6 +180,7 @@ impl FaultKind {
             FaultKind::GateWait => "gate",
             FaultKind::GateReject => "reject",
             FaultKind::Abort => "abort",
+            FaultKind::S3Error => "s3-error",
         }
     }
 
@@ -208,6 +217,7 @@ impl Fault {
             Fault::EtcdError { .. } => FaultKind::EtcdError,
             Fault::DiskFull { .. } => FaultKind::DiskFull,
             Fault::SlowOps { .. } => FaultKind::SlowOps,
+            Fault::S3Error { .. } => FaultKind::S3Error,
             Fault::Crash { after_effect: false, .. } => FaultKind::CrashBefore,
             Fault::Crash { after_effect: true, .. } => FaultKind::CrashAfter,
             Fault::Gate { reject: false, .. } => FaultKind::GateWait,
@@ -227,7 +237,8 @@ impl Fault {
             | Fault::EtcdCrash { at, dur, .. }
             | Fault::EtcdError { at, dur, .. }
             | Fault::DiskFull { at, dur, .. }
-            | Fault::SlowOps { at, dur, .. } => Some((*at, at.saturating_add(*dur))),
+            | Fault::SlowOps { at, dur, .. }
+            | Fault::S3Error { at, dur, .. } => Some((*at, at.saturating_add(*dur))),
             _ => None,
         }
     }
@@ -252,6 +263,8 @@ pub struct ScheduleContext {
     pub ssh_phase: (Duration, Duration),
     /// Step executions a crash by index may be placed at.
     pub max_step: u32,
+    /// The procedure writes to an object store (object-store faults apply).
+    pub object_store: bool,
 }
 
 impl Default for ScheduleContext {
@@ -263,6 +276,7 @@ impl Default for ScheduleContext {
             horizon: Duration::from_secs(3 * 3600),
             ssh_phase: (Duration::ZERO, Duration::from_secs(20 * 60)),
             max_step: 300,
+            object_store: false,
         }
     }
 }
@@ -290,6 +304,7 @@ impl FaultSchedule {
             .filter(|k| match k {
                 FaultKind::GateWait | FaultKind::GateReject => !cx.gates.is_empty(),
                 FaultKind::SshDown | FaultKind::SshDrop | FaultKind::EtcdCrash | FaultKind::DiskFull => !cx.hosts.is_empty(),
+                FaultKind::S3Error => cx.object_store,
                 _ => true,
             })
             .collect();
@@ -369,6 +384,7 @@ impl FaultSchedule {
             FaultKind::GateWait | FaultKind::GateReject => {
                 Fault::Gate { gate: pick(rng, &cx.gates), after: dur(rng, MINUTE, 4 * HOUR), reject: kind == FaultKind::GateReject }
             }
+            FaultKind::S3Error => Fault::S3Error { at: at(rng), dur: dur(rng, 10 * S, HOUR), percent: percent(rng) },
             FaultKind::Abort => match cx.states.is_empty() || rng.chance(1, 2) {
                 true => Fault::Abort { at: at(rng) },
                 false => Fault::AbortIn { state: pick(rng, &cx.states) },
@@ -404,6 +420,7 @@ impl FaultSchedule {
                 Fault::SlowOps { at, dur, factor_percent } => {
                     f.slow_ops.push(Slowdown { window: window(*at, *dur, now), factor_percent: *factor_percent })
                 }
+                Fault::S3Error { at, dur, percent } => f.s3_errors.push(S3Errors { window: window(*at, *dur, now), percent: *percent }),
                 Fault::Crash { .. } | Fault::Gate { .. } | Fault::Abort { .. } | Fault::AbortIn { .. } => {}
             }
         }
@@ -507,7 +524,8 @@ fn with_window(f: &Fault, new_at: Ms, new_dur: Ms) -> Fault {
         | Fault::EtcdCrash { at, dur, .. }
         | Fault::EtcdError { at, dur, .. }
         | Fault::DiskFull { at, dur, .. }
-        | Fault::SlowOps { at, dur, .. } => {
+        | Fault::SlowOps { at, dur, .. }
+        | Fault::S3Error { at, dur, .. } => {
             *at = new_at;
             *dur = new_dur;
         }
@@ -616,6 +634,7 @@ impl fmt::Display for Fault {
             Fault::EtcdError { error, at, dur, percent } => write!(f, "etcd-error({}){}:{percent}%", etcd_error_name(*error), w(at, dur)),
             Fault::DiskFull { host, at, dur } => write!(f, "disk-full({host}){}", w(at, dur)),
             Fault::SlowOps { at, dur, factor_percent } => write!(f, "slow-ops{}:{}", w(at, dur), fmt_factor(*factor_percent)),
+            Fault::S3Error { at, dur, percent } => write!(f, "s3-error{}:{percent}%", w(at, dur)),
             Fault::Crash { point, after_effect, restart } => {
                 write!(f, "crash-{}", if *after_effect { "after" } else { "before" })?;
                 match point {
@@ -729,6 +748,7 @@ fn parse_fault(s: &str) -> Result<Fault, String> {
         }
         FaultKind::DiskFull => Fault::DiskFull { host: host()?, at: at()?, dur: dur()? },
         FaultKind::SlowOps => Fault::SlowOps { at: at()?, dur: dur()?, factor_percent: factor()? },
+        FaultKind::S3Error => Fault::S3Error { at: at()?, dur: dur()?, percent: pct()? },
         FaultKind::CrashBefore | FaultKind::CrashAfter => {
             let point = match (p.index, p.arg) {
                 (Some(n), None) => CrashPoint::Step(n.parse().map_err(|_| format!("step index '{n}' must be a number"))?),
@@ -817,7 +837,15 @@ mod tests {
         assert_eq!(FaultSchedule::from_seed(7, &all), FaultSchedule::from_seed(7, &all));
         let kinds: std::collections::BTreeSet<FaultKind> =
             (0..400).flat_map(|s| FaultSchedule::from_seed(s, &all).faults).map(|f| f.kind()).collect();
-        assert_eq!(kinds.len(), all.len(), "every kind is drawn: {kinds:?}");
+        // Object-store faults only where a procedure writes to one.
+        assert_eq!(kinds.len(), all.len() - 1, "every kind is drawn: {kinds:?}");
+        assert!(!kinds.contains(&FaultKind::S3Error));
+        let cx = ScheduleContext { object_store: true, ..ScheduleContext::default() };
+        let s3 = (0..400)
+            .map(|s| FaultSchedule::generate(&mut DetRng::derive(s, b"fault-schedule"), &all, &cx))
+            .find(|f| f.faults.iter().any(|f| f.kind() == FaultKind::S3Error))
+            .expect("s3-error is drawn for an object-store procedure");
+        assert_eq!(FaultSchedule::parse(&s3.to_string()).unwrap(), s3);
         for s in 0..200 {
             let sched = FaultSchedule::from_seed(s, &all);
             assert_eq!(FaultSchedule::parse(&sched.to_string()).unwrap(), sched);

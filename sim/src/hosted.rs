@@ -77,7 +77,7 @@ impl Pausable {
     }
 }
 
-fn paused_at(value: Option<&str>, now: Timestamp) -> bool {
+pub(crate) fn paused_at(value: Option<&str>, now: Timestamp) -> bool {
     match value {
         Some("true" | "True") => true,
         Some(t) => Timestamp::parse_rfc3339(t).is_some_and(|until| until > now),
@@ -103,6 +103,9 @@ pub struct HostedCluster {
     /// Its etcd StatefulSet, pods, PVCs and members in the control-plane namespace.
     #[serde(default)]
     pub etcd: Option<crate::hosted_etcd::HostedEtcd>,
+    /// Its API server Deployments and secret encryption.
+    #[serde(default)]
+    pub control_plane: Option<crate::hosted_control_plane::ControlPlane>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -218,6 +221,10 @@ pub struct Hosted {
     pub clusters: BTreeMap<String, HostedCluster>,
     /// By `namespace/name`.
     pub node_pools: BTreeMap<String, NodePool>,
+    /// `.data.key` of the Secrets the hosted clusters' encryption keys are in, by
+    /// `namespace/name` (the world's `secrets` list them too: none may leak).
+    #[serde(default)]
+    pub secrets: BTreeMap<String, Vec<u8>>,
 }
 
 pub fn key(namespace: &str, name: &str) -> String {
@@ -240,9 +247,12 @@ impl NodePool {
 }
 
 impl Hosted {
-    /// One healthy HostedCluster `namespace/name` with `pools` NodePools, reconciled.
-    pub fn with_cluster(namespace: &str, name: &str, pools: &[&str]) -> Hosted {
+    /// One healthy HostedCluster `namespace/name` with `pools` NodePools, reconciled; its etcd
+    /// encryption key is `key`.
+    pub fn with_cluster(namespace: &str, name: &str, pools: &[&str], encryption_key: &[u8]) -> Hosted {
         let mut h = Hosted { operator_available: true, ..Hosted::default() };
+        let secret = crate::hosted_control_plane::encryption_key_secret(name);
+        h.secrets.insert(key(namespace, &secret), encryption_key.to_vec());
         h.clusters.insert(
             key(namespace, name),
             HostedCluster {
@@ -250,6 +260,7 @@ impl Hosted {
                 cluster: Pausable::new(name),
                 hcp_paused_until: None,
                 etcd: Some(crate::hosted_etcd::HostedEtcd::healthy(crate::hosted_etcd::HIGHLY_AVAILABLE, 48_213)),
+                control_plane: Some(crate::hosted_control_plane::ControlPlane::new(3, Some(secret))),
             },
         );
         for p in pools {
@@ -269,7 +280,8 @@ impl Hosted {
         let pools = self.node_pools.values().filter_map(|p| p.pool.sync_at);
         let machines = self.node_pools.values().filter(|p| self.scales(p, now)).filter_map(|p| p.data_plane.next_due());
         let etcds = self.clusters.values().filter_map(|c| c.etcd.as_ref()?.next_due());
-        clusters.chain(pools).chain(machines).chain(etcds).min()
+        let control_planes = self.clusters.values().filter_map(|c| c.control_plane.as_ref()?.next_due());
+        clusters.chain(pools).chain(machines).chain(etcds).chain(control_planes).min()
     }
 
     /// Whether the NodePool controller and Cluster API act on `np` now: the operator runs,

@@ -12,11 +12,13 @@
 
 use crate::world::{EffectKind, World, SECOND};
 use drctl_runtime::clock::Timestamp;
+use drctl_workflows::ports::SnapshotStatus;
 use drctl_workflows::ports::{
     control_plane_namespace, etcd_pvc_name, EndpointHealth, EtcdMember, EtcdMemberList, HostedEtcdInfo, HostedEtcdPod, PodStatus,
     PortError, PortResult, PvcInfo,
 };
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 pub const HIGHLY_AVAILABLE: &str = "HighlyAvailable";
 pub const SINGLE_REPLICA: &str = "SingleReplica";
@@ -38,6 +40,9 @@ pub struct EtcdPvc {
     pub data: MemberData,
     /// Deleted; held by `kubernetes.io/pvc-protection` while a pod uses it.
     pub terminating: bool,
+    /// Snapshot files written onto the volume (`etcdctl snapshot save`), by path.
+    #[serde(default)]
+    pub snapshots: BTreeMap<String, SnapshotStatus>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,7 +107,18 @@ pub struct HostedEtcd {
     pub members: Vec<EtcdMemberEntry>,
     /// Source of uids and member ids (deterministic: a world's ids do not depend on its seed).
     pub next_id: u64,
+    /// The etcd image's minor version (3.N): 3.4 has no `etcdutl`; 3.6 has no `etcdctl
+    /// snapshot status` (`../shared/HOSTED.md` §E4).
+    #[serde(default = "etcd_minor_default")]
+    pub etcd_minor: u32,
 }
+
+fn etcd_minor_default() -> u32 {
+    5
+}
+
+/// The volume's mount point in the `etcd` container: files elsewhere are not on the PVC.
+pub const PVC_MOUNT: &str = "/var/lib/";
 
 fn member_id(n: u64) -> u64 {
     // A fixed odd multiplier spreads successive ids over the whole range, as etcd's are.
@@ -121,9 +137,10 @@ impl HostedEtcd {
             slots: vec![],
             members: vec![],
             next_id: 1,
+            etcd_minor: etcd_minor_default(),
         };
         for ordinal in 0..replicas {
-            let pvc = EtcdPvc { uid: e.uid(), data: MemberData::Synced, terminating: false };
+            let pvc = EtcdPvc { uid: e.uid(), data: MemberData::Synced, terminating: false, snapshots: BTreeMap::new() };
             let pod = EtcdPod { uid: e.uid(), phase: EtcdPodPhase::Running, pvc_uid: pvc.uid.clone() };
             e.slots.push(EtcdSlot { ordinal, pod: Some(pod), pvc: Some(pvc) });
             let id = e.member();
@@ -267,6 +284,36 @@ impl HostedEtcd {
     }
 }
 
+/// What `snapshot status` says of a snapshot of `etcd` taken now: sizes grow with the
+/// revision, the hash stands for the content.
+fn snapshot_status_of(etcd: &HostedEtcd) -> SnapshotStatus {
+    let r = etcd.revision;
+    SnapshotStatus {
+        hash: (etcd.cluster_id ^ r.wrapping_mul(0x9e37_79b9)) & 0xffff_ffff,
+        revision: r,
+        total_key: 900 + r % 700,
+        total_size: 24_576 + (r % 64) * 4096,
+    }
+}
+
+/// The bytes of a snapshot file with `status`: a header naming it, then content that follows
+/// from its hash, `total_size` bytes in all. Deterministic, so the same snapshot streams the
+/// same bytes every time.
+pub fn snapshot_bytes(status: &SnapshotStatus) -> Vec<u8> {
+    let mut out =
+        format!("drctl-sim etcd snapshot revision={} keys={} hash={:x}\n", status.revision, status.total_key, status.hash).into_bytes();
+    let mut x = status.hash | 1;
+    while (out.len() as u64) < status.total_size {
+        // xorshift64: cheap filler no two snapshots share.
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(status.total_size as usize);
+    out
+}
+
 /// Who asks: the refusals name the HostedCluster.
 fn hosted_etcd_mut<'a>(w: &'a mut World, namespace: &str, name: &str) -> PortResult<&'a mut HostedEtcd> {
     w.hosted.as_mut().and_then(|h| h.clusters.get_mut(&crate::hosted::key(namespace, name))).and_then(|hc| hc.etcd.as_mut()).ok_or_else(
@@ -300,6 +347,54 @@ impl World {
                 "HTTP 400 BadRequest: unable to upgrade connection: container not found (\"etcd\") in pod {cpns}/{pod}"
             ))),
         }
+    }
+
+    /// `etcdctl snapshot save <path>` in pod `pod` (exec admitted): the member's keyspace, as of
+    /// now, written onto its PVC.
+    pub fn hosted_etcd_snapshot_save(&mut self, namespace: &str, name: &str, pod: &str, path: &str) -> PortResult<()> {
+        let writers_ready = self
+            .hosted
+            .as_ref()
+            .and_then(|h| h.clusters.get(&crate::hosted::key(namespace, name)))
+            .and_then(|c| c.control_plane.as_ref())
+            .map_or(0, |c| c.writers_serving());
+        let etcd = hosted_etcd_mut(self, namespace, name)?;
+        if !path.starts_with(PVC_MOUNT) || path.ends_with('/') {
+            return Err(PortError::Permanent(format!(
+                "exit status 1: Error: could not open {path}.part (open {path}.part: read-only file system)"
+            )));
+        }
+        if !etcd.has_quorum() {
+            return Err(PortError::Transient("exit status 1: Error: context deadline exceeded".into()));
+        }
+        let status = snapshot_status_of(etcd);
+        let pvc = etcd.slot_mut(pod).and_then(|s| s.pvc.as_mut()).expect("an admitted pod has its PVC");
+        pvc.snapshots.insert(path.to_string(), status.clone());
+        let cpns = control_plane_namespace(namespace, name);
+        self.note(format!("pod {cpns}/{pod}: snapshot saved at {path} (revision {}, {} bytes)", status.revision, status.total_size));
+        self.effect(EffectKind::HostedEtcdSnapshotSaved { writers_ready }, format!("{cpns}/{pod}"));
+        Ok(())
+    }
+
+    /// The snapshot file `path` on pod `pod`'s PVC, as `snapshot status` reads it.
+    pub fn hosted_etcd_snapshot_file(&self, namespace: &str, name: &str, pod: &str, path: &str) -> PortResult<SnapshotStatus> {
+        self.hosted_etcd(namespace, name)
+            .and_then(|e| e.slot(pod))
+            .and_then(|s| s.pvc.as_ref())
+            .and_then(|c| c.snapshots.get(path))
+            .cloned()
+            .ok_or_else(|| PortError::Permanent(format!("exit status 1: Error: stat {path}: no such file or directory")))
+    }
+
+    /// `rm -f <path>` in pod `pod`.
+    pub fn remove_hosted_etcd_file(&mut self, namespace: &str, name: &str, pod: &str, path: &str) -> PortResult<()> {
+        let etcd = hosted_etcd_mut(self, namespace, name)?;
+        let removed = etcd.slot_mut(pod).and_then(|s| s.pvc.as_mut()).and_then(|c| c.snapshots.remove(path)).is_some();
+        if removed {
+            let cpns = control_plane_namespace(namespace, name);
+            self.note(format!("pod {cpns}/{pod}: {path} removed"));
+        }
+        Ok(())
     }
 
     /// `DELETE persistentvolumeclaims/<pvc>` with a uid precondition.
@@ -400,7 +495,7 @@ impl World {
             }
             if e.slots[i].pvc.is_none() {
                 let uid = e.uid();
-                e.slots[i].pvc = Some(EtcdPvc { uid, data: MemberData::Empty, terminating: false });
+                e.slots[i].pvc = Some(EtcdPvc { uid, data: MemberData::Empty, terminating: false, snapshots: BTreeMap::new() });
                 notes.push(format!("statefulset {cpns}/etcd: pvc data-{} created (empty volume)", e.slots[i].pod_name()));
             }
             let uid = e.uid();

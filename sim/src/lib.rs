@@ -19,8 +19,10 @@ pub mod faults;
 pub mod host_ops;
 pub mod host_shell;
 pub mod hosted;
+pub mod hosted_control_plane;
 pub mod hosted_etcd;
 pub mod legacy;
+pub mod object_store;
 pub mod pod_exec;
 pub mod ports;
 pub mod scenario;
@@ -264,6 +266,9 @@ pub struct SimStatus {
     /// The HostedClusters of a management cluster (the `hosted` topology), with their pause.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hosted_clusters: Vec<HostedClusterStatus>,
+    /// The objects of the world's object store (the `hosted` topology).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub objects: Vec<ObjectStatus>,
     /// The BareMetalHosts of a bare metal world.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bare_metal_hosts: Vec<drctl_workflows::ports::BareMetalHostInfo>,
@@ -313,6 +318,25 @@ pub struct HostedClusterStatus {
     /// Its etcd in the control-plane namespace.
     #[serde(default)]
     pub etcd: Option<HostedEtcdStatus>,
+    /// The `Available` condition.
+    #[serde(default)]
+    pub available: bool,
+    /// The etcd writers (`kube-apiserver`, `openshift-apiserver`, `openshift-oauth-apiserver`)
+    /// by their scale.
+    #[serde(default)]
+    pub api_servers: Vec<drctl_workflows::ports::DeploymentScale>,
+    /// Snapshot files on the etcd PVCs, as `pod:path`.
+    #[serde(default)]
+    pub snapshot_files: Vec<String>,
+}
+
+/// An object in the world's object store.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ObjectStatus {
+    pub bucket: String,
+    pub key: String,
+    pub size: u64,
+    pub sha256: String,
 }
 
 /// A hosted control plane's etcd as `drctl sim status` shows it: what the management cluster's
@@ -378,6 +402,36 @@ fn hosted_status(h: &hosted::Hosted) -> Vec<HostedClusterStatus> {
                 all_healthy: e.all_healthy(),
                 revision: e.revision,
             }),
+            available: hc.available(),
+            api_servers: hc
+                .control_plane
+                .iter()
+                .flat_map(|c| &c.writers)
+                .map(|d| drctl_workflows::ports::DeploymentScale {
+                    name: d.name.clone(),
+                    replicas: d.replicas,
+                    status_replicas: d.pods,
+                    ready_replicas: d.ready,
+                })
+                .collect(),
+            snapshot_files: hc
+                .etcd
+                .iter()
+                .flat_map(|e| &e.slots)
+                .flat_map(|slot| slot.pvc.iter().flat_map(move |c| c.snapshots.keys().map(move |p| format!("{}:{p}", slot.pod_name()))))
+                .collect(),
+        })
+        .collect()
+}
+
+fn object_status(w: &World) -> Vec<ObjectStatus> {
+    let store = w.object_store.iter().flat_map(|s| &s.buckets);
+    store
+        .flat_map(|(bucket, b)| {
+            b.objects.iter().map(move |(key, o)| {
+                let d = object_store::digest_of(&o.bytes);
+                ObjectStatus { bucket: bucket.clone(), key: key.clone(), size: d.size, sha256: d.sha256 }
+            })
         })
         .collect()
 }
@@ -504,6 +558,7 @@ impl SimStatus {
             restored_from_revision: w.restored_from_revision,
             topology: if w.hosted.is_some() { "hosted" } else { "standalone" }.into(),
             hosted_clusters: w.hosted.as_ref().map(hosted_status).unwrap_or_default(),
+            objects: object_status(w),
             bare_metal_hosts,
             spare_servers,
             etcd_signer: w.api().etcd_signer.clone(),

@@ -20,6 +20,9 @@ pub fn sim_ports(sim: &Sim) -> Ports {
         backups: Box::new(SimBackups(sim.clone())),
         etcd: Box::new(SimEtcdPods(sim.clone())),
         management,
+        object_store: sim
+            .read(|w| w.object_store.is_some())
+            .then(|| Box::new(crate::object_store::SimObjectStore(sim.clone())) as Box<dyn drctl_workflows::object_store::ObjectStore>),
     }
 }
 
@@ -1121,6 +1124,65 @@ impl ManagementCluster for SimManagement {
     fn delete_hosted_etcd_pod(&self, namespace: &str, name: &str, pod: &str, uid: &str) -> PortResult<()> {
         let cpns = control_plane_namespace(namespace, name);
         self.hosted(Write, format_args!("/api/v1/namespaces/{cpns}/pods/{pod}"), |w| w.delete_hosted_etcd_pod(namespace, name, pod, uid))
+    }
+
+    fn hosted_cluster_backup_facts(&self, namespace: &str, name: &str) -> PortResult<HostedBackupFacts> {
+        self.hosted(Read, format_args!("{HYPERSHIFT}/namespaces/{namespace}/hostedclusters/{name}"), |w| {
+            w.hosted_backup_facts(namespace, name)
+        })
+    }
+
+    fn control_plane_deployments(&self, namespace: &str, name: &str, names: &[&str]) -> PortResult<Vec<DeploymentScale>> {
+        let cpns = control_plane_namespace(namespace, name);
+        self.hosted(Read, format_args!("/apis/apps/v1/namespaces/{cpns}/deployments"), |w| {
+            w.control_plane_deployments(namespace, name, names)
+        })
+    }
+
+    fn scale_control_plane_deployment(&self, namespace: &str, name: &str, deployment: &str, replicas: u32) -> PortResult<()> {
+        let cpns = control_plane_namespace(namespace, name);
+        self.hosted(Write, format_args!("/apis/apps/v1/namespaces/{cpns}/deployments/{deployment}/scale"), |w| {
+            w.scale_control_plane_deployment(namespace, name, deployment, replicas)
+        })
+    }
+
+    fn hosted_etcd_snapshot_save(&self, namespace: &str, name: &str, pod: &str, path: &str) -> PortResult<()> {
+        let cpns = control_plane_namespace(namespace, name);
+        self.hosted(Write, format_args!("/api/v1/namespaces/{cpns}/pods/{pod}/exec"), |w| {
+            w.admit_hosted_etcd_exec(namespace, name, pod, "etcd")?;
+            w.hosted_etcd_snapshot_save(namespace, name, pod, path)
+        })
+    }
+
+    fn hosted_etcd_snapshot_status(&self, namespace: &str, name: &str, pod: &str, path: &str) -> PortResult<SnapshotStatus> {
+        let cpns = control_plane_namespace(namespace, name);
+        self.hosted(Read, format_args!("/api/v1/namespaces/{cpns}/pods/{pod}/exec"), |w| {
+            w.admit_hosted_etcd_exec(namespace, name, pod, "etcd")?;
+            w.hosted_etcd_snapshot_file(namespace, name, pod, path)
+        })
+    }
+
+    fn open_hosted_etcd_file(&self, namespace: &str, name: &str, pod: &str, path: &str) -> PortResult<Box<dyn std::io::Read + Send>> {
+        let cpns = control_plane_namespace(namespace, name);
+        let status = self.hosted(Read, format_args!("/api/v1/namespaces/{cpns}/pods/{pod}/exec"), |w| {
+            w.admit_hosted_etcd_exec(namespace, name, pod, "etcd")?;
+            w.hosted_etcd_snapshot_file(namespace, name, pod, path)
+                .map_err(|_| PortError::Permanent(format!("exit status 1: cat: {path}: No such file or directory")))
+        })?;
+        Ok(Box::new(std::io::Cursor::new(crate::hosted_etcd::snapshot_bytes(&status))))
+    }
+
+    fn remove_hosted_etcd_file(&self, namespace: &str, name: &str, pod: &str, path: &str) -> PortResult<()> {
+        let cpns = control_plane_namespace(namespace, name);
+        self.hosted(Write, format_args!("/api/v1/namespaces/{cpns}/pods/{pod}/exec"), |w| {
+            w.admit_hosted_etcd_exec(namespace, name, pod, "etcd")?;
+            w.remove_hosted_etcd_file(namespace, name, pod, path)
+        })
+    }
+
+    fn encryption_key(&self, namespace: &str, secret: &str) -> PortResult<SecretBytes> {
+        self.hosted(Read, format_args!("/api/v1/namespaces/{namespace}/secrets/{secret}"), |w| w.hosted_secret(namespace, secret))
+            .map(SecretBytes::new)
     }
 
     fn operator_available(&self) -> PortResult<bool> {

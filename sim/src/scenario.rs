@@ -35,7 +35,7 @@ impl Topology {
         use Capability::*;
         match self {
             Topology::Standalone => &[ClusterApi, Hosts, Etcd, BackupLocation],
-            Topology::Hosted => &[ClusterApi, Hosts, Etcd, BackupLocation, ManagementCluster],
+            Topology::Hosted => &[ClusterApi, Hosts, Etcd, BackupLocation, ManagementCluster, ObjectStore],
         }
     }
 
@@ -366,6 +366,7 @@ pub fn healthy(seed: u64) -> World {
         secrets: vec![encryption_key(seed)],
         fault_rng: None,
         hosted: None,
+        object_store: None,
         drctl_view: Default::default(),
         api_up_since: Some(EPOCH),
         platform: Platform::CloudIpi,
@@ -491,7 +492,12 @@ fn worker_host(name: &str, ip: &str, machine: &str) -> Host {
 pub fn hosted_healthy(seed: u64) -> World {
     let mut w = healthy(seed);
     w.scenario = "hosted-healthy".into();
-    let mut hosted = crate::hosted::Hosted::with_cluster("clusters", "example", &["example-us-east-1a", "example-us-east-1b"]);
+    let key = hosted_encryption_key(seed);
+    let mut hosted = crate::hosted::Hosted::with_cluster("clusters", "example", &["example-us-east-1a", "example-us-east-1b"], &key);
+    // The key as the Secret holds it and as its base64: neither may leak.
+    w.secrets.push(String::from_utf8_lossy(&key).into_owned());
+    w.secrets.push(base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &key));
+    w.object_store = Some(crate::object_store::ObjectStoreWorld::with_bucket(BACKUP_BUCKET, BACKUP_BUCKET_REGION));
     w.note("hypershift-operator running; hostedcluster clusters/example reconciled");
     if w.rng.chance(1, 2) {
         let np = hosted.node_pools.get_mut(&crate::hosted::key("clusters", "example-us-east-1a")).expect("pool");
@@ -580,6 +586,17 @@ fn hosted_paused(seed: u64, scenario: &str, paused_by: &str, pools: bool) -> Wor
 
 /// The cluster's etcd encryption key (`aescbc`, 32 bytes), kept in the static pod resources of
 /// every backup: a secret that must never reach a run's record.
+/// The bucket of the hosted scenarios, empty unless the scenario says otherwise.
+pub const BACKUP_BUCKET: &str = "drctl-hcp-backups";
+pub const BACKUP_BUCKET_REGION: &str = "us-east-2";
+
+/// The AES-256 key of clusters/example's etcd encryption (32 bytes, printable so a leak of it is
+/// easy to find).
+pub fn hosted_encryption_key(seed: u64) -> Vec<u8> {
+    let (a, b) = (mix(seed, b"hosted-encryption-key-0"), mix(seed, b"hosted-encryption-key-1"));
+    format!("{a:016x}{b:016x}").into_bytes()
+}
+
 pub fn encryption_key(seed: u64) -> String {
     let (a, b) = (mix(seed, b"encryption-key-0"), mix(seed, b"encryption-key-1"));
     format!("aescbc:key1:{a:016x}{b:016x}")

@@ -440,6 +440,16 @@ pub struct Faults {
     /// Slow operations: machine provisioning, pod start, revision rollout, ...
     #[serde(default)]
     pub slow_ops: Vec<Slowdown>,
+    /// Object-store requests failing with `503 SlowDown`.
+    #[serde(default)]
+    pub s3_errors: Vec<S3Errors>,
+}
+
+/// Object-store requests in `window` fail with `503 SlowDown`, `percent` of them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct S3Errors {
+    pub window: Window,
+    pub percent: u8,
 }
 
 impl Faults {
@@ -455,7 +465,8 @@ impl Faults {
             .chain(self.etcd_down.iter().map(|e| &e.window))
             .chain(self.etcd_errors.iter().map(|e| &e.window))
             .chain(self.disk_full_windows.iter().map(|e| &e.window))
-            .chain(self.slow_ops.iter().map(|e| &e.window));
+            .chain(self.slow_ops.iter().map(|e| &e.window))
+            .chain(self.s3_errors.iter().map(|e| &e.window));
         w.flat_map(|w| [w.from, w.until])
     }
 
@@ -476,6 +487,7 @@ impl Faults {
             || self.etcd_errors.iter().any(|e| covers(&e.window))
             || self.disk_full_windows.iter().any(|e| covers(&e.window))
             || self.slow_ops.iter().any(|e| covers(&e.window))
+            || self.s3_errors.iter().any(|e| covers(&e.window))
     }
 
     pub fn etcd_down(&self, host: &str, t: Timestamp) -> bool {
@@ -534,6 +546,19 @@ pub enum EffectKind {
     HostedEtcdPvcDeleted {
         member_healthy: bool,
     },
+    /// A Deployment of a control-plane namespace was scaled (target: `cpns/name`).
+    ControlPlaneScaled {
+        replicas: u32,
+    },
+    /// `etcdctl snapshot save` in a hosted etcd pod (target: `cpns/pod`); `writers_ready`: the
+    /// etcd writers' ready pods at that moment.
+    HostedEtcdSnapshotSaved {
+        writers_ready: u32,
+    },
+    /// An object was written to the object store (target: `bucket/key`).
+    ObjectPut,
+    /// An object was deleted from the object store (target: `bucket/key`).
+    ObjectDeleted,
     /// A bare-metal host was deprovisioned (its disks wiped) because its machine was deleted.
     BareMetalHostDeprovisioned,
     /// A BareMetalHost object was deleted (target: its name).
@@ -675,6 +700,9 @@ pub struct World {
     /// `hosted` topology), if any.
     #[serde(default)]
     pub hosted: Option<crate::hosted::Hosted>,
+    /// The S3 object store the hosted procedures back up to (the `hosted` topology).
+    #[serde(default)]
+    pub object_store: Option<crate::object_store::ObjectStoreWorld>,
     /// What drctl's own machine can reach, apart from the cluster's health (a broken VPN or
     /// resolver): a cluster can be healthy while drctl sees nothing of it.
     #[serde(default)]
@@ -837,6 +865,13 @@ impl World {
         let active: Vec<(EtcdErrorKind, u8)> =
             self.faults.etcd_errors.iter().filter(|e| e.window.covers(now)).map(|e| (e.kind, e.percent)).collect();
         active.into_iter().find(|(_, pct)| self.fault_roll(*pct)).map(|(k, _)| k)
+    }
+
+    /// Whether an object-store request now fails with `503 SlowDown`.
+    pub fn s3_error_now(&mut self) -> bool {
+        let now = self.now;
+        let active: Vec<u8> = self.faults.s3_errors.iter().filter(|e| e.window.covers(now)).map(|e| e.percent).collect();
+        active.into_iter().any(|pct| self.fault_roll(pct))
     }
 
     /// Whether an SSH command to `host` now is dropped mid-command.
@@ -1277,6 +1312,7 @@ impl World {
                 self.reconcile_hosted();
                 self.reconcile_node_pools();
                 self.reconcile_hosted_etcds();
+                self.reconcile_control_planes();
             }
             if self.track.changes == before {
                 self.watch_split_brain();

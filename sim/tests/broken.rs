@@ -709,3 +709,38 @@ fn a_member_recovery_that_deletes_a_healthy_members_pvc_is_caught_shrunk_and_rep
     );
     assert_eq!(f.schedule, "none", "{f:?}");
 }
+
+use drctl_workflows::hosted::etcd_snapshot::{HostedEtcdSnapshot, SnapshotParams, SnapshotState};
+
+/// Takes the snapshot as soon as the scale-down was asked for, without waiting for the API
+/// servers' pods to go: writes still in flight while etcd is copied.
+struct SnapshotsWhileTheWritersRun;
+
+impl Alteration<HostedEtcdSnapshot> for SnapshotsWhileTheWritersRun {
+    const NAME: &'static str = "broken-snapshots-while-the-writers-run";
+    fn step(
+        &self,
+        _: &Sim,
+        _: &Ports,
+        _: &StepContext,
+        _: &SnapshotParams,
+        s: &SnapshotState,
+    ) -> Option<Result<Step<SnapshotState>, StepError>> {
+        let SnapshotState::WaitWritersDown { plan } = s else { return None };
+        Some(Ok(Step::Next(SnapshotState::SaveSnapshot { plan: plan.clone(), pod: "etcd-0".into() })))
+    }
+}
+
+#[test]
+fn a_snapshot_taken_while_the_api_servers_still_write_is_caught_shrunk_and_replayable() {
+    let mut opts = SweepOptions::new("", 1..20);
+    opts.max_failures = 1;
+    let f = caught(
+        "broken-snapshots-while-the-writers-run",
+        "hosted-etcd-snapshot",
+        factory(|| HostedEtcdSnapshot, || SnapshotsWhileTheWritersRun),
+        opts,
+        Invariant::Untouched,
+    );
+    assert_eq!(f.schedule, "none", "{f:?}");
+}

@@ -195,6 +195,9 @@ fn route(w: &mut World, call: &ApiCall) -> Answer {
             control_plane_namespace_objects(w, call, ns, plural, rest)
         }
         ("GET", ["api", "v1", "namespaces", _, "persistentvolumeclaims"]) => Answer::ok(list("PersistentVolumeClaimList", "v1", vec![])),
+        (_, ["apis", "apps", "v1", "namespaces", ns, "deployments", rest @ ..]) if hosted_cluster_of(w, ns).is_some() => {
+            control_plane_deployments(w, call, ns, rest)
+        }
         ("GET", ["apis", "apps", "v1", "namespaces", ns, "statefulsets", name]) => match hosted_etcd_in(w, ns) {
             Some(e) if *name == "etcd" => Answer::ok(hosted_etcd_statefulset(ns, e)),
             _ => Answer::not_found("apps", "statefulsets", name),
@@ -207,6 +210,7 @@ fn route(w: &mut World, call: &ApiCall) -> Answer {
             kubelet_signer(w)
         }
         ("PATCH", ["api", "v1", "namespaces", MACHINE_API, "secrets", name]) => write_bmc_secret(w, call, Some(name)),
+        ("GET", ["api", "v1", "namespaces", ns, "secrets", name]) => hosted_secret(w, ns, name),
         (_, ["apis", "metal3.io", "v1alpha1", "namespaces", MACHINE_API, "baremetalhosts", rest @ ..]) => bare_metal_hosts(w, call, rest),
         ("DELETE", ["api", "v1", "namespaces", ns, "secrets", name]) => delete_secret(w, ns, name),
         ("GET", ["apis", "certificates.k8s.io", "v1", "certificatesigningrequests"]) => {
@@ -1146,13 +1150,7 @@ fn hypershift(w: &mut World, call: &ApiCall, ns: &str, plural: &str, rest: &[&st
     let key = |name: &str| drctl_sim::hosted::key(ns, name);
     match (call.method.as_str(), plural, rest) {
         ("GET", "hostedclusters", [name]) => match h.clusters.get(&key(name)) {
-            Some(c) => {
-                let mut spec = json!({ "release": { "image": "quay.io/openshift-release-dev/ocp-release:4.15.3-x86_64" } });
-                if let Some(e) = &c.etcd {
-                    spec["controllerAvailabilityPolicy"] = json!(e.availability_policy);
-                }
-                Answer::ok(pausable("HostedCluster", ns, &c.cluster, spec, w))
-            }
+            Some(c) => Answer::ok(hosted_cluster(w, ns, c)),
             None => Answer::not_found("hypershift.openshift.io", "hostedclusters", name),
         },
         ("GET", "nodepools", []) => {
@@ -1190,6 +1188,122 @@ fn hypershift(w: &mut World, call: &ApiCall, ns: &str, plural: &str, rest: &[&st
         }
         ("PATCH", "hostedclusters" | "nodepools", [name]) => patch_pause(w, call, ns, plural, name),
         _ => Answer::status(405, "MethodNotAllowed", format!("{} is not served for {plural} by the drctl twin", call.method), None),
+    }
+}
+
+/// A HostedCluster as the API serves it: its pause, availability policy, etcd management and
+/// secret encryption in `spec`; `Available` beside `ReconciliationActive` in `status`.
+fn hosted_cluster(w: &World, ns: &str, c: &drctl_sim::hosted::HostedCluster) -> Value {
+    let mut spec = json!({ "release": { "image": "quay.io/openshift-release-dev/ocp-release:4.15.3-x86_64" } });
+    if let Some(e) = &c.etcd {
+        spec["controllerAvailabilityPolicy"] = json!(e.availability_policy);
+    }
+    let Ok(facts) = w.hosted_backup_facts(ns, &c.cluster.name) else {
+        return pausable("HostedCluster", ns, &c.cluster, spec, w);
+    };
+    spec["etcd"] = json!({ "managementType": facts.etcd_management });
+    if facts.etcd_management == "Managed" {
+        spec["etcd"]["managed"] = json!({ "storage": { "type": "PersistentVolume", "persistentVolume": { "size": "8Gi" } } });
+    }
+    if let Some(kind) = &facts.encryption_type {
+        spec["secretEncryption"] = json!({ "type": kind });
+        if let Some(key) = &facts.active_key_secret {
+            spec["secretEncryption"]["aescbc"] = json!({ "activeKey": { "name": key } });
+        }
+    }
+    let mut hc = pausable("HostedCluster", ns, &c.cluster, spec, w);
+    if let (Some(available), Some(conditions)) = (&facts.available, hc.pointer_mut("/status/conditions").and_then(Value::as_array_mut)) {
+        let reason = if available == "True" { "AsExpected" } else { "WaitingForAvailable" };
+        conditions.insert(
+            0,
+            json!({ "type": "Available", "status": available, "reason": reason,
+                    "observedGeneration": c.cluster.generation, "lastTransitionTime": time(w.now) }),
+        );
+    }
+    hc
+}
+
+/// The Deployments of a control-plane namespace (the etcd writers: `kube-apiserver`,
+/// `openshift-apiserver`, `openshift-oauth-apiserver`): list, get, and `PATCH …/scale`.
+fn control_plane_deployments(w: &mut World, call: &ApiCall, ns: &str, rest: &[&str]) -> Answer {
+    let Some((namespace, cluster)) = hosted_cluster_of(w, ns) else { return Answer::no_route() };
+    let scales = |w: &World| w.control_plane_deployments(&namespace, &cluster, &drctl_workflows::ports::ETCD_WRITERS).unwrap_or_default();
+    let one = |w: &World, name: &str| scales(w).into_iter().find(|d| d.name == name);
+    match (call.method.as_str(), rest) {
+        ("GET", []) => Answer::ok(list("DeploymentList", "apps/v1", scales(w).iter().map(|d| deployment(ns, d)).collect())),
+        ("GET", [name]) => match one(w, name) {
+            Some(d) => Answer::ok(deployment(ns, &d)),
+            None => Answer::not_found("apps", "deployments", name),
+        },
+        ("GET" | "PATCH", [name, "scale"]) => {
+            let Some(d) = one(w, name) else { return Answer::not_found("apps", "deployments", name) };
+            let scale = deployment_scale(ns, &d);
+            if call.method == Method::GET {
+                return Answer::ok(scale);
+            }
+            let obj = match patched(call, scale) {
+                Ok(obj) => obj,
+                Err(a) => return a,
+            };
+            let Some(replicas) = obj.pointer("/spec/replicas").and_then(Value::as_u64).and_then(|r| u32::try_from(r).ok()) else {
+                return Answer::invalid("deployments.apps", name, "spec.replicas: Invalid value: must be greater than or equal to 0");
+            };
+            match w.scale_control_plane_deployment(&namespace, &cluster, name, replicas) {
+                Ok(()) => Answer::ok(one(w, name).map(|d| deployment_scale(ns, &d)).unwrap_or(obj)),
+                Err(e) => Answer::from_port_error(e),
+            }
+        }
+        _ => Answer::status(405, "MethodNotAllowed", format!("{} is not served for deployments by the drctl twin", call.method), None),
+    }
+}
+
+/// A Deployment as the API serves it: zero counts are left out of `status`, as the API server
+/// omits them.
+fn deployment(ns: &str, d: &drctl_workflows::ports::DeploymentScale) -> Value {
+    let mut status = Map::new();
+    status.insert("observedGeneration".into(), json!(1));
+    for (field, n) in [
+        ("replicas", d.status_replicas),
+        ("updatedReplicas", d.status_replicas),
+        ("readyReplicas", d.ready_replicas),
+        ("availableReplicas", d.ready_replicas),
+    ] {
+        if n > 0 {
+            status.insert(field.into(), json!(n));
+        }
+    }
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": { "name": d.name, "namespace": ns, "generation": 1, "resourceVersion": "1",
+                      "labels": { "app": d.name, "hypershift.openshift.io/control-plane-component": d.name } },
+        "spec": { "replicas": d.replicas, "selector": { "matchLabels": { "app": d.name } },
+                  "strategy": { "type": "RollingUpdate" } },
+        "status": status,
+    })
+}
+
+/// The autoscaling/v1 Scale of a Deployment.
+fn deployment_scale(ns: &str, d: &drctl_workflows::ports::DeploymentScale) -> Value {
+    json!({
+        "apiVersion": "autoscaling/v1", "kind": "Scale",
+        "metadata": { "name": d.name, "namespace": ns },
+        "spec": { "replicas": d.replicas },
+        "status": { "replicas": d.status_replicas, "selector": format!("app={}", d.name) },
+    })
+}
+
+/// A Secret of a HostedCluster's namespace (its etcd encryption key), with its data in base64
+/// as the API serves it to whoever may read secrets.
+fn hosted_secret(w: &World, ns: &str, name: &str) -> Answer {
+    use base64::Engine;
+    match w.hosted_secret(ns, name) {
+        Ok(key) => Answer::ok(json!({
+            "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": { "name": name, "namespace": ns, "resourceVersion": "1",
+                          "labels": { "hypershift.openshift.io/safe-to-delete-with-cluster": "true" } },
+            "data": { "key": base64::engine::general_purpose::STANDARD.encode(key) },
+        })),
+        Err(_) => Answer::not_found("", "secrets", name),
     }
 }
 

@@ -12,6 +12,7 @@
 
 pub mod exec;
 pub mod kube;
+pub mod s3;
 pub mod server;
 pub mod tls;
 
@@ -25,6 +26,8 @@ pub struct ServedApi {
     _rt: tokio::runtime::Runtime,
     pub addr: std::net::SocketAddr,
     pub kubeconfig: PathBuf,
+    /// The world's object store served as S3 (`http://127.0.0.1:PORT`), when it has one.
+    pub s3_endpoint: Option<String>,
 }
 
 impl ServedApi {
@@ -42,11 +45,15 @@ impl ServedApi {
         // drctl's kubeconfig holds what the world says it holds: a client certificate, or a
         // token from `oc login` (which a restored cluster no longer knows).
         let with_token = sim.read(|w| w.drctl_view.token_kubeconfig);
-        let addr = server::start_api(&rt, sim, pki.server_config()?, port, after, token.clone())
+        let addr = server::start_api(&rt, sim.clone(), pki.server_config()?, port, after.clone(), token.clone())
             .map_err(|e| format!("listen on 127.0.0.1:{port}: {e}"))?;
         let kubeconfig = dir.join("kubeconfig");
         write_private(&kubeconfig, pki.kubeconfig(&format!("https://{addr}"), with_token.then_some(token.as_str())).as_bytes())?;
-        Ok(ServedApi { _rt: rt, addr, kubeconfig })
+        let s3_endpoint = match sim.read(|w| w.object_store.is_some()) {
+            true => Some(format!("http://{}", s3::start_s3(&rt, sim.clone(), after).map_err(|e| format!("serve S3: {e}"))?)),
+            false => None,
+        };
+        Ok(ServedApi { _rt: rt, addr, kubeconfig, s3_endpoint })
     }
 
     pub fn server_url(&self) -> String {
@@ -215,7 +222,22 @@ impl Twin {
             hosts: Box::new(self.ssh_hosts(&rt)?),
             backups: Box::new(drctl_adapters::DirBackupStore::new(&self.backup_root)),
             management,
+            object_store: self.object_store(&rt)?,
         })
+    }
+
+    /// The S3 adapter on the served object store, with credentials of its own (the served store
+    /// checks none).
+    fn object_store(&self, rt: &drctl_adapters::Blocking) -> Result<Option<Box<dyn drctl_workflows::object_store::ObjectStore>>, String> {
+        use drctl_adapters::s3::{S3Credentials, S3Options, S3Store};
+        let Some(endpoint) = self.api.s3_endpoint.clone() else { return Ok(None) };
+        let credentials = S3Credentials::Static {
+            access_key_id: "TWINACCESSKEY".into(),
+            secret_access_key: drctl_adapters::s3::Secret::new("twin-secret-key"),
+            session_token: None,
+        };
+        let opts = S3Options { endpoint: Some(endpoint), region: Some("us-east-1".into()), credentials, ..S3Options::default() };
+        Ok(Some(Box::new(S3Store::connect(rt.clone(), opts).map_err(|e| e.to_string())?)))
     }
 
     /// The kube adapter with the kubeconfig written for this world.

@@ -605,3 +605,169 @@ fn the_served_hosted_etcd_is_the_real_api() {
         "the adapter made more API requests than one exec: did it probe for the legacy CA?"
     );
 }
+
+/// What a hosted backup changes of a management cluster, without the times (the adapter's calls
+/// are not all one request, so the two worlds' clocks drift by a few API latencies): the pause,
+/// the etcd writers' scale, the snapshot files on each member's volume, the secrets.
+fn hosted_backup_summary(w: &World) -> String {
+    let Some(h) = w.hosted.as_ref() else { return "no hosted clusters".into() };
+    let clusters: Vec<String> = h
+        .clusters
+        .values()
+        .map(|c| {
+            let writers =
+                c.control_plane.as_ref().map(|cp| cp.writers.iter().map(|d| (&d.name, d.replicas, d.pods, d.ready)).collect::<Vec<_>>());
+            let files = c
+                .etcd
+                .as_ref()
+                .map(|e| e.slots.iter().map(|s| (s.ordinal, s.pvc.as_ref().map(|v| format!("{:?}", v.snapshots)))).collect::<Vec<_>>());
+            format!(
+                "{}/{}: paused {:?} by {:?}, control plane paused {:?}, writers {writers:?}, snapshot files {files:?}",
+                c.namespace, c.cluster.name, c.cluster.paused_until, c.cluster.paused_by, c.hcp_paused_until
+            )
+        })
+        .collect();
+    format!("{clusters:#?}\nsecrets {:?}", h.secrets.keys().collect::<Vec<_>>())
+}
+
+/// The calls of a hosted etcd backup through the `ManagementCluster` port both ways, on
+/// `hosted-healthy` with etcd 3.5 (`etcdutl` and a deprecated `etcdctl snapshot status`), 3.4
+/// (no `etcdutl`) and 3.6 (no `etcdctl snapshot status`): the HostedCluster's backup facts, the
+/// etcd writers scaled to zero under a pause and read back, a snapshot saved, its status read,
+/// the file streamed out byte for byte and removed, the encryption key; refusals of each (a
+/// missing cluster, deployment, pod, file or secret, a path off the volume) of the same kind.
+#[test]
+fn the_hosted_backup_agrees() {
+    use drctl_sim::ports::SimManagement;
+    use drctl_workflows::ports::{ManagementCluster, ETCD_WRITERS};
+    use std::io::Read;
+    for (minor, seed) in [(5, 1), (4, 2), (6, 3)] {
+        let mut w = drctl_sim::scenario::build("hosted-healthy", seed).unwrap();
+        let key = drctl_sim::hosted::key("clusters", "example");
+        w.hosted.as_mut().unwrap().clusters.get_mut(&key).unwrap().etcd.as_mut().unwrap().etcd_minor = minor;
+        let p = Pair::of(&w);
+        let sim = SimManagement(p.direct.clone());
+        let at = |what: &str| format!("hosted-healthy seed {seed}, etcd 3.{minor}: {what}");
+        let both = |what: &str, f: &dyn Fn(&dyn ManagementCluster) -> PortResult<String>| agree(&at(what), &p.adapter, &sim, f, |s| s);
+        // Both worlds at the same time, `secs` from the later one's now.
+        let later = |secs: u64| {
+            let t = std::cmp::max(p.served.now(), p.direct.now()).plus(std::time::Duration::from_secs(secs));
+            p.served.advance_to(t);
+            p.direct.advance_to(t);
+        };
+        let same_hosted = |after: &str| {
+            let (a, b) = (p.served.read(hosted_backup_summary), p.direct.read(hosted_backup_summary));
+            assert_eq!(a, b, "{}: the served world and the direct one differ", at(after));
+        };
+        let writers = |m: &dyn ManagementCluster| m.control_plane_deployments("clusters", "example", &ETCD_WRITERS);
+
+        // The guards: available, etcd managed, aescbc with its key's Secret.
+        both("backup facts", &|m| m.hosted_cluster_backup_facts("clusters", "example").map(|v| format!("{v:?}")));
+        both("backup facts of a cluster that is none", &|m| m.hosted_cluster_backup_facts("clusters", "nope").map(|v| format!("{v:?}")));
+        let facts = p.adapter.hosted_cluster_backup_facts("clusters", "example").unwrap();
+        assert_eq!(
+            (facts.available.as_deref(), facts.etcd_management.as_str(), facts.encryption_type.as_deref()),
+            (Some("True"), "Managed", Some("aescbc")),
+            "{}",
+            at("backup facts")
+        );
+        both("writers", &|m| writers(m).map(|v| format!("{v:?}")));
+        both("a deployment that is none", &|m| {
+            m.control_plane_deployments("clusters", "example", &["kube-apiserver", "nope"]).map(|v| format!("{v:?}"))
+        });
+
+        // Paused, so that the control-plane operator leaves the writers at zero.
+        both("pause", &|m| {
+            m.set_hosted_cluster_paused("clusters", "example", Some("true"), Some("differential")).map(|v| format!("{v:?}"))
+        });
+        later(300);
+        both("control plane paused", &|m| m.control_plane_paused_until("clusters", "example").map(|v| format!("{v:?}")));
+        assert_eq!(sim.control_plane_paused_until("clusters", "example").unwrap().as_deref(), Some("true"), "{}", at("paused"));
+        later(0);
+        for d in ETCD_WRITERS {
+            both(&format!("scale {d} to 0"), &|m| m.scale_control_plane_deployment("clusters", "example", d, 0).map(|v| format!("{v:?}")));
+        }
+        both("writers scaled", &|m| writers(m).map(|v| format!("{v:?}")));
+        later(120);
+        both("writers settled", &|m| writers(m).map(|v| format!("{v:?}")));
+        let settled = p.adapter.control_plane_deployments("clusters", "example", &ETCD_WRITERS).unwrap();
+        assert!(settled.iter().all(|d| (d.replicas, d.status_replicas, d.ready_replicas) == (0, 0, 0)), "{}: {settled:?}", at("at zero"));
+        both("scale a deployment that is none", &|m| {
+            m.scale_control_plane_deployment("clusters", "example", "nope", 0).map(|v| format!("{v:?}"))
+        });
+        same_hosted("the writers' scale");
+
+        // The snapshot: saved on etcd-0's volume, read, streamed out, removed.
+        let path = "/var/lib/data/snapshot.db";
+        later(0);
+        both("snapshot save", &|m| m.hosted_etcd_snapshot_save("clusters", "example", "etcd-0", path).map(|v| format!("{v:?}")));
+        both("snapshot status", &|m| m.hosted_etcd_snapshot_status("clusters", "example", "etcd-0", path).map(|v| format!("{v:?}")));
+        let status = p.adapter.hosted_etcd_snapshot_status("clusters", "example", "etcd-0", path).unwrap();
+        // The tools of this etcd image, as the served pod runs them.
+        let run = |words: &[&str]| {
+            let argv: Vec<String> = words.iter().map(|w| w.to_string()).collect();
+            drctl_twin::exec::hosted_etcd_command(&p.served, "clusters", "example", "etcd-0", &argv).expect("a backup command")
+        };
+        assert_eq!(run(&["test", "-x", "/usr/bin/etcdutl"]).code, i32::from(minor < 5), "{}", at("etcdutl in the image"));
+        let etcdctl_status = run(&["env", "ETCDCTL_API=3", "etcdctl", "snapshot", "status", path, "-w", "json"]);
+        let stderr = String::from_utf8_lossy(&etcdctl_status.stderr).into_owned();
+        match minor {
+            6 => assert!(etcdctl_status.code == 1 && stderr.contains("unknown command \"status\" for \"etcdctl snapshot\""), "{stderr}"),
+            5 => assert!(etcdctl_status.code == 0 && stderr.starts_with("Deprecated: Use `etcdutl snapshot status` instead."), "{stderr}"),
+            _ => assert!(etcdctl_status.code == 0 && stderr.is_empty(), "{stderr}"),
+        }
+        assert!(status.total_key > 0 && status.total_size > 0, "{}: {status:?}", at("a snapshot with keys"));
+        let streamed = |m: &dyn ManagementCluster| -> Vec<u8> {
+            let mut bytes = Vec::new();
+            m.open_hosted_etcd_file("clusters", "example", "etcd-0", path).unwrap().read_to_end(&mut bytes).unwrap();
+            bytes
+        };
+        let (through_adapter, direct) = (streamed(&p.adapter), streamed(&sim));
+        let want = drctl_sim::hosted_etcd::snapshot_bytes(&status);
+        assert_eq!(through_adapter.len() as u64, status.total_size, "{}", at("the streamed file's size"));
+        assert!(through_adapter == want, "{}: the bytes streamed through the exec API are not the snapshot's", at("cat"));
+        assert!(direct == want, "{}: the sim port's bytes are not the snapshot's", at("cat"));
+        let digest = |b: &[u8]| drctl_workflows::ports::SecretBytes::new(b.to_vec()).fingerprint();
+        assert_eq!(digest(&through_adapter), digest(&want), "{}", at("sha256"));
+        let opened = |m: &dyn ManagementCluster, pod: &str, file: &str| {
+            m.open_hosted_etcd_file("clusters", "example", pod, file).map(|_| "opened".to_string())
+        };
+        both("open a file that is none", &|m| opened(m, "etcd-0", "/var/lib/data/none.db"));
+        both("open the file on another member", &|m| opened(m, "etcd-1", path));
+        both("open the file in a pod that is none", &|m| opened(m, "etcd-9", path));
+        both("status of a file that is none", &|m| {
+            m.hosted_etcd_snapshot_status("clusters", "example", "etcd-0", "/var/lib/data/none.db").map(|v| format!("{v:?}"))
+        });
+        both("snapshot save off the volume", &|m| {
+            m.hosted_etcd_snapshot_save("clusters", "example", "etcd-0", "/tmp/snapshot.db").map(|v| format!("{v:?}"))
+        });
+        both("snapshot save in a pod that is none", &|m| {
+            m.hosted_etcd_snapshot_save("clusters", "example", "etcd-9", path).map(|v| format!("{v:?}"))
+        });
+        same_hosted("the snapshot");
+        both("remove", &|m| m.remove_hosted_etcd_file("clusters", "example", "etcd-0", path).map(|v| format!("{v:?}")));
+        both("remove again", &|m| m.remove_hosted_etcd_file("clusters", "example", "etcd-0", path).map(|v| format!("{v:?}")));
+        both("status after the remove", &|m| {
+            m.hosted_etcd_snapshot_status("clusters", "example", "etcd-0", path).map(|v| format!("{v:?}"))
+        });
+        same_hosted("the remove");
+
+        // The encryption key, by the Secret the HostedCluster names.
+        let secret = facts.active_key_secret.clone().expect("aescbc names its key");
+        both("encryption key", &|m| m.encryption_key("clusters", &secret).map(|k| k.fingerprint()));
+        let got = p.adapter.encryption_key("clusters", &secret).unwrap();
+        assert_eq!(got.expose(), drctl_sim::scenario::hosted_encryption_key(seed).as_slice(), "{}", at("the key's bytes"));
+        both("a secret that is none", &|m| m.encryption_key("clusters", "nope").map(|k| k.fingerprint()));
+
+        // The backup's end: the writers back, the pause lifted.
+        for d in ETCD_WRITERS {
+            both(&format!("scale {d} back"), &|m| m.scale_control_plane_deployment("clusters", "example", d, 3).map(|v| format!("{v:?}")));
+        }
+        both("unpause", &|m| m.set_hosted_cluster_paused("clusters", "example", None, None).map(|v| format!("{v:?}")));
+        later(600);
+        both("writers back", &|m| writers(m).map(|v| format!("{v:?}")));
+        both("backup facts after", &|m| m.hosted_cluster_backup_facts("clusters", "example").map(|v| format!("{v:?}")));
+        same_hosted("the backup's end");
+        p.same_cluster(&at("the backup"));
+    }
+}

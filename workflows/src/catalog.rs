@@ -522,6 +522,24 @@ pub const CATALOG: &[CatalogRow] = &[
         cli: cli::<crate::hosted::etcd_member_recover::MemberRecoverArgs>(),
         preflight: no_preflight,
     },
+    CatalogRow {
+        name: <crate::hosted::HostedEtcdSnapshot as Procedure>::NAME,
+        family: Family::Hosted,
+        summary: "Back up a hosted cluster's etcd to S3: pause, stop the API servers, snapshot one member, stream it out, verify size and SHA-256, save the encryption key and a manifest; every exit puts the API servers and the pause back",
+        docs: &[DocRef {
+            product: OCP,
+            version: "4.15",
+            document: "Hosted control planes",
+            section: "8.2.1",
+            title: "Backing up etcd on a hosted cluster",
+        }],
+        capabilities: &[Capability::ManagementCluster, Capability::ObjectStore],
+        gates: &[],
+        scenarios: &["hosted-healthy"],
+        register: |r| r.register(crate::hosted::HostedEtcdSnapshot),
+        cli: cli::<crate::hosted::etcd_snapshot::SnapshotArgs>(),
+        preflight: no_preflight,
+    },
 ];
 
 /// The row of procedure `name`.

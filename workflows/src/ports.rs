@@ -966,6 +966,86 @@ pub trait ManagementCluster: Send + Sync {
     fn delete_hosted_etcd_pvc(&self, namespace: &str, name: &str, pvc: &str, uid: &str) -> PortResult<()>;
     /// As [`ManagementCluster::delete_hosted_etcd_pvc`], for pod `pod`.
     fn delete_hosted_etcd_pod(&self, namespace: &str, name: &str, pod: &str, uid: &str) -> PortResult<()>;
+    /// What a backup needs of HostedCluster `namespace/name` beyond its pause: its `Available`
+    /// condition, how its etcd is managed, its secret encryption.
+    fn hosted_cluster_backup_facts(&self, namespace: &str, name: &str) -> PortResult<HostedBackupFacts>;
+    /// The Deployments `names` of the control-plane namespace by their scale; a missing one is
+    /// `NotFound`.
+    fn control_plane_deployments(&self, namespace: &str, name: &str, names: &[&str]) -> PortResult<Vec<DeploymentScale>>;
+    /// `PATCH deployments/<deployment>/scale` in the control-plane namespace.
+    fn scale_control_plane_deployment(&self, namespace: &str, name: &str, deployment: &str, replicas: u32) -> PortResult<()>;
+    /// `etcdctl snapshot save <path>` in the `etcd` container of pod `pod`
+    /// (`--endpoints=https://localhost:2379`): the member's keyspace written to its own PVC.
+    fn hosted_etcd_snapshot_save(&self, namespace: &str, name: &str, pod: &str, path: &str) -> PortResult<()>;
+    /// `snapshot status -w json` of `path` in pod `pod`: with `etcdutl` where the image has it
+    /// (`test -x /usr/bin/etcdutl`), `etcdctl` otherwise (etcd 3.6 dropped it from etcdctl).
+    fn hosted_etcd_snapshot_status(&self, namespace: &str, name: &str, pod: &str, path: &str) -> PortResult<SnapshotStatus>;
+    /// The bytes of file `path` in pod `pod`'s `etcd` container, streamed out (exec `cat`):
+    /// the reader fails (an I/O error) if the stream breaks before the end.
+    fn open_hosted_etcd_file(&self, namespace: &str, name: &str, pod: &str, path: &str) -> PortResult<Box<dyn std::io::Read + Send>>;
+    /// `rm -f <path>` in pod `pod`'s `etcd` container: success when it is not there (any more).
+    fn remove_hosted_etcd_file(&self, namespace: &str, name: &str, pod: &str, path: &str) -> PortResult<()>;
+    /// `.data.key` of Secret `secret` in `namespace` (the etcd encryption key).
+    fn encryption_key(&self, namespace: &str, secret: &str) -> PortResult<SecretBytes>;
+}
+
+/// What `hosted-etcd-snapshot` checks of a HostedCluster before it touches it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostedBackupFacts {
+    /// `status` of the `Available` condition, once written.
+    pub available: Option<String>,
+    /// `spec.etcd.managementType` (`Managed`, `Unmanaged`).
+    pub etcd_management: String,
+    /// `spec.secretEncryption.type` (`aescbc`, `kms`), absent when not set.
+    pub encryption_type: Option<String>,
+    /// `spec.secretEncryption.aescbc.activeKey.name`: the Secret holding the key.
+    pub active_key_secret: Option<String>,
+}
+
+/// A Deployment by its scale: `spec.replicas`, `status.replicas` (pods, terminating ones
+/// included), `status.readyReplicas`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeploymentScale {
+    pub name: String,
+    pub replicas: u32,
+    pub status_replicas: u32,
+    pub ready_replicas: u32,
+}
+
+/// The Deployments of a hosted control plane that write to its etcd (`../shared/HOSTED.md`
+/// §A.2): scaled to zero while a snapshot is taken or restored.
+pub const ETCD_WRITERS: [&str; 3] = ["kube-apiserver", "openshift-apiserver", "openshift-oauth-apiserver"];
+
+/// Bytes of a secret (an encryption key): never printed, never serialised.
+pub struct SecretBytes(Vec<u8>);
+
+impl SecretBytes {
+    pub fn new(bytes: Vec<u8>) -> SecretBytes {
+        SecretBytes(bytes)
+    }
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+    /// The SHA-256 of the bytes (lowercase hex): names which key without revealing it.
+    pub fn fingerprint(&self) -> String {
+        use sha2::Digest;
+        sha2::Sha256::digest(&self.0).iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretBytes({} bytes, redacted)", self.0.len())
+    }
+}
+
+impl Drop for SecretBytes {
+    fn drop(&mut self) {
+        // Best effort: the key does not linger in freed memory.
+        self.0.fill(0);
+        // Keeps the compiler from eliding the wipe of memory about to be freed.
+        std::hint::black_box(&self.0);
+    }
 }
 
 /// The etcd of a hosted control plane, as the management cluster's API serves it.
@@ -1040,6 +1120,8 @@ pub struct Ports {
     pub etcd: Box<dyn EtcdPods>,
     /// The management cluster of hosted control planes.
     pub management: Option<Box<dyn ManagementCluster>>,
+    /// The S3 bucket hosted backups go to.
+    pub object_store: Option<Box<dyn crate::object_store::ObjectStore>>,
 }
 
 impl Ports {
@@ -1049,6 +1131,13 @@ impl Ports {
         self.management
             .as_deref()
             .ok_or_else(|| StepError::Bug("this target has no management cluster, yet a hosted run was admitted".into()))
+    }
+
+    /// The object-store port, or a bug, as [`Ports::management`].
+    pub fn object_store(&self) -> Result<&dyn crate::object_store::ObjectStore, StepError> {
+        self.object_store
+            .as_deref()
+            .ok_or_else(|| StepError::Bug("this target has no object store, yet a run that needs one was admitted".into()))
     }
 }
 

@@ -2,10 +2,12 @@
 //! run on a management cluster.
 
 pub mod etcd_member_recover;
+pub mod etcd_snapshot;
 pub mod pause_reconciliation;
 pub mod scale_data_plane_zero;
 
 pub use etcd_member_recover::HostedEtcdMemberRecover;
+pub use etcd_snapshot::HostedEtcdSnapshot;
 pub use pause_reconciliation::HostedPauseReconciliation;
 pub use scale_data_plane_zero::HostedScaleDataPlaneZero;
 

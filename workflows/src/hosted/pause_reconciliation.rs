@@ -116,7 +116,7 @@ impl crate::catalog::IntoParams for PauseArgs {
 }
 
 /// `drctl run <id>`: the annotation value naming the run that paused.
-fn paused_by(cx: &StepContext) -> String {
+pub(crate) fn paused_by(cx: &StepContext) -> String {
     format!("drctl run {}", cx.run_id)
 }
 
