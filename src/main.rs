@@ -295,6 +295,11 @@ struct Common {
     /// static_kuberesources_<ts>.tar.gz and backup-info.json.
     #[arg(long, value_name = "DIR", help_heading = "Real cluster")]
     backup_root: Option<PathBuf>,
+    /// An S3-compatible endpoint for a hosted procedure's bucket (MinIO, Ceph RGW:
+    /// `https://s3.example.com`); default: AWS S3. Credentials come from the AWS environment
+    /// variables, shared files or profile, and are never recorded.
+    #[arg(long, value_name = "URL", help_heading = "Real cluster")]
+    s3_endpoint: Option<String>,
 }
 
 /// `drctl run NAME …`: one subcommand per catalog row, with the procedure's own arguments
@@ -781,8 +786,8 @@ fn cmd_run(store: &Path, out: Output, cmd: RunCommand) -> Result<u8> {
     if common.sim.is_none() && common.sim_world.is_none() {
         return run_real(store, out, row, params, &common, deadline, pre_approve);
     }
-    if common.access.any() || common.backup_root.is_some() {
-        bail!("--sim runs against the simulator: drop --kubeconfig, --context, --hosts, --ssh-* and --backup-root, or drop --sim to act on that cluster");
+    if common.access.any() || common.backup_root.is_some() || common.s3_endpoint.is_some() {
+        bail!("--sim runs against the simulator: drop --kubeconfig, --context, --hosts, --ssh-*, --backup-root and --s3-endpoint, or drop --sim to act on that cluster");
     }
     // Check everything before touching the store: the world, its damage and faults, the params.
     let outages = common.sim_api_outage.iter().map(|o| parse_outage(o)).collect::<Result<Vec<_>>>()?;
@@ -858,6 +863,9 @@ fn run_real(
     if row.capabilities.contains(&Capability::ManagementCluster) {
         return run_on_management_cluster(store, out, row, params, common, deadline, pre_approve);
     }
+    if common.s3_endpoint.is_some() {
+        bail!("--s3-endpoint is for the hosted procedures' object store: a standalone cluster's backups go to --backup-root");
+    }
     let spec = real::RealSpec::from_args(&common.access, common.backup_root.as_deref())?;
     check_capabilities(row, spec.capabilities(), &format!("the cluster at {}", spec.describe()))?;
     if RESTORES_FROM_BACKUP.contains(&procedure) && params["backup"].is_null() {
@@ -884,11 +892,11 @@ fn run_on_management_cluster(
     pre_approve: Vec<String>,
 ) -> Result<u8> {
     let procedure = row.name;
-    let spec = real::ManagementSpec::from_args(&common.access, common.backup_root.as_deref())?;
+    let spec = real::ManagementSpec::from_args(&common.access, common.backup_root.as_deref(), common.s3_endpoint.as_deref())?;
     check_capabilities(row, real::ManagementSpec::CAPABILITIES, &spec.describe())?;
     check_params(procedure, &params)?;
     preflight(row, &params, &catalog::TargetFacts::default())?;
-    let target = spec.new_target()?;
+    let target = spec.new_target(row)?;
     let new =
         NewRun { procedure: procedure.into(), params, seed: common.seed, deadline, pre_approve, approver: whoami(), labels: spec.labels() };
     create_and_drive(store, out, new, target, &spec.describe())
@@ -980,7 +988,9 @@ fn cmd_resume(store: &Path, out: Output, run: Option<String>, sim_speed: Option<
                 Ok(t)
             }),
             Some(real::TARGET_REAL_MANAGEMENT) => real::ManagementSpec::from_labels(&rec).and_then(|spec| {
-                let t = spec.load_target()?;
+                let row = catalog::row(&rec.procedure)
+                    .ok_or_else(|| anyhow!("run {} is of procedure {}, which this build does not know", rec.id, rec.procedure))?;
+                let t = spec.load_target(row)?;
                 eprintln!("drctl: resuming run {} ({}) against {}", rec.id, rec.procedure, spec.describe());
                 Ok(t)
             }),

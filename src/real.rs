@@ -70,11 +70,6 @@ pub struct AccessArgs {
     /// without sudo (sandbox directories standing for hosts).
     #[arg(long, value_name = "DIR", hide = true)]
     pub ssh_host_root: Option<PathBuf>,
-    /// An S3-compatible endpoint for the hosted backups' bucket (MinIO, Ceph RGW:
-    /// `https://s3.example.com`); default: AWS S3. Credentials come from the AWS environment
-    /// variables, shared files or profile, and are never recorded.
-    #[arg(long, value_name = "URL", help_heading = "Real cluster")]
-    pub s3_endpoint: Option<String>,
 }
 
 impl AccessArgs {
@@ -89,7 +84,6 @@ impl AccessArgs {
             || self.ssh_identity.is_some()
             || self.known_hosts.is_some()
             || self.ssh_host_root.is_some()
-            || self.s3_endpoint.is_some()
     }
 }
 
@@ -329,9 +323,6 @@ impl RealSpec {
             );
         };
         let kube = KubeSpec::resolve(kubeconfig, a.context.as_deref())?;
-        if a.s3_endpoint.is_some() {
-            bail!("--s3-endpoint is for the hosted procedures' object store: a standalone cluster's backups go to --backup-root");
-        }
         let Some(ssh) = SshSpec::from_args(a)? else {
             bail!("a real cluster needs --hosts NAME=ADDRESS[@NODE],... (its control-plane hosts), or pass --sim <scenario>");
         };
@@ -470,7 +461,7 @@ impl ManagementSpec {
 
     /// From `drctl run`'s options: the kubeconfig and context of the management cluster. The
     /// options of a standalone cluster are refused rather than silently ignored.
-    pub fn from_args(a: &AccessArgs, backup_root: Option<&Path>) -> Result<ManagementSpec> {
+    pub fn from_args(a: &AccessArgs, backup_root: Option<&Path>, s3_endpoint: Option<&str>) -> Result<ManagementSpec> {
         for (given, flag) in [
             (a.hosts.is_some(), "--hosts"),
             (a.workers.is_some(), "--workers"),
@@ -487,10 +478,10 @@ impl ManagementSpec {
                  --kubeconfig (none in $KUBECONFIG or ~/.kube/config)"
             );
         };
-        if let Some(ep) = &a.s3_endpoint {
+        if let Some(ep) = s3_endpoint {
             crate::inspect::check_s3_endpoint(ep)?;
         }
-        Ok(ManagementSpec { kube: KubeSpec::resolve(kubeconfig, a.context.as_deref())?, s3_endpoint: a.s3_endpoint.clone() })
+        Ok(ManagementSpec { kube: KubeSpec::resolve(kubeconfig, a.context.as_deref())?, s3_endpoint: s3_endpoint.map(str::to_string) })
     }
 
     pub fn from_labels(rec: &RunRecord) -> Result<ManagementSpec> {
@@ -513,7 +504,7 @@ impl ManagementSpec {
     /// For `drctl run`: built, and its API probed before anything is stored (a refusal —
     /// credentials, certificates — stops here; an API that does not answer is waited out by
     /// the run's retries).
-    pub fn new_target(&self) -> Result<Target> {
+    pub fn new_target(&self, row: &drctl_workflows::catalog::CatalogRow) -> Result<Target> {
         let api = self.kube.connect(&Blocking::dedicated("drctl-io").context("start the I/O runtime")?)?;
         match api.server_version() {
             Ok(v) => eprintln!("drctl: API {} answers (Kubernetes {v})", self.kube.describe()),
@@ -522,27 +513,33 @@ impl ManagementSpec {
                 eprintln!("drctl: warning: the API does not answer ({e}); its steps are retried until it is back (within --deadline)")
             }
         }
-        self.target(api)
+        self.target(api, row)
     }
 
     /// For `drctl resume`: built, not probed.
-    pub fn load_target(&self) -> Result<Target> {
-        self.target(self.kube.connect(&Blocking::dedicated("drctl-io").context("start the I/O runtime")?)?)
+    pub fn load_target(&self, row: &drctl_workflows::catalog::CatalogRow) -> Result<Target> {
+        self.target(self.kube.connect(&Blocking::dedicated("drctl-io").context("start the I/O runtime")?)?, row)
     }
 
-    /// The kube adapter on the management cluster and the S3 adapter on the bucket's endpoint
-    /// (its credentials resolved by the AWS chain when first used).
-    fn target(&self, api: KubeApi) -> Result<Target> {
-        let rt = Blocking::dedicated("drctl-s3").context("start the I/O runtime")?;
-        let opts = drctl_adapters::s3::S3Options { endpoint: self.s3_endpoint.clone(), ..Default::default() };
-        let store = drctl_adapters::s3::S3Store::connect(rt, opts).map_err(|e| anyhow::anyhow!("the object store: {e}"))?;
+    /// The kube adapter on the management cluster and, for a procedure that writes to a bucket,
+    /// the S3 adapter on its endpoint (credentials from the AWS chain: a procedure that needs
+    /// none runs without them).
+    fn target(&self, api: KubeApi, row: &drctl_workflows::catalog::CatalogRow) -> Result<Target> {
+        let store: Option<Box<dyn drctl_workflows::object_store::ObjectStore>> = match row.capabilities.contains(&Capability::ObjectStore) {
+            true => {
+                let rt = Blocking::dedicated("drctl-s3").context("start the I/O runtime")?;
+                let opts = drctl_adapters::s3::S3Options { endpoint: self.s3_endpoint.clone(), ..Default::default() };
+                Some(Box::new(drctl_adapters::s3::S3Store::connect(rt, opts).map_err(|e| anyhow::anyhow!("the object store: {e}"))?))
+            }
+            false => None,
+        };
         let ports = Ports {
             etcd: Box::new(KubeEtcdPods(api.clone())),
             management: Some(Box::new(api.clone())),
             api: Box::new(api),
             hosts: Box::new(NoHosts),
             backups: Box::new(NoBackups),
-            object_store: Some(Box::new(store)),
+            object_store: store,
         };
         Ok(Target { ports: Arc::new(ports), clock: Arc::new(SystemClock::new()), sim: None })
     }

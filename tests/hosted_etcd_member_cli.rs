@@ -80,6 +80,7 @@ fn refusals_leave_every_member_and_pvc_as_they_were() {
     let o = drctl(store, &["run", "hosted-etcd-member-recover", "--sim-world", "ok", "--name", "example", "--member", "etcd-3"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--member 'etcd-3' is not one of etcd-0, etcd-1, etcd-2"), "{}", text(&o));
+    assert_eq!(drctl(store, &["history", "2"]).status.code(), Some(1), "the refused run was stored");
 }
 
 /// The production path: `drctl run … --kubeconfig` against a served management cluster, through

@@ -224,7 +224,9 @@ impl ExecChannel for PodExec {
         };
         match self.rt.block_on(async { tokio::time::timeout(timeout, fut).await }) {
             Err(_) => Err(PortError::Transient(format!("{what}: no answer within {timeout:?}"))),
-            Ok(Err(e)) => Err(match crate::kube::classify_kube_error(&e) {
+            // A container that cannot be entered now (crash-looping, not scheduled) is passing
+            // trouble, for the standalone etcd pods as for a hosted control plane's.
+            Ok(Err(e)) => Err(match crate::kube::classify_exec_error(&e) {
                 PortError::Transient(m) => PortError::Transient(format!("{what}: {m}")),
                 PortError::NotFound(m) => PortError::NotFound(format!("{what}: {m}")),
                 PortError::Permanent(m) => PortError::Permanent(format!("{what}: {m}")),
@@ -759,6 +761,23 @@ impl Etcd for EtcdCtl {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_container_that_cannot_be_entered_now_is_passing_trouble() {
+        let refused = |code: u16, message: &str| {
+            let status = serde_json::json!({"status": "Failure", "code": code, "reason": "BadRequest", "message": message});
+            kube::Error::Api(Box::new(serde_json::from_value(status).expect("a Status")))
+        };
+        for m in [
+            "unable to upgrade connection: container not found (\"etcd\")",
+            "pod etcd-0 does not have a host assigned",
+            "cannot exec into a container in a completed pod; current phase is Failed",
+        ] {
+            assert!(matches!(crate::kube::classify_exec_error(&refused(400, m)), PortError::Transient(_)), "{m}");
+        }
+        let forbidden = refused(403, "pods \"etcd-0\" is forbidden: User \"u\" cannot create resource \"pods/exec\"");
+        assert!(matches!(crate::kube::classify_exec_error(&forbidden), PortError::Permanent(_)));
+    }
 
     #[test]
     fn classification_table() {

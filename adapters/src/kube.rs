@@ -1421,6 +1421,12 @@ const EXEC_REFUSALS: &[&str] = &[
     "cannot exec into a container in a completed pod",
 ];
 
+/// How a failed exec request is classified: as any API error, except that a refusal to enter a
+/// container is transient (see [`EXEC_REFUSALS`]). Every exec channel classifies its errors here.
+pub(crate) fn classify_exec_error(e: &kube::Error) -> PortError {
+    exec_refusal(classify_kube_error(e))
+}
+
 fn exec_refusal(e: PortError) -> PortError {
     match e {
         PortError::Permanent(m) if EXEC_REFUSALS.iter().any(|r| m.contains(r)) => PortError::Transient(m),
@@ -1444,7 +1450,8 @@ impl ExecChannel for HostedEtcdExec {
             env.push(("ETCDCTL_CERT".into(), HOSTED_ETCD_CLIENT_CERT.into()));
             env.push(("ETCDCTL_KEY".into(), HOSTED_ETCD_CLIENT_KEY.into()));
         }
-        self.inner.run(argv, &env, timeout).map_err(exec_refusal)
+        // The channel (a `PodExec`) classifies a refusal to enter the container as transient.
+        self.inner.run(argv, &env, timeout)
     }
 
     fn describe(&self) -> String {
@@ -1830,7 +1837,7 @@ impl KubeApi {
         let opened = self.rt.block_on(async { tokio::time::timeout(STREAM_OPEN_TIMEOUT, api.exec(pod, argv, &ap)).await });
         let proc = match opened {
             Err(_) => return Err(PortError::Transient(format!("{what}: no answer within {STREAM_OPEN_TIMEOUT:?}"))),
-            Ok(Err(e)) => return Err(exec_refusal(during(&what, classify_kube_error(&e)))),
+            Ok(Err(e)) => return Err(during(&what, classify_exec_error(&e))),
             Ok(Ok(proc)) => proc,
         };
         let (tx, rx) = tokio::sync::mpsc::channel(STREAM_QUEUE);
@@ -2443,16 +2450,16 @@ mod tests {
 
     #[test]
     fn a_container_that_cannot_be_entered_now_is_transient() {
-        let refused = |e: PortError| hosted_etcdctl(container(&[], Some(e)) as Arc<dyn ExecChannel>, |e| e.endpoint_health_cluster());
-        let crash =
-            "exec in pod clusters-example/etcd-1: HTTP 400 BadRequest: unable to upgrade connection: container not found (\"etcd\")";
-        assert!(matches!(refused(PortError::Permanent(crash.into())), Err(PortError::Transient(m)) if m == crash));
-        let unscheduled = "exec in pod clusters-example/etcd-1: HTTP 400 BadRequest: pod etcd-1 does not have a host assigned";
-        assert!(matches!(refused(PortError::Permanent(unscheduled.into())), Err(PortError::Transient(_))));
+        // Classified where the exec request fails (every `PodExec`), not by a wrapper of one kind.
+        let refused = |code: u16, reason: &str, message: &str| {
+            classify_exec_error(&kube::Error::Api(kube::core::Status::failure(message, reason).with_code(code).boxed()))
+        };
+        let crash = "unable to upgrade connection: container not found (\"etcd\")";
+        assert!(matches!(refused(400, "BadRequest", crash), PortError::Transient(m) if m.contains(crash)));
+        assert!(matches!(refused(400, "BadRequest", "pod etcd-1 does not have a host assigned"), PortError::Transient(_)));
         // Asking for a container the pod does not have is our mistake; a missing pod is missing.
-        let wrong = "exec in pod clusters-example/etcd-1: HTTP 400 BadRequest: container etcdctl is not valid for pod etcd-1";
-        assert!(matches!(refused(PortError::Permanent(wrong.into())), Err(PortError::Permanent(_))));
-        assert!(matches!(refused(PortError::NotFound("pods \"etcd-9\" not found".into())), Err(PortError::NotFound(_))));
+        assert!(matches!(refused(400, "BadRequest", "container etcdctl is not valid for pod etcd-1"), PortError::Permanent(_)));
+        assert!(matches!(refused(404, "NotFound", "pods \"etcd-9\" not found"), PortError::NotFound(_)));
     }
 
     #[test]
